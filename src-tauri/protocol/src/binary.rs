@@ -1,0 +1,351 @@
+//! Binary frames: a big-endian u32 event type, then a payload (protocol §4).
+//!
+//! Decoding borrows from the frame so a preview image is never copied here; the caller decides
+//! whether to keep it.
+
+use crate::error::DecodeError;
+use crate::ids::{NodeId, PromptId};
+use serde::Deserialize;
+
+const PREVIEW_IMAGE: u32 = 1;
+const TEXT: u32 = 3;
+const PREVIEW_IMAGE_WITH_METADATA: u32 = 4;
+
+/// What the server told us about itself that changes binary layouts.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ServerFeatures {
+    /// The server advertised `supports_progress_text_metadata`: type-3 frames then carry a prompt
+    /// id before the node id.
+    pub progress_text_metadata: bool,
+}
+
+impl ServerFeatures {
+    /// Reads the flags that matter for decoding out of a `feature_flags` reply.
+    pub fn from_flags(flags: &serde_json::Map<String, serde_json::Value>) -> Self {
+        Self {
+            progress_text_metadata: flags
+                .get("supports_progress_text_metadata")
+                .and_then(serde_json::Value::as_bool)
+                .unwrap_or(false),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ImageFormat {
+    Jpeg,
+    Png,
+    Webp,
+    /// A format id or MIME type we do not know; the frontend shows these as JPEG.
+    Other,
+}
+
+impl ImageFormat {
+    fn from_code(code: u32) -> Self {
+        match code {
+            1 => Self::Jpeg,
+            2 => Self::Png,
+            _ => Self::Other,
+        }
+    }
+    fn from_mime(mime: &str) -> Self {
+        match mime {
+            "image/jpeg" | "image/jpg" => Self::Jpeg,
+            "image/png" => Self::Png,
+            "image/webp" => Self::Webp,
+            _ => Self::Other,
+        }
+    }
+    pub fn mime(self) -> &'static str {
+        match self {
+            Self::Jpeg | Self::Other => "image/jpeg",
+            Self::Png => "image/png",
+            Self::Webp => "image/webp",
+        }
+    }
+}
+
+/// The JSON header of a type-4 preview.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub struct PreviewMetadata {
+    #[serde(default)]
+    pub node_id: Option<NodeId>,
+    #[serde(default)]
+    pub prompt_id: Option<PromptId>,
+    #[serde(default)]
+    pub display_node_id: Option<NodeId>,
+    #[serde(default)]
+    pub parent_node_id: Option<NodeId>,
+    #[serde(default)]
+    pub real_node_id: Option<NodeId>,
+    #[serde(default)]
+    pub image_type: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum BinaryFrame<'a> {
+    /// Type 1 (no ids: attribute it to the last `progress`) or type 4 (`metadata` is `Some`).
+    Preview {
+        format: ImageFormat,
+        metadata: Option<PreviewMetadata>,
+        image: &'a [u8],
+    },
+    /// Type 3: text a node streams (status lines, tokens).
+    Text {
+        prompt_id: Option<PromptId>,
+        node: NodeId,
+        text: &'a str,
+    },
+    /// Any other event type, e.g. from a custom node. Kept, never an error.
+    Unknown { event_type: u32, payload: &'a [u8] },
+}
+
+fn read_u32(buf: &[u8], at: usize, what: &'static str) -> Result<u32, DecodeError> {
+    match buf.get(at..at + 4) {
+        Some(b) => Ok(u32::from_be_bytes([b[0], b[1], b[2], b[3]])),
+        None => Err(DecodeError::ShortFrame {
+            what,
+            needed: at + 4,
+            got: buf.len(),
+        }),
+    }
+}
+
+/// Splits `len` bytes off the front of `rest`.
+fn take<'a>(
+    rest: &'a [u8],
+    len: u32,
+    what: &'static str,
+) -> Result<(&'a [u8], &'a [u8]), DecodeError> {
+    let len = len as usize;
+    if len > rest.len() {
+        return Err(DecodeError::LengthPastEnd {
+            what,
+            declared: len,
+            available: rest.len(),
+        });
+    }
+    Ok(rest.split_at(len))
+}
+
+fn utf8<'a>(bytes: &'a [u8], what: &'static str) -> Result<&'a str, DecodeError> {
+    std::str::from_utf8(bytes).map_err(|source| DecodeError::InvalidUtf8 { what, source })
+}
+
+/// Decodes one binary frame.
+pub fn decode_binary<'a>(
+    frame: &'a [u8],
+    features: &ServerFeatures,
+) -> Result<BinaryFrame<'a>, DecodeError> {
+    let event_type = read_u32(frame, 0, "event type")?;
+    let body = &frame[4..];
+    match event_type {
+        PREVIEW_IMAGE => {
+            let code = read_u32(body, 0, "preview image type")?;
+            Ok(BinaryFrame::Preview {
+                format: ImageFormat::from_code(code),
+                metadata: None,
+                image: &body[4..],
+            })
+        }
+        PREVIEW_IMAGE_WITH_METADATA => {
+            let len = read_u32(body, 0, "preview metadata length")?;
+            let (json, image) = take(&body[4..], len, "preview metadata")?;
+            if json.trim_ascii_start().first() != Some(&b'{') {
+                // Serde would accept a JSON array as a struct; the server only ever sends an object.
+                return Err(match serde_json::from_slice::<serde_json::Value>(json) {
+                    Err(e) => DecodeError::InvalidJson(e),
+                    Ok(_) => DecodeError::BadPreviewMetadata(serde::de::Error::custom(
+                        "preview metadata is not a JSON object",
+                    )),
+                });
+            }
+            let metadata: PreviewMetadata =
+                serde_json::from_slice(json).map_err(|e| match e.classify() {
+                    serde_json::error::Category::Syntax | serde_json::error::Category::Eof => {
+                        DecodeError::InvalidJson(e)
+                    }
+                    _ => DecodeError::BadPreviewMetadata(e),
+                })?;
+            let format = metadata
+                .image_type
+                .as_deref()
+                .map(ImageFormat::from_mime)
+                .unwrap_or(ImageFormat::Jpeg);
+            Ok(BinaryFrame::Preview {
+                format,
+                metadata: Some(metadata),
+                image,
+            })
+        }
+        TEXT => {
+            let mut rest = body;
+            let mut prompt_id = None;
+            if features.progress_text_metadata {
+                let len = read_u32(rest, 0, "text prompt id length")?;
+                let (id, after) = take(&rest[4..], len, "text prompt id")?;
+                prompt_id = Some(PromptId::from(utf8(id, "text prompt id")?));
+                rest = after;
+            }
+            let len = read_u32(rest, 0, "text node id length")?;
+            let (node, text) = take(&rest[4..], len, "text node id")?;
+            Ok(BinaryFrame::Text {
+                prompt_id,
+                node: NodeId::from(utf8(node, "text node id")?),
+                text: utf8(text, "node text")?,
+            })
+        }
+        other => Ok(BinaryFrame::Unknown {
+            event_type: other,
+            payload: body,
+        }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn frame(parts: &[&[u8]]) -> Vec<u8> {
+        parts.concat()
+    }
+
+    const NONE: ServerFeatures = ServerFeatures {
+        progress_text_metadata: false,
+    };
+
+    #[test]
+    fn type_1_preview_carries_format_and_image() {
+        let f = frame(&[&1u32.to_be_bytes(), &2u32.to_be_bytes(), b"\x89PNG"]);
+        assert_eq!(
+            decode_binary(&f, &NONE).unwrap(),
+            BinaryFrame::Preview {
+                format: ImageFormat::Png,
+                metadata: None,
+                image: b"\x89PNG"
+            }
+        );
+    }
+
+    #[test]
+    fn type_4_preview_carries_ids() {
+        let meta = br#"{"node_id":"3","prompt_id":"p","display_node_id":"3","parent_node_id":null,"real_node_id":"3","image_type":"image/jpeg"}"#;
+        let f = frame(&[
+            &4u32.to_be_bytes(),
+            &(meta.len() as u32).to_be_bytes(),
+            meta,
+            b"\xff\xd8\xff",
+        ]);
+        match decode_binary(&f, &NONE).unwrap() {
+            BinaryFrame::Preview {
+                format,
+                metadata: Some(m),
+                image,
+            } => {
+                assert_eq!(format, ImageFormat::Jpeg);
+                assert_eq!(m.prompt_id, Some("p".into()));
+                assert_eq!(m.node_id, Some("3".into()));
+                assert_eq!(image, b"\xff\xd8\xff");
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+
+    #[test]
+    fn type_3_text_reads_node_and_text() {
+        let f = frame(&[&3u32.to_be_bytes(), &2u32.to_be_bytes(), b"11", b"width: 64"]);
+        assert_eq!(
+            decode_binary(&f, &NONE).unwrap(),
+            BinaryFrame::Text {
+                prompt_id: None,
+                node: "11".into(),
+                text: "width: 64"
+            }
+        );
+    }
+
+    #[test]
+    fn type_3_text_with_prompt_id_when_the_server_advertises_it() {
+        let f = frame(&[
+            &3u32.to_be_bytes(),
+            &1u32.to_be_bytes(),
+            b"p",
+            &1u32.to_be_bytes(),
+            b"2",
+            b"hi",
+        ]);
+        let features = ServerFeatures {
+            progress_text_metadata: true,
+        };
+        assert_eq!(
+            decode_binary(&f, &features).unwrap(),
+            BinaryFrame::Text {
+                prompt_id: Some("p".into()),
+                node: "2".into(),
+                text: "hi"
+            }
+        );
+    }
+
+    #[test]
+    fn unknown_event_types_are_kept() {
+        let f = frame(&[&99u32.to_be_bytes(), b"xyz"]);
+        assert_eq!(
+            decode_binary(&f, &NONE).unwrap(),
+            BinaryFrame::Unknown {
+                event_type: 99,
+                payload: b"xyz"
+            }
+        );
+    }
+
+    #[test]
+    fn short_headers_are_errors_not_panics() {
+        for len in 0..4 {
+            assert!(matches!(
+                decode_binary(&[0, 0, 0, 1][..len], &NONE),
+                Err(DecodeError::ShortFrame { .. })
+            ));
+        }
+        for ty in [1u32, 3, 4] {
+            let f = frame(&[&ty.to_be_bytes(), &[0, 0]]);
+            assert!(matches!(
+                decode_binary(&f, &NONE),
+                Err(DecodeError::ShortFrame { .. })
+            ));
+        }
+    }
+
+    #[test]
+    fn lengths_past_the_end_are_errors() {
+        let f = frame(&[&4u32.to_be_bytes(), &1000u32.to_be_bytes(), b"{}"]);
+        assert!(matches!(
+            decode_binary(&f, &NONE),
+            Err(DecodeError::LengthPastEnd { declared: 1000, .. })
+        ));
+        let f = frame(&[&3u32.to_be_bytes(), &u32::MAX.to_be_bytes(), b"1"]);
+        assert!(matches!(
+            decode_binary(&f, &NONE),
+            Err(DecodeError::LengthPastEnd { .. })
+        ));
+    }
+
+    #[test]
+    fn bad_utf8_and_bad_metadata_json_are_errors() {
+        let f = frame(&[&3u32.to_be_bytes(), &1u32.to_be_bytes(), b"1", b"\xff\xfe"]);
+        assert!(matches!(
+            decode_binary(&f, &NONE),
+            Err(DecodeError::InvalidUtf8 { .. })
+        ));
+        let f = frame(&[&4u32.to_be_bytes(), &3u32.to_be_bytes(), b"{x}", b"img"]);
+        assert!(matches!(
+            decode_binary(&f, &NONE),
+            Err(DecodeError::InvalidJson(_))
+        ));
+        let f = frame(&[&4u32.to_be_bytes(), &2u32.to_be_bytes(), b"[]", b"img"]);
+        assert!(matches!(
+            decode_binary(&f, &NONE),
+            Err(DecodeError::BadPreviewMetadata(_))
+        ));
+    }
+}

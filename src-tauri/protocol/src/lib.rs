@@ -1,0 +1,30 @@
+//! The ComfyUI wire protocol, decoded.
+//!
+//! This crate knows the bytes ComfyUI puts on its WebSocket and the JSON shapes of the HTTP
+//! endpoints a monitor reads, and nothing else: it does no I/O, owns no clock and spawns nothing.
+//! The entry points are [`decode_text`] and [`decode_binary`]; both return a closed enum or a
+//! typed [`DecodeError`], never panic, and map message types they do not know to a variant that
+//! keeps the raw value, because custom nodes broadcast whatever they like.
+//!
+//! The reference for every shape here is `comfyui-protocol.md` (read from ComfyUI's source) and
+//! the recorded traces the tests replay.
+
+mod binary;
+mod error;
+pub mod http;
+mod ids;
+mod lenient;
+mod message;
+
+pub use binary::{decode_binary, BinaryFrame, ImageFormat, PreviewMetadata, ServerFeatures};
+pub use error::DecodeError;
+pub use ids::{NodeId, PromptId};
+pub use message::{
+    decode_text, ExecutionError, ExecutionInterrupted, NodeProgress, NodeRunState, ServerMessage,
+    EXECUTION_BLOCKED,
+};
+
+/// The first text frame a client sends: it asks for binary type-4 previews, which carry the
+/// prompt and node ids that type-1 previews lack. Servers older than 0.3.45 ignore it.
+pub const CLIENT_FEATURE_FLAGS: &str =
+    r#"{"type":"feature_flags","data":{"supports_preview_metadata":true}}"#;
