@@ -16,7 +16,9 @@ mod ids;
 mod lenient;
 mod message;
 
-pub use binary::{decode_binary, BinaryFrame, ImageFormat, PreviewMetadata, ServerFeatures};
+pub use binary::{
+    decode_binary, image_size, BinaryFrame, ImageFormat, PreviewMetadata, ServerFeatures,
+};
 pub use error::DecodeError;
 pub use ids::{NodeId, PromptId};
 pub use message::{

@@ -1,0 +1,466 @@
+//! One supervisor task per instance: connect, stay connected, and turn traffic into events.
+//!
+//! The loop is an explicit state machine (`ConnectionState`): probe HTTP, detect capabilities,
+//! open the socket, run a session, and on any failure decide between "socket dropped" (HTTP still
+//! answers: reconnect soon) and "server down" (back off), or "auth failed" (retry slowly). HTTP
+//! reads during a session run as child tasks so the socket is always read promptly; a slow
+//! reader slows the server for every client (protocol §8.10).
+
+use crate::api::{Api, ApiError};
+use crate::backoff::{auth_retry_delay, reconnect_delay};
+use crate::event::{ConnectionState, ConnectionStatus, EventKind, Preview, ServerInfo};
+use crate::instance::InstanceSpec;
+use crate::sink::EventSink;
+use crate::tracker::{Lookup, Millis, Request, Snapshot, Tracker, Update};
+use crate::ws::{self, Socket};
+use comfy_protocol::{
+    decode_binary, decode_text, image_size, BinaryFrame, PromptId, ServerFeatures,
+    ServerMessage, CLIENT_FEATURE_FLAGS,
+};
+use futures_util::{SinkExt, StreamExt};
+use std::collections::HashSet;
+use std::time::Duration;
+use tokio::sync::{mpsc, watch};
+use tokio::task::JoinSet;
+use tokio::time::{sleep, Instant};
+use tokio_tungstenite::tungstenite::Message;
+
+/// Keepalive: proxies cut idle sockets and ComfyUI never pings.
+pub const PING_EVERY: Duration = Duration::from_secs(3);
+/// A link with no frame (pong included) for this long is dead: detected within 10 s.
+pub const LIVENESS: Duration = Duration::from_secs(8);
+/// Safety poll of the queue while work is pending or running, and while idle.
+pub const POLL_BUSY: Duration = Duration::from_secs(2);
+pub const POLL_IDLE: Duration = Duration::from_secs(10);
+/// A session shorter than this does not reset the backoff (a server that accepts and drops).
+const STABLE_SESSION: Duration = Duration::from_secs(10);
+
+#[derive(Debug)]
+pub(crate) enum Command {
+    /// Close the socket cleanly and stop.
+    Shutdown,
+    /// Re-read the queue now.
+    Refresh,
+}
+
+enum SessionEnd {
+    Shutdown,
+    Dropped(String),
+}
+
+enum HttpResult {
+    Snapshot(Result<Snapshot, ApiError>),
+    Outcome(PromptId, Result<Lookup, ApiError>),
+}
+
+pub(crate) fn now_ms() -> Millis {
+    time::OffsetDateTime::now_utc().unix_timestamp_nanos() as Millis / 1_000_000
+}
+
+pub(crate) struct Supervisor {
+    spec: InstanceSpec,
+    api: Api,
+    tracker: Tracker,
+    sink: EventSink,
+    status: watch::Sender<ConnectionStatus>,
+    commands: mpsc::Receiver<Command>,
+    info: ServerInfo,
+    features: ServerFeatures,
+}
+
+impl Supervisor {
+    pub(crate) fn new(
+        spec: InstanceSpec,
+        api: Api,
+        sink: EventSink,
+        status: watch::Sender<ConnectionStatus>,
+        commands: mpsc::Receiver<Command>,
+    ) -> Self {
+        let tracker = Tracker::new(spec.client_id.clone());
+        let info = ServerInfo {
+            client_id: spec.client_id.clone(),
+            ..ServerInfo::default()
+        };
+        Self {
+            spec,
+            api,
+            tracker,
+            sink,
+            status,
+            commands,
+            info,
+            features: ServerFeatures::default(),
+        }
+    }
+
+    async fn set_status(&mut self, state: ConnectionState, detail: String, retry: Option<Duration>) {
+        let status = ConnectionStatus {
+            state,
+            detail,
+            retry_in_ms: retry.map(|d| d.as_millis() as u64),
+        };
+        if *self.status.borrow() == status {
+            return;
+        }
+        self.status.send_replace(status.clone());
+        self.sink.send(EventKind::Connection(status)).await;
+    }
+
+    pub(crate) async fn run(mut self) {
+        if !self.spec.enabled {
+            self.set_status(ConnectionState::Disabled, "disabled".into(), None)
+                .await;
+            // Wait for the handle to go away.
+            while let Some(cmd) = self.commands.recv().await {
+                if matches!(cmd, Command::Shutdown) {
+                    return;
+                }
+            }
+            return;
+        }
+        let mut attempt: u32 = 0;
+        let mut auth_attempt: u32 = 0;
+        let mut connected_before = false;
+        loop {
+            let detail = if connected_before {
+                "reconnecting".to_owned()
+            } else {
+                format!("connecting to {}", self.spec.base_url)
+            };
+            let state = if connected_before {
+                ConnectionState::Reconnecting
+            } else {
+                ConnectionState::Connecting
+            };
+            self.set_status(state, detail, None).await;
+            let delay = match self.connect().await {
+                Ok(socket) => {
+                    auth_attempt = 0;
+                    if connected_before {
+                        self.tracker.reconnected();
+                    }
+                    connected_before = true;
+                    let started = Instant::now();
+                    let end = self.session(socket).await;
+                    self.tracker.disconnected();
+                    if started.elapsed() >= STABLE_SESSION {
+                        attempt = 0;
+                    }
+                    match end {
+                        SessionEnd::Shutdown => return,
+                        SessionEnd::Dropped(reason) => {
+                            self.after_drop(reason, &mut attempt, &mut auth_attempt).await
+                        }
+                    }
+                }
+                Err(ApiError::Auth(msg)) | Err(ApiError::BadCredentials(msg)) => {
+                    let d = auth_retry_delay(auth_attempt, rand::random());
+                    auth_attempt = auth_attempt.saturating_add(1);
+                    self.set_status(ConnectionState::AuthFailed, msg, Some(d)).await;
+                    d
+                }
+                Err(e) => {
+                    let d = reconnect_delay(attempt, rand::random());
+                    attempt = attempt.saturating_add(1);
+                    self.set_status(ConnectionState::Unreachable, e.to_string(), Some(d))
+                        .await;
+                    d
+                }
+            };
+            if self.wait(delay).await {
+                return;
+            }
+        }
+    }
+
+    /// Tells "socket dropped" from "server down" with one HTTP probe, and picks the delay.
+    async fn after_drop(&mut self, reason: String, attempt: &mut u32, auth_attempt: &mut u32) -> Duration {
+        match self.api.probe().await {
+            Ok(_) => {
+                let d = reconnect_delay(*attempt, rand::random());
+                *attempt = attempt.saturating_add(1);
+                self.set_status(
+                    ConnectionState::Reconnecting,
+                    format!("socket dropped ({reason}); the server answers HTTP"),
+                    Some(d),
+                )
+                .await;
+                d
+            }
+            Err(e) if e.is_auth() => {
+                let d = auth_retry_delay(*auth_attempt, rand::random());
+                *auth_attempt = auth_attempt.saturating_add(1);
+                self.set_status(ConnectionState::AuthFailed, e.to_string(), Some(d))
+                    .await;
+                d
+            }
+            Err(e) => {
+                let d = reconnect_delay(*attempt, rand::random());
+                *attempt = attempt.saturating_add(1);
+                self.set_status(
+                    ConnectionState::Unreachable,
+                    format!("server down ({reason}; {e})"),
+                    Some(d),
+                )
+                .await;
+                d
+            }
+        }
+    }
+
+    /// Sleeps, unless told to stop; returns true when told to stop.
+    async fn wait(&mut self, d: Duration) -> bool {
+        let deadline = sleep(d);
+        tokio::pin!(deadline);
+        loop {
+            tokio::select! {
+                _ = &mut deadline => return false,
+                cmd = self.commands.recv() => match cmd {
+                    None | Some(Command::Shutdown) => return true,
+                    Some(Command::Refresh) => return false,
+                },
+            }
+        }
+    }
+
+    /// Probe, detect capabilities, open the socket.
+    async fn connect(&mut self) -> Result<Socket, ApiError> {
+        let stats = self.api.probe().await?;
+        self.info.version = stats.system.comfyui_version;
+        self.info.feature_flags = self.api.has_feature_flags().await?;
+        self.info.jobs_api = self.api.has_jobs_api().await?;
+        ws::connect(&self.spec).await
+    }
+
+    async fn session(&mut self, mut socket: Socket) -> SessionEnd {
+        // The first text frame is the only one the server reads for feature flags.
+        if let Err(e) = socket.send(Message::text(CLIENT_FEATURE_FLAGS)).await {
+            return SessionEnd::Dropped(format!("send failed: {e}"));
+        }
+        self.features = ServerFeatures::default();
+        self.set_status(
+            ConnectionState::Connected,
+            format!(
+                "connected{}",
+                self.info
+                    .version
+                    .as_deref()
+                    .map(|v| format!(" to ComfyUI {v}"))
+                    .unwrap_or_default()
+            ),
+            None,
+        )
+        .await;
+        self.sink.send(EventKind::Server(self.info.clone())).await;
+
+        let mut http: JoinSet<HttpResult> = JoinSet::new();
+        let mut snapshot_again: Option<bool> = None;
+        let mut outcomes_in_flight: HashSet<PromptId> = HashSet::new();
+        self.spawn_snapshot(&mut http, true);
+        let mut snapshot_in_flight = true;
+
+        let mut ping = tokio::time::interval_at(Instant::now() + PING_EVERY, PING_EVERY);
+        ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let liveness = sleep(LIVENESS);
+        tokio::pin!(liveness);
+        let poll = sleep(POLL_BUSY);
+        tokio::pin!(poll);
+
+        loop {
+            let mut requests = Vec::new();
+            tokio::select! {
+                frame = socket.next() => {
+                    liveness.as_mut().reset(Instant::now() + LIVENESS);
+                    match frame {
+                        Some(Ok(Message::Text(t))) => requests = self.on_text(t.as_str()).await,
+                        Some(Ok(Message::Binary(b))) => requests = self.on_binary(b).await,
+                        Some(Ok(Message::Close(c))) => {
+                            let why = c.map(|c| format!("closed by server: {} {}", u16::from(c.code), c.reason))
+                                .unwrap_or_else(|| "closed by server".into());
+                            return SessionEnd::Dropped(why);
+                        }
+                        Some(Ok(_)) => {} // ping/pong: liveness only
+                        Some(Err(e)) => return SessionEnd::Dropped(e.to_string()),
+                        None => return SessionEnd::Dropped("connection closed".into()),
+                    }
+                }
+                _ = ping.tick() => {
+                    if let Err(e) = socket.send(Message::Ping(Default::default())).await {
+                        return SessionEnd::Dropped(format!("ping failed: {e}"));
+                    }
+                }
+                _ = &mut liveness => {
+                    // Half-open: say goodbye without waiting for an answer, then drop it.
+                    let _ = tokio::time::timeout(Duration::from_millis(200), socket.close(None)).await;
+                    return SessionEnd::Dropped(format!("no answer for {} s", LIVENESS.as_secs()));
+                }
+                _ = &mut poll => requests.push(Request::Snapshot),
+                Some(done) = http.join_next(), if !http.is_empty() => {
+                    match done {
+                        Ok(HttpResult::Snapshot(r)) => {
+                            snapshot_in_flight = false;
+                            requests = self.on_snapshot(r).await;
+                            if let Some(recent) = snapshot_again.take() {
+                                self.spawn_snapshot(&mut http, recent);
+                                snapshot_in_flight = true;
+                            }
+                        }
+                        Ok(HttpResult::Outcome(id, r)) => {
+                            outcomes_in_flight.remove(&id);
+                            self.on_outcome(id, r).await;
+                        }
+                        Err(e) => {
+                            tracing::warn!(instance = %self.spec.name, "HTTP task failed: {e}");
+                            snapshot_in_flight = false;
+                        }
+                    }
+                }
+                cmd = self.commands.recv() => match cmd {
+                    None | Some(Command::Shutdown) => {
+                        let _ = tokio::time::timeout(Duration::from_secs(1), socket.close(None)).await;
+                        return SessionEnd::Shutdown;
+                    }
+                    Some(Command::Refresh) => requests.push(Request::Snapshot),
+                },
+            }
+            let poll_every = if self.tracker.busy() { POLL_BUSY } else { POLL_IDLE };
+            for r in requests {
+                match r {
+                    Request::Snapshot => {
+                        // A `status` frame said the queue changed: also look for jobs that came
+                        // and went between two polls.
+                        poll.as_mut().reset(Instant::now() + poll_every);
+                        if snapshot_in_flight {
+                            snapshot_again = Some(true);
+                        } else {
+                            self.spawn_snapshot(&mut http, true);
+                            snapshot_in_flight = true;
+                        }
+                    }
+                    Request::Outcome(id) => {
+                        if outcomes_in_flight.insert(id.clone()) {
+                            let api = self.api.clone();
+                            let jobs_api = self.info.jobs_api;
+                            http.spawn(async move {
+                                let r = api.outcome(&id, jobs_api).await;
+                                HttpResult::Outcome(id, r)
+                            });
+                        }
+                    }
+                }
+            }
+            if poll.is_elapsed() {
+                poll.as_mut().reset(Instant::now() + poll_every);
+            }
+        }
+    }
+
+    fn spawn_snapshot(&self, http: &mut JoinSet<HttpResult>, include_recent: bool) {
+        let api = self.api.clone();
+        let jobs_api = self.info.jobs_api;
+        let known: HashSet<PromptId> = self.tracker.known_jobs();
+        http.spawn(async move {
+            HttpResult::Snapshot(api.snapshot(jobs_api, &known, include_recent).await)
+        });
+    }
+
+    async fn publish(&mut self, updates: Vec<Update>) {
+        for u in updates {
+            let kind = match u {
+                Update::Queue { running, pending } => EventKind::Queue { running, pending },
+                Update::Job(j) => EventKind::Job(j),
+                Update::Text {
+                    prompt_id,
+                    node,
+                    text,
+                } => EventKind::Text {
+                    prompt_id,
+                    node,
+                    text,
+                },
+                Update::ServerEvent { kind, data } => EventKind::ServerEvent { kind, data },
+                // Previews are published by `on_binary`, which holds the bytes.
+                Update::Preview { .. } => continue,
+            };
+            self.sink.send(kind).await;
+        }
+    }
+
+    async fn on_text(&mut self, text: &str) -> Vec<Request> {
+        match decode_text(text) {
+            Ok(msg) => {
+                if let ServerMessage::FeatureFlags(flags) = &msg {
+                    self.features = ServerFeatures::from_flags(flags);
+                }
+                let (updates, requests) = self.tracker.apply_message(&msg, now_ms());
+                self.publish(updates).await;
+                requests
+            }
+            Err(e) => {
+                self.protocol_error(format!("text frame ({} bytes): {e}", text.len()))
+                    .await;
+                Vec::new()
+            }
+        }
+    }
+
+    async fn on_binary(&mut self, data: bytes::Bytes) -> Vec<Request> {
+        let frame = match decode_binary(&data, &self.features) {
+            Ok(f) => f,
+            Err(e) => {
+                self.protocol_error(format!("binary frame ({} bytes): {e}", data.len()))
+                    .await;
+                return Vec::new();
+            }
+        };
+        let updates = self.tracker.apply_binary(&frame);
+        if let BinaryFrame::Preview { format, image, .. } = &frame {
+            for u in &updates {
+                if let Update::Preview { prompt_id, node } = u {
+                    let size = image_size(image);
+                    let preview = Preview {
+                        prompt_id: prompt_id.clone(),
+                        node: node.clone(),
+                        mime: format.mime(),
+                        width: size.map(|s| s.0),
+                        height: size.map(|s| s.1),
+                        bytes: image.len(),
+                        image: data.slice_ref(image),
+                    };
+                    self.sink.send(EventKind::Preview(preview)).await;
+                }
+            }
+        }
+        self.publish(updates).await;
+        Vec::new()
+    }
+
+    async fn on_snapshot(&mut self, r: Result<Snapshot, ApiError>) -> Vec<Request> {
+        match r {
+            Ok(snap) => {
+                let (updates, requests) = self.tracker.apply_snapshot(&snap, now_ms());
+                self.publish(updates).await;
+                requests
+            }
+            Err(e) => {
+                // The socket is the judge of the link; a failed poll is retried at the next one.
+                tracing::warn!(instance = %self.spec.name, "queue poll failed: {e}");
+                Vec::new()
+            }
+        }
+    }
+
+    async fn on_outcome(&mut self, id: PromptId, r: Result<Lookup, ApiError>) {
+        let lookup = r.unwrap_or_else(|e| {
+            tracing::warn!(instance = %self.spec.name, prompt_id = %id, "outcome lookup failed: {e}");
+            Lookup::Unavailable
+        });
+        let updates = self.tracker.apply_outcome(&id, lookup, now_ms());
+        self.publish(updates).await;
+    }
+
+    async fn protocol_error(&mut self, detail: String) {
+        tracing::warn!(instance = %self.spec.name, "undecodable {detail}");
+        self.sink.send(EventKind::ProtocolError { detail }).await;
+    }
+}

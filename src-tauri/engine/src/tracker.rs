@@ -1,0 +1,1172 @@
+//! The job tracker: a pure state machine from ComfyUI traffic to a picture of every job.
+//!
+//! It owns no socket and no clock. The supervisor (or `replay`, or a test) feeds it decoded
+//! frames, HTTP snapshots and outcome lookups with the time they happened, and gets back
+//! [`Update`]s to publish and [`Request`]s for HTTP reads it should make. Because time is passed
+//! in, every rule here is tested without sleeping.
+//!
+//! Two sources, one picture:
+//! - **live**: jobs queued with our client id; ComfyUI sends their execution messages to our
+//!   socket, so we follow nodes, steps and previews.
+//! - **observed**: everyone else's jobs; ComfyUI sends us only `status`, so they are followed
+//!   through `/api/jobs` or `/queue` + `/history` snapshots and labelled as such.
+//!
+//! ## Overall percent
+//! The planned node set is the upstream closure of the job's output nodes (`outputs_to_execute`,
+//! else the graph's sinks) through input links, not expanding past cached nodes. Each planned node
+//! has weight `1 + steps`, where `steps` is the node's numeric `steps` input (samplers dominate
+//! wall time), else `1`. A node's fraction is 1 when finished or cached, `value / max` while
+//! running, 0 before. Overall = `100 · Σ weight·fraction / Σ weight`, held below 100 until the job
+//! succeeds and never allowed to go down. Nodes that appear without being planned (expanded
+//! nodes, or no graph known) join the plan with weight 1.
+//!
+//! ## ETA
+//! Milliseconds per step are smoothed (EWMA) from consecutive `progress` updates of one node.
+//! ETA = remaining weighted work (`Σ weight·(1 − fraction)`) × ms per step.
+
+use crate::event::{ErrorDetails, JobOrigin, JobState, JobView, Fidelity};
+use comfy_protocol::http::{output_files, FinishedJob, OutputFile, Outcome};
+use comfy_protocol::{
+    BinaryFrame, ExecutionError, NodeId, NodeRunState, PromptId, ServerMessage,
+};
+use serde_json::Value;
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+
+/// Milliseconds since the Unix epoch: the tracker's only notion of time.
+pub type Millis = i64;
+
+/// How many finished jobs are remembered, so a late message or snapshot for them is ignored
+/// instead of resurrecting them.
+const FINISHED_MEMORY: usize = 2048;
+/// Node texts kept per job.
+const TEXT_MEMORY: usize = 64;
+
+/// What the tracker tells its host.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Update {
+    Queue {
+        running: Vec<PromptId>,
+        pending: Vec<PromptId>,
+    },
+    Job(Box<JobView>),
+    /// A preview frame, attributed to a job and node when that is known.
+    Preview {
+        prompt_id: Option<PromptId>,
+        node: Option<NodeId>,
+    },
+    Text {
+        prompt_id: Option<PromptId>,
+        node: NodeId,
+        text: String,
+    },
+    ServerEvent {
+        kind: String,
+        data: Value,
+    },
+}
+
+/// An HTTP read the host should make and report back.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Request {
+    /// Look the job up in `/api/jobs/{id}` or `/history/{id}` and call [`Tracker::apply_outcome`].
+    Outcome(PromptId),
+    /// Re-read the queue now (the socket said it changed).
+    Snapshot,
+}
+
+/// One job in a queue snapshot.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ActiveJob {
+    pub prompt_id: PromptId,
+    pub number: Option<f64>,
+    /// `Some(None)`: queued without a client id. `None`: this snapshot does not say.
+    pub client_id: Option<Option<String>>,
+    pub graph: Option<Value>,
+    pub outputs_to_execute: Option<Vec<NodeId>>,
+    pub create_time: Option<Millis>,
+}
+
+/// The server's queue at one moment: running jobs, and pending ones in run order.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Snapshot {
+    pub running: Vec<ActiveJob>,
+    pub pending: Vec<ActiveJob>,
+    /// Recently finished jobs the server lists (ids only); unknown ones are looked up.
+    pub recent_finished: Vec<PromptId>,
+}
+
+/// What an outcome lookup found.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Lookup {
+    Found(Box<FinishedJob>),
+    /// The server has no record of the job.
+    NotFound,
+    /// The lookup could not be made (server unreachable, replay without HTTP).
+    Unavailable,
+}
+
+#[derive(Debug, Clone, Default)]
+struct NodeState {
+    value: f64,
+    max: f64,
+    state: Option<NodeRunState>,
+    display: Option<NodeId>,
+}
+
+#[derive(Debug, Clone)]
+struct Job {
+    prompt_id: PromptId,
+    origin: JobOrigin,
+    fidelity: Fidelity,
+    state: JobState,
+    number: Option<f64>,
+    graph: Option<Value>,
+    outputs_to_execute: Option<Vec<NodeId>>,
+    /// Planned node -> weight.
+    plan: BTreeMap<NodeId, f64>,
+    cached: HashSet<NodeId>,
+    nodes: HashMap<NodeId, NodeState>,
+    /// Nodes running now, most recent last.
+    current: Vec<NodeId>,
+    percent: Option<f64>,
+    first_seen: Millis,
+    started: Option<Millis>,
+    ended: Option<Millis>,
+    ms_per_step: Option<f64>,
+    last_step: Option<(NodeId, f64, Millis)>,
+    outputs: Vec<OutputFile>,
+    texts: VecDeque<(NodeId, String)>,
+    error: Option<ErrorDetails>,
+    /// Terminal outcome seen on the socket, waiting for `executing null` or a reconcile.
+    ending: Option<JobState>,
+    warnings: Vec<String>,
+    detail: Option<String>,
+    /// Missing from a snapshot: being looked up.
+    vanished: Option<Vanished>,
+    /// The server sends `progress_state` (≥0.3.45); older ones only say which node started.
+    has_progress_state: bool,
+    /// When the tracker last heard of this job.
+    seen_at: Millis,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Vanished {
+    WhilePending,
+    WhileRunning,
+    AcrossReconnect,
+}
+
+impl Job {
+    fn new(prompt_id: PromptId, origin: JobOrigin, now: Millis) -> Self {
+        Self {
+            prompt_id,
+            origin,
+            fidelity: match origin {
+                JobOrigin::SelfApp => Fidelity::Live,
+                _ => Fidelity::Observed,
+            },
+            state: JobState::Pending,
+            number: None,
+            graph: None,
+            outputs_to_execute: None,
+            plan: BTreeMap::new(),
+            cached: HashSet::new(),
+            nodes: HashMap::new(),
+            current: Vec::new(),
+            percent: None,
+            first_seen: now,
+            started: None,
+            ended: None,
+            ms_per_step: None,
+            last_step: None,
+            outputs: Vec::new(),
+            texts: VecDeque::new(),
+            error: None,
+            ending: None,
+            warnings: Vec::new(),
+            detail: None,
+            vanished: None,
+            has_progress_state: false,
+            seen_at: now,
+        }
+    }
+
+    fn node_class(&self, node: &NodeId) -> Option<String> {
+        self.graph
+            .as_ref()?
+            .get(node.as_str())?
+            .get("class_type")?
+            .as_str()
+            .map(str::to_owned)
+    }
+
+    fn node_title(&self, node: &NodeId) -> Option<String> {
+        self.graph
+            .as_ref()?
+            .get(node.as_str())?
+            .get("_meta")?
+            .get("title")?
+            .as_str()
+            .map(str::to_owned)
+    }
+
+    /// Weight of a node: `1 + steps` for nodes with a numeric `steps` input.
+    fn weight(&self, node: &NodeId) -> f64 {
+        let steps = self
+            .graph
+            .as_ref()
+            .and_then(|g| g.get(node.as_str()))
+            .and_then(|n| n.get("inputs"))
+            .and_then(|i| i.get("steps"))
+            .and_then(Value::as_f64)
+            .filter(|s| s.is_finite() && *s > 0.0)
+            .unwrap_or(0.0);
+        1.0 + steps
+    }
+
+    /// Rebuilds the plan from the graph, outputs and cache (see the module docs).
+    fn replan(&mut self) {
+        let Some(graph) = self.graph.as_ref().and_then(Value::as_object) else {
+            return;
+        };
+        let outputs: Vec<NodeId> = match &self.outputs_to_execute {
+            Some(o) if !o.is_empty() => o.clone(),
+            _ => sinks(graph),
+        };
+        let mut planned = BTreeMap::new();
+        let mut stack: Vec<NodeId> = outputs;
+        while let Some(id) = stack.pop() {
+            if planned.contains_key(&id) {
+                continue;
+            }
+            let Some(node) = graph.get(id.as_str()) else {
+                continue;
+            };
+            planned.insert(id.clone(), 0.0);
+            if self.cached.contains(&id) {
+                continue;
+            }
+            if let Some(inputs) = node.get("inputs").and_then(Value::as_object) {
+                for v in inputs.values() {
+                    if let Some(src) = link_source(v) {
+                        if graph.contains_key(src.as_str()) {
+                            stack.push(src);
+                        }
+                    }
+                }
+            }
+        }
+        // Nodes already seen running stay in the plan even if the graph walk missed them.
+        for id in self.nodes.keys() {
+            planned.entry(id.clone()).or_insert(0.0);
+        }
+        for (id, w) in planned.iter_mut() {
+            *w = self.weight(id);
+        }
+        self.plan = planned;
+    }
+
+    fn ensure_planned(&mut self, node: &NodeId) {
+        if !self.plan.contains_key(node) {
+            let w = if self.graph.is_some() {
+                self.weight(node)
+            } else {
+                1.0
+            };
+            self.plan.insert(node.clone(), w);
+        }
+    }
+
+    fn fraction(&self, node: &NodeId) -> f64 {
+        if self.cached.contains(node) {
+            return 1.0;
+        }
+        match self.nodes.get(node) {
+            Some(n) if n.state == Some(NodeRunState::Finished) => 1.0,
+            Some(n) if n.max > 0.0 => (n.value / n.max).clamp(0.0, 1.0),
+            _ => 0.0,
+        }
+    }
+
+    /// Recomputes the overall percent; it never goes down and stays below 100 until success.
+    fn recompute_percent(&mut self) {
+        if self.fidelity != Fidelity::Live || self.plan.is_empty() {
+            return;
+        }
+        let total: f64 = self.plan.values().sum();
+        let done: f64 = self.plan.iter().map(|(id, w)| w * self.fraction(id)).sum();
+        let mut p = if total > 0.0 { 100.0 * done / total } else { 0.0 };
+        if self.state != JobState::Success {
+            p = p.min(99.9);
+        }
+        let prev = self.percent.unwrap_or(0.0);
+        self.percent = Some(p.max(prev));
+    }
+
+    fn remaining_work(&self) -> f64 {
+        self.plan
+            .iter()
+            .map(|(id, w)| w * (1.0 - self.fraction(id)))
+            .sum()
+    }
+
+    fn nodes_done(&self) -> usize {
+        self.plan.keys().filter(|id| self.fraction(id) >= 1.0).count()
+    }
+
+    fn mark_running(&mut self, now: Millis) {
+        if self.state == JobState::Pending {
+            self.state = JobState::Running;
+        }
+        if self.started.is_none() {
+            self.started = Some(now);
+        }
+    }
+
+    fn finish_node(&mut self, node: &NodeId) {
+        let n = self.nodes.entry(node.clone()).or_default();
+        n.state = Some(NodeRunState::Finished);
+        if n.max <= 0.0 {
+            n.max = 1.0;
+        }
+        n.value = n.max;
+        self.current.retain(|c| c != node);
+    }
+
+    /// Legacy servers (no `progress_state`): a node is done when the next one starts.
+    fn start_node(&mut self, node: &NodeId, display: Option<NodeId>) {
+        let previous: Vec<NodeId> = self
+            .current
+            .iter()
+            .filter(|c| *c != node)
+            .filter(|c| {
+                self.nodes
+                    .get(*c)
+                    .is_some_and(|n| n.state != Some(NodeRunState::Finished))
+            })
+            .cloned()
+            .collect();
+        if !self.has_progress_state {
+            for p in previous {
+                self.finish_node(&p);
+            }
+        }
+        let entry = self.nodes.entry(node.clone()).or_default();
+        if entry.state != Some(NodeRunState::Finished) {
+            entry.state = Some(NodeRunState::Running);
+            if entry.max <= 0.0 {
+                entry.max = 1.0;
+            }
+        }
+        if display.is_some() {
+            entry.display = display;
+        }
+        self.current.retain(|c| c != node);
+        self.current.push(node.clone());
+        self.ensure_planned(node);
+    }
+
+}
+
+fn link_source(v: &Value) -> Option<NodeId> {
+    let a = v.as_array()?;
+    if a.len() != 2 || !a[1].is_number() {
+        return None;
+    }
+    match &a[0] {
+        Value::String(s) => Some(NodeId::from(s.as_str())),
+        Value::Number(n) => Some(NodeId::from(n.to_string())),
+        _ => None,
+    }
+}
+
+/// Nodes no other node links to: the outputs, when the server did not say.
+fn sinks(graph: &serde_json::Map<String, Value>) -> Vec<NodeId> {
+    let mut used = HashSet::new();
+    for node in graph.values() {
+        if let Some(inputs) = node.get("inputs").and_then(Value::as_object) {
+            for v in inputs.values() {
+                if let Some(src) = link_source(v) {
+                    used.insert(src);
+                }
+            }
+        }
+    }
+    graph
+        .keys()
+        .map(|k| NodeId::from(k.as_str()))
+        .filter(|k| !used.contains(k))
+        .collect()
+}
+
+/// The tracker for one instance.
+#[derive(Debug)]
+pub struct Tracker {
+    client_id: String,
+    jobs: HashMap<PromptId, Job>,
+    finished: VecDeque<PromptId>,
+    finished_set: HashSet<PromptId>,
+    running: Vec<PromptId>,
+    pending: Vec<PromptId>,
+    /// `(prompt, node)` of the last `progress`: type-1 previews carry no ids and follow it.
+    last_progress: Option<(Option<PromptId>, Option<NodeId>)>,
+    /// Set by [`Tracker::reconnected`]; the next snapshot treats vanished jobs as lost.
+    after_reconnect: bool,
+    /// Finished jobs listed before we started watching: not news.
+    baseline_done: bool,
+}
+
+impl Tracker {
+    /// `client_id` is this app's id on the instance: jobs queued with it are ours.
+    pub fn new(client_id: impl Into<String>) -> Self {
+        Self {
+            client_id: client_id.into(),
+            jobs: HashMap::new(),
+            finished: VecDeque::new(),
+            finished_set: HashSet::new(),
+            running: Vec::new(),
+            pending: Vec::new(),
+            last_progress: None,
+            after_reconnect: false,
+            baseline_done: false,
+        }
+    }
+
+    pub fn client_id(&self) -> &str {
+        &self.client_id
+    }
+
+    /// Is anything queued or running (the host polls faster then)?
+    pub fn busy(&self) -> bool {
+        !self.running.is_empty() || !self.pending.is_empty() || self.jobs.values().any(|j| !j.state.is_terminal())
+    }
+
+    /// The current view of one job.
+    pub fn job(&self, id: &PromptId) -> Option<JobView> {
+        self.jobs.get(id).map(view)
+    }
+
+    /// Every job not yet finished, running first then pending in run order.
+    pub fn active_jobs(&self) -> Vec<JobView> {
+        let mut v: Vec<JobView> = self
+            .jobs
+            .values()
+            .filter(|j| !j.state.is_terminal())
+            .map(view)
+            .collect();
+        v.sort_by(|a, b| {
+            (a.state != JobState::Running)
+                .cmp(&(b.state != JobState::Running))
+                .then(a.number.unwrap_or(f64::MAX).total_cmp(&b.number.unwrap_or(f64::MAX)))
+        });
+        v
+    }
+
+    /// Jobs whose origin and graph are known: a snapshot need not fetch their details again.
+    pub fn known_jobs(&self) -> HashSet<PromptId> {
+        self.jobs
+            .values()
+            .filter(|j| j.graph.is_some())
+            .map(|j| j.prompt_id.clone())
+            .chain(self.finished.iter().cloned())
+            .collect()
+    }
+
+    pub fn queue(&self) -> (Vec<PromptId>, Vec<PromptId>) {
+        (self.running.clone(), self.pending.clone())
+    }
+
+    fn is_finished(&self, id: &PromptId) -> bool {
+        self.finished_set.contains(id)
+    }
+
+    /// The job, created on first sight unless it already finished.
+    fn job_mut(&mut self, id: &PromptId, origin: JobOrigin, now: Millis) -> Option<&mut Job> {
+        if self.is_finished(id) {
+            return None;
+        }
+        let job = self
+            .jobs
+            .entry(id.clone())
+            .or_insert_with(|| Job::new(id.clone(), origin, now));
+        job.seen_at = job.seen_at.max(now);
+        if origin == JobOrigin::SelfApp && job.origin != JobOrigin::SelfApp {
+            // Only the submitter's socket gets execution_start/executing/executed: proof.
+            job.origin = JobOrigin::SelfApp;
+            job.fidelity = Fidelity::Live;
+            job.replan();
+        }
+        Some(job)
+    }
+
+    fn emit(&self, id: &PromptId, out: &mut Vec<Update>) {
+        if let Some(j) = self.jobs.get(id) {
+            out.push(Update::Job(Box::new(view(j))));
+        }
+    }
+
+    fn queue_update(&self) -> Update {
+        Update::Queue {
+            running: self.running.clone(),
+            pending: self.pending.clone(),
+        }
+    }
+
+    /// Moves a job to running in the queue view; returns whether the view changed.
+    fn queue_mark_running(&mut self, id: &PromptId) -> bool {
+        if self.running.contains(id) {
+            return false;
+        }
+        self.pending.retain(|p| p != id);
+        // Core ComfyUI runs one job at a time: a job starting means the previous one is done.
+        self.running = vec![id.clone()];
+        true
+    }
+
+    fn queue_remove(&mut self, id: &PromptId) -> bool {
+        let before = self.running.len() + self.pending.len();
+        self.running.retain(|p| p != id);
+        self.pending.retain(|p| p != id);
+        before != self.running.len() + self.pending.len()
+    }
+
+    /// Records the terminal state exactly once.
+    fn finish(&mut self, id: &PromptId, state: JobState, now: Millis, out: &mut Vec<Update>) {
+        let Some(job) = self.jobs.get_mut(id) else {
+            return;
+        };
+        if job.state.is_terminal() {
+            return;
+        }
+        job.state = state;
+        job.ending = None;
+        job.vanished = None;
+        job.ended.get_or_insert(now);
+        job.current.clear();
+        if state == JobState::Success {
+            if job.fidelity == Fidelity::Live {
+                job.percent = Some(100.0);
+            }
+        }
+        out.push(Update::Job(Box::new(view(job))));
+        let changed = self.queue_remove(id);
+        if changed {
+            out.push(self.queue_update());
+        }
+        self.remember_finished(id.clone());
+    }
+
+    fn remember_finished(&mut self, id: PromptId) {
+        if self.finished_set.insert(id.clone()) {
+            self.finished.push_back(id);
+        }
+        while self.finished.len() > FINISHED_MEMORY {
+            if let Some(old) = self.finished.pop_front() {
+                self.finished_set.remove(&old);
+                self.jobs.remove(&old);
+            }
+        }
+    }
+
+    /// Applies one decoded text frame.
+    pub fn apply_message(
+        &mut self,
+        msg: &ServerMessage,
+        now: Millis,
+    ) -> (Vec<Update>, Vec<Request>) {
+        let mut out = Vec::new();
+        let mut req = Vec::new();
+        match msg {
+            ServerMessage::Status { .. } => req.push(Request::Snapshot),
+            ServerMessage::ExecutionStart { prompt_id, timestamp } => {
+                if let Some(job) = self.job_mut(prompt_id, JobOrigin::SelfApp, now) {
+                    job.mark_running(timestamp.unwrap_or(now));
+                    self.emit(prompt_id, &mut out);
+                    if self.queue_mark_running(prompt_id) {
+                        out.push(self.queue_update());
+                    }
+                    if self.jobs.get(prompt_id).is_some_and(|j| j.graph.is_none()) {
+                        req.push(Request::Snapshot);
+                    }
+                }
+            }
+            ServerMessage::ExecutionCached { prompt_id, nodes, .. } => {
+                if let Some(job) = self.job_mut(prompt_id, JobOrigin::SelfApp, now) {
+                    job.mark_running(now);
+                    job.cached.extend(nodes.iter().cloned());
+                    if job.graph.is_some() {
+                        job.replan();
+                    } else {
+                        for n in nodes {
+                            job.ensure_planned(n);
+                        }
+                    }
+                    job.recompute_percent();
+                    self.emit(prompt_id, &mut out);
+                }
+            }
+            ServerMessage::Executing {
+                prompt_id,
+                node,
+                display_node,
+            } => self.on_executing(prompt_id.as_ref(), node.as_ref(), display_node, now, &mut out, &mut req),
+            ServerMessage::Executed {
+                prompt_id,
+                node,
+                display_node,
+                output,
+            } => {
+                let id = prompt_id.clone().or_else(|| self.running.first().cloned());
+                if let Some(id) = id {
+                    if let Some(job) = self.job_mut(&id, JobOrigin::SelfApp, now) {
+                        job.mark_running(now);
+                        for f in output_files(output) {
+                            if !job.outputs.contains(&f) {
+                                job.outputs.push(f);
+                            }
+                        }
+                        let shown = display_node.clone().unwrap_or_else(|| node.clone());
+                        job.ensure_planned(&shown);
+                        self.emit(&id, &mut out);
+                    }
+                }
+            }
+            ServerMessage::Progress {
+                prompt_id,
+                node,
+                value,
+                max,
+            } => {
+                self.last_progress = Some((prompt_id.clone(), node.clone()));
+                let id = prompt_id.clone().or_else(|| self.running.first().cloned());
+                if let Some(id) = id {
+                    let origin = self.origin_hint(&id);
+                    if let Some(job) = self.job_mut(&id, origin, now) {
+                        job.mark_running(now);
+                        let node = node.clone().or_else(|| job.current.last().cloned());
+                        if let Some(node) = node {
+                            apply_step(job, &node, *value, *max, now);
+                        }
+                        job.recompute_percent();
+                        self.emit(&id, &mut out);
+                        if self.queue_mark_running(&id) {
+                            out.push(self.queue_update());
+                        }
+                    }
+                }
+            }
+            ServerMessage::ProgressState { prompt_id, nodes } => {
+                let origin = self.origin_hint(prompt_id);
+                if let Some(job) = self.job_mut(prompt_id, origin, now) {
+                    job.mark_running(now);
+                    job.has_progress_state = true;
+                    // A full snapshot: replace, don't merge.
+                    let mut running = Vec::new();
+                    for (id, p) in nodes {
+                        let entry = job.nodes.entry(id.clone()).or_default();
+                        entry.value = p.value;
+                        entry.max = p.max;
+                        entry.state = Some(p.state);
+                        entry.display = p.display_node_id.clone();
+                        if p.state == NodeRunState::Running {
+                            running.push(id.clone());
+                        }
+                        let shown = p.display_node_id.clone().unwrap_or_else(|| id.clone());
+                        job.ensure_planned(&shown);
+                        if &shown != id && p.parent_node_id.is_some() {
+                            // Expanded nodes count toward their display node, not on their own.
+                            job.plan.remove(id);
+                        }
+                    }
+                    // Keep the most recently started node last.
+                    let mut current: Vec<NodeId> = job
+                        .current
+                        .iter()
+                        .filter(|c| running.contains(c))
+                        .cloned()
+                        .collect();
+                    for r in running {
+                        if !current.contains(&r) {
+                            current.push(r);
+                        }
+                    }
+                    job.current = current;
+                    job.recompute_percent();
+                    self.emit(prompt_id, &mut out);
+                    if self.queue_mark_running(prompt_id) {
+                        out.push(self.queue_update());
+                    }
+                }
+            }
+            ServerMessage::ExecutionSuccess { prompt_id, timestamp } => {
+                if let Some(job) = self.job_mut(prompt_id, JobOrigin::SelfApp, now) {
+                    job.ending = Some(JobState::Success);
+                    job.ended = timestamp.or(Some(now));
+                    for n in job.current.clone() {
+                        job.finish_node(&n);
+                    }
+                }
+            }
+            ServerMessage::ExecutionError(e) => {
+                let origin = self.origin_hint(&e.prompt_id);
+                if let Some(job) = self.job_mut(&e.prompt_id, origin, now) {
+                    if e.is_terminal() {
+                        job.ending = Some(JobState::Error);
+                        job.ended = e.timestamp.or(Some(now));
+                        job.error = Some(error_details(e));
+                    } else {
+                        job.warnings.push(e.exception_message.trim_end().to_owned());
+                        self.emit(&e.prompt_id, &mut out);
+                    }
+                }
+            }
+            ServerMessage::ExecutionInterrupted(i) => {
+                let origin = self.origin_hint(&i.prompt_id);
+                let anonymous = origin != JobOrigin::SelfApp;
+                if let Some(job) = self.job_mut(&i.prompt_id, origin, now) {
+                    job.ending = Some(JobState::Interrupted);
+                    job.ended = i.timestamp.or(Some(now));
+                    job.error = Some(ErrorDetails {
+                        node_id: i.node_id.clone(),
+                        node_type: i.node_type.clone(),
+                        exception_type: None,
+                        message: "interrupted".into(),
+                        traceback: Vec::new(),
+                    });
+                    if anonymous {
+                        // Broadcast for jobs queued without a client id: no `executing null` follows.
+                        req.push(Request::Outcome(i.prompt_id.clone()));
+                    }
+                }
+            }
+            ServerMessage::FeatureFlags(_) => {}
+            ServerMessage::ProgressText {
+                prompt_id,
+                node,
+                text,
+            } => self.on_text(prompt_id.clone(), node.clone(), text, &mut out),
+            ServerMessage::Other { kind, data } => out.push(Update::ServerEvent {
+                kind: kind.clone(),
+                data: data.clone(),
+            }),
+        }
+        (out, req)
+    }
+
+    /// Our jobs are known by their execution messages; a job first seen through a broadcast
+    /// `progress` is someone else's (queued without a client id, or an old server's broadcast).
+    fn origin_hint(&self, id: &PromptId) -> JobOrigin {
+        self.jobs
+            .get(id)
+            .map(|j| j.origin)
+            .unwrap_or(JobOrigin::Anonymous)
+    }
+
+    fn on_executing(
+        &mut self,
+        prompt_id: Option<&PromptId>,
+        node: Option<&NodeId>,
+        display: &Option<NodeId>,
+        now: Millis,
+        out: &mut Vec<Update>,
+        req: &mut Vec<Request>,
+    ) {
+        // The reconnect replay `{node}` has no prompt id: it is about the job running for us.
+        let id = prompt_id.cloned().or_else(|| {
+            self.running
+                .iter()
+                .find(|r| self.jobs.get(*r).is_some_and(|j| j.origin == JobOrigin::SelfApp))
+                .cloned()
+        });
+        let Some(id) = id else { return };
+        match node {
+            Some(node) => {
+                if let Some(job) = self.job_mut(&id, JobOrigin::SelfApp, now) {
+                    job.mark_running(now);
+                    let shown = display.clone().unwrap_or_else(|| node.clone());
+                    job.start_node(&shown, display.clone());
+                    job.recompute_percent();
+                    self.emit(&id, out);
+                    if self.queue_mark_running(&id) {
+                        out.push(self.queue_update());
+                    }
+                }
+            }
+            None => {
+                // The end of our job. Reconcile with the server's record before the terminal
+                // state is published, so it carries the authoritative outputs.
+                if let Some(job) = self.job_mut(&id, JobOrigin::SelfApp, now) {
+                    if job.ending.is_none() {
+                        // Servers before July 2024 send no execution_success.
+                        job.ending = Some(JobState::Success);
+                    }
+                    job.ended.get_or_insert(now);
+                    req.push(Request::Outcome(id));
+                }
+            }
+        }
+    }
+
+    fn on_text(
+        &mut self,
+        prompt_id: Option<PromptId>,
+        node: NodeId,
+        text: &str,
+        out: &mut Vec<Update>,
+    ) {
+        // Core sends node text to everyone without a prompt id: attribute it to the running job
+        // when that job has the node.
+        let id = prompt_id.or_else(|| {
+            self.running
+                .iter()
+                .find(|r| self.jobs.get(*r).is_some_and(|j| j.nodes.contains_key(&node) || j.plan.contains_key(&node)))
+                .cloned()
+        });
+        if let Some(job) = id.as_ref().and_then(|i| self.jobs.get_mut(i)) {
+            job.texts.push_back((node.clone(), text.to_owned()));
+            while job.texts.len() > TEXT_MEMORY {
+                job.texts.pop_front();
+            }
+        }
+        out.push(Update::Text {
+            prompt_id: id,
+            node,
+            text: text.to_owned(),
+        });
+    }
+
+    /// Applies one binary frame. Previews are attributed; the bytes stay with the host.
+    pub fn apply_binary(&mut self, frame: &BinaryFrame<'_>) -> Vec<Update> {
+        let mut out = Vec::new();
+        match frame {
+            BinaryFrame::Preview { metadata, .. } => {
+                let (prompt_id, node) = match metadata {
+                    Some(m) => (
+                        m.prompt_id.clone(),
+                        m.display_node_id.clone().or_else(|| m.node_id.clone()),
+                    ),
+                    None => self.last_progress.clone().unwrap_or((None, None)),
+                };
+                let node = node.map(|n| self.display_of(prompt_id.as_ref(), n));
+                out.push(Update::Preview { prompt_id, node });
+            }
+            BinaryFrame::Text {
+                prompt_id,
+                node,
+                text,
+            } => self.on_text(prompt_id.clone(), node.clone(), text, &mut out),
+            BinaryFrame::Unknown { event_type, payload } => out.push(Update::ServerEvent {
+                kind: format!("binary:{event_type}"),
+                data: serde_json::json!({ "bytes": payload.len() }),
+            }),
+        }
+        out
+    }
+
+    fn display_of(&self, prompt: Option<&PromptId>, node: NodeId) -> NodeId {
+        prompt
+            .and_then(|p| self.jobs.get(p))
+            .and_then(|j| j.nodes.get(&node))
+            .and_then(|n| n.display.clone())
+            .unwrap_or(node)
+    }
+
+    /// The socket dropped: messages may be lost until the next snapshot.
+    pub fn disconnected(&mut self) {
+        self.last_progress = None;
+    }
+
+    /// The socket is back: the next snapshot decides what happened meanwhile.
+    pub fn reconnected(&mut self) {
+        self.after_reconnect = true;
+    }
+
+    /// Applies a queue snapshot from HTTP. Returns outcome lookups for jobs that left the queue.
+    pub fn apply_snapshot(&mut self, snap: &Snapshot, now: Millis) -> (Vec<Update>, Vec<Request>) {
+        let mut out = Vec::new();
+        let mut req = Vec::new();
+        let after_reconnect = std::mem::take(&mut self.after_reconnect);
+        let listed: HashSet<&PromptId> = snap
+            .running
+            .iter()
+            .chain(&snap.pending)
+            .map(|j| &j.prompt_id)
+            .collect();
+
+        for (running, item) in snap
+            .running
+            .iter()
+            .map(|j| (true, j))
+            .chain(snap.pending.iter().map(|j| (false, j)))
+        {
+            let origin = match &item.client_id {
+                Some(Some(c)) if *c == self.client_id => JobOrigin::SelfApp,
+                Some(Some(_)) => JobOrigin::Other,
+                Some(None) => JobOrigin::Anonymous,
+                None => self.origin_hint(&item.prompt_id),
+            };
+            let known = self.jobs.contains_key(&item.prompt_id);
+            let Some(job) = self.job_mut(&item.prompt_id, origin, now) else {
+                continue;
+            };
+            let mut changed = !known;
+            if known && item.client_id.is_some() && job.origin != origin && job.origin != JobOrigin::SelfApp {
+                job.origin = origin;
+                changed = true;
+            }
+            if job.vanished.take().is_some() {
+                changed = true;
+            }
+            if item.number.is_some() && job.number != item.number {
+                job.number = item.number;
+                changed = true;
+            }
+            if job.graph.is_none() && item.graph.is_some() {
+                job.graph = item.graph.clone();
+                job.outputs_to_execute = item.outputs_to_execute.clone();
+                job.replan();
+                job.recompute_percent();
+            }
+            if let Some(t) = item.create_time {
+                job.first_seen = job.first_seen.min(t);
+            }
+            if running && job.state == JobState::Pending {
+                job.mark_running(now);
+                changed = true;
+            }
+            if changed {
+                self.emit(&item.prompt_id, &mut out);
+            }
+        }
+
+        // Jobs we tracked that the server no longer lists: finished, deleted, or lost.
+        let missing: Vec<PromptId> = self
+            .jobs
+            .values()
+            .filter(|j| !j.state.is_terminal() && j.vanished.is_none())
+            .filter(|j| !listed.contains(&j.prompt_id))
+            .map(|j| j.prompt_id.clone())
+            .collect();
+        for id in missing {
+            if let Some(job) = self.jobs.get_mut(&id) {
+                // A job we only just learnt of over the socket may not be listed yet.
+                if job.state == JobState::Pending && job.first_seen > now - 1_000 && job.origin == JobOrigin::SelfApp {
+                    continue;
+                }
+                job.vanished = Some(if after_reconnect {
+                    Vanished::AcrossReconnect
+                } else if job.state == JobState::Running {
+                    Vanished::WhileRunning
+                } else {
+                    Vanished::WhilePending
+                });
+                req.push(Request::Outcome(id));
+            }
+        }
+
+        // Finished jobs we never saw queued (they came and went between two polls).
+        for id in &snap.recent_finished {
+            if self.baseline_done && !self.jobs.contains_key(id) && !self.is_finished(id) {
+                req.push(Request::Outcome(id.clone()));
+            } else if !self.baseline_done {
+                self.remember_finished(id.clone());
+            }
+        }
+        self.baseline_done = true;
+
+        let running: Vec<PromptId> = snap.running.iter().map(|j| j.prompt_id.clone()).collect();
+        let pending: Vec<PromptId> = snap
+            .pending
+            .iter()
+            .map(|j| j.prompt_id.clone())
+            .filter(|p| !self.is_finished(p))
+            .collect();
+        let running: Vec<PromptId> = running.into_iter().filter(|p| !self.is_finished(p)).collect();
+        if running != self.running || pending != self.pending {
+            self.running = running;
+            self.pending = pending;
+            out.push(self.queue_update());
+        }
+        (out, req)
+    }
+
+    /// Applies the result of a [`Request::Outcome`] lookup.
+    pub fn apply_outcome(&mut self, id: &PromptId, lookup: Lookup, now: Millis) -> Vec<Update> {
+        let mut out = Vec::new();
+        if self.is_finished(id) {
+            return out;
+        }
+        match lookup {
+            Lookup::Found(f) => {
+                let origin = match &f.client_id {
+                    Some(c) if *c == self.client_id => JobOrigin::SelfApp,
+                    Some(_) => JobOrigin::Other,
+                    None => self.origin_hint(id),
+                };
+                let Some(job) = self.job_mut(id, origin, now) else {
+                    return out;
+                };
+                for file in f.files() {
+                    if !job.outputs.contains(&file) {
+                        job.outputs.push(file);
+                    }
+                }
+                if let Some(s) = f.started_ms {
+                    job.started = Some(s);
+                }
+                if let Some(e) = f.ended_ms {
+                    job.ended = Some(e);
+                }
+                let state = match &f.outcome {
+                    Outcome::Success => JobState::Success,
+                    Outcome::Error(e) => {
+                        job.error = Some(error_details(e));
+                        JobState::Error
+                    }
+                    Outcome::Interrupted(i) => {
+                        job.error.get_or_insert(ErrorDetails {
+                            node_id: i.node_id.clone(),
+                            node_type: i.node_type.clone(),
+                            exception_type: None,
+                            message: "interrupted".into(),
+                            traceback: Vec::new(),
+                        });
+                        JobState::Interrupted
+                    }
+                    Outcome::Failed => {
+                        job.error.get_or_insert(ErrorDetails {
+                            node_id: None,
+                            node_type: None,
+                            exception_type: None,
+                            message: "failed (the server recorded no details)".into(),
+                            traceback: Vec::new(),
+                        });
+                        JobState::Error
+                    }
+                };
+                self.finish(id, state, now, &mut out);
+            }
+            Lookup::NotFound => {
+                let Some(job) = self.jobs.get_mut(id) else {
+                    return out;
+                };
+                let state = match (job.ending, job.vanished) {
+                    // We saw the end on the socket; the history is just not there (yet, or evicted).
+                    (Some(s), _) => s,
+                    (None, Some(Vanished::WhilePending)) => JobState::Deleted,
+                    (None, Some(Vanished::AcrossReconnect)) => {
+                        job.detail = Some("server restarted".into());
+                        JobState::Lost
+                    }
+                    (None, _) => {
+                        job.detail = Some("gone from the server without a record".into());
+                        JobState::Lost
+                    }
+                };
+                self.finish(id, state, now, &mut out);
+            }
+            Lookup::Unavailable => {
+                // Without the server's record, a socket-seen end is still an end.
+                if let Some(s) = self.jobs.get(id).and_then(|j| j.ending) {
+                    self.finish(id, s, now, &mut out);
+                } else if let Some(job) = self.jobs.get_mut(id) {
+                    // Look again at the next snapshot.
+                    job.vanished = None;
+                }
+            }
+        }
+        out
+    }
+
+    /// Jobs whose end was seen on the socket but not yet published (for hosts without HTTP).
+    pub fn ending_jobs(&self) -> Vec<PromptId> {
+        self.jobs
+            .values()
+            .filter(|j| j.ending.is_some() && !j.state.is_terminal())
+            .map(|j| j.prompt_id.clone())
+            .collect()
+    }
+}
+
+fn apply_step(job: &mut Job, node: &NodeId, value: f64, max: f64, now: Millis) {
+    let shown = job
+        .nodes
+        .get(node)
+        .and_then(|n| n.display.clone())
+        .unwrap_or_else(|| node.clone());
+    // Step rate from consecutive updates of the same node.
+    if let Some((last_node, last_value, last_t)) = &job.last_step {
+        if last_node == node && value > *last_value && now > *last_t {
+            let per_step = (now - last_t) as f64 / (value - last_value);
+            job.ms_per_step = Some(match job.ms_per_step {
+                Some(prev) => 0.7 * prev + 0.3 * per_step,
+                None => per_step,
+            });
+        }
+    }
+    job.last_step = Some((node.clone(), value, now));
+    let entry = job.nodes.entry(node.clone()).or_default();
+    entry.value = value;
+    entry.max = max;
+    if entry.state != Some(NodeRunState::Finished) {
+        entry.state = Some(NodeRunState::Running);
+    }
+    if !job.current.contains(node) {
+        job.current.push(node.clone());
+    }
+    job.ensure_planned(&shown);
+}
+
+fn error_details(e: &ExecutionError) -> ErrorDetails {
+    ErrorDetails {
+        node_id: e.node_id.clone(),
+        node_type: e.node_type.clone(),
+        exception_type: Some(e.exception_type.clone()),
+        message: e.exception_message.trim_end().to_owned(),
+        traceback: e.traceback.clone(),
+    }
+}
+
+fn view(j: &Job) -> JobView {
+    let node = j.current.last().cloned();
+    let ns = node.as_ref().and_then(|n| j.nodes.get(n));
+    let display = node
+        .as_ref()
+        .map(|n| ns.and_then(|s| s.display.clone()).unwrap_or_else(|| n.clone()));
+    let eta_ms = match (j.state, j.ms_per_step) {
+        (JobState::Running, Some(ms)) if j.fidelity == Fidelity::Live => {
+            Some((j.remaining_work() * ms).round().max(0.0) as u64)
+        }
+        _ => None,
+    };
+    let elapsed_ms = j
+        .started
+        .map(|s| (j.ended.unwrap_or(j.seen_at) - s).max(0) as u64);
+    JobView {
+        prompt_id: j.prompt_id.clone(),
+        origin: j.origin,
+        fidelity: j.fidelity,
+        state: j.state,
+        number: j.number,
+        percent: j.percent.map(|p| (p * 10.0).round() / 10.0),
+        node_type: display.as_ref().and_then(|d| j.node_class(d)),
+        node_title: display.as_ref().and_then(|d| j.node_title(d)),
+        node: display,
+        node_value: ns.map(|s| s.value),
+        node_max: ns.map(|s| s.max),
+        running_nodes: j.current.clone(),
+        nodes_done: (!j.plan.is_empty()).then(|| j.nodes_done()),
+        nodes_total: (!j.plan.is_empty()).then(|| j.plan.len()),
+        eta_ms,
+        steps_per_s: j.ms_per_step.filter(|m| *m > 0.0).map(|m| ((1000.0 / m) * 100.0).round() / 100.0),
+        queued_at_ms: j.first_seen,
+        started_at_ms: j.started,
+        ended_at_ms: j.ended,
+        elapsed_ms,
+        outputs: j.outputs.clone(),
+        error: j.error.clone(),
+        warnings: j.warnings.clone(),
+        detail: j.detail.clone(),
+        last_text: j.texts.back().map(|(_, t)| t.clone()),
+    }
+}
