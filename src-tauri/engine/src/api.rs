@@ -55,8 +55,9 @@ pub struct Api {
 pub fn auth_headers(auth: &Auth) -> Result<HeaderMap, ApiError> {
     let mut h = HeaderMap::new();
     let value = |s: &str| {
-        let mut v = HeaderValue::from_str(s)
-            .map_err(|_| ApiError::BadCredentials("a header value has invalid characters".into()))?;
+        let mut v = HeaderValue::from_str(s).map_err(|_| {
+            ApiError::BadCredentials("a header value has invalid characters".into())
+        })?;
         v.set_sensitive(true);
         Ok::<_, ApiError>(v)
     };
@@ -90,7 +91,10 @@ pub fn auth_failure(status: StatusCode, location: Option<&str>) -> Option<String
             Some(l) if l.to_ascii_lowercase().contains("login") => {
                 format!("auth failed: {} redirect to {l}", status.as_u16())
             }
-            Some(l) => format!("auth failed: unexpected {} redirect to {l}", status.as_u16()),
+            Some(l) => format!(
+                "auth failed: unexpected {} redirect to {l}",
+                status.as_u16()
+            ),
             None => format!("auth failed: unexpected {} redirect", status.as_u16()),
         }),
         _ => None,
@@ -256,7 +260,11 @@ impl Api {
             let body = self.get_ok(p).await?;
             let jobs = Self::body(p, wire::parse_jobs(&body))?;
             let unknown = jobs.iter().any(|j| !known.contains(&j.id));
-            let details = if unknown { Some(self.queue().await?) } else { None };
+            let details = if unknown {
+                Some(self.queue().await?)
+            } else {
+                None
+            };
             let detail_of = |id: &PromptId| {
                 details.as_ref().and_then(|q| {
                     q.running

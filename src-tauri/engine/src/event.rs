@@ -190,7 +190,9 @@ pub enum EventKind {
         data: serde_json::Value,
     },
     /// A frame that could not be decoded; the connection stays up.
-    ProtocolError { detail: String },
+    ProtocolError {
+        detail: String,
+    },
 }
 
 /// A preview frame. The image bytes ride along for hosts that show them and are never

@@ -83,8 +83,7 @@ pub fn parse_base_url(input: &str) -> Result<Url, SpecError> {
     } else {
         format!("http://{trimmed}")
     };
-    let mut url =
-        Url::parse(&with_scheme).map_err(|e| SpecError::BadUrl(input.to_owned(), e))?;
+    let mut url = Url::parse(&with_scheme).map_err(|e| SpecError::BadUrl(input.to_owned(), e))?;
     if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() {
         return Err(SpecError::BadScheme(input.to_owned()));
     }

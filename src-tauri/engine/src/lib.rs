@@ -9,8 +9,10 @@ pub mod api;
 pub mod backoff;
 pub mod event;
 pub mod instance;
+pub mod processor;
 mod sink;
 mod supervisor;
+pub use supervisor::now_ms;
 pub mod tracker;
 pub mod ws;
 
@@ -99,7 +101,8 @@ impl Engine {
             retry_in_ms: None,
         });
         let (cmd_tx, cmd_rx) = mpsc::channel(8);
-        let sink = sink::EventSink::new(spec.name.clone(), self.events.clone(), self.dropped.clone());
+        let sink =
+            sink::EventSink::new(spec.name.clone(), self.events.clone(), self.dropped.clone());
         let name = spec.name.clone();
         let task = tokio::spawn(Supervisor::new(spec, api, sink, status_tx, cmd_rx).run());
         self.instances.insert(

@@ -8,15 +8,13 @@
 
 use crate::api::{Api, ApiError};
 use crate::backoff::{auth_retry_delay, reconnect_delay};
-use crate::event::{ConnectionState, ConnectionStatus, EventKind, Preview, ServerInfo};
+use crate::event::{ConnectionState, ConnectionStatus, EventKind, ServerInfo};
 use crate::instance::InstanceSpec;
+use crate::processor::Processor;
 use crate::sink::EventSink;
-use crate::tracker::{Lookup, Millis, Request, Snapshot, Tracker, Update};
+use crate::tracker::{Lookup, Millis, Request, Snapshot};
 use crate::ws::{self, Socket};
-use comfy_protocol::{
-    decode_binary, decode_text, image_size, BinaryFrame, PromptId, ServerFeatures,
-    ServerMessage, CLIENT_FEATURE_FLAGS,
-};
+use comfy_protocol::{PromptId, CLIENT_FEATURE_FLAGS};
 use futures_util::{SinkExt, StreamExt};
 use std::collections::HashSet;
 use std::time::Duration;
@@ -53,19 +51,19 @@ enum HttpResult {
     Outcome(PromptId, Result<Lookup, ApiError>),
 }
 
-pub(crate) fn now_ms() -> Millis {
+/// Wall-clock milliseconds since the Unix epoch.
+pub fn now_ms() -> Millis {
     time::OffsetDateTime::now_utc().unix_timestamp_nanos() as Millis / 1_000_000
 }
 
 pub(crate) struct Supervisor {
     spec: InstanceSpec,
     api: Api,
-    tracker: Tracker,
+    processor: Processor,
     sink: EventSink,
     status: watch::Sender<ConnectionStatus>,
     commands: mpsc::Receiver<Command>,
     info: ServerInfo,
-    features: ServerFeatures,
 }
 
 impl Supervisor {
@@ -76,7 +74,7 @@ impl Supervisor {
         status: watch::Sender<ConnectionStatus>,
         commands: mpsc::Receiver<Command>,
     ) -> Self {
-        let tracker = Tracker::new(spec.client_id.clone());
+        let processor = Processor::new(spec.client_id.clone());
         let info = ServerInfo {
             client_id: spec.client_id.clone(),
             ..ServerInfo::default()
@@ -84,16 +82,20 @@ impl Supervisor {
         Self {
             spec,
             api,
-            tracker,
+            processor,
             sink,
             status,
             commands,
             info,
-            features: ServerFeatures::default(),
         }
     }
 
-    async fn set_status(&mut self, state: ConnectionState, detail: String, retry: Option<Duration>) {
+    async fn set_status(
+        &mut self,
+        state: ConnectionState,
+        detail: String,
+        retry: Option<Duration>,
+    ) {
         let status = ConnectionStatus {
             state,
             detail,
@@ -136,27 +138,27 @@ impl Supervisor {
             let delay = match self.connect().await {
                 Ok(socket) => {
                     auth_attempt = 0;
-                    if connected_before {
-                        self.tracker.reconnected();
-                    }
+                    self.processor.connected(connected_before);
                     connected_before = true;
                     let started = Instant::now();
                     let end = self.session(socket).await;
-                    self.tracker.disconnected();
+                    self.processor.disconnected();
                     if started.elapsed() >= STABLE_SESSION {
                         attempt = 0;
                     }
                     match end {
                         SessionEnd::Shutdown => return,
                         SessionEnd::Dropped(reason) => {
-                            self.after_drop(reason, &mut attempt, &mut auth_attempt).await
+                            self.after_drop(reason, &mut attempt, &mut auth_attempt)
+                                .await
                         }
                     }
                 }
                 Err(ApiError::Auth(msg)) | Err(ApiError::BadCredentials(msg)) => {
                     let d = auth_retry_delay(auth_attempt, rand::random());
                     auth_attempt = auth_attempt.saturating_add(1);
-                    self.set_status(ConnectionState::AuthFailed, msg, Some(d)).await;
+                    self.set_status(ConnectionState::AuthFailed, msg, Some(d))
+                        .await;
                     d
                 }
                 Err(e) => {
@@ -174,7 +176,12 @@ impl Supervisor {
     }
 
     /// Tells "socket dropped" from "server down" with one HTTP probe, and picks the delay.
-    async fn after_drop(&mut self, reason: String, attempt: &mut u32, auth_attempt: &mut u32) -> Duration {
+    async fn after_drop(
+        &mut self,
+        reason: String,
+        attempt: &mut u32,
+        auth_attempt: &mut u32,
+    ) -> Duration {
         match self.api.probe().await {
             Ok(_) => {
                 let d = reconnect_delay(*attempt, rand::random());
@@ -237,7 +244,6 @@ impl Supervisor {
         if let Err(e) = socket.send(Message::text(CLIENT_FEATURE_FLAGS)).await {
             return SessionEnd::Dropped(format!("send failed: {e}"));
         }
-        self.features = ServerFeatures::default();
         self.set_status(
             ConnectionState::Connected,
             format!(
@@ -272,8 +278,15 @@ impl Supervisor {
                 frame = socket.next() => {
                     liveness.as_mut().reset(Instant::now() + LIVENESS);
                     match frame {
-                        Some(Ok(Message::Text(t))) => requests = self.on_text(t.as_str()).await,
-                        Some(Ok(Message::Binary(b))) => requests = self.on_binary(b).await,
+                        Some(Ok(Message::Text(t))) => {
+                            let (events, r) = self.processor.text(t.as_str(), now_ms());
+                            self.publish(events).await;
+                            requests = r;
+                        }
+                        Some(Ok(Message::Binary(b))) => {
+                            let events = self.processor.binary(&b);
+                            self.publish(events).await;
+                        }
                         Some(Ok(Message::Close(c))) => {
                             let why = c.map(|c| format!("closed by server: {} {}", u16::from(c.code), c.reason))
                                 .unwrap_or_else(|| "closed by server".into());
@@ -323,7 +336,11 @@ impl Supervisor {
                     Some(Command::Refresh) => requests.push(Request::Snapshot),
                 },
             }
-            let poll_every = if self.tracker.busy() { POLL_BUSY } else { POLL_IDLE };
+            let poll_every = if self.processor.tracker().busy() {
+                POLL_BUSY
+            } else {
+                POLL_IDLE
+            };
             for r in requests {
                 match r {
                     Request::Snapshot => {
@@ -358,88 +375,26 @@ impl Supervisor {
     fn spawn_snapshot(&self, http: &mut JoinSet<HttpResult>, include_recent: bool) {
         let api = self.api.clone();
         let jobs_api = self.info.jobs_api;
-        let known: HashSet<PromptId> = self.tracker.known_jobs();
+        let known: HashSet<PromptId> = self.processor.tracker().known_jobs();
         http.spawn(async move {
             HttpResult::Snapshot(api.snapshot(jobs_api, &known, include_recent).await)
         });
     }
 
-    async fn publish(&mut self, updates: Vec<Update>) {
-        for u in updates {
-            let kind = match u {
-                Update::Queue { running, pending } => EventKind::Queue { running, pending },
-                Update::Job(j) => EventKind::Job(j),
-                Update::Text {
-                    prompt_id,
-                    node,
-                    text,
-                } => EventKind::Text {
-                    prompt_id,
-                    node,
-                    text,
-                },
-                Update::ServerEvent { kind, data } => EventKind::ServerEvent { kind, data },
-                // Previews are published by `on_binary`, which holds the bytes.
-                Update::Preview { .. } => continue,
-            };
-            self.sink.send(kind).await;
+    async fn publish(&mut self, events: Vec<EventKind>) {
+        for e in events {
+            if let EventKind::ProtocolError { detail } = &e {
+                tracing::warn!(instance = %self.spec.name, "undecodable {detail}");
+            }
+            self.sink.send(e).await;
         }
-    }
-
-    async fn on_text(&mut self, text: &str) -> Vec<Request> {
-        match decode_text(text) {
-            Ok(msg) => {
-                if let ServerMessage::FeatureFlags(flags) = &msg {
-                    self.features = ServerFeatures::from_flags(flags);
-                }
-                let (updates, requests) = self.tracker.apply_message(&msg, now_ms());
-                self.publish(updates).await;
-                requests
-            }
-            Err(e) => {
-                self.protocol_error(format!("text frame ({} bytes): {e}", text.len()))
-                    .await;
-                Vec::new()
-            }
-        }
-    }
-
-    async fn on_binary(&mut self, data: bytes::Bytes) -> Vec<Request> {
-        let frame = match decode_binary(&data, &self.features) {
-            Ok(f) => f,
-            Err(e) => {
-                self.protocol_error(format!("binary frame ({} bytes): {e}", data.len()))
-                    .await;
-                return Vec::new();
-            }
-        };
-        let updates = self.tracker.apply_binary(&frame);
-        if let BinaryFrame::Preview { format, image, .. } = &frame {
-            for u in &updates {
-                if let Update::Preview { prompt_id, node } = u {
-                    let size = image_size(image);
-                    let preview = Preview {
-                        prompt_id: prompt_id.clone(),
-                        node: node.clone(),
-                        mime: format.mime(),
-                        width: size.map(|s| s.0),
-                        height: size.map(|s| s.1),
-                        bytes: image.len(),
-                        image: data.slice_ref(image),
-                    };
-                    self.sink.send(EventKind::Preview(preview)).await;
-                }
-            }
-        }
-        self.publish(updates).await;
-        Vec::new()
     }
 
     async fn on_snapshot(&mut self, r: Result<Snapshot, ApiError>) -> Vec<Request> {
         match r {
             Ok(snap) => {
-                let (updates, requests) = self.tracker.apply_snapshot(&snap, now_ms());
-                self.publish(updates).await;
+                let (events, requests) = self.processor.snapshot(&snap, now_ms());
+                self.publish(events).await;
                 requests
             }
             Err(e) => {
@@ -455,12 +410,7 @@ impl Supervisor {
             tracing::warn!(instance = %self.spec.name, prompt_id = %id, "outcome lookup failed: {e}");
             Lookup::Unavailable
         });
-        let updates = self.tracker.apply_outcome(&id, lookup, now_ms());
-        self.publish(updates).await;
-    }
-
-    async fn protocol_error(&mut self, detail: String) {
-        tracing::warn!(instance = %self.spec.name, "undecodable {detail}");
-        self.sink.send(EventKind::ProtocolError { detail }).await;
+        let events = self.processor.outcome(&id, lookup, now_ms());
+        self.publish(events).await;
     }
 }

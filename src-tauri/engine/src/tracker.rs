@@ -24,11 +24,9 @@
 //! Milliseconds per step are smoothed (EWMA) from consecutive `progress` updates of one node.
 //! ETA = remaining weighted work (`Σ weight·(1 − fraction)`) × ms per step.
 
-use crate::event::{ErrorDetails, JobOrigin, JobState, JobView, Fidelity};
-use comfy_protocol::http::{output_files, FinishedJob, OutputFile, Outcome};
-use comfy_protocol::{
-    BinaryFrame, ExecutionError, NodeId, NodeRunState, PromptId, ServerMessage,
-};
+use crate::event::{ErrorDetails, Fidelity, JobOrigin, JobState, JobView};
+use comfy_protocol::http::{output_files, FinishedJob, Outcome, OutputFile};
+use comfy_protocol::{BinaryFrame, ExecutionError, NodeId, NodeRunState, PromptId, ServerMessage};
 use serde_json::Value;
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 
@@ -295,7 +293,11 @@ impl Job {
         }
         let total: f64 = self.plan.values().sum();
         let done: f64 = self.plan.iter().map(|(id, w)| w * self.fraction(id)).sum();
-        let mut p = if total > 0.0 { 100.0 * done / total } else { 0.0 };
+        let mut p = if total > 0.0 {
+            100.0 * done / total
+        } else {
+            0.0
+        };
         if self.state != JobState::Success {
             p = p.min(99.9);
         }
@@ -311,7 +313,10 @@ impl Job {
     }
 
     fn nodes_done(&self) -> usize {
-        self.plan.keys().filter(|id| self.fraction(id) >= 1.0).count()
+        self.plan
+            .keys()
+            .filter(|id| self.fraction(id) >= 1.0)
+            .count()
     }
 
     fn mark_running(&mut self, now: Millis) {
@@ -365,7 +370,6 @@ impl Job {
         self.current.push(node.clone());
         self.ensure_planned(node);
     }
-
 }
 
 fn link_source(v: &Value) -> Option<NodeId> {
@@ -438,7 +442,9 @@ impl Tracker {
 
     /// Is anything queued or running (the host polls faster then)?
     pub fn busy(&self) -> bool {
-        !self.running.is_empty() || !self.pending.is_empty() || self.jobs.values().any(|j| !j.state.is_terminal())
+        !self.running.is_empty()
+            || !self.pending.is_empty()
+            || self.jobs.values().any(|j| !j.state.is_terminal())
     }
 
     /// The current view of one job.
@@ -457,7 +463,11 @@ impl Tracker {
         v.sort_by(|a, b| {
             (a.state != JobState::Running)
                 .cmp(&(b.state != JobState::Running))
-                .then(a.number.unwrap_or(f64::MAX).total_cmp(&b.number.unwrap_or(f64::MAX)))
+                .then(
+                    a.number
+                        .unwrap_or(f64::MAX)
+                        .total_cmp(&b.number.unwrap_or(f64::MAX)),
+                )
         });
         v
     }
@@ -578,7 +588,10 @@ impl Tracker {
         let mut req = Vec::new();
         match msg {
             ServerMessage::Status { .. } => req.push(Request::Snapshot),
-            ServerMessage::ExecutionStart { prompt_id, timestamp } => {
+            ServerMessage::ExecutionStart {
+                prompt_id,
+                timestamp,
+            } => {
                 if let Some(job) = self.job_mut(prompt_id, JobOrigin::SelfApp, now) {
                     job.mark_running(timestamp.unwrap_or(now));
                     self.emit(prompt_id, &mut out);
@@ -590,7 +603,9 @@ impl Tracker {
                     }
                 }
             }
-            ServerMessage::ExecutionCached { prompt_id, nodes, .. } => {
+            ServerMessage::ExecutionCached {
+                prompt_id, nodes, ..
+            } => {
                 if let Some(job) = self.job_mut(prompt_id, JobOrigin::SelfApp, now) {
                     job.mark_running(now);
                     job.cached.extend(nodes.iter().cloned());
@@ -609,7 +624,14 @@ impl Tracker {
                 prompt_id,
                 node,
                 display_node,
-            } => self.on_executing(prompt_id.as_ref(), node.as_ref(), display_node, now, &mut out, &mut req),
+            } => self.on_executing(
+                prompt_id.as_ref(),
+                node.as_ref(),
+                display_node,
+                now,
+                &mut out,
+                &mut req,
+            ),
             ServerMessage::Executed {
                 prompt_id,
                 node,
@@ -698,7 +720,10 @@ impl Tracker {
                     }
                 }
             }
-            ServerMessage::ExecutionSuccess { prompt_id, timestamp } => {
+            ServerMessage::ExecutionSuccess {
+                prompt_id,
+                timestamp,
+            } => {
                 if let Some(job) = self.job_mut(prompt_id, JobOrigin::SelfApp, now) {
                     job.ending = Some(JobState::Success);
                     job.ended = timestamp.or(Some(now));
@@ -775,7 +800,11 @@ impl Tracker {
         let id = prompt_id.cloned().or_else(|| {
             self.running
                 .iter()
-                .find(|r| self.jobs.get(*r).is_some_and(|j| j.origin == JobOrigin::SelfApp))
+                .find(|r| {
+                    self.jobs
+                        .get(*r)
+                        .is_some_and(|j| j.origin == JobOrigin::SelfApp)
+                })
                 .cloned()
         });
         let Some(id) = id else { return };
@@ -819,7 +848,11 @@ impl Tracker {
         let id = prompt_id.or_else(|| {
             self.running
                 .iter()
-                .find(|r| self.jobs.get(*r).is_some_and(|j| j.nodes.contains_key(&node) || j.plan.contains_key(&node)))
+                .find(|r| {
+                    self.jobs
+                        .get(*r)
+                        .is_some_and(|j| j.nodes.contains_key(&node) || j.plan.contains_key(&node))
+                })
                 .cloned()
         });
         if let Some(job) = id.as_ref().and_then(|i| self.jobs.get_mut(i)) {
@@ -855,7 +888,10 @@ impl Tracker {
                 node,
                 text,
             } => self.on_text(prompt_id.clone(), node.clone(), text, &mut out),
-            BinaryFrame::Unknown { event_type, payload } => out.push(Update::ServerEvent {
+            BinaryFrame::Unknown {
+                event_type,
+                payload,
+            } => out.push(Update::ServerEvent {
                 kind: format!("binary:{event_type}"),
                 data: serde_json::json!({ "bytes": payload.len() }),
             }),
@@ -879,6 +915,35 @@ impl Tracker {
     /// The socket is back: the next snapshot decides what happened meanwhile.
     pub fn reconnected(&mut self) {
         self.after_reconnect = true;
+    }
+
+    /// Records what we know of a job without a full snapshot: its graph when we submitted it,
+    /// or details read from `/queue`. Nothing is concluded about other jobs.
+    pub fn describe_job(&mut self, item: &ActiveJob, now: Millis) -> Vec<Update> {
+        let origin = match &item.client_id {
+            Some(Some(c)) if *c == self.client_id => JobOrigin::SelfApp,
+            Some(Some(_)) => JobOrigin::Other,
+            Some(None) => JobOrigin::Anonymous,
+            None => self.origin_hint(&item.prompt_id),
+        };
+        let mut out = Vec::new();
+        let known = self.jobs.contains_key(&item.prompt_id);
+        let Some(job) = self.job_mut(&item.prompt_id, origin, now) else {
+            return out;
+        };
+        if item.number.is_some() {
+            job.number = item.number;
+        }
+        if job.graph.is_none() && item.graph.is_some() {
+            job.graph = item.graph.clone();
+            job.outputs_to_execute = item.outputs_to_execute.clone();
+            job.replan();
+            job.recompute_percent();
+        }
+        if !known {
+            self.emit(&item.prompt_id, &mut out);
+        }
+        out
     }
 
     /// Applies a queue snapshot from HTTP. Returns outcome lookups for jobs that left the queue.
@@ -910,7 +975,11 @@ impl Tracker {
                 continue;
             };
             let mut changed = !known;
-            if known && item.client_id.is_some() && job.origin != origin && job.origin != JobOrigin::SelfApp {
+            if known
+                && item.client_id.is_some()
+                && job.origin != origin
+                && job.origin != JobOrigin::SelfApp
+            {
                 job.origin = origin;
                 changed = true;
             }
@@ -950,7 +1019,10 @@ impl Tracker {
         for id in missing {
             if let Some(job) = self.jobs.get_mut(&id) {
                 // A job we only just learnt of over the socket may not be listed yet.
-                if job.state == JobState::Pending && job.first_seen > now - 1_000 && job.origin == JobOrigin::SelfApp {
+                if job.state == JobState::Pending
+                    && job.first_seen > now - 1_000
+                    && job.origin == JobOrigin::SelfApp
+                {
                     continue;
                 }
                 job.vanished = Some(if after_reconnect {
@@ -981,7 +1053,10 @@ impl Tracker {
             .map(|j| j.prompt_id.clone())
             .filter(|p| !self.is_finished(p))
             .collect();
-        let running: Vec<PromptId> = running.into_iter().filter(|p| !self.is_finished(p)).collect();
+        let running: Vec<PromptId> = running
+            .into_iter()
+            .filter(|p| !self.is_finished(p))
+            .collect();
         if running != self.running || pending != self.pending {
             self.running = running;
             self.pending = pending;
@@ -1130,9 +1205,10 @@ fn error_details(e: &ExecutionError) -> ErrorDetails {
 fn view(j: &Job) -> JobView {
     let node = j.current.last().cloned();
     let ns = node.as_ref().and_then(|n| j.nodes.get(n));
-    let display = node
-        .as_ref()
-        .map(|n| ns.and_then(|s| s.display.clone()).unwrap_or_else(|| n.clone()));
+    let display = node.as_ref().map(|n| {
+        ns.and_then(|s| s.display.clone())
+            .unwrap_or_else(|| n.clone())
+    });
     let eta_ms = match (j.state, j.ms_per_step) {
         (JobState::Running, Some(ms)) if j.fidelity == Fidelity::Live => {
             Some((j.remaining_work() * ms).round().max(0.0) as u64)
@@ -1158,7 +1234,11 @@ fn view(j: &Job) -> JobView {
         nodes_done: (!j.plan.is_empty()).then(|| j.nodes_done()),
         nodes_total: (!j.plan.is_empty()).then(|| j.plan.len()),
         eta_ms,
-        steps_per_s: j.ms_per_step.filter(|m| *m > 0.0).map(|m| ((1000.0 / m) * 100.0).round() / 100.0),
+        // The step rate belongs to a node that steps; don't show it beside a VAE decode.
+        steps_per_s: j
+            .ms_per_step
+            .filter(|m| *m > 0.0 && ns.is_some_and(|s| s.max > 1.0))
+            .map(|m| ((1000.0 / m) * 100.0).round() / 100.0),
         queued_at_ms: j.first_seen,
         started_at_ms: j.started,
         ended_at_ms: j.ended,

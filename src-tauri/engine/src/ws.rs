@@ -18,7 +18,10 @@ pub const MAX_FRAME: usize = 256 << 20;
 
 /// The socket URL: `/ws` beside the base (the bare path, as the official frontend uses).
 pub fn socket_url(spec: &InstanceSpec) -> url::Url {
-    let mut url = spec.base_url.join("ws").unwrap_or_else(|_| spec.base_url.clone());
+    let mut url = spec
+        .base_url
+        .join("ws")
+        .unwrap_or_else(|_| spec.base_url.clone());
     let scheme = if spec.base_url.scheme() == "https" {
         "wss"
     } else {
@@ -110,16 +113,17 @@ pub async fn connect(spec: &InstanceSpec) -> Result<Socket, ApiError> {
     let config = WebSocketConfig::default()
         .max_frame_size(Some(MAX_FRAME))
         .max_message_size(Some(MAX_FRAME));
-    let result =
-        tokio_tungstenite::connect_async_tls_with_config(request, Some(config), true, connector(spec)?)
-            .await;
+    let result = tokio_tungstenite::connect_async_tls_with_config(
+        request,
+        Some(config),
+        true,
+        connector(spec)?,
+    )
+    .await;
     match result {
         Ok((socket, _)) => Ok(socket),
         Err(WsError::Http(resp)) => {
-            let location = resp
-                .headers()
-                .get("location")
-                .and_then(|v| v.to_str().ok());
+            let location = resp.headers().get("location").and_then(|v| v.to_str().ok());
             match auth_failure(resp.status(), location) {
                 Some(msg) => Err(ApiError::Auth(msg)),
                 None => Err(ApiError::Status {

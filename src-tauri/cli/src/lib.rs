@@ -1,0 +1,124 @@
+//! `comfy-monitor`'s headless subcommands: a host of the engine, like the desktop shell.
+//!
+//! `run_cli` parses argv; with no subcommand it returns `None` and the caller opens the desktop
+//! app. This crate never imports tauri.
+
+mod output;
+pub mod replay;
+pub mod trace;
+mod watch;
+
+pub use output::{Format, Printer};
+
+use clap::{Args, Parser, Subcommand};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "comfy-monitor",
+    version,
+    about = "Monitor ComfyUI servers. Without a subcommand, opens the desktop app."
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Follow one ComfyUI server until interrupted: connection, queue, every job.
+    Watch(WatchArgs),
+    /// Feed a recorded session (trace .jsonl) through the decoder and tracker, offline.
+    Replay(ReplayArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct WatchArgs {
+    /// Server base URL, e.g. http://127.0.0.1:8188 (a path prefix behind a proxy is kept).
+    #[arg(long)]
+    pub url: String,
+    /// Name shown in every line (defaults to the URL's host:port).
+    #[arg(long)]
+    pub name: Option<String>,
+    /// Bearer token (`Authorization: Bearer ...`).
+    #[arg(long, env = "COMFY_MONITOR_TOKEN", hide_env_values = true, conflicts_with_all = ["basic", "query_token"])]
+    pub token: Option<String>,
+    /// Basic auth as USER:PASS.
+    #[arg(
+        long,
+        env = "COMFY_MONITOR_BASIC",
+        hide_env_values = true,
+        conflicts_with = "query_token"
+    )]
+    pub basic: Option<String>,
+    /// Token sent as `?token=` (ComfyUI-Login); prefer --token where the server accepts both.
+    #[arg(long, env = "COMFY_MONITOR_QUERY_TOKEN", hide_env_values = true)]
+    pub query_token: Option<String>,
+    /// Extra header 'Name: value' (repeatable), e.g. for Cloudflare Access service tokens.
+    #[arg(long = "header", value_name = "'K: V'")]
+    pub headers: Vec<String>,
+    /// Accept a self-signed certificate on an https:// server.
+    #[arg(long)]
+    pub insecure: bool,
+    /// Use this client id instead of a fresh one (must not be another program's id).
+    #[arg(long)]
+    pub client_id: Option<String>,
+    /// One JSON object per line instead of readable lines.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct ReplayArgs {
+    /// A trace file (one JSON object per line; see the traces' README for the format).
+    pub trace: PathBuf,
+    /// The recorded socket whose frames to replay (default: the first one that received any).
+    #[arg(long)]
+    pub client: Option<String>,
+    /// One JSON object per line instead of readable lines.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Runs a subcommand from the process arguments, or returns `None` when there is none.
+pub fn run_cli() -> Option<ExitCode> {
+    run_from(std::env::args_os())
+}
+
+pub fn run_from<I, T>(args: I) -> Option<ExitCode>
+where
+    I: IntoIterator<Item = T>,
+    T: Into<std::ffi::OsString> + Clone,
+{
+    let cli = match Cli::try_parse_from(args) {
+        Ok(cli) => cli,
+        Err(e) => {
+            let code = if e.use_stderr() { 2 } else { 0 };
+            let _ = e.print();
+            return Some(ExitCode::from(code));
+        }
+    };
+    let command = cli.command?;
+    init_logging();
+    let result = match command {
+        Command::Watch(args) => watch::run(args),
+        Command::Replay(args) => replay::run(args),
+    };
+    Some(match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("comfy-monitor: {e:#}");
+            ExitCode::from(1)
+        }
+    })
+}
+
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("COMFY_MONITOR_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}

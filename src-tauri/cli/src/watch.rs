@@ -1,0 +1,133 @@
+//! `comfy-monitor watch`: one instance, followed until interrupted.
+
+use crate::output::{Format, Printer};
+use crate::WatchArgs;
+use anyhow::{bail, Context};
+use comfy_engine::{Auth, Engine, InstanceSpec, Secret, DEFAULT_EVENT_CAPACITY};
+
+/// Builds the instance from the flags; bad input gets a clear error before anything connects.
+pub fn spec_from_args(args: &WatchArgs) -> anyhow::Result<InstanceSpec> {
+    let url = comfy_engine::instance::parse_base_url(&args.url)?;
+    let name =
+        args.name
+            .clone()
+            .unwrap_or_else(|| match (url.host_str(), url.port_or_known_default()) {
+                (Some(h), Some(p)) => format!("{h}:{p}"),
+                _ => url.to_string(),
+            });
+    let mut spec = InstanceSpec::new(name, url.as_str())?;
+    if let Some(id) = &args.client_id {
+        if id.trim().is_empty() {
+            bail!("--client-id must not be empty");
+        }
+        spec.client_id = id.clone();
+    }
+    spec.accept_invalid_certs = args.insecure;
+    let mut headers = Vec::new();
+    for h in &args.headers {
+        let Some((k, v)) = h.split_once(':') else {
+            bail!("--header must look like 'Name: value', got {h:?}");
+        };
+        if k.trim().is_empty() {
+            bail!("--header {h:?} has an empty name");
+        }
+        headers.push((k.trim().to_owned(), Secret::new(v.trim())));
+    }
+    spec.auth = match (&args.token, &args.basic, &args.query_token) {
+        (Some(t), None, None) => Auth::Bearer(Secret::new(t)),
+        (None, Some(b), None) => {
+            let (user, pass) = b.split_once(':').context("--basic must be USER:PASS")?;
+            Auth::Basic {
+                user: user.to_owned(),
+                password: Secret::new(pass),
+            }
+        }
+        (None, None, Some(t)) => Auth::QueryToken(Secret::new(t)),
+        (None, None, None) => Auth::None,
+        _ => bail!("choose one of --token, --basic and --query-token"),
+    };
+    if !headers.is_empty() {
+        spec.auth = match spec.auth {
+            Auth::None => Auth::Headers(headers),
+            Auth::Bearer(t) => {
+                headers.push((
+                    "Authorization".into(),
+                    Secret::new(format!("Bearer {}", t.expose())),
+                ));
+                Auth::Headers(headers)
+            }
+            other => bail!(
+                "--header cannot be combined with {}",
+                match other {
+                    Auth::Basic { .. } => "--basic",
+                    _ => "--query-token",
+                }
+            ),
+        };
+    }
+    Ok(spec)
+}
+
+pub fn run(args: WatchArgs) -> anyhow::Result<()> {
+    let spec = spec_from_args(&args)?;
+    let format = if args.json {
+        Format::Json
+    } else {
+        Format::Human
+    };
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .context("starting the runtime")?;
+    rt.block_on(async move {
+        eprintln!(
+            "comfy-monitor: watching {} as client id {} (queue jobs with this client_id to see their progress live; Ctrl-C to stop)",
+            spec.base_url, spec.client_id
+        );
+        let (mut engine, mut events) = Engine::new(DEFAULT_EVENT_CAPACITY);
+        engine.add_instance(spec)?;
+        let mut printer = Printer::new(std::io::stdout().lock(), format);
+        let stop = shutdown_signal();
+        tokio::pin!(stop);
+        loop {
+            tokio::select! {
+                e = events.recv() => match e {
+                    Some(e) => {
+                        if let Err(err) = printer.print(&e) {
+                            // A closed pipe (`| head`) ends the watch quietly.
+                            if err.kind() == std::io::ErrorKind::BrokenPipe { break; }
+                            return Err(err.into());
+                        }
+                    }
+                    None => break,
+                },
+                _ = &mut stop => break,
+            }
+        }
+        engine.shutdown().await;
+        Ok(())
+    })
+}
+
+async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}

@@ -1,0 +1,5 @@
+//! Integration tests: recorded ComfyUI sessions through decoder and tracker, and the engine
+//! against a fake ComfyUI over real sockets. One binary, one module per area.
+
+mod support;
+mod traces;
