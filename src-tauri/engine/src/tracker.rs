@@ -1250,3 +1250,326 @@ fn view(j: &Job) -> JobView {
         last_text: j.texts.back().map(|(_, t)| t.clone()),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use comfy_protocol::decode_text;
+    use serde_json::json;
+
+    const ME: &str = "me";
+
+    fn active(id: &str, number: f64, client: Option<&str>) -> ActiveJob {
+        ActiveJob {
+            prompt_id: id.into(),
+            number: Some(number),
+            client_id: Some(client.map(str::to_owned)),
+            graph: Some(json!({
+                "1": {"class_type": "KSampler", "inputs": {"steps": 4}},
+                "2": {"class_type": "SaveImage", "inputs": {"images": ["1", 0]}}
+            })),
+            outputs_to_execute: Some(vec!["2".into()]),
+            create_time: None,
+        }
+    }
+
+    fn snap(running: &[ActiveJob], pending: &[ActiveJob]) -> Snapshot {
+        Snapshot {
+            running: running.to_vec(),
+            pending: pending.to_vec(),
+            recent_finished: Vec::new(),
+        }
+    }
+
+    fn job_states(updates: &[Update]) -> Vec<(String, JobState)> {
+        updates
+            .iter()
+            .filter_map(|u| match u {
+                Update::Job(j) => Some((j.prompt_id.to_string(), j.state)),
+                _ => None,
+            })
+            .collect()
+    }
+
+    fn msg(t: &mut Tracker, text: &str, now: Millis) -> (Vec<Update>, Vec<Request>) {
+        t.apply_message(&decode_text(text).unwrap(), now)
+    }
+
+    fn finished(id: &str, outcome: Outcome) -> Lookup {
+        Lookup::Found(Box::new(FinishedJob {
+            prompt_id: id.into(),
+            outcome,
+            outputs: Default::default(),
+            client_id: Some("browser".into()),
+            started_ms: Some(100),
+            ended_ms: Some(200),
+        }))
+    }
+
+    #[test]
+    fn observed_job_goes_pending_running_then_takes_its_outcome_from_the_server() {
+        let mut t = Tracker::new(ME);
+        let a = active("a", 1.0, Some("browser"));
+        let (u, _) = t.apply_snapshot(&snap(&[], &[a.clone()]), 0);
+        assert_eq!(job_states(&u), [("a".into(), JobState::Pending)]);
+        let view = t.job(&"a".into()).unwrap();
+        assert_eq!(view.origin, JobOrigin::Other);
+        assert_eq!(view.fidelity, Fidelity::Observed);
+        assert_eq!(
+            view.percent, None,
+            "no percent is invented for observed jobs"
+        );
+
+        let (u, _) = t.apply_snapshot(&snap(&[a.clone()], &[]), 1_000);
+        assert_eq!(job_states(&u), [("a".into(), JobState::Running)]);
+
+        let (u, req) = t.apply_snapshot(&snap(&[], &[]), 2_000);
+        assert!(
+            job_states(&u).is_empty(),
+            "nothing is concluded before the lookup"
+        );
+        assert_eq!(req, [Request::Outcome("a".into())]);
+        let u = t.apply_outcome(&"a".into(), finished("a", Outcome::Success), 2_100);
+        assert_eq!(job_states(&u), [("a".into(), JobState::Success)]);
+        // A late snapshot or message never resurrects it, and it never ends twice.
+        let (u, _) = t.apply_snapshot(&snap(&[a], &[]), 2_200);
+        assert!(job_states(&u).is_empty());
+        assert!(t
+            .apply_outcome(&"a".into(), finished("a", Outcome::Success), 2_300)
+            .is_empty());
+    }
+
+    #[test]
+    fn pending_job_that_vanishes_without_history_was_deleted() {
+        let mut t = Tracker::new(ME);
+        t.apply_snapshot(&snap(&[], &[active("a", 1.0, None)]), 0);
+        let (_, req) = t.apply_snapshot(&snap(&[], &[]), 1_000);
+        assert_eq!(req, [Request::Outcome("a".into())]);
+        let u = t.apply_outcome(&"a".into(), Lookup::NotFound, 1_100);
+        assert_eq!(job_states(&u), [("a".into(), JobState::Deleted)]);
+        assert_eq!(t.job(&"a".into()).unwrap().origin, JobOrigin::Anonymous);
+    }
+
+    #[test]
+    fn jobs_missing_after_a_reconnect_are_lost_not_failed() {
+        let mut t = Tracker::new(ME);
+        t.apply_snapshot(
+            &snap(
+                &[active("run", 0.0, Some(ME))],
+                &[active("wait", 1.0, Some("x"))],
+            ),
+            0,
+        );
+        t.disconnected();
+        t.reconnected();
+        let (_, req) = t.apply_snapshot(&snap(&[], &[]), 5_000);
+        assert_eq!(req.len(), 2);
+        let mut states = Vec::new();
+        for id in ["run", "wait"] {
+            let u = t.apply_outcome(&id.into(), Lookup::NotFound, 5_100);
+            states.extend(job_states(&u));
+            let view = t.job(&id.into()).unwrap();
+            assert_eq!(view.detail.as_deref(), Some("server restarted"));
+        }
+        assert_eq!(
+            states,
+            [
+                ("run".into(), JobState::Lost),
+                ("wait".into(), JobState::Lost)
+            ]
+        );
+    }
+
+    #[test]
+    fn pending_queue_follows_run_order_and_is_published_on_change() {
+        let mut t = Tracker::new(ME);
+        let (u, _) = t.apply_snapshot(
+            &snap(
+                &[active("r", 0.0, None)],
+                &[active("b", 1.0, None), active("c", 2.0, None)],
+            ),
+            0,
+        );
+        assert!(u.contains(&Update::Queue {
+            running: vec!["r".into()],
+            pending: vec!["b".into(), "c".into()],
+        }));
+        let (u, _) = t.apply_snapshot(
+            &snap(
+                &[active("r", 0.0, None)],
+                &[active("b", 1.0, None), active("c", 2.0, None)],
+            ),
+            10,
+        );
+        assert!(
+            !u.iter().any(|u| matches!(u, Update::Queue { .. })),
+            "no change, no event"
+        );
+    }
+
+    #[test]
+    fn our_job_ends_on_executing_null_after_reconciling_with_history() {
+        let mut t = Tracker::new(ME);
+        t.describe_job(&active("p", 1.0, Some(ME)), 0);
+        msg(
+            &mut t,
+            r#"{"type":"execution_start","data":{"prompt_id":"p","timestamp":10}}"#,
+            10,
+        );
+        msg(
+            &mut t,
+            r#"{"type":"executing","data":{"node":"1","display_node":"1","prompt_id":"p"}}"#,
+            20,
+        );
+        msg(
+            &mut t,
+            r#"{"type":"progress","data":{"value":2,"max":4,"prompt_id":"p","node":"1"}}"#,
+            100,
+        );
+        let view = t.job(&"p".into()).unwrap();
+        // Plan: KSampler weight 1+4, SaveImage 1; half the sampler done = 2.5 / 6.
+        assert!((view.percent.unwrap() - 41.7).abs() < 0.1, "{view:?}");
+        let (u, req) = msg(
+            &mut t,
+            r#"{"type":"execution_success","data":{"prompt_id":"p","timestamp":300}}"#,
+            300,
+        );
+        assert!(
+            job_states(&u).is_empty(),
+            "success is published after the end signal"
+        );
+        assert!(req.is_empty());
+        let (u, req) = msg(
+            &mut t,
+            r#"{"type":"executing","data":{"node":null,"prompt_id":"p"}}"#,
+            310,
+        );
+        assert!(job_states(&u).is_empty());
+        assert_eq!(req, [Request::Outcome("p".into())]);
+        let u = t.apply_outcome(&"p".into(), Lookup::NotFound, 320);
+        assert_eq!(job_states(&u), [("p".into(), JobState::Success)]);
+        assert_eq!(t.job(&"p".into()).unwrap().percent, Some(100.0));
+    }
+
+    #[test]
+    fn execution_blocked_is_a_warning_and_the_job_goes_on() {
+        let mut t = Tracker::new(ME);
+        msg(
+            &mut t,
+            r#"{"type":"execution_start","data":{"prompt_id":"p"}}"#,
+            0,
+        );
+        let (u, _) = msg(
+            &mut t,
+            r#"{"type":"execution_error","data":{"prompt_id":"p","node_id":"5","node_type":"Gate","executed":[],"exception_message":"Execution Blocked: closed","exception_type":"ExecutionBlocked","traceback":[],"current_inputs":[],"current_outputs":[]}}"#,
+            5,
+        );
+        assert_eq!(job_states(&u), [("p".into(), JobState::Running)]);
+        assert_eq!(
+            t.job(&"p".into()).unwrap().warnings,
+            ["Execution Blocked: closed"]
+        );
+        msg(
+            &mut t,
+            r#"{"type":"execution_success","data":{"prompt_id":"p"}}"#,
+            10,
+        );
+        msg(
+            &mut t,
+            r#"{"type":"executing","data":{"node":null,"prompt_id":"p"}}"#,
+            11,
+        );
+        let u = t.apply_outcome(&"p".into(), Lookup::Unavailable, 12);
+        assert_eq!(job_states(&u), [("p".into(), JobState::Success)]);
+    }
+
+    #[test]
+    fn progress_for_a_job_queued_without_client_id_is_followed_but_not_claimed() {
+        let mut t = Tracker::new(ME);
+        msg(
+            &mut t,
+            r#"{"type":"progress","data":{"value":1,"max":4,"prompt_id":"anon","node":"3"}}"#,
+            0,
+        );
+        let view = t.job(&"anon".into()).unwrap();
+        assert_eq!(view.origin, JobOrigin::Anonymous);
+        assert_eq!(view.state, JobState::Running);
+    }
+
+    #[test]
+    fn type_1_previews_belong_to_the_last_progress() {
+        let mut t = Tracker::new(ME);
+        msg(
+            &mut t,
+            r#"{"type":"progress","data":{"value":1,"max":4,"prompt_id":"p","node":"3"}}"#,
+            0,
+        );
+        let frame = BinaryFrame::Preview {
+            format: comfy_protocol::ImageFormat::Jpeg,
+            metadata: None,
+            image: b"\xff\xd8",
+        };
+        assert_eq!(
+            t.apply_binary(&frame),
+            [Update::Preview {
+                prompt_id: Some("p".into()),
+                node: Some("3".into())
+            }]
+        );
+    }
+
+    #[test]
+    fn legacy_servers_finish_a_node_when_the_next_starts() {
+        let mut t = Tracker::new(ME);
+        t.describe_job(&active("p", 1.0, Some(ME)), 0);
+        msg(
+            &mut t,
+            r#"{"type":"execution_start","data":{"prompt_id":"p"}}"#,
+            0,
+        );
+        msg(
+            &mut t,
+            r#"{"type":"executing","data":{"node":"1","prompt_id":"p"}}"#,
+            1,
+        );
+        let before = t.job(&"p".into()).unwrap().percent.unwrap();
+        msg(
+            &mut t,
+            r#"{"type":"executing","data":{"node":"2","prompt_id":"p"}}"#,
+            2,
+        );
+        let view = t.job(&"p".into()).unwrap();
+        assert_eq!(view.nodes_done, Some(1));
+        assert!(view.percent.unwrap() > before);
+    }
+
+    #[test]
+    fn finished_jobs_listed_before_we_started_watching_are_not_news() {
+        let mut t = Tracker::new(ME);
+        let mut s = snap(&[], &[]);
+        s.recent_finished = vec!["old".into()];
+        let (_, req) = t.apply_snapshot(&s, 0);
+        assert!(req.is_empty());
+        s.recent_finished = vec!["new".into(), "old".into()];
+        let (_, req) = t.apply_snapshot(&s, 1);
+        assert_eq!(req, [Request::Outcome("new".into())]);
+    }
+
+    #[test]
+    fn interrupt_of_a_job_without_client_id_asks_for_the_record() {
+        let mut t = Tracker::new(ME);
+        msg(
+            &mut t,
+            r#"{"type":"progress","data":{"value":1,"max":4,"prompt_id":"anon","node":"3"}}"#,
+            0,
+        );
+        let (_, req) = msg(
+            &mut t,
+            r#"{"type":"execution_interrupted","data":{"prompt_id":"anon","node_id":"3","node_type":"K","executed":[]}}"#,
+            5,
+        );
+        assert_eq!(req, [Request::Outcome("anon".into())]);
+        let u = t.apply_outcome(&"anon".into(), Lookup::Unavailable, 6);
+        assert_eq!(job_states(&u), [("anon".into(), JobState::Interrupted)]);
+    }
+}
