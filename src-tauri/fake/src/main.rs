@@ -1,0 +1,158 @@
+//! `fake-comfyui`: serve one or more independent fake ComfyUI servers until SIGINT/SIGTERM.
+//!
+//! Prints one line per instance (`fake-comfyui listening on http://127.0.0.1:PORT`, or one JSON
+//! object per line with `--json`) so scripts can pick the URLs up. It is a thin host of the
+//! library and must not grow behaviour of its own.
+
+use std::io::Write;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::Parser;
+use fake_comfyui::{FakeAuth, FakeComfy, FakeConfig, ServerVersion};
+
+#[derive(Debug, Parser)]
+#[command(name = "fake-comfyui", about = "Fake ComfyUI servers for tests, demos and benchmarks")]
+struct Args {
+    /// How many independent servers to start.
+    #[arg(long, default_value_t = 1)]
+    instances: u16,
+    /// ComfyUI generation to imitate: legacy, 0.3.64 or 0.26.
+    #[arg(long, default_value = "0.26")]
+    version: ServerVersion,
+    /// Port of the first instance (the next ones count up); 0 = an ephemeral port for each.
+    #[arg(long, default_value_t = 0)]
+    port: u16,
+    /// Address to bind.
+    #[arg(long, default_value = "127.0.0.1")]
+    host: std::net::IpAddr,
+    /// Require `Authorization: Bearer TOKEN`.
+    #[arg(long, conflicts_with = "basic")]
+    bearer: Option<String>,
+    /// Require basic auth, given as USER:PASS.
+    #[arg(long)]
+    basic: Option<String>,
+    /// Keep a stream of jobs from other clients running on every instance.
+    #[arg(long)]
+    busy: bool,
+    /// Print one JSON object per instance instead of a sentence.
+    #[arg(long)]
+    json: bool,
+    /// Default time per sampler step, in milliseconds.
+    #[arg(long, default_value_t = 20)]
+    step_delay_ms: u64,
+    /// Replay this recorded trace to every socket instead of running jobs.
+    #[arg(long, requires = "replay_client")]
+    replay: Option<PathBuf>,
+    /// The recorded client whose frames are replayed (e.g. `monitor`).
+    #[arg(long)]
+    replay_client: Option<String>,
+}
+
+#[tokio::main]
+async fn main() -> failure::Result {
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .init();
+    let args = Args::parse();
+    let auth = match (&args.bearer, &args.basic) {
+        (Some(token), _) => Some(FakeAuth::Bearer(token.clone())),
+        (None, Some(pair)) => {
+            let Some((user, password)) = pair.split_once(':') else {
+                return Err("--basic expects USER:PASS".into());
+            };
+            Some(FakeAuth::Basic {
+                user: user.to_string(),
+                password: password.to_string(),
+            })
+        }
+        (None, None) => None,
+    };
+    let mut servers = Vec::new();
+    for i in 0..args.instances.max(1) {
+        let port = if args.port == 0 { 0 } else { args.port.saturating_add(i) };
+        let config = FakeConfig {
+            version: args.version,
+            auth: auth.clone(),
+            bind: SocketAddr::new(args.host, port),
+            step_delay: Duration::from_millis(args.step_delay_ms),
+        };
+        let server = match (&args.replay, &args.replay_client) {
+            (Some(trace), Some(client)) => FakeComfy::start_replay_file(config, trace, client).await,
+            _ => FakeComfy::start(config).await,
+        }
+        .map_err(|e| format!("cannot start instance {}: {e}", i + 1))?;
+        if args.busy {
+            server.start_busy_traffic();
+        }
+        let mut out = std::io::stdout().lock();
+        if args.json {
+            let line = serde_json::json!({
+                "url": server.base_url(),
+                "ws": format!("ws://{}/ws", server.addr()),
+                "port": server.addr().port(),
+                "version": args.version.to_string(),
+            });
+            writeln!(out, "{line}").map_err(|e| e.to_string())?;
+        } else {
+            writeln!(out, "fake-comfyui listening on {}", server.base_url()).map_err(|e| e.to_string())?;
+        }
+        out.flush().map_err(|e| e.to_string())?;
+        servers.push(server);
+    }
+    shutdown_signal().await;
+    drop(servers);
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+/// The binary's error type: a message for stderr and exit code 1.
+mod failure {
+    pub type Result = std::result::Result<(), Error>;
+
+    pub struct Error(String);
+
+    impl std::fmt::Debug for Error {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str(&self.0)
+        }
+    }
+
+    impl From<String> for Error {
+        fn from(s: String) -> Error {
+            Error(s)
+        }
+    }
+
+    impl From<&str> for Error {
+        fn from(s: &str) -> Error {
+            Error(s.to_string())
+        }
+    }
+}
