@@ -524,7 +524,9 @@ impl Tracker {
 
     /// Moves a job to running in the queue view; returns whether the view changed.
     fn queue_mark_running(&mut self, id: &PromptId) -> bool {
-        if self.running.contains(id) {
+        // A snapshot newer than this frame already saw the job leave the queue.
+        let vanished = self.jobs.get(id).is_some_and(|j| j.vanished.is_some());
+        if self.running.contains(id) || vanished {
             return false;
         }
         self.pending.retain(|p| p != id);
