@@ -1,3 +1,13 @@
+//! Generates the Tauri context (config, embedded `ui/dist`, ACL) at build time, so a rebuilt UI
+//! is picked up by the next `cargo build` without touching Rust sources.
+
 fn main() {
-    tauri_build::build()
+    let manifest = tauri_build::AppManifest::new().commands(&["get_snapshot", "refresh_instance"]);
+    let attributes = tauri_build::Attributes::new()
+        .app_manifest(manifest)
+        .codegen(tauri_build::CodegenContext::new());
+    if let Err(error) = tauri_build::try_build(attributes) {
+        // Build scripts report failures by panicking; the message names the broken file.
+        panic!("tauri-build failed: {error:#}");
+    }
 }

@@ -1,1 +1,34 @@
-//! The desktop shell.
+//! The desktop app. This file only assembles the Tauri builder; every part lives in `shell/`.
+
+mod shell;
+
+use std::process::ExitCode;
+
+/// Opens the desktop app and runs it until it quits.
+pub fn run() -> ExitCode {
+    shell::init_logging();
+    let app = tauri::Builder::default()
+        .invoke_handler(tauri::generate_handler![
+            shell::commands::get_snapshot,
+            shell::commands::refresh_instance,
+        ])
+        .setup(shell::start)
+        .on_window_event(shell::window::on_window_event)
+        .build(context());
+    match app {
+        Ok(app) => {
+            let code = app.run_return(shell::on_run_event);
+            ExitCode::from(u8::try_from(code).unwrap_or(1))
+        }
+        Err(error) => {
+            tracing::error!(%error, "could not start the desktop app");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// The context tauri-build generated from `tauri.conf.json`, the capabilities and `ui/dist`.
+#[allow(clippy::unwrap_used)] // in the generated code, on values checked at build time
+fn context() -> tauri::Context<tauri::Wry> {
+    tauri::tauri_build_context!()
+}

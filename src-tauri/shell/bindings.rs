@@ -1,0 +1,144 @@
+//! Keeps `ui/src/bindings/` equal to what the Rust types generate.
+//!
+//! `cargo test` fails when the committed TypeScript drifts from the types here; regenerate with
+//! `UPDATE_BINDINGS=1 cargo test -p comfy-monitor --lib bindings`.
+
+use crate::shell::error::CommandError;
+use crate::shell::events::{
+    catalogue, InstanceStatusChanged, JobUpdated, QueueChanged, ServerInfoChanged,
+};
+use crate::shell::view::Snapshot;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use ts_rs::TS;
+
+const BINDINGS_DIR: &str = "ui/src/bindings";
+const EVENTS_FILE: &str = "events.ts";
+
+fn config(dir: &Path) -> ts_rs::Config {
+    // Timestamps and counters fit in a double; the UI wants plain numbers, not bigint.
+    ts_rs::Config::new()
+        .with_large_int("number")
+        .with_out_dir(dir)
+}
+
+fn generate(dir: &Path) {
+    let cfg = config(dir);
+    let results = [
+        Snapshot::export_all(&cfg),
+        InstanceStatusChanged::export_all(&cfg),
+        ServerInfoChanged::export_all(&cfg),
+        QueueChanged::export_all(&cfg),
+        JobUpdated::export_all(&cfg),
+        CommandError::export_all(&cfg),
+    ];
+    for result in results {
+        if let Err(error) = result {
+            panic!("exporting bindings: {error}");
+        }
+    }
+    write(&dir.join(EVENTS_FILE), &events_module(&cfg));
+}
+
+/// The event names and their payload types, so the UI never spells an event name itself.
+fn events_module(cfg: &ts_rs::Config) -> String {
+    let events = catalogue(cfg);
+    let mut out = String::from(
+        "// Generated from src-tauri/shell/events.rs by the bindings test. Do not edit.\n",
+    );
+    for (_, payload) in &events {
+        out.push_str(&format!(
+            "import type {{ {payload} }} from \"./{payload}\";\n"
+        ));
+    }
+    out.push_str("\nexport const EVENTS = {\n");
+    for (name, payload) in &events {
+        out.push_str(&format!("  {}: \"{name}\",\n", lower_first(payload)));
+    }
+    out.push_str("} as const;\n\nexport type EventName = (typeof EVENTS)[keyof typeof EVENTS];\n");
+    out.push_str("\nexport interface EventPayloads {\n");
+    for (name, payload) in &events {
+        out.push_str(&format!("  \"{name}\": {payload};\n"));
+    }
+    out.push_str("}\n");
+    out
+}
+
+fn lower_first(s: &str) -> String {
+    let mut chars = s.chars();
+    chars
+        .next()
+        .map(|c| c.to_lowercase().chain(chars).collect())
+        .unwrap_or_default()
+}
+
+fn write(path: &Path, contents: &str) {
+    if let Err(error) = std::fs::write(path, contents) {
+        panic!("writing {}: {error}", path.display());
+    }
+}
+
+fn read_dir(dir: &Path) -> BTreeMap<String, String> {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return BTreeMap::new();
+    };
+    entries
+        .filter_map(Result::ok)
+        .filter(|e| e.path().extension().is_some_and(|x| x == "ts"))
+        .map(|e| {
+            let name = e.file_name().to_string_lossy().into_owned();
+            let text = std::fs::read_to_string(e.path()).unwrap_or_default();
+            (name, text)
+        })
+        .collect()
+}
+
+fn committed_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join(BINDINGS_DIR)
+}
+
+#[test]
+fn committed_bindings_match_the_rust_types() {
+    let committed = committed_dir();
+    if std::env::var_os("UPDATE_BINDINGS").is_some() {
+        for name in read_dir(&committed).keys() {
+            let _ = std::fs::remove_file(committed.join(name));
+        }
+        if let Err(error) = std::fs::create_dir_all(&committed) {
+            panic!("creating {}: {error}", committed.display());
+        }
+        generate(&committed);
+        return;
+    }
+
+    let fresh = std::env::temp_dir().join(format!("comfy-monitor-bindings-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&fresh);
+    if let Err(error) = std::fs::create_dir_all(&fresh) {
+        panic!("creating {}: {error}", fresh.display());
+    }
+    generate(&fresh);
+    let expected = read_dir(&fresh);
+    let _ = std::fs::remove_dir_all(&fresh);
+    let actual = read_dir(&committed);
+
+    let mut drift = Vec::new();
+    for (name, text) in &expected {
+        match actual.get(name) {
+            None => drift.push(format!("missing {name}")),
+            Some(t) if t != text => drift.push(format!("stale {name}")),
+            Some(_) => {}
+        }
+    }
+    drift.extend(
+        actual
+            .keys()
+            .filter(|name| !expected.contains_key(*name))
+            .map(|name| format!("extra {name}")),
+    );
+    assert!(
+        drift.is_empty(),
+        "{BINDINGS_DIR} drifted from the Rust types ({}); regenerate with \
+         `UPDATE_BINDINGS=1 cargo test -p comfy-monitor --lib bindings` and commit the result",
+        drift.join(", ")
+    );
+}

@@ -1,0 +1,91 @@
+//! Every event the shell emits to the webview: its name and its payload. The one place event
+//! names are spelled; the UI's copy (`ui/src/bindings/events.ts`) is generated from this module.
+//!
+//! Each payload carries the overview revision it was produced at, so a UI that loads a snapshot
+//! while events are in flight can drop the ones the snapshot already contains.
+
+use crate::shell::view::{InstanceStatus, JobSummary, QueueCounts, ServerView};
+use serde::Serialize;
+use tauri::{AppHandle, Emitter, Runtime};
+use ts_rs::TS;
+
+pub const INSTANCE_STATUS_CHANGED: &str = "instance-status-changed";
+pub const SERVER_INFO_CHANGED: &str = "server-info-changed";
+pub const QUEUE_CHANGED: &str = "queue-changed";
+pub const JOB_UPDATED: &str = "job-updated";
+
+#[derive(Debug, Clone, PartialEq, Serialize, TS)]
+#[serde(rename_all = "camelCase")]
+pub struct InstanceStatusChanged {
+    pub revision: u64,
+    pub instance: String,
+    pub status: InstanceStatus,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, TS)]
+#[serde(rename_all = "camelCase")]
+pub struct ServerInfoChanged {
+    pub revision: u64,
+    pub instance: String,
+    pub server: ServerView,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, TS)]
+#[serde(rename_all = "camelCase")]
+pub struct QueueChanged {
+    pub revision: u64,
+    pub instance: String,
+    pub queue: QueueCounts,
+}
+
+/// A job's new picture. Progress while running is coalesced to display rate; every other
+/// state change is sent as it happens.
+#[derive(Debug, Clone, PartialEq, Serialize, TS)]
+#[serde(rename_all = "camelCase")]
+pub struct JobUpdated {
+    pub revision: u64,
+    pub instance: String,
+    pub job: JobSummary,
+}
+
+/// One change to send to the webview.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Update {
+    InstanceStatusChanged(InstanceStatusChanged),
+    ServerInfoChanged(ServerInfoChanged),
+    QueueChanged(QueueChanged),
+    /// Boxed: a job's picture is far larger than the other payloads.
+    JobUpdated(Box<JobUpdated>),
+}
+
+impl Update {
+    pub fn name(&self) -> &'static str {
+        match self {
+            Self::InstanceStatusChanged(_) => INSTANCE_STATUS_CHANGED,
+            Self::ServerInfoChanged(_) => SERVER_INFO_CHANGED,
+            Self::QueueChanged(_) => QUEUE_CHANGED,
+            Self::JobUpdated(_) => JOB_UPDATED,
+        }
+    }
+
+    pub fn emit<R: Runtime>(&self, app: &AppHandle<R>) -> tauri::Result<()> {
+        let name = self.name();
+        match self {
+            Self::InstanceStatusChanged(p) => app.emit(name, p),
+            Self::ServerInfoChanged(p) => app.emit(name, p),
+            Self::QueueChanged(p) => app.emit(name, p),
+            Self::JobUpdated(p) => app.emit(name, p),
+        }
+    }
+}
+
+/// Every event with the TypeScript name of its payload, for the generated bindings.
+#[cfg(test)]
+pub(crate) fn catalogue(cfg: &ts_rs::Config) -> Vec<(&'static str, String)> {
+    vec![
+        (INSTANCE_STATUS_CHANGED, InstanceStatusChanged::name(cfg)),
+        (SERVER_INFO_CHANGED, ServerInfoChanged::name(cfg)),
+        (QUEUE_CHANGED, QueueChanged::name(cfg)),
+        (JOB_UPDATED, JobUpdated::name(cfg)),
+    ]
+}

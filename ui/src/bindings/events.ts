@@ -1,0 +1,21 @@
+// Generated from src-tauri/shell/events.rs by the bindings test. Do not edit.
+import type { InstanceStatusChanged } from "./InstanceStatusChanged";
+import type { ServerInfoChanged } from "./ServerInfoChanged";
+import type { QueueChanged } from "./QueueChanged";
+import type { JobUpdated } from "./JobUpdated";
+
+export const EVENTS = {
+  instanceStatusChanged: "instance-status-changed",
+  serverInfoChanged: "server-info-changed",
+  queueChanged: "queue-changed",
+  jobUpdated: "job-updated",
+} as const;
+
+export type EventName = (typeof EVENTS)[keyof typeof EVENTS];
+
+export interface EventPayloads {
+  "instance-status-changed": InstanceStatusChanged;
+  "server-info-changed": ServerInfoChanged;
+  "queue-changed": QueueChanged;
+  "job-updated": JobUpdated;
+}
