@@ -209,7 +209,7 @@ fn python_number(n: &serde_json::Number) -> String {
         let text = n.to_string();
         // ryu writes `1e16`, Python writes `1e+16`.
         match text.find('e') {
-            Some(pos) if !text[pos + 1..].starts_with('-') => {
+            Some(pos) if !text[pos + 1..].starts_with(['-', '+']) => {
                 format!("{}e+{}", &text[..pos], &text[pos + 1..])
             }
             _ => text,

@@ -431,6 +431,20 @@ impl FakeComfy {
         }
     }
 
+    /// Resolves once no socket is registered under `sid` (its routing entry is gone, for
+    /// example because a displaced socket with the same sid closed).
+    pub async fn wait_until_unregistered(&self, sid: &str) {
+        let mut changes = self.shared.lock().signals.clients.subscribe();
+        loop {
+            if !self.shared.lock().routes.contains_key(sid) {
+                return;
+            }
+            if changes.changed().await.is_err() {
+                std::future::pending::<()>().await;
+            }
+        }
+    }
+
     /// Resolves when nothing is pending and nothing runs (after the last job's end messages
     /// were queued to the sockets).
     pub async fn wait_idle(&self) {
