@@ -12,8 +12,8 @@ use base64::Engine;
 
 use crate::FakeAuth;
 
-/// `Ok` when the request may pass, otherwise the response a real gate would give.
-pub fn check(auth: &FakeAuth, headers: &HeaderMap, query: Option<&str>) -> Result<(), Response> {
+/// `None` when the request may pass, otherwise the response a real gate would give.
+pub fn check(auth: &FakeAuth, headers: &HeaderMap, query: Option<&str>) -> Option<Response> {
     let authorization = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
@@ -24,36 +24,44 @@ pub fn check(auth: &FakeAuth, headers: &HeaderMap, query: Option<&str>) -> Resul
     match auth {
         FakeAuth::Bearer(token) => {
             if bearer == Some(token.as_str()) {
-                return Ok(());
+                return None;
             }
-            Err((
-                StatusCode::UNAUTHORIZED,
-                [(header::WWW_AUTHENTICATE, "Bearer")],
-                "401: Unauthorized",
+            Some(
+                (
+                    StatusCode::UNAUTHORIZED,
+                    [(header::WWW_AUTHENTICATE, "Bearer")],
+                    "401: Unauthorized",
+                )
+                    .into_response(),
             )
-                .into_response())
         }
         FakeAuth::Basic { user, password } => {
             let given = authorization
                 .strip_prefix("Basic ")
-                .and_then(|b| base64::engine::general_purpose::STANDARD.decode(b.trim()).ok())
+                .and_then(|b| {
+                    base64::engine::general_purpose::STANDARD
+                        .decode(b.trim())
+                        .ok()
+                })
                 .and_then(|b| String::from_utf8(b).ok());
             if given.as_deref() == Some(format!("{user}:{password}").as_str()) {
-                return Ok(());
+                return None;
             }
-            Err((
-                StatusCode::UNAUTHORIZED,
-                [(header::WWW_AUTHENTICATE, "Basic realm=\"ComfyUI\"")],
-                "401 Authorization Required",
+            Some(
+                (
+                    StatusCode::UNAUTHORIZED,
+                    [(header::WWW_AUTHENTICATE, "Basic realm=\"ComfyUI\"")],
+                    "401 Authorization Required",
+                )
+                    .into_response(),
             )
-                .into_response())
         }
         FakeAuth::Header { name, value } => {
             let given = headers.get(name.as_str()).and_then(|v| v.to_str().ok());
             if given == Some(value.as_str()) {
-                return Ok(());
+                return None;
             }
-            Err((StatusCode::FORBIDDEN, "403: Forbidden").into_response())
+            Some((StatusCode::FORBIDDEN, "403: Forbidden").into_response())
         }
         FakeAuth::QueryToken(token) => {
             let in_query = query.is_some_and(|q| {
@@ -62,14 +70,16 @@ pub fn check(auth: &FakeAuth, headers: &HeaderMap, query: Option<&str>) -> Resul
                     .any(|(k, v)| k == "token" && v == token)
             });
             if in_query || bearer == Some(token.as_str()) {
-                return Ok(());
+                return None;
             }
-            Err((
-                StatusCode::FOUND,
-                [(header::LOCATION, "/login")],
-                "302: Found",
+            Some(
+                (
+                    StatusCode::FOUND,
+                    [(header::LOCATION, "/login")],
+                    "302: Found",
+                )
+                    .into_response(),
             )
-                .into_response())
         }
     }
 }
@@ -93,8 +103,13 @@ mod tests {
             password: "p".into(),
         };
         let good = base64::engine::general_purpose::STANDARD.encode("u:p");
-        assert!(check(&auth, &headers(&[("authorization", &format!("Basic {good}"))]), None).is_ok());
-        let denied = check(&auth, &HeaderMap::new(), None).unwrap_err();
+        assert!(check(
+            &auth,
+            &headers(&[("authorization", &format!("Basic {good}"))]),
+            None
+        )
+        .is_none());
+        let denied = check(&auth, &HeaderMap::new(), None).expect("denied");
         assert_eq!(denied.status(), StatusCode::UNAUTHORIZED);
         assert!(denied.headers().get("www-authenticate").is_some());
     }
@@ -102,9 +117,9 @@ mod tests {
     #[test]
     fn query_token_also_accepts_the_bearer_form_and_redirects_otherwise() {
         let auth = FakeAuth::QueryToken("t0k".into());
-        assert!(check(&auth, &HeaderMap::new(), Some("clientId=a&token=t0k")).is_ok());
-        assert!(check(&auth, &headers(&[("authorization", "Bearer t0k")]), None).is_ok());
-        let denied = check(&auth, &HeaderMap::new(), Some("token=nope")).unwrap_err();
+        assert!(check(&auth, &HeaderMap::new(), Some("clientId=a&token=t0k")).is_none());
+        assert!(check(&auth, &headers(&[("authorization", "Bearer t0k")]), None).is_none());
+        let denied = check(&auth, &HeaderMap::new(), Some("token=nope")).expect("denied");
         assert_eq!(denied.status(), StatusCode::FOUND);
         assert_eq!(denied.headers().get("location").unwrap(), "/login");
     }
@@ -115,9 +130,11 @@ mod tests {
             name: "x-api-key".into(),
             value: "k".into(),
         };
-        assert!(check(&auth, &headers(&[("x-api-key", "k")]), None).is_ok());
+        assert!(check(&auth, &headers(&[("x-api-key", "k")]), None).is_none());
         assert_eq!(
-            check(&auth, &HeaderMap::new(), None).unwrap_err().status(),
+            check(&auth, &HeaderMap::new(), None)
+                .expect("denied")
+                .status(),
             StatusCode::FORBIDDEN
         );
     }

@@ -105,7 +105,11 @@ fn invalid(error: J) -> Validation {
 }
 
 /// Validates `prompt` the way ComfyUI's `POST /prompt` does.
-pub fn validate(prompt: &J, version: ServerVersion, partial_targets: Option<&[String]>) -> Validation {
+pub fn validate(
+    prompt: &J,
+    version: ServerVersion,
+    partial_targets: Option<&[String]>,
+) -> Validation {
     let Some(entries) = prompt.as_object() else {
         return invalid(error(
             "invalid_prompt",
@@ -182,7 +186,8 @@ pub fn validate(prompt: &J, version: ServerVersion, partial_targets: Option<&[St
     let mut failed_reasons: Vec<J> = Vec::new();
     let mut node_errors = J::obj();
     for output in outputs {
-        let (valid, reasons) = match validate_node(prompt, output, &mut validated, &mut Vec::new()) {
+        let (valid, reasons) = match validate_node(prompt, output, &mut validated, &mut Vec::new())
+        {
             Ok(valid) => (valid, own_errors(&validated, output)),
             Err(missing) => {
                 let reasons = vec![missing_link_error(&missing)];
@@ -373,9 +378,10 @@ fn check_widget(
     let config = spec.config();
     match spec.type_name() {
         Some(kind @ ("INT" | "FLOAT")) => {
-            let Some(number) = value.as_f64().or_else(|| {
-                value.as_str().and_then(|s| s.trim().parse::<f64>().ok())
-            }) else {
+            let Some(number) = value
+                .as_f64()
+                .or_else(|| value.as_str().and_then(|s| s.trim().parse::<f64>().ok()))
+            else {
                 errors.push(error(
                     "invalid_input_type",
                     &format!("Failed to convert an input value to a {kind} value"),
@@ -649,15 +655,28 @@ mod tests {
 
     #[test]
     fn link_to_a_missing_node_invalidates_only_that_output() {
-        let prompt = J::parse(&SUCCESS.replace("[\"2\", 0], \"filename_prefix\"", "[\"99\", 0], \"filename_prefix\"")).unwrap();
+        let prompt = J::parse(&SUCCESS.replace(
+            "[\"2\", 0], \"filename_prefix\"",
+            "[\"99\", 0], \"filename_prefix\"",
+        ))
+        .unwrap();
         match validate(&prompt, ServerVersion::V0_26, None) {
             Validation::Valid {
                 outputs,
                 node_errors,
             } => {
                 assert_eq!(outputs, ["4"]);
-                let err = &node_errors.get("3").unwrap().get("errors").unwrap().as_array().unwrap()[0];
-                assert_eq!(err.get("type").unwrap().as_str(), Some("exception_during_validation"));
+                let err = &node_errors
+                    .get("3")
+                    .unwrap()
+                    .get("errors")
+                    .unwrap()
+                    .as_array()
+                    .unwrap()[0];
+                assert_eq!(
+                    err.get("type").unwrap().as_str(),
+                    Some("exception_during_validation")
+                );
                 assert_eq!(err.get("details").unwrap().as_str(), Some("'99'"));
             }
             other => panic!("unexpected {other:?}"),
@@ -667,14 +686,16 @@ mod tests {
     #[test]
     fn unknown_class_has_the_generation_specific_error() {
         let prompt = J::parse(&SUCCESS.replace("ImageBlur", "NoSuchNodeType")).unwrap();
-        let Validation::Invalid { error, .. } = validate(&prompt, ServerVersion::V0_26, None) else {
+        let Validation::Invalid { error, .. } = validate(&prompt, ServerVersion::V0_26, None)
+        else {
             panic!("accepted");
         };
         assert_eq!(
             error.to_py_string(),
             r#"{"type": "missing_node_type", "message": "Node 'NoSuchNodeType' not found. The custom node may not be installed.", "details": "Node ID '#2'", "extra_info": {"node_id": "2", "class_type": "NoSuchNodeType", "node_title": "NoSuchNodeType"}}"#
         );
-        let Validation::Invalid { error, .. } = validate(&prompt, ServerVersion::V0_3_64, None) else {
+        let Validation::Invalid { error, .. } = validate(&prompt, ServerVersion::V0_3_64, None)
+        else {
             panic!("accepted");
         };
         assert_eq!(error.get("type").unwrap().as_str(), Some("invalid_prompt"));
@@ -683,30 +704,52 @@ mod tests {
     #[test]
     fn value_below_min_reports_the_input_config() {
         let prompt = J::parse(&SUCCESS.replace("\"steps\": 12", "\"steps\": -4")).unwrap();
-        let Validation::Invalid { node_errors, .. } = validate(&prompt, ServerVersion::V0_26, None) else {
+        let Validation::Invalid { node_errors, .. } = validate(&prompt, ServerVersion::V0_26, None)
+        else {
             panic!("accepted");
         };
-        let err = &node_errors.get("1").unwrap().get("errors").unwrap().as_array().unwrap()[0];
-        assert_eq!(err.get("message").unwrap().as_str(), Some("Value -4 smaller than min of 1"));
+        let err = &node_errors
+            .get("1")
+            .unwrap()
+            .get("errors")
+            .unwrap()
+            .as_array()
+            .unwrap()[0];
         assert_eq!(
-            err.get("extra_info").unwrap().get("input_config").unwrap().to_py_string(),
+            err.get("message").unwrap().as_str(),
+            Some("Value -4 smaller than min of 1")
+        );
+        assert_eq!(
+            err.get("extra_info")
+                .unwrap()
+                .get("input_config")
+                .unwrap()
+                .to_py_string(),
             r#"["INT", {"default": 12, "min": 1, "max": 10000}]"#
         );
     }
 
     #[test]
     fn graph_without_outputs_is_rejected() {
-        let prompt = J::parse(r#"{"1": {"class_type": "MonitorTestSampler", "inputs": {"steps": 5}}}"#).unwrap();
-        let Validation::Invalid { error, .. } = validate(&prompt, ServerVersion::V0_26, None) else {
+        let prompt =
+            J::parse(r#"{"1": {"class_type": "MonitorTestSampler", "inputs": {"steps": 5}}}"#)
+                .unwrap();
+        let Validation::Invalid { error, .. } = validate(&prompt, ServerVersion::V0_26, None)
+        else {
             panic!("accepted");
         };
-        assert_eq!(error.get("type").unwrap().as_str(), Some("prompt_no_outputs"));
+        assert_eq!(
+            error.get("type").unwrap().as_str(),
+            Some("prompt_no_outputs")
+        );
     }
 
     #[test]
     fn equal_upstream_gives_equal_signatures() {
         let a = Graph::from_prompt(&J::parse(SUCCESS).unwrap());
-        let b = Graph::from_prompt(&J::parse(&SUCCESS.replace("\"sigma\": 1.0", "\"sigma\": 2.0")).unwrap());
+        let b = Graph::from_prompt(
+            &J::parse(&SUCCESS.replace("\"sigma\": 1.0", "\"sigma\": 2.0")).unwrap(),
+        );
         let (sa, sb) = (signatures(&a), signatures(&b));
         assert_eq!(sa["1"], sb["1"]);
         assert_eq!(sa["4"], sb["4"]);

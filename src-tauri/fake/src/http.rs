@@ -120,7 +120,11 @@ async fn record(State(shared): State<Arc<Shared>>, req: Request, next: Next) -> 
             (next.run(req).await, bytes.to_vec())
         }
         Err(_) => (
-            (StatusCode::PAYLOAD_TOO_LARGE, "413: Request Entity Too Large").into_response(),
+            (
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "413: Request Entity Too Large",
+            )
+                .into_response(),
             Vec::new(),
         ),
     };
@@ -146,7 +150,7 @@ async fn gate(State(shared): State<Arc<Shared>>, req: Request, next: Next) -> Re
     };
     if req.uri().path() != "/login" {
         if let Some(auth) = auth {
-            if let Err(denied) = auth::check(&auth, req.headers(), req.uri().query()) {
+            if let Some(denied) = auth::check(&auth, req.headers(), req.uri().query()) {
                 return denied;
             }
         }
@@ -160,7 +164,10 @@ async fn gate(State(shared): State<Arc<Shared>>, req: Request, next: Next) -> Re
         if let Some(answer) = script.answer(req.method().as_str(), &path) {
             let mut response = Response::new(Body::from(answer.body));
             *response.status_mut() = StatusCode::from_u16(answer.status).unwrap_or(StatusCode::OK);
-            if let Some(ct) = answer.content_type.and_then(|c| HeaderValue::from_str(&c).ok()) {
+            if let Some(ct) = answer
+                .content_type
+                .and_then(|c| HeaderValue::from_str(&c).ok())
+            {
                 response.headers_mut().insert(header::CONTENT_TYPE, ct);
             }
             return response;
@@ -194,20 +201,24 @@ async fn post_prompt(State(shared): State<Arc<Shared>>, body: Bytes) -> Response
 async fn get_queue(State(shared): State<Arc<Shared>>) -> Response {
     let s = shared.lock();
     let running: Vec<J> = s.running.iter().map(|r| r.item.to_json()).collect();
-    let pending: Vec<J> = s.pending_heap_order().into_iter().map(|i| i.to_json()).collect();
+    let pending: Vec<J> = s
+        .pending_heap_order()
+        .into_iter()
+        .map(|i| i.to_json())
+        .collect();
     let body = obj! { "queue_running" => J::Arr(running), "queue_pending" => J::Arr(pending) };
     drop(s);
     json(body)
 }
 
-fn parse_body(body: &[u8]) -> Result<J, Response> {
-    J::parse_slice(body).map_err(|_| reply(Reply::ServerError))
+/// Bodies that are not JSON crash ComfyUI's handlers: aiohttp answers a plain-text 500.
+fn parse_body(body: &[u8]) -> Option<J> {
+    J::parse_slice(body).ok()
 }
 
 async fn post_queue(State(shared): State<Arc<Shared>>, body: Bytes) -> Response {
-    let request = match parse_body(&body) {
-        Ok(j) => j,
-        Err(e) => return e,
+    let Some(request) = parse_body(&body) else {
+        return reply(Reply::ServerError);
     };
     let mut s = shared.lock();
     if request.get("clear").is_some_and(J::truthy) {
@@ -270,9 +281,8 @@ async fn get_history_one(State(shared): State<Arc<Shared>>, Path(id): Path<Strin
 }
 
 async fn post_history(State(shared): State<Arc<Shared>>, body: Bytes) -> Response {
-    let request = match parse_body(&body) {
-        Ok(j) => j,
-        Err(e) => return e,
+    let Some(request) = parse_body(&body) else {
+        return reply(Reply::ServerError);
     };
     let mut s = shared.lock();
     if request.get("clear").is_some_and(J::truthy) {
@@ -304,7 +314,10 @@ async fn view(State(shared): State<Arc<Shared>>, Query(query): Params) -> Respon
     if !matches!(kind.as_str(), "output" | "input" | "temp") {
         return reply(Reply::Empty(400));
     }
-    let subfolder = param(&query, "subfolder").unwrap_or("").trim_matches('/').to_string();
+    let subfolder = param(&query, "subfolder")
+        .unwrap_or("")
+        .trim_matches('/')
+        .to_string();
     if subfolder.contains("..") {
         return reply(Reply::Empty(403));
     }
@@ -438,9 +451,8 @@ async fn empty_list() -> Response {
 }
 
 async fn free(State(shared): State<Arc<Shared>>, body: Bytes) -> Response {
-    let request = match parse_body(&body) {
-        Ok(j) => j,
-        Err(e) => return e,
+    let Some(request) = parse_body(&body) else {
+        return reply(Reply::ServerError);
     };
     if request.get("free_memory").is_some_and(J::truthy) {
         shared.lock().cache.clear();

@@ -209,7 +209,11 @@ pub fn list(s: &State, query: &[(String, String)]) -> Reply {
         "execution_duration" => true,
         _ => return bad("sort_by must be 'created_at' or 'execution_duration'"),
     };
-    let descending = match param(query, "sort_order").unwrap_or("desc").to_lowercase().as_str() {
+    let descending = match param(query, "sort_order")
+        .unwrap_or("desc")
+        .to_lowercase()
+        .as_str()
+    {
         "desc" => true,
         "asc" => false,
         _ => return bad("sort_order must be 'asc' or 'desc'"),
@@ -233,7 +237,11 @@ pub fn list(s: &State, query: &[(String, String)]) -> Reply {
 
     let mut jobs: Vec<Listed<'_>> = all_jobs(s)
         .into_iter()
-        .filter(|j| wanted.as_ref().is_none_or(|w| w.iter().any(|v| v == j.status)))
+        .filter(|j| {
+            wanted
+                .as_ref()
+                .is_none_or(|w| w.iter().any(|v| v == j.status))
+        })
         .filter(|j| workflow.is_none_or(|w| workflow_id(j.item).as_deref() == Some(w)))
         .collect();
     let key = |j: &Listed<'_>| {
@@ -244,7 +252,7 @@ pub fn list(s: &State, query: &[(String, String)]) -> Reply {
         }
     };
     if descending {
-        jobs.sort_by(|a, b| key(b).cmp(&key(a)));
+        jobs.sort_by_key(|j| std::cmp::Reverse(key(j)));
     } else {
         jobs.sort_by_key(|j| key(j));
     }

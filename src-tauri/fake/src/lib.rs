@@ -344,7 +344,10 @@ impl FakeComfy {
         if let Some(targets) = options.partial_execution_targets {
             body.set("partial_execution_targets", targets);
         }
-        let answer = self.shared.lock().post_prompt(body.to_py_string().as_bytes());
+        let answer = self
+            .shared
+            .lock()
+            .post_prompt(body.to_py_string().as_bytes());
         match answer {
             Reply::Json(200, ok) => Ok(Submitted {
                 prompt_id: ok
@@ -476,7 +479,9 @@ impl FakeComfy {
 
     /// A raw binary frame to every registered socket (truncated headers, unknown types, ...).
     pub fn send_raw_binary(&self, bytes: Vec<u8>) {
-        self.shared.lock().broadcast_binary(&bytes::Bytes::from(bytes));
+        self.shared
+            .lock()
+            .broadcast_binary(&bytes::Bytes::from(bytes));
     }
 
     /// Sends `count` `progress` messages of a made-up prompt to the socket under `sid`, as fast
@@ -585,7 +590,10 @@ impl FakeComfy {
 impl Drop for FakeComfy {
     fn drop(&mut self) {
         let tasks = std::mem::take(&mut *self.tasks());
-        for task in [tasks.accept, tasks.worker, tasks.busy].into_iter().flatten() {
+        for task in [tasks.accept, tasks.worker, tasks.busy]
+            .into_iter()
+            .flatten()
+        {
             task.abort();
         }
         let aborts = self.shared.lock().drop_all_connections();

@@ -13,7 +13,10 @@ use clap::Parser;
 use fake_comfyui::{FakeAuth, FakeComfy, FakeConfig, ServerVersion};
 
 #[derive(Debug, Parser)]
-#[command(name = "fake-comfyui", about = "Fake ComfyUI servers for tests, demos and benchmarks")]
+#[command(
+    name = "fake-comfyui",
+    about = "Fake ComfyUI servers for tests, demos and benchmarks"
+)]
 struct Args {
     /// How many independent servers to start.
     #[arg(long, default_value_t = 1)]
@@ -75,7 +78,11 @@ async fn main() -> failure::Result {
     };
     let mut servers = Vec::new();
     for i in 0..args.instances.max(1) {
-        let port = if args.port == 0 { 0 } else { args.port.saturating_add(i) };
+        let port = if args.port == 0 {
+            0
+        } else {
+            args.port.saturating_add(i)
+        };
         let config = FakeConfig {
             version: args.version,
             auth: auth.clone(),
@@ -83,7 +90,9 @@ async fn main() -> failure::Result {
             step_delay: Duration::from_millis(args.step_delay_ms),
         };
         let server = match (&args.replay, &args.replay_client) {
-            (Some(trace), Some(client)) => FakeComfy::start_replay_file(config, trace, client).await,
+            (Some(trace), Some(client)) => {
+                FakeComfy::start_replay_file(config, trace, client).await
+            }
             _ => FakeComfy::start(config).await,
         }
         .map_err(|e| format!("cannot start instance {}: {e}", i + 1))?;
@@ -100,7 +109,8 @@ async fn main() -> failure::Result {
             });
             writeln!(out, "{line}").map_err(|e| e.to_string())?;
         } else {
-            writeln!(out, "fake-comfyui listening on {}", server.base_url()).map_err(|e| e.to_string())?;
+            writeln!(out, "fake-comfyui listening on {}", server.base_url())
+                .map_err(|e| e.to_string())?;
         }
         out.flush().map_err(|e| e.to_string())?;
         servers.push(server);

@@ -104,8 +104,16 @@ impl ReplayScript {
                         Vec::new()
                     };
                     http.push(RecordedHttp {
-                        method: record.get("method").and_then(J::as_str).unwrap_or("GET").to_string(),
-                        path: record.get("path").and_then(J::as_str).unwrap_or("").to_string(),
+                        method: record
+                            .get("method")
+                            .and_then(J::as_str)
+                            .unwrap_or("GET")
+                            .to_string(),
+                        path: record
+                            .get("path")
+                            .and_then(J::as_str)
+                            .unwrap_or("")
+                            .to_string(),
                         status: u16::try_from(status).unwrap_or(500),
                         content_type: record
                             .get("content_type")

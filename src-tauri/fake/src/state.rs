@@ -261,7 +261,11 @@ impl State {
     ) -> State {
         let mut files = HashMap::new();
         files.insert(
-            ("input".to_string(), String::new(), "example.png".to_string()),
+            (
+                "input".to_string(),
+                String::new(),
+                "example.png".to_string(),
+            ),
             FileInfo {
                 width: 64,
                 height: 64,
@@ -561,7 +565,8 @@ impl State {
                 .and_then(J::as_array)
                 .map(|t| t.iter().filter_map(J::as_str).map(str::to_string).collect()),
         };
-        let (outputs, node_errors) = match graph::validate(prompt, self.version, targets.as_deref()) {
+        let (outputs, node_errors) = match graph::validate(prompt, self.version, targets.as_deref())
+        {
             Validation::Valid {
                 outputs,
                 node_errors,
@@ -620,9 +625,7 @@ impl State {
     }
 
     pub fn history_entry(&self, prompt_id: &str) -> Option<&HistoryEntry> {
-        self.history
-            .iter()
-            .find(|e| e.item.prompt_id == prompt_id)
+        self.history.iter().find(|e| e.item.prompt_id == prompt_id)
     }
 
     /// End of a job, in ComfyUI's order: history written, `status` broadcast, then
@@ -650,13 +653,7 @@ impl State {
     // ---- files ---------------------------------------------------------------------------
 
     /// Records `count` new files like ComfyUI's `get_save_image_path` numbering.
-    pub fn write_images(
-        &mut self,
-        kind: &str,
-        prefix: &str,
-        count: u32,
-        info: FileInfo,
-    ) -> Vec<J> {
+    pub fn write_images(&mut self, kind: &str, prefix: &str, count: u32, info: FileInfo) -> Vec<J> {
         let (subfolder, base) = match prefix.rsplit_once('/') {
             Some((dir, base)) => (dir.to_string(), base.to_string()),
             None => (String::new(), prefix.to_string()),
@@ -671,7 +668,9 @@ impl State {
                 (kind.to_string(), subfolder.clone(), filename.clone()),
                 info,
             );
-            items.push(obj! { "filename" => filename, "subfolder" => subfolder.as_str(), "type" => kind });
+            items.push(
+                obj! { "filename" => filename, "subfolder" => subfolder.as_str(), "type" => kind },
+            );
         }
         items
     }
@@ -763,13 +762,19 @@ mod tests {
     #[test]
     fn newest_generation_requires_canonical_prompt_ids() {
         let mut s = state(ServerVersion::V0_26);
-        for bad in ["job-1", "5EFB26A0-1289-473F-BEAA-246DCC73D638", "5efb26a01289473fbeaa246dcc73d638"] {
+        for bad in [
+            "job-1",
+            "5EFB26A0-1289-473F-BEAA-246DCC73D638",
+            "5efb26a01289473fbeaa246dcc73d638",
+        ] {
             let body = PROMPT.replacen('{', &format!("{{\"prompt_id\": \"{bad}\", "), 1);
             let Reply::Json(400, err) = s.post_prompt(body.as_bytes()) else {
                 panic!("accepted {bad}");
             };
             assert_eq!(
-                err.get("error").and_then(|e| e.get("type")).and_then(J::as_str),
+                err.get("error")
+                    .and_then(|e| e.get("type"))
+                    .and_then(J::as_str),
                 Some("invalid_prompt_id")
             );
         }
@@ -788,7 +793,10 @@ mod tests {
         let Reply::Json(200, ok) = s.post_prompt(body.as_bytes()) else {
             panic!("rejected");
         };
-        assert_eq!(ok.get("number").map(J::to_py_string).as_deref(), Some("5.0"));
+        assert_eq!(
+            ok.get("number").map(J::to_py_string).as_deref(),
+            Some("5.0")
+        );
         s.post_prompt(PROMPT.as_bytes());
         let body = PROMPT.replacen('{', "{\"front\": true, ", 1);
         let Reply::Json(200, ok) = s.post_prompt(body.as_bytes()) else {

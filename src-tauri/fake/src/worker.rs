@@ -39,7 +39,10 @@ pub async fn run(shared: Arc<Shared>, epoch: u64) {
 
 /// Why a job stopped before its end.
 enum Stop {
-    Interrupted { node_id: String, node_type: String },
+    Interrupted {
+        node_id: String,
+        node_type: String,
+    },
     Failed(J),
     /// A restart happened; nothing more may be sent for this job.
     Abandoned,
@@ -170,7 +173,10 @@ impl Job {
                     "node_type" => node_type,
                     "executed" => J::from(self.executed.clone()),
                 };
-                if self.add_message("execution_interrupted", data, true).is_err() {
+                if self
+                    .add_message("execution_interrupted", data, true)
+                    .is_err()
+                {
                     return;
                 }
                 ("error", false)
@@ -200,7 +206,11 @@ impl Job {
 
     async fn execute(&mut self) -> Result<(), Stop> {
         let prompt_id = self.prompt_id().to_string();
-        self.add_message("execution_start", obj! { "prompt_id" => prompt_id.as_str() }, false)?;
+        self.add_message(
+            "execution_start",
+            obj! { "prompt_id" => prompt_id.as_str() },
+            false,
+        )?;
 
         let version = self.version;
         let sigs = self.sigs.clone();
@@ -315,7 +325,11 @@ impl Job {
     /// `progress_state` goes to the submitter, or to everyone for a job without client id.
     fn send_progress_state(&self, s: &State) {
         if self.version != ServerVersion::Legacy {
-            s.send_event("progress_state", self.progress_state_data(), self.client.as_deref());
+            s.send_event(
+                "progress_state",
+                self.progress_state_data(),
+                self.client.as_deref(),
+            );
         }
     }
 
@@ -348,7 +362,9 @@ impl Job {
         if self.version == ServerVersion::V0_26 {
             // ≥0.9.2: updates without a preview need 100 ms and 0.5 % since the last one sent.
             let now = Instant::now();
-            let due = bar.last_time.is_none_or(|t| now.duration_since(t) >= Duration::from_millis(100))
+            let due = bar
+                .last_time
+                .is_none_or(|t| now.duration_since(t) >= Duration::from_millis(100))
                 && (value.saturating_sub(bar.last_value)) as f64 / total.max(1) as f64 >= 0.005;
             if !(preview.is_some() || !bar.sent_any || value >= total || due) {
                 return Ok(());
@@ -427,7 +443,9 @@ impl Job {
                 .get(&node.id)
                 .and_then(|sig| s.cache.get(sig).cloned())
         })?;
-        let (outputs, ui) = entry.map(|e| (e.outputs, e.ui)).unwrap_or((Vec::new(), None));
+        let (outputs, ui) = entry
+            .map(|e| (e.outputs, e.ui))
+            .unwrap_or((Vec::new(), None));
         self.values.insert(node.id.clone(), outputs);
         self.to_submitter(
             "executed",
@@ -562,7 +580,9 @@ impl Job {
 
     async fn node_body(&mut self, node: &Node) -> Result<(Vec<Val>, Option<J>), Stop> {
         match node.class_type.as_str() {
-            "MonitorTestSampler" | "MonitorTestPreviewMethodSampler" => self.sampler(node, false).await,
+            "MonitorTestSampler" | "MonitorTestPreviewMethodSampler" => {
+                self.sampler(node, false).await
+            }
             "MonitorTestFail" => self.sampler(node, true).await,
             "MonitorTestMessages" => self.messages_node(node).await,
             "SaveImage" => self.save_images(node, "output"),
@@ -604,14 +624,21 @@ impl Job {
                 let h = self.int(node, "height").unwrap_or(0);
                 let (w, h) = match (w, h) {
                     (0, 0) => (w0, h0),
-                    (0, h) => ((f64::from(w0) * h as f64 / f64::from(h0.max(1))) as u32, h as u32),
-                    (w, 0) => (w as u32, (f64::from(h0) * w as f64 / f64::from(w0.max(1))) as u32),
+                    (0, h) => (
+                        (f64::from(w0) * h as f64 / f64::from(h0.max(1))) as u32,
+                        h as u32,
+                    ),
+                    (w, 0) => (
+                        w as u32,
+                        (f64::from(h0) * w as f64 / f64::from(w0.max(1))) as u32,
+                    ),
                     (w, h) => (w as u32, h as u32),
                 };
                 Ok((vec![Val::Image { w, h, batch }], None))
             }
             "FakeBlocked" => {
-                let message = Self::text(node, "message").unwrap_or_else(|| "blocked by FakeBlocked".to_string());
+                let message = Self::text(node, "message")
+                    .unwrap_or_else(|| "blocked by FakeBlocked".to_string());
                 let data = obj! {
                     "prompt_id" => self.prompt_id(),
                     "node_id" => node.id.as_str(),
@@ -719,7 +746,8 @@ impl Job {
     }
 
     async fn messages_node(&mut self, node: &Node) -> Result<(Vec<Val>, Option<J>), Stop> {
-        let text = Self::text(node, "text").unwrap_or_else(|| "hello from MonitorTestMessages".to_string());
+        let text = Self::text(node, "text")
+            .unwrap_or_else(|| "hello from MonitorTestMessages".to_string());
         let count = self.int(node, "count").unwrap_or(3).max(0) as u64;
         let delay = self.ms(node, "delay_ms");
         let target = Self::text(node, "target").unwrap_or_else(|| "both".to_string());
@@ -774,7 +802,10 @@ impl Job {
 
     fn save_images(&mut self, node: &Node, kind: &str) -> Result<(Vec<Val>, Option<J>), Stop> {
         let (w, h, batch) = self.image(node, "images").unwrap_or((64, 64, 1));
-        let seed = self.prompt_id().bytes().fold(0u64, |a, b| a.wrapping_mul(31).wrapping_add(u64::from(b)));
+        let seed = self
+            .prompt_id()
+            .bytes()
+            .fold(0u64, |a, b| a.wrapping_mul(31).wrapping_add(u64::from(b)));
         let info = FileInfo {
             width: w,
             height: h,

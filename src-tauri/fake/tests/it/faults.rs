@@ -13,7 +13,8 @@ async fn upgrade_status(url: &str, header: Option<(&str, &str)>) -> u16 {
     let mut request = url.into_client_request().expect("request");
     if let Some((k, v)) = header {
         request.headers_mut().insert(
-            k.parse::<tokio_tungstenite::tungstenite::http::HeaderName>().expect("name"),
+            k.parse::<tokio_tungstenite::tungstenite::http::HeaderName>()
+                .expect("name"),
             v.parse().expect("value"),
         );
     }
@@ -34,7 +35,14 @@ async fn bearer_auth_rejects_http_and_the_websocket_upgrade() {
     assert_eq!(upgrade_status(&fake.ws_url("a"), None).await, 401);
     assert!(fake.connected_clients().is_empty());
 
-    let allowed = http(&fake, "GET", "/queue", None, &[("Authorization", "Bearer s3cret")]).await;
+    let allowed = http(
+        &fake,
+        "GET",
+        "/queue",
+        None,
+        &[("Authorization", "Bearer s3cret")],
+    )
+    .await;
     assert_eq!(allowed.status, 200);
     assert_eq!(
         upgrade_status(&fake.ws_url("a"), Some(("authorization", "Bearer s3cret"))).await,
@@ -47,7 +55,10 @@ async fn bearer_auth_rejects_http_and_the_websocket_upgrade() {
         .map(|r| r.status)
         .collect();
     assert_eq!(upgrades, [401, 101]);
-    assert_eq!(log.last().and_then(|r| r.header("Authorization")), Some("Bearer s3cret"));
+    assert_eq!(
+        log.last().and_then(|r| r.header("Authorization")),
+        Some("Bearer s3cret")
+    );
 
     fake.set_auth(None);
     assert_eq!(get(&fake, "/queue").await.status, 200);
@@ -62,8 +73,17 @@ async fn basic_header_and_query_token_gates_answer_like_their_proxies() {
     }));
     let denied = get(&fake, "/system_stats").await;
     assert_eq!(denied.status, 401);
-    assert!(denied.header("www-authenticate").is_some_and(|v| v.starts_with("Basic")));
-    let ok = http(&fake, "GET", "/system_stats", None, &[("Authorization", "Basic dTpw")]).await;
+    assert!(denied
+        .header("www-authenticate")
+        .is_some_and(|v| v.starts_with("Basic")));
+    let ok = http(
+        &fake,
+        "GET",
+        "/system_stats",
+        None,
+        &[("Authorization", "Basic dTpw")],
+    )
+    .await;
     assert_eq!(ok.status, 200);
 
     fake.set_auth(Some(FakeAuth::Header {
@@ -130,12 +150,31 @@ async fn restart_forgets_queue_and_history_and_cuts_sockets_without_close_frame(
         "expected a connection cut without close frame, got {end:?}"
     );
 
-    assert_eq!(get(&fake, "/queue").await.json(), json!({"queue_running": [], "queue_pending": []}));
+    assert_eq!(
+        get(&fake, "/queue").await.json(),
+        json!({"queue_running": [], "queue_pending": []})
+    );
     assert_eq!(get(&fake, "/history").await.json(), json!({}));
-    assert_eq!(get(&fake, &format!("/history/{running}")).await.json(), json!({}));
-    assert_eq!(get(&fake, &format!("/api/jobs/{running}")).await.status, 404);
-    assert_eq!(get(&fake, &format!("/view?filename={temp}&type=temp")).await.status, 404);
-    assert_eq!(get(&fake, &format!("/view?filename={output}&type=output")).await.status, 200);
+    assert_eq!(
+        get(&fake, &format!("/history/{running}")).await.json(),
+        json!({})
+    );
+    assert_eq!(
+        get(&fake, &format!("/api/jobs/{running}")).await.status,
+        404
+    );
+    assert_eq!(
+        get(&fake, &format!("/view?filename={temp}&type=temp"))
+            .await
+            .status,
+        404
+    );
+    assert_eq!(
+        get(&fake, &format!("/view?filename={output}&type=output"))
+            .await
+            .status,
+        200
+    );
 
     let mut again = connect(&fake, "A").await;
     assert_eq!(
@@ -173,7 +212,10 @@ async fn stalled_sockets_receive_nothing_more() {
     assert_eq!(fake.connected_clients(), ["A"]);
     fake.drop_sockets();
     let end = guard("socket end", ws.next()).await;
-    assert!(!matches!(end, Some(Ok(Message::Text(_)))), "a stalled socket wrote {end:?}");
+    assert!(
+        !matches!(end, Some(Ok(Message::Text(_)))),
+        "a stalled socket wrote {end:?}"
+    );
 }
 
 #[tokio::test]
@@ -184,7 +226,11 @@ async fn server_that_is_down_closes_new_connections_at_once() {
     fake.set_down(true);
     let end = guard("socket end", ws.next()).await;
     assert!(!matches!(end, Some(Ok(Message::Text(_)))));
-    let refused = guard("connect while down", tokio_tungstenite::connect_async(fake.ws_url("A"))).await;
+    let refused = guard(
+        "connect while down",
+        tokio_tungstenite::connect_async(fake.ws_url("A")),
+    )
+    .await;
     assert!(refused.is_err());
     fake.set_down(false);
     let mut back = connect(&fake, "A").await;
@@ -216,7 +262,10 @@ async fn raw_and_extension_frames_reach_every_socket() {
     fake.send_raw_binary(vec![0, 0, 0]);
     for ws in [&mut a, &mut b] {
         assert_eq!(next(ws).await.json()["type"], "crystools.monitor");
-        let raw = guard("raw text", ws.next()).await.expect("open").expect("ok");
+        let raw = guard("raw text", ws.next())
+            .await
+            .expect("open")
+            .expect("ok");
         assert_eq!(raw, Message::Text("{not json".into()));
         assert_eq!(next(ws).await, Frame::Binary(vec![0, 0, 0]));
     }

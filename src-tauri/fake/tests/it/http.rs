@@ -40,7 +40,10 @@ async fn pending_queue_comes_back_unsorted_but_with_the_right_numbers() {
         assert_eq!(item[4], json!(["2"]));
     }
     assert_eq!(fake.queue_snapshot(), (Some(running.clone()), pending));
-    assert_eq!(get(&fake, "/prompt").await.json(), json!({"exec_info": {"queue_remaining": 4}}));
+    assert_eq!(
+        get(&fake, "/prompt").await.json(),
+        json!({"exec_info": {"queue_remaining": 4}})
+    );
     post_json(&fake, "/queue", &json!({"clear": true})).await;
     post_json(&fake, "/interrupt", &json!({})).await;
     guard("idle", fake.wait_idle()).await;
@@ -59,7 +62,12 @@ async fn deleting_and_clearing_pending_jobs_broadcasts_status_and_leaves_no_trac
 
     let deleted = post_json(&fake, "/queue", &json!({"delete": [j2]})).await;
     assert_eq!((deleted.status, deleted.body.len()), (200, 0));
-    post_json(&fake, "/queue", &json!({"delete": ["00000000-0000-0000-0000-000000000000"]})).await;
+    post_json(
+        &fake,
+        "/queue",
+        &json!({"delete": ["00000000-0000-0000-0000-000000000000"]}),
+    )
+    .await;
     assert_eq!(fake.queue_snapshot().1, [j3.clone(), j4.clone()]);
     post_json(&fake, "/api/queue", &json!({"clear": true})).await;
     assert!(fake.queue_snapshot().1.is_empty());
@@ -71,9 +79,15 @@ async fn deleting_and_clearing_pending_jobs_broadcasts_status_and_leaves_no_trac
         .filter(|s| s.starts_with("status:"))
         .collect();
     // queued 2, 3, 4; delete -> 3; clear -> 1; job end -> 0
-    assert_eq!(statuses, ["status:2", "status:3", "status:4", "status:3", "status:1", "status:0"]);
+    assert_eq!(
+        statuses,
+        ["status:2", "status:3", "status:4", "status:3", "status:1", "status:0"]
+    );
     for id in [&j2, &j3, &j4] {
-        assert_eq!(get(&fake, &format!("/history/{id}")).await.json(), json!({}));
+        assert_eq!(
+            get(&fake, &format!("/history/{id}")).await.json(),
+            json!({})
+        );
     }
     assert_eq!(fake.history_ids(), [running]);
 }
@@ -96,7 +110,10 @@ async fn targeted_interrupt_only_stops_the_named_running_job() {
     assert_eq!(fake.interrupt_count(), 1);
     let end = until_end(&mut ws, &j1).await;
     let s = sigs(&end);
-    assert_eq!(&s[s.len() - 3..], ["execution_interrupted", "status:1", "executing:null"]);
+    assert_eq!(
+        &s[s.len() - 3..],
+        ["execution_interrupted", "status:1", "executing:null"]
+    );
     let data = &end[end.len() - 3].json()["data"];
     assert_eq!(data["node_id"], "1");
     assert_eq!(data["node_type"], "MonitorTestSampler");
@@ -134,7 +151,9 @@ async fn validation_errors_match_the_recorded_shapes() {
     );
     let malformed = post_prompt_text(&fake, "{not json").await;
     assert_eq!(malformed.status, 500);
-    assert!(malformed.header("content-type").is_some_and(|c| c.starts_with("text/plain")));
+    assert!(malformed
+        .header("content-type")
+        .is_some_and(|c| c.starts_with("text/plain")));
 
     let bad_id = post_prompt_text(
         &fake,
@@ -146,7 +165,10 @@ async fn validation_errors_match_the_recorded_shapes() {
 
     let unknown = post_prompt_text(
         &fake,
-        &format!(r#"{{"prompt": {}}}"#, short_graph(1).replace("MonitorTestSampler", "NoSuchNodeType")),
+        &format!(
+            r#"{{"prompt": {}}}"#,
+            short_graph(1).replace("MonitorTestSampler", "NoSuchNodeType")
+        ),
     )
     .await;
     assert_eq!(unknown.status, 400);
@@ -155,12 +177,21 @@ async fn validation_errors_match_the_recorded_shapes() {
 
     let partial = post_prompt_text(
         &fake,
-        &format!(r#"{{"prompt": {}}}"#, sampler_graph(1, 1, "none").replace(r#"["2", 0], "filename_prefix""#, r#"["99", 0], "filename_prefix""#)),
+        &format!(
+            r#"{{"prompt": {}}}"#,
+            sampler_graph(1, 1, "none").replace(
+                r#"["2", 0], "filename_prefix""#,
+                r#"["99", 0], "filename_prefix""#
+            )
+        ),
     )
     .await;
     assert_eq!(partial.status, 200);
     let answer = partial.json();
-    assert_eq!(answer["node_errors"]["3"]["errors"][0]["type"], "exception_during_validation");
+    assert_eq!(
+        answer["node_errors"]["3"]["errors"][0]["type"],
+        "exception_during_validation"
+    );
     // Rejected posts consume numbers too (no_prompt 0, invalid id 1, unknown class 2); the
     // malformed body failed before numbering.
     assert_eq!(answer["number"], 3);
@@ -172,7 +203,10 @@ async fn validation_errors_match_the_recorded_shapes() {
     let chosen = "5efb26a0-1289-473f-beaa-246dcc73d638";
     let accepted = post_prompt_text(
         &fake,
-        &format!(r#"{{"prompt": {}, "prompt_id": "{chosen}"}}"#, short_graph(1)),
+        &format!(
+            r#"{{"prompt": {}, "prompt_id": "{chosen}"}}"#,
+            short_graph(1)
+        ),
     )
     .await;
     assert_eq!(accepted.json()["prompt_id"], chosen);
@@ -205,7 +239,10 @@ async fn submit_helper_reports_rejections_and_options() {
 #[tokio::test]
 async fn outputs_can_be_fetched_from_view() {
     let fake = fake(ServerVersion::V0_26).await;
-    let id = fake.submit(serde_json::from_str(&sampler_graph(1, 1, "none")).expect("graph"), None);
+    let id = fake.submit(
+        serde_json::from_str(&sampler_graph(1, 1, "none")).expect("graph"),
+        None,
+    );
     guard("idle", fake.wait_idle()).await;
     let history = get(&fake, &format!("/api/history/{id}")).await.json();
     for node in ["3", "4"] {
@@ -220,9 +257,17 @@ async fn outputs_can_be_fetched_from_view() {
         assert_eq!(png.header("content-type"), Some("image/png"));
         assert_eq!(&png.body[..4], &[0x89, b'P', b'N', b'G']);
     }
-    assert_eq!(get(&fake, "/view?filename=missing.png&type=output").await.status, 404);
+    assert_eq!(
+        get(&fake, "/view?filename=missing.png&type=output")
+            .await
+            .status,
+        404
+    );
     assert_eq!(get(&fake, "/view?filename=../x.png").await.status, 400);
-    assert_eq!(get(&fake, "/view?filename=a.png&type=bogus").await.status, 400);
+    assert_eq!(
+        get(&fake, "/view?filename=a.png&type=bogus").await.status,
+        400
+    );
 }
 
 #[tokio::test]
@@ -231,20 +276,28 @@ async fn system_stats_and_features_follow_the_generation() {
     let stats = get(&new, "/api/system_stats").await.json();
     assert_eq!(stats["system"]["comfyui_version"], "0.26.0");
     assert_eq!(stats["devices"][0]["type"], "cpu");
-    assert_eq!(get(&new, "/features").await.json()["node_replacements"], true);
+    assert_eq!(
+        get(&new, "/features").await.json()["node_replacements"],
+        true
+    );
     let info = get(&new, "/object_info").await.json();
     assert_eq!(info["SaveImage"]["output_node"], true);
     assert_eq!(get(&new, "/object_info/NoSuch").await.json(), json!({}));
 
     let old = fake(ServerVersion::V0_3_64).await;
-    assert_eq!(get(&old, "/system_stats").await.json()["system"]["comfyui_version"], "0.3.64");
+    assert_eq!(
+        get(&old, "/system_stats").await.json()["system"]["comfyui_version"],
+        "0.3.64"
+    );
     assert_eq!(
         get(&old, "/api/features").await.json(),
         json!({"supports_preview_metadata": true, "max_upload_size": 104857600})
     );
 
     let legacy = fake(ServerVersion::Legacy).await;
-    assert!(get(&legacy, "/system_stats").await.json()["system"].get("comfyui_version").is_none());
+    assert!(get(&legacy, "/system_stats").await.json()["system"]
+        .get("comfyui_version")
+        .is_none());
     assert_eq!(get(&legacy, "/api/features").await.status, 404);
 }
 
@@ -252,9 +305,18 @@ async fn system_stats_and_features_follow_the_generation() {
 async fn jobs_api_is_missing_before_0_26() {
     let fake = fake(ServerVersion::V0_3_64).await;
     assert_eq!(get(&fake, "/api/jobs").await.status, 404);
-    assert_eq!(post_json(&fake, "/api/jobs/cancel", &json!({"job_ids": []})).await.status, 404);
+    assert_eq!(
+        post_json(&fake, "/api/jobs/cancel", &json!({"job_ids": []}))
+            .await
+            .status,
+        404
+    );
     let newer = crate::support::fake(ServerVersion::V0_26).await;
-    assert_eq!(get(&newer, "/jobs").await.status, 404, "the jobs API has no bare path");
+    assert_eq!(
+        get(&newer, "/jobs").await.status,
+        404,
+        "the jobs API has no bare path"
+    );
 }
 
 #[tokio::test]
@@ -271,15 +333,31 @@ async fn jobs_api_reports_every_status_on_the_newest_generation() {
     until_progress(&mut ws).await;
     let pending = queue(&fake, &short_graph(5), Some("A")).await;
 
-    let list = get(&fake, "/api/jobs?status=in_progress,pending").await.json();
+    let list = get(&fake, "/api/jobs?status=in_progress,pending")
+        .await
+        .json();
     let statuses: Vec<(&str, &str)> = list["jobs"]
         .as_array()
         .expect("jobs")
         .iter()
-        .map(|j| (j["id"].as_str().unwrap_or(""), j["status"].as_str().unwrap_or("")))
+        .map(|j| {
+            (
+                j["id"].as_str().unwrap_or(""),
+                j["status"].as_str().unwrap_or(""),
+            )
+        })
         .collect();
-    assert_eq!(statuses, [(pending.as_str(), "pending"), (cancelled.as_str(), "in_progress")]);
-    assert_eq!(list["pagination"], json!({"offset": 0, "limit": null, "total": 2, "has_more": false}));
+    assert_eq!(
+        statuses,
+        [
+            (pending.as_str(), "pending"),
+            (cancelled.as_str(), "in_progress")
+        ]
+    );
+    assert_eq!(
+        list["pagination"],
+        json!({"offset": 0, "limit": null, "total": 2, "has_more": false})
+    );
 
     let cancel = post_json(&fake, &format!("/api/jobs/{cancelled}/cancel"), &json!({})).await;
     assert_eq!(cancel.json(), json!({"cancelled": true}));
@@ -288,7 +366,10 @@ async fn jobs_api_reports_every_status_on_the_newest_generation() {
     assert_eq!(again.json(), json!({"cancelled": false}));
 
     let status_of = |job: &Value| job["status"].as_str().unwrap_or("").to_string();
-    assert_eq!(status_of(&get(&fake, &format!("/api/jobs/{ok}")).await.json()), "completed");
+    assert_eq!(
+        status_of(&get(&fake, &format!("/api/jobs/{ok}")).await.json()),
+        "completed"
+    );
     let f = get(&fake, &format!("/api/jobs/{failed}")).await.json();
     assert_eq!(status_of(&f), "failed");
     assert_eq!(f["execution_error"]["exception_type"], "RuntimeError");
@@ -303,23 +384,42 @@ async fn jobs_api_reports_every_status_on_the_newest_generation() {
     assert_eq!(done["preview_output"]["nodeId"], "3");
     assert_eq!(done["preview_output"]["mediaType"], "images");
 
-    let page = get(&fake, "/api/jobs?limit=2&offset=1&sort_order=asc").await.json();
-    assert_eq!(page["pagination"], json!({"offset": 1, "limit": 2, "total": 4, "has_more": true}));
+    let page = get(&fake, "/api/jobs?limit=2&offset=1&sort_order=asc")
+        .await
+        .json();
+    assert_eq!(
+        page["pagination"],
+        json!({"offset": 1, "limit": 2, "total": 4, "has_more": true})
+    );
     assert_eq!(page["jobs"][0]["id"], failed.as_str());
-    let terminal = get(&fake, "/api/jobs?status=COMPLETED,failed,cancelled").await.json();
+    let terminal = get(&fake, "/api/jobs?status=COMPLETED,failed,cancelled")
+        .await
+        .json();
     assert_eq!(terminal["pagination"]["total"], 4);
 
     let unknown = get(&fake, "/api/jobs/00000000-0000-4000-8000-000000000000").await;
-    assert_eq!((unknown.status, unknown.json()), (404, json!({"error": "Job not found"})));
+    assert_eq!(
+        (unknown.status, unknown.json()),
+        (404, json!({"error": "Job not found"}))
+    );
     let bad = get(&fake, "/api/jobs?status=running").await;
     assert_eq!(bad.status, 400);
     assert_eq!(
         bad.json()["error"],
         "Invalid status value(s): running. Valid values: pending, in_progress, completed, failed, cancelled"
     );
-    assert_eq!(get(&fake, "/api/jobs?limit=0").await.json()["error"], "limit must be a positive integer");
-    assert_eq!(get(&fake, "/api/jobs?offset=x").await.json()["error"], "offset must be an integer");
-    assert_eq!(get(&fake, "/api/jobs?offset=-3&limit=1").await.json()["pagination"]["offset"], 0);
+    assert_eq!(
+        get(&fake, "/api/jobs?limit=0").await.json()["error"],
+        "limit must be a positive integer"
+    );
+    assert_eq!(
+        get(&fake, "/api/jobs?offset=x").await.json()["error"],
+        "offset must be an integer"
+    );
+    assert_eq!(
+        get(&fake, "/api/jobs?offset=-3&limit=1").await.json()["pagination"]["offset"],
+        0
+    );
 }
 
 #[tokio::test]
@@ -333,7 +433,12 @@ async fn batch_cancel_validates_ids_and_cancels_running_and_pending() {
 
     let empty = post_json(&fake, "/api/jobs/cancel", &json!({"job_ids": []})).await;
     assert_eq!(empty.json(), json!({"cancelled": false}));
-    let invalid = post_json(&fake, "/api/jobs/cancel", &json!({"job_ids": ["not-a-uuid", 5]})).await;
+    let invalid = post_json(
+        &fake,
+        "/api/jobs/cancel",
+        &json!({"job_ids": ["not-a-uuid", 5]}),
+    )
+    .await;
     assert_eq!(invalid.status, 400);
     assert_eq!(
         invalid.json(),
@@ -342,14 +447,25 @@ async fn batch_cancel_validates_ids_and_cancels_running_and_pending() {
     let not_list = post_json(&fake, "/api/jobs/cancel", &json!({"job_ids": running})).await;
     assert_eq!(not_list.json(), json!({"error": "job_ids must be a list"}));
     let not_json = http(&fake, "POST", "/api/jobs/cancel", Some("nope"), &[]).await;
-    assert_eq!(not_json.json(), json!({"error": "Request body must be valid JSON"}));
+    assert_eq!(
+        not_json.json(),
+        json!({"error": "Request body must be valid JSON"})
+    );
 
-    let both = post_json(&fake, "/api/jobs/cancel", &json!({"job_ids": [running, pending]})).await;
+    let both = post_json(
+        &fake,
+        "/api/jobs/cancel",
+        &json!({"job_ids": [running, pending]}),
+    )
+    .await;
     assert_eq!(both.json(), json!({"cancelled": true}));
     let s = sigs(&until_end(&mut ws, &running).await);
     // Removing the last pending job broadcasts status twice, as ComfyUI does.
     assert!(s.windows(2).any(|w| w == ["status:1", "status:1"]), "{s:?}");
     assert!(s.contains(&"execution_interrupted".to_string()));
     guard("idle", fake.wait_idle()).await;
-    assert_eq!(get(&fake, &format!("/api/jobs/{pending}")).await.status, 404);
+    assert_eq!(
+        get(&fake, &format!("/api/jobs/{pending}")).await.status,
+        404
+    );
 }

@@ -33,7 +33,10 @@ async fn replay_sends_the_traces_frames_in_order_and_serves_recorded_answers() {
     let queue = get(&fake, "/queue").await;
     assert_eq!(queue.json()["queue_running"][0][1], "p");
     // Paths that were not recorded are answered by the fake itself.
-    assert_eq!(get(&fake, "/prompt").await.json(), json!({"exec_info": {"queue_remaining": 0}}));
+    assert_eq!(
+        get(&fake, "/prompt").await.json(),
+        json!({"exec_info": {"queue_remaining": 0}})
+    );
 }
 
 #[tokio::test]
@@ -54,7 +57,10 @@ async fn replay_of_a_recorded_session_matches_the_file() {
         .expect("starts");
     let mut ws = connect(&fake, "x").await;
     for record in &expected {
-        let frame = guard("replayed frame", ws.next()).await.expect("open").expect("ok");
+        let frame = guard("replayed frame", ws.next())
+            .await
+            .expect("open")
+            .expect("ok");
         match (record["kind"].as_str(), frame) {
             (Some("text"), Message::Text(t)) => {
                 let got: serde_json::Value = serde_json::from_str(t.as_str()).expect("json");

@@ -81,9 +81,12 @@ impl Frame {
 }
 
 pub async fn connect(fake: &FakeComfy, sid: &str) -> Ws {
-    let (ws, _) = guard("connect", tokio_tungstenite::connect_async(fake.ws_url(sid)))
-        .await
-        .expect("websocket connects");
+    let (ws, _) = guard(
+        "connect",
+        tokio_tungstenite::connect_async(fake.ws_url(sid)),
+    )
+    .await
+    .expect("websocket connects");
     ws
 }
 
@@ -117,7 +120,9 @@ pub async fn next(ws: &mut Ws) -> Frame {
             .expect("socket still open")
             .expect("no socket error");
         match msg {
-            Message::Text(t) => return Frame::Text(serde_json::from_str(t.as_str()).expect("json frame")),
+            Message::Text(t) => {
+                return Frame::Text(serde_json::from_str(t.as_str()).expect("json frame"))
+            }
             Message::Binary(b) => return Frame::Binary(b.to_vec()),
             _ => continue,
         }
@@ -167,9 +172,8 @@ pub struct Resp {
 
 impl Resp {
     pub fn json(&self) -> Value {
-        serde_json::from_slice(&self.body).unwrap_or_else(|e| {
-            panic!("not JSON ({e}): {}", String::from_utf8_lossy(&self.body))
-        })
+        serde_json::from_slice(&self.body)
+            .unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(&self.body)))
     }
 
     pub fn header(&self, name: &str) -> Option<&str> {
@@ -248,7 +252,8 @@ fn dechunk(mut data: &[u8]) -> Vec<u8> {
         let Some(line_end) = data.windows(2).position(|w| w == b"\r\n") else {
             return out;
         };
-        let size = usize::from_str_radix(String::from_utf8_lossy(&data[..line_end]).trim(), 16).unwrap_or(0);
+        let size = usize::from_str_radix(String::from_utf8_lossy(&data[..line_end]).trim(), 16)
+            .unwrap_or(0);
         if size == 0 {
             return out;
         }
@@ -304,7 +309,10 @@ pub async fn queue(fake: &FakeComfy, graph: &str, client: Option<&str>) -> Strin
     };
     let resp = post_prompt_text(fake, &body).await;
     assert_eq!(resp.status, 200, "{}", String::from_utf8_lossy(&resp.body));
-    resp.json()["prompt_id"].as_str().expect("prompt id").to_string()
+    resp.json()["prompt_id"]
+        .as_str()
+        .expect("prompt id")
+        .to_string()
 }
 
 /// Waits on the socket until the running job reached its first sampler step.

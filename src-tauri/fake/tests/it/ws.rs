@@ -20,7 +20,10 @@ async fn hello_status_carries_the_sid_and_queue_length() {
         .await
         .expect("connects without clientId");
     let hello = next(&mut anon).await;
-    let sid = hello.json()["data"]["sid"].as_str().expect("minted sid").to_string();
+    let sid = hello.json()["data"]["sid"]
+        .as_str()
+        .expect("minted sid")
+        .to_string();
     assert_eq!(sid.len(), 32);
     assert!(sid.chars().all(|c| c.is_ascii_hexdigit()));
     assert!(fake.connected_clients().contains(&sid));
@@ -38,14 +41,22 @@ async fn feature_flags_are_answered_only_for_the_first_message() {
     let reply = next(&mut ws).await;
     assert_eq!(reply.json()["type"], "feature_flags");
     assert_eq!(reply.json()["data"]["supports_preview_metadata"], true);
-    assert_eq!(reply.json()["data"]["extension"]["manager"]["supports_v4"], true);
+    assert_eq!(
+        reply.json()["data"]["extension"]["manager"]["supports_v4"],
+        true
+    );
     sentinel(&fake, 1);
-    assert!(until_sentinel(&mut ws, 1).await.is_empty(), "a second reply came");
+    assert!(
+        until_sentinel(&mut ws, 1).await.is_empty(),
+        "a second reply came"
+    );
 
     // Text that is not JSON does not use up the first-message slot.
     let mut late = connect(&fake, "late").await;
     next(&mut late).await;
-    late.send(Message::Text("not json".into())).await.expect("send");
+    late.send(Message::Text("not json".into()))
+        .await
+        .expect("send");
     send_json(
         &mut late,
         json!({"type": "feature_flags", "data": {"supports_preview_metadata": true}}),
@@ -122,10 +133,14 @@ async fn submitted_job_messages_follow_the_canonical_order() {
     );
     assert_eq!(sigs(&frames), expected);
 
-    let start = frames.iter().find(|f| f.kind() == "execution_start").expect("start");
+    let start = frames
+        .iter()
+        .find(|f| f.kind() == "execution_start")
+        .expect("start");
     assert_eq!(start.json()["data"]["prompt_id"], id.as_str());
     assert!(start.json()["data"]["timestamp"].is_i64());
-    let Frame::Binary(preview) = frames.iter().find(|f| f.kind() == "bin4").expect("preview") else {
+    let Frame::Binary(preview) = frames.iter().find(|f| f.kind() == "bin4").expect("preview")
+    else {
         unreachable!()
     };
     let len = u32::from_be_bytes([preview[4], preview[5], preview[6], preview[7]]) as usize;
@@ -134,7 +149,10 @@ async fn submitted_job_messages_follow_the_canonical_order() {
     assert_eq!(meta["node_id"], "1");
     assert_eq!(meta["image_type"], "image/jpeg");
     assert_eq!(&preview[8 + len..8 + len + 3], &[0xff, 0xd8, 0xff]);
-    let executed = frames.iter().find(|f| f.sig() == "executed:3").expect("executed");
+    let executed = frames
+        .iter()
+        .find(|f| f.sig() == "executed:3")
+        .expect("executed");
     assert_eq!(
         executed.json()["data"]["output"],
         json!({"images": [{"filename": "it_00001_.png", "subfolder": "", "type": "output"}]})
@@ -149,7 +167,10 @@ async fn client_without_flags_gets_legacy_previews_after_progress() {
     let id = queue(&fake, &sampler_graph(2, 1, "PNG"), Some("plain")).await;
     let frames = until_end(&mut ws, &id).await;
     let s = sigs(&frames);
-    let first = s.iter().position(|x| x == "progress:1/2").expect("progress");
+    let first = s
+        .iter()
+        .position(|x| x == "progress:1/2")
+        .expect("progress");
     assert_eq!(s[first - 1], "ps:1r");
     assert_eq!(s[first + 1], "bin1");
     let Frame::Binary(frame) = &frames[first + 1] else {
@@ -167,7 +188,10 @@ async fn legacy_server_sends_no_progress_state() {
     let id = queue(&fake, &sampler_graph(2, 1, "JPEG"), Some("old")).await;
     let s = sigs(&until_end(&mut ws, &id).await);
     assert!(!s.iter().any(|x| x.starts_with("ps:")), "{s:?}");
-    let first = s.iter().position(|x| x == "progress:1/2").expect("progress");
+    let first = s
+        .iter()
+        .position(|x| x == "progress:1/2")
+        .expect("progress");
     assert_eq!(s[first + 1], "bin1");
 }
 
@@ -196,9 +220,19 @@ async fn job_without_client_id_broadcasts_progress_but_not_executing() {
         .map(Frame::kind)
         .collect();
     for expected in ["status", "progress_state", "progress", "bin1"] {
-        assert!(kinds.iter().any(|k| k == expected), "no {expected} in {kinds:?}");
+        assert!(
+            kinds.iter().any(|k| k == expected),
+            "no {expected} in {kinds:?}"
+        );
     }
-    for absent in ["execution_start", "execution_cached", "executing", "executed", "execution_success", "bin4"] {
+    for absent in [
+        "execution_start",
+        "execution_cached",
+        "executing",
+        "executed",
+        "execution_success",
+        "bin4",
+    ] {
         assert!(!kinds.iter().any(|k| k == absent), "{absent} in {kinds:?}");
     }
 }
@@ -228,7 +262,10 @@ async fn identical_rerun_is_fully_cached_and_resends_the_same_filenames() {
             "executing:null"
         ]
     );
-    assert_eq!(frames[3].json()["data"]["nodes"], json!(["1", "2", "3", "4"]));
+    assert_eq!(
+        frames[3].json()["data"]["nodes"],
+        json!(["1", "2", "3", "4"])
+    );
     let output = |fs: &[Frame], node: &str| {
         fs.iter()
             .find(|f| f.sig() == format!("executed:{node}"))
@@ -271,11 +308,17 @@ async fn failing_node_sends_a_terminal_execution_error() {
     let id = queue(&fake, graph, Some("A")).await;
     let frames = until_end(&mut ws, &id).await;
     let s = sigs(&frames);
-    assert_eq!(&s[s.len() - 3..], ["execution_error", "status:0", "executing:null"]);
+    assert_eq!(
+        &s[s.len() - 3..],
+        ["execution_error", "status:0", "executing:null"]
+    );
     assert_eq!(s.iter().filter(|x| x.starts_with("progress:")).count(), 2);
     let err = &frames[frames.len() - 3].json()["data"];
     assert_eq!(err["exception_type"], "RuntimeError");
-    assert_eq!(err["exception_message"], "boom (MonitorTestFail after 2 of 5 steps)\n");
+    assert_eq!(
+        err["exception_message"],
+        "boom (MonitorTestFail after 2 of 5 steps)\n"
+    );
     assert_eq!(err["node_id"], "1");
     assert_eq!(err["current_inputs"]["steps"], json!([5]));
     assert!(err["traceback"].as_array().is_some_and(|t| !t.is_empty()));
@@ -294,7 +337,10 @@ async fn execution_blocked_is_not_terminal() {
         "3": {"class_type": "SaveImage", "inputs": {"images": ["2", 0]}}}"#;
     let id = queue(&fake, graph, Some("A")).await;
     let frames = until_end(&mut ws, &id).await;
-    let blocked = frames.iter().find(|f| f.kind() == "execution_error").expect("blocked");
+    let blocked = frames
+        .iter()
+        .find(|f| f.kind() == "execution_error")
+        .expect("blocked");
     assert_eq!(blocked.json()["data"]["exception_type"], "ExecutionBlocked");
     assert!(blocked.json()["data"].get("timestamp").is_none());
     assert!(sigs(&frames).contains(&"execution_success".to_string()));
@@ -327,8 +373,14 @@ async fn messages_node_sends_text_frames_and_custom_events() {
     assert_eq!(custom[0]["data"]["audience"], "broadcast");
     assert_eq!(custom[1]["data"]["audience"], "submitter");
     assert_eq!(custom[0]["data"]["prompt_id"], id.as_str());
-    let executed = frames.iter().find(|f| f.kind() == "executed").expect("executed");
-    assert_eq!(executed.json()["data"]["output"], json!({"text": ["hi x2"]}));
+    let executed = frames
+        .iter()
+        .find(|f| f.kind() == "executed")
+        .expect("executed");
+    assert_eq!(
+        executed.json()["data"]["output"],
+        json!({"text": ["hi x2"]})
+    );
 }
 
 #[tokio::test]
