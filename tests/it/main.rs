@@ -1,5 +1,6 @@
 //! Integration tests: recorded ComfyUI sessions through decoder and tracker, and the engine
 //! against a fake ComfyUI over real sockets. One binary, one module per area.
 
+mod live;
 mod support;
 mod traces;

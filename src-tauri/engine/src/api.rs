@@ -254,7 +254,10 @@ impl Api {
         known: &HashSet<PromptId>,
         include_recent: bool,
     ) -> Result<Snapshot, ApiError> {
-        let mut snap = Snapshot::default();
+        let mut snap = Snapshot {
+            requested_at: crate::now_ms(),
+            ..Snapshot::default()
+        };
         if jobs_api {
             let p = "api/jobs?status=in_progress,pending";
             let body = self.get_ok(p).await?;

@@ -91,6 +91,9 @@ pub struct Snapshot {
     pub pending: Vec<ActiveJob>,
     /// Recently finished jobs the server lists (ids only); unknown ones are looked up.
     pub recent_finished: Vec<PromptId>,
+    /// When the request for this snapshot was sent. Jobs the tracker learnt of later cannot be
+    /// expected in it, so their absence means nothing.
+    pub requested_at: Millis,
 }
 
 /// What an outcome lookup found.
@@ -145,6 +148,8 @@ struct Job {
     has_progress_state: bool,
     /// When the tracker last heard of this job.
     seen_at: Millis,
+    /// When the tracker first heard of this job (not the server's creation time).
+    known_since: Millis,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -186,6 +191,7 @@ impl Job {
             vanished: None,
             has_progress_state: false,
             seen_at: now,
+            known_since: now,
         }
     }
 
@@ -909,9 +915,13 @@ impl Tracker {
             .unwrap_or(node)
     }
 
-    /// The socket dropped: messages may be lost until the next snapshot.
+    /// The socket dropped: messages may be lost until the next snapshot, and lookups in
+    /// flight were abandoned, so vanished jobs are judged again by the next snapshot.
     pub fn disconnected(&mut self) {
         self.last_progress = None;
+        for job in self.jobs.values_mut() {
+            job.vanished = None;
+        }
     }
 
     /// The socket is back: the next snapshot decides what happened meanwhile.
@@ -1020,11 +1030,8 @@ impl Tracker {
             .collect();
         for id in missing {
             if let Some(job) = self.jobs.get_mut(&id) {
-                // A job we only just learnt of over the socket may not be listed yet.
-                if job.state == JobState::Pending
-                    && job.first_seen > now - 1_000
-                    && job.origin == JobOrigin::SelfApp
-                {
+                // The snapshot was requested before we heard of this job: it proves nothing.
+                if job.known_since >= snap.requested_at {
                     continue;
                 }
                 job.vanished = Some(if after_reconnect {
@@ -1280,6 +1287,7 @@ mod tests {
             running: running.to_vec(),
             pending: pending.to_vec(),
             recent_finished: Vec::new(),
+            requested_at: Millis::MAX,
         }
     }
 
@@ -1543,6 +1551,37 @@ mod tests {
         let view = t.job(&"p".into()).unwrap();
         assert_eq!(view.nodes_done, Some(1));
         assert!(view.percent.unwrap() > before);
+    }
+
+    #[test]
+    fn a_snapshot_requested_before_we_heard_of_a_job_does_not_make_it_vanish() {
+        let mut t = Tracker::new(ME);
+        msg(
+            &mut t,
+            r#"{"type":"execution_start","data":{"prompt_id":"p"}}"#,
+            100,
+        );
+        let mut s = snap(&[], &[]);
+        s.requested_at = 50;
+        let (_, req) = t.apply_snapshot(&s, 120);
+        assert!(req.is_empty(), "{req:?}");
+        s.requested_at = 150;
+        let (_, req) = t.apply_snapshot(&s, 160);
+        assert_eq!(req, [Request::Outcome("p".into())]);
+    }
+
+    #[test]
+    fn lookups_abandoned_by_a_disconnect_are_asked_again() {
+        let mut t = Tracker::new(ME);
+        t.apply_snapshot(&snap(&[active("a", 0.0, None)], &[]), 0);
+        let (_, req) = t.apply_snapshot(&snap(&[], &[]), 10);
+        assert_eq!(req.len(), 1);
+        t.disconnected();
+        t.reconnected();
+        let (_, req) = t.apply_snapshot(&snap(&[], &[]), 20);
+        assert_eq!(req, [Request::Outcome("a".into())]);
+        let u = t.apply_outcome(&"a".into(), Lookup::NotFound, 30);
+        assert_eq!(job_states(&u), [("a".into(), JobState::Lost)]);
     }
 
     #[test]

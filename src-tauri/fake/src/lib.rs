@@ -496,6 +496,17 @@ impl FakeComfy {
         );
     }
 
+    /// Like [`FakeComfy::flood_progress`], for a given prompt id (e.g. a job that is running).
+    pub fn flood_progress_of(&self, sid: &str, prompt_id: &str, count: usize) {
+        self.shared.lock().send_to_sid(
+            sid,
+            Outbound::Flood {
+                prompt_id: prompt_id.to_owned(),
+                count,
+            },
+        );
+    }
+
     /// Cuts every socket's TCP connection without a close frame, as a killed process would.
     pub fn drop_sockets(&self) {
         let aborts = self.shared.lock().drop_sockets();

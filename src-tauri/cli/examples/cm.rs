@@ -1,0 +1,3 @@
+fn main() -> std::process::ExitCode {
+    comfy_cli::run_cli().unwrap_or(std::process::ExitCode::SUCCESS)
+}
