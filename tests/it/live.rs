@@ -254,7 +254,16 @@ async fn a_restart_mid_job_marks_it_lost_and_the_engine_reconnects() {
             .any(|e| connection(e) == Some(ConnectionState::Connected)),
         "reconnected before concluding"
     );
-    let (j, _) = terminal(&mut rx, &theirs).await;
+    // Their job may have been concluded first, while we waited for ours.
+    let concluded = seen
+        .iter()
+        .filter_map(job)
+        .find(|j| j.prompt_id.as_str() == theirs && j.state.is_terminal())
+        .cloned();
+    let j = match concluded {
+        Some(j) => j,
+        None => terminal(&mut rx, &theirs).await.0,
+    };
     assert_eq!(
         j.state,
         JobState::Lost,
