@@ -26,7 +26,9 @@ fn bench(c: &mut Criterion) {
     });
     let progress = r#"{"type":"progress","data":{"value":7,"max":20,"prompt_id":"0f8ba2a6-8a2c-4c55-8a0d-8d7f1d9a1b2c","node":"3"}}"#;
     g.throughput(Throughput::Bytes(progress.len() as u64));
-    g.bench_function("progress_json", |b| b.iter(|| decode_text(black_box(progress))));
+    g.bench_function("progress_json", |b| {
+        b.iter(|| decode_text(black_box(progress)))
+    });
     let state = r#"{"type":"progress_state","data":{"prompt_id":"0f8ba2a6-8a2c-4c55-8a0d-8d7f1d9a1b2c","nodes":{"1":{"value":1.0,"max":1.0,"state":"finished","node_id":"1","prompt_id":"0f8ba2a6-8a2c-4c55-8a0d-8d7f1d9a1b2c","display_node_id":"1","parent_node_id":null,"real_node_id":"1"},"3":{"value":7.0,"max":20.0,"state":"running","node_id":"3","prompt_id":"0f8ba2a6-8a2c-4c55-8a0d-8d7f1d9a1b2c","display_node_id":"3","parent_node_id":null,"real_node_id":"3"}}}}"#;
     g.throughput(Throughput::Bytes(state.len() as u64));
     g.bench_function("progress_state_json", |b| {

@@ -253,7 +253,12 @@ mod tests {
 
     #[test]
     fn type_3_text_reads_node_and_text() {
-        let f = frame(&[&3u32.to_be_bytes(), &2u32.to_be_bytes(), b"11", b"width: 64"]);
+        let f = frame(&[
+            &3u32.to_be_bytes(),
+            &2u32.to_be_bytes(),
+            b"11",
+            b"width: 64",
+        ]);
         assert_eq!(
             decode_binary(&f, &NONE).unwrap(),
             BinaryFrame::Text {

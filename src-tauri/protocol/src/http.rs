@@ -66,8 +66,14 @@ fn node_ids(v: &Value) -> Vec<NodeId> {
 /// (`[..., outputs, metadata]`); tell them apart by which one is an array.
 pub fn parse_queue_item(v: &Value) -> Result<QueueItem, DecodeError> {
     let a = v.as_array().ok_or_else(|| bad("queue item"))?;
-    let number = a.first().and_then(as_number).ok_or_else(|| bad("queue item number"))?;
-    let prompt_id = a.get(1).and_then(as_id).ok_or_else(|| bad("queue item id"))?;
+    let number = a
+        .first()
+        .and_then(as_number)
+        .ok_or_else(|| bad("queue item number"))?;
+    let prompt_id = a
+        .get(1)
+        .and_then(as_id)
+        .ok_or_else(|| bad("queue item id"))?;
     let prompt = a.get(2).cloned().unwrap_or(Value::Null);
     let (extra, outputs) = match (a.get(3), a.get(4)) {
         (Some(x @ Value::Array(_)), meta) => (meta, Some(x)),
@@ -224,12 +230,12 @@ fn outcome_from_status(status: &HistoryStatus) -> (Outcome, Option<i64>, Option<
 
 fn finished_from_history(id: &str, entry: &Value) -> Result<FinishedJob, DecodeError> {
     let status: HistoryStatus = match entry.get("status") {
-        Some(s) if !s.is_null() => serde_json::from_value(s.clone()).map_err(|source| {
-            DecodeError::BadMessage {
+        Some(s) if !s.is_null() => {
+            serde_json::from_value(s.clone()).map_err(|source| DecodeError::BadMessage {
                 kind: "history status".into(),
                 source,
-            }
-        })?,
+            })?
+        }
         // Servers before 2024-01 have no status: a history entry then means it ran to the end.
         _ => HistoryStatus {
             status_str: Some("success".into()),
@@ -321,15 +327,15 @@ impl ApiJob {
         }
         let outcome = match self.status {
             JobStatus::Completed => Outcome::Success,
-            JobStatus::Cancelled => Outcome::Interrupted(self.interrupt_details().unwrap_or(
-                ExecutionInterrupted {
+            JobStatus::Cancelled => {
+                Outcome::Interrupted(self.interrupt_details().unwrap_or(ExecutionInterrupted {
                     prompt_id: self.id.clone(),
                     node_id: None,
                     node_type: None,
                     executed: Vec::new(),
                     timestamp: self.execution_end_time,
-                },
-            )),
+                }))
+            }
             _ => match (&self.execution_error, self.interrupt_details()) {
                 (Some(e), _) => Outcome::Error(Box::new(e.clone())),
                 // 0.6–0.8 report interrupted jobs as `failed`; the recorded messages tell.

@@ -73,7 +73,10 @@ pub enum ServerMessage {
     },
     /// Any other type: custom nodes' broadcasts (`crystools.monitor`, ...), `logs`, Cloud's
     /// `notification`, and whatever comes next. Kept whole, never an error.
-    Other { kind: String, data: Value },
+    Other {
+        kind: String,
+        data: Value,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
@@ -415,8 +418,8 @@ mod tests {
 
     #[test]
     fn executing_with_null_node_is_the_end_of_a_job() {
-        let m = decode_text(r#"{"type":"executing","data":{"node":null,"prompt_id":"p"}}"#)
-            .unwrap();
+        let m =
+            decode_text(r#"{"type":"executing","data":{"node":null,"prompt_id":"p"}}"#).unwrap();
         assert_eq!(
             m,
             ServerMessage::Executing {
@@ -429,8 +432,8 @@ mod tests {
 
     #[test]
     fn unknown_types_keep_their_raw_data() {
-        let m = decode_text(r#"{"type":"crystools.monitor","data":{"cpu_utilization":12.5}}"#)
-            .unwrap();
+        let m =
+            decode_text(r#"{"type":"crystools.monitor","data":{"cpu_utilization":12.5}}"#).unwrap();
         match m {
             ServerMessage::Other { kind, data } => {
                 assert_eq!(kind, "crystools.monitor");
@@ -479,8 +482,8 @@ mod tests {
 
     #[test]
     fn known_type_with_wrong_shape_names_the_type() {
-        let err = decode_text(r#"{"type":"progress","data":{"value":"lots","max":4}}"#)
-            .unwrap_err();
+        let err =
+            decode_text(r#"{"type":"progress","data":{"value":"lots","max":4}}"#).unwrap_err();
         match err {
             DecodeError::BadMessage { kind, .. } => assert_eq!(kind, "progress"),
             other => panic!("expected BadMessage, got {other:?}"),
