@@ -1,6 +1,8 @@
 //! Integration tests: recorded ComfyUI sessions through decoder and tracker, and the engine
 //! against a fake ComfyUI over real sockets. One binary, one module per area.
 
+#![allow(clippy::unwrap_used)]
+
 mod live;
 mod support;
 mod traces;

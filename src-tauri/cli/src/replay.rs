@@ -142,10 +142,11 @@ pub fn replay(trace: &Trace, client: Option<&str>, instance: &str) -> anyhow::Re
                 status: Some(200),
                 response: Some(resp),
                 ..
-            } if method == "POST" && path.trim_end_matches('/').ends_with("prompt") => {
-                if request.get("client_id").and_then(Value::as_str) == Some(client_id.as_str()) {
-                    steps.push((*t_sent_ms, i, Step::Submitted(request, resp)));
-                }
+            } if method == "POST"
+                && path.trim_end_matches('/').ends_with("prompt")
+                && request.get("client_id").and_then(Value::as_str) == Some(client_id.as_str()) =>
+            {
+                steps.push((*t_sent_ms, i, Step::Submitted(request, resp)))
             }
             _ => {}
         }

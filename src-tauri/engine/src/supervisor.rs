@@ -217,16 +217,13 @@ impl Supervisor {
 
     /// Sleeps, unless told to stop; returns true when told to stop.
     async fn wait(&mut self, d: Duration) -> bool {
-        let deadline = sleep(d);
-        tokio::pin!(deadline);
-        loop {
-            tokio::select! {
-                _ = &mut deadline => return false,
-                cmd = self.commands.recv() => match cmd {
-                    None | Some(Command::Shutdown) => return true,
-                    Some(Command::Refresh) => return false,
-                },
-            }
+        tokio::select! {
+            _ = sleep(d) => false,
+            cmd = self.commands.recv() => match cmd {
+                None | Some(Command::Shutdown) => true,
+                // "Refresh" while waiting means "try now".
+                Some(Command::Refresh) => false,
+            },
         }
     }
 

@@ -561,10 +561,8 @@ impl Tracker {
         job.vanished = None;
         job.ended.get_or_insert(now);
         job.current.clear();
-        if state == JobState::Success {
-            if job.fidelity == Fidelity::Live {
-                job.percent = Some(100.0);
-            }
+        if state == JobState::Success && job.fidelity == Fidelity::Live {
+            job.percent = Some(100.0);
         }
         out.push(Update::Job(Box::new(view(job))));
         let changed = self.queue_remove(id);
@@ -1241,7 +1239,7 @@ fn view(j: &Job) -> JobView {
         node_max: ns.map(|s| s.max),
         running_nodes: j.current.clone(),
         nodes_done: (!j.plan.is_empty()).then(|| j.nodes_done()),
-        nodes_total: (!j.plan.is_empty()).then(|| j.plan.len()),
+        nodes_total: (!j.plan.is_empty()).then_some(j.plan.len()),
         eta_ms,
         // The step rate belongs to a node that steps; don't show it beside a VAE decode.
         steps_per_s: j
@@ -1320,7 +1318,7 @@ mod tests {
     fn observed_job_goes_pending_running_then_takes_its_outcome_from_the_server() {
         let mut t = Tracker::new(ME);
         let a = active("a", 1.0, Some("browser"));
-        let (u, _) = t.apply_snapshot(&snap(&[], &[a.clone()]), 0);
+        let (u, _) = t.apply_snapshot(&snap(&[], std::slice::from_ref(&a)), 0);
         assert_eq!(job_states(&u), [("a".into(), JobState::Pending)]);
         let view = t.job(&"a".into()).unwrap();
         assert_eq!(view.origin, JobOrigin::Other);
@@ -1330,7 +1328,7 @@ mod tests {
             "no percent is invented for observed jobs"
         );
 
-        let (u, _) = t.apply_snapshot(&snap(&[a.clone()], &[]), 1_000);
+        let (u, _) = t.apply_snapshot(&snap(std::slice::from_ref(&a), &[]), 1_000);
         assert_eq!(job_states(&u), [("a".into(), JobState::Running)]);
 
         let (u, req) = t.apply_snapshot(&snap(&[], &[]), 2_000);

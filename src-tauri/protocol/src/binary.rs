@@ -202,6 +202,44 @@ pub fn decode_binary<'a>(
     }
 }
 
+/// Width and height read from a JPEG or PNG header without decoding the image; `None` when the
+/// header is not one we can read.
+pub fn image_size(image: &[u8]) -> Option<(u32, u32)> {
+    if image.starts_with(b"\x89PNG\r\n\x1a\n") {
+        let w = image.get(16..20)?;
+        let h = image.get(20..24)?;
+        return Some((
+            u32::from_be_bytes([w[0], w[1], w[2], w[3]]),
+            u32::from_be_bytes([h[0], h[1], h[2], h[3]]),
+        ));
+    }
+    if !image.starts_with(&[0xff, 0xd8]) {
+        return None;
+    }
+    // Walk the JPEG segments to the first start-of-frame marker.
+    let mut i = 2;
+    while i + 4 <= image.len() {
+        if image[i] != 0xff {
+            return None;
+        }
+        let marker = image[i + 1];
+        if marker == 0xff {
+            i += 1;
+            continue;
+        }
+        let len = u16::from_be_bytes([image[i + 2], image[i + 3]]) as usize;
+        let is_sof = matches!(marker, 0xc0..=0xcf) && !matches!(marker, 0xc4 | 0xc8 | 0xcc);
+        if is_sof {
+            let seg = image.get(i + 5..i + 9)?;
+            let h = u16::from_be_bytes([seg[0], seg[1]]) as u32;
+            let w = u16::from_be_bytes([seg[2], seg[3]]) as u32;
+            return Some((w, h));
+        }
+        i += 2 + len;
+    }
+    None
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -353,42 +391,4 @@ mod tests {
             Err(DecodeError::BadPreviewMetadata(_))
         ));
     }
-}
-
-/// Width and height read from a JPEG or PNG header without decoding the image; `None` when the
-/// header is not one we can read.
-pub fn image_size(image: &[u8]) -> Option<(u32, u32)> {
-    if image.starts_with(b"\x89PNG\r\n\x1a\n") {
-        let w = image.get(16..20)?;
-        let h = image.get(20..24)?;
-        return Some((
-            u32::from_be_bytes([w[0], w[1], w[2], w[3]]),
-            u32::from_be_bytes([h[0], h[1], h[2], h[3]]),
-        ));
-    }
-    if !image.starts_with(&[0xff, 0xd8]) {
-        return None;
-    }
-    // Walk the JPEG segments to the first start-of-frame marker.
-    let mut i = 2;
-    while i + 4 <= image.len() {
-        if image[i] != 0xff {
-            return None;
-        }
-        let marker = image[i + 1];
-        if marker == 0xff {
-            i += 1;
-            continue;
-        }
-        let len = u16::from_be_bytes([image[i + 2], image[i + 3]]) as usize;
-        let is_sof = matches!(marker, 0xc0..=0xcf) && !matches!(marker, 0xc4 | 0xc8 | 0xcc);
-        if is_sof {
-            let seg = image.get(i + 5..i + 9)?;
-            let h = u16::from_be_bytes([seg[0], seg[1]]) as u32;
-            let w = u16::from_be_bytes([seg[2], seg[3]]) as u32;
-            return Some((w, h));
-        }
-        i += 2 + len;
-    }
-    None
 }
