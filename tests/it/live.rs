@@ -515,3 +515,34 @@ async fn a_flood_of_progress_keeps_memory_bounded_and_terminal_events_intact() {
     assert_eq!(ends.len(), 1);
     assert_eq!(ends[0].state, JobState::Interrupted);
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_socket_made_deaf_by_a_reused_client_id_is_noticed_and_replaced() {
+    let server = fake(ServerVersion::V0_26).await;
+    let (_engine, mut rx) = engine(spec(&server, "cm-deaf"));
+    connected(&mut rx).await;
+    server.wait_for_client(Some("cm-deaf")).await;
+    // Another program connects with our id: ComfyUI routes everything to it, and our socket,
+    // still open and answering pings, hears nothing more (protocol §2.1).
+    let (intruder, _) = tokio_tungstenite::connect_async(server.ws_url("cm-deaf"))
+        .await
+        .unwrap();
+    server.wait_for_socket(Some("cm-deaf")).await;
+    // The queue keeps changing; no status reaches us.
+    for i in 0..4 {
+        server.submit(sampler(50, 100, &format!("q{i}")), Some("browser"));
+    }
+    let (_, seen) = until(
+        &mut rx,
+        "reconnect",
+        |e| matches!(&e.kind, EventKind::Connection(c) if c.state != ConnectionState::Connected),
+    )
+    .await;
+    assert!(seen.iter().all(|e| connection(e).is_none()));
+    connected(&mut rx).await;
+    // Registered again: our own jobs are followed live once more.
+    let id = server.submit(sampler(2, 10, "back"), Some("cm-deaf"));
+    let (j, _) = terminal(&mut rx, &id).await;
+    assert_eq!(j.fidelity, comfy_engine::Fidelity::Live);
+    drop(intruder);
+}

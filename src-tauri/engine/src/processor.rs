@@ -13,6 +13,7 @@ use comfy_protocol::{
 pub struct Processor {
     tracker: Tracker,
     features: ServerFeatures,
+    statuses: u64,
 }
 
 impl Processor {
@@ -20,6 +21,7 @@ impl Processor {
         Self {
             tracker: Tracker::new(client_id),
             features: ServerFeatures::default(),
+            statuses: 0,
         }
     }
 
@@ -29,6 +31,12 @@ impl Processor {
 
     pub fn tracker_mut(&mut self) -> &mut Tracker {
         &mut self.tracker
+    }
+
+    /// How many `status` messages arrived so far: ComfyUI broadcasts one on every queue change,
+    /// so a queue that changes while this stands still means the socket went deaf.
+    pub fn statuses_seen(&self) -> u64 {
+        self.statuses
     }
 
     /// A new socket: binary layouts are negotiated again.
@@ -47,8 +55,12 @@ impl Processor {
     pub fn text(&mut self, frame: &str, now: Millis) -> (Vec<EventKind>, Vec<Request>) {
         match decode_text(frame) {
             Ok(msg) => {
-                if let ServerMessage::FeatureFlags(flags) = &msg {
-                    self.features = ServerFeatures::from_flags(flags);
+                match &msg {
+                    ServerMessage::FeatureFlags(flags) => {
+                        self.features = ServerFeatures::from_flags(flags)
+                    }
+                    ServerMessage::Status { .. } => self.statuses += 1,
+                    _ => {}
                 }
                 let (updates, requests) = self.tracker.apply_message(&msg, now);
                 (events(updates), requests)

@@ -47,13 +47,41 @@ enum SessionEnd {
 }
 
 enum HttpResult {
-    Snapshot(Result<Snapshot, ApiError>),
+    /// With the number of `status` messages seen when it was requested.
+    Snapshot(Result<Snapshot, ApiError>, u64),
     Outcome(PromptId, Result<Lookup, ApiError>),
 }
 
 /// Wall-clock milliseconds since the Unix epoch.
 pub fn now_ms() -> Millis {
     time::OffsetDateTime::now_utc().unix_timestamp_nanos() as Millis / 1_000_000
+}
+
+/// Notices a socket that stays open but receives nothing (protocol §2.1: a reused client id
+/// unregisters the live socket when the stale one closes). Every queue change is broadcast as a
+/// `status`, so two queue changes seen by polling with no `status` arriving meanwhile mean we
+/// are deaf. Two, because one status may still be on its way when a poll answers.
+#[derive(Debug, Default)]
+struct DeafWatch {
+    last: Option<(Vec<PromptId>, Vec<PromptId>)>,
+    statuses_at_last: u64,
+    strikes: u8,
+}
+
+impl DeafWatch {
+    fn observe(&mut self, snap: &Snapshot, statuses_at_request: u64) -> bool {
+        let ids = |v: &[crate::tracker::ActiveJob]| v.iter().map(|j| j.prompt_id.clone()).collect();
+        let queue = (ids(&snap.running), ids(&snap.pending));
+        let changed = self.last.as_ref().is_some_and(|l| *l != queue);
+        if statuses_at_request != self.statuses_at_last {
+            self.strikes = 0;
+        } else if changed {
+            self.strikes += 1;
+        }
+        self.last = Some(queue);
+        self.statuses_at_last = statuses_at_request;
+        self.strikes >= 2
+    }
 }
 
 pub(crate) struct Supervisor {
@@ -257,8 +285,10 @@ impl Supervisor {
         self.sink.send(EventKind::Server(self.info.clone())).await;
 
         let mut http: JoinSet<HttpResult> = JoinSet::new();
+        // One snapshot in flight at a time; another is owed when asked meanwhile (`Some(recent)`).
         let mut snapshot_again: Option<bool> = None;
         let mut outcomes_in_flight: HashSet<PromptId> = HashSet::new();
+        let mut deaf = DeafWatch::default();
         self.spawn_snapshot(&mut http, true);
         let mut snapshot_in_flight = true;
 
@@ -304,11 +334,27 @@ impl Supervisor {
                     let _ = tokio::time::timeout(Duration::from_millis(200), socket.close(None)).await;
                     return SessionEnd::Dropped(format!("no answer for {} s", LIVENESS.as_secs()));
                 }
-                _ = &mut poll => requests.push(Request::Snapshot),
+                _ = &mut poll => {
+                    // The safety poll: cheap, without the recent-history read.
+                    poll.as_mut().reset(Instant::now() + self.poll_every());
+                    if snapshot_in_flight {
+                        snapshot_again.get_or_insert(false);
+                    } else {
+                        self.spawn_snapshot(&mut http, false);
+                        snapshot_in_flight = true;
+                    }
+                }
                 Some(done) = http.join_next(), if !http.is_empty() => {
                     match done {
-                        Ok(HttpResult::Snapshot(r)) => {
+                        Ok(HttpResult::Snapshot(r, statuses)) => {
                             snapshot_in_flight = false;
+                            if let Ok(snap) = &r {
+                                if deaf.observe(snap, statuses) {
+                                    return SessionEnd::Dropped(
+                                        "the socket went deaf: the queue changed twice without a status message".into(),
+                                    );
+                                }
+                            }
                             requests = self.on_snapshot(r).await;
                             if let Some(recent) = snapshot_again.take() {
                                 self.spawn_snapshot(&mut http, recent);
@@ -333,17 +379,12 @@ impl Supervisor {
                     Some(Command::Refresh) => requests.push(Request::Snapshot),
                 },
             }
-            let poll_every = if self.processor.tracker().busy() {
-                POLL_BUSY
-            } else {
-                POLL_IDLE
-            };
             for r in requests {
                 match r {
                     Request::Snapshot => {
                         // A `status` frame said the queue changed: also look for jobs that came
                         // and went between two polls.
-                        poll.as_mut().reset(Instant::now() + poll_every);
+                        poll.as_mut().reset(Instant::now() + self.poll_every());
                         if snapshot_in_flight {
                             snapshot_again = Some(true);
                         } else {
@@ -363,9 +404,14 @@ impl Supervisor {
                     }
                 }
             }
-            if poll.is_elapsed() {
-                poll.as_mut().reset(Instant::now() + poll_every);
-            }
+        }
+    }
+
+    fn poll_every(&self) -> Duration {
+        if self.processor.tracker().busy() {
+            POLL_BUSY
+        } else {
+            POLL_IDLE
         }
     }
 
@@ -373,8 +419,12 @@ impl Supervisor {
         let api = self.api.clone();
         let jobs_api = self.info.jobs_api;
         let known: HashSet<PromptId> = self.processor.tracker().known_jobs();
+        let statuses = self.processor.statuses_seen();
         http.spawn(async move {
-            HttpResult::Snapshot(api.snapshot(jobs_api, &known, include_recent).await)
+            HttpResult::Snapshot(
+                api.snapshot(jobs_api, &known, include_recent).await,
+                statuses,
+            )
         });
     }
 
@@ -409,5 +459,53 @@ impl Supervisor {
         });
         let events = self.processor.outcome(&id, lookup, now_ms());
         self.publish(events).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::tracker::ActiveJob;
+
+    fn snap(running: &[&str]) -> Snapshot {
+        Snapshot {
+            running: running
+                .iter()
+                .map(|id| ActiveJob {
+                    prompt_id: (*id).into(),
+                    number: None,
+                    client_id: None,
+                    graph: None,
+                    outputs_to_execute: None,
+                    create_time: None,
+                })
+                .collect(),
+            ..Snapshot::default()
+        }
+    }
+
+    #[test]
+    fn a_queue_that_changes_twice_without_status_means_a_deaf_socket() {
+        let mut w = DeafWatch::default();
+        assert!(!w.observe(&snap(&["a"]), 3));
+        assert!(
+            !w.observe(&snap(&["b"]), 3),
+            "one change may race its status"
+        );
+        assert!(w.observe(&snap(&["c"]), 3));
+    }
+
+    #[test]
+    fn statuses_or_an_unchanged_queue_clear_the_suspicion() {
+        let mut w = DeafWatch::default();
+        w.observe(&snap(&["a"]), 1);
+        assert!(!w.observe(&snap(&["b"]), 1));
+        assert!(!w.observe(&snap(&["c"]), 2), "a status arrived");
+        assert!(!w.observe(&snap(&["d"]), 2));
+        assert!(!w.observe(&snap(&["d"]), 2), "no change, no strike");
+        assert!(
+            w.observe(&snap(&["e"]), 2),
+            "two changes since the last status"
+        );
     }
 }
