@@ -1,6 +1,6 @@
 //! Printing events: NDJSON (the contract scripts rely on) or readable lines.
 
-use comfy_engine::{ConnectionState, Event, EventKind, JobOrigin, JobState, JobView};
+use comfy_engine::{ConnectionState, Event, EventKind, Fidelity, JobOrigin, JobState, JobView};
 use std::collections::HashMap;
 use std::io::Write;
 use time::format_description::well_known::Rfc3339;
@@ -125,8 +125,8 @@ fn job_line(j: &JobView) -> String {
         if let Some(eta) = j.eta_ms {
             s.push_str(&format!(" · ETA {}", duration(eta)));
         }
-        if j.state == JobState::Running && j.percent.is_none() {
-            s.push_str(" (observed: progress is only sent to the client that queued it)");
+        if j.state == JobState::Running && j.fidelity == Fidelity::Observed && j.node.is_none() {
+            s.push_str(" (observed: ComfyUI sends progress only to the client that queued it)");
         }
     } else {
         if let Some(e) = j.elapsed_ms {

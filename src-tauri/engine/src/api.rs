@@ -18,7 +18,7 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
     /// No answer: refused, reset, DNS, TLS, timeout.
-    #[error("unreachable: {0}")]
+    #[error("{0}")]
     Unreachable(String),
     /// 401/403 or a redirect to a login page.
     #[error("{0}")]

@@ -152,17 +152,23 @@ impl Supervisor {
         let mut auth_attempt: u32 = 0;
         let mut connected_before = false;
         loop {
-            let detail = if connected_before {
-                "reconnecting".to_owned()
-            } else {
-                format!("connecting to {}", self.spec.base_url)
-            };
-            let state = if connected_before {
-                ConnectionState::Reconnecting
-            } else {
-                ConnectionState::Connecting
-            };
-            self.set_status(state, detail, None).await;
+            // Announce the attempt, unless the last one failed: then the failure (with its
+            // retry time) stays on display instead of flapping on every attempt.
+            let failing = matches!(
+                self.status.borrow().state,
+                ConnectionState::Unreachable | ConnectionState::AuthFailed
+            );
+            if !failing {
+                let (state, detail) = if connected_before {
+                    (ConnectionState::Reconnecting, "reconnecting".to_owned())
+                } else {
+                    (
+                        ConnectionState::Connecting,
+                        format!("connecting to {}", self.spec.base_url),
+                    )
+                };
+                self.set_status(state, detail, None).await;
+            }
             let delay = match self.connect().await {
                 Ok(socket) => {
                     auth_attempt = 0;
