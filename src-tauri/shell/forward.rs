@@ -31,3 +31,91 @@ pub async fn forward(
     }
     // Whatever progress is still held is moot once the engine is gone.
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use comfy_engine::{
+        ConnectionState, ConnectionStatus, EventKind, Fidelity, JobOrigin, JobState, JobView,
+    };
+    use time::OffsetDateTime;
+
+    fn event(kind: EventKind) -> Event {
+        Event {
+            ts: OffsetDateTime::now_utc(),
+            instance: "gpu".into(),
+            kind,
+        }
+    }
+
+    fn job(state: JobState, percent: f64) -> EventKind {
+        EventKind::Job(Box::new(JobView {
+            prompt_id: "p".into(),
+            origin: JobOrigin::SelfApp,
+            fidelity: Fidelity::Live,
+            state,
+            number: None,
+            percent: Some(percent),
+            node: None,
+            node_type: None,
+            node_title: None,
+            node_value: None,
+            node_max: None,
+            running_nodes: Vec::new(),
+            nodes_done: None,
+            nodes_total: None,
+            eta_ms: None,
+            steps_per_s: None,
+            queued_at_ms: 0,
+            started_at_ms: None,
+            ended_at_ms: None,
+            elapsed_ms: None,
+            outputs: Vec::new(),
+            error: None,
+            warnings: Vec::new(),
+            detail: None,
+            last_text: None,
+        }))
+    }
+
+    #[tokio::test]
+    async fn a_burst_of_progress_collapses_but_the_final_state_always_arrives() {
+        let overview = SharedOverview::default();
+        overview.lock().add_instance("gpu", "http://gpu/", None);
+        let (tx, rx) = tokio::sync::mpsc::channel(64);
+        tx.send(event(EventKind::Connection(ConnectionStatus {
+            state: ConnectionState::Connected,
+            detail: "connected".into(),
+            retry_in_ms: None,
+        })))
+        .await
+        .expect("channel open");
+        for i in 0..20 {
+            tx.send(event(job(JobState::Running, f64::from(i))))
+                .await
+                .expect("channel open");
+        }
+        tx.send(event(job(JobState::Success, 100.0)))
+            .await
+            .expect("channel open");
+        drop(tx);
+
+        let mut sent = Vec::new();
+        forward(rx, overview.clone(), |u| sent.push(u)).await;
+
+        let names: Vec<_> = sent.iter().map(Update::name).collect();
+        assert_eq!(
+            names.first(),
+            Some(&crate::shell::events::INSTANCE_STATUS_CHANGED)
+        );
+        assert!(names.len() < 10, "progress was not coalesced: {names:?}");
+        let Some(Update::JobUpdated(last)) = sent.last() else {
+            panic!("the final job state was not sent last: {sent:?}");
+        };
+        assert_eq!(last.job.percent, Some(100.0));
+        // The overview saw every event, whatever was coalesced on the way out.
+        let snapshot = overview.lock().snapshot();
+        assert_eq!(snapshot.revision, 1 + 1 + 20 + 1);
+        assert!(snapshot.instances[0].jobs.is_empty());
+    }
+}
