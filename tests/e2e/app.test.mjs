@@ -185,6 +185,19 @@ describe("comfy-monitor desktop app", () => {
     assert.match(await detail.getText(), /retrying (in \d+ s|now)/);
   });
 
+  it("runs the page under a content security policy that forbids eval", async () => {
+    const verdict = await browser.execute(() => {
+      try {
+        // eslint-disable-next-line no-eval
+        eval("1");
+        return "allowed";
+      } catch {
+        return "blocked";
+      }
+    });
+    assert.equal(verdict, "blocked");
+  });
+
   it("counts the connected instances in the header", async () => {
     const expected = FAKES.length + (localListens ? 1 : 0);
     const summary = await browser.$('[data-test="summary"]');
