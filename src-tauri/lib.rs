@@ -8,6 +8,7 @@ use std::process::ExitCode;
 pub fn run() -> ExitCode {
     shell::init_logging();
     let app = tauri::Builder::default()
+        .plugin(shell::tray::init())
         .invoke_handler(tauri::generate_handler![
             shell::commands::get_snapshot,
             shell::commands::refresh_instance,

@@ -14,7 +14,7 @@ pub mod events;
 mod forward;
 pub mod overview;
 mod throttle;
-mod tray;
+pub mod tray;
 pub mod view;
 pub mod window;
 
@@ -89,11 +89,6 @@ pub fn start(app: &mut App) -> Result<(), Box<dyn std::error::Error>> {
             tracing::warn!(%error, event = update.name(), "could not emit to the webview");
         }
     }));
-
-    if let Err(error) = tray::install(app.handle()) {
-        // Without a tray the window still works; closing it then only hides it.
-        tracing::warn!(%error, "no tray icon");
-    }
     Ok(())
 }
 

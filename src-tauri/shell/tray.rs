@@ -1,14 +1,28 @@
-//! The tray icon: Show brings the window back, Quit stops monitoring and exits.
+//! The tray icon: Show brings the window back, Quit stops monitoring and exits. Shaped as a
+//! plugin so the builder only has to `.plugin(tray::init())`.
 
 use crate::shell::window;
 use tauri::menu::{Menu, MenuItem};
+use tauri::plugin::{Builder, TauriPlugin};
 use tauri::tray::{MouseButton, MouseButtonState, TrayIconBuilder, TrayIconEvent};
 use tauri::{AppHandle, Runtime};
 
 const SHOW: &str = "show";
 const QUIT: &str = "quit";
 
-pub fn install<R: Runtime>(app: &AppHandle<R>) -> tauri::Result<()> {
+pub fn init<R: Runtime>() -> TauriPlugin<R> {
+    Builder::new("monitor-tray")
+        .setup(|app, _api| {
+            if let Err(error) = install(app) {
+                // Without a tray the window still works; closing it then only hides it.
+                tracing::warn!(%error, "no tray icon");
+            }
+            Ok(())
+        })
+        .build()
+}
+
+fn install<R: Runtime>(app: &AppHandle<R>) -> tauri::Result<()> {
     let show = MenuItem::with_id(app, SHOW, "Show", true, None::<&str>)?;
     let quit = MenuItem::with_id(app, QUIT, "Quit", true, None::<&str>)?;
     let menu = Menu::with_items(app, &[&show, &quit])?;
