@@ -1210,6 +1210,7 @@ fn error_details(e: &ExecutionError) -> ErrorDetails {
 }
 
 fn view(j: &Job) -> JobView {
+    let live = j.fidelity == Fidelity::Live;
     let node = j.current.last().cloned();
     let ns = node.as_ref().and_then(|n| j.nodes.get(n));
     let display = node.as_ref().map(|n| {
@@ -1238,8 +1239,9 @@ fn view(j: &Job) -> JobView {
         node_value: ns.map(|s| s.value),
         node_max: ns.map(|s| s.max),
         running_nodes: j.current.clone(),
-        nodes_done: (!j.plan.is_empty()).then(|| j.nodes_done()),
-        nodes_total: (!j.plan.is_empty()).then_some(j.plan.len()),
+        // Node counts only mean something when we see the nodes run.
+        nodes_done: (live && !j.plan.is_empty()).then(|| j.nodes_done()),
+        nodes_total: (live && !j.plan.is_empty()).then_some(j.plan.len()),
         eta_ms,
         // The step rate belongs to a node that steps; don't show it beside a VAE decode.
         steps_per_s: j
