@@ -1,0 +1,512 @@
+//! The job journal: every job seen on every instance and how it ended.
+//!
+//! A job's state only moves forward (pending → running → one terminal state), and the terminal
+//! state is written exactly once: [`Store::record_terminal`] is one conditional `UPDATE`, so a
+//! second writer (another process, a replay after a crash) changes nothing. This module must
+//! not decide what happened to a job; the engine's tracker does, and the store keeps its word.
+
+use crate::error::StoreError;
+use crate::instance::{self, InstanceId};
+use crate::store::Store;
+use rusqlite::{params, Connection, OptionalExtension, Row};
+use std::fmt;
+
+/// The row id of a job in the journal.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct JobId(pub i64);
+
+impl fmt::Display for JobId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+/// Who queued the job.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum JobOrigin {
+    /// This app, with its client id; only these keep their workflow.
+    SelfApp,
+    Other,
+    Anonymous,
+}
+
+impl JobOrigin {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::SelfApp => "self",
+            Self::Other => "other",
+            Self::Anonymous => "anonymous",
+        }
+    }
+
+    fn parse(s: &str) -> Option<Self> {
+        Some(match s {
+            "self" => Self::SelfApp,
+            "other" => Self::Other,
+            "anonymous" => Self::Anonymous,
+            _ => return None,
+        })
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum JobState {
+    Pending,
+    Running,
+    Success,
+    Error,
+    Interrupted,
+    /// Removed from the queue before it ran.
+    Deleted,
+    /// Vanished without a record, typically in a server restart.
+    Lost,
+}
+
+impl JobState {
+    pub fn is_terminal(self) -> bool {
+        !matches!(self, Self::Pending | Self::Running)
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Pending => "pending",
+            Self::Running => "running",
+            Self::Success => "success",
+            Self::Error => "error",
+            Self::Interrupted => "interrupted",
+            Self::Deleted => "deleted",
+            Self::Lost => "lost",
+        }
+    }
+
+    fn parse(s: &str) -> Option<Self> {
+        Some(match s {
+            "pending" => Self::Pending,
+            "running" => Self::Running,
+            "success" => Self::Success,
+            "error" => Self::Error,
+            "interrupted" => Self::Interrupted,
+            "deleted" => Self::Deleted,
+            "lost" => Self::Lost,
+            _ => return None,
+        })
+    }
+}
+
+/// How a job ended: the terminal subset of [`JobState`], so a non-terminal state cannot be
+/// passed to [`Store::record_terminal`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum JobOutcome {
+    Success,
+    Error,
+    Interrupted,
+    Deleted,
+    Lost,
+}
+
+impl From<JobOutcome> for JobState {
+    fn from(o: JobOutcome) -> Self {
+        match o {
+            JobOutcome::Success => Self::Success,
+            JobOutcome::Error => Self::Error,
+            JobOutcome::Interrupted => Self::Interrupted,
+            JobOutcome::Deleted => Self::Deleted,
+            JobOutcome::Lost => Self::Lost,
+        }
+    }
+}
+
+/// A job as first seen in a queue (or first seen running).
+#[derive(Debug, Clone, PartialEq)]
+pub struct JobSeen {
+    pub instance: InstanceId,
+    pub prompt_id: String,
+    pub origin: JobOrigin,
+    /// Queue priority (`number`); lower runs first.
+    pub number: Option<f64>,
+    pub queued_at: i64,
+    /// The submitted workflow, as JSON; only for [`JobOrigin::SelfApp`].
+    pub workflow_json: Option<String>,
+}
+
+/// How and when a job ended.
+#[derive(Debug, Clone, PartialEq)]
+pub struct JobEnd {
+    pub instance: InstanceId,
+    pub prompt_id: String,
+    pub outcome: JobOutcome,
+    /// Kept only if no start time is recorded yet.
+    pub started_at: Option<i64>,
+    pub finished_at: i64,
+    pub error_json: Option<String>,
+    pub outputs_json: Option<String>,
+    /// Milliseconds per node id, e.g. `{"3": 5120, "9": 40}`.
+    pub node_durations_json: Option<String>,
+    /// Why, in words (e.g. why a job counts as lost).
+    pub detail: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct JobRecord {
+    pub id: JobId,
+    pub instance: InstanceId,
+    pub prompt_id: String,
+    pub origin: JobOrigin,
+    /// Whether the workflow is stored (read it with [`Store::job_workflow`]).
+    pub has_workflow: bool,
+    pub number: Option<f64>,
+    pub queued_at: i64,
+    pub started_at: Option<i64>,
+    pub finished_at: Option<i64>,
+    pub state: JobState,
+    pub error_json: Option<String>,
+    pub outputs_json: Option<String>,
+    pub node_durations_json: Option<String>,
+    pub detail: Option<String>,
+    pub updated_at: i64,
+}
+
+/// A job this app queued that was lost, with what is needed to queue it again.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LostJob {
+    pub job: JobRecord,
+    pub workflow_json: String,
+}
+
+const COLUMNS: &str = "id, instance_id, prompt_id, origin, workflow_json IS NOT NULL, number, \
+     queued_at, started_at, finished_at, state, error_json, outputs_json, node_durations_json, \
+     detail, updated_at";
+
+/// Reads a row selected with [`COLUMNS`].
+fn from_row(r: &Row<'_>) -> rusqlite::Result<JobRecord> {
+    let bad = |i: usize, what: &str, v: String| {
+        rusqlite::Error::FromSqlConversionFailure(
+            i,
+            rusqlite::types::Type::Text,
+            format!("unknown job {what} `{v}`").into(),
+        )
+    };
+    let origin: String = r.get(3)?;
+    let state: String = r.get(9)?;
+    Ok(JobRecord {
+        id: JobId(r.get(0)?),
+        instance: InstanceId(r.get(1)?),
+        prompt_id: r.get(2)?,
+        origin: JobOrigin::parse(&origin).ok_or_else(|| bad(3, "origin", origin.clone()))?,
+        has_workflow: r.get(4)?,
+        number: r.get(5)?,
+        queued_at: r.get(6)?,
+        started_at: r.get(7)?,
+        finished_at: r.get(8)?,
+        state: JobState::parse(&state).ok_or_else(|| bad(9, "state", state.clone()))?,
+        error_json: r.get(10)?,
+        outputs_json: r.get(11)?,
+        node_durations_json: r.get(12)?,
+        detail: r.get(13)?,
+        updated_at: r.get(14)?,
+    })
+}
+
+/// Refuses text that is not JSON, so the JSON columns can always be parsed back.
+pub(crate) fn check_json(what: &str, json: Option<&str>) -> Result<(), StoreError> {
+    if let Some(j) = json {
+        serde_json::from_str::<serde::de::IgnoredAny>(j)
+            .map_err(|e| StoreError::Invalid(format!("{what} is not valid JSON: {e}")))?;
+    }
+    Ok(())
+}
+
+/// A foreign-key failure means the instance is gone.
+pub(crate) fn missing_instance(e: rusqlite::Error, id: InstanceId) -> StoreError {
+    if let rusqlite::Error::SqliteFailure(f, _) = &e {
+        if f.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_FOREIGNKEY {
+            return instance::not_found(id);
+        }
+    }
+    StoreError::Sqlite(e)
+}
+
+fn check_seen(job: &JobSeen) -> Result<(), StoreError> {
+    if job.prompt_id.is_empty() {
+        return Err(StoreError::Invalid("a job needs a prompt id".into()));
+    }
+    if job.workflow_json.is_some() && job.origin != JobOrigin::SelfApp {
+        return Err(StoreError::Invalid(
+            "only jobs this app queued keep their workflow".into(),
+        ));
+    }
+    check_json("the workflow", job.workflow_json.as_deref())
+}
+
+fn find(conn: &Connection, instance: InstanceId, prompt_id: &str) -> rusqlite::Result<JobRecord> {
+    conn.query_row(
+        &format!("SELECT {COLUMNS} FROM jobs WHERE instance_id = ?1 AND prompt_id = ?2"),
+        params![instance.0, prompt_id],
+        from_row,
+    )
+}
+
+/// The shared upsert of [`Store::record_seen`] and [`Store::record_running`]. A finished row is
+/// left exactly as it is; a running one never goes back to pending.
+fn upsert(
+    conn: &Connection,
+    job: &JobSeen,
+    running_since: Option<i64>,
+    now: i64,
+) -> Result<JobRecord, StoreError> {
+    check_seen(job)?;
+    let state = if running_since.is_some() {
+        JobState::Running
+    } else {
+        JobState::Pending
+    };
+    let updated = conn
+        .query_row(
+            &format!(
+                "INSERT INTO jobs (instance_id, prompt_id, origin, workflow_json, number, \
+                     queued_at, state, started_at, updated_at) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9) \
+                 ON CONFLICT (instance_id, prompt_id) DO UPDATE SET \
+                     state = CASE WHEN excluded.state = 'running' THEN 'running' ELSE state END, \
+                     started_at = coalesce(started_at, excluded.started_at), \
+                     origin = CASE WHEN excluded.origin = 'self' THEN 'self' ELSE origin END, \
+                     workflow_json = coalesce(workflow_json, excluded.workflow_json), \
+                     number = coalesce(excluded.number, number), \
+                     updated_at = excluded.updated_at \
+                 WHERE state IN ('pending', 'running') \
+                 RETURNING {COLUMNS}"
+            ),
+            params![
+                job.instance.0,
+                job.prompt_id,
+                job.origin.as_str(),
+                job.workflow_json,
+                job.number,
+                job.queued_at,
+                state.as_str(),
+                running_since,
+                now
+            ],
+            from_row,
+        )
+        .optional()
+        .map_err(|e| missing_instance(e, job.instance))?;
+    match updated {
+        Some(rec) => Ok(rec),
+        // The job had already ended: nothing was written.
+        None => Ok(find(conn, job.instance, &job.prompt_id)?),
+    }
+}
+
+impl Store {
+    /// Records a job seen waiting in a queue, adding it if new. Never changes a running or
+    /// finished job's state. Returns the job as stored.
+    pub fn record_seen(&mut self, job: &JobSeen, now: i64) -> Result<JobRecord, StoreError> {
+        let r = (|| {
+            let tx = self.conn.transaction()?;
+            let rec = upsert(&tx, job, None, now)?;
+            tx.commit()?;
+            Ok(rec)
+        })();
+        self.check(r)
+    }
+
+    /// Records that a job runs (adding it if it was never seen pending). The first start time
+    /// sticks. A finished job is left as it is. Returns the job as stored.
+    pub fn record_running(
+        &mut self,
+        job: &JobSeen,
+        started_at: i64,
+        now: i64,
+    ) -> Result<JobRecord, StoreError> {
+        let r = (|| {
+            let tx = self.conn.transaction()?;
+            let rec = upsert(&tx, job, Some(started_at), now)?;
+            tx.commit()?;
+            Ok(rec)
+        })();
+        self.check(r)
+    }
+
+    /// Writes how a job ended, if it has not ended yet. Returns `true` if this call wrote the
+    /// terminal state, `false` if the job had already ended (the earlier outcome stands).
+    /// The job must have been recorded with [`Store::record_seen`] or
+    /// [`Store::record_running`] first, else [`StoreError::NotFound`].
+    pub fn record_terminal(&mut self, end: &JobEnd, now: i64) -> Result<bool, StoreError> {
+        let r = (|| {
+            check_json("the error", end.error_json.as_deref())?;
+            check_json("the outputs", end.outputs_json.as_deref())?;
+            check_json("the node durations", end.node_durations_json.as_deref())?;
+            // One statement: SQLite's write lock makes the check and the write one step.
+            let changed = self.conn.execute(
+                "UPDATE jobs SET state = ?1, started_at = coalesce(started_at, ?2), \
+                     finished_at = ?3, error_json = ?4, outputs_json = ?5, \
+                     node_durations_json = ?6, detail = coalesce(?7, detail), updated_at = ?8 \
+                 WHERE instance_id = ?9 AND prompt_id = ?10 AND state IN ('pending', 'running')",
+                params![
+                    JobState::from(end.outcome).as_str(),
+                    end.started_at,
+                    end.finished_at,
+                    end.error_json,
+                    end.outputs_json,
+                    end.node_durations_json,
+                    end.detail,
+                    now,
+                    end.instance.0,
+                    end.prompt_id
+                ],
+            )?;
+            if changed > 0 {
+                return Ok(true);
+            }
+            match find(&self.conn, end.instance, &end.prompt_id).optional()? {
+                Some(_) => Ok(false),
+                None => Err(StoreError::NotFound {
+                    what: format!("job {} on instance {}", end.prompt_id, end.instance),
+                }),
+            }
+        })();
+        self.check(r)
+    }
+
+    /// One job by its server-side prompt id.
+    pub fn job(
+        &self,
+        instance: InstanceId,
+        prompt_id: &str,
+    ) -> Result<Option<JobRecord>, StoreError> {
+        self.check(
+            find(&self.conn, instance, prompt_id)
+                .optional()
+                .map_err(StoreError::from),
+        )
+    }
+
+    /// Pending and running jobs of an instance, oldest first: what to reconcile with the server
+    /// after a start or a reconnect.
+    pub fn unfinished_jobs(&self, instance: InstanceId) -> Result<Vec<JobRecord>, StoreError> {
+        self.check(self.jobs_where(
+            "instance_id = ?1 AND state IN ('pending', 'running') ORDER BY queued_at, id",
+            params![instance.0],
+        ))
+    }
+
+    /// A page of the journal, newest (by queue time) first; all instances when `instance` is
+    /// `None`.
+    pub fn history(
+        &self,
+        instance: Option<InstanceId>,
+        limit: u32,
+        offset: u32,
+    ) -> Result<Vec<JobRecord>, StoreError> {
+        self.check(match instance {
+            Some(i) => self.jobs_where(
+                "instance_id = ?1 ORDER BY queued_at DESC, id DESC LIMIT ?2 OFFSET ?3",
+                params![i.0, limit, offset],
+            ),
+            None => self.jobs_where(
+                "1 ORDER BY queued_at DESC, id DESC LIMIT ?1 OFFSET ?2",
+                params![limit, offset],
+            ),
+        })
+    }
+
+    /// The workflow this app submitted for a job, if it is one of ours.
+    pub fn job_workflow(&self, id: JobId) -> Result<Option<String>, StoreError> {
+        let r = self
+            .conn
+            .query_row("SELECT workflow_json FROM jobs WHERE id = ?1", [id.0], |r| {
+                r.get::<_, Option<String>>(0)
+            })
+            .optional()
+            .map_err(StoreError::from)
+            .and_then(|w| {
+                w.ok_or_else(|| StoreError::NotFound {
+                    what: format!("job {id}"),
+                })
+            });
+        self.check(r)
+    }
+
+    /// Jobs this app queued that were lost, with their workflow, oldest first: candidates for
+    /// queueing again.
+    pub fn lost_own_jobs(&self, instance: Option<InstanceId>) -> Result<Vec<LostJob>, StoreError> {
+        let r = (|| {
+            let mut stmt = self.conn.prepare(&format!(
+                "SELECT {COLUMNS}, workflow_json FROM jobs \
+                 WHERE state = 'lost' AND origin = 'self' AND workflow_json IS NOT NULL \
+                     AND (?1 IS NULL OR instance_id = ?1) \
+                 ORDER BY queued_at, id"
+            ))?;
+            let rows = stmt.query_map([instance.map(|i| i.0)], |r| {
+                Ok(LostJob {
+                    job: from_row(r)?,
+                    workflow_json: r.get(15)?,
+                })
+            })?;
+            Ok(rows.collect::<Result<Vec<_>, _>>()?)
+        })();
+        self.check(r)
+    }
+
+    fn jobs_where(
+        &self,
+        clause: &str,
+        params: impl rusqlite::Params,
+    ) -> Result<Vec<JobRecord>, StoreError> {
+        let mut stmt = self
+            .conn
+            .prepare(&format!("SELECT {COLUMNS} FROM jobs WHERE {clause}"))?;
+        let rows = stmt.query_map(params, from_row)?;
+        Ok(rows.collect::<Result<Vec<_>, _>>()?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn states_round_trip_through_their_column_text() {
+        for s in [
+            JobState::Pending,
+            JobState::Running,
+            JobState::Success,
+            JobState::Error,
+            JobState::Interrupted,
+            JobState::Deleted,
+            JobState::Lost,
+        ] {
+            assert_eq!(JobState::parse(s.as_str()), Some(s));
+        }
+        for o in [JobOrigin::SelfApp, JobOrigin::Other, JobOrigin::Anonymous] {
+            assert_eq!(JobOrigin::parse(o.as_str()), Some(o));
+        }
+    }
+
+    #[test]
+    fn every_outcome_is_a_terminal_state() {
+        for o in [
+            JobOutcome::Success,
+            JobOutcome::Error,
+            JobOutcome::Interrupted,
+            JobOutcome::Deleted,
+            JobOutcome::Lost,
+        ] {
+            assert!(JobState::from(o).is_terminal());
+        }
+    }
+
+    #[test]
+    fn workflows_of_other_clients_are_refused() {
+        let job = JobSeen {
+            instance: InstanceId(1),
+            prompt_id: "p".into(),
+            origin: JobOrigin::Other,
+            number: None,
+            queued_at: 0,
+            workflow_json: Some("{}".into()),
+        };
+        assert!(matches!(check_seen(&job), Err(StoreError::Invalid(_))));
+    }
+}

@@ -1,0 +1,70 @@
+//! The comfy-monitor store: everything the app remembers, in one SQLite file.
+//!
+//! It keeps plain data (instances, the job journal, output files, an event log) and never
+//! imports the engine or tauri; the engine, shell and CLI map their types to these records.
+//! It reads no clock (times are `i64` milliseconds since the Unix epoch, passed in by the
+//! caller; the first-run seed is the one exception) and never holds a secret.
+//!
+//! # Where
+//!
+//! [`default_path`]: `$COMFY_MONITOR_DB` if set, else `comfy-monitor.db` in the platform data
+//! directory. The CLI's `--db PATH` goes straight to [`Store::open`], which creates missing
+//! parent directories.
+//!
+//! # Schema (version [`SCHEMA_VERSION`])
+//!
+//! - `meta(key, value)`: bookkeeping, e.g. that the default instance was seeded.
+//! - `instances(id, name UNIQUE NOCASE, base_url, auth_kind, auth_json, accept_invalid_certs,
+//!   enabled, client_id UNIQUE, preview_fps_cap, notify_json, created_at, updated_at,
+//!   last_status, last_connected)`. `auth_json` holds the non-secret settings (basic user
+//!   name, header names) and one keyring reference per secret slot (`instance/<id>/<slot>`).
+//! - `jobs(id, instance_id → instances ON DELETE CASCADE, prompt_id, origin, workflow_json,
+//!   number, queued_at, started_at, finished_at, state, error_json, outputs_json,
+//!   node_durations_json, detail, updated_at, UNIQUE(instance_id, prompt_id))`.
+//! - `outputs(id, job_id → jobs ON DELETE CASCADE, node_id, filename, subfolder, kind,
+//!   local_path, thumbnail BLOB, UNIQUE(job_id, node_id, filename, subfolder, kind))`.
+//! - `events(id, instance_id → instances ON DELETE SET NULL, ts, kind, detail, data_json)`.
+//!
+//! # Invariants
+//!
+//! - **A job's terminal state is written once.** [`Store::record_terminal`] is a single
+//!   `UPDATE … WHERE state IN ('pending','running')` and reports whether it wrote; a trigger
+//!   refuses any later change of a terminal state, whoever tries.
+//! - **Job states only move forward:** pending → running → terminal. [`Store::record_seen`] and
+//!   [`Store::record_running`] never touch a finished job and never send a running one back.
+//! - **No secret reaches the file.** The API takes no secret values: auth settings carry only
+//!   names, URLs with credentials or a query are refused, and each secret slot gets a keyring
+//!   reference the caller resolves.
+//! - **Only this app's jobs keep a workflow** (`origin = 'self'`, checked by the schema too),
+//!   so a lost one can be queued again.
+//! - **User data is never deleted or overwritten to make opening work.** A damaged file, another
+//!   application's database or a newer schema is reported ([`StoreError::Corrupt`],
+//!   [`StoreError::Foreign`], [`StoreError::TooNew`]) and left byte-for-byte as it was.
+//! - **Migrations are forward-only** and run in one immediate transaction keyed by
+//!   `PRAGMA user_version`; a brand-new database also gets the "Local" instance
+//!   (`http://127.0.0.1:8188/`) once, recorded in `meta` so deleting it sticks.
+//! - **The event log is bounded** by [`EventRetention`] (10 000 rows, 30 days by default).
+//! - **Concurrent use is safe:** WAL journal, a busy timeout, and write transactions that take
+//!   the lock up front; waiting longer than the timeout is [`StoreError::Locked`].
+
+mod error;
+mod event;
+mod instance;
+mod job;
+mod migrate;
+mod output;
+mod store;
+
+pub use error::StoreError;
+pub use event::{EventId, EventRecord, NewEvent};
+pub use instance::{
+    secret_ref, AuthSettings, InstanceId, InstanceRecord, InstanceUpdate, NewInstance,
+    NotificationPrefs, SecretSlot, DEFAULT_PREVIEW_FPS_CAP, MAX_PREVIEW_FPS_CAP,
+};
+pub use job::{JobEnd, JobId, JobOrigin, JobOutcome, JobRecord, JobSeen, JobState, LostJob};
+pub use migrate::{DEFAULT_INSTANCE_NAME, DEFAULT_INSTANCE_URL, SCHEMA_VERSION};
+pub use output::{NewOutput, OutputId, OutputKind, OutputRecord, MAX_THUMBNAIL_BYTES};
+pub use store::{
+    default_path, EventRetention, Store, StoreOptions, DB_ENV_VAR, DB_FILE_NAME,
+    DEFAULT_BUSY_TIMEOUT,
+};

@@ -1,0 +1,140 @@
+//! Forward-only schema migrations and the first-run seed.
+//!
+//! The schema version is SQLite's `user_version`. Each entry of [`MIGRATIONS`] moves it up by
+//! one; all pending ones run in one transaction, so a crash leaves the old version intact. This
+//! module must never downgrade, drop user data, or touch a file it did not create.
+
+use crate::error::StoreError;
+use crate::instance::{self, NewInstance};
+use rusqlite::Connection;
+use std::path::Path;
+
+/// The ordered migrations; entry `i` takes the schema from version `i` to `i + 1`.
+/// Never edit a released entry: append a new one.
+const MIGRATIONS: &[&str] = &[include_str!("migrations/0001_initial.sql")];
+
+/// The schema version this build writes and understands.
+pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
+
+/// `PRAGMA application_id` of comfy-monitor databases ("CMON"), so `file(1)` and this module can
+/// tell them from other SQLite files.
+const APPLICATION_ID: i32 = 0x434d_4f4e;
+
+/// Meta key recording that the default instance was created, so deleting it sticks.
+const SEEDED_KEY: &str = "default_instance_seeded_at";
+
+/// The instance a brand-new database starts with.
+pub const DEFAULT_INSTANCE_NAME: &str = "Local";
+pub const DEFAULT_INSTANCE_URL: &str = "http://127.0.0.1:8188/";
+
+pub(crate) fn user_version(conn: &Connection) -> Result<i64, StoreError> {
+    Ok(conn.pragma_query_value(None, "user_version", |r| r.get(0))?)
+}
+
+/// Reads the header and refuses files this build must not migrate: other applications'
+/// databases and newer schemas. Writes nothing.
+pub(crate) fn check_version(conn: &Connection, path: &Path) -> Result<i64, StoreError> {
+    let version = user_version(conn)?;
+    let app_id: i32 = conn.pragma_query_value(None, "application_id", |r| r.get(0))?;
+    if app_id != 0 && app_id != APPLICATION_ID {
+        return Err(StoreError::Foreign {
+            path: path.to_path_buf(),
+        });
+    }
+    if version > SCHEMA_VERSION {
+        return Err(StoreError::TooNew {
+            path: path.to_path_buf(),
+            found: version,
+            supported: SCHEMA_VERSION,
+        });
+    }
+    if version == 0 {
+        let tables: i64 = conn.query_row(
+            "SELECT count(*) FROM sqlite_schema WHERE type = 'table'",
+            [],
+            |r| r.get(0),
+        )?;
+        if tables > 0 {
+            return Err(StoreError::Foreign {
+                path: path.to_path_buf(),
+            });
+        }
+    }
+    Ok(version)
+}
+
+/// Applies every pending migration in one immediate transaction. Another process migrating at
+/// the same moment is harmless: the version is read again under the write lock.
+pub(crate) fn run(conn: &mut Connection) -> Result<(), StoreError> {
+    let tx = conn.transaction()?;
+    let from = user_version(&tx)?;
+    if from >= SCHEMA_VERSION {
+        return Ok(());
+    }
+    for sql in MIGRATIONS.iter().skip(usize::try_from(from).unwrap_or(0)) {
+        tx.execute_batch(sql)?;
+    }
+    if from == 0 {
+        tx.pragma_update(None, "application_id", APPLICATION_ID)?;
+        seed_default(&tx)?;
+    }
+    tx.pragma_update(None, "user_version", SCHEMA_VERSION)?;
+    tx.commit()?;
+    Ok(())
+}
+
+/// Adds the local server so a first start shows something useful. Runs only while creating the
+/// database and records that it ran; a user who deletes "Local" does not get it back.
+fn seed_default(conn: &Connection) -> Result<(), StoreError> {
+    let seeded: Option<String> = conn
+        .query_row("SELECT value FROM meta WHERE key = ?1", [SEEDED_KEY], |r| {
+            r.get(0)
+        })
+        .map(Some)
+        .or_else(|e| match e {
+            rusqlite::Error::QueryReturnedNoRows => Ok(None),
+            e => Err(e),
+        })?;
+    if seeded.is_some() {
+        return Ok(());
+    }
+    // The only clock the store reads: the seed has no caller to pass the time in.
+    let now: i64 = conn.query_row(
+        "SELECT CAST((julianday('now') - 2440587.5) * 86400000 AS INTEGER)",
+        [],
+        |r| r.get(0),
+    )?;
+    let empty: bool = conn.query_row("SELECT NOT EXISTS (SELECT 1 FROM instances)", [], |r| {
+        r.get(0)
+    })?;
+    if empty {
+        instance::insert(
+            conn,
+            &NewInstance::new(DEFAULT_INSTANCE_NAME, DEFAULT_INSTANCE_URL),
+            now,
+        )?;
+    }
+    conn.execute(
+        "INSERT INTO meta (key, value) VALUES (?1, ?2)",
+        rusqlite::params![SEEDED_KEY, now.to_string()],
+    )?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_migration_is_a_complete_script() {
+        let conn = Connection::open_in_memory().unwrap();
+        for sql in MIGRATIONS {
+            conn.execute_batch(sql).unwrap();
+        }
+    }
+
+    #[test]
+    fn application_id_spells_cmon() {
+        assert_eq!(&APPLICATION_ID.to_be_bytes(), b"CMON");
+    }
+}

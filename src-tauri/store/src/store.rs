@@ -1,0 +1,239 @@
+//! Where the database lives and how a connection to it is opened and configured.
+//!
+//! Opening never deletes, renames or rewrites a file it does not recognise: a damaged, foreign
+//! or newer database is reported and left exactly as it was.
+
+use crate::error::StoreError;
+use crate::migrate;
+use directories::ProjectDirs;
+use rusqlite::{Connection, OpenFlags, TransactionBehavior};
+use std::ffi::OsString;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// The environment variable that overrides the platform data directory.
+pub const DB_ENV_VAR: &str = "COMFY_MONITOR_DB";
+
+/// The database file name inside the platform data directory.
+pub const DB_FILE_NAME: &str = "comfy-monitor.db";
+
+/// How long a write waits for another connection's lock before giving up with
+/// [`StoreError::Locked`].
+pub const DEFAULT_BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The database path when none is given on the command line: `COMFY_MONITOR_DB` if set and not
+/// empty, else `comfy-monitor.db` in the platform data directory (`~/.local/share/comfy-monitor`
+/// on Linux).
+pub fn default_path() -> Result<PathBuf, StoreError> {
+    default_path_from(std::env::var_os(DB_ENV_VAR), platform_data_dir())
+}
+
+fn platform_data_dir() -> Option<PathBuf> {
+    ProjectDirs::from("dev", "comfy-monitor", "comfy-monitor").map(|d| d.data_dir().to_path_buf())
+}
+
+/// [`default_path`] without reading the process environment, for tests.
+fn default_path_from(
+    env: Option<OsString>,
+    data_dir: Option<PathBuf>,
+) -> Result<PathBuf, StoreError> {
+    match env {
+        Some(p) if !p.is_empty() => Ok(PathBuf::from(p)),
+        _ => data_dir
+            .map(|d| d.join(DB_FILE_NAME))
+            .ok_or(StoreError::NoDataDir),
+    }
+}
+
+/// How events are kept: at most `max_rows` rows, none older than `max_age_ms`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EventRetention {
+    pub max_rows: u32,
+    pub max_age_ms: i64,
+}
+
+impl Default for EventRetention {
+    fn default() -> Self {
+        Self {
+            max_rows: 10_000,
+            max_age_ms: 30 * 24 * 60 * 60 * 1000,
+        }
+    }
+}
+
+/// Connection settings; [`Store::open`] uses the defaults.
+#[derive(Debug, Clone)]
+pub struct StoreOptions {
+    pub busy_timeout: Duration,
+    /// Open with `SQLITE_OPEN_READ_ONLY`: reads work, every write fails with
+    /// [`StoreError::ReadOnly`], and a database that needs migrating cannot be opened.
+    pub read_only: bool,
+    pub event_retention: EventRetention,
+    /// [`Store::log_event`] prunes the log on every row id divisible by this.
+    pub prune_every: u32,
+}
+
+impl Default for StoreOptions {
+    fn default() -> Self {
+        Self {
+            busy_timeout: DEFAULT_BUSY_TIMEOUT,
+            read_only: false,
+            event_retention: EventRetention::default(),
+            prune_every: 100,
+        }
+    }
+}
+
+/// One connection to the comfy-monitor database. `Send` but not `Sync`: share it behind a mutex
+/// or open one per thread; several `Store`s (and processes) may use the same file at once.
+///
+/// Reads take `&self`; writes take `&mut self`.
+pub struct Store {
+    pub(crate) conn: Connection,
+    path: PathBuf,
+    pub(crate) options: StoreOptions,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store").field("path", &self.path).finish()
+    }
+}
+
+impl Store {
+    /// Opens (creating it and its parent directories if needed) and migrates the database.
+    pub fn open(path: impl AsRef<Path>) -> Result<Self, StoreError> {
+        Self::open_with(path, StoreOptions::default())
+    }
+
+    /// Opens an existing database without the right to change it.
+    pub fn open_read_only(path: impl AsRef<Path>) -> Result<Self, StoreError> {
+        Self::open_with(
+            path,
+            StoreOptions {
+                read_only: true,
+                ..StoreOptions::default()
+            },
+        )
+    }
+
+    pub fn open_with(path: impl AsRef<Path>, options: StoreOptions) -> Result<Self, StoreError> {
+        let path = path.as_ref().to_path_buf();
+        Self::open_inner(&path, options).map_err(|e| e.classify(&path))
+    }
+
+    fn open_inner(path: &Path, options: StoreOptions) -> Result<Self, StoreError> {
+        let flags = if options.read_only {
+            OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX
+        } else {
+            if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+                std::fs::create_dir_all(parent).map_err(|source| StoreError::Io {
+                    path: parent.to_path_buf(),
+                    source,
+                })?;
+            }
+            OpenFlags::SQLITE_OPEN_READ_WRITE
+                | OpenFlags::SQLITE_OPEN_CREATE
+                | OpenFlags::SQLITE_OPEN_NO_MUTEX
+        };
+        let mut conn = Connection::open_with_flags(path, flags)?;
+        conn.busy_timeout(options.busy_timeout)?;
+        // Writers take the lock up front, so they wait in the busy handler instead of failing
+        // at once when a read turns into a write under WAL.
+        conn.set_transaction_behavior(TransactionBehavior::Immediate);
+        conn.pragma_update(None, "foreign_keys", true)?;
+
+        // The first read of the header: a garbage file fails here, before anything is written.
+        let version = migrate::check_version(&conn, path)?;
+        if !options.read_only {
+            enable_wal(&conn)?;
+            // Under WAL, NORMAL never corrupts the file; a power cut may only lose the last
+            // commits, which the next reconciliation with the server recovers.
+            conn.pragma_update(None, "synchronous", "NORMAL")?;
+        }
+        if version < migrate::SCHEMA_VERSION {
+            if options.read_only {
+                return Err(StoreError::ReadOnly {
+                    path: path.to_path_buf(),
+                });
+            }
+            migrate::run(&mut conn)?;
+        }
+        Ok(Self {
+            conn,
+            path: path.to_path_buf(),
+            options,
+        })
+    }
+
+    /// The file this store reads and writes.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The schema version of the open database (`PRAGMA user_version`).
+    pub fn schema_version(&self) -> Result<i64, StoreError> {
+        self.check(migrate::user_version(&self.conn))
+    }
+
+    /// The journal mode SQLite reports (`wal` for every writable store).
+    pub fn journal_mode(&self) -> Result<String, StoreError> {
+        self.check(
+            self.conn
+                .pragma_query_value(None, "journal_mode", |r| r.get::<_, String>(0))
+                .map_err(StoreError::from),
+        )
+    }
+
+    /// Passes a result through [`StoreError::classify`] with this store's path.
+    pub(crate) fn check<T>(&self, r: Result<T, StoreError>) -> Result<T, StoreError> {
+        r.map_err(|e| e.classify(&self.path))
+    }
+}
+
+/// Switches to WAL unless the file is in WAL already (the mode is stored in the file, so this
+/// writes only on a new or never-opened database).
+fn enable_wal(conn: &Connection) -> Result<(), StoreError> {
+    let mode: String = conn.pragma_query_value(None, "journal_mode", |r| r.get(0))?;
+    if !mode.eq_ignore_ascii_case("wal") {
+        let now: String = conn.query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))?;
+        if !now.eq_ignore_ascii_case("wal") {
+            return Err(StoreError::Invalid(format!(
+                "SQLite refused write-ahead logging (journal mode stays `{now}`); \
+                 is the database on a network file system?"
+            )));
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn env_var_wins_over_the_platform_directory() {
+        let p = default_path_from(Some("/tmp/x.db".into()), Some("/home/u/.local/share".into()));
+        assert_eq!(p.unwrap(), PathBuf::from("/tmp/x.db"));
+    }
+
+    #[test]
+    fn empty_env_var_falls_back_to_the_platform_directory() {
+        let p = default_path_from(Some("".into()), Some("/data/comfy-monitor".into()));
+        assert_eq!(p.unwrap(), PathBuf::from("/data/comfy-monitor/comfy-monitor.db"));
+    }
+
+    #[test]
+    fn no_home_and_no_env_var_is_a_clear_error() {
+        assert!(matches!(
+            default_path_from(None, None),
+            Err(StoreError::NoDataDir)
+        ));
+    }
+
+    #[test]
+    fn store_can_move_to_another_thread() {
+        fn assert_send<T: Send>() {}
+        assert_send::<Store>();
+    }
+}
