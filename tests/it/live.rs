@@ -11,9 +11,9 @@ use std::time::Duration;
 use tokio::sync::mpsc::Receiver;
 
 /// Failure guard only: tests wait for events, never for time.
-const GUARD: Duration = Duration::from_secs(60);
+pub(crate) const GUARD: Duration = Duration::from_secs(60);
 
-async fn fake(version: ServerVersion) -> FakeComfy {
+pub(crate) async fn fake(version: ServerVersion) -> FakeComfy {
     FakeComfy::start(FakeConfig {
         version,
         step_delay: Duration::from_millis(5),
@@ -36,7 +36,7 @@ fn engine(spec: InstanceSpec) -> (Engine, Receiver<Event>) {
 }
 
 /// Reads events until one matches; returns it and everything read before it.
-async fn until(
+pub(crate) async fn until(
     rx: &mut Receiver<Event>,
     what: &str,
     mut f: impl FnMut(&Event) -> bool,
@@ -75,14 +75,14 @@ async fn connected(rx: &mut Receiver<Event>) {
     .await;
 }
 
-fn job(e: &Event) -> Option<&JobView> {
+pub(crate) fn job(e: &Event) -> Option<&JobView> {
     match &e.kind {
         EventKind::Job(j) => Some(j),
         _ => None,
     }
 }
 
-async fn terminal(rx: &mut Receiver<Event>, id: &str) -> (JobView, Vec<Event>) {
+pub(crate) async fn terminal(rx: &mut Receiver<Event>, id: &str) -> (JobView, Vec<Event>) {
     let (e, seen) = until(rx, &format!("end of {id}"), |e| {
         job(e).is_some_and(|j| j.prompt_id.as_str() == id && j.state.is_terminal())
     })
@@ -90,7 +90,25 @@ async fn terminal(rx: &mut Receiver<Event>, id: &str) -> (JobView, Vec<Event>) {
     (job(&e).cloned().unwrap(), seen)
 }
 
-fn sampler(steps: u32, delay_ms: u32, prefix: &str) -> serde_json::Value {
+/// Waits until every job in `ids` has ended, whatever the order; returns their last views.
+pub(crate) async fn terminals(
+    rx: &mut Receiver<Event>,
+    ids: &[&str],
+) -> std::collections::HashMap<String, JobView> {
+    let mut ended = std::collections::HashMap::new();
+    until(rx, &format!("end of {ids:?}"), |e| {
+        if let Some(j) = job(e).filter(|j| j.state.is_terminal()) {
+            if ids.contains(&j.prompt_id.as_str()) {
+                ended.insert(j.prompt_id.to_string(), j.clone());
+            }
+        }
+        ended.len() == ids.len()
+    })
+    .await;
+    ended
+}
+
+pub(crate) fn sampler(steps: u32, delay_ms: u32, prefix: &str) -> serde_json::Value {
     json!({
         "1": {"class_type": "MonitorTestSampler", "inputs": {"steps": steps, "step_delay_ms": delay_ms, "preview_size": 32, "seed": rand_seed()}},
         "2": {"class_type": "SaveImage", "inputs": {"images": ["1", 0], "filename_prefix": prefix}}
@@ -134,19 +152,27 @@ async fn passive_watcher_follows_other_clients_jobs(version: ServerVersion) {
     })
     .await;
     post(&server, "queue", json!({"delete": [doomed]})).await;
-    let (j, mut seen_before) = terminal(&mut rx, &doomed).await;
-    seen_before.extend(early);
+    post(&server, "interrupt", json!({"prompt_id": blocker})).await;
+    // Every event until all four ended, in whatever order the lookups come back.
+    let mut seen = early;
+    let mut ended = std::collections::HashMap::new();
+    until(&mut rx, "all four ended", |e| {
+        if let Some(j) = job(e).filter(|j| j.state.is_terminal()) {
+            ended.insert(j.prompt_id.to_string(), j.clone());
+        }
+        seen.push(e.clone());
+        [&doomed, &blocker, &ok, &bad]
+            .iter()
+            .all(|id| ended.contains_key(id.as_str()))
+    })
+    .await;
+
+    let j = &ended[&doomed];
     assert_eq!(j.state, JobState::Deleted, "{version}");
     assert_eq!(j.origin, JobOrigin::Anonymous);
+    assert_eq!(ended[&blocker].state, JobState::Interrupted, "{version}");
 
-    post(&server, "interrupt", json!({"prompt_id": blocker})).await;
-    let (j, more) = terminal(&mut rx, &blocker).await;
-    seen_before.extend(more);
-    assert_eq!(j.state, JobState::Interrupted, "{version}");
-
-    let (j, seen_after_blocker) = terminal(&mut rx, &ok).await;
-    let mut seen = seen_before;
-    seen.extend(seen_after_blocker);
+    let j = &ended[&ok];
     assert_eq!(j.state, JobState::Success, "{version}");
     assert_eq!(j.origin, JobOrigin::Other);
     assert_eq!(j.fidelity, comfy_engine::Fidelity::Observed);
@@ -167,9 +193,9 @@ async fn passive_watcher_follows_other_clients_jobs(version: ServerVersion) {
         .collect();
     assert!(states.contains(&JobState::Pending), "{version}: {states:?}");
 
-    let (j, _) = terminal(&mut rx, &bad).await;
+    let j = &ended[&bad];
     assert_eq!(j.state, JobState::Error, "{version}");
-    let e = j.error.unwrap();
+    let e = j.error.clone().unwrap();
     assert_eq!(e.node_type.as_deref(), Some("MonitorTestFail"));
     assert_eq!(e.exception_type.as_deref(), Some("RuntimeError"));
 }

@@ -3,6 +3,7 @@
 
 #![allow(clippy::unwrap_used)]
 
+mod actions;
 mod live;
 mod support;
 mod traces;

@@ -163,13 +163,52 @@ impl Api {
         format!("{}{}", self.prefix, path.trim_start_matches('/'))
     }
 
+    /// A route that exists at `/X` and `/api/X`, with the prefix this server supports.
+    pub(crate) fn route_of(&self, path: &str) -> String {
+        self.route(path)
+    }
+
+    pub(crate) async fn get_raw(&self, path: &str) -> Result<(StatusCode, bytes::Bytes), ApiError> {
+        self.get(path).await
+    }
+
+    /// POSTs JSON; auth failures are errors, every other status is the caller's to read.
+    pub(crate) async fn post_json(
+        &self,
+        path: &str,
+        body: &serde_json::Value,
+    ) -> Result<(StatusCode, bytes::Bytes), ApiError> {
+        let resp = self.client.post(self.url(path)).json(body).send().await;
+        self.finish(resp).await
+    }
+
+    /// POSTs JSON to an endpoint that answers an empty 200.
+    pub(crate) async fn post_empty(
+        &self,
+        path: &str,
+        body: &serde_json::Value,
+    ) -> Result<(), ApiError> {
+        let (status, _) = self.post_json(path, body).await?;
+        if status.is_success() {
+            Ok(())
+        } else {
+            Err(ApiError::Status {
+                status: status.as_u16(),
+                path: path.to_owned(),
+            })
+        }
+    }
+
     async fn get(&self, path: &str) -> Result<(StatusCode, bytes::Bytes), ApiError> {
-        let resp = self
-            .client
-            .get(self.url(path))
-            .send()
-            .await
-            .map_err(|e| ApiError::Unreachable(describe(&e)))?;
+        let resp = self.client.get(self.url(path)).send().await;
+        self.finish(resp).await
+    }
+
+    async fn finish(
+        &self,
+        resp: Result<reqwest::Response, reqwest::Error>,
+    ) -> Result<(StatusCode, bytes::Bytes), ApiError> {
+        let resp = resp.map_err(|e| ApiError::Unreachable(describe(&e)))?;
         let status = resp.status();
         let location = resp
             .headers()

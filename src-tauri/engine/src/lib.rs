@@ -5,6 +5,7 @@
 //! [`Event`]s from one bounded channel. The engine never imports tauri and never touches a
 //! terminal: what to do with an event is the host's business.
 
+pub mod actions;
 pub mod api;
 pub mod backoff;
 pub mod event;
@@ -50,15 +51,42 @@ pub struct InstanceId(pub u64);
 pub enum EngineError {
     #[error("no instance with id {0:?}")]
     UnknownInstance(InstanceId),
+    #[error("{name} is not connected ({detail})")]
+    NotConnected { name: String, detail: String },
     #[error(transparent)]
     Api(#[from] api::ApiError),
+    #[error(transparent)]
+    Action(#[from] actions::ActionError),
 }
 
 struct InstanceHandle {
     name: String,
+    client_id: String,
     status: watch::Receiver<ConnectionStatus>,
+    server: watch::Receiver<Option<supervisor::Connected>>,
     commands: mpsc::Sender<Command>,
     task: JoinHandle<()>,
+}
+
+/// A job the server accepted.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Submission {
+    pub prompt_id: comfy_protocol::PromptId,
+    pub number: Option<f64>,
+    /// Outputs the server dropped because they failed validation; the rest runs.
+    pub node_errors: Vec<comfy_protocol::http::NodeValidationError>,
+}
+
+/// Does this ComfyUI version honour `/interrupt {prompt_id}` (0.3.57+)?
+fn targeted_interrupt(version: Option<&str>) -> bool {
+    let Some(v) = version else { return false };
+    let parts: Vec<u64> = v
+        .split('.')
+        .map(|p| p.trim().parse().unwrap_or(0))
+        .chain(std::iter::repeat(0))
+        .take(3)
+        .collect();
+    (parts[0], parts[1], parts[2]) >= (0, 3, 57)
 }
 
 impl Drop for InstanceHandle {
@@ -101,15 +129,20 @@ impl Engine {
             retry_in_ms: None,
         });
         let (cmd_tx, cmd_rx) = mpsc::channel(8);
+        let (server_tx, server_rx) = watch::channel(None);
         let sink =
             sink::EventSink::new(spec.name.clone(), self.events.clone(), self.dropped.clone());
         let name = spec.name.clone();
-        let task = tokio::spawn(Supervisor::new(spec, api, sink, status_tx, cmd_rx).run());
+        let client_id = spec.client_id.clone();
+        let task =
+            tokio::spawn(Supervisor::new(spec, api, sink, status_tx, cmd_rx, server_tx).run());
         self.instances.insert(
             id,
             InstanceHandle {
                 name,
+                client_id,
                 status: status_rx,
+                server: server_rx,
                 commands: cmd_tx,
                 task,
             },
@@ -152,6 +185,87 @@ impl Engine {
         Ok(())
     }
 
+    fn connected(
+        &self,
+        id: InstanceId,
+    ) -> Result<(&InstanceHandle, supervisor::Connected), EngineError> {
+        let h = self
+            .instances
+            .get(&id)
+            .ok_or(EngineError::UnknownInstance(id))?;
+        let status = h.status.borrow().clone();
+        let server = h.server.borrow().clone();
+        match server {
+            Some(s) if status.state == ConnectionState::Connected => Ok((h, s)),
+            _ => Err(EngineError::NotConnected {
+                name: h.name.clone(),
+                detail: status.detail,
+            }),
+        }
+    }
+
+    /// Queues a workflow (API format) with this app's client id, so the job is followed live
+    /// from its first frame.
+    pub async fn submit(
+        &self,
+        id: InstanceId,
+        workflow: serde_json::Value,
+        options: actions::SubmitOptions,
+    ) -> Result<Submission, EngineError> {
+        let (h, server) = self.connected(id)?;
+        comfy_protocol::http::check_api_workflow(&workflow).map_err(actions::ActionError::from)?;
+        let expected = actions::new_prompt_id();
+        let item = tracker::ActiveJob {
+            prompt_id: expected.clone(),
+            number: None,
+            client_id: Some(Some(h.client_id.clone())),
+            graph: Some(workflow.clone()),
+            outputs_to_execute: None,
+            create_time: None,
+        };
+        let _ = h.commands.send(Command::Expect(Box::new(item))).await;
+        let result = server
+            .api
+            .submit(&workflow, &h.client_id, &expected, &options)
+            .await;
+        let actual = result.as_ref().ok().map(|a| a.prompt_id.clone());
+        let _ = h.commands.send(Command::Settle { expected, actual }).await;
+        let accepted = result?;
+        Ok(Submission {
+            prompt_id: accepted.prompt_id,
+            number: accepted.number,
+            node_errors: accepted.node_errors,
+        })
+    }
+
+    /// Cancels one job: removes it if pending, interrupts it if running, and never touches
+    /// another job.
+    pub async fn cancel(
+        &self,
+        id: InstanceId,
+        prompt_id: &comfy_protocol::PromptId,
+    ) -> Result<actions::CancelOutcome, EngineError> {
+        let (h, server) = self.connected(id)?;
+        let outcome = server
+            .api
+            .cancel(
+                prompt_id,
+                server.info.jobs_api,
+                targeted_interrupt(server.info.version.as_deref()),
+            )
+            .await?;
+        let _ = h.commands.send(Command::Refresh).await;
+        Ok(outcome)
+    }
+
+    /// Removes every pending job of an instance.
+    pub async fn clear_pending(&self, id: InstanceId) -> Result<(), EngineError> {
+        let (h, server) = self.connected(id)?;
+        server.api.clear_pending().await?;
+        let _ = h.commands.send(Command::Refresh).await;
+        Ok(())
+    }
+
     /// Events dropped because the host read too slowly (only supersedable ones are dropped).
     pub fn dropped_events(&self) -> u64 {
         self.dropped.load(Ordering::Relaxed)
@@ -170,5 +284,18 @@ async fn stop(handle: InstanceHandle) {
         let grace = std::time::Duration::from_secs(2);
         let task = &mut { handle }.task;
         let _ = tokio::time::timeout(grace, task).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn targeted_interrupt_needs_0_3_57() {
+        assert!(!super::targeted_interrupt(None));
+        assert!(!super::targeted_interrupt(Some("0.3.56")));
+        assert!(super::targeted_interrupt(Some("0.3.57")));
+        assert!(super::targeted_interrupt(Some("0.3.64")));
+        assert!(super::targeted_interrupt(Some("0.26.0")));
+        assert!(super::targeted_interrupt(Some("1.0")));
     }
 }

@@ -4,7 +4,7 @@
 //! session goes through exactly the code a live one does.
 
 use crate::event::{EventKind, Preview};
-use crate::tracker::{Lookup, Millis, Request, Snapshot, Tracker, Update};
+use crate::tracker::{ActiveJob, Lookup, Millis, Request, Snapshot, Tracker, Update};
 use comfy_protocol::{
     decode_binary, decode_text, image_size, BinaryFrame, PromptId, ServerFeatures, ServerMessage,
 };
@@ -112,6 +112,19 @@ impl Processor {
     pub fn snapshot(&mut self, snap: &Snapshot, now: Millis) -> (Vec<EventKind>, Vec<Request>) {
         let (updates, requests) = self.tracker.apply_snapshot(snap, now);
         (events(updates), requests)
+    }
+
+    pub fn expect(&mut self, item: &ActiveJob, now: Millis) -> Vec<EventKind> {
+        events(self.tracker.expect_job(item, now))
+    }
+
+    pub fn settle(
+        &mut self,
+        expected: &PromptId,
+        actual: Option<&PromptId>,
+        now: Millis,
+    ) -> Vec<EventKind> {
+        events(self.tracker.settle_submission(expected, actual, now))
     }
 
     pub fn outcome(&mut self, id: &PromptId, lookup: Lookup, now: Millis) -> Vec<EventKind> {

@@ -12,7 +12,7 @@ use crate::event::{ConnectionState, ConnectionStatus, EventKind, ServerInfo};
 use crate::instance::InstanceSpec;
 use crate::processor::Processor;
 use crate::sink::EventSink;
-use crate::tracker::{Lookup, Millis, Request, Snapshot};
+use crate::tracker::{ActiveJob, Lookup, Millis, Request, Snapshot};
 use crate::ws::{self, Socket};
 use comfy_protocol::{PromptId, CLIENT_FEATURE_FLAGS};
 use futures_util::{SinkExt, StreamExt};
@@ -39,6 +39,21 @@ pub(crate) enum Command {
     Shutdown,
     /// Re-read the queue now.
     Refresh,
+    /// We are submitting this job: follow it before the server answers.
+    Expect(Box<ActiveJob>),
+    /// The server answered the submission of `expected` with `actual` (or refused it).
+    Settle {
+        expected: PromptId,
+        actual: Option<PromptId>,
+    },
+}
+
+/// What actions need to reach a connected server: its client (with the route prefix the probe
+/// settled) and what it can do.
+#[derive(Debug, Clone)]
+pub(crate) struct Connected {
+    pub(crate) api: Api,
+    pub(crate) info: ServerInfo,
 }
 
 enum SessionEnd {
@@ -92,6 +107,7 @@ pub(crate) struct Supervisor {
     status: watch::Sender<ConnectionStatus>,
     commands: mpsc::Receiver<Command>,
     info: ServerInfo,
+    server: watch::Sender<Option<Connected>>,
 }
 
 impl Supervisor {
@@ -101,6 +117,7 @@ impl Supervisor {
         sink: EventSink,
         status: watch::Sender<ConnectionStatus>,
         commands: mpsc::Receiver<Command>,
+        server: watch::Sender<Option<Connected>>,
     ) -> Self {
         let processor = Processor::new(spec.client_id.clone());
         let info = ServerInfo {
@@ -115,6 +132,24 @@ impl Supervisor {
             status,
             commands,
             info,
+            server,
+        }
+    }
+
+    /// Applies a command that only touches the tracker; returns the others.
+    async fn track(&mut self, cmd: Command) -> Option<Command> {
+        match cmd {
+            Command::Expect(item) => {
+                let events = self.processor.expect(&item, now_ms());
+                self.publish(events).await;
+                None
+            }
+            Command::Settle { expected, actual } => {
+                let events = self.processor.settle(&expected, actual.as_ref(), now_ms());
+                self.publish(events).await;
+                None
+            }
+            other => Some(other),
         }
     }
 
@@ -251,13 +286,20 @@ impl Supervisor {
 
     /// Sleeps, unless told to stop; returns true when told to stop.
     async fn wait(&mut self, d: Duration) -> bool {
-        tokio::select! {
-            _ = sleep(d) => false,
-            cmd = self.commands.recv() => match cmd {
-                None | Some(Command::Shutdown) => true,
-                // "Refresh" while waiting means "try now".
-                Some(Command::Refresh) => false,
-            },
+        let deadline = sleep(d);
+        tokio::pin!(deadline);
+        loop {
+            tokio::select! {
+                _ = &mut deadline => return false,
+                cmd = self.commands.recv() => match cmd {
+                    None | Some(Command::Shutdown) => return true,
+                    // "Refresh" while waiting means "try now".
+                    Some(Command::Refresh) => return false,
+                    Some(other) => {
+                        self.track(other).await;
+                    }
+                },
+            }
         }
     }
 
@@ -267,7 +309,12 @@ impl Supervisor {
         self.info.version = stats.system.comfyui_version;
         self.info.feature_flags = self.api.has_feature_flags().await?;
         self.info.jobs_api = self.api.has_jobs_api().await?;
-        ws::connect(&self.spec).await
+        let socket = ws::connect(&self.spec).await?;
+        self.server.send_replace(Some(Connected {
+            api: self.api.clone(),
+            info: self.info.clone(),
+        }));
+        Ok(socket)
     }
 
     async fn session(&mut self, mut socket: Socket) -> SessionEnd {
@@ -383,6 +430,9 @@ impl Supervisor {
                         return SessionEnd::Shutdown;
                     }
                     Some(Command::Refresh) => requests.push(Request::Snapshot),
+                    Some(other) => {
+                        self.track(other).await;
+                    }
                 },
             }
             for r in requests {

@@ -150,6 +150,8 @@ struct Job {
     seen_at: Millis,
     /// When the tracker first heard of this job (not the server's creation time).
     known_since: Millis,
+    /// We are submitting it and the server has not answered yet: absent from snapshots is normal.
+    awaiting_ack: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -192,6 +194,7 @@ impl Job {
             has_progress_state: false,
             seen_at: now,
             known_since: now,
+            awaiting_ack: false,
         }
     }
 
@@ -956,6 +959,53 @@ impl Tracker {
         out
     }
 
+    /// We are about to submit this job: follow it from the first frame, before the HTTP answer.
+    pub fn expect_job(&mut self, item: &ActiveJob, now: Millis) -> Vec<Update> {
+        let out = self.describe_job(item, now);
+        if let Some(job) = self.jobs.get_mut(&item.prompt_id) {
+            job.awaiting_ack = true;
+        }
+        out
+    }
+
+    /// The server answered the submission of `expected`: with the id it really used (older
+    /// servers mint their own), or with a refusal (`None`), in which case the job never was.
+    pub fn settle_submission(
+        &mut self,
+        expected: &PromptId,
+        actual: Option<&PromptId>,
+        now: Millis,
+    ) -> Vec<Update> {
+        match actual {
+            Some(id) if id == expected => {
+                if let Some(job) = self.jobs.get_mut(id) {
+                    job.awaiting_ack = false;
+                }
+                Vec::new()
+            }
+            Some(id) => {
+                let Some(mut job) = self.jobs.remove(expected) else {
+                    return Vec::new();
+                };
+                job.awaiting_ack = false;
+                job.prompt_id = id.clone();
+                let item = ActiveJob {
+                    prompt_id: id.clone(),
+                    number: job.number,
+                    client_id: Some(Some(self.client_id.clone())),
+                    graph: job.graph.clone(),
+                    outputs_to_execute: job.outputs_to_execute.clone(),
+                    create_time: None,
+                };
+                self.describe_job(&item, now)
+            }
+            None => {
+                self.jobs.remove(expected);
+                Vec::new()
+            }
+        }
+    }
+
     /// Applies a queue snapshot from HTTP. Returns outcome lookups for jobs that left the queue.
     pub fn apply_snapshot(&mut self, snap: &Snapshot, now: Millis) -> (Vec<Update>, Vec<Request>) {
         let mut out = Vec::new();
@@ -1028,8 +1078,9 @@ impl Tracker {
             .collect();
         for id in missing {
             if let Some(job) = self.jobs.get_mut(&id) {
-                // The snapshot was requested before we heard of this job: it proves nothing.
-                if job.known_since >= snap.requested_at {
+                // The snapshot was requested before we heard of this job, or before the server
+                // answered our submission: it proves nothing.
+                if job.known_since >= snap.requested_at || job.awaiting_ack {
                     continue;
                 }
                 job.vanished = Some(if after_reconnect {

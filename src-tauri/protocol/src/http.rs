@@ -480,3 +480,212 @@ mod tests {
         ));
     }
 }
+
+/// One node's validation errors from a `/prompt` answer.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct NodeValidationError {
+    pub node_id: String,
+    pub class_type: Option<String>,
+    /// `(type, message, details)` per problem, e.g. `value_not_in_list`.
+    pub errors: Vec<ValidationProblem>,
+    /// The output nodes this failure keeps from running.
+    pub dependent_outputs: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ValidationProblem {
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub message: String,
+    pub details: String,
+}
+
+/// `POST /prompt` accepted the job (200).
+#[derive(Debug, Clone, PartialEq)]
+pub struct PromptAccepted {
+    pub prompt_id: PromptId,
+    pub number: Option<f64>,
+    /// Non-empty when the server dropped invalid outputs and queued the rest: the user must
+    /// be told.
+    pub node_errors: Vec<NodeValidationError>,
+}
+
+/// `POST /prompt` refused the job (400, or anything that is not a 200).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct PromptRejected {
+    pub status: u16,
+    /// `prompt_outputs_failed_validation`, `missing_node_type`, `invalid_prompt_id`, ...; for
+    /// bodies that are not JSON, `server_error` (as the official frontend does).
+    pub error_type: String,
+    pub message: String,
+    pub details: String,
+    pub node_errors: Vec<NodeValidationError>,
+}
+
+fn node_errors(v: Option<&Value>) -> Vec<NodeValidationError> {
+    let Some(map) = v.and_then(Value::as_object) else {
+        return Vec::new();
+    };
+    let text = |v: &Value, k: &str| {
+        v.get(k)
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_owned()
+    };
+    map.iter()
+        .map(|(id, e)| NodeValidationError {
+            node_id: id.clone(),
+            class_type: e
+                .get("class_type")
+                .and_then(Value::as_str)
+                .map(str::to_owned),
+            errors: e
+                .get("errors")
+                .and_then(Value::as_array)
+                .map(|a| {
+                    a.iter()
+                        .map(|p| ValidationProblem {
+                            kind: text(p, "type"),
+                            message: text(p, "message"),
+                            details: text(p, "details"),
+                        })
+                        .collect()
+                })
+                .unwrap_or_default(),
+            dependent_outputs: e
+                .get("dependent_outputs")
+                .and_then(Value::as_array)
+                .map(|a| a.iter().filter_map(as_id).collect())
+                .unwrap_or_default(),
+        })
+        .collect()
+}
+
+/// Reads the answer to `POST /prompt`.
+pub fn parse_prompt_response(status: u16, body: &[u8]) -> Result<PromptAccepted, PromptRejected> {
+    let parsed: Option<Value> = serde_json::from_slice(body).ok();
+    if status == 200 {
+        if let Some(id) = parsed
+            .as_ref()
+            .and_then(|v| v.get("prompt_id"))
+            .and_then(as_id)
+        {
+            let v = parsed.as_ref();
+            return Ok(PromptAccepted {
+                prompt_id: PromptId::from(id),
+                number: v.and_then(|v| v.get("number")).and_then(as_number),
+                node_errors: node_errors(v.and_then(|v| v.get("node_errors"))),
+            });
+        }
+    }
+    let error = parsed.as_ref().and_then(|v| v.get("error"));
+    let text = |k: &str| {
+        error
+            .and_then(|e| e.get(k))
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_owned()
+    };
+    match error {
+        Some(Value::Object(_)) => Err(PromptRejected {
+            status,
+            error_type: text("type"),
+            message: text("message"),
+            details: text("details"),
+            node_errors: node_errors(parsed.as_ref().and_then(|v| v.get("node_errors"))),
+        }),
+        // Cloud and proxies: `{"error": "text"}`.
+        Some(Value::String(s)) => Err(PromptRejected {
+            status,
+            error_type: "server_error".into(),
+            message: s.clone(),
+            details: String::new(),
+            node_errors: Vec::new(),
+        }),
+        _ => Err(PromptRejected {
+            status,
+            error_type: "server_error".into(),
+            message: format!("HTTP {status}"),
+            details: String::from_utf8_lossy(&body[..body.len().min(2000)]).into_owned(),
+            node_errors: Vec::new(),
+        }),
+    }
+}
+
+/// Why a workflow file cannot be queued as it is.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum WorkflowError {
+    #[error("this is a UI-format workflow (it has \"nodes\" and \"links\"); ComfyUI can only queue the API format: in ComfyUI use Workflow → Export (API), or enable dev mode and use \"Save (API Format)\"")]
+    UiFormat,
+    #[error("a workflow must be a JSON object of nodes, got {0}")]
+    NotAnObject(&'static str),
+    #[error("the workflow has no nodes")]
+    Empty,
+    #[error("node {0:?} has no class_type")]
+    NoClassType(String),
+}
+
+/// Checks that a workflow is in the API format `POST /prompt` accepts.
+pub fn check_api_workflow(v: &Value) -> Result<(), WorkflowError> {
+    let map = match v {
+        Value::Object(m) => m,
+        Value::Array(_) => return Err(WorkflowError::NotAnObject("an array")),
+        Value::String(_) => return Err(WorkflowError::NotAnObject("a string")),
+        _ => return Err(WorkflowError::NotAnObject("a scalar")),
+    };
+    if map.contains_key("nodes") && map.contains_key("links") {
+        return Err(WorkflowError::UiFormat);
+    }
+    if map.is_empty() {
+        return Err(WorkflowError::Empty);
+    }
+    for (id, node) in map {
+        if !node.get("class_type").is_some_and(Value::is_string) {
+            return Err(WorkflowError::NoClassType(id.clone()));
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod prompt_tests {
+    use super::*;
+
+    #[test]
+    fn accepted_with_node_errors_lists_the_dropped_outputs() {
+        let body = br#"{"prompt_id":"p","number":3,"node_errors":{"5":{"errors":[{"type":"exception_during_validation","message":"Exception when validating node","details":"KeyError","extra_info":{}}],"dependent_outputs":["5"],"class_type":"SaveImage"}}}"#;
+        let a = parse_prompt_response(200, body).unwrap();
+        assert_eq!(a.prompt_id.as_str(), "p");
+        assert_eq!(a.node_errors.len(), 1);
+        assert_eq!(a.node_errors[0].class_type.as_deref(), Some("SaveImage"));
+    }
+
+    #[test]
+    fn rejected_validation_names_each_node() {
+        let body = br#"{"error":{"type":"prompt_outputs_failed_validation","message":"Prompt outputs failed validation","details":"","extra_info":{}},"node_errors":{"1":{"errors":[{"type":"required_input_missing","message":"Required input is missing","details":"steps","extra_info":{"input_name":"steps"}}],"dependent_outputs":["3"],"class_type":"MonitorTestSampler"}}}"#;
+        let r = parse_prompt_response(400, body).unwrap_err();
+        assert_eq!(r.error_type, "prompt_outputs_failed_validation");
+        assert_eq!(r.node_errors[0].errors[0].kind, "required_input_missing");
+        assert_eq!(r.node_errors[0].dependent_outputs, ["3"]);
+    }
+
+    #[test]
+    fn plain_text_failures_become_server_errors() {
+        let r = parse_prompt_response(413, b"Request Entity Too Large").unwrap_err();
+        assert_eq!(r.error_type, "server_error");
+        assert!(r.details.contains("Too Large"));
+    }
+
+    #[test]
+    fn ui_format_workflows_are_recognised() {
+        let ui = serde_json::json!({"nodes": [], "links": [], "version": 0.4});
+        assert_eq!(check_api_workflow(&ui), Err(WorkflowError::UiFormat));
+        let api = serde_json::json!({"1": {"class_type": "X", "inputs": {}}});
+        assert_eq!(check_api_workflow(&api), Ok(()));
+        let bad = serde_json::json!({"1": {"inputs": {}}});
+        assert_eq!(
+            check_api_workflow(&bad),
+            Err(WorkflowError::NoClassType("1".into()))
+        );
+    }
+}
