@@ -4,6 +4,7 @@
 #![allow(clippy::unwrap_used)]
 
 mod actions;
+mod cli;
 mod live;
 mod support;
 mod traces;

@@ -3,6 +3,7 @@
 //! `run_cli` parses argv; with no subcommand it returns `None` and the caller opens the desktop
 //! app. This crate never imports tauri.
 
+mod act;
 mod output;
 pub mod replay;
 pub mod trace;
@@ -31,10 +32,52 @@ pub enum Command {
     Watch(WatchArgs),
     /// Feed a recorded session (trace .jsonl) through the decoder and tracker, offline.
     Replay(ReplayArgs),
+    /// Queue an API-format workflow; with --wait, follow it to its end (and download outputs).
+    Submit(SubmitArgs),
+    /// Cancel one job: remove it if pending, interrupt it if running. Never touches another job.
+    Cancel(CancelArgs),
 }
 
 #[derive(Debug, Args)]
 pub struct WatchArgs {
+    #[command(flatten)]
+    pub server: ServerArgs,
+    /// One JSON object per line instead of readable lines.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct SubmitArgs {
+    /// The workflow in ComfyUI's API format (Workflow → Export (API)).
+    pub workflow: PathBuf,
+    #[command(flatten)]
+    pub server: ServerArgs,
+    /// Follow the job to its end; the exit status then tells how it ended.
+    #[arg(long)]
+    pub wait: bool,
+    /// Download the outputs into this folder (implies --wait).
+    #[arg(long, value_name = "DIR")]
+    pub out: Option<PathBuf>,
+    /// Per-job live preview method (auto, latent2rgb, taesd, none); servers before 0.5 ignore it.
+    #[arg(long)]
+    pub preview_method: Option<String>,
+    /// One JSON object per line instead of a progress bar.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct CancelArgs {
+    /// The job's prompt id.
+    pub prompt_id: String,
+    #[command(flatten)]
+    pub server: ServerArgs,
+}
+
+/// How to reach one server.
+#[derive(Debug, Args)]
+pub struct ServerArgs {
     /// Server base URL, e.g. http://127.0.0.1:8188 (a path prefix behind a proxy is kept).
     #[arg(long)]
     pub url: String,
@@ -64,9 +107,6 @@ pub struct WatchArgs {
     /// Use this client id instead of a fresh one (must not be another program's id).
     #[arg(long)]
     pub client_id: Option<String>,
-    /// One JSON object per line instead of readable lines.
-    #[arg(long)]
-    pub json: bool,
 }
 
 #[derive(Debug, Args)]
@@ -104,6 +144,8 @@ where
     let result = match command {
         Command::Watch(args) => watch::run(args),
         Command::Replay(args) => replay::run(args),
+        Command::Submit(args) => return Some(act::submit(args)),
+        Command::Cancel(args) => return Some(act::cancel(args)),
     };
     Some(match result {
         Ok(()) => ExitCode::SUCCESS,

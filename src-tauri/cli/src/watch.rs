@@ -1,12 +1,12 @@
 //! `comfy-monitor watch`: one instance, followed until interrupted.
 
 use crate::output::{Format, Printer};
-use crate::WatchArgs;
+use crate::{ServerArgs, WatchArgs};
 use anyhow::{bail, Context};
 use comfy_engine::{Auth, Engine, InstanceSpec, Secret, DEFAULT_EVENT_CAPACITY};
 
 /// Builds the instance from the flags; bad input gets a clear error before anything connects.
-pub fn spec_from_args(args: &WatchArgs) -> anyhow::Result<InstanceSpec> {
+pub fn spec_from_args(args: &ServerArgs) -> anyhow::Result<InstanceSpec> {
     let url = comfy_engine::instance::parse_base_url(&args.url)?;
     let name =
         args.name
@@ -69,7 +69,7 @@ pub fn spec_from_args(args: &WatchArgs) -> anyhow::Result<InstanceSpec> {
 }
 
 pub fn run(args: WatchArgs) -> anyhow::Result<()> {
-    let spec = spec_from_args(&args)?;
+    let spec = spec_from_args(&args.server)?;
     let format = if args.json {
         Format::Json
     } else {
@@ -110,7 +110,7 @@ pub fn run(args: WatchArgs) -> anyhow::Result<()> {
     })
 }
 
-async fn shutdown_signal() {
+pub(crate) async fn shutdown_signal() {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{signal, SignalKind};

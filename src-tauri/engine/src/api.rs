@@ -168,6 +168,24 @@ impl Api {
         self.route(path)
     }
 
+    /// A GET whose body the caller reads in chunks (downloads).
+    pub(crate) async fn get_stream(&self, path: &str) -> Result<reqwest::Response, ApiError> {
+        let resp = self
+            .client
+            .get(self.url(path))
+            .send()
+            .await
+            .map_err(|e| ApiError::Unreachable(describe(&e)))?;
+        let location = resp
+            .headers()
+            .get(reqwest::header::LOCATION)
+            .and_then(|v| v.to_str().ok());
+        if let Some(msg) = auth_failure(resp.status(), location) {
+            return Err(ApiError::Auth(msg));
+        }
+        Ok(resp)
+    }
+
     pub(crate) async fn get_raw(&self, path: &str) -> Result<(StatusCode, bytes::Bytes), ApiError> {
         self.get(path).await
     }

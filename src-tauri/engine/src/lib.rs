@@ -10,6 +10,7 @@ pub mod api;
 pub mod backoff;
 pub mod event;
 pub mod instance;
+pub mod outputs;
 pub mod processor;
 mod sink;
 mod supervisor;
@@ -256,6 +257,19 @@ impl Engine {
             .await?;
         let _ = h.commands.send(Command::Refresh).await;
         Ok(outcome)
+    }
+
+    /// Downloads one output file of an instance into `dir`.
+    pub async fn fetch_output(
+        &self,
+        id: InstanceId,
+        file: &comfy_protocol::http::OutputFile,
+        dir: &std::path::Path,
+    ) -> Result<std::path::PathBuf, outputs::OutputError> {
+        let (_, server) = self
+            .connected(id)
+            .map_err(|e| outputs::OutputError::Api(api::ApiError::Unreachable(e.to_string())))?;
+        server.api.fetch_output(file, dir).await
     }
 
     /// Removes every pending job of an instance.

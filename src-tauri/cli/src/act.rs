@@ -1,0 +1,321 @@
+//! `comfy-monitor submit` and `cancel`: acting on one server, with an exit status that says
+//! how it went, so scripts can rely on it.
+
+use crate::output::{Format, Printer};
+use crate::watch::{shutdown_signal, spec_from_args};
+use crate::{CancelArgs, SubmitArgs};
+use anyhow::{anyhow, Context};
+use comfy_engine::actions::{ActionError, CancelOutcome, SubmitOptions};
+use comfy_engine::{
+    ConnectionState, Engine, EngineError, Event, EventKind, InstanceId, InstanceSpec, JobState,
+    JobView,
+};
+use comfy_protocol::PromptId;
+use indicatif::{ProgressBar, ProgressStyle};
+use std::io::IsTerminal;
+use std::path::Path;
+use std::process::ExitCode;
+use tokio::sync::mpsc::Receiver;
+
+/// Exit statuses of `submit` (0 is success), documented in the README.
+pub mod exit {
+    /// Bad input, unreachable server, rejected credentials.
+    pub const FAILED: u8 = 1;
+    /// The server refused the workflow (validation).
+    pub const REJECTED: u8 = 3;
+    /// A node raised.
+    pub const EXECUTION_ERROR: u8 = 4;
+    /// Interrupted or removed from the queue.
+    pub const INTERRUPTED: u8 = 5;
+    /// Lost in a server restart.
+    pub const LOST: u8 = 6;
+}
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .context("starting the runtime")
+}
+
+/// Starts an engine on one instance and waits until it is connected, or says why not.
+async fn connect(spec: InstanceSpec) -> anyhow::Result<(Engine, InstanceId, Receiver<Event>)> {
+    let url = spec.base_url.clone();
+    let (mut engine, mut rx) = Engine::new(comfy_engine::DEFAULT_EVENT_CAPACITY);
+    let id = engine.add_instance(spec)?;
+    while let Some(e) = rx.recv().await {
+        if let EventKind::Connection(c) = &e.kind {
+            match c.state {
+                ConnectionState::Connected => return Ok((engine, id, rx)),
+                ConnectionState::Unreachable => {
+                    return Err(anyhow!("cannot reach {url}: {}", c.detail))
+                }
+                ConnectionState::AuthFailed => {
+                    return Err(anyhow!("{url} rejects the credentials: {}", c.detail))
+                }
+                _ => {}
+            }
+        }
+    }
+    Err(anyhow!("the engine stopped before connecting to {url}"))
+}
+
+fn read_workflow(path: &Path) -> anyhow::Result<serde_json::Value> {
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    let v: serde_json::Value =
+        serde_json::from_str(&text).with_context(|| format!("{} is not JSON", path.display()))?;
+    comfy_protocol::http::check_api_workflow(&v).with_context(|| path.display().to_string())?;
+    Ok(v)
+}
+
+fn fail(e: impl std::fmt::Display, code: u8) -> ExitCode {
+    eprintln!("comfy-monitor: {e:#}");
+    ExitCode::from(code)
+}
+
+pub fn submit(args: SubmitArgs) -> ExitCode {
+    let workflow = match read_workflow(&args.workflow) {
+        Ok(w) => w,
+        Err(e) => return fail(e, exit::FAILED),
+    };
+    let spec = match spec_from_args(&args.server) {
+        Ok(s) => s,
+        Err(e) => return fail(e, exit::FAILED),
+    };
+    let rt = match runtime() {
+        Ok(rt) => rt,
+        Err(e) => return fail(e, exit::FAILED),
+    };
+    rt.block_on(async move {
+        let (engine, id, mut rx) = match connect(spec).await {
+            Ok(c) => c,
+            Err(e) => return fail(e, exit::FAILED),
+        };
+        let options = SubmitOptions {
+            preview_method: args.preview_method.clone(),
+        };
+        let submission = match engine.submit(id, workflow, options).await {
+            Ok(s) => s,
+            Err(EngineError::Action(ActionError::Rejected(r))) => {
+                engine.shutdown().await;
+                return fail(ActionError::Rejected(r), exit::REJECTED);
+            }
+            Err(e) => {
+                engine.shutdown().await;
+                return fail(e, exit::FAILED);
+            }
+        };
+        for n in &submission.node_errors {
+            for e in &n.errors {
+                eprintln!(
+                    "comfy-monitor: warning: node {} {} was dropped by the server: {}{} (its outputs will not be made)",
+                    n.node_id,
+                    n.class_type.as_deref().unwrap_or("?"),
+                    e.message,
+                    if e.details.is_empty() { String::new() } else { format!(" — {}", e.details) }
+                );
+            }
+        }
+        if args.json {
+            println!("{}", serde_json::json!({"event": "submitted", "prompt_id": submission.prompt_id, "number": submission.number, "node_errors": submission.node_errors}));
+        } else {
+            println!("queued {}", submission.prompt_id);
+        }
+        if !args.wait && args.out.is_none() {
+            engine.shutdown().await;
+            return ExitCode::SUCCESS;
+        }
+        let end = follow(&mut rx, &submission.prompt_id, args.json).await;
+        let code = match end {
+            None => {
+                engine.shutdown().await;
+                return fail("interrupted before the job ended (it keeps running on the server)", exit::FAILED);
+            }
+            Some(j) => finish(&engine, id, &j, args.out.as_deref()).await,
+        };
+        engine.shutdown().await;
+        code
+    })
+}
+
+/// Follows one job to its end: a progress bar on a terminal, NDJSON with `--json`, readable
+/// lines otherwise. `None` when stopped by Ctrl-C.
+async fn follow(rx: &mut Receiver<Event>, id: &PromptId, json: bool) -> Option<JobView> {
+    let tty = !json && std::io::stderr().is_terminal();
+    let bar = tty.then(|| {
+        let bar = ProgressBar::new(1000);
+        bar.set_style(
+            ProgressStyle::with_template("{bar:32.green/dim} {percent:>3}%  {msg}")
+                .unwrap_or_else(|_| ProgressStyle::default_bar()),
+        );
+        bar
+    });
+    let mut printer = (!tty).then(|| {
+        Printer::new(
+            std::io::stdout(),
+            if json { Format::Json } else { Format::Human },
+        )
+    });
+    let stop = shutdown_signal();
+    tokio::pin!(stop);
+    loop {
+        let e = tokio::select! {
+            e = rx.recv() => e?,
+            _ = &mut stop => return None,
+        };
+        let mine = match &e.kind {
+            EventKind::Job(j) => j.prompt_id == *id,
+            EventKind::Preview(p) => p.prompt_id.as_ref() == Some(id),
+            EventKind::Text { prompt_id, .. } => prompt_id.as_ref() == Some(id),
+            EventKind::Connection(_) => true,
+            _ => false,
+        };
+        if !mine {
+            continue;
+        }
+        if let Some(p) = printer.as_mut() {
+            let _ = p.print(&e);
+        }
+        if let (Some(bar), EventKind::Job(j)) = (&bar, &e.kind) {
+            bar.set_position((j.percent.unwrap_or(0.0) * 10.0) as u64);
+            let node = j
+                .node_title
+                .as_deref()
+                .or(j.node_type.as_deref())
+                .unwrap_or("");
+            let steps = match (j.node_value, j.node_max) {
+                (Some(v), Some(m)) if m > 1.0 => format!(" {v:.0}/{m:.0}"),
+                _ => String::new(),
+            };
+            let eta = j
+                .eta_ms
+                .map(|ms| format!("  ETA {}s", ms.div_ceil(1000)))
+                .unwrap_or_default();
+            bar.set_message(format!("{node}{steps}{eta}"));
+        }
+        if let (Some(bar), EventKind::Connection(c)) = (&bar, &e.kind) {
+            if c.state != ConnectionState::Connected {
+                bar.set_message(format!("{:?}: {}", c.state, c.detail));
+            }
+        }
+        if let EventKind::Job(j) = &e.kind {
+            if j.state.is_terminal() {
+                if let Some(bar) = bar {
+                    bar.finish_and_clear();
+                }
+                return Some((**j).clone());
+            }
+        }
+    }
+}
+
+async fn finish(engine: &Engine, id: InstanceId, j: &JobView, out: Option<&Path>) -> ExitCode {
+    let secs = j
+        .elapsed_ms
+        .map(|ms| format!(" in {:.1} s", ms as f64 / 1000.0))
+        .unwrap_or_default();
+    match j.state {
+        JobState::Success => {
+            eprintln!("comfy-monitor: {} succeeded{secs}", j.prompt_id);
+            let Some(dir) = out else {
+                for o in &j.outputs {
+                    println!("{}", o.filename);
+                }
+                return ExitCode::SUCCESS;
+            };
+            let mut failed = false;
+            for file in &j.outputs {
+                match engine.fetch_output(id, file, dir).await {
+                    Ok(path) => println!("{}", path.display()),
+                    Err(e) => {
+                        failed = true;
+                        eprintln!("comfy-monitor: {}: {e}", file.filename);
+                    }
+                }
+            }
+            if failed {
+                ExitCode::from(exit::FAILED)
+            } else {
+                ExitCode::SUCCESS
+            }
+        }
+        JobState::Error => {
+            let e = j.error.as_ref();
+            fail(
+                format!(
+                    "{} failed{secs} at node {} {}: {}{}",
+                    j.prompt_id,
+                    e.and_then(|e| e.node_id.as_ref())
+                        .map(|n| n.as_str())
+                        .unwrap_or("?"),
+                    e.and_then(|e| e.node_type.as_deref()).unwrap_or("?"),
+                    e.and_then(|e| e.exception_type.as_deref())
+                        .map(|t| format!("{t}: "))
+                        .unwrap_or_default(),
+                    e.map(|e| e.message.as_str()).unwrap_or(""),
+                ),
+                exit::EXECUTION_ERROR,
+            )
+        }
+        JobState::Interrupted => fail(
+            format!("{} was interrupted{secs}", j.prompt_id),
+            exit::INTERRUPTED,
+        ),
+        JobState::Deleted => fail(
+            format!("{} was removed from the queue", j.prompt_id),
+            exit::INTERRUPTED,
+        ),
+        JobState::Lost => fail(
+            format!(
+                "{} was lost ({}); the workflow can be submitted again",
+                j.prompt_id,
+                j.detail
+                    .as_deref()
+                    .unwrap_or("the server has no record of it")
+            ),
+            exit::LOST,
+        ),
+        JobState::Pending | JobState::Running => ExitCode::from(exit::FAILED),
+    }
+}
+
+pub fn cancel(args: CancelArgs) -> ExitCode {
+    let spec = match spec_from_args(&args.server) {
+        Ok(s) => s,
+        Err(e) => return fail(e, exit::FAILED),
+    };
+    let rt = match runtime() {
+        Ok(rt) => rt,
+        Err(e) => return fail(e, exit::FAILED),
+    };
+    let id = PromptId::from(args.prompt_id.trim());
+    rt.block_on(async move {
+        let (engine, instance, _rx) = match connect(spec).await {
+            Ok(c) => c,
+            Err(e) => return fail(e, exit::FAILED),
+        };
+        let result = engine.cancel(instance, &id).await;
+        engine.shutdown().await;
+        match result {
+            Ok(CancelOutcome::Interrupted) => {
+                println!("{id}: was running; interrupted");
+                ExitCode::SUCCESS
+            }
+            Ok(CancelOutcome::Removed) => {
+                println!("{id}: was pending; removed from the queue");
+                ExitCode::SUCCESS
+            }
+            Ok(CancelOutcome::AlreadyFinished) => {
+                println!("{id}: had already finished; nothing to cancel");
+                ExitCode::SUCCESS
+            }
+            Ok(CancelOutcome::NotFound) => fail(
+                format!("{id}: the server does not know this job"),
+                exit::FAILED,
+            ),
+            Err(e) => fail(e, exit::FAILED),
+        }
+    })
+}

@@ -1,0 +1,220 @@
+//! Output files: downloaded through `/view` with the instance's credentials, saved without
+//! ever escaping the chosen folder, and turned into small thumbnails with bounded decoding so a
+//! hostile server cannot exhaust memory.
+
+use crate::api::{Api, ApiError};
+use comfy_protocol::http::OutputFile;
+use std::io::Write;
+use std::path::{Component, Path, PathBuf};
+
+/// Largest side of a thumbnail, in pixels.
+pub const THUMBNAIL_SIDE: u32 = 256;
+/// Images larger than this are not decoded for thumbnails.
+const MAX_DECODE_SIDE: u32 = 16_384;
+const MAX_DECODE_BYTES: u64 = 512 << 20;
+
+#[derive(Debug, thiserror::Error)]
+pub enum OutputError {
+    #[error(transparent)]
+    Api(#[from] ApiError),
+    #[error(
+        "{file}: the server has no such file (HTTP 404; temp files vanish when ComfyUI restarts)"
+    )]
+    Missing { file: String },
+    #[error("could not write {path}: {source}")]
+    Write {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{0:?} is not a file name ComfyUI could have written")]
+    BadName(String),
+    #[error("cannot make a thumbnail: {0}")]
+    Thumbnail(String),
+}
+
+/// The path under `dir` where `file` goes: `subfolder/filename`, with anything that could
+/// climb out of `dir` (absolute paths, `..`, drive prefixes) refused.
+pub fn local_path(dir: &Path, file: &OutputFile) -> Result<PathBuf, OutputError> {
+    let name = Path::new(&file.filename);
+    let mut comps = name.components();
+    let (Some(Component::Normal(only)), None) = (comps.next(), comps.next()) else {
+        return Err(OutputError::BadName(file.filename.clone()));
+    };
+    let mut path = dir.to_path_buf();
+    for c in Path::new(&file.subfolder).components() {
+        match c {
+            Component::Normal(p) => path.push(p),
+            Component::CurDir => {}
+            _ => return Err(OutputError::BadName(file.subfolder.clone())),
+        }
+    }
+    path.push(only);
+    Ok(path)
+}
+
+/// `name.png`, then `name (1).png`, ... : the first that does not exist.
+fn free_path(path: PathBuf) -> PathBuf {
+    if !path.exists() {
+        return path;
+    }
+    let stem = path
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let ext = path
+        .extension()
+        .map(|e| format!(".{}", e.to_string_lossy()))
+        .unwrap_or_default();
+    (1..)
+        .map(|i| path.with_file_name(format!("{stem} ({i}){ext}")))
+        .find(|p| !p.exists())
+        .unwrap_or(path)
+}
+
+impl Api {
+    /// Downloads one output into `dir` and returns where it went. The file is written under a
+    /// temporary name and renamed when complete, so a full disk leaves no half image behind.
+    pub async fn fetch_output(
+        &self,
+        file: &OutputFile,
+        dir: &Path,
+    ) -> Result<PathBuf, OutputError> {
+        let target = free_path(local_path(dir, file)?);
+        let query = format!(
+            "view?filename={}&subfolder={}&type={}",
+            enc(&file.filename),
+            enc(&file.subfolder),
+            enc(&file.kind)
+        );
+        let mut resp = self.get_stream(&self.route_of(&query)).await?;
+        if resp.status().as_u16() == 404 {
+            return Err(OutputError::Missing {
+                file: file.filename.clone(),
+            });
+        }
+        if !resp.status().is_success() {
+            return Err(ApiError::Status {
+                status: resp.status().as_u16(),
+                path: "view".into(),
+            }
+            .into());
+        }
+        let write_err = |path: &Path| {
+            let path = path.to_path_buf();
+            move |source| OutputError::Write { path, source }
+        };
+        if let Some(parent) = target.parent() {
+            std::fs::create_dir_all(parent).map_err(write_err(parent))?;
+        }
+        let partial = target.with_extension("part");
+        let result = async {
+            let mut out = std::fs::File::create(&partial).map_err(write_err(&partial))?;
+            while let Some(chunk) = resp
+                .chunk()
+                .await
+                .map_err(|e| ApiError::Unreachable(e.to_string()))?
+            {
+                out.write_all(&chunk).map_err(write_err(&partial))?;
+            }
+            out.sync_all().map_err(write_err(&partial))?;
+            std::fs::rename(&partial, &target).map_err(write_err(&target))
+        }
+        .await;
+        if result.is_err() {
+            let _ = std::fs::remove_file(&partial);
+        }
+        result.map(|()| target)
+    }
+}
+
+fn enc(s: &str) -> String {
+    url::form_urlencoded::byte_serialize(s.as_bytes()).collect()
+}
+
+/// A PNG thumbnail no larger than [`THUMBNAIL_SIDE`], from JPEG or PNG bytes. Decoding is
+/// bounded: an image declaring huge dimensions is refused before its pixels are allocated.
+pub fn thumbnail(bytes: &[u8]) -> Result<Vec<u8>, OutputError> {
+    let mut reader = image::ImageReader::new(std::io::Cursor::new(bytes))
+        .with_guessed_format()
+        .map_err(|e| OutputError::Thumbnail(e.to_string()))?;
+    let mut limits = image::Limits::default();
+    limits.max_image_width = Some(MAX_DECODE_SIDE);
+    limits.max_image_height = Some(MAX_DECODE_SIDE);
+    limits.max_alloc = Some(MAX_DECODE_BYTES);
+    reader.limits(limits);
+    let img = reader
+        .decode()
+        .map_err(|e| OutputError::Thumbnail(e.to_string()))?;
+    let thumb = img.thumbnail(THUMBNAIL_SIDE, THUMBNAIL_SIDE);
+    let mut out = Vec::new();
+    thumb
+        .write_to(&mut std::io::Cursor::new(&mut out), image::ImageFormat::Png)
+        .map_err(|e| OutputError::Thumbnail(e.to_string()))?;
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn file(name: &str, sub: &str) -> OutputFile {
+        OutputFile {
+            filename: name.into(),
+            subfolder: sub.into(),
+            kind: "output".into(),
+        }
+    }
+
+    #[test]
+    fn outputs_never_escape_the_chosen_folder() {
+        let dir = Path::new("/tmp/out");
+        assert_eq!(
+            local_path(dir, &file("a.png", "x/y")).unwrap(),
+            Path::new("/tmp/out/x/y/a.png")
+        );
+        for (name, sub) in [
+            ("../a.png", ""),
+            ("/etc/passwd", ""),
+            ("a.png", "../.."),
+            ("a.png", "/abs"),
+            ("", ""),
+        ] {
+            assert!(local_path(dir, &file(name, sub)).is_err(), "{name} {sub}");
+        }
+    }
+
+    #[test]
+    fn an_existing_file_is_never_overwritten() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("a.png");
+        std::fs::write(&p, b"x").unwrap();
+        assert_eq!(free_path(p.clone()), dir.path().join("a (1).png"));
+    }
+
+    #[test]
+    fn thumbnails_are_small_pngs() {
+        let img = image::RgbImage::from_pixel(1024, 512, image::Rgb([200, 10, 10]));
+        let mut jpeg = Vec::new();
+        image::DynamicImage::ImageRgb8(img)
+            .write_to(
+                &mut std::io::Cursor::new(&mut jpeg),
+                image::ImageFormat::Jpeg,
+            )
+            .unwrap();
+        let t = thumbnail(&jpeg).unwrap();
+        assert!(t.starts_with(b"\x89PNG"));
+        assert_eq!(comfy_protocol::image_size(&t), Some((256, 128)));
+    }
+
+    #[test]
+    fn an_image_declaring_huge_dimensions_is_refused_without_decoding() {
+        // A valid PNG header claiming 100000 x 100000 pixels, and no pixel data.
+        let mut png = b"\x89PNG\r\n\x1a\n\0\0\0\x0dIHDR".to_vec();
+        png.extend_from_slice(&100_000u32.to_be_bytes());
+        png.extend_from_slice(&100_000u32.to_be_bytes());
+        png.extend_from_slice(&[8, 2, 0, 0, 0, 0, 0, 0, 0]);
+        assert!(thumbnail(&png).is_err());
+        assert!(thumbnail(b"not an image").is_err());
+    }
+}
