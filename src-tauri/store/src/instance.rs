@@ -85,9 +85,7 @@ impl AuthSettings {
                         )));
                     }
                     if !seen.insert(n.to_ascii_lowercase()) {
-                        return Err(StoreError::Invalid(format!(
-                            "header `{n}` is listed twice"
-                        )));
+                        return Err(StoreError::Invalid(format!("header `{n}` is listed twice")));
                     }
                 }
             }

@@ -415,9 +415,11 @@ impl Store {
     pub fn job_workflow(&self, id: JobId) -> Result<Option<String>, StoreError> {
         let r = self
             .conn
-            .query_row("SELECT workflow_json FROM jobs WHERE id = ?1", [id.0], |r| {
-                r.get::<_, Option<String>>(0)
-            })
+            .query_row(
+                "SELECT workflow_json FROM jobs WHERE id = ?1",
+                [id.0],
+                |r| r.get::<_, Option<String>>(0),
+            )
             .optional()
             .map_err(StoreError::from)
             .and_then(|w| {

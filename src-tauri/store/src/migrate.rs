@@ -6,7 +6,7 @@
 
 use crate::error::StoreError;
 use crate::instance::{self, NewInstance};
-use rusqlite::Connection;
+use rusqlite::{Connection, Transaction, TransactionBehavior};
 use std::path::Path;
 
 /// The ordered migrations; entry `i` takes the schema from version `i` to `i + 1`.
@@ -34,6 +34,10 @@ pub(crate) fn user_version(conn: &Connection) -> Result<i64, StoreError> {
 /// Reads the header and refuses files this build must not migrate: other applications'
 /// databases and newer schemas. Writes nothing.
 pub(crate) fn check_version(conn: &Connection, path: &Path) -> Result<i64, StoreError> {
+    // One read transaction, so the version and the table list come from the same moment even
+    // while another process creates the schema.
+    let tx = Transaction::new_unchecked(conn, TransactionBehavior::Deferred)?;
+    let conn = &*tx;
     let version = user_version(conn)?;
     let app_id: i32 = conn.pragma_query_value(None, "application_id", |r| r.get(0))?;
     if app_id != 0 && app_id != APPLICATION_ID {

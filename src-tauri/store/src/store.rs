@@ -193,18 +193,34 @@ impl Store {
 
 /// Switches to WAL unless the file is in WAL already (the mode is stored in the file, so this
 /// writes only on a new or never-opened database).
+///
+/// Two connections switching the same new file at once both hold a shared lock and want an
+/// exclusive one; SQLite answers one of them `BUSY` at once, without waiting, to avoid a
+/// deadlock. That one asks again: its next attempt waits in the busy handler like any other and
+/// then finds the file already in WAL.
 fn enable_wal(conn: &Connection) -> Result<(), StoreError> {
-    let mode: String = conn.pragma_query_value(None, "journal_mode", |r| r.get(0))?;
-    if !mode.eq_ignore_ascii_case("wal") {
-        let now: String = conn.query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))?;
-        if !now.eq_ignore_ascii_case("wal") {
-            return Err(StoreError::Invalid(format!(
-                "SQLite refused write-ahead logging (journal mode stays `{now}`); \
-                 is the database on a network file system?"
-            )));
+    const ATTEMPTS: usize = 5;
+    let is_wal = |mode: &str| mode.eq_ignore_ascii_case("wal");
+    let mut last_busy = None;
+    for _ in 0..ATTEMPTS {
+        match conn.query_row("PRAGMA journal_mode = WAL", [], |r| r.get::<_, String>(0)) {
+            Ok(mode) if is_wal(&mode) => return Ok(()),
+            Ok(mode) => {
+                return Err(StoreError::Invalid(format!(
+                    "SQLite refused write-ahead logging (journal mode stays `{mode}`); \
+                     is the database on a network file system?"
+                )))
+            }
+            Err(e) if e.sqlite_error_code() == Some(rusqlite::ErrorCode::DatabaseBusy) => {
+                last_busy = Some(e);
+            }
+            Err(e) => return Err(e.into()),
         }
     }
-    Ok(())
+    Err(last_busy.map_or_else(
+        || StoreError::Invalid("write-ahead logging could not be enabled".into()),
+        StoreError::from,
+    ))
 }
 
 #[cfg(test)]
@@ -213,14 +229,20 @@ mod tests {
 
     #[test]
     fn env_var_wins_over_the_platform_directory() {
-        let p = default_path_from(Some("/tmp/x.db".into()), Some("/home/u/.local/share".into()));
+        let p = default_path_from(
+            Some("/tmp/x.db".into()),
+            Some("/home/u/.local/share".into()),
+        );
         assert_eq!(p.unwrap(), PathBuf::from("/tmp/x.db"));
     }
 
     #[test]
     fn empty_env_var_falls_back_to_the_platform_directory() {
         let p = default_path_from(Some("".into()), Some("/data/comfy-monitor".into()));
-        assert_eq!(p.unwrap(), PathBuf::from("/data/comfy-monitor/comfy-monitor.db"));
+        assert_eq!(
+            p.unwrap(),
+            PathBuf::from("/data/comfy-monitor/comfy-monitor.db")
+        );
     }
 
     #[test]

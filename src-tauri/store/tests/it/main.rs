@@ -1,1 +1,12 @@
+//! Integration tests of the store against real SQLite files in temporary directories. One
+//! binary, one module per area.
+
 #![allow(clippy::unwrap_used)]
+
+mod events;
+mod instances;
+mod jobs;
+mod open;
+mod outputs;
+mod secrets;
+mod support;
