@@ -40,7 +40,7 @@ pub(crate) fn check_version(conn: &Connection, path: &Path) -> Result<i64, Store
     let conn = &*tx;
     let version = user_version(conn)?;
     let app_id: i32 = conn.pragma_query_value(None, "application_id", |r| r.get(0))?;
-    if app_id != 0 && app_id != APPLICATION_ID {
+    if (app_id != 0 && app_id != APPLICATION_ID) || version < 0 {
         return Err(StoreError::Foreign {
             path: path.to_path_buf(),
         });

@@ -172,6 +172,15 @@ fn another_applications_database_is_refused_and_left_untouched() {
 }
 
 #[test]
+fn a_directory_in_place_of_the_file_cannot_be_opened() {
+    let (_dir, path) = db_path();
+    std::fs::create_dir(&path).unwrap();
+    let err = Store::open(&path).unwrap_err();
+    assert!(matches!(err, StoreError::CannotOpen { .. }), "{err:?}");
+    assert!(err.to_string().contains("monitor.db"));
+}
+
+#[test]
 fn a_read_only_store_reads_but_every_write_is_read_only() {
     // SQLite opened with SQLITE_OPEN_READ_ONLY fails writes with the same SQLITE_READONLY code
     // a 0444 file gives a normal user. This is the check that also runs as root, which ignores
