@@ -36,7 +36,7 @@ pub async fn forward(
 mod tests {
     use super::*;
     use comfy_engine::{
-        ConnectionState, ConnectionStatus, EventKind, Fidelity, JobOrigin, JobState, JobView,
+        ConnectionState, ConnectionStatus, EventKind, JobOrigin, JobState, JobView,
     };
     use time::OffsetDateTime;
 
@@ -50,31 +50,8 @@ mod tests {
 
     fn job(state: JobState, percent: f64) -> EventKind {
         EventKind::Job(Box::new(JobView {
-            prompt_id: "p".into(),
-            origin: JobOrigin::SelfApp,
-            fidelity: Fidelity::Live,
-            state,
-            number: None,
             percent: Some(percent),
-            node: None,
-            node_type: None,
-            node_title: None,
-            node_value: None,
-            node_max: None,
-            running_nodes: Vec::new(),
-            nodes_done: None,
-            nodes_total: None,
-            eta_ms: None,
-            steps_per_s: None,
-            queued_at_ms: 0,
-            started_at_ms: None,
-            ended_at_ms: None,
-            elapsed_ms: None,
-            outputs: Vec::new(),
-            error: None,
-            warnings: Vec::new(),
-            detail: None,
-            last_text: None,
+            ..JobView::new("p".into(), JobOrigin::SelfApp, state)
         }))
     }
 

@@ -147,9 +147,7 @@ fn unix_ms(ts: OffsetDateTime) -> i64 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use comfy_engine::{
-        ConnectionState, Fidelity, JobOrigin, JobState, JobView, Preview, ServerInfo,
-    };
+    use comfy_engine::{ConnectionState, JobOrigin, JobState, JobView, Preview, ServerInfo};
 
     fn event(kind: EventKind) -> Event {
         Event {
@@ -167,31 +165,8 @@ mod tests {
 
     fn job(id: &str, state: JobState, number: f64) -> EventKind {
         EventKind::Job(Box::new(JobView {
-            prompt_id: id.into(),
-            origin: JobOrigin::Other,
-            fidelity: Fidelity::Observed,
-            state,
             number: Some(number),
-            percent: None,
-            node: None,
-            node_type: None,
-            node_title: None,
-            node_value: None,
-            node_max: None,
-            running_nodes: Vec::new(),
-            nodes_done: None,
-            nodes_total: None,
-            eta_ms: None,
-            steps_per_s: None,
-            queued_at_ms: 0,
-            started_at_ms: None,
-            ended_at_ms: None,
-            elapsed_ms: None,
-            outputs: Vec::new(),
-            error: None,
-            warnings: Vec::new(),
-            detail: None,
-            last_text: None,
+            ..JobView::new(id.into(), JobOrigin::Other, state)
         }))
     }
 

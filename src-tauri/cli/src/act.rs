@@ -70,6 +70,15 @@ fn read_workflow(path: &Path) -> anyhow::Result<serde_json::Value> {
     Ok(v)
 }
 
+/// The instance and a runtime to reach it, or the exit status saying why not.
+fn prepare(
+    server: &crate::ServerArgs,
+) -> Result<(InstanceSpec, tokio::runtime::Runtime), ExitCode> {
+    let spec = spec_from_args(server).map_err(|e| fail(e, exit::FAILED))?;
+    let rt = runtime().map_err(|e| fail(e, exit::FAILED))?;
+    Ok((spec, rt))
+}
+
 fn fail(e: impl std::fmt::Display, code: u8) -> ExitCode {
     eprintln!("comfy-monitor: {e:#}");
     ExitCode::from(code)
@@ -80,13 +89,9 @@ pub fn submit(args: SubmitArgs) -> ExitCode {
         Ok(w) => w,
         Err(e) => return fail(e, exit::FAILED),
     };
-    let spec = match spec_from_args(&args.server) {
-        Ok(s) => s,
-        Err(e) => return fail(e, exit::FAILED),
-    };
-    let rt = match runtime() {
-        Ok(rt) => rt,
-        Err(e) => return fail(e, exit::FAILED),
+    let (spec, rt) = match prepare(&args.server) {
+        Ok(p) => p,
+        Err(code) => return code,
     };
     rt.block_on(async move {
         let (engine, id, mut rx) = match connect(spec).await {
@@ -282,13 +287,9 @@ async fn finish(engine: &Engine, id: InstanceId, j: &JobView, out: Option<&Path>
 }
 
 pub fn cancel(args: CancelArgs) -> ExitCode {
-    let spec = match spec_from_args(&args.server) {
-        Ok(s) => s,
-        Err(e) => return fail(e, exit::FAILED),
-    };
-    let rt = match runtime() {
-        Ok(rt) => rt,
-        Err(e) => return fail(e, exit::FAILED),
+    let (spec, rt) = match prepare(&args.server) {
+        Ok(p) => p,
+        Err(code) => return code,
     };
     let id = PromptId::from(args.prompt_id.trim());
     rt.block_on(async move {

@@ -117,6 +117,43 @@ pub struct JobView {
     pub last_text: Option<String>,
 }
 
+impl JobView {
+    /// A job known only by its id: no progress, no outputs yet. Fidelity follows the origin
+    /// (only our own jobs are seen live).
+    pub fn new(prompt_id: PromptId, origin: JobOrigin, state: JobState) -> Self {
+        Self {
+            prompt_id,
+            origin,
+            fidelity: match origin {
+                JobOrigin::SelfApp => Fidelity::Live,
+                JobOrigin::Other | JobOrigin::Anonymous => Fidelity::Observed,
+            },
+            state,
+            number: None,
+            percent: None,
+            node: None,
+            node_type: None,
+            node_title: None,
+            node_value: None,
+            node_max: None,
+            running_nodes: Vec::new(),
+            nodes_done: None,
+            nodes_total: None,
+            eta_ms: None,
+            steps_per_s: None,
+            queued_at_ms: 0,
+            started_at_ms: None,
+            ended_at_ms: None,
+            elapsed_ms: None,
+            outputs: Vec::new(),
+            error: None,
+            warnings: Vec::new(),
+            detail: None,
+            last_text: None,
+        }
+    }
+}
+
 /// The state of one instance's link.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
