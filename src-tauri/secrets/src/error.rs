@@ -1,0 +1,30 @@
+//! The one error type of the secrets crate, worded so the user can act on it.
+//!
+//! No variant carries a secret value, not even a fragment of one: the JSON parser's own messages
+//! can quote the input, so `Corrupt` keeps only where the file went wrong, never what it said.
+
+use std::path::PathBuf;
+
+#[derive(Debug, thiserror::Error)]
+pub enum SecretsError {
+    /// The OS keyring refused, failed or did not answer in time.
+    #[error("the OS keyring failed: {0}")]
+    Keyring(String),
+
+    /// The fallback file or its directory could not be read, written or created.
+    #[error("cannot use the secrets file {}: {source}", path.display())]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+
+    /// Not a comfy-monitor secrets file (bad JSON, wrong shape, unknown version). Left untouched.
+    #[error("{} is not a readable comfy-monitor secrets file ({detail}); it was left untouched: move it aside and enter the instance credentials again", path.display())]
+    Corrupt { path: PathBuf, detail: String },
+
+    /// The fallback file (or its directory) is open to other users, so its secrets may already
+    /// have leaked; it is not used until only its owner can reach it.
+    #[error("{} is open to other users (mode {mode:03o}), so comfy-monitor will not use it; run `chmod go-rwx {}` and consider changing the credentials it holds", path.display(), path.display())]
+    Insecure { path: PathBuf, mode: u32 },
+}
