@@ -5,6 +5,7 @@
 
 mod actions;
 mod cli;
+mod journal;
 mod live;
 mod support;
 mod traces;

@@ -10,6 +10,7 @@ pub mod api;
 pub mod backoff;
 pub mod event;
 pub mod instance;
+pub mod journal;
 pub mod outputs;
 pub mod processor;
 mod sink;
@@ -121,6 +122,16 @@ impl Engine {
 
     /// Starts monitoring an instance. Must be called inside a tokio runtime.
     pub fn add_instance(&mut self, spec: InstanceSpec) -> Result<InstanceId, EngineError> {
+        self.add_instance_with(spec, Vec::new())
+    }
+
+    /// Starts monitoring an instance, resuming jobs the journal left unfinished: the first
+    /// snapshot gives each its real outcome, or `lost` if the server has no record of it.
+    pub fn add_instance_with(
+        &mut self,
+        spec: InstanceSpec,
+        restored: Vec<journal::RestoredJob>,
+    ) -> Result<InstanceId, EngineError> {
         let api = api::Api::new(&spec)?;
         let id = InstanceId(self.next_id);
         self.next_id += 1;
@@ -135,8 +146,11 @@ impl Engine {
             sink::EventSink::new(spec.name.clone(), self.events.clone(), self.dropped.clone());
         let name = spec.name.clone();
         let client_id = spec.client_id.clone();
-        let task =
-            tokio::spawn(Supervisor::new(spec, api, sink, status_tx, cmd_rx, server_tx).run());
+        let task = tokio::spawn(
+            Supervisor::new(spec, api, sink, status_tx, cmd_rx, server_tx)
+                .restore(restored)
+                .run(),
+        );
         self.instances.insert(
             id,
             InstanceHandle {

@@ -136,6 +136,16 @@ impl Supervisor {
         }
     }
 
+    /// Hands the tracker the jobs the journal left unfinished.
+    pub(crate) fn restore(mut self, restored: Vec<crate::journal::RestoredJob>) -> Self {
+        for r in restored {
+            self.processor
+                .tracker_mut()
+                .restore_job(&r.item, r.state, r.queued_at);
+        }
+        self
+    }
+
     /// Applies a command that only touches the tracker; returns the others.
     async fn track(&mut self, cmd: Command) -> Option<Command> {
         match cmd {

@@ -959,6 +959,28 @@ impl Tracker {
         out
     }
 
+    /// A job the journal says was unfinished when the app last stopped. The first snapshot
+    /// judges it as if across a reconnect: still queued → followed; in history → its real
+    /// outcome; nowhere → lost.
+    pub fn restore_job(&mut self, item: &ActiveJob, state: JobState, queued_at: Millis) {
+        if self.is_finished(&item.prompt_id) || state.is_terminal() {
+            return;
+        }
+        let origin = match &item.client_id {
+            Some(Some(c)) if *c == self.client_id => JobOrigin::SelfApp,
+            Some(Some(_)) => JobOrigin::Other,
+            _ => JobOrigin::Anonymous,
+        };
+        let mut job = Job::new(item.prompt_id.clone(), origin, queued_at);
+        job.known_since = Millis::MIN;
+        job.state = state;
+        job.number = item.number;
+        job.graph = item.graph.clone();
+        job.replan();
+        self.jobs.insert(item.prompt_id.clone(), job);
+        self.after_reconnect = true;
+    }
+
     /// We are about to submit this job: follow it from the first frame, before the HTTP answer.
     pub fn expect_job(&mut self, item: &ActiveJob, now: Millis) -> Vec<Update> {
         let out = self.describe_job(item, now);
@@ -1098,7 +1120,9 @@ impl Tracker {
         for id in &snap.recent_finished {
             if self.baseline_done && !self.jobs.contains_key(id) && !self.is_finished(id) {
                 req.push(Request::Outcome(id.clone()));
-            } else if !self.baseline_done {
+            } else if !self.baseline_done && !self.jobs.contains_key(id) {
+                // Old news, unless it is a job we were following (restored from the journal):
+                // that one's outcome is looked up like any vanished job's.
                 self.remember_finished(id.clone());
             }
         }
@@ -1633,6 +1657,29 @@ mod tests {
         assert_eq!(req, [Request::Outcome("a".into())]);
         let u = t.apply_outcome(&"a".into(), Lookup::NotFound, 30);
         assert_eq!(job_states(&u), [("a".into(), JobState::Lost)]);
+    }
+
+    #[test]
+    fn a_restored_job_that_finished_meanwhile_gets_its_outcome_looked_up() {
+        let mut t = Tracker::new(ME);
+        t.restore_job(&active("p", 1.0, Some(ME)), JobState::Running, 0);
+        let mut s = snap(&[], &[]);
+        // Its history entry is among the recent ones at the first snapshot: still looked up.
+        s.recent_finished = vec!["p".into()];
+        let (_, req) = t.apply_snapshot(&s, 10);
+        assert_eq!(req, [Request::Outcome("p".into())]);
+        let u = t.apply_outcome(&"p".into(), finished("p", Outcome::Success), 20);
+        assert_eq!(job_states(&u), [("p".into(), JobState::Success)]);
+    }
+
+    #[test]
+    fn a_restored_job_the_server_never_heard_of_is_lost() {
+        let mut t = Tracker::new(ME);
+        t.restore_job(&active("p", 1.0, Some(ME)), JobState::Pending, 0);
+        let (_, req) = t.apply_snapshot(&snap(&[], &[]), 10);
+        assert_eq!(req, [Request::Outcome("p".into())]);
+        let u = t.apply_outcome(&"p".into(), Lookup::NotFound, 20);
+        assert_eq!(job_states(&u), [("p".into(), JobState::Lost)]);
     }
 
     #[test]

@@ -1,0 +1,191 @@
+//! The job journal: every job the engine reports is written to the store, its terminal state
+//! exactly once, so whatever happened is there after a restart of the app.
+//!
+//! The journal is a host of events, like a printer: it never talks to a server. Reconciliation
+//! needs no code of its own: unfinished entries are handed back to the tracker
+//! ([`Journal::restored_jobs`]) and the tracker's first snapshot settles them like jobs seen
+//! across a reconnect.
+
+use crate::event::{JobOrigin, JobState, JobView};
+use crate::tracker::ActiveJob;
+use comfy_protocol::PromptId;
+use comfy_store::{
+    InstanceId, JobEnd, JobOutcome, JobSeen, NewOutput, OutputKind, Store, StoreError,
+};
+
+/// An unfinished journal entry, to restore into the tracker.
+#[derive(Debug, Clone)]
+pub struct RestoredJob {
+    pub item: ActiveJob,
+    pub state: JobState,
+    pub queued_at: i64,
+}
+
+pub struct Journal {
+    store: Store,
+}
+
+fn origin(o: JobOrigin) -> comfy_store::JobOrigin {
+    match o {
+        JobOrigin::SelfApp => comfy_store::JobOrigin::SelfApp,
+        JobOrigin::Other => comfy_store::JobOrigin::Other,
+        JobOrigin::Anonymous => comfy_store::JobOrigin::Anonymous,
+    }
+}
+
+fn outcome(s: JobState) -> Option<JobOutcome> {
+    Some(match s {
+        JobState::Success => JobOutcome::Success,
+        JobState::Error => JobOutcome::Error,
+        JobState::Interrupted => JobOutcome::Interrupted,
+        JobState::Deleted => JobOutcome::Deleted,
+        JobState::Lost => JobOutcome::Lost,
+        JobState::Pending | JobState::Running => return None,
+    })
+}
+
+fn output_kind(kind: &str) -> OutputKind {
+    match kind {
+        "temp" => OutputKind::Temp,
+        "input" => OutputKind::Input,
+        _ => OutputKind::Output,
+    }
+}
+
+impl Journal {
+    pub fn new(store: Store) -> Self {
+        Self { store }
+    }
+
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    pub fn store_mut(&mut self) -> &mut Store {
+        &mut self.store
+    }
+
+    /// Records a job this app is submitting, with its workflow (kept for resubmission).
+    pub fn record_submitted(
+        &mut self,
+        instance: InstanceId,
+        prompt_id: &PromptId,
+        workflow: &serde_json::Value,
+        now: i64,
+    ) -> Result<(), StoreError> {
+        self.store.record_seen(
+            &JobSeen {
+                instance,
+                prompt_id: prompt_id.to_string(),
+                origin: comfy_store::JobOrigin::SelfApp,
+                number: None,
+                queued_at: now,
+                workflow_json: Some(workflow.to_string()),
+            },
+            now,
+        )?;
+        Ok(())
+    }
+
+    /// Records one job event. Returns `true` when this call wrote the job's terminal state.
+    pub fn record(
+        &mut self,
+        instance: InstanceId,
+        job: &JobView,
+        now: i64,
+    ) -> Result<bool, StoreError> {
+        let seen = JobSeen {
+            instance,
+            prompt_id: job.prompt_id.to_string(),
+            origin: origin(job.origin),
+            number: job.number,
+            queued_at: job.queued_at_ms,
+            workflow_json: None,
+        };
+        match (job.state, job.started_at_ms) {
+            (JobState::Running, Some(started)) => {
+                self.store.record_running(&seen, started, now)?;
+            }
+            _ => {
+                self.store.record_seen(&seen, now)?;
+            }
+        }
+        let Some(outcome) = outcome(job.state) else {
+            return Ok(false);
+        };
+        let written = self.store.record_terminal(
+            &JobEnd {
+                instance,
+                prompt_id: job.prompt_id.to_string(),
+                outcome,
+                started_at: job.started_at_ms,
+                finished_at: job.ended_at_ms.unwrap_or(now),
+                error_json: job
+                    .error
+                    .as_ref()
+                    .and_then(|e| serde_json::to_string(e).ok()),
+                outputs_json: (!job.outputs.is_empty())
+                    .then(|| serde_json::to_string(&job.outputs).ok())
+                    .flatten(),
+                node_durations_json: None,
+                detail: job.detail.clone(),
+            },
+            now,
+        )?;
+        if written && !job.outputs.is_empty() {
+            if let Some(rec) = self.store.job(instance, job.prompt_id.as_str())? {
+                let outputs: Vec<NewOutput> = job
+                    .outputs
+                    .iter()
+                    .map(|o| NewOutput {
+                        node_id: String::new(),
+                        filename: o.filename.clone(),
+                        subfolder: o.subfolder.clone(),
+                        kind: output_kind(&o.kind),
+                    })
+                    .collect();
+                self.store.record_outputs(rec.id, &outputs)?;
+            }
+        }
+        Ok(written)
+    }
+
+    /// Unfinished entries of an instance, to hand to the tracker when monitoring starts.
+    pub fn restored_jobs(
+        &self,
+        instance: InstanceId,
+        client_id: &str,
+    ) -> Result<Vec<RestoredJob>, StoreError> {
+        let mut out = Vec::new();
+        for rec in self.store.unfinished_jobs(instance)? {
+            let graph = if rec.has_workflow {
+                self.store
+                    .job_workflow(rec.id)?
+                    .and_then(|w| serde_json::from_str(&w).ok())
+            } else {
+                None
+            };
+            let client_id = match rec.origin {
+                comfy_store::JobOrigin::SelfApp => Some(Some(client_id.to_owned())),
+                comfy_store::JobOrigin::Other => Some(Some(String::new())),
+                comfy_store::JobOrigin::Anonymous => Some(None),
+            };
+            out.push(RestoredJob {
+                item: ActiveJob {
+                    prompt_id: PromptId::from(rec.prompt_id.as_str()),
+                    number: rec.number,
+                    client_id,
+                    graph,
+                    outputs_to_execute: None,
+                    create_time: None,
+                },
+                state: match rec.state {
+                    comfy_store::JobState::Running => JobState::Running,
+                    _ => JobState::Pending,
+                },
+                queued_at: rec.queued_at,
+            });
+        }
+        Ok(out)
+    }
+}

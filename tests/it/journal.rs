@@ -1,0 +1,225 @@
+//! The journal on a real SQLite file: nothing is lost when the app or the server restarts.
+
+use crate::live::{fake, job, sampler, until};
+use comfy_engine::actions::SubmitOptions;
+use comfy_engine::journal::Journal;
+use comfy_engine::{ConnectionState, Engine, Event, EventKind, InstanceSpec, JobState};
+use comfy_store::{NewInstance, Store};
+use fake_comfyui::{FakeComfy, ServerVersion};
+use std::sync::{Arc, Mutex};
+use tokio::sync::mpsc::Receiver;
+
+struct App {
+    engine: Engine,
+    id: comfy_engine::InstanceId,
+    recorder: tokio::task::JoinHandle<()>,
+    /// Terminal states this app wrote, per prompt id.
+    written: Arc<Mutex<Vec<(String, JobState)>>>,
+    ended: tokio::sync::mpsc::UnboundedReceiver<comfy_engine::JobView>,
+}
+
+/// Starts "the app": an engine on the store's first instance, resuming what the journal left
+/// unfinished, with every job event written to the journal.
+async fn start_app(server: &FakeComfy, db: &std::path::Path) -> App {
+    let mut store = Store::open(db).unwrap();
+    let rec = match store
+        .instances()
+        .unwrap()
+        .into_iter()
+        .find(|i| i.name == "fake")
+    {
+        Some(r) => r,
+        None => store
+            .insert_instance(&NewInstance::new("fake", server.base_url()), 0)
+            .unwrap(),
+    };
+    let journal = Journal::new(store);
+    let restored = journal.restored_jobs(rec.id, &rec.client_id).unwrap();
+    let mut spec = InstanceSpec::new("fake", &server.base_url()).unwrap();
+    spec.client_id = rec.client_id.clone();
+    let (mut engine, mut rx) = Engine::new(4096);
+    let id = engine.add_instance_with(spec, restored).unwrap();
+    let written = Arc::new(Mutex::new(Vec::new()));
+    let (ended_tx, ended) = tokio::sync::mpsc::unbounded_channel();
+    let journal = Arc::new(Mutex::new(journal));
+    let w = written.clone();
+    let j = journal.clone();
+    let instance = rec.id;
+    until(
+        &mut rx,
+        "connected",
+        |e| matches!(&e.kind, EventKind::Connection(c) if c.state == ConnectionState::Connected),
+    )
+    .await;
+    let recorder = tokio::spawn(async move {
+        record(&mut rx, &j, instance, &w, &ended_tx).await;
+    });
+    App {
+        engine,
+        id,
+        recorder,
+        written,
+        ended,
+    }
+}
+
+async fn record(
+    rx: &mut Receiver<Event>,
+    journal: &Mutex<Journal>,
+    instance: comfy_store::InstanceId,
+    written: &Mutex<Vec<(String, JobState)>>,
+    ended: &tokio::sync::mpsc::UnboundedSender<comfy_engine::JobView>,
+) {
+    while let Some(e) = rx.recv().await {
+        if let Some(j) = job(&e) {
+            let wrote = journal
+                .lock()
+                .unwrap()
+                .record(instance, j, comfy_engine::now_ms())
+                .unwrap();
+            if wrote {
+                written
+                    .lock()
+                    .unwrap()
+                    .push((j.prompt_id.to_string(), j.state));
+            }
+            if j.state.is_terminal() {
+                let _ = ended.send(j.clone());
+            }
+        }
+    }
+}
+
+async fn next_end(app: &mut App, id: &str) -> comfy_engine::JobView {
+    tokio::time::timeout(crate::live::GUARD, async {
+        loop {
+            let j = app.ended.recv().await.expect("recorder alive");
+            if j.prompt_id.as_str() == id {
+                return j;
+            }
+        }
+    })
+    .await
+    .expect("the job ended")
+}
+
+#[tokio::test]
+async fn a_job_that_finished_while_the_app_was_closed_gets_its_real_outcome_once() {
+    for version in [ServerVersion::V0_3_64, ServerVersion::V0_26] {
+        let server = fake(version).await;
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("journal.db");
+        let app = start_app(&server, &db).await;
+        let workflow = sampler(30, 10, "while_closed");
+        let s = app
+            .engine
+            .submit(app.id, workflow.clone(), SubmitOptions::default())
+            .await
+            .unwrap();
+        {
+            let store = Store::open(&db).unwrap();
+            let inst = store.instance_by_name("fake").unwrap().id;
+            let mut journal = Journal::new(store);
+            journal
+                .record_submitted(inst, &s.prompt_id, &workflow, comfy_engine::now_ms())
+                .unwrap();
+        }
+        // Wait until the journal saw it run, then kill the app: no shutdown, no goodbye.
+        let probe = Store::open(&db).unwrap();
+        let inst = probe.instance_by_name("fake").unwrap().id;
+        tokio::time::timeout(crate::live::GUARD, async {
+            loop {
+                let j = probe.job(inst, s.prompt_id.as_str()).unwrap();
+                if j.is_some_and(|j| j.state == comfy_store::JobState::Running) {
+                    break;
+                }
+                tokio::task::yield_now().await;
+                tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+            }
+        })
+        .await
+        .expect("recorded as running");
+        app.recorder.abort();
+        drop(app.engine);
+        assert!(app.written.lock().unwrap().is_empty());
+
+        server.wait_idle().await;
+        let mut again = start_app(&server, &db).await;
+        let end = next_end(&mut again, s.prompt_id.as_str()).await;
+        assert_eq!(end.state, JobState::Success, "{version}");
+        let rec = probe.job(inst, s.prompt_id.as_str()).unwrap().unwrap();
+        assert_eq!(rec.state, comfy_store::JobState::Success, "{version}");
+        assert!(
+            rec.outputs_json
+                .unwrap_or_default()
+                .contains("while_closed"),
+            "{version}"
+        );
+        assert!(rec.has_workflow, "the submitted workflow is kept");
+        assert_eq!(
+            again.written.lock().unwrap().clone(),
+            vec![(s.prompt_id.to_string(), JobState::Success)],
+            "{version}: written exactly once"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_job_lost_in_a_server_restart_is_offered_for_resubmission() {
+    let server = fake(ServerVersion::V0_26).await;
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("journal.db");
+    let mut app = start_app(&server, &db).await;
+    let workflow = sampler(2000, 10, "doomed");
+    let s = app
+        .engine
+        .submit(app.id, workflow.clone(), SubmitOptions::default())
+        .await
+        .unwrap();
+    {
+        let store = Store::open(&db).unwrap();
+        let inst = store.instance_by_name("fake").unwrap().id;
+        Journal::new(store)
+            .record_submitted(inst, &s.prompt_id, &workflow, comfy_engine::now_ms())
+            .unwrap();
+    }
+    server.restart().await;
+    let end = next_end(&mut app, s.prompt_id.as_str()).await;
+    assert_eq!(end.state, JobState::Lost);
+    let store = Store::open(&db).unwrap();
+    let lost = store.lost_own_jobs(None).unwrap();
+    assert_eq!(lost.len(), 1);
+    assert_eq!(lost[0].job.prompt_id, s.prompt_id.as_str());
+    let again: serde_json::Value = serde_json::from_str(&lost[0].workflow_json).unwrap();
+    assert_eq!(
+        again, workflow,
+        "the workflow to resubmit is the one submitted"
+    );
+}
+
+#[tokio::test]
+async fn a_job_gone_while_the_app_was_closed_is_lost_after_a_server_restart() {
+    let server = fake(ServerVersion::V0_3_64).await;
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("journal.db");
+    let app = start_app(&server, &db).await;
+    let theirs = server.submit(sampler(2000, 10, "theirs"), Some("browser"));
+    let probe = Store::open(&db).unwrap();
+    let inst = probe.instance_by_name("fake").unwrap().id;
+    tokio::time::timeout(crate::live::GUARD, async {
+        while probe.job(inst, &theirs).unwrap().is_none() {
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        }
+    })
+    .await
+    .expect("journalled");
+    app.recorder.abort();
+    drop(app.engine);
+    server.restart().await;
+    let mut again = start_app(&server, &db).await;
+    let end = next_end(&mut again, &theirs).await;
+    assert_eq!(end.state, JobState::Lost);
+    assert_eq!(end.detail.as_deref(), Some("server restarted"));
+    let rec = probe.job(inst, &theirs).unwrap().unwrap();
+    assert_eq!(rec.state, comfy_store::JobState::Lost);
+}
