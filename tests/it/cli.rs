@@ -5,17 +5,19 @@ use std::process::ExitCode;
 
 /// A fake server on its own runtime thread, so the CLI can run its own runtime here.
 fn serve(version: ServerVersion) -> (String, std::sync::mpsc::Sender<()>) {
+    serve_with(FakeConfig {
+        version,
+        ..FakeConfig::default()
+    })
+}
+
+fn serve_with(config: FakeConfig) -> (String, std::sync::mpsc::Sender<()>) {
     let (url_tx, url_rx) = std::sync::mpsc::channel();
     let (stop_tx, stop_rx) = std::sync::mpsc::channel::<()>();
     std::thread::spawn(move || {
         let rt = tokio::runtime::Runtime::new().unwrap();
         rt.block_on(async move {
-            let server = FakeComfy::start(FakeConfig {
-                version,
-                ..FakeConfig::default()
-            })
-            .await
-            .unwrap();
+            let server = FakeComfy::start(config).await.unwrap();
             url_tx.send(server.base_url()).unwrap();
             let _ = tokio::task::spawn_blocking(move || stop_rx.recv()).await;
         });
@@ -112,4 +114,149 @@ fn cancel_of_an_unknown_job_fails_and_says_so() {
     let (url, _stop) = serve(ServerVersion::V0_3_64);
     let id = "4f729e71-630a-4217-b3a2-86a1431c8e94";
     assert_eq!(run(&["cancel", id, "--url", &url]), ExitCode::from(1));
+}
+
+#[test]
+fn saved_instances_carry_their_secrets_outside_the_database_and_journal_their_jobs() {
+    let (url, _stop) = serve_with(FakeConfig {
+        auth: Some(fake_comfyui::FakeAuth::Bearer("t0ps3cret".into())),
+        ..FakeConfig::default()
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("profile.db");
+    let db = db.to_str().unwrap();
+    std::env::set_var("CM_TEST_SAVED_TOKEN", "t0ps3cret");
+    assert_eq!(
+        run(&[
+            "--db",
+            db,
+            "instances",
+            "add",
+            "--name",
+            "gpu",
+            "--url",
+            &url,
+            "--token-env",
+            "CM_TEST_SAVED_TOKEN"
+        ]),
+        ExitCode::SUCCESS
+    );
+    // A missing variable is a clear error, and nothing is saved.
+    assert_eq!(
+        run(&[
+            "--db",
+            db,
+            "instances",
+            "add",
+            "--name",
+            "x",
+            "--url",
+            &url,
+            "--token-env",
+            "CM_TEST_UNSET_VAR"
+        ]),
+        ExitCode::from(1)
+    );
+    let wf = dir.path().join("wf.json");
+    std::fs::write(
+        &wf,
+        r#"{"1": {"class_type": "MonitorTestSampler", "inputs": {"steps": 2, "step_delay_ms": 5, "seed": 3}},
+            "2": {"class_type": "SaveImage", "inputs": {"images": ["1", 0], "filename_prefix": "saved"}}}"#,
+    )
+    .unwrap();
+    assert_eq!(
+        run(&[
+            "--db",
+            db,
+            "submit",
+            wf.to_str().unwrap(),
+            "--instance",
+            "gpu",
+            "--wait"
+        ]),
+        ExitCode::SUCCESS,
+        "the token from the secret store reached the server"
+    );
+    let store = comfy_store::Store::open(db).unwrap();
+    let gpu = store.instance_by_name("gpu").unwrap();
+    assert!(store.instance_by_name("x").is_err());
+    let jobs = store.history(Some(gpu.id), 10, 0).unwrap();
+    assert_eq!(jobs.len(), 1);
+    assert_eq!(jobs[0].state, comfy_store::JobState::Success);
+    assert!(jobs[0].has_workflow);
+    drop(store);
+    for entry in std::fs::read_dir(dir.path()).unwrap() {
+        let p = entry.unwrap().path();
+        if p.file_name()
+            .unwrap()
+            .to_string_lossy()
+            .starts_with("profile.db")
+        {
+            let bytes = std::fs::read(&p).unwrap();
+            assert!(
+                !bytes.windows(9).any(|w| w == b"t0ps3cret"),
+                "{} holds the secret",
+                p.display()
+            );
+        }
+    }
+    assert_eq!(
+        run(&["--db", db, "instances", "remove", "gpu"]),
+        ExitCode::SUCCESS
+    );
+    assert_eq!(
+        run(&[
+            "--db",
+            db,
+            "submit",
+            wf.to_str().unwrap(),
+            "--instance",
+            "gpu"
+        ]),
+        ExitCode::from(1)
+    );
+}
+
+#[test]
+fn a_lost_job_of_ours_is_resubmitted_from_the_journal() {
+    let (url, _stop) = serve(ServerVersion::V0_26);
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("profile.db");
+    let workflow = serde_json::json!({
+        "1": {"class_type": "MonitorTestSampler", "inputs": {"steps": 2, "step_delay_ms": 5, "seed": 9}},
+        "2": {"class_type": "SaveImage", "inputs": {"images": ["1", 0], "filename_prefix": "again"}}
+    });
+    let lost_id = "0b5c1d70-6a8e-4b3f-9a1e-2f6c7d8e9f01";
+    {
+        let mut store = comfy_store::Store::open(&db).unwrap();
+        let inst = store
+            .insert_instance(&comfy_store::NewInstance::new("box", url.clone() + "/"), 1)
+            .unwrap();
+        let mut journal = comfy_engine::journal::Journal::new(store);
+        journal
+            .record_submitted(inst.id, &lost_id.into(), &workflow, 2)
+            .unwrap();
+        let mut lost = comfy_engine::JobView::new(
+            lost_id.into(),
+            comfy_engine::JobOrigin::SelfApp,
+            comfy_engine::JobState::Lost,
+        );
+        lost.detail = Some("server restarted".into());
+        assert!(journal.record(inst.id, &lost, 3).unwrap());
+    }
+    let db_s = db.to_str().unwrap();
+    assert_eq!(
+        run(&["--db", db_s, "resubmit", lost_id, "--wait"]),
+        ExitCode::SUCCESS
+    );
+    let store = comfy_store::Store::open(&db).unwrap();
+    let jobs = store.history(None, 10, 0).unwrap();
+    assert_eq!(jobs.len(), 2);
+    assert!(jobs
+        .iter()
+        .any(|j| j.state == comfy_store::JobState::Success && j.has_workflow));
+    assert_eq!(
+        run(&["--db", db_s, "resubmit", "not-a-lost-job"]),
+        ExitCode::from(1)
+    );
 }

@@ -2,10 +2,11 @@
 //! how it went, so scripts can rely on it.
 
 use crate::output::{Format, Printer};
-use crate::watch::{shutdown_signal, spec_from_args};
+use crate::watch::{resolve, shutdown_signal, Saved};
 use crate::{CancelArgs, SubmitArgs};
 use anyhow::{anyhow, Context};
 use comfy_engine::actions::{ActionError, CancelOutcome, SubmitOptions};
+use comfy_engine::journal::Journal;
 use comfy_engine::{
     ConnectionState, Engine, EngineError, Event, EventKind, InstanceId, InstanceSpec, JobState,
     JobView,
@@ -70,13 +71,29 @@ fn read_workflow(path: &Path) -> anyhow::Result<serde_json::Value> {
     Ok(v)
 }
 
-/// The instance and a runtime to reach it, or the exit status saying why not.
+/// The instance (and its journal, when saved) and a runtime to reach it, or the exit status
+/// saying why not.
 fn prepare(
     server: &crate::ServerArgs,
-) -> Result<(InstanceSpec, tokio::runtime::Runtime), ExitCode> {
-    let spec = spec_from_args(server).map_err(|e| fail(e, exit::FAILED))?;
+    db: Option<&Path>,
+) -> Result<(InstanceSpec, Option<Saved>, tokio::runtime::Runtime), ExitCode> {
+    let (spec, saved) = resolve(server, db).map_err(|e| fail(e, exit::FAILED))?;
     let rt = runtime().map_err(|e| fail(e, exit::FAILED))?;
-    Ok((spec, rt))
+    Ok((spec, saved, rt))
+}
+
+/// A journal to write one job's events to, when the instance is a saved one.
+type JobJournal = Option<(Journal, comfy_store::InstanceId)>;
+
+fn record(journal: &mut JobJournal, job: &JobView) {
+    if let Some((j, instance)) = journal.as_mut() {
+        if let Err(e) = j.record(*instance, job, comfy_engine::now_ms()) {
+            eprintln!(
+                "comfy-monitor: the journal could not record {}: {e}",
+                job.prompt_id
+            );
+        }
+    }
 }
 
 fn fail(e: impl std::fmt::Display, code: u8) -> ExitCode {
@@ -84,24 +101,44 @@ fn fail(e: impl std::fmt::Display, code: u8) -> ExitCode {
     ExitCode::from(code)
 }
 
-pub fn submit(args: SubmitArgs) -> ExitCode {
+pub fn submit(args: SubmitArgs, db: Option<&Path>) -> ExitCode {
     let workflow = match read_workflow(&args.workflow) {
         Ok(w) => w,
         Err(e) => return fail(e, exit::FAILED),
     };
-    let (spec, rt) = match prepare(&args.server) {
+    let (spec, saved, rt) = match prepare(&args.server, db) {
         Ok(p) => p,
         Err(code) => return code,
     };
-    rt.block_on(async move {
+    let journal = saved.map(|s| (Journal::new(s.profile.store), s.instance));
+    let wait = args.wait || args.out.is_some();
+    rt.block_on(submit_and_follow(
+        spec,
+        workflow,
+        journal,
+        args.preview_method.clone(),
+        wait,
+        args.out.clone(),
+        args.json,
+    ))
+}
+
+async fn submit_and_follow(
+    spec: InstanceSpec,
+    workflow: serde_json::Value,
+    mut journal: JobJournal,
+    preview_method: Option<String>,
+    wait: bool,
+    out: Option<std::path::PathBuf>,
+    json: bool,
+) -> ExitCode {
+    {
         let (engine, id, mut rx) = match connect(spec).await {
             Ok(c) => c,
             Err(e) => return fail(e, exit::FAILED),
         };
-        let options = SubmitOptions {
-            preview_method: args.preview_method.clone(),
-        };
-        let submission = match engine.submit(id, workflow, options).await {
+        let options = SubmitOptions { preview_method };
+        let submission = match engine.submit(id, workflow.clone(), options).await {
             Ok(s) => s,
             Err(EngineError::Action(ActionError::Rejected(r))) => {
                 engine.shutdown().await;
@@ -123,31 +160,52 @@ pub fn submit(args: SubmitArgs) -> ExitCode {
                 );
             }
         }
-        if args.json {
-            println!("{}", serde_json::json!({"event": "submitted", "prompt_id": submission.prompt_id, "number": submission.number, "node_errors": submission.node_errors}));
+        if let Some((j, instance)) = journal.as_mut() {
+            if let Err(e) = j.record_submitted(
+                *instance,
+                &submission.prompt_id,
+                &workflow,
+                comfy_engine::now_ms(),
+            ) {
+                eprintln!("comfy-monitor: the journal could not record the submission: {e}");
+            }
+        }
+        if json {
+            println!(
+                "{}",
+                serde_json::json!({"event": "submitted", "prompt_id": submission.prompt_id, "number": submission.number, "node_errors": submission.node_errors})
+            );
         } else {
             println!("queued {}", submission.prompt_id);
         }
-        if !args.wait && args.out.is_none() {
+        if !wait {
             engine.shutdown().await;
             return ExitCode::SUCCESS;
         }
-        let end = follow(&mut rx, &submission.prompt_id, args.json).await;
+        let end = follow(&mut rx, &submission.prompt_id, json, &mut journal).await;
         let code = match end {
             None => {
                 engine.shutdown().await;
-                return fail("interrupted before the job ended (it keeps running on the server)", exit::FAILED);
+                return fail(
+                    "interrupted before the job ended (it keeps running on the server)",
+                    exit::FAILED,
+                );
             }
-            Some(j) => finish(&engine, id, &j, args.out.as_deref()).await,
+            Some(j) => finish(&engine, id, &j, out.as_deref()).await,
         };
         engine.shutdown().await;
         code
-    })
+    }
 }
 
 /// Follows one job to its end: a progress bar on a terminal, NDJSON with `--json`, readable
 /// lines otherwise. `None` when stopped by Ctrl-C.
-async fn follow(rx: &mut Receiver<Event>, id: &PromptId, json: bool) -> Option<JobView> {
+async fn follow(
+    rx: &mut Receiver<Event>,
+    id: &PromptId,
+    json: bool,
+    journal: &mut JobJournal,
+) -> Option<JobView> {
     let tty = !json && std::io::stderr().is_terminal();
     let bar = tty.then(|| {
         let bar = ProgressBar::new(1000);
@@ -206,6 +264,7 @@ async fn follow(rx: &mut Receiver<Event>, id: &PromptId, json: bool) -> Option<J
             }
         }
         if let EventKind::Job(j) = &e.kind {
+            record(journal, j);
             if j.state.is_terminal() {
                 if let Some(bar) = bar {
                     bar.finish_and_clear();
@@ -286,8 +345,8 @@ async fn finish(engine: &Engine, id: InstanceId, j: &JobView, out: Option<&Path>
     }
 }
 
-pub fn cancel(args: CancelArgs) -> ExitCode {
-    let (spec, rt) = match prepare(&args.server) {
+pub fn cancel(args: CancelArgs, db: Option<&Path>) -> ExitCode {
+    let (spec, _, rt) = match prepare(&args.server, db) {
         Ok(p) => p,
         Err(code) => return code,
     };
@@ -319,4 +378,42 @@ pub fn cancel(args: CancelArgs) -> ExitCode {
             Err(e) => fail(e, exit::FAILED),
         }
     })
+}
+
+/// `comfy-monitor resubmit`: queue again one of this app's lost jobs, from the journal.
+pub fn resubmit(prompt_id: &str, wait: bool, db: Option<&Path>) -> ExitCode {
+    let found = (|| -> anyhow::Result<_> {
+        let profile = crate::profile::Profile::open(db)?;
+        let lost = profile.store.lost_own_jobs(None)?;
+        let Some(job) = lost
+            .into_iter()
+            .find(|l| l.job.prompt_id == prompt_id.trim())
+        else {
+            anyhow::bail!(
+                "{prompt_id} is not a lost job of this app (see `comfy-monitor history`)"
+            );
+        };
+        let workflow: serde_json::Value = serde_json::from_str(&job.workflow_json)
+            .context("the journalled workflow is not JSON")?;
+        let rec = profile.store.instance(job.job.instance)?;
+        let spec = profile.spec(&rec)?;
+        Ok((spec, workflow, (Journal::new(profile.store), rec.id)))
+    })();
+    let (spec, workflow, journal) = match found {
+        Ok(f) => f,
+        Err(e) => return fail(e, exit::FAILED),
+    };
+    let rt = match runtime() {
+        Ok(rt) => rt,
+        Err(e) => return fail(e, exit::FAILED),
+    };
+    rt.block_on(submit_and_follow(
+        spec,
+        workflow,
+        Some(journal),
+        None,
+        wait,
+        None,
+        false,
+    ))
 }

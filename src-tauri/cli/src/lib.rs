@@ -4,7 +4,9 @@
 //! app. This crate never imports tauri.
 
 mod act;
+mod instances;
 mod output;
+mod profile;
 pub mod replay;
 pub mod trace;
 mod watch;
@@ -22,6 +24,10 @@ use std::process::ExitCode;
     about = "Monitor ComfyUI servers. Without a subcommand, opens the desktop app."
 )]
 pub struct Cli {
+    /// The SQLite file with saved instances and the job journal (default: the platform's data
+    /// folder).
+    #[arg(long, global = true, env = "COMFY_MONITOR_DB", value_name = "PATH")]
+    pub db: Option<PathBuf>,
     #[command(subcommand)]
     pub command: Option<Command>,
 }
@@ -36,6 +42,24 @@ pub enum Command {
     Submit(SubmitArgs),
     /// Cancel one job: remove it if pending, interrupt it if running. Never touches another job.
     Cancel(CancelArgs),
+    /// Saved instances: list, add, edit, remove.
+    #[command(subcommand)]
+    Instances(instances::InstancesCommand),
+    /// Jobs in the journal, newest first.
+    History {
+        #[arg(long)]
+        instance: Option<String>,
+        #[arg(long, default_value_t = 50)]
+        limit: u32,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Queue again a job of this app that was lost (e.g. in a server restart).
+    Resubmit {
+        prompt_id: String,
+        #[arg(long)]
+        wait: bool,
+    },
 }
 
 #[derive(Debug, Args)]
@@ -75,12 +99,15 @@ pub struct CancelArgs {
     pub server: ServerArgs,
 }
 
-/// How to reach one server.
+/// How to reach one server: a saved instance, or a URL with its flags.
 #[derive(Debug, Args)]
 pub struct ServerArgs {
+    /// A saved instance (see `comfy-monitor instances`); its jobs go to the journal.
+    #[arg(long, conflicts_with = "url", required_unless_present = "url")]
+    pub instance: Option<String>,
     /// Server base URL, e.g. http://127.0.0.1:8188 (a path prefix behind a proxy is kept).
     #[arg(long)]
-    pub url: String,
+    pub url: Option<String>,
     /// Name shown in every line (defaults to the URL's host:port).
     #[arg(long)]
     pub name: Option<String>,
@@ -141,11 +168,19 @@ where
     };
     let command = cli.command?;
     init_logging();
+    let db = cli.db.as_deref();
     let result = match command {
-        Command::Watch(args) => watch::run(args),
+        Command::Watch(args) => watch::run(args, db),
         Command::Replay(args) => replay::run(args),
-        Command::Submit(args) => return Some(act::submit(args)),
-        Command::Cancel(args) => return Some(act::cancel(args)),
+        Command::Submit(args) => return Some(act::submit(args, db)),
+        Command::Cancel(args) => return Some(act::cancel(args, db)),
+        Command::Instances(cmd) => instances::run(cmd, db),
+        Command::History {
+            instance,
+            limit,
+            json,
+        } => instances::history(instance.as_deref(), limit, json, db),
+        Command::Resubmit { prompt_id, wait } => return Some(act::resubmit(&prompt_id, wait, db)),
     };
     Some(match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -5,9 +5,41 @@ use crate::{ServerArgs, WatchArgs};
 use anyhow::{bail, Context};
 use comfy_engine::{Auth, Engine, InstanceSpec, Secret, DEFAULT_EVENT_CAPACITY};
 
-/// Builds the instance from the flags; bad input gets a clear error before anything connects.
+/// A saved instance, opened for journalling.
+pub struct Saved {
+    pub profile: crate::profile::Profile,
+    pub instance: comfy_store::InstanceId,
+}
+
+/// The instance to act on: a saved one (with its journal), or one built from the flags. Bad
+/// input gets a clear error before anything connects.
+pub fn resolve(
+    args: &ServerArgs,
+    db: Option<&std::path::Path>,
+) -> anyhow::Result<(InstanceSpec, Option<Saved>)> {
+    match &args.instance {
+        Some(name) => {
+            let profile = crate::profile::Profile::open(db)?;
+            let rec = profile.instance(name)?;
+            let spec = profile.spec(&rec)?;
+            Ok((
+                spec,
+                Some(Saved {
+                    profile,
+                    instance: rec.id,
+                }),
+            ))
+        }
+        None => Ok((spec_from_args(args)?, None)),
+    }
+}
+
+/// Builds the instance from the URL flags.
 pub fn spec_from_args(args: &ServerArgs) -> anyhow::Result<InstanceSpec> {
-    let url = comfy_engine::instance::parse_base_url(&args.url)?;
+    let Some(url) = &args.url else {
+        bail!("give --url or --instance");
+    };
+    let url = comfy_engine::instance::parse_base_url(url)?;
     let name =
         args.name
             .clone()
@@ -68,8 +100,16 @@ pub fn spec_from_args(args: &ServerArgs) -> anyhow::Result<InstanceSpec> {
     Ok(spec)
 }
 
-pub fn run(args: WatchArgs) -> anyhow::Result<()> {
-    let spec = spec_from_args(&args.server)?;
+pub fn run(args: WatchArgs, db: Option<&std::path::Path>) -> anyhow::Result<()> {
+    let (spec, saved) = resolve(&args.server, db)?;
+    let mut journal = match saved {
+        Some(s) => {
+            let j = comfy_engine::journal::Journal::new(s.profile.store);
+            let restored = j.restored_jobs(s.instance, &spec.client_id)?;
+            Some((j, s.instance, restored))
+        }
+        None => None,
+    };
     let format = if args.json {
         Format::Json
     } else {
@@ -86,7 +126,8 @@ pub fn run(args: WatchArgs) -> anyhow::Result<()> {
             spec.base_url, spec.client_id
         );
         let (mut engine, mut events) = Engine::new(DEFAULT_EVENT_CAPACITY);
-        engine.add_instance(spec)?;
+        let restored = journal.as_mut().map(|j| std::mem::take(&mut j.2)).unwrap_or_default();
+        engine.add_instance_with(spec, restored)?;
         let mut printer = Printer::new(std::io::stdout().lock(), format);
         let stop = shutdown_signal();
         tokio::pin!(stop);
@@ -94,6 +135,11 @@ pub fn run(args: WatchArgs) -> anyhow::Result<()> {
             tokio::select! {
                 e = events.recv() => match e {
                     Some(e) => {
+                        if let (Some((j, instance, _)), comfy_engine::EventKind::Job(job)) = (journal.as_mut(), &e.kind) {
+                            if let Err(err) = j.record(*instance, job, comfy_engine::now_ms()) {
+                                eprintln!("comfy-monitor: the journal could not record {}: {err}", job.prompt_id);
+                            }
+                        }
                         if let Err(err) = printer.print(&e) {
                             // A closed pipe (`| head`) ends the watch quietly.
                             if err.kind() == std::io::ErrorKind::BrokenPipe { break; }

@@ -1,0 +1,335 @@
+//! `comfy-monitor instances` and `history`: the saved instances and the job journal.
+
+use crate::profile::{read_secret, Profile};
+use anyhow::{bail, Context};
+use clap::{Args, Subcommand};
+use comfy_store::{secret_ref, AuthSettings, InstanceRecord, InstanceUpdate, NewInstance};
+use std::path::Path;
+
+#[derive(Debug, Subcommand)]
+pub enum InstancesCommand {
+    /// The saved instances.
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Save a new instance.
+    Add {
+        #[arg(long)]
+        name: String,
+        #[arg(long)]
+        url: String,
+        #[command(flatten)]
+        auth: AuthArgs,
+        /// Accept a self-signed certificate.
+        #[arg(long)]
+        insecure: bool,
+        /// Saved but not monitored.
+        #[arg(long)]
+        disabled: bool,
+    },
+    /// Change a saved instance; only the options given change.
+    Edit {
+        name: String,
+        #[arg(long)]
+        rename: Option<String>,
+        #[arg(long)]
+        url: Option<String>,
+        #[command(flatten)]
+        auth: AuthArgs,
+        /// Remove any authentication.
+        #[arg(long, conflicts_with_all = ["token_env", "basic_user", "header_env", "query_token_env"])]
+        no_auth: bool,
+        #[arg(long, conflicts_with = "secure")]
+        insecure: bool,
+        /// Verify certificates again.
+        #[arg(long)]
+        secure: bool,
+        #[arg(long, conflicts_with = "disable")]
+        enable: bool,
+        #[arg(long)]
+        disable: bool,
+    },
+    /// Forget an instance (its secrets too; its journal entries go with it).
+    Remove { name: String },
+}
+
+/// Credentials: each secret comes from the named environment variable, or from a no-echo
+/// prompt when the name is `-`. Never from the command line itself.
+#[derive(Debug, Args, Default)]
+pub struct AuthArgs {
+    /// Bearer token from this environment variable.
+    #[arg(long, value_name = "VAR", conflicts_with_all = ["basic_user", "query_token_env"])]
+    pub token_env: Option<String>,
+    /// Basic auth user name (the password comes from --password-env).
+    #[arg(long, requires = "password_env", conflicts_with = "query_token_env")]
+    pub basic_user: Option<String>,
+    #[arg(long, value_name = "VAR")]
+    pub password_env: Option<String>,
+    /// A header whose value comes from an environment variable: 'Name:VAR' (repeatable).
+    #[arg(long, value_name = "NAME:VAR")]
+    pub header_env: Vec<String>,
+    /// `?token=` value from this environment variable (ComfyUI-Login).
+    #[arg(long, value_name = "VAR")]
+    pub query_token_env: Option<String>,
+}
+
+impl AuthArgs {
+    fn given(&self) -> bool {
+        self.token_env.is_some()
+            || self.basic_user.is_some()
+            || !self.header_env.is_empty()
+            || self.query_token_env.is_some()
+    }
+
+    /// The settings to store and the secrets (slot, value) to put in the keyring.
+    fn resolve(&self) -> anyhow::Result<(AuthSettings, Vec<(String, String)>)> {
+        if !self.header_env.is_empty() {
+            if self.token_env.is_some()
+                || self.basic_user.is_some()
+                || self.query_token_env.is_some()
+            {
+                bail!("--header-env cannot be combined with other kinds of authentication");
+            }
+            let mut names = Vec::new();
+            let mut secrets = Vec::new();
+            for h in &self.header_env {
+                let (name, var) = h.split_once(':').with_context(|| {
+                    format!("--header-env must look like 'Name:VAR', got {h:?}")
+                })?;
+                let name = name.trim().to_owned();
+                if name.is_empty() {
+                    bail!("--header-env {h:?} has an empty header name");
+                }
+                let value = read_secret(var.trim(), &format!("value of header {name}"))?;
+                secrets.push((format!("header:{}", name.to_ascii_lowercase()), value));
+                names.push(name);
+            }
+            return Ok((AuthSettings::Headers { names }, secrets));
+        }
+        if let Some(var) = &self.token_env {
+            return Ok((
+                AuthSettings::Bearer,
+                vec![("token".into(), read_secret(var, "token")?)],
+            ));
+        }
+        if let Some(var) = &self.query_token_env {
+            return Ok((
+                AuthSettings::QueryToken,
+                vec![("token".into(), read_secret(var, "token")?)],
+            ));
+        }
+        if let Some(user) = &self.basic_user {
+            let var = self
+                .password_env
+                .as_deref()
+                .context("--basic-user needs --password-env")?;
+            return Ok((
+                AuthSettings::Basic { user: user.clone() },
+                vec![("password".into(), read_secret(var, "password")?)],
+            ));
+        }
+        Ok((AuthSettings::None, Vec::new()))
+    }
+}
+
+fn auth_label(a: &AuthSettings) -> String {
+    match a {
+        AuthSettings::None => "none".into(),
+        AuthSettings::Bearer => "bearer".into(),
+        AuthSettings::QueryToken => "query token".into(),
+        AuthSettings::Basic { user } => format!("basic ({user})"),
+        AuthSettings::Headers { names } => format!("headers ({})", names.join(", ")),
+    }
+}
+
+fn record_json(r: &InstanceRecord) -> serde_json::Value {
+    serde_json::json!({
+        "name": r.name, "url": r.base_url, "auth": auth_label(&r.auth),
+        "insecure": r.accept_invalid_certs, "enabled": r.enabled, "client_id": r.client_id,
+        "last_status": r.last_status, "last_connected": r.last_connected,
+    })
+}
+
+fn normalise_url(url: &str) -> anyhow::Result<String> {
+    Ok(comfy_engine::instance::parse_base_url(url)?.to_string())
+}
+
+pub fn run(cmd: InstancesCommand, db: Option<&Path>) -> anyhow::Result<()> {
+    let mut profile = Profile::open(db)?;
+    let now = comfy_engine::now_ms();
+    match cmd {
+        InstancesCommand::List { json } => {
+            for r in profile.store.instances()? {
+                if json {
+                    println!("{}", record_json(&r));
+                } else {
+                    println!(
+                        "{:<16} {:<36} auth: {:<20}{}{}",
+                        r.name,
+                        r.base_url,
+                        auth_label(&r.auth),
+                        if r.enabled { "" } else { " (disabled)" },
+                        if r.accept_invalid_certs {
+                            " (self-signed ok)"
+                        } else {
+                            ""
+                        }
+                    );
+                }
+            }
+        }
+        InstancesCommand::Add {
+            name,
+            url,
+            auth,
+            insecure,
+            disabled,
+        } => {
+            let (settings, secrets) = auth.resolve()?;
+            let mut new = NewInstance::new(name, normalise_url(&url)?);
+            new.auth = settings;
+            new.accept_invalid_certs = insecure;
+            new.enabled = !disabled;
+            let rec = profile.store.insert_instance(&new, now)?;
+            store_secrets(&profile, &rec, &secrets)?;
+            println!("added {} ({})", rec.name, rec.base_url);
+        }
+        InstancesCommand::Edit {
+            name,
+            rename,
+            url,
+            auth,
+            no_auth,
+            insecure,
+            secure,
+            enable,
+            disable,
+        } => {
+            let rec = profile.instance(&name)?;
+            let mut update = InstanceUpdate {
+                name: rename,
+                base_url: url.as_deref().map(normalise_url).transpose()?,
+                ..InstanceUpdate::default()
+            };
+            let mut secrets = Vec::new();
+            if no_auth {
+                update.auth = Some(AuthSettings::None);
+            } else if auth.given() {
+                let (settings, s) = auth.resolve()?;
+                update.auth = Some(settings);
+                secrets = s;
+            }
+            if insecure || secure {
+                update.accept_invalid_certs = Some(insecure);
+            }
+            if enable || disable {
+                update.enabled = Some(enable);
+            }
+            let old_slots = rec.secret_slots.clone();
+            let updated = profile.store.update_instance(rec.id, &update, now)?;
+            if update.auth.is_some() {
+                let s = profile.secrets()?;
+                for slot in old_slots {
+                    s.delete(&slot.secret_ref)?;
+                }
+                store_secrets(&profile, &updated, &secrets)?;
+            }
+            println!("updated {}", updated.name);
+        }
+        InstancesCommand::Remove { name } => {
+            let rec = profile.instance(&name)?;
+            let removed = profile.store.delete_instance(rec.id)?;
+            if !removed.secret_slots.is_empty() {
+                let s = profile.secrets()?;
+                for slot in &removed.secret_slots {
+                    s.delete(&slot.secret_ref)?;
+                }
+            }
+            println!("removed {}", removed.name);
+        }
+    }
+    Ok(())
+}
+
+fn store_secrets(
+    profile: &Profile,
+    rec: &InstanceRecord,
+    secrets: &[(String, String)],
+) -> anyhow::Result<()> {
+    if secrets.is_empty() {
+        return Ok(());
+    }
+    let s = profile.secrets()?;
+    for (slot, value) in secrets {
+        s.set(&secret_ref(rec.id, slot), value)?;
+    }
+    Ok(())
+}
+
+/// `comfy-monitor history`.
+pub fn history(
+    instance: Option<&str>,
+    limit: u32,
+    json: bool,
+    db: Option<&Path>,
+) -> anyhow::Result<()> {
+    let profile = Profile::open(db)?;
+    let inst = instance.map(|n| profile.instance(n)).transpose()?;
+    let names: std::collections::HashMap<_, _> = profile
+        .store
+        .instances()?
+        .into_iter()
+        .map(|i| (i.id, i.name))
+        .collect();
+    for j in profile
+        .store
+        .history(inst.as_ref().map(|i| i.id), limit, 0)?
+    {
+        let name = names.get(&j.instance).cloned().unwrap_or_default();
+        if json {
+            println!(
+                "{}",
+                serde_json::json!({
+                    "instance": name, "prompt_id": j.prompt_id, "origin": j.origin.as_str(),
+                    "state": format!("{:?}", j.state).to_lowercase(), "queued_at_ms": j.queued_at,
+                    "started_at_ms": j.started_at, "finished_at_ms": j.finished_at,
+                    "outputs": j.outputs_json.as_deref().and_then(|o| serde_json::from_str::<serde_json::Value>(o).ok()),
+                    "error": j.error_json.as_deref().and_then(|o| serde_json::from_str::<serde_json::Value>(o).ok()),
+                    "detail": j.detail, "resubmittable": j.has_workflow && j.state == comfy_store::JobState::Lost,
+                })
+            );
+        } else {
+            let when =
+                time::OffsetDateTime::from_unix_timestamp_nanos(j.queued_at as i128 * 1_000_000)
+                    .ok()
+                    .and_then(|t| {
+                        t.format(&time::macros::format_description!(
+                            "[year]-[month]-[day] [hour]:[minute]"
+                        ))
+                        .ok()
+                    })
+                    .unwrap_or_default();
+            let took = match (j.started_at, j.finished_at) {
+                (Some(s), Some(f)) => format!(" {:.1} s", (f - s).max(0) as f64 / 1000.0),
+                _ => String::new(),
+            };
+            let hint = if j.has_workflow && j.state == comfy_store::JobState::Lost {
+                "  (resubmit: comfy-monitor resubmit ".to_owned() + &j.prompt_id + ")"
+            } else {
+                String::new()
+            };
+            println!(
+                "{when} {name:<12} {} {:<11} {:<9}{took}{}{hint}",
+                &j.prompt_id[..j.prompt_id.len().min(8)],
+                format!("{:?}", j.state).to_lowercase(),
+                j.origin.as_str(),
+                j.detail
+                    .as_deref()
+                    .map(|d| format!(" ({d})"))
+                    .unwrap_or_default(),
+            );
+        }
+    }
+    Ok(())
+}
