@@ -9,6 +9,7 @@
 //! This module must not hold values longer than one call or put them into an error message.
 
 use crate::SecretsError;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc;
 use std::thread;
 use std::time::Duration;
@@ -23,9 +24,12 @@ pub(crate) const PROBE_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long one get/set/delete may take. Long enough for a person to answer an unlock prompt.
 pub(crate) const CALL_TIMEOUT: Duration = Duration::from_secs(60);
 
-/// The probe's item: one per process, so two starting at once never see each other's item.
+/// The probe's item: one per call (process id and a counter), so two probes running at once,
+/// in one process or two, never read or delete each other's item.
 fn probe_account() -> String {
-    format!("probe/{}", std::process::id())
+    static PROBES: AtomicU64 = AtomicU64::new(0);
+    let n = PROBES.fetch_add(1, Ordering::Relaxed);
+    format!("probe/{}/{n}", std::process::id())
 }
 
 /// A harmless write, read back and delete of a throwaway item. `Err` says why the keyring cannot

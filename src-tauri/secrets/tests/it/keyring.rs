@@ -62,3 +62,27 @@ fn the_keyring_works_from_inside_an_async_runtime() {
         assert_eq!(task.await.unwrap().as_deref(), Some("p"));
     });
 }
+
+#[test]
+#[ignore = "needs a running, unlocked OS keyring"]
+fn many_threads_can_use_the_keyring_at_once() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (secrets, opened) = Secrets::open(&tmp.path().join("secrets.json")).unwrap();
+    assert_eq!(opened.backend, Backend::Keyring, "{:?}", opened.reason);
+    let secrets = std::sync::Arc::new(secrets);
+    let threads: Vec<_> = (0..6)
+        .map(|i| {
+            let secrets = secrets.clone();
+            std::thread::spawn(move || {
+                let r = secret_ref(&format!("slot{i}"));
+                secrets.set(&r, &format!("value {i}")).unwrap();
+                let read = secrets.get(&r).unwrap();
+                secrets.delete(&r).unwrap();
+                assert_eq!(read, Some(format!("value {i}")));
+            })
+        })
+        .collect();
+    for t in threads {
+        t.join().unwrap();
+    }
+}
