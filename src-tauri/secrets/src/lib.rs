@@ -76,9 +76,10 @@ impl Opened {
             .as_deref()
             .unwrap_or("no OS keyring is available");
         Some(format!(
-            "Instance credentials are kept in {} (readable only by you), not in the OS keyring: {why}. \
-             To use the keyring instead, run a Secret Service such as GNOME Keyring or KeePassXC \
-             and enter the credentials again.",
+            "Instance credentials are kept in {} (readable only by you), not in the OS keyring: \
+             {why}. To use the keyring, leave {BACKEND_ENV_VAR} unset and run an unlocked Secret \
+             Service such as GNOME Keyring or KeePassXC; credentials already in the file are not \
+             moved, so enter them again.",
             path.display()
         ))
     }
