@@ -23,6 +23,9 @@ pub struct RestoredJob {
 
 pub struct Journal {
     store: Store,
+    /// The state last written per job: progress events (many a second) change nothing in the
+    /// journal, so they cost no write.
+    written: std::collections::HashMap<(InstanceId, PromptId), JobState>,
 }
 
 fn origin(o: JobOrigin) -> comfy_store::JobOrigin {
@@ -54,7 +57,10 @@ fn output_kind(kind: &str) -> OutputKind {
 
 impl Journal {
     pub fn new(store: Store) -> Self {
-        Self { store }
+        Self {
+            store,
+            written: std::collections::HashMap::new(),
+        }
     }
 
     pub fn store(&self) -> &Store {
@@ -94,6 +100,20 @@ impl Journal {
         job: &JobView,
         now: i64,
     ) -> Result<bool, StoreError> {
+        let key = (instance, job.prompt_id.clone());
+        if self.written.get(&key) == Some(&job.state) {
+            return Ok(false);
+        }
+        let written = self.write(instance, job, now)?;
+        if job.state.is_terminal() {
+            self.written.remove(&key);
+        } else {
+            self.written.insert(key, job.state);
+        }
+        Ok(written)
+    }
+
+    fn write(&mut self, instance: InstanceId, job: &JobView, now: i64) -> Result<bool, StoreError> {
         let seen = JobSeen {
             instance,
             prompt_id: job.prompt_id.to_string(),
