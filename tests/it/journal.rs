@@ -90,6 +90,25 @@ async fn record(
     }
 }
 
+/// Submits as the app does, with the workflow journalled for resubmission.
+async fn submit_journalled(
+    app: &App,
+    db: &std::path::Path,
+    workflow: &serde_json::Value,
+) -> comfy_engine::Submission {
+    let s = app
+        .engine
+        .submit(app.id, workflow.clone(), SubmitOptions::default())
+        .await
+        .unwrap();
+    let store = Store::open(db).unwrap();
+    let inst = store.instance_by_name("fake").unwrap().id;
+    Journal::new(store)
+        .record_submitted(inst, &s.prompt_id, workflow, comfy_engine::now_ms())
+        .unwrap();
+    s
+}
+
 async fn next_end(app: &mut App, id: &str) -> comfy_engine::JobView {
     tokio::time::timeout(crate::live::GUARD, async {
         loop {
@@ -111,19 +130,7 @@ async fn a_job_that_finished_while_the_app_was_closed_gets_its_real_outcome_once
         let db = dir.path().join("journal.db");
         let app = start_app(&server, &db).await;
         let workflow = sampler(30, 10, "while_closed");
-        let s = app
-            .engine
-            .submit(app.id, workflow.clone(), SubmitOptions::default())
-            .await
-            .unwrap();
-        {
-            let store = Store::open(&db).unwrap();
-            let inst = store.instance_by_name("fake").unwrap().id;
-            let mut journal = Journal::new(store);
-            journal
-                .record_submitted(inst, &s.prompt_id, &workflow, comfy_engine::now_ms())
-                .unwrap();
-        }
+        let s = submit_journalled(&app, &db, &workflow).await;
         // Wait until the journal saw it run, then kill the app: no shutdown, no goodbye.
         let probe = Store::open(&db).unwrap();
         let inst = probe.instance_by_name("fake").unwrap().id;
@@ -171,18 +178,7 @@ async fn a_job_lost_in_a_server_restart_is_offered_for_resubmission() {
     let db = dir.path().join("journal.db");
     let mut app = start_app(&server, &db).await;
     let workflow = sampler(2000, 10, "doomed");
-    let s = app
-        .engine
-        .submit(app.id, workflow.clone(), SubmitOptions::default())
-        .await
-        .unwrap();
-    {
-        let store = Store::open(&db).unwrap();
-        let inst = store.instance_by_name("fake").unwrap().id;
-        Journal::new(store)
-            .record_submitted(inst, &s.prompt_id, &workflow, comfy_engine::now_ms())
-            .unwrap();
-    }
+    let s = submit_journalled(&app, &db, &workflow).await;
     server.restart().await;
     let end = next_end(&mut app, s.prompt_id.as_str()).await;
     assert_eq!(end.state, JobState::Lost);
