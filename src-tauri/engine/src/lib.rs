@@ -12,6 +12,7 @@ pub mod event;
 pub mod instance;
 pub mod journal;
 pub mod outputs;
+pub mod probe;
 pub mod processor;
 mod sink;
 mod supervisor;
@@ -284,6 +285,32 @@ impl Engine {
             .connected(id)
             .map_err(|e| outputs::OutputError::Api(api::ApiError::Unreachable(e.to_string())))?;
         server.api.fetch_output(file, dir).await
+    }
+
+    /// One output file's bytes, for display (bounded by [`probe::MAX_VIEW_BYTES`]).
+    pub async fn view_output(
+        &self,
+        id: InstanceId,
+        file: &comfy_protocol::http::OutputFile,
+    ) -> Result<bytes::Bytes, outputs::OutputError> {
+        let (_, server) = self
+            .connected(id)
+            .map_err(|e| outputs::OutputError::Api(api::ApiError::Unreachable(e.to_string())))?;
+        server.api.view_output(file).await
+    }
+
+    /// The machine's RAM and VRAM as `/system_stats` reports them now.
+    pub async fn system_stats(
+        &self,
+        id: InstanceId,
+    ) -> Result<comfy_protocol::http::SystemStats, EngineError> {
+        let (_, server) = self.connected(id)?;
+        Ok(server.api.system_stats().await?)
+    }
+
+    /// The client id an instance's socket uses (jobs queued under it are this app's).
+    pub fn client_id(&self, id: InstanceId) -> Option<&str> {
+        self.instances.get(&id).map(|h| h.client_id.as_str())
     }
 
     /// Removes every pending job of an instance.

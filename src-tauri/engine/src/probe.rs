@@ -1,0 +1,172 @@
+//! Checks an instance's settings before they are saved ("Test connection"), and reads what a
+//! dashboard shows beside the jobs: machine stats and output images held in memory.
+//!
+//! The check walks the same path the supervisor will: the HTTP API with the instance's
+//! credentials, then the socket upgrade with the same credentials. It uses a throwaway client id,
+//! because a second socket under the supervisor's id would take its messages away (the server
+//! keeps one socket per client id).
+
+use crate::api::{Api, ApiError};
+use crate::instance::{new_client_id, InstanceSpec};
+use crate::outputs::OutputError;
+use comfy_protocol::http::{OutputFile, SystemStats};
+use serde::Serialize;
+
+/// Output images larger than this are not held in memory for display.
+pub const MAX_VIEW_BYTES: usize = 64 << 20;
+
+/// The steps of a connection test, in the order they run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CheckStep {
+    /// `GET /system_stats` with the instance's credentials.
+    Http,
+    /// The `/ws` upgrade with the same credentials.
+    Websocket,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct StepResult {
+    pub step: CheckStep,
+    pub ok: bool,
+    /// What was found ("ComfyUI 0.3.64"), or why the step failed.
+    pub detail: String,
+    /// The failure was the server refusing the credentials.
+    pub auth: bool,
+}
+
+/// Every step that ran: the first failure ends the test.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ConnectionCheck {
+    pub steps: Vec<StepResult>,
+}
+
+impl ConnectionCheck {
+    pub fn ok(&self) -> bool {
+        self.steps.iter().all(|s| s.ok)
+    }
+}
+
+fn failed(step: CheckStep, e: &ApiError) -> StepResult {
+    StepResult {
+        step,
+        ok: false,
+        detail: e.to_string(),
+        auth: e.is_auth(),
+    }
+}
+
+/// Tries an instance's settings: HTTP first, then the socket. Never touches a running
+/// supervisor's connection.
+pub async fn check_connection(spec: &InstanceSpec) -> ConnectionCheck {
+    let mut steps = Vec::new();
+    let mut api = match Api::new(spec) {
+        Ok(api) => api,
+        Err(e) => {
+            steps.push(failed(CheckStep::Http, &e));
+            return ConnectionCheck { steps };
+        }
+    };
+    match api.probe().await {
+        Ok(stats) => steps.push(StepResult {
+            step: CheckStep::Http,
+            ok: true,
+            detail: match stats.system.comfyui_version {
+                Some(v) => format!("ComfyUI {v}"),
+                None => "ComfyUI (version not reported)".into(),
+            },
+            auth: false,
+        }),
+        Err(e) => {
+            steps.push(failed(CheckStep::Http, &e));
+            return ConnectionCheck { steps };
+        }
+    }
+    let mut probe = spec.clone();
+    probe.client_id = new_client_id();
+    match crate::ws::connect(&probe).await {
+        Ok(mut socket) => {
+            // A clean close, so the server drops the throwaway client at once.
+            let _ = socket.close(None).await;
+            steps.push(StepResult {
+                step: CheckStep::Websocket,
+                ok: true,
+                detail: "socket upgrade accepted".into(),
+                auth: false,
+            });
+        }
+        Err(e) => steps.push(failed(CheckStep::Websocket, &e)),
+    }
+    ConnectionCheck { steps }
+}
+
+fn enc(s: &str) -> String {
+    url::form_urlencoded::byte_serialize(s.as_bytes()).collect()
+}
+
+impl Api {
+    /// One output file's bytes, through `/view` with the instance's credentials, refused past
+    /// [`MAX_VIEW_BYTES`] so a hostile server cannot fill memory.
+    pub async fn view_output(&self, file: &OutputFile) -> Result<bytes::Bytes, OutputError> {
+        crate::outputs::local_path(std::path::Path::new(""), file)?;
+        let query = format!(
+            "view?filename={}&subfolder={}&type={}",
+            enc(&file.filename),
+            enc(&file.subfolder),
+            enc(&file.kind)
+        );
+        let mut resp = self.get_stream(&self.route_of(&query)).await?;
+        if resp.status().as_u16() == 404 {
+            return Err(OutputError::Missing {
+                file: file.filename.clone(),
+            });
+        }
+        if !resp.status().is_success() {
+            return Err(ApiError::Status {
+                status: resp.status().as_u16(),
+                path: "view".into(),
+            }
+            .into());
+        }
+        let too_big = || {
+            OutputError::Api(ApiError::Unreachable(format!(
+                "{} is larger than {} MiB",
+                file.filename,
+                MAX_VIEW_BYTES >> 20
+            )))
+        };
+        if resp
+            .content_length()
+            .is_some_and(|n| n > MAX_VIEW_BYTES as u64)
+        {
+            return Err(too_big());
+        }
+        let mut body = bytes::BytesMut::new();
+        while let Some(chunk) = resp
+            .chunk()
+            .await
+            .map_err(|e| ApiError::Unreachable(e.to_string()))?
+        {
+            if body.len() + chunk.len() > MAX_VIEW_BYTES {
+                return Err(too_big());
+            }
+            body.extend_from_slice(&chunk);
+        }
+        Ok(body.freeze())
+    }
+
+    /// Machine stats for display (RAM, VRAM).
+    pub async fn system_stats(&self) -> Result<SystemStats, ApiError> {
+        let (status, body) = self.get_raw(&self.route_of("system_stats")).await?;
+        if !status.is_success() {
+            return Err(ApiError::Status {
+                status: status.as_u16(),
+                path: "system_stats".into(),
+            });
+        }
+        comfy_protocol::http::parse_system_stats(&body).map_err(|source| ApiError::Body {
+            path: "system_stats".into(),
+            source,
+        })
+    }
+}
