@@ -6,7 +6,7 @@
 mod act;
 mod instances;
 mod output;
-mod profile;
+pub mod profile;
 pub mod replay;
 pub mod trace;
 mod watch;

@@ -34,11 +34,17 @@ impl Profile {
 
     /// The secret store, announcing the fallback file the first time it is chosen.
     pub fn secrets(&self) -> anyhow::Result<Secrets> {
-        let (secrets, opened) = Secrets::open(&self.secrets_path)?;
-        if let Some(notice) = opened.notice() {
+        let (secrets, notice) = self.open_secrets()?;
+        if let Some(notice) = notice {
             eprintln!("comfy-monitor: {notice}");
         }
         Ok(secrets)
+    }
+
+    /// The secret store and, the first time the fallback file is chosen, what to tell the user.
+    pub fn open_secrets(&self) -> anyhow::Result<(Secrets, Option<String>)> {
+        let (secrets, opened) = Secrets::open(&self.secrets_path)?;
+        Ok((secrets, opened.notice()))
     }
 
     pub fn instance(&self, name: &str) -> anyhow::Result<InstanceRecord> {
@@ -64,44 +70,50 @@ impl Profile {
 
     /// The engine's view of a saved instance, with its secrets from the keyring.
     pub fn spec(&self, rec: &InstanceRecord) -> anyhow::Result<InstanceSpec> {
-        let mut spec = InstanceSpec::new(&rec.name, &rec.base_url)?;
-        spec.client_id = rec.client_id.clone();
-        spec.accept_invalid_certs = rec.accept_invalid_certs;
-        spec.enabled = rec.enabled;
         let secrets = if rec.secret_slots.is_empty() {
             None
         } else {
             Some(self.secrets()?)
         };
-        let get = |slot: &str| -> anyhow::Result<Secret> {
-            let s = secrets.as_ref().context("no secret store")?;
-            let value = s
-                .get(&secret_ref(rec.id, slot))?
-                .ok_or_else(|| anyhow!("the {slot} of {} is missing from the keyring; set it again with `comfy-monitor instances edit {}`", rec.name, rec.name))?;
-            Ok(Secret::new(value))
-        };
-        spec.auth = match &rec.auth {
-            AuthSettings::None => Auth::None,
-            AuthSettings::Bearer => Auth::Bearer(get("token")?),
-            AuthSettings::QueryToken => Auth::QueryToken(get("token")?),
-            AuthSettings::Basic { user } => Auth::Basic {
-                user: user.clone(),
-                password: get("password")?,
-            },
-            AuthSettings::Headers { names } => Auth::Headers(
-                names
-                    .iter()
-                    .map(|n| {
-                        Ok((
-                            n.clone(),
-                            get(&format!("header:{}", n.to_ascii_lowercase()))?,
-                        ))
-                    })
-                    .collect::<anyhow::Result<_>>()?,
-            ),
-        };
-        Ok(spec)
+        spec_from(rec, secrets.as_ref())
     }
+}
+
+/// The engine's view of a saved instance, its secrets read from `secrets` (needed only when the
+/// instance has secret slots).
+pub fn spec_from(rec: &InstanceRecord, secrets: Option<&Secrets>) -> anyhow::Result<InstanceSpec> {
+    let mut spec = InstanceSpec::new(&rec.name, &rec.base_url)?;
+    spec.client_id = rec.client_id.clone();
+    spec.accept_invalid_certs = rec.accept_invalid_certs;
+    spec.enabled = rec.enabled;
+    let get = |slot: &str| -> anyhow::Result<Secret> {
+        let s = secrets.context("no secret store")?;
+        let value = s
+            .get(&secret_ref(rec.id, slot))?
+            .ok_or_else(|| anyhow!("the {slot} of {} is missing from the keyring; set it again in the instance settings or with `comfy-monitor instances edit {}`", rec.name, rec.name))?;
+        Ok(Secret::new(value))
+    };
+    spec.auth = match &rec.auth {
+        AuthSettings::None => Auth::None,
+        AuthSettings::Bearer => Auth::Bearer(get("token")?),
+        AuthSettings::QueryToken => Auth::QueryToken(get("token")?),
+        AuthSettings::Basic { user } => Auth::Basic {
+            user: user.clone(),
+            password: get("password")?,
+        },
+        AuthSettings::Headers { names } => Auth::Headers(
+            names
+                .iter()
+                .map(|n| {
+                    Ok((
+                        n.clone(),
+                        get(&format!("header:{}", n.to_ascii_lowercase()))?,
+                    ))
+                })
+                .collect::<anyhow::Result<_>>()?,
+        ),
+    };
+    Ok(spec)
 }
 
 /// Reads a secret from the named environment variable, or asks for it without echo when the
