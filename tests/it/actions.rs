@@ -177,6 +177,57 @@ async fn cancelling_our_running_job_interrupts_it_and_the_queue_goes_on() {
 }
 
 #[tokio::test]
+async fn a_pending_job_that_starts_between_the_click_and_the_request_is_interrupted_alone() {
+    for version in VERSIONS {
+        let server = fake(version).await;
+        let (engine, id, mut rx) = connected_engine(&server, "cm-race").await;
+        // Nothing starts until the race is run: ours is pending when the engine looks.
+        server.hold_queue(true);
+        let ours = engine
+            .submit(id, sampler(2000, 10, "raced"), SubmitOptions::default())
+            .await
+            .unwrap()
+            .prompt_id;
+        let theirs = server.submit(sampler(3, 5, "behind"), Some("browser"));
+        // The removal request finds ours started: the server ran it the moment the click's
+        // request arrived.
+        server.start_before_removal(ours.as_str());
+        server.clear_request_log();
+        assert_eq!(
+            engine.cancel(id, &ours).await.unwrap(),
+            CancelOutcome::Interrupted,
+            "{version}"
+        );
+        assert!(!server.removal_race_armed(), "{version}: the race was run");
+        let removals: Vec<String> = server
+            .request_log()
+            .into_iter()
+            .filter(|r| {
+                r.method == "POST" && (r.path.contains("queue") || r.path.contains("cancel"))
+            })
+            .map(|r| r.path)
+            .collect();
+        assert_eq!(removals.len(), 1, "{version}: one removal, {removals:?}");
+        let ended = terminals(&mut rx, &[ours.as_str(), &theirs]).await;
+        assert_eq!(
+            ended[ours.as_str()].state,
+            JobState::Interrupted,
+            "{version}"
+        );
+        assert_eq!(
+            ended[&theirs].state,
+            JobState::Success,
+            "{version}: the job behind it still runs"
+        );
+        assert_eq!(
+            server.interrupt_count(),
+            1,
+            "{version}: one interrupt, of our job only"
+        );
+    }
+}
+
+#[tokio::test]
 async fn cancelling_a_finished_or_unknown_job_says_so_and_touches_nothing() {
     for version in VERSIONS {
         let server = fake(version).await;

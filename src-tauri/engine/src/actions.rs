@@ -156,13 +156,17 @@ impl Api {
                 Standing::Unknown => return Ok(CancelOutcome::NotFound),
                 Standing::Finished => return Ok(CancelOutcome::AlreadyFinished),
                 Standing::Pending => {
-                    if !(jobs_api && self.jobs_cancel(id).await?) {
-                        self.post_empty(
-                            &self.route_of("queue"),
-                            &json!({ "delete": [id.as_str()] }),
-                        )
-                        .await?;
+                    if jobs_api && self.jobs_cancel(id).await? {
+                        // Atomic under the server's queue lock: it removed the job if it was
+                        // still pending, or interrupted it if it had started meanwhile. Only a
+                        // removed job is unknown afterwards; asking again would interrupt twice.
+                        return Ok(match self.standing(id, jobs_api).await? {
+                            Standing::Unknown => CancelOutcome::Removed,
+                            _ => CancelOutcome::Interrupted,
+                        });
                     }
+                    self.post_empty(&self.route_of("queue"), &json!({ "delete": [id.as_str()] }))
+                        .await?;
                     match self.standing(id, jobs_api).await? {
                         Standing::Unknown => return Ok(CancelOutcome::Removed),
                         Standing::Finished => return Ok(CancelOutcome::AlreadyFinished),

@@ -220,6 +220,12 @@ async fn post_queue(State(shared): State<Arc<Shared>>, body: Bytes) -> Response 
     let Some(request) = parse_body(&body) else {
         return reply(Reply::ServerError);
     };
+    let deleted: Vec<&str> = request
+        .get("delete")
+        .and_then(J::as_array)
+        .map(|ids| ids.iter().filter_map(J::as_str).collect())
+        .unwrap_or_default();
+    shared.start_if_armed(&deleted).await;
     let mut s = shared.lock();
     if request.get("clear").is_some_and(J::truthy) {
         s.wipe_queue();
@@ -471,11 +477,24 @@ async fn jobs_one(State(shared): State<Arc<Shared>>, Path(id): Path<String>) -> 
 }
 
 async fn jobs_cancel_one(State(shared): State<Arc<Shared>>, Path(id): Path<String>) -> Response {
+    shared.start_if_armed(&[&id]).await;
     let answer = jobs::cancel_one(&mut shared.lock(), &id);
     reply(answer)
 }
 
 async fn jobs_cancel_many(State(shared): State<Arc<Shared>>, body: Bytes) -> Response {
+    let ids: Vec<String> = J::parse_slice(&body)
+        .ok()
+        .and_then(|j| j.get("job_ids").and_then(J::as_array).cloned())
+        .map(|ids| {
+            ids.iter()
+                .filter_map(J::as_str)
+                .map(str::to_owned)
+                .collect()
+        })
+        .unwrap_or_default();
+    let ids: Vec<&str> = ids.iter().map(String::as_str).collect();
+    shared.start_if_armed(&ids).await;
     let answer = jobs::cancel_many(&mut shared.lock(), &body);
     reply(answer)
 }

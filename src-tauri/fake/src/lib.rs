@@ -567,6 +567,32 @@ impl FakeComfy {
         }
     }
 
+    /// While held, the worker starts no new job: submissions stay pending (the running job, if
+    /// any, goes on). Releasing wakes the worker.
+    pub fn hold_queue(&self, hold: bool) {
+        let mut s = self.shared.lock();
+        s.hold = hold;
+        if !hold {
+            s.signals.worker.notify_one();
+        }
+    }
+
+    /// Arms a one-shot race: the next request that would remove `prompt_id` from the queue
+    /// (`POST /queue {"delete": [..]}`, `POST /api/jobs/{id}/cancel`, `POST /api/jobs/cancel`)
+    /// first releases [`FakeComfy::hold_queue`], starts that job ahead of any other pending one
+    /// and waits until it runs; only then is the request handled, so it finds the job running.
+    /// This is "a pending job starts between the click and the request", made deterministic.
+    /// If another job is running, the armed one starts when that one ends.
+    pub fn start_before_removal(&self, prompt_id: &str) {
+        self.shared.lock().start_before_removal = Some(prompt_id.to_owned());
+    }
+
+    /// Whether the race armed by [`FakeComfy::start_before_removal`] is still waiting for its
+    /// request (`false` once a removal of that job arrived).
+    pub fn removal_race_armed(&self) -> bool {
+        self.shared.lock().start_before_removal.is_some()
+    }
+
     /// Changes the authentication layer for all following requests and upgrades.
     pub fn set_auth(&self, auth: Option<FakeAuth>) {
         self.shared.lock().auth = auth;

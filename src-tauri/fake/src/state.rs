@@ -234,6 +234,13 @@ pub struct State {
     pub interrupt_flag: bool,
     pub interrupt_count: usize,
     pub down: bool,
+    /// Set by [`crate::FakeComfy::hold_queue`]: the worker starts no new job.
+    pub hold: bool,
+    /// Armed by [`crate::FakeComfy::start_before_removal`]: the next request removing this job
+    /// first lets it start.
+    pub start_before_removal: Option<String>,
+    /// Started next, ahead of the run order, when the worker is free.
+    pub next_up: Option<String>,
     pub requests: Vec<RequestRecord>,
     pub replay: Option<Arc<ReplayScript>>,
     pub signals: Signals,
@@ -294,6 +301,9 @@ impl State {
             interrupt_flag: false,
             interrupt_count: 0,
             down: false,
+            hold: false,
+            start_before_removal: None,
+            next_up: None,
             requests: Vec::new(),
             replay: None,
             signals: Signals::new(),
@@ -419,14 +429,23 @@ impl State {
 
     /// The worker takes the next job: it becomes the running one, `status` is broadcast.
     pub fn take_next(&mut self) -> Option<QueueItem> {
-        if self.running.is_some() || self.pending.is_empty() {
+        if self.running.is_some() || self.pending.is_empty() || self.hold {
             return None;
         }
-        let (pos, _) = self
-            .pending
-            .iter()
-            .enumerate()
-            .min_by(|a, b| QueueItem::run_order(a.1, b.1))?;
+        let promoted = self
+            .next_up
+            .take()
+            .and_then(|id| self.pending.iter().position(|i| i.prompt_id == id));
+        let pos = match promoted {
+            Some(pos) => pos,
+            None => {
+                self.pending
+                    .iter()
+                    .enumerate()
+                    .min_by(|a, b| QueueItem::run_order(a.1, b.1))?
+                    .0
+            }
+        };
         let item = self.pending.remove(pos);
         self.running = Some(Running {
             item: item.clone(),
@@ -730,6 +749,41 @@ impl Shared {
     pub fn lock(&self) -> MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
+
+    /// Called by every request that removes jobs from the queue, before it touches the queue.
+    /// When one of `ids` is the job armed by [`crate::FakeComfy::start_before_removal`], the
+    /// hold is released, that job is started ahead of the others, and this waits until it runs
+    /// (or is gone), so the request then finds it running: the race a user loses when a job
+    /// starts between the click and the request. One-shot.
+    pub async fn start_if_armed(&self, ids: &[&str]) {
+        let (id, mut changes) = {
+            let mut s = self.lock();
+            let Some(id) = s
+                .start_before_removal
+                .take_if(|armed| ids.contains(&armed.as_str()))
+            else {
+                return;
+            };
+            s.hold = false;
+            s.next_up = Some(id.clone());
+            let changes = s.signals.queue.subscribe();
+            s.signals.worker.notify_one();
+            (id, changes)
+        };
+        loop {
+            {
+                let s = self.lock();
+                let running = s.running.as_ref().is_some_and(|r| r.item.prompt_id == id);
+                let pending = s.pending.iter().any(|i| i.prompt_id == id);
+                if running || !pending {
+                    return;
+                }
+            }
+            if changes.changed().await.is_err() {
+                return;
+            }
+        }
+    }
 }
 
 #[cfg(test)]
@@ -803,6 +857,29 @@ mod tests {
             panic!("rejected");
         };
         assert_eq!(ok.get("number").and_then(J::as_i64), Some(-1));
+    }
+
+    #[test]
+    fn a_held_queue_starts_nothing_and_a_promoted_job_jumps_the_run_order() {
+        let mut s = state(ServerVersion::V0_3_64);
+        let ids: Vec<String> = (0..3)
+            .map(|i| {
+                let body = PROMPT.replacen('{', &format!("{{\"prompt_id\": \"p{i}\", "), 1);
+                s.post_prompt(body.as_bytes());
+                format!("p{i}")
+            })
+            .collect();
+        s.hold = true;
+        assert!(s.take_next().is_none());
+        s.hold = false;
+        s.next_up = Some(ids[2].clone());
+        assert_eq!(s.take_next().map(|i| i.prompt_id), Some(ids[2].clone()));
+        s.running = None;
+        assert_eq!(
+            s.take_next().map(|i| i.prompt_id),
+            Some(ids[0].clone()),
+            "the promotion was used once"
+        );
     }
 
     #[test]
