@@ -172,6 +172,50 @@ async fn a_job_that_finished_while_the_app_was_closed_gets_its_real_outcome_once
 }
 
 #[tokio::test]
+async fn a_live_job_is_journalled_with_how_long_each_node_ran() {
+    for version in [ServerVersion::V0_3_64, ServerVersion::V0_26] {
+        let server = fake(version).await;
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("journal.db");
+        let mut app = start_app(&server, &db).await;
+        let s = submit_journalled(&app, &db, &sampler(6, 20, "timed")).await;
+        let end = next_end(&mut app, s.prompt_id.as_str()).await;
+        assert_eq!(end.state, JobState::Success, "{version}");
+        let store = Store::open(&db).unwrap();
+        let inst = store.instance_by_name("fake").unwrap().id;
+        let rec = store.job(inst, s.prompt_id.as_str()).unwrap().unwrap();
+        let stored: serde_json::Value =
+            serde_json::from_str(&rec.node_durations_json.expect("durations journalled")).unwrap();
+        let nodes: Vec<(&str, &str)> = stored
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|d| {
+                (
+                    d["node"].as_str().unwrap(),
+                    d["node_type"].as_str().unwrap(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            nodes,
+            [("1", "MonitorTestSampler"), ("2", "SaveImage")],
+            "{version}: in run order"
+        );
+        // Six steps of 20 ms: the sampler cannot have taken less than the fake slept.
+        assert!(
+            stored[0]["ms"].as_u64().unwrap() >= 100,
+            "{version}: {stored}"
+        );
+        assert_eq!(
+            stored,
+            serde_json::to_value(&end.node_durations).unwrap(),
+            "{version}: the journal holds what the final event said"
+        );
+    }
+}
+
+#[tokio::test]
 async fn a_job_lost_in_a_server_restart_is_offered_for_resubmission() {
     let server = fake(ServerVersion::V0_26).await;
     let dir = tempfile::tempdir().unwrap();

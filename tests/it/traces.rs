@@ -229,6 +229,17 @@ fn successful_job_reports_its_outputs_and_rises_step_by_step() {
             distinct.len() >= 10,
             "{rel}: percent took only {distinct:?}"
         );
+        // Every node that ran, in run order, timed in the recording's clock: twelve steps of
+        // 50 ms for the sampler.
+        let ran: Vec<&str> = last
+            .node_durations
+            .iter()
+            .map(|d| d.node.as_str())
+            .collect();
+        assert_eq!(ran, ["1", "4", "2", "3"], "{rel}");
+        let sampler = &last.node_durations[0];
+        assert_eq!(sampler.node_type.as_deref(), Some("MonitorTestSampler"));
+        assert!((550..700).contains(&sampler.ms), "{rel}: {sampler:?}");
         let running = js
             .iter()
             .find(|j| j.node_value == Some(6.0))

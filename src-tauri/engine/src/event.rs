@@ -62,6 +62,19 @@ pub struct ErrorDetails {
     pub traceback: Vec<String>,
 }
 
+/// How long one node of a live job ran: from its first sign of running (`executing`,
+/// `progress_state` running, a step) to its end (`progress_state` finished, the next node on old
+/// servers, the job's success), in the app's clock.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct NodeDuration {
+    /// The node's id as shown (its display id).
+    pub node: NodeId,
+    /// `class_type`, when the graph is known.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub node_type: Option<String>,
+    pub ms: u64,
+}
+
 /// The picture of one job at one moment.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct JobView {
@@ -110,6 +123,10 @@ pub struct JobView {
     /// Non-terminal problems, e.g. an `ExecutionBlocked` branch.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub warnings: Vec<String>,
+    /// On terminal states of live jobs: every node that ran to its end, in the order they
+    /// started. Cached nodes did not run; a node cut short by an error or interrupt is left out.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub node_durations: Vec<NodeDuration>,
     /// Why a job is `lost`, and similar notes.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub detail: Option<String>,
@@ -148,6 +165,7 @@ impl JobView {
             outputs: Vec::new(),
             error: None,
             warnings: Vec::new(),
+            node_durations: Vec::new(),
             detail: None,
             last_text: None,
         }

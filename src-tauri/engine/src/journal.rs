@@ -147,7 +147,9 @@ impl Journal {
                 outputs_json: (!job.outputs.is_empty())
                     .then(|| serde_json::to_string(&job.outputs).ok())
                     .flatten(),
-                node_durations_json: None,
+                node_durations_json: (!job.node_durations.is_empty())
+                    .then(|| serde_json::to_string(&job.node_durations).ok())
+                    .flatten(),
                 detail: job.detail.clone(),
             },
             now,

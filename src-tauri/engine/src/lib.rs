@@ -22,7 +22,7 @@ pub mod ws;
 
 pub use event::{
     ConnectionState, ConnectionStatus, ErrorDetails, Event, EventKind, Fidelity, JobOrigin,
-    JobState, JobView, Preview, ServerInfo,
+    JobState, JobView, NodeDuration, Preview, ServerInfo,
 };
 pub use instance::{Auth, InstanceSpec, Secret, SpecError};
 

@@ -24,7 +24,7 @@
 //! Milliseconds per step are smoothed (EWMA) from consecutive `progress` updates of one node.
 //! ETA = remaining weighted work (`Σ weight·(1 − fraction)`) × ms per step.
 
-use crate::event::{ErrorDetails, Fidelity, JobOrigin, JobState, JobView};
+use crate::event::{ErrorDetails, Fidelity, JobOrigin, JobState, JobView, NodeDuration};
 use comfy_protocol::http::{output_files, FinishedJob, Outcome, OutputFile};
 use comfy_protocol::{BinaryFrame, ExecutionError, NodeId, NodeRunState, PromptId, ServerMessage};
 use serde_json::Value;
@@ -112,6 +112,23 @@ struct NodeState {
     max: f64,
     state: Option<NodeRunState>,
     display: Option<NodeId>,
+    /// When the node was first seen running, and when it was seen to end (see
+    /// [`NodeDuration`]).
+    started: Option<Millis>,
+    ended: Option<Millis>,
+}
+
+impl NodeState {
+    fn mark_started(&mut self, now: Millis) {
+        self.started.get_or_insert(now);
+    }
+
+    /// Ends the node's run once; a node never seen starting has no duration to end.
+    fn mark_ended(&mut self, now: Millis) {
+        if self.started.is_some() && self.ended.is_none() {
+            self.ended = Some(now);
+        }
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -328,6 +345,27 @@ impl Job {
             .count()
     }
 
+    /// Nodes of the plan that ran to their end, in the order they started.
+    fn node_durations(&self) -> Vec<NodeDuration> {
+        let mut ran: Vec<(Millis, &NodeId, Millis)> = self
+            .plan
+            .keys()
+            .filter(|id| !self.cached.contains(*id))
+            .filter_map(|id| {
+                let n = self.nodes.get(id)?;
+                Some((n.started?, id, n.ended?))
+            })
+            .collect();
+        ran.sort();
+        ran.into_iter()
+            .map(|(start, id, end)| NodeDuration {
+                node: id.clone(),
+                node_type: self.node_class(id),
+                ms: (end - start).max(0) as u64,
+            })
+            .collect()
+    }
+
     fn mark_running(&mut self, now: Millis) {
         if self.state == JobState::Pending {
             self.state = JobState::Running;
@@ -337,8 +375,9 @@ impl Job {
         }
     }
 
-    fn finish_node(&mut self, node: &NodeId) {
+    fn finish_node(&mut self, node: &NodeId, now: Millis) {
         let n = self.nodes.entry(node.clone()).or_default();
+        n.mark_ended(now);
         n.state = Some(NodeRunState::Finished);
         if n.max <= 0.0 {
             n.max = 1.0;
@@ -348,7 +387,7 @@ impl Job {
     }
 
     /// Legacy servers (no `progress_state`): a node is done when the next one starts.
-    fn start_node(&mut self, node: &NodeId, display: Option<NodeId>) {
+    fn start_node(&mut self, node: &NodeId, display: Option<NodeId>, now: Millis) {
         let previous: Vec<NodeId> = self
             .current
             .iter()
@@ -362,11 +401,12 @@ impl Job {
             .collect();
         if !self.has_progress_state {
             for p in previous {
-                self.finish_node(&p);
+                self.finish_node(&p, now);
             }
         }
         let entry = self.nodes.entry(node.clone()).or_default();
         if entry.state != Some(NodeRunState::Finished) {
+            entry.mark_started(now);
             entry.state = Some(NodeRunState::Running);
             if entry.max <= 0.0 {
                 entry.max = 1.0;
@@ -695,6 +735,12 @@ impl Tracker {
                     let mut running = Vec::new();
                     for (id, p) in nodes {
                         let entry = job.nodes.entry(id.clone()).or_default();
+                        match p.state {
+                            NodeRunState::Running => entry.mark_started(now),
+                            NodeRunState::Finished => entry.mark_ended(now),
+                            NodeRunState::Pending | NodeRunState::Error | NodeRunState::Unknown => {
+                            }
+                        }
                         entry.value = p.value;
                         entry.max = p.max;
                         entry.state = Some(p.state);
@@ -737,7 +783,7 @@ impl Tracker {
                     job.ending = Some(JobState::Success);
                     job.ended = timestamp.or(Some(now));
                     for n in job.current.clone() {
-                        job.finish_node(&n);
+                        job.finish_node(&n, now);
                     }
                 }
             }
@@ -822,7 +868,7 @@ impl Tracker {
                 if let Some(job) = self.job_mut(&id, JobOrigin::SelfApp, now) {
                     job.mark_running(now);
                     let shown = display.clone().unwrap_or_else(|| node.clone());
-                    job.start_node(&shown, display.clone());
+                    job.start_node(&shown, display.clone(), now);
                     job.recompute_percent();
                     self.emit(&id, out);
                     if self.queue_mark_running(&id) {
@@ -835,8 +881,12 @@ impl Tracker {
                 // state is published, so it carries the authoritative outputs.
                 if let Some(job) = self.job_mut(&id, JobOrigin::SelfApp, now) {
                     if job.ending.is_none() {
-                        // Servers before July 2024 send no execution_success.
+                        // Servers before July 2024 send no execution_success: the nodes still
+                        // running were the last ones, and they are done.
                         job.ending = Some(JobState::Success);
+                        for n in job.current.clone() {
+                            job.finish_node(&n, now);
+                        }
                     }
                     job.ended.get_or_insert(now);
                     req.push(Request::Outcome(id));
@@ -1266,6 +1316,7 @@ fn apply_step(job: &mut Job, node: &NodeId, value: f64, max: f64, now: Millis) {
     entry.value = value;
     entry.max = max;
     if entry.state != Some(NodeRunState::Finished) {
+        entry.mark_started(now);
         entry.state = Some(NodeRunState::Running);
     }
     if !job.current.contains(node) {
@@ -1330,6 +1381,11 @@ fn view(j: &Job) -> JobView {
         outputs: j.outputs.clone(),
         error: j.error.clone(),
         warnings: j.warnings.clone(),
+        node_durations: if live && j.state.is_terminal() {
+            j.node_durations()
+        } else {
+            Vec::new()
+        },
         detail: j.detail.clone(),
         last_text: j.texts.back().map(|(_, t)| t.clone()),
     }
@@ -1710,5 +1766,163 @@ mod tests {
         assert_eq!(req, [Request::Outcome("anon".into())]);
         let u = t.apply_outcome(&"anon".into(), Lookup::Unavailable, 6);
         assert_eq!(job_states(&u), [("anon".into(), JobState::Interrupted)]);
+    }
+
+    fn durations(view: &JobView) -> Vec<(&str, Option<&str>, u64)> {
+        view.node_durations
+            .iter()
+            .map(|d| (d.node.as_str(), d.node_type.as_deref(), d.ms))
+            .collect()
+    }
+
+    fn final_view(updates: &[Update]) -> JobView {
+        updates
+            .iter()
+            .find_map(|u| match u {
+                Update::Job(j) if j.state.is_terminal() => Some((**j).clone()),
+                _ => None,
+            })
+            .expect("a terminal update")
+    }
+
+    #[test]
+    fn a_live_job_ends_with_how_long_each_node_ran_on_an_old_server() {
+        let mut t = Tracker::new(ME);
+        t.describe_job(&active("p", 1.0, Some(ME)), 0);
+        for (frame, now) in [
+            (r#"{"type":"execution_start","data":{"prompt_id":"p"}}"#, 10),
+            (
+                r#"{"type":"executing","data":{"node":"1","prompt_id":"p"}}"#,
+                20,
+            ),
+            (
+                r#"{"type":"progress","data":{"value":2,"max":4,"prompt_id":"p","node":"1"}}"#,
+                300,
+            ),
+            // No progress_state: a node ends when the next one starts.
+            (
+                r#"{"type":"executing","data":{"node":"2","prompt_id":"p"}}"#,
+                520,
+            ),
+        ] {
+            let (u, _) = msg(&mut t, frame, now);
+            for view in u.iter().filter_map(|u| match u {
+                Update::Job(j) => Some(j),
+                _ => None,
+            }) {
+                assert!(view.node_durations.is_empty(), "only on the final picture");
+            }
+        }
+        // No execution_success either (servers before July 2024): the job's end ends node 2.
+        msg(
+            &mut t,
+            r#"{"type":"executing","data":{"node":null,"prompt_id":"p"}}"#,
+            600,
+        );
+        let u = t.apply_outcome(&"p".into(), Lookup::NotFound, 700);
+        assert_eq!(
+            durations(&final_view(&u)),
+            [("1", Some("KSampler"), 500), ("2", Some("SaveImage"), 80)]
+        );
+    }
+
+    #[test]
+    fn node_durations_follow_progress_state_and_leave_out_cached_and_cut_short_nodes() {
+        let mut t = Tracker::new(ME);
+        t.describe_job(
+            &ActiveJob {
+                graph: Some(json!({
+                    "1": {"class_type": "Loader", "inputs": {}},
+                    "2": {"class_type": "KSampler", "inputs": {"model": ["1", 0], "steps": 4}},
+                    "3": {"class_type": "Decode", "inputs": {"samples": ["2", 0]}},
+                    "4": {"class_type": "SaveImage", "inputs": {"images": ["3", 0]}}
+                })),
+                outputs_to_execute: Some(vec!["4".into()]),
+                ..active("p", 1.0, Some(ME))
+            },
+            0,
+        );
+        let state = |nodes: &[(&str, &str)]| {
+            let nodes: Vec<String> = nodes
+                .iter()
+                .map(|(id, st)| {
+                    format!(
+                        r#""{id}":{{"value":1,"max":1,"state":"{st}","node_id":"{id}","display_node_id":"{id}","prompt_id":"p","parent_node_id":null,"real_node_id":"{id}"}}"#
+                    )
+                })
+                .collect();
+            format!(
+                r#"{{"type":"progress_state","data":{{"prompt_id":"p","nodes":{{{}}}}}}}"#,
+                nodes.join(",")
+            )
+        };
+        for (frame, now) in [
+            (
+                r#"{"type":"execution_start","data":{"prompt_id":"p"}}"#.to_owned(),
+                0,
+            ),
+            (
+                r#"{"type":"execution_cached","data":{"nodes":["1"],"prompt_id":"p"}}"#.to_owned(),
+                1,
+            ),
+            (state(&[("2", "running")]), 100),
+            (
+                r#"{"type":"executing","data":{"node":"2","display_node":"2","prompt_id":"p"}}"#
+                    .to_owned(),
+                105,
+            ),
+            (state(&[("2", "finished")]), 1100),
+            (state(&[("2", "finished"), ("3", "running")]), 1101),
+            (
+                r#"{"type":"executing","data":{"node":"3","display_node":"3","prompt_id":"p"}}"#
+                    .to_owned(),
+                1102,
+            ),
+            // A later snapshot still lists node 2 as finished: its end stays where it was.
+            (state(&[("2", "finished"), ("3", "finished")]), 1400),
+            (
+                state(&[("2", "finished"), ("3", "finished"), ("4", "running")]),
+                1500,
+            ),
+        ] {
+            msg(&mut t, &frame, now);
+        }
+        msg(
+            &mut t,
+            r#"{"type":"execution_interrupted","data":{"prompt_id":"p","node_id":"4","node_type":"SaveImage","executed":["2","3"]}}"#,
+            1600,
+        );
+        msg(
+            &mut t,
+            r#"{"type":"executing","data":{"node":null,"prompt_id":"p"}}"#,
+            1601,
+        );
+        let u = t.apply_outcome(&"p".into(), Lookup::Unavailable, 1700);
+        let end = final_view(&u);
+        assert_eq!(end.state, JobState::Interrupted);
+        assert_eq!(
+            durations(&end),
+            [("2", Some("KSampler"), 1000), ("3", Some("Decode"), 299)],
+            "cached node 1 did not run; node 4 was cut short"
+        );
+    }
+
+    #[test]
+    fn observed_jobs_have_no_node_durations() {
+        let mut t = Tracker::new(ME);
+        msg(
+            &mut t,
+            r#"{"type":"progress","data":{"value":1,"max":4,"prompt_id":"anon","node":"3"}}"#,
+            0,
+        );
+        msg(
+            &mut t,
+            r#"{"type":"progress","data":{"value":4,"max":4,"prompt_id":"anon","node":"3"}}"#,
+            400,
+        );
+        let u = t.apply_outcome(&"anon".into(), finished("anon", Outcome::Success), 500);
+        let end = final_view(&u);
+        assert_eq!(end.fidelity, Fidelity::Observed);
+        assert!(end.node_durations.is_empty());
     }
 }
