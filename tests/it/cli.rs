@@ -218,6 +218,69 @@ fn saved_instances_carry_their_secrets_outside_the_database_and_journal_their_jo
 }
 
 #[test]
+fn submit_out_journals_where_each_output_went_with_a_thumbnail() {
+    let (url, _stop) = serve(ServerVersion::V0_26);
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("profile.db");
+    let db = db.to_str().unwrap();
+    assert_eq!(
+        run(&[
+            "--db",
+            db,
+            "instances",
+            "add",
+            "--name",
+            "box",
+            "--url",
+            &url
+        ]),
+        ExitCode::SUCCESS
+    );
+    let wf = dir.path().join("wf.json");
+    std::fs::write(
+        &wf,
+        r#"{"1": {"class_type": "MonitorTestSampler", "inputs": {"steps": 2, "step_delay_ms": 5, "seed": 4}},
+            "2": {"class_type": "SaveImage", "inputs": {"images": ["1", 0], "filename_prefix": "went"}}}"#,
+    )
+    .unwrap();
+    let out = dir.path().join("out");
+    assert_eq!(
+        run(&[
+            "--db",
+            db,
+            "submit",
+            wf.to_str().unwrap(),
+            "--instance",
+            "box",
+            "--out",
+            out.to_str().unwrap(),
+        ]),
+        ExitCode::SUCCESS
+    );
+    let store = comfy_store::Store::open(db).unwrap();
+    let jobs = store.history(None, 10, 0).unwrap();
+    assert_eq!(jobs.len(), 1);
+    let rows = store.outputs(jobs[0].id).unwrap();
+    assert_eq!(rows.len(), 1, "{rows:?}");
+    let row = &rows[0];
+    assert_eq!(row.node_id, "2");
+    let local = row.local_path.as_deref().expect("where it went");
+    assert!(local.is_absolute() && local.starts_with(&out), "{local:?}");
+    assert!(std::fs::read(local).unwrap().starts_with(b"\x89PNG"));
+    let thumb = store
+        .output_thumbnail(row.id)
+        .unwrap()
+        .expect("a thumbnail");
+    let (w, h) = comfy_protocol::image_size(&thumb).expect("an image");
+    assert!(w <= 256 && h <= 256);
+    assert_eq!(
+        run(&["--db", db, "history", "--json"]),
+        ExitCode::SUCCESS,
+        "history reads what submit wrote"
+    );
+}
+
+#[test]
 fn a_lost_job_of_ours_is_resubmitted_from_the_journal() {
     let (url, _stop) = serve(ServerVersion::V0_26);
     let dir = tempfile::tempdir().unwrap();

@@ -216,6 +216,111 @@ async fn a_live_job_is_journalled_with_how_long_each_node_ran() {
 }
 
 #[tokio::test]
+async fn a_downloaded_output_is_journalled_with_its_node_local_path_and_thumbnail() {
+    for version in [ServerVersion::V0_3_64, ServerVersion::V0_26] {
+        let server = fake(version).await;
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("journal.db");
+        let mut app = start_app(&server, &db).await;
+        let s = submit_journalled(&app, &db, &sampler(2, 5, "kept")).await;
+        let end = next_end(&mut app, s.prompt_id.as_str()).await;
+        assert_eq!(end.state, JobState::Success, "{version}");
+        let (file, node) = end
+            .outputs_with_nodes()
+            .find(|(f, _)| f.filename.starts_with("kept"))
+            .expect("the saved image");
+        assert_eq!(
+            node.map(|n| n.as_str()),
+            Some("2"),
+            "{version}: SaveImage wrote it"
+        );
+
+        let out = dir.path().join("out");
+        let path = app.engine.fetch_output(app.id, file, &out).await.unwrap();
+        let thumb = comfy_engine::outputs::thumbnail_file(&path).unwrap();
+        let mut journal = Journal::new(Store::open(&db).unwrap());
+        let inst = journal.store().instance_by_name("fake").unwrap().id;
+        let oid = journal
+            .record_download(inst, &s.prompt_id, file, &path, Some(&thumb))
+            .unwrap();
+
+        let store = journal.store();
+        let rec = store.job(inst, s.prompt_id.as_str()).unwrap().unwrap();
+        let rows = store.outputs(rec.id).unwrap();
+        let row = rows.iter().find(|o| o.id == oid).unwrap();
+        assert_eq!(row.node_id, "2", "{version}");
+        assert_eq!(row.filename, file.filename);
+        assert_eq!(row.local_path.as_deref(), Some(path.as_path()));
+        assert!(row.has_thumbnail);
+        assert_eq!(
+            store.output_thumbnail(oid).unwrap(),
+            Some(thumb),
+            "{version}"
+        );
+        assert_eq!(
+            rows.iter().filter(|o| o.filename == file.filename).count(),
+            1,
+            "{version}: the row the job's end recorded, not a second one"
+        );
+        let outputs: serde_json::Value =
+            serde_json::from_str(rec.outputs_json.as_deref().unwrap()).unwrap();
+        assert!(
+            outputs
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|o| o["filename"] == file.filename.as_str() && o["node"] == "2"),
+            "{version}: {outputs}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_download_the_journal_did_not_expect_gets_its_own_row_and_an_unknown_job_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("journal.db");
+    let mut store = Store::open(&db).unwrap();
+    let inst = store
+        .insert_instance(&NewInstance::new("box", "http://box:8188/"), 0)
+        .unwrap()
+        .id;
+    let mut journal = Journal::new(store);
+    let id = comfy_engine::actions::new_prompt_id();
+    let mut done = comfy_engine::JobView::new(
+        id.clone(),
+        comfy_engine::JobOrigin::Other,
+        JobState::Success,
+    );
+    done.started_at_ms = Some(1);
+    assert!(journal.record(inst, &done, 2).unwrap());
+    let file = comfy_protocol::http::OutputFile {
+        filename: "late.png".into(),
+        subfolder: "sub".into(),
+        kind: "output".into(),
+    };
+    let local = dir.path().join("late.png");
+    let oid = journal
+        .record_download(inst, &id, &file, &local, None)
+        .unwrap();
+    let rec = journal.store().job(inst, id.as_str()).unwrap().unwrap();
+    let rows = journal.store().outputs(rec.id).unwrap();
+    assert_eq!(rows.len(), 1);
+    assert_eq!(rows[0].id, oid);
+    assert_eq!(rows[0].node_id, "", "no node known");
+    assert_eq!(rows[0].local_path.as_deref(), Some(local.as_path()));
+    assert!(!rows[0].has_thumbnail);
+
+    let unknown = comfy_engine::actions::new_prompt_id();
+    let err = journal
+        .record_download(inst, &unknown, &file, &local, None)
+        .unwrap_err();
+    assert!(
+        matches!(err, comfy_store::StoreError::NotFound { .. }),
+        "{err}"
+    );
+}
+
+#[tokio::test]
 async fn a_job_lost_in_a_server_restart_is_offered_for_resubmission() {
     let server = fake(ServerVersion::V0_26).await;
     let dir = tempfile::tempdir().unwrap();

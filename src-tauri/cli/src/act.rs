@@ -11,6 +11,7 @@ use comfy_engine::{
     ConnectionState, Engine, EngineError, Event, EventKind, InstanceId, InstanceSpec, JobState,
     JobView,
 };
+use comfy_protocol::http::OutputFile;
 use comfy_protocol::PromptId;
 use indicatif::{ProgressBar, ProgressStyle};
 use std::io::IsTerminal;
@@ -191,7 +192,7 @@ async fn submit_and_follow(
                     exit::FAILED,
                 );
             }
-            Some(j) => finish(&engine, id, &j, out.as_deref()).await,
+            Some(j) => finish(&engine, id, &j, out.as_deref(), &mut journal).await,
         };
         engine.shutdown().await;
         code
@@ -275,7 +276,32 @@ async fn follow(
     }
 }
 
-async fn finish(engine: &Engine, id: InstanceId, j: &JobView, out: Option<&Path>) -> ExitCode {
+/// Journals where a downloaded output went, with a thumbnail when the file is an image. A
+/// failure here costs the record, never the download.
+async fn record_download(journal: &mut JobJournal, job: &PromptId, file: &OutputFile, path: &Path) {
+    let Some((j, instance)) = journal.as_mut() else {
+        return;
+    };
+    let at = path.to_path_buf();
+    let thumbnail = tokio::task::spawn_blocking(move || comfy_engine::outputs::thumbnail_file(&at))
+        .await
+        .ok()
+        .and_then(Result::ok);
+    if let Err(e) = j.record_download(*instance, job, file, path, thumbnail.as_deref()) {
+        eprintln!(
+            "comfy-monitor: the journal could not record where {} went: {e}",
+            file.filename
+        );
+    }
+}
+
+async fn finish(
+    engine: &Engine,
+    id: InstanceId,
+    j: &JobView,
+    out: Option<&Path>,
+    journal: &mut JobJournal,
+) -> ExitCode {
     let secs = j
         .elapsed_ms
         .map(|ms| format!(" in {:.1} s", ms as f64 / 1000.0))
@@ -292,7 +318,10 @@ async fn finish(engine: &Engine, id: InstanceId, j: &JobView, out: Option<&Path>
             let mut failed = false;
             for file in &j.outputs {
                 match engine.fetch_output(id, file, dir).await {
-                    Ok(path) => println!("{}", path.display()),
+                    Ok(path) => {
+                        println!("{}", path.display());
+                        record_download(journal, &j.prompt_id, file, &path).await;
+                    }
                     Err(e) => {
                         failed = true;
                         eprintln!("comfy-monitor: {}: {e}", file.filename);

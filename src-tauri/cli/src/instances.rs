@@ -287,6 +287,12 @@ pub fn history(
         .history(inst.as_ref().map(|i| i.id), limit, 0)?
     {
         let name = names.get(&j.instance).cloned().unwrap_or_default();
+        let downloaded: Vec<_> = profile
+            .store
+            .outputs(j.id)?
+            .into_iter()
+            .filter(|o| o.local_path.is_some())
+            .collect();
         if json {
             println!(
                 "{}",
@@ -297,6 +303,11 @@ pub fn history(
                     "outputs": j.outputs_json.as_deref().and_then(|o| serde_json::from_str::<serde_json::Value>(o).ok()),
                     "error": j.error_json.as_deref().and_then(|o| serde_json::from_str::<serde_json::Value>(o).ok()),
                     "detail": j.detail, "resubmittable": j.has_workflow && j.state == comfy_store::JobState::Lost,
+                    "downloads": downloaded.iter().map(|o| serde_json::json!({
+                        "node": (!o.node_id.is_empty()).then_some(&o.node_id),
+                        "filename": o.filename, "subfolder": o.subfolder, "type": o.kind.as_str(),
+                        "local_path": o.local_path.as_ref().map(|p| p.display().to_string()), "thumbnail": o.has_thumbnail,
+                    })).collect::<Vec<_>>(),
                 })
             );
         } else {
@@ -329,6 +340,11 @@ pub fn history(
                     .map(|d| format!(" ({d})"))
                     .unwrap_or_default(),
             );
+            for o in &downloaded {
+                if let Some(p) = &o.local_path {
+                    println!("    {} -> {}", o.filename, p.display());
+                }
+            }
         }
     }
     Ok(())

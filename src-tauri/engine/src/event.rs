@@ -118,6 +118,11 @@ pub struct JobView {
     pub elapsed_ms: Option<u64>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub outputs: Vec<OutputFile>,
+    /// The node that wrote each of `outputs`, index for index (`None`, or a shorter list, where
+    /// it is not known); read both with [`JobView::outputs_with_nodes`]. Kept beside `outputs`
+    /// so those stay the server's own `/view` triple; not serialised (the journal stores it).
+    #[serde(skip)]
+    pub output_nodes: Vec<Option<NodeId>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<ErrorDetails>,
     /// Non-terminal problems, e.g. an `ExecutionBlocked` branch.
@@ -163,12 +168,21 @@ impl JobView {
             ended_at_ms: None,
             elapsed_ms: None,
             outputs: Vec::new(),
+            output_nodes: Vec::new(),
             error: None,
             warnings: Vec::new(),
             node_durations: Vec::new(),
             detail: None,
             last_text: None,
         }
+    }
+
+    /// Each output file with the node that wrote it, when known.
+    pub fn outputs_with_nodes(&self) -> impl Iterator<Item = (&OutputFile, Option<&NodeId>)> {
+        self.outputs
+            .iter()
+            .enumerate()
+            .map(|(i, f)| (f, self.output_nodes.get(i).and_then(Option::as_ref)))
     }
 }
 

@@ -8,10 +8,13 @@
 
 use crate::event::{JobOrigin, JobState, JobView};
 use crate::tracker::ActiveJob;
-use comfy_protocol::PromptId;
+use comfy_protocol::http::OutputFile;
+use comfy_protocol::{NodeId, PromptId};
 use comfy_store::{
-    InstanceId, JobEnd, JobOutcome, JobSeen, NewOutput, OutputKind, Store, StoreError,
+    InstanceId, JobEnd, JobOutcome, JobSeen, NewOutput, OutputId, OutputKind, Store, StoreError,
 };
+use serde::Serialize;
+use std::path::Path;
 
 /// An unfinished journal entry, to restore into the tracker.
 #[derive(Debug, Clone)]
@@ -45,6 +48,24 @@ fn outcome(s: JobState) -> Option<JobOutcome> {
         JobState::Lost => JobOutcome::Lost,
         JobState::Pending | JobState::Running => return None,
     })
+}
+
+/// One element of `outputs_json`: the server's `/view` triple plus the node that wrote it.
+#[derive(Serialize)]
+struct StoredOutput<'a> {
+    #[serde(flatten)]
+    file: &'a OutputFile,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    node: Option<&'a NodeId>,
+}
+
+fn new_output(file: &OutputFile, node: Option<&NodeId>) -> NewOutput {
+    NewOutput {
+        node_id: node.map(|n| n.to_string()).unwrap_or_default(),
+        filename: file.filename.clone(),
+        subfolder: file.subfolder.clone(),
+        kind: output_kind(&file.kind),
+    }
 }
 
 fn output_kind(kind: &str) -> OutputKind {
@@ -145,7 +166,13 @@ impl Journal {
                     .as_ref()
                     .and_then(|e| serde_json::to_string(e).ok()),
                 outputs_json: (!job.outputs.is_empty())
-                    .then(|| serde_json::to_string(&job.outputs).ok())
+                    .then(|| {
+                        let stored: Vec<StoredOutput<'_>> = job
+                            .outputs_with_nodes()
+                            .map(|(file, node)| StoredOutput { file, node })
+                            .collect();
+                        serde_json::to_string(&stored).ok()
+                    })
                     .flatten(),
                 node_durations_json: (!job.node_durations.is_empty())
                     .then(|| serde_json::to_string(&job.node_durations).ok())
@@ -157,19 +184,61 @@ impl Journal {
         if written && !job.outputs.is_empty() {
             if let Some(rec) = self.store.job(instance, job.prompt_id.as_str())? {
                 let outputs: Vec<NewOutput> = job
-                    .outputs
-                    .iter()
-                    .map(|o| NewOutput {
-                        node_id: String::new(),
-                        filename: o.filename.clone(),
-                        subfolder: o.subfolder.clone(),
-                        kind: output_kind(&o.kind),
-                    })
+                    .outputs_with_nodes()
+                    .map(|(file, node)| new_output(file, node))
                     .collect();
                 self.store.record_outputs(rec.id, &outputs)?;
             }
         }
         Ok(written)
+    }
+
+    /// Records that an output of a journalled job was downloaded: where the copy is, and its
+    /// thumbnail (PNG or JPEG of at most [`comfy_store::MAX_THUMBNAIL_BYTES`]) when one could be
+    /// made. The output row is the one the job's end recorded; a file the journal did not know
+    /// (say its end was written by an older version) gets a row of its own, without a node.
+    /// The job itself must be in the journal ([`StoreError::NotFound`] otherwise).
+    pub fn record_download(
+        &mut self,
+        instance: InstanceId,
+        prompt_id: &PromptId,
+        file: &OutputFile,
+        local_path: &Path,
+        thumbnail: Option<&[u8]>,
+    ) -> Result<OutputId, StoreError> {
+        let job = self
+            .store
+            .job(instance, prompt_id.as_str())?
+            .ok_or_else(|| StoreError::NotFound {
+                what: format!("job {prompt_id}"),
+            })?;
+        let kind = output_kind(&file.kind);
+        let find = |store: &Store| -> Result<Option<OutputId>, StoreError> {
+            Ok(store
+                .outputs(job.id)?
+                .into_iter()
+                .find(|o| {
+                    o.filename == file.filename && o.subfolder == file.subfolder && o.kind == kind
+                })
+                .map(|o| o.id))
+        };
+        let id = match find(&self.store)? {
+            Some(id) => id,
+            None => {
+                self.store
+                    .record_outputs(job.id, &[new_output(file, None)])?;
+                find(&self.store)?.ok_or_else(|| StoreError::NotFound {
+                    what: format!("output {} of job {prompt_id}", file.filename),
+                })?
+            }
+        };
+        // A relative path means nothing to a later reader in another folder.
+        let local_path = std::path::absolute(local_path).unwrap_or_else(|_| local_path.into());
+        self.store.set_output_local_path(id, Some(&local_path))?;
+        if thumbnail.is_some() {
+            self.store.set_output_thumbnail(id, thumbnail)?;
+        }
+        Ok(id)
     }
 
     /// Unfinished entries of an instance, to hand to the tracker when monitoring starts.

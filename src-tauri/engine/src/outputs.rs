@@ -134,10 +134,27 @@ fn enc(s: &str) -> String {
 
 /// A PNG thumbnail no larger than [`THUMBNAIL_SIDE`], from JPEG or PNG bytes. Decoding is
 /// bounded: an image declaring huge dimensions is refused before its pixels are allocated.
+/// Should the PNG exceed what the store keeps ([`comfy_store::MAX_THUMBNAIL_BYTES`]; only noise
+/// does), it is a JPEG instead.
 pub fn thumbnail(bytes: &[u8]) -> Result<Vec<u8>, OutputError> {
-    let mut reader = image::ImageReader::new(std::io::Cursor::new(bytes))
+    let reader = image::ImageReader::new(std::io::Cursor::new(bytes))
         .with_guessed_format()
         .map_err(|e| OutputError::Thumbnail(e.to_string()))?;
+    thumbnail_of(reader)
+}
+
+/// [`thumbnail`] of a file on disk, read as it is decoded: a large file that is no image (a
+/// video) is refused after its first bytes, never read whole.
+pub fn thumbnail_file(path: &Path) -> Result<Vec<u8>, OutputError> {
+    let reader = image::ImageReader::open(path)
+        .and_then(image::ImageReader::with_guessed_format)
+        .map_err(|e| OutputError::Thumbnail(format!("{}: {e}", path.display())))?;
+    thumbnail_of(reader)
+}
+
+fn thumbnail_of<R: std::io::BufRead + std::io::Seek>(
+    mut reader: image::ImageReader<R>,
+) -> Result<Vec<u8>, OutputError> {
     let mut limits = image::Limits::default();
     limits.max_image_width = Some(MAX_DECODE_SIDE);
     limits.max_image_height = Some(MAX_DECODE_SIDE);
@@ -147,11 +164,26 @@ pub fn thumbnail(bytes: &[u8]) -> Result<Vec<u8>, OutputError> {
         .decode()
         .map_err(|e| OutputError::Thumbnail(e.to_string()))?;
     let thumb = img.thumbnail(THUMBNAIL_SIDE, THUMBNAIL_SIDE);
-    let mut out = Vec::new();
-    thumb
-        .write_to(&mut std::io::Cursor::new(&mut out), image::ImageFormat::Png)
-        .map_err(|e| OutputError::Thumbnail(e.to_string()))?;
-    Ok(out)
+    let encode = |format| {
+        let mut out = Vec::new();
+        thumb
+            .write_to(&mut std::io::Cursor::new(&mut out), format)
+            .map(|()| out)
+            .map_err(|e| OutputError::Thumbnail(e.to_string()))
+    };
+    let png = encode(image::ImageFormat::Png)?;
+    if png.len() <= comfy_store::MAX_THUMBNAIL_BYTES {
+        return Ok(png);
+    }
+    // JPEG has no alpha channel.
+    let rgb = image::DynamicImage::ImageRgb8(thumb.to_rgb8());
+    let mut jpeg = Vec::new();
+    rgb.write_to(
+        &mut std::io::Cursor::new(&mut jpeg),
+        image::ImageFormat::Jpeg,
+    )
+    .map_err(|e| OutputError::Thumbnail(e.to_string()))?;
+    Ok(jpeg)
 }
 
 #[cfg(test)]
@@ -205,6 +237,38 @@ mod tests {
         let t = thumbnail(&jpeg).unwrap();
         assert!(t.starts_with(b"\x89PNG"));
         assert_eq!(comfy_protocol::image_size(&t), Some((256, 128)));
+    }
+
+    #[test]
+    fn a_noisy_thumbnail_too_big_for_the_store_is_a_jpeg() {
+        let mut seed = 1u32;
+        let img = image::RgbaImage::from_fn(256, 256, |_, _| {
+            seed = seed.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
+            image::Rgba(seed.to_le_bytes())
+        });
+        let mut png = Vec::new();
+        image::DynamicImage::ImageRgba8(img)
+            .write_to(&mut std::io::Cursor::new(&mut png), image::ImageFormat::Png)
+            .unwrap();
+        assert!(png.len() > comfy_store::MAX_THUMBNAIL_BYTES);
+        let t = thumbnail(&png).unwrap();
+        assert!(t.starts_with(b"\xff\xd8"), "a JPEG");
+        assert!(t.len() <= comfy_store::MAX_THUMBNAIL_BYTES);
+    }
+
+    #[test]
+    fn a_thumbnail_is_made_from_a_file_and_a_file_that_is_no_image_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let png = dir.path().join("a.png");
+        image::RgbImage::from_pixel(600, 300, image::Rgb([1, 2, 3]))
+            .save(&png)
+            .unwrap();
+        let t = thumbnail_file(&png).unwrap();
+        assert_eq!(comfy_protocol::image_size(&t), Some((256, 128)));
+        let video = dir.path().join("b.mp4");
+        std::fs::write(&video, b"\0\0\0\x18ftypmp42 not an image").unwrap();
+        assert!(thumbnail_file(&video).is_err());
+        assert!(thumbnail_file(&dir.path().join("missing.png")).is_err());
     }
 
     #[test]

@@ -152,7 +152,8 @@ struct Job {
     ended: Option<Millis>,
     ms_per_step: Option<f64>,
     last_step: Option<(NodeId, f64, Millis)>,
-    outputs: Vec<OutputFile>,
+    /// Files the job wrote, each with the node that wrote it when known.
+    outputs: Vec<(OutputFile, Option<NodeId>)>,
     texts: VecDeque<(NodeId, String)>,
     error: Option<ErrorDetails>,
     /// Terminal outcome seen on the socket, waiting for `executing null` or a reconcile.
@@ -364,6 +365,18 @@ impl Job {
                 ms: (end - start).max(0) as u64,
             })
             .collect()
+    }
+
+    /// Records an output file once, whether the socket or the server's record names it first.
+    fn add_output(&mut self, file: OutputFile, node: Option<NodeId>) {
+        match self.outputs.iter_mut().find(|(f, _)| *f == file) {
+            Some((_, known)) => {
+                if known.is_none() {
+                    *known = node;
+                }
+            }
+            None => self.outputs.push((file, node)),
+        }
     }
 
     fn mark_running(&mut self, now: Millis) {
@@ -692,9 +705,7 @@ impl Tracker {
                     if let Some(job) = self.job_mut(&id, JobOrigin::SelfApp, now) {
                         job.mark_running(now);
                         for f in output_files(output) {
-                            if !job.outputs.contains(&f) {
-                                job.outputs.push(f);
-                            }
+                            job.add_output(f, Some(node.clone()));
                         }
                         let shown = display_node.clone().unwrap_or_else(|| node.clone());
                         job.ensure_planned(&shown);
@@ -1213,9 +1224,10 @@ impl Tracker {
                 let Some(job) = self.job_mut(id, origin, now) else {
                     return out;
                 };
-                for file in f.files() {
-                    if !job.outputs.contains(&file) {
-                        job.outputs.push(file);
+                // Keyed by the node that wrote them, like `executed`'s `node`.
+                for (node, ui) in &f.outputs {
+                    for file in output_files(ui) {
+                        job.add_output(file, Some(NodeId::from(node.as_str())));
                     }
                 }
                 if let Some(s) = f.started_ms {
@@ -1378,7 +1390,8 @@ fn view(j: &Job) -> JobView {
         started_at_ms: j.started,
         ended_at_ms: j.ended,
         elapsed_ms,
-        outputs: j.outputs.clone(),
+        outputs: j.outputs.iter().map(|(f, _)| f.clone()).collect(),
+        output_nodes: j.outputs.iter().map(|(_, n)| n.clone()).collect(),
         error: j.error.clone(),
         warnings: j.warnings.clone(),
         node_durations: if live && j.state.is_terminal() {
