@@ -1,0 +1,48 @@
+//! What the tray and the desktop notifications say, decided without tauri: the notification
+//! policy, the tray icon and its tooltip, and delivery over D-Bus. The shell feeds engine events
+//! in and puts the results on screen; nothing here imports tauri, owns a clock or a window.
+//!
+//! # The notification policy
+//!
+//! [`Policy`] is a pure state machine: [`Policy::apply`] takes an engine [`Event`](comfy_engine::Event) and the
+//! time, [`Policy::tick`] fires timers, and both return the [`Notification`]s to show now.
+//! [`Policy::next_deadline`] says when to tick next, so a host sleeps until then instead of
+//! polling. The rules:
+//!
+//! - **Jobs.** A job that finished (first output image, workflow label or instance name,
+//!   duration) or failed (node id, node type, exception message) notifies when its instance's
+//!   switch is on. Jobs of other clients notify only when the instance opts in. A job stopped
+//!   from outside notifies when `job_interrupted` is on, unless the host said it cancelled it
+//!   ([`Policy::cancelled_by_us`]). A terminal state seen twice notifies once.
+//! - **Rate limit.** After a job notification, more jobs of the same outcome on the same
+//!   instance wait out [`Timing::coalesce_window`] and then go out as one "12 jobs finished on
+//!   Local" that counts the whole burst and replaces the burst's popup (same key).
+//! - **Queue drained.** When every connected instance's queue has stayed empty for
+//!   [`Timing::drain_settle`] after at least [`Timing::drain_min_jobs`] jobs, one summary goes
+//!   out. An instance that is down with work of its own holds it back.
+//! - **Connections.** An outage starts when a connected instance goes down. "Disconnected" is
+//!   told once, after [`Timing::disconnect_grace`]; a credentials rejection at once. The outage
+//!   ends only after the instance has stayed up for [`Timing::recovery`], with one "back
+//!   online" if anything was told, so a flapping link makes one notice each way. An instance
+//!   never reached since start is no outage (a rejection still is).
+//! - **Quiet.** A pause (for a while, or until resumed) and the "only when the window is not
+//!   focused" option hold everything back. Job notices held back are dropped: they are old news
+//!   when the quiet ends. Connection notices still true then are told then.
+//!
+//! # The tray
+//!
+//! [`TrayModel`] follows events into per-instance status, [`TrayState`] aggregates it (icon
+//! state, running count, percent, ETA, tooltip), [`RepaintGate`] decides when to repaint, and
+//! [`render_icon`] draws the RGBA icon: a glyph in the state's colour inside a progress ring.
+//!
+//! # Delivery
+//!
+//! [`Deliver`] puts a notification on screen. [`DesktopNotifier`] does it over D-Bus with
+//! notify-rust (summary, body, the thumbnail as an `image-data` hint, actions) and reports the
+//! actions users click through a channel.
+
+mod notification;
+mod policy;
+
+pub use notification::{clock, Action, ImageRef, Notification, NotificationKind};
+pub use policy::{InstanceSettings, Pause, Policy, Settings, Timing};
