@@ -2,7 +2,23 @@
 //! is picked up by the next `cargo build` without touching Rust sources.
 
 fn main() {
-    let manifest = tauri_build::AppManifest::new().commands(&["get_snapshot", "refresh_instance"]);
+    let manifest = tauri_build::AppManifest::new().commands(&[
+        "get_snapshot",
+        "refresh_instance",
+        "submit_workflow",
+        "resubmit_job",
+        "cancel_job",
+        "clear_queue",
+        "get_history",
+        "get_event_log",
+        "save_output",
+        "open_folder",
+        "list_instances",
+        "add_instance",
+        "update_instance",
+        "remove_instance",
+        "test_connection",
+    ]);
     let attributes = tauri_build::Attributes::new()
         .app_manifest(manifest)
         .codegen(tauri_build::CodegenContext::new());

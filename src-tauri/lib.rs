@@ -9,9 +9,23 @@ pub fn run() -> ExitCode {
     shell::init_logging();
     let app = tauri::Builder::default()
         .plugin(shell::tray::init())
+        .register_asynchronous_uri_scheme_protocol(shell::media::SCHEME, shell::media::handle)
         .invoke_handler(tauri::generate_handler![
             shell::commands::get_snapshot,
             shell::commands::refresh_instance,
+            shell::commands::submit_workflow,
+            shell::commands::resubmit_job,
+            shell::commands::cancel_job,
+            shell::commands::clear_queue,
+            shell::commands::get_history,
+            shell::commands::get_event_log,
+            shell::commands::save_output,
+            shell::commands::open_folder,
+            shell::settings::list_instances,
+            shell::settings::add_instance,
+            shell::settings::update_instance,
+            shell::settings::remove_instance,
+            shell::settings::test_connection,
         ])
         .setup(shell::start)
         .on_window_event(shell::window::on_window_event)

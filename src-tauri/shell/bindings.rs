@@ -3,11 +3,14 @@
 //! `cargo test` fails when the committed TypeScript drifts from the types here; regenerate with
 //! `UPDATE_BINDINGS=1 cargo test -p comfy-monitor --lib bindings`.
 
+use crate::shell::commands::{CancelResult, SavedOutput, SubmitResult};
 use crate::shell::error::CommandError;
 use crate::shell::events::{
-    catalogue, InstanceStatusChanged, JobUpdated, QueueChanged, ServerInfoChanged,
+    catalogue, EventLogged, InstanceStatusChanged, InstancesChanged, JobUpdated, QueueChanged,
+    ServerInfoChanged, StatsChanged,
 };
-use crate::shell::view::Snapshot;
+use crate::shell::settings::{ConnectionTest, InstanceInput, InstanceSettings};
+use crate::shell::view::{HistoryEntry, LogEntry, OutputRef, Snapshot};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use ts_rs::TS;
@@ -30,7 +33,19 @@ fn generate(dir: &Path) {
         ServerInfoChanged::export_all(&cfg),
         QueueChanged::export_all(&cfg),
         JobUpdated::export_all(&cfg),
+        InstancesChanged::export_all(&cfg),
+        StatsChanged::export_all(&cfg),
+        EventLogged::export_all(&cfg),
         CommandError::export_all(&cfg),
+        InstanceSettings::export_all(&cfg),
+        InstanceInput::export_all(&cfg),
+        ConnectionTest::export_all(&cfg),
+        SubmitResult::export_all(&cfg),
+        CancelResult::export_all(&cfg),
+        SavedOutput::export_all(&cfg),
+        HistoryEntry::export_all(&cfg),
+        LogEntry::export_all(&cfg),
+        OutputRef::export_all(&cfg),
     ];
     for result in results {
         if let Err(error) = result {

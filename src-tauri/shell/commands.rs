@@ -1,32 +1,309 @@
-//! The commands the webview may invoke. Each takes its arguments, asks the overview or the
-//! engine, and maps errors to [`CommandError`]; nothing else.
+//! The commands the webview may invoke. Each takes its arguments, asks the overview, the journal
+//! or the engine, and maps errors to [`CommandError`]; nothing else.
 
-use crate::shell::error::{CommandError, ErrorCode};
-use crate::shell::view::Snapshot;
-use crate::shell::{EngineSlot, SharedOverview};
-use tauri::State;
+use crate::shell::error::{CommandError, ErrorCode, NodeErrorView};
+use crate::shell::view::{HistoryEntry, LogEntry, OutputRef, Snapshot};
+use crate::shell::SharedHost;
+use comfy_engine::actions::{CancelOutcome, SubmitOptions};
+use comfy_protocol::PromptId;
+use serde::Serialize;
+use std::path::{Path, PathBuf};
+use tauri::{AppHandle, Manager, State};
+use ts_rs::TS;
 
 /// The current picture of every instance, for a UI that (re)loads.
 #[tauri::command]
-pub fn get_snapshot(overview: State<'_, SharedOverview>) -> Snapshot {
-    overview.lock().snapshot()
+pub fn get_snapshot(host: State<'_, SharedHost>) -> Snapshot {
+    let mut snapshot = host.overview.lock().snapshot();
+    snapshot.notices = host.notices();
+    snapshot
 }
 
 /// Asks an instance to re-read its queue now.
 #[tauri::command]
 pub async fn refresh_instance(
-    engine: State<'_, EngineSlot>,
+    host: State<'_, SharedHost>,
     instance: String,
 ) -> Result<(), CommandError> {
-    let slot = engine.0.lock().await;
-    let engine = slot
-        .as_ref()
-        .ok_or_else(|| CommandError::new(ErrorCode::ShuttingDown, "the app is quitting"))?;
-    let (id, _) = engine
-        .instances()
-        .into_iter()
-        .find(|(_, name)| *name == instance)
-        .ok_or_else(|| CommandError::unknown_instance(&instance))?;
-    engine.refresh(id).await?;
+    let id = host.engine_id(&instance)?;
+    host.engine().await?.refresh(id).await?;
     Ok(())
+}
+
+/// A job the server accepted.
+#[derive(Debug, Clone, PartialEq, Serialize, TS)]
+#[serde(rename_all = "camelCase")]
+pub struct SubmitResult {
+    pub prompt_id: String,
+    /// Outputs the server dropped because they failed validation; the rest runs.
+    pub node_errors: Vec<NodeErrorView>,
+}
+
+async fn submit(
+    host: &SharedHost,
+    instance: &str,
+    workflow: serde_json::Value,
+) -> Result<SubmitResult, CommandError> {
+    comfy_protocol::http::check_api_workflow(&workflow)?;
+    let id = host.engine_id(instance)?;
+    let rec = host.record(instance)?;
+    let result = host
+        .engine()
+        .await?
+        .submit(id, workflow.clone(), SubmitOptions::default())
+        .await;
+    let submission = match result {
+        Ok(s) => s,
+        Err(e) => {
+            let mut error = CommandError::from(e);
+            // Name the refused nodes by their titles in this workflow.
+            for n in &mut error.node_errors {
+                n.title = workflow
+                    .get(&n.node_id)
+                    .and_then(|node| node.pointer("/_meta/title"))
+                    .and_then(|t| t.as_str())
+                    .map(str::to_owned);
+            }
+            return Err(error);
+        }
+    };
+    let recorded = host.with_journal(|j| {
+        Ok(j.record_submitted(
+            rec.id,
+            &submission.prompt_id,
+            &workflow,
+            comfy_engine::now_ms(),
+        )?)
+    });
+    if let Err(e) = recorded {
+        tracing::warn!(error = %e, "the journal could not keep the submitted workflow");
+    }
+    Ok(SubmitResult {
+        prompt_id: submission.prompt_id.to_string(),
+        node_errors: submission
+            .node_errors
+            .iter()
+            .map(|n| NodeErrorView::from_validation(n, Some(&workflow)))
+            .collect(),
+    })
+}
+
+/// Queues an API-format workflow (the text of a `.json` file) on an instance, under this app's
+/// client id so it is followed live.
+#[tauri::command]
+pub async fn submit_workflow(
+    host: State<'_, SharedHost>,
+    instance: String,
+    workflow: String,
+) -> Result<SubmitResult, CommandError> {
+    let workflow: serde_json::Value = serde_json::from_str(&workflow).map_err(|e| {
+        CommandError::new(
+            ErrorCode::InvalidWorkflow,
+            format!(
+                "this file is not JSON ({e}); export the workflow with Workflow → Export (API)"
+            ),
+        )
+    })?;
+    submit(&host, &instance, workflow).await
+}
+
+/// Queues again a job of this app, from the workflow kept in the journal.
+#[tauri::command]
+pub async fn resubmit_job(
+    host: State<'_, SharedHost>,
+    instance: String,
+    prompt_id: String,
+) -> Result<SubmitResult, CommandError> {
+    let rec = host.record(&instance)?;
+    let workflow = host.with_journal(|j| {
+        let job = j
+            .store()
+            .job(rec.id, &prompt_id)?
+            .ok_or_else(|| CommandError::new(ErrorCode::NotFound, "no such job in the journal"))?;
+        j.store().job_workflow(job.id)?.ok_or_else(|| {
+            CommandError::new(
+                ErrorCode::NotFound,
+                "this job's workflow was not kept (it was not queued by this app)",
+            )
+        })
+    })?;
+    let workflow = serde_json::from_str(&workflow).map_err(CommandError::internal)?;
+    submit(&host, &instance, workflow).await
+}
+
+/// What became of a cancel request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, TS)]
+#[serde(rename_all = "snake_case")]
+pub enum CancelResult {
+    /// It was running and was told to stop.
+    Interrupted,
+    /// It was pending and was removed from the queue.
+    Removed,
+    /// It had already finished.
+    AlreadyFinished,
+    /// The server does not know it.
+    NotFound,
+}
+
+/// Cancels one job: removed if pending, interrupted if running; no other job is touched.
+#[tauri::command]
+pub async fn cancel_job(
+    host: State<'_, SharedHost>,
+    instance: String,
+    prompt_id: String,
+) -> Result<CancelResult, CommandError> {
+    let id = host.engine_id(&instance)?;
+    let outcome = host
+        .engine()
+        .await?
+        .cancel(id, &PromptId::from(prompt_id.as_str()))
+        .await?;
+    Ok(match outcome {
+        CancelOutcome::Interrupted => CancelResult::Interrupted,
+        CancelOutcome::Removed => CancelResult::Removed,
+        CancelOutcome::AlreadyFinished => CancelResult::AlreadyFinished,
+        CancelOutcome::NotFound => CancelResult::NotFound,
+    })
+}
+
+/// Removes every pending job of an instance (the running one is left alone).
+#[tauri::command]
+pub async fn clear_queue(
+    host: State<'_, SharedHost>,
+    instance: String,
+) -> Result<(), CommandError> {
+    let id = host.engine_id(&instance)?;
+    host.engine().await?.clear_pending(id).await?;
+    Ok(())
+}
+
+/// Jobs of an instance from the journal, newest first.
+#[tauri::command]
+pub fn get_history(
+    host: State<'_, SharedHost>,
+    instance: String,
+    limit: u32,
+    offset: u32,
+) -> Result<Vec<HistoryEntry>, CommandError> {
+    let rec = host.record(&instance)?;
+    let jobs =
+        host.with_journal(|j| Ok(j.store().history(Some(rec.id), limit.min(500), offset)?))?;
+    Ok(jobs.into_iter().map(HistoryEntry::from).collect())
+}
+
+/// The latest lines of an instance's event log, oldest first.
+#[tauri::command]
+pub fn get_event_log(
+    host: State<'_, SharedHost>,
+    instance: String,
+    limit: u32,
+) -> Result<Vec<LogEntry>, CommandError> {
+    let rec = host.record(&instance)?;
+    let events = host.with_journal(|j| Ok(j.store().events(Some(rec.id), limit.min(1000))?))?;
+    let mut entries: Vec<LogEntry> = events.into_iter().map(LogEntry::from).collect();
+    entries.sort_by_key(|e| (e.ts, e.id));
+    Ok(entries)
+}
+
+/// Where a saved output went.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, TS)]
+#[serde(rename_all = "camelCase")]
+pub struct SavedOutput {
+    pub path: String,
+    pub folder: String,
+}
+
+/// Where outputs are saved: `<Downloads>/comfy-monitor/<instance>`.
+fn save_root(app: &AppHandle) -> Result<PathBuf, CommandError> {
+    let base = app
+        .path()
+        .download_dir()
+        .or_else(|_| app.path().home_dir())
+        .map_err(CommandError::internal)?;
+    Ok(base.join("comfy-monitor"))
+}
+
+/// Downloads one output of an instance to the outputs folder.
+#[tauri::command]
+pub async fn save_output(
+    app: AppHandle,
+    host: State<'_, SharedHost>,
+    instance: String,
+    output: OutputRef,
+) -> Result<SavedOutput, CommandError> {
+    let id = host.engine_id(&instance)?;
+    let dir = save_root(&app)?.join(sanitize(&instance));
+    let file = comfy_protocol::http::OutputFile::from(&output);
+    let path = host.engine().await?.fetch_output(id, &file, &dir).await?;
+    let folder = path.parent().unwrap_or(&dir).to_path_buf();
+    Ok(SavedOutput {
+        path: path.display().to_string(),
+        folder: folder.display().to_string(),
+    })
+}
+
+/// Opens a folder this app saved outputs into, in the desktop's file manager. Other paths are
+/// refused: the webview cannot make the app open arbitrary locations.
+#[tauri::command]
+pub fn open_folder(app: AppHandle, folder: String) -> Result<(), CommandError> {
+    let root = save_root(&app)?;
+    let folder = Path::new(&folder)
+        .canonicalize()
+        .map_err(|e| CommandError::new(ErrorCode::NotFound, format!("{folder}: {e}")))?;
+    let inside = root
+        .canonicalize()
+        .is_ok_and(|root| folder.starts_with(root));
+    if !inside || !folder.is_dir() {
+        return Err(CommandError::new(
+            ErrorCode::InvalidInput,
+            "only folders of saved outputs can be opened",
+        ));
+    }
+    open_in_file_manager(&folder)
+}
+
+fn open_in_file_manager(folder: &Path) -> Result<(), CommandError> {
+    let program = if cfg!(target_os = "macos") {
+        "open"
+    } else if cfg!(target_os = "windows") {
+        "explorer"
+    } else {
+        "xdg-open"
+    };
+    std::process::Command::new(program)
+        .arg(folder)
+        .spawn()
+        .map(drop)
+        .map_err(|e| CommandError::new(ErrorCode::Io, format!("could not run {program}: {e}")))
+}
+
+/// A folder name from an instance name: path separators and control characters replaced.
+fn sanitize(name: &str) -> String {
+    let s: String = name
+        .chars()
+        .map(|c| {
+            if c == '/' || c == '\\' || c.is_control() || c == ':' {
+                '_'
+            } else {
+                c
+            }
+        })
+        .collect();
+    match s.trim() {
+        "" | "." | ".." => "instance".to_owned(),
+        t => t.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::sanitize;
+
+    #[test]
+    fn instance_names_cannot_climb_out_of_the_outputs_folder() {
+        assert_eq!(sanitize("../etc"), ".._etc");
+        assert_eq!(sanitize(".."), "instance");
+        assert_eq!(sanitize("gpu/1"), "gpu_1");
+        assert_eq!(sanitize("Local"), "Local");
+    }
 }

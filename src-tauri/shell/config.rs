@@ -1,13 +1,10 @@
-//! Which instances the app monitors at start.
-//!
-//! For now: a local server, plus any listed in `COMFY_MONITOR_INSTANCES` (`name=url,name=url`),
-//! which end-to-end tests use to point the app at fake servers. Saved settings come later.
+//! Instances to provision at start from `COMFY_MONITOR_INSTANCES` (`name=url,name=url`), which
+//! end-to-end tests and `scripts/run-app --fake` use to point the app at fake servers. Listed
+//! instances that are not saved yet are saved (the store itself seeds "Local" on first run);
+//! saved ones are left as the user configured them.
 
 /// Extra instances, as `name=url` pairs separated by commas.
 pub const INSTANCES_VAR: &str = "COMFY_MONITOR_INSTANCES";
-
-pub const LOCAL_NAME: &str = "Local";
-pub const LOCAL_URL: &str = "http://127.0.0.1:8188";
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct InstanceEntry {
@@ -15,14 +12,10 @@ pub struct InstanceEntry {
     pub url: String,
 }
 
-/// The local instance followed by those in `extra` (the variable's value, if set). Malformed
-/// pairs are logged and skipped; a repeated name gets a numeric suffix, since events name
-/// instances by name.
+/// The instances listed in `extra` (the variable's value, if set), in order. Malformed pairs are
+/// logged and skipped; a repeated name keeps its first URL.
 pub fn instances(extra: Option<&str>) -> Vec<InstanceEntry> {
-    let mut entries = vec![InstanceEntry {
-        name: LOCAL_NAME.to_owned(),
-        url: LOCAL_URL.to_owned(),
-    }];
+    let mut entries: Vec<InstanceEntry> = Vec::new();
     for pair in extra.unwrap_or_default().split(',') {
         let pair = pair.trim();
         if pair.is_empty() {
@@ -37,24 +30,16 @@ pub fn instances(extra: Option<&str>) -> Vec<InstanceEntry> {
             tracing::warn!(pair, "{INSTANCES_VAR}: expected name=url");
             continue;
         }
-        let name = unique_name(&entries, name);
+        if entries.iter().any(|e| e.name.eq_ignore_ascii_case(name)) {
+            tracing::warn!(name, "{INSTANCES_VAR}: listed twice; the first is used");
+            continue;
+        }
         entries.push(InstanceEntry {
-            name,
+            name: name.to_owned(),
             url: url.to_owned(),
         });
     }
     entries
-}
-
-fn unique_name(entries: &[InstanceEntry], wanted: &str) -> String {
-    let taken = |n: &str| entries.iter().any(|e| e.name == n);
-    if !taken(wanted) {
-        return wanted.to_owned();
-    }
-    (2..)
-        .map(|i| format!("{wanted} ({i})"))
-        .find(|n| !taken(n))
-        .unwrap_or_else(|| wanted.to_owned())
 }
 
 #[cfg(test)]
@@ -66,33 +51,33 @@ mod tests {
     }
 
     #[test]
-    fn local_instance_is_always_first() {
-        let entries = instances(None);
-        assert_eq!(
-            entries,
-            vec![InstanceEntry {
-                name: "Local".into(),
-                url: "http://127.0.0.1:8188".into()
-            }]
-        );
+    fn nothing_listed_means_nothing_to_provision() {
+        assert!(instances(None).is_empty());
+        assert!(instances(Some(" , ")).is_empty());
     }
 
     #[test]
     fn listed_instances_follow_in_order() {
         let entries = instances(Some("a=http://127.0.0.1:1, b = 127.0.0.1:2 ,"));
-        assert_eq!(names(&entries), ["Local", "a", "b"]);
-        assert_eq!(entries[2].url, "127.0.0.1:2");
+        assert_eq!(names(&entries), ["a", "b"]);
+        assert_eq!(entries[1].url, "127.0.0.1:2");
     }
 
     #[test]
     fn malformed_pairs_are_skipped() {
         let entries = instances(Some("nourl,=http://x,y=,ok=http://h"));
-        assert_eq!(names(&entries), ["Local", "ok"]);
+        assert_eq!(names(&entries), ["ok"]);
     }
 
     #[test]
-    fn repeated_names_get_a_suffix() {
-        let entries = instances(Some("Local=http://h:1,gpu=http://h:2,gpu=http://h:3"));
-        assert_eq!(names(&entries), ["Local", "Local (2)", "gpu", "gpu (2)"]);
+    fn a_repeated_name_keeps_its_first_url() {
+        let entries = instances(Some("gpu=http://h:2,GPU=http://h:3"));
+        assert_eq!(
+            entries,
+            [InstanceEntry {
+                name: "gpu".into(),
+                url: "http://h:2".into()
+            }]
+        );
     }
 }

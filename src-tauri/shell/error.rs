@@ -1,25 +1,94 @@
-//! Errors as the webview sees them: `{code, message}` with a closed set of codes to branch on.
+//! Errors as the webview sees them: `{code, message}` with a closed set of codes to branch on,
+//! plus the per-node validation errors when the server refused a workflow.
 
+use comfy_engine::actions::ActionError;
+use comfy_engine::api::ApiError;
+use comfy_engine::outputs::OutputError;
 use comfy_engine::EngineError;
+use comfy_protocol::http::{NodeValidationError, WorkflowError};
+use comfy_store::StoreError;
 use serde::Serialize;
 use ts_rs::TS;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, TS)]
 #[serde(rename_all = "snake_case")]
 pub enum ErrorCode {
-    /// No instance has the given name.
+    /// No instance has the given name or id.
     UnknownInstance,
     /// The app is quitting; the engine is gone.
     ShuttingDown,
+    /// The instance is not connected right now; the message says why.
+    NotConnected,
+    /// The server could not be reached, or answered something unexpected.
+    Unreachable,
+    /// The server refused our credentials.
+    AuthFailed,
+    /// The file is not an API-format workflow (not JSON, not an object of nodes).
+    InvalidWorkflow,
+    /// A workflow saved from the editor ("nodes" and "links"): export the API format.
+    UiFormatWorkflow,
+    /// The server refused the workflow; `nodeErrors` says which nodes.
+    Rejected,
+    /// A settings value is not acceptable (name taken, bad URL, ...).
+    InvalidInput,
+    /// No such job, file or record.
+    NotFound,
+    /// The database could not be read or written (locked, read-only, full, corrupt).
+    Storage,
+    /// The keyring or the secrets file failed.
+    Secrets,
+    /// A file could not be written (disk full, permissions).
+    Io,
     /// Anything else; the message says what.
     Internal,
 }
 
+/// One node's validation problems, as the submit dialog lists them.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, TS)]
+#[serde(rename_all = "camelCase")]
+pub struct NodeErrorView {
+    pub node_id: String,
+    pub class_type: Option<String>,
+    /// The node's `_meta.title`, when the workflow has one.
+    pub title: Option<String>,
+    /// One line per problem: "Value not in list: ckpt_name: 'x' not in [...]".
+    pub messages: Vec<String>,
+}
+
+impl NodeErrorView {
+    pub fn from_validation(e: &NodeValidationError, workflow: Option<&serde_json::Value>) -> Self {
+        let title = workflow
+            .and_then(|w| w.get(&e.node_id))
+            .and_then(|n| n.pointer("/_meta/title"))
+            .and_then(|t| t.as_str())
+            .map(str::to_owned);
+        Self {
+            node_id: e.node_id.clone(),
+            class_type: e.class_type.clone(),
+            title,
+            messages: e
+                .errors
+                .iter()
+                .map(|p| {
+                    if p.details.is_empty() {
+                        p.message.clone()
+                    } else {
+                        format!("{}: {}", p.message, p.details)
+                    }
+                })
+                .collect(),
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, TS, thiserror::Error)]
+#[serde(rename_all = "camelCase")]
 #[error("{message}")]
 pub struct CommandError {
     pub code: ErrorCode,
     pub message: String,
+    /// Filled for `rejected` (and for a workflow the server accepted only in part).
+    pub node_errors: Vec<NodeErrorView>,
 }
 
 impl CommandError {
@@ -27,6 +96,7 @@ impl CommandError {
         Self {
             code,
             message: message.into(),
+            node_errors: Vec::new(),
         }
     }
 
@@ -36,15 +106,99 @@ impl CommandError {
             format!("no instance named `{name}`"),
         )
     }
+
+    pub fn shutting_down() -> Self {
+        Self::new(ErrorCode::ShuttingDown, "the app is quitting")
+    }
+
+    pub fn internal(error: impl std::fmt::Display) -> Self {
+        Self::new(ErrorCode::Internal, error.to_string())
+    }
+}
+
+impl From<ApiError> for CommandError {
+    fn from(error: ApiError) -> Self {
+        let code = if error.is_auth() {
+            ErrorCode::AuthFailed
+        } else {
+            ErrorCode::Unreachable
+        };
+        Self::new(code, error.to_string())
+    }
+}
+
+impl From<WorkflowError> for CommandError {
+    fn from(error: WorkflowError) -> Self {
+        let code = match error {
+            WorkflowError::UiFormat => ErrorCode::UiFormatWorkflow,
+            _ => ErrorCode::InvalidWorkflow,
+        };
+        Self::new(code, error.to_string())
+    }
+}
+
+impl From<ActionError> for CommandError {
+    fn from(error: ActionError) -> Self {
+        match error {
+            ActionError::Workflow(e) => e.into(),
+            ActionError::Api(e) => e.into(),
+            ActionError::Rejected(ref r) => {
+                let node_errors = r
+                    .node_errors
+                    .iter()
+                    .map(|n| NodeErrorView::from_validation(n, None))
+                    .collect();
+                Self {
+                    code: ErrorCode::Rejected,
+                    message: error.to_string(),
+                    node_errors,
+                }
+            }
+        }
+    }
 }
 
 impl From<EngineError> for CommandError {
     fn from(error: EngineError) -> Self {
+        match error {
+            EngineError::UnknownInstance(_) => {
+                Self::new(ErrorCode::UnknownInstance, error.to_string())
+            }
+            EngineError::NotConnected { .. } => {
+                Self::new(ErrorCode::NotConnected, error.to_string())
+            }
+            EngineError::Api(e) => e.into(),
+            EngineError::Action(e) => e.into(),
+        }
+    }
+}
+
+impl From<OutputError> for CommandError {
+    fn from(error: OutputError) -> Self {
+        match error {
+            OutputError::Api(e) => e.into(),
+            OutputError::Missing { .. } => Self::new(ErrorCode::NotFound, error.to_string()),
+            OutputError::Write { .. } => Self::new(ErrorCode::Io, error.to_string()),
+            OutputError::BadName(_) | OutputError::Thumbnail(_) => {
+                Self::new(ErrorCode::Internal, error.to_string())
+            }
+        }
+    }
+}
+
+impl From<StoreError> for CommandError {
+    fn from(error: StoreError) -> Self {
         let code = match error {
-            EngineError::UnknownInstance(_) => ErrorCode::UnknownInstance,
-            #[allow(unreachable_patterns)]
-            _ => ErrorCode::Internal,
+            StoreError::NotFound { .. } => ErrorCode::NotFound,
+            StoreError::Invalid(_) | StoreError::Duplicate { .. } => ErrorCode::InvalidInput,
+            _ => ErrorCode::Storage,
         };
         Self::new(code, error.to_string())
+    }
+}
+
+impl From<comfy_secrets::SecretsError> for CommandError {
+    fn from(error: comfy_secrets::SecretsError) -> Self {
+        Self::new(ErrorCode::Secrets, error.to_string())
     }
 }

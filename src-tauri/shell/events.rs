@@ -4,7 +4,9 @@
 //! Each payload carries the overview revision it was produced at, so a UI that loads a snapshot
 //! while events are in flight can drop the ones the snapshot already contains.
 
-use crate::shell::view::{InstanceStatus, JobSummary, QueueCounts, ServerView};
+use crate::shell::view::{
+    InstanceStatus, JobSummary, LogEntry, QueueCounts, ServerView, StatsView,
+};
 use serde::Serialize;
 use tauri::{AppHandle, Emitter, Runtime};
 use ts_rs::TS;
@@ -13,6 +15,32 @@ pub const INSTANCE_STATUS_CHANGED: &str = "instance-status-changed";
 pub const SERVER_INFO_CHANGED: &str = "server-info-changed";
 pub const QUEUE_CHANGED: &str = "queue-changed";
 pub const JOB_UPDATED: &str = "job-updated";
+pub const INSTANCES_CHANGED: &str = "instances-changed";
+pub const STATS_CHANGED: &str = "stats-changed";
+pub const EVENT_LOGGED: &str = "event-logged";
+
+/// Instances were added, removed or re-configured: the UI reloads its snapshot.
+#[derive(Debug, Clone, PartialEq, Serialize, TS)]
+#[serde(rename_all = "camelCase")]
+pub struct InstancesChanged {
+    pub revision: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, TS)]
+#[serde(rename_all = "camelCase")]
+pub struct StatsChanged {
+    pub revision: u64,
+    pub instance: String,
+    pub stats: StatsView,
+}
+
+/// A line was added to an instance's event log (connection changes, custom server events).
+#[derive(Debug, Clone, PartialEq, Serialize, TS)]
+#[serde(rename_all = "camelCase")]
+pub struct EventLogged {
+    pub instance: String,
+    pub entry: LogEntry,
+}
 
 #[derive(Debug, Clone, PartialEq, Serialize, TS)]
 #[serde(rename_all = "camelCase")]
@@ -56,6 +84,9 @@ pub enum Update {
     QueueChanged(QueueChanged),
     /// Boxed: a job's picture is far larger than the other payloads.
     JobUpdated(Box<JobUpdated>),
+    InstancesChanged(InstancesChanged),
+    StatsChanged(StatsChanged),
+    EventLogged(EventLogged),
 }
 
 impl Update {
@@ -65,6 +96,9 @@ impl Update {
             Self::ServerInfoChanged(_) => SERVER_INFO_CHANGED,
             Self::QueueChanged(_) => QUEUE_CHANGED,
             Self::JobUpdated(_) => JOB_UPDATED,
+            Self::InstancesChanged(_) => INSTANCES_CHANGED,
+            Self::StatsChanged(_) => STATS_CHANGED,
+            Self::EventLogged(_) => EVENT_LOGGED,
         }
     }
 
@@ -75,6 +109,9 @@ impl Update {
             Self::ServerInfoChanged(p) => app.emit(name, p),
             Self::QueueChanged(p) => app.emit(name, p),
             Self::JobUpdated(p) => app.emit(name, p),
+            Self::InstancesChanged(p) => app.emit(name, p),
+            Self::StatsChanged(p) => app.emit(name, p),
+            Self::EventLogged(p) => app.emit(name, p),
         }
     }
 }
@@ -87,5 +124,8 @@ pub(crate) fn catalogue(cfg: &ts_rs::Config) -> Vec<(&'static str, String)> {
         (SERVER_INFO_CHANGED, ServerInfoChanged::name(cfg)),
         (QUEUE_CHANGED, QueueChanged::name(cfg)),
         (JOB_UPDATED, JobUpdated::name(cfg)),
+        (INSTANCES_CHANGED, InstancesChanged::name(cfg)),
+        (STATS_CHANGED, StatsChanged::name(cfg)),
+        (EVENT_LOGGED, EventLogged::name(cfg)),
     ]
 }

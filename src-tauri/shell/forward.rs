@@ -1,16 +1,126 @@
-//! The event task: engine events in, overview updated, throttled updates out to the webview.
+//! The event task: engine events in; the overview, the journal and the event log updated;
+//! throttled updates out to the webview.
 
-use crate::shell::events::Update;
+use crate::shell::events::{EventLogged, Update};
+use crate::shell::host::Routes;
+use crate::shell::media::Previews;
 use crate::shell::throttle::{progress_interval, ProgressThrottle};
+use crate::shell::view::{LogEntry, PreviewRef};
 use crate::shell::SharedOverview;
-use comfy_engine::Event;
+use comfy_engine::journal::Journal;
+use comfy_engine::{ConnectionState, Event, EventKind};
+use std::collections::HashMap;
+use std::time::Duration;
 use tokio::sync::mpsc::Receiver;
 use tokio::time::{sleep_until, Instant};
+
+/// A custom server event type is logged at most this often per instance (some extensions send
+/// one every second).
+const SERVER_EVENT_LOG_INTERVAL: Duration = Duration::from_secs(60);
+/// Custom event payloads longer than this are not kept in the log.
+const MAX_LOGGED_DATA: usize = 4096;
+
+/// Writes what the engine reports to the database: jobs to the journal (terminal states exactly
+/// once), connection changes and custom server events to the event log.
+pub struct Recorder {
+    journal: Option<Journal>,
+    routes: Routes,
+    last_state: HashMap<String, ConnectionState>,
+    logged_at: HashMap<(String, String), Instant>,
+}
+
+impl Recorder {
+    pub fn new(journal: Option<Journal>, routes: Routes) -> Self {
+        Self {
+            journal,
+            routes,
+            last_state: HashMap::new(),
+            logged_at: HashMap::new(),
+        }
+    }
+
+    /// Records one event; returns the log line to show, if one was written.
+    fn record(&mut self, event: &Event, now: Instant) -> Option<Update> {
+        let route = self.routes.get(&event.instance)?;
+        let journal = self.journal.as_mut()?;
+        let ts = comfy_engine::now_ms();
+        let (kind, detail, data) = match &event.kind {
+            EventKind::Job(job) => {
+                if let Err(error) = journal.record(route.store_id, job, ts) {
+                    tracing::error!(%error, job = %job.prompt_id, "the journal could not record a job");
+                }
+                return None;
+            }
+            EventKind::Connection(status) => {
+                let connected = status.state == ConnectionState::Connected;
+                let store = journal.store_mut();
+                if let Err(error) = store.set_instance_status(
+                    route.store_id,
+                    &status.detail,
+                    connected.then_some(ts),
+                ) {
+                    tracing::warn!(%error, "could not save the connection status");
+                }
+                // One line per change of state, not per retry countdown.
+                if self.last_state.insert(event.instance.clone(), status.state)
+                    == Some(status.state)
+                {
+                    return None;
+                }
+                let kind = serde_json::to_value(status.state)
+                    .ok()
+                    .and_then(|v| v.as_str().map(str::to_owned))
+                    .unwrap_or_else(|| "connection".into());
+                (kind, Some(status.detail.clone()), None)
+            }
+            EventKind::ServerEvent { kind, data } => {
+                let key = (event.instance.clone(), kind.clone());
+                if self
+                    .logged_at
+                    .get(&key)
+                    .is_some_and(|at| now.duration_since(*at) < SERVER_EVENT_LOG_INTERVAL)
+                {
+                    return None;
+                }
+                self.logged_at.insert(key, now);
+                let data = data.to_string();
+                let data = (data.len() <= MAX_LOGGED_DATA).then_some(data);
+                ("server_event".to_owned(), Some(kind.clone()), data)
+            }
+            _ => return None,
+        };
+        let new = comfy_store::NewEvent {
+            instance: Some(route.store_id),
+            ts,
+            kind: kind.clone(),
+            detail: detail.clone(),
+            data_json: data.clone(),
+        };
+        match journal.store_mut().log_event(&new) {
+            Ok(id) => Some(Update::EventLogged(EventLogged {
+                instance: event.instance.clone(),
+                entry: LogEntry {
+                    id: id.0,
+                    ts,
+                    kind,
+                    detail,
+                    data,
+                },
+            })),
+            Err(error) => {
+                tracing::warn!(%error, "could not log an event");
+                None
+            }
+        }
+    }
+}
 
 /// Runs until the engine is dropped (its event channel closes).
 pub async fn forward(
     mut events: Receiver<Event>,
     overview: SharedOverview,
+    previews: Previews,
+    mut recorder: Recorder,
     mut emit: impl FnMut(Update),
 ) {
     let mut throttle = ProgressThrottle::new(progress_interval());
@@ -19,9 +129,27 @@ pub async fn forward(
         tokio::select! {
             event = events.recv() => {
                 let Some(event) = event else { break };
-                let update = overview.lock().apply(&event);
+                let now = Instant::now();
+                let update = match &event.kind {
+                    EventKind::Preview(p) => {
+                        let cap = recorder.routes.get(&event.instance).map_or(0, |r| r.preview_fps_cap);
+                        previews
+                            .offer(&event.instance, p.mime, p.image.clone(), cap, now)
+                            .and_then(|seq| {
+                                overview.lock().preview_shown(
+                                    &event.instance,
+                                    p.prompt_id.as_ref().map(|id| id.as_str()),
+                                    PreviewRef { seq, width: p.width, height: p.height },
+                                )
+                            })
+                    }
+                    _ => overview.lock().apply(&event),
+                };
                 if let Some(update) = update {
-                    throttle.offer(update, Instant::now()).into_iter().for_each(&mut emit);
+                    throttle.offer(update, now).into_iter().for_each(&mut emit);
+                }
+                if let Some(logged) = recorder.record(&event, now) {
+                    emit(logged);
                 }
             }
             () = sleep_until(due.unwrap_or_else(Instant::now)), if due.is_some() => {
@@ -58,7 +186,9 @@ mod tests {
     #[tokio::test]
     async fn a_burst_of_progress_collapses_but_the_final_state_always_arrives() {
         let overview = SharedOverview::default();
-        overview.lock().add_instance("gpu", "http://gpu/", None);
+        overview
+            .lock()
+            .add_instance(1, "gpu", "http://gpu/", true, None);
         let (tx, rx) = tokio::sync::mpsc::channel(64);
         tx.send(event(EventKind::Connection(ConnectionStatus {
             state: ConnectionState::Connected,
@@ -78,7 +208,11 @@ mod tests {
         drop(tx);
 
         let mut sent = Vec::new();
-        forward(rx, overview.clone(), |u| sent.push(u)).await;
+        let recorder = Recorder::new(None, Routes::default());
+        forward(rx, overview.clone(), Previews::default(), recorder, |u| {
+            sent.push(u)
+        })
+        .await;
 
         let names: Vec<_> = sent.iter().map(Update::name).collect();
         assert_eq!(

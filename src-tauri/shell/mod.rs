@@ -12,13 +12,17 @@ pub mod config;
 pub mod error;
 pub mod events;
 mod forward;
+pub mod host;
+pub mod media;
 pub mod overview;
+pub mod settings;
 mod throttle;
 pub mod tray;
 pub mod view;
 pub mod window;
 
-use comfy_engine::{Engine, InstanceSpec, DEFAULT_EVENT_CAPACITY};
+use comfy_engine::{Engine, DEFAULT_EVENT_CAPACITY};
+use events::Update;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 use tauri::{App, AppHandle, Manager, RunEvent, Runtime};
@@ -31,17 +35,17 @@ impl SharedOverview {
     /// Locks the overview. A panic elsewhere while holding the lock leaves a value that is still
     /// a valid picture, so poisoning is ignored rather than taking the UI down with it.
     pub fn lock(&self) -> MutexGuard<'_, overview::Overview> {
-        self.0
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+        host::lock(&self.0)
     }
 }
 
-/// The engine, until the app quits and shuts it down.
-pub struct EngineSlot(pub tokio::sync::Mutex<Option<Engine>>);
+/// The app's state, managed by Tauri for the commands.
+pub type SharedHost = Arc<host::Host>;
 
 /// How long quitting waits for sockets to close cleanly.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(3);
+/// How often RAM and VRAM are read from connected instances.
+const STATS_INTERVAL: Duration = Duration::from_secs(5);
 
 pub fn init_logging() {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
@@ -50,56 +54,90 @@ pub fn init_logging() {
     let _ = tracing_subscriber::fmt().with_env_filter(filter).try_init();
 }
 
-/// Creates the engine with the configured instances and starts forwarding its events.
-pub fn start(app: &mut App) -> Result<(), Box<dyn std::error::Error>> {
-    let (mut engine, events) = Engine::new(DEFAULT_EVENT_CAPACITY);
-    let shared = SharedOverview::default();
+/// Sends one update to the webview; a failure is logged and the app goes on.
+pub fn emit<R: Runtime>(app: &AppHandle<R>, update: &Update) {
+    if let Err(error) = update.emit(app) {
+        tracing::warn!(%error, event = update.name(), "could not emit to the webview");
+    }
+}
 
-    let env = std::env::var(config::INSTANCES_VAR).ok();
-    let entries = config::instances(env.as_deref());
-    // `add_instance` spawns the instance's supervisor, so it must run inside the runtime.
-    tauri::async_runtime::block_on(async {
-        for entry in entries {
-            let spec = match InstanceSpec::new(entry.name.clone(), &entry.url) {
-                Ok(spec) => spec,
-                Err(error) => {
-                    tracing::warn!(name = %entry.name, %error, "skipping instance");
-                    continue;
-                }
+/// Opens the database, starts monitoring the saved instances and forwarding their events.
+pub fn start(app: &mut App) -> Result<(), Box<dyn std::error::Error>> {
+    let (engine, events) = Engine::new(DEFAULT_EVENT_CAPACITY);
+    let host: SharedHost = Arc::new(host::Host::open(engine));
+    app.manage(host.clone());
+    app.manage(media::SharedThumbnails::default());
+
+    provision(&host);
+    let handle = app.handle().clone();
+    // Starting an instance spawns its supervisor, so it must run inside the runtime.
+    tauri::async_runtime::block_on(host.start_all(&|u| emit(&handle, &u)));
+
+    let recorder = forward::Recorder::new(host.open_journal(), host.routes.clone());
+    let handle = app.handle().clone();
+    tauri::async_runtime::spawn(forward::forward(
+        events,
+        host.overview.clone(),
+        host.previews.clone(),
+        recorder,
+        move |update| emit(&handle, &update),
+    ));
+    let handle = app.handle().clone();
+    tauri::async_runtime::spawn(poll_stats(host, handle));
+    Ok(())
+}
+
+/// Saves the instances listed in `COMFY_MONITOR_INSTANCES` that are not saved yet.
+fn provision(host: &host::Host) {
+    let listed = config::instances(std::env::var(config::INSTANCES_VAR).ok().as_deref());
+    for entry in listed {
+        let saved = host.with_journal(|j| {
+            if j.store().instance_by_name(&entry.name).is_ok() {
+                return Ok(());
+            }
+            let url = comfy_engine::instance::parse_base_url(&entry.url)
+                .map_err(error::CommandError::internal)?;
+            let new = comfy_store::NewInstance::new(entry.name.clone(), url.to_string());
+            j.store_mut()
+                .insert_instance(&new, comfy_engine::now_ms())?;
+            Ok(())
+        });
+        if let Err(error) = saved {
+            tracing::warn!(name = %entry.name, %error, "{}: not saved", config::INSTANCES_VAR);
+        }
+    }
+}
+
+/// Reads RAM and VRAM of every connected instance every few seconds.
+async fn poll_stats<R: Runtime>(host: SharedHost, app: AppHandle<R>) {
+    let mut tick = tokio::time::interval(STATS_INTERVAL);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        for (name, id) in host.running() {
+            let stats = match host.engine().await {
+                Ok(engine) => engine.system_stats(id).await,
+                Err(_) => return,
             };
-            let url = spec.base_url.to_string();
-            match engine.add_instance(spec) {
-                Ok(id) => {
-                    let status = engine.status(id).map(|rx| rx.borrow().clone());
-                    shared
-                        .lock()
-                        .add_instance(&entry.name, &url, status.as_ref());
-                }
-                Err(error) => tracing::warn!(name = %entry.name, %error, "skipping instance"),
+            let Ok(stats) = stats else { continue };
+            let update = host
+                .overview
+                .lock()
+                .set_stats(&name, view::StatsView::from(&stats));
+            if let Some(update) = update {
+                emit(&app, &update);
             }
         }
-    });
-
-    app.manage(shared.clone());
-    app.manage(EngineSlot(tokio::sync::Mutex::new(Some(engine))));
-
-    let handle = app.handle().clone();
-    tauri::async_runtime::spawn(forward::forward(events, shared, move |update| {
-        if let Err(error) = update.emit(&handle) {
-            tracing::warn!(%error, event = update.name(), "could not emit to the webview");
-        }
-    }));
-    Ok(())
+    }
 }
 
 /// Shuts the engine down when the app exits, so servers see clean socket closes.
 pub fn on_run_event<R: Runtime>(app: &AppHandle<R>, event: RunEvent) {
     if let RunEvent::Exit = event {
-        let Some(slot) = app.try_state::<EngineSlot>() else {
+        let Some(host) = app.try_state::<SharedHost>() else {
             return;
         };
-        let engine = slot.0.try_lock().ok().and_then(|mut slot| slot.take());
-        if let Some(engine) = engine {
+        if let Some(engine) = host.take_engine() {
             tauri::async_runtime::block_on(async {
                 if tokio::time::timeout(SHUTDOWN_GRACE, engine.shutdown())
                     .await

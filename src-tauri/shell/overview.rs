@@ -5,13 +5,17 @@
 //! can reconcile a snapshot with events that raced it.
 
 use crate::shell::events::{
-    InstanceStatusChanged, JobUpdated, QueueChanged, ServerInfoChanged, Update,
+    InstanceStatusChanged, InstancesChanged, JobUpdated, QueueChanged, ServerInfoChanged,
+    StatsChanged, Update,
 };
 use crate::shell::view::{
-    ConnectionStateView, InstanceStatus, InstanceView, JobStateView, JobSummary, QueueCounts,
-    ServerView, Snapshot,
+    ConnectionStateView, InstanceStatus, InstanceView, JobStateView, JobSummary, NodeText,
+    PreviewRef, QueueCounts, ServerView, Snapshot, StatsView,
 };
 use comfy_engine::{ConnectionStatus, Event, EventKind};
+
+/// Streamed node text kept per node; older text is cut from the front.
+const MAX_NODE_TEXT: usize = 64 * 1024;
 use time::OffsetDateTime;
 
 #[derive(Debug, Default)]
@@ -22,7 +26,14 @@ pub struct Overview {
 
 impl Overview {
     /// Registers an instance before its first event, with the engine's current status.
-    pub fn add_instance(&mut self, name: &str, url: &str, status: Option<&ConnectionStatus>) {
+    pub fn add_instance(
+        &mut self,
+        id: i64,
+        name: &str,
+        url: &str,
+        enabled: bool,
+        status: Option<&ConnectionStatus>,
+    ) -> Update {
         let now = unix_ms(OffsetDateTime::now_utc());
         let status = match status {
             Some(status) => InstanceStatus::new(status, now),
@@ -34,21 +45,83 @@ impl Overview {
             },
         };
         self.revision += 1;
-        self.instances.push(InstanceView {
+        let view = InstanceView {
+            id,
             name: name.to_owned(),
             url: url.to_owned(),
+            enabled,
             status,
+            stats: None,
             server: None,
             queue: QueueCounts::default(),
             jobs: Vec::new(),
             last_job: None,
-        });
+        };
+        match self.instances.iter().position(|i| i.id == id) {
+            Some(i) => self.instances[i] = view,
+            None => self.instances.push(view),
+        }
+        self.instances.sort_by_key(|i| i.id);
+        self.instances_changed()
+    }
+
+    /// Forgets an instance (removed, or about to be re-added with new settings).
+    pub fn remove_instance(&mut self, id: i64) -> Option<Update> {
+        let before = self.instances.len();
+        self.instances.retain(|i| i.id != id);
+        if self.instances.len() == before {
+            return None;
+        }
+        self.revision += 1;
+        Some(self.instances_changed())
+    }
+
+    fn instances_changed(&self) -> Update {
+        Update::InstancesChanged(InstancesChanged {
+            revision: self.revision,
+        })
+    }
+
+    /// Records new machine stats for an instance.
+    pub fn set_stats(&mut self, name: &str, stats: StatsView) -> Option<Update> {
+        let instance = self.instances.iter_mut().find(|i| i.name == name)?;
+        if instance.stats.as_ref() == Some(&stats) {
+            return None;
+        }
+        instance.stats = Some(stats.clone());
+        self.revision += 1;
+        Some(Update::StatsChanged(StatsChanged {
+            revision: self.revision,
+            instance: name.to_owned(),
+            stats,
+        }))
+    }
+
+    /// Points a job at a new preview frame (its bytes are kept by the caller). Frames without a
+    /// prompt id (servers before preview metadata) belong to the running job of this app.
+    pub fn preview_shown(
+        &mut self,
+        name: &str,
+        prompt_id: Option<&str>,
+        preview: PreviewRef,
+    ) -> Option<Update> {
+        let instance = self.instances.iter_mut().find(|i| i.name == name)?;
+        let job = find_running(instance, prompt_id)?;
+        job.preview = Some(preview);
+        let job = job.clone();
+        self.revision += 1;
+        Some(Update::JobUpdated(Box::new(JobUpdated {
+            revision: self.revision,
+            instance: name.to_owned(),
+            job,
+        })))
     }
 
     pub fn snapshot(&self) -> Snapshot {
         Snapshot {
             revision: self.revision,
             instances: self.instances.clone(),
+            notices: Vec::new(),
         }
     }
 
@@ -105,7 +178,22 @@ impl Overview {
                 tracing::warn!(instance = %name, %detail, "undecodable frame");
                 return None;
             }
-            EventKind::Preview(_) | EventKind::Text { .. } | EventKind::ServerEvent { .. } => {
+            EventKind::Text {
+                prompt_id,
+                node,
+                text,
+            } => {
+                let job = find_running(instance, prompt_id.as_ref().map(|p| p.as_str()))?;
+                set_node_text(&mut job.node_text, node.as_str(), text);
+                Update::JobUpdated(Box::new(JobUpdated {
+                    revision,
+                    instance: name,
+                    job: job.clone(),
+                }))
+            }
+            // Previews go through `preview_shown`, with the frame's sequence number; custom
+            // server events go to the event log.
+            EventKind::Preview(_) | EventKind::ServerEvent { .. } => {
                 return None;
             }
         };
@@ -114,11 +202,47 @@ impl Overview {
     }
 }
 
-fn upsert_job(instance: &mut InstanceView, job: JobSummary) {
+/// The job a preview or text frame belongs to: the one named, else this app's running job.
+fn find_running<'a>(
+    instance: &'a mut InstanceView,
+    prompt_id: Option<&str>,
+) -> Option<&'a mut JobSummary> {
+    match prompt_id {
+        Some(id) => instance.jobs.iter_mut().find(|j| j.prompt_id == id),
+        None => instance.jobs.iter_mut().find(|j| {
+            j.state == JobStateView::Running && j.fidelity == crate::shell::view::FidelityView::Live
+        }),
+    }
+}
+
+fn set_node_text(texts: &mut Vec<NodeText>, node: &str, text: &str) {
+    let mut text = text.to_owned();
+    if text.len() > MAX_NODE_TEXT {
+        let mut cut = text.len() - MAX_NODE_TEXT;
+        while !text.is_char_boundary(cut) {
+            cut += 1;
+        }
+        text.drain(..cut);
+    }
+    match texts.iter_mut().find(|t| t.node == node) {
+        Some(t) => t.text = text,
+        None => texts.push(NodeText {
+            node: node.to_owned(),
+            text,
+        }),
+    }
+}
+
+fn upsert_job(instance: &mut InstanceView, mut job: JobSummary) {
     let existing = instance
         .jobs
         .iter()
         .position(|j| j.prompt_id == job.prompt_id);
+    // What the engine's picture of a job does not carry survives its updates.
+    if let Some(old) = existing.map(|i| &instance.jobs[i]) {
+        job.preview = old.preview;
+        job.node_text = old.node_text.clone();
+    }
     if job.is_finished() {
         if let Some(i) = existing {
             instance.jobs.remove(i);
@@ -159,7 +283,7 @@ mod tests {
 
     fn overview() -> Overview {
         let mut o = Overview::default();
-        o.add_instance("gpu", "http://gpu:8188/", None);
+        o.add_instance(1, "gpu", "http://gpu:8188/", true, None);
         o
     }
 
@@ -254,7 +378,7 @@ mod tests {
     }
 
     #[test]
-    fn previews_change_nothing() {
+    fn preview_events_alone_change_nothing() {
         let mut o = overview();
         let before = o.snapshot().revision;
         let update = o.apply(&event(EventKind::Preview(Preview {
@@ -268,6 +392,65 @@ mod tests {
         })));
         assert!(update.is_none());
         assert_eq!(o.snapshot().revision, before);
+    }
+
+    fn live_job(id: &str, state: JobState) -> EventKind {
+        EventKind::Job(Box::new(JobView::new(id.into(), JobOrigin::SelfApp, state)))
+    }
+
+    #[test]
+    fn a_shown_preview_attaches_to_its_job_and_survives_progress_updates() {
+        let mut o = overview();
+        o.apply(&event(live_job("r", JobState::Running)));
+        let frame = PreviewRef {
+            seq: 7,
+            width: Some(512),
+            height: Some(512),
+        };
+        let Some(Update::JobUpdated(u)) = o.preview_shown("gpu", Some("r"), frame) else {
+            panic!("a preview of a running job must update it");
+        };
+        assert_eq!(u.job.preview, Some(frame));
+        o.apply(&event(live_job("r", JobState::Running)));
+        assert_eq!(o.snapshot().instances[0].jobs[0].preview, Some(frame));
+        // A frame without a prompt id goes to this app's running job.
+        let next = PreviewRef { seq: 8, ..frame };
+        assert!(o.preview_shown("gpu", None, next).is_some());
+        assert_eq!(o.snapshot().instances[0].jobs[0].preview, Some(next));
+        // Nobody to show it on: nothing changes.
+        assert!(o.preview_shown("gpu", Some("other"), next).is_none());
+    }
+
+    #[test]
+    fn node_text_replaces_per_node_and_is_bounded() {
+        let mut o = overview();
+        o.apply(&event(live_job("r", JobState::Running)));
+        let text = |node: &str, text: String| {
+            event(EventKind::Text {
+                prompt_id: Some("r".into()),
+                node: node.into(),
+                text,
+            })
+        };
+        o.apply(&text("5", "Hello".into()));
+        o.apply(&text("5", "Hello, world".into()));
+        o.apply(&text("6", "x".repeat(MAX_NODE_TEXT + 10)));
+        let job = &o.snapshot().instances[0].jobs[0];
+        assert_eq!(job.node_text.len(), 2);
+        assert_eq!(job.node_text[0].text, "Hello, world");
+        assert_eq!(job.node_text[1].text.len(), MAX_NODE_TEXT);
+    }
+
+    #[test]
+    fn instances_stay_in_saved_order_and_can_be_replaced_or_removed() {
+        let mut o = Overview::default();
+        o.add_instance(2, "b", "http://b/", true, None);
+        o.add_instance(1, "a", "http://a/", true, None);
+        o.add_instance(2, "b2", "http://b2/", false, None);
+        let names: Vec<_> = o.snapshot().instances.into_iter().map(|i| i.name).collect();
+        assert_eq!(names, ["a", "b2"]);
+        assert!(o.remove_instance(1).is_some());
+        assert!(o.remove_instance(1).is_none());
     }
 
     #[test]

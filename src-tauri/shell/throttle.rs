@@ -130,6 +130,10 @@ mod tests {
                 elapsed_ms: None,
                 error: None,
                 detail: None,
+                warnings: Vec::new(),
+                outputs: Vec::new(),
+                preview: None,
+                node_text: Vec::new(),
             },
         }))
     }

@@ -3,12 +3,21 @@ import type { InstanceStatus } from "./InstanceStatus";
 import type { JobSummary } from "./JobSummary";
 import type { QueueCounts } from "./QueueCounts";
 import type { ServerView } from "./ServerView";
+import type { StatsView } from "./StatsView";
 
 export type InstanceView = { 
 /**
+ * The saved instance's id (settings, history and the event log use it).
+ */
+id: number, 
+/**
  * Unique among instances; events refer to the instance by it.
  */
-name: string, url: string, status: InstanceStatus, 
+name: string, url: string, enabled: boolean, status: InstanceStatus, 
+/**
+ * RAM and VRAM, refreshed every few seconds while connected.
+ */
+stats: StatsView | null, 
 /**
  * Known once connected.
  */

@@ -3,6 +3,9 @@ import type { FidelityView } from "./FidelityView";
 import type { JobError } from "./JobError";
 import type { JobOriginView } from "./JobOriginView";
 import type { JobStateView } from "./JobStateView";
+import type { NodeText } from "./NodeText";
+import type { OutputRef } from "./OutputRef";
+import type { PreviewRef } from "./PreviewRef";
 
 export type JobSummary = { promptId: string, state: JobStateView, origin: JobOriginView, fidelity: FidelityView, 
 /**
@@ -24,4 +27,20 @@ nodeValue: number | null, nodeMax: number | null, nodesDone: number | null, node
 /**
  * Why a job is lost, and similar notes.
  */
-detail: string | null, };
+detail: string | null, 
+/**
+ * Warnings that did not end the job (e.g. an output branch the server dropped).
+ */
+warnings: Array<string>, 
+/**
+ * Files the job wrote, as the server names them.
+ */
+outputs: Array<OutputRef>, 
+/**
+ * The latest preview frame, served at `media://localhost/preview/<instance>`.
+ */
+preview: PreviewRef | null, 
+/**
+ * Text nodes streamed (`progress_text`), latest per node.
+ */
+nodeText: Array<NodeText>, };

@@ -8,4 +8,9 @@ export type Snapshot = {
 /**
  * Every event with a revision up to this one is already reflected here.
  */
-revision: number, instances: Array<InstanceView>, };
+revision: number, instances: Array<InstanceView>, 
+/**
+ * What the user must be told about the app itself: the secrets fallback file, a database
+ * that could not be opened.
+ */
+notices: Array<string>, };

@@ -3,12 +3,18 @@ import type { InstanceStatusChanged } from "./InstanceStatusChanged";
 import type { ServerInfoChanged } from "./ServerInfoChanged";
 import type { QueueChanged } from "./QueueChanged";
 import type { JobUpdated } from "./JobUpdated";
+import type { InstancesChanged } from "./InstancesChanged";
+import type { StatsChanged } from "./StatsChanged";
+import type { EventLogged } from "./EventLogged";
 
 export const EVENTS = {
   instanceStatusChanged: "instance-status-changed",
   serverInfoChanged: "server-info-changed",
   queueChanged: "queue-changed",
   jobUpdated: "job-updated",
+  instancesChanged: "instances-changed",
+  statsChanged: "stats-changed",
+  eventLogged: "event-logged",
 } as const;
 
 export type EventName = (typeof EVENTS)[keyof typeof EVENTS];
@@ -18,4 +24,7 @@ export interface EventPayloads {
   "server-info-changed": ServerInfoChanged;
   "queue-changed": QueueChanged;
   "job-updated": JobUpdated;
+  "instances-changed": InstancesChanged;
+  "stats-changed": StatsChanged;
+  "event-logged": EventLogged;
 }

@@ -1,17 +1,30 @@
 // Typed wrappers over the shell's commands. Errors come back as `IpcError` with the shell's
 // closed error code, so callers branch on `code`, never on message text.
-import { invoke, type InvokeArgs } from "@tauri-apps/api/core";
+import { convertFileSrc, invoke, type InvokeArgs } from "@tauri-apps/api/core";
+import type { CancelResult } from "../bindings/CancelResult";
 import type { CommandError } from "../bindings/CommandError";
+import type { ConnectionTest } from "../bindings/ConnectionTest";
 import type { ErrorCode } from "../bindings/ErrorCode";
+import type { HistoryEntry } from "../bindings/HistoryEntry";
+import type { InstanceInput } from "../bindings/InstanceInput";
+import type { InstanceSettings } from "../bindings/InstanceSettings";
+import type { LogEntry } from "../bindings/LogEntry";
+import type { NodeErrorView } from "../bindings/NodeErrorView";
+import type { OutputRef } from "../bindings/OutputRef";
+import type { SavedOutput } from "../bindings/SavedOutput";
 import type { Snapshot } from "../bindings/Snapshot";
+import type { SubmitResult } from "../bindings/SubmitResult";
 
 export class IpcError extends Error {
   readonly code: ErrorCode;
+  /** Per-node validation errors, for `rejected`. */
+  readonly nodeErrors: NodeErrorView[];
 
-  constructor(code: ErrorCode, message: string) {
+  constructor(code: ErrorCode, message: string, nodeErrors: NodeErrorView[] = []) {
     super(message);
     this.name = "IpcError";
     this.code = code;
+    this.nodeErrors = nodeErrors;
   }
 }
 
@@ -28,7 +41,9 @@ async function call<T>(command: string, args?: InvokeArgs): Promise<T> {
   try {
     return await invoke<T>(command, args);
   } catch (error) {
-    if (isCommandError(error)) throw new IpcError(error.code, error.message);
+    if (isCommandError(error)) {
+      throw new IpcError(error.code, error.message, Array.isArray(error.nodeErrors) ? error.nodeErrors : []);
+    }
     throw new IpcError("internal", error instanceof Error ? error.message : String(error));
   }
 }
@@ -41,4 +56,89 @@ export function getSnapshot(): Promise<Snapshot> {
 /** Asks an instance to re-read its queue now. */
 export function refreshInstance(instance: string): Promise<void> {
   return call<void>("refresh_instance", { instance });
+}
+
+/** Every saved instance, for the settings screen. */
+export function listInstances(): Promise<InstanceSettings[]> {
+  return call<InstanceSettings[]>("list_instances");
+}
+
+/** Saves a new instance and starts monitoring it. */
+export function addInstance(input: InstanceInput): Promise<InstanceSettings> {
+  return call<InstanceSettings>("add_instance", { input });
+}
+
+/** Saves an edited instance; its monitoring restarts with the new settings. */
+export function updateInstance(id: number, input: InstanceInput): Promise<InstanceSettings> {
+  return call<InstanceSettings>("update_instance", { id, input });
+}
+
+/** Forgets an instance with its secrets and history. */
+export function removeInstance(id: number): Promise<void> {
+  return call<void>("remove_instance", { id });
+}
+
+/** Tries settings before saving: HTTP first, then the socket, with the same auth. `id` lends
+ * the stored secrets of a saved instance for slots the form leaves empty. */
+export function testConnection(input: InstanceInput, id: number | null): Promise<ConnectionTest> {
+  return call<ConnectionTest>("test_connection", { input, id });
+}
+
+/** Queues an API-format workflow (the file's text) on an instance. */
+export function submitWorkflow(instance: string, workflow: string): Promise<SubmitResult> {
+  return call<SubmitResult>("submit_workflow", { instance, workflow });
+}
+
+/** Queues again one of this app's jobs from the workflow kept in the journal. */
+export function resubmitJob(instance: string, promptId: string): Promise<SubmitResult> {
+  return call<SubmitResult>("resubmit_job", { instance, promptId });
+}
+
+/** Cancels one job: removed when pending, interrupted when running. */
+export function cancelJob(instance: string, promptId: string): Promise<CancelResult> {
+  return call<CancelResult>("cancel_job", { instance, promptId });
+}
+
+/** Removes every pending job of an instance. */
+export function clearQueue(instance: string): Promise<void> {
+  return call<void>("clear_queue", { instance });
+}
+
+/** Jobs from the journal, newest first. */
+export function getHistory(instance: string, limit = 50, offset = 0): Promise<HistoryEntry[]> {
+  return call<HistoryEntry[]>("get_history", { instance, limit, offset });
+}
+
+/** The latest lines of an instance's event log, oldest first. */
+export function getEventLog(instance: string, limit = 200): Promise<LogEntry[]> {
+  return call<LogEntry[]>("get_event_log", { instance, limit });
+}
+
+/** Downloads an output into the outputs folder. */
+export function saveOutput(instance: string, output: OutputRef): Promise<SavedOutput> {
+  return call<SavedOutput>("save_output", { instance, output });
+}
+
+/** Opens a folder of saved outputs in the file manager. */
+export function openFolder(folder: string): Promise<void> {
+  return call<void>("open_folder", { folder });
+}
+
+// Images come from the app's own `media:` scheme (see src-tauri/shell/media.rs); the webview
+// never talks to ComfyUI.
+function mediaBase(): string {
+  // `media://localhost/` on Linux and macOS, `http://media.localhost/` on Windows.
+  return convertFileSrc("", "media");
+}
+
+/** The latest preview frame of an instance; `seq` changes the URL so the image reloads. */
+export function previewUrl(instance: string, seq: number): string {
+  return `${mediaBase()}preview/${encodeURIComponent(instance)}?seq=${seq}`;
+}
+
+/** An output file of an instance, full size or as a small thumbnail. */
+export function outputUrl(instance: string, output: OutputRef, thumb = false): string {
+  const q = new URLSearchParams({ filename: output.filename, subfolder: output.subfolder, type: output.kind });
+  if (thumb) q.set("thumb", "1");
+  return `${mediaBase()}output/${encodeURIComponent(instance)}?${q.toString()}`;
 }

@@ -1,3 +1,22 @@
 // The UI's only door to the desktop shell. Nothing outside this folder imports @tauri-apps/*.
-export { IpcError, getSnapshot, refreshInstance } from "./commands";
+export {
+  IpcError,
+  addInstance,
+  cancelJob,
+  clearQueue,
+  getEventLog,
+  getHistory,
+  getSnapshot,
+  listInstances,
+  openFolder,
+  outputUrl,
+  previewUrl,
+  refreshInstance,
+  removeInstance,
+  resubmitJob,
+  saveOutput,
+  submitWorkflow,
+  testConnection,
+  updateInstance,
+} from "./commands";
 export { EVENTS, onEvent, type Unsubscribe } from "./events";
