@@ -1,10 +1,7 @@
 //! The real OS keyring. Ignored by default: it needs a running, unlocked Secret Service (or the
-//! platform's keychain). On Linux without a desktop, for example:
-//!
-//! ```sh
-//! dbus-run-session -- sh -c 'echo -n pw | gnome-keyring-daemon --unlock --components=secrets \
-//!   && cargo test -p comfy-secrets -- --ignored'
-//! ```
+//! platform's keychain). On Linux, `scripts/keyring-test` (run by `scripts/test-all`) starts one
+//! on a private D-Bus session, gnome-keyring unlocked with a throwaway password in a temporary
+//! folder, and runs these with `COMFY_MONITOR_SECRETS=keyring`.
 
 use comfy_secrets::{Backend, Secrets};
 
