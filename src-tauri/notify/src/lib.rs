@@ -41,8 +41,12 @@
 //! notify-rust (summary, body, the thumbnail as an `image-data` hint, actions) and reports the
 //! actions users click through a channel.
 
+mod icon;
 mod notification;
 mod policy;
+mod tray;
 
+pub use icon::{render_icon, state_colour, PROGRESS, TRACK};
 pub use notification::{clock, Action, ImageRef, Notification, NotificationKind};
 pub use policy::{InstanceSettings, Pause, Policy, Settings, Timing};
+pub use tray::{IconState, InstanceStatus, Repaint, RepaintGate, RunningJob, TrayModel, TrayState};
