@@ -1938,4 +1938,53 @@ mod tests {
         assert_eq!(end.fidelity, Fidelity::Observed);
         assert!(end.node_durations.is_empty());
     }
+
+    #[test]
+    fn outputs_keep_the_node_that_wrote_them_whoever_names_them_first() {
+        let mut t = Tracker::new(ME);
+        t.describe_job(&active("p", 1.0, Some(ME)), 0);
+        msg(
+            &mut t,
+            r#"{"type":"execution_start","data":{"prompt_id":"p"}}"#,
+            0,
+        );
+        msg(
+            &mut t,
+            r#"{"type":"executed","data":{"node":"2","display_node":"2","prompt_id":"p","output":{"images":[{"filename":"a.png","subfolder":"","type":"output"}]}}}"#,
+            5,
+        );
+        msg(
+            &mut t,
+            r#"{"type":"executing","data":{"node":null,"prompt_id":"p"}}"#,
+            6,
+        );
+        // The server's record names a.png again and a file the socket never mentioned.
+        let mut outputs = serde_json::Map::new();
+        outputs.insert(
+            "2".into(),
+            json!({"images": [{"filename": "a.png", "subfolder": "", "type": "output"}]}),
+        );
+        outputs.insert(
+            "7".into(),
+            json!({"images": [{"filename": "b.png", "subfolder": "", "type": "temp"}]}),
+        );
+        let u = t.apply_outcome(
+            &"p".into(),
+            Lookup::Found(Box::new(FinishedJob {
+                prompt_id: "p".into(),
+                outcome: Outcome::Success,
+                outputs,
+                client_id: Some(ME.into()),
+                started_ms: None,
+                ended_ms: None,
+            })),
+            7,
+        );
+        let end = final_view(&u);
+        let named: Vec<(&str, Option<&str>)> = end
+            .outputs_with_nodes()
+            .map(|(f, n)| (f.filename.as_str(), n.map(NodeId::as_str)))
+            .collect();
+        assert_eq!(named, [("a.png", Some("2")), ("b.png", Some("7"))]);
+    }
 }

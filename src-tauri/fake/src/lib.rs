@@ -7,7 +7,8 @@
 //! (heap-ordered `queue_pending`, the sid-reuse bug). Workflows are interpreted like ComfyUI runs
 //! the test nodes of `shared/comfyui-peer/comfy_test_nodes`, so the same workflow works against
 //! the fake and a real server. On top of that a test can misbehave on purpose: drop or stall
-//! sockets, restart, go down, change authentication, flood a socket, or replay a recorded trace.
+//! sockets, restart, go down, change authentication, flood a socket, hold its queue, start a job
+//! the moment a request to remove it arrives (a lost cancel race), or replay a recorded trace.
 //!
 //! It must stay a test double: no persistence, no real image processing, no models.
 //!
