@@ -134,26 +134,27 @@ fn enc(s: &str) -> String {
 
 /// A PNG thumbnail no larger than [`THUMBNAIL_SIDE`], from JPEG or PNG bytes. Decoding is
 /// bounded: an image declaring huge dimensions is refused before its pixels are allocated.
-/// Should the PNG exceed what the store keeps ([`comfy_store::MAX_THUMBNAIL_BYTES`]; only noise
-/// does), it is a JPEG instead.
 pub fn thumbnail(bytes: &[u8]) -> Result<Vec<u8>, OutputError> {
     let reader = image::ImageReader::new(std::io::Cursor::new(bytes))
         .with_guessed_format()
         .map_err(|e| OutputError::Thumbnail(e.to_string()))?;
-    thumbnail_of(reader)
+    thumbnail_of(reader, false)
 }
 
-/// [`thumbnail`] of a file on disk, read as it is decoded: a large file that is no image (a
-/// video) is refused after its first bytes, never read whole.
+/// A thumbnail of a downloaded file, to keep in the store: decoded as it is read, so a large
+/// file that is no image (a video) is refused after its first bytes, never read whole. A PNG
+/// like [`thumbnail`]'s, unless that would exceed what the store keeps
+/// ([`comfy_store::MAX_THUMBNAIL_BYTES`]; only noise does): then a JPEG.
 pub fn thumbnail_file(path: &Path) -> Result<Vec<u8>, OutputError> {
     let reader = image::ImageReader::open(path)
         .and_then(image::ImageReader::with_guessed_format)
         .map_err(|e| OutputError::Thumbnail(format!("{}: {e}", path.display())))?;
-    thumbnail_of(reader)
+    thumbnail_of(reader, true)
 }
 
 fn thumbnail_of<R: std::io::BufRead + std::io::Seek>(
     mut reader: image::ImageReader<R>,
+    fit_store: bool,
 ) -> Result<Vec<u8>, OutputError> {
     let mut limits = image::Limits::default();
     limits.max_image_width = Some(MAX_DECODE_SIDE);
@@ -172,7 +173,7 @@ fn thumbnail_of<R: std::io::BufRead + std::io::Seek>(
             .map_err(|e| OutputError::Thumbnail(e.to_string()))
     };
     let png = encode(image::ImageFormat::Png)?;
-    if png.len() <= comfy_store::MAX_THUMBNAIL_BYTES {
+    if !fit_store || png.len() <= comfy_store::MAX_THUMBNAIL_BYTES {
         return Ok(png);
     }
     // JPEG has no alpha channel.
@@ -240,7 +241,7 @@ mod tests {
     }
 
     #[test]
-    fn a_noisy_thumbnail_too_big_for_the_store_is_a_jpeg() {
+    fn a_noisy_thumbnail_too_big_for_the_store_is_stored_as_a_jpeg() {
         let mut seed = 1u32;
         let img = image::RgbaImage::from_fn(256, 256, |_, _| {
             seed = seed.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
@@ -251,7 +252,14 @@ mod tests {
             .write_to(&mut std::io::Cursor::new(&mut png), image::ImageFormat::Png)
             .unwrap();
         assert!(png.len() > comfy_store::MAX_THUMBNAIL_BYTES);
-        let t = thumbnail(&png).unwrap();
+        assert!(
+            thumbnail(&png).unwrap().starts_with(b"\x89PNG"),
+            "shown, not stored"
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let noise = dir.path().join("noise.png");
+        std::fs::write(&noise, &png).unwrap();
+        let t = thumbnail_file(&noise).unwrap();
         assert!(t.starts_with(b"\xff\xd8"), "a JPEG");
         assert!(t.len() <= comfy_store::MAX_THUMBNAIL_BYTES);
     }
