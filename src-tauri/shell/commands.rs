@@ -223,18 +223,42 @@ fn save_root(app: &AppHandle) -> Result<PathBuf, CommandError> {
     Ok(base.join("comfy-monitor"))
 }
 
-/// Downloads one output of an instance to the outputs folder.
+/// Downloads one output of an instance to the outputs folder. With the job's prompt id, the
+/// journal keeps where the copy went and a thumbnail of it.
 #[tauri::command]
 pub async fn save_output(
     app: AppHandle,
     host: State<'_, SharedHost>,
     instance: String,
     output: OutputRef,
+    prompt_id: Option<String>,
 ) -> Result<SavedOutput, CommandError> {
     let id = host.engine_id(&instance)?;
     let dir = save_root(&app)?.join(sanitize(&instance));
     let file = comfy_protocol::http::OutputFile::from(&output);
     let path = host.engine().await?.fetch_output(id, &file, &dir).await?;
+    if let Some(prompt_id) = prompt_id {
+        let rec = host.record(&instance)?;
+        let local = path.clone();
+        let thumb =
+            tokio::task::spawn_blocking(move || comfy_engine::outputs::thumbnail_file(&local).ok())
+                .await
+                .ok()
+                .flatten();
+        let recorded = host.with_journal(|j| {
+            Ok(j.record_download(
+                rec.id,
+                &PromptId::from(prompt_id.as_str()),
+                &file,
+                &path,
+                thumb.as_deref(),
+            )?)
+        });
+        if let Err(e) = recorded {
+            // The file is saved; only the journal's note of it is missing.
+            tracing::warn!(error = %e, "the journal could not record a download");
+        }
+    }
     let folder = path.parent().unwrap_or(&dir).to_path_buf();
     Ok(SavedOutput {
         path: path.display().to_string(),

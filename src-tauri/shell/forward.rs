@@ -229,4 +229,88 @@ mod tests {
         assert_eq!(snapshot.revision, 1 + 1 + 20 + 1);
         assert!(snapshot.instances[0].jobs.is_empty());
     }
+
+    #[tokio::test]
+    async fn jobs_reach_the_journal_and_connection_changes_the_event_log() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let mut store = comfy_store::Store::open(dir.path().join("t.db")).expect("store");
+        let rec = store
+            .insert_instance(&comfy_store::NewInstance::new("gpu", "http://gpu:8188/"), 1)
+            .expect("instance");
+        let routes = Routes::default();
+        routes.set(
+            "gpu",
+            crate::shell::host::Route {
+                store_id: rec.id,
+                preview_fps_cap: 15,
+            },
+        );
+        let overview = SharedOverview::default();
+        overview
+            .lock()
+            .add_instance(rec.id.0, "gpu", "http://gpu:8188/", true, None);
+        let (tx, rx) = tokio::sync::mpsc::channel(64);
+        let connected = || {
+            event(EventKind::Connection(ConnectionStatus {
+                state: ConnectionState::Connected,
+                detail: "connected".into(),
+                retry_in_ms: None,
+            }))
+        };
+        for kind in [
+            connected().kind,
+            // The same state again (a status refresh): no second log line.
+            connected().kind,
+            job(JobState::Running, 10.0),
+            job(JobState::Success, 100.0),
+            EventKind::ServerEvent {
+                kind: "crystools.monitor".into(),
+                data: serde_json::json!({"cpu": 3}),
+            },
+            EventKind::ServerEvent {
+                kind: "crystools.monitor".into(),
+                data: serde_json::json!({"cpu": 4}),
+            },
+        ] {
+            tx.send(event(kind)).await.expect("channel open");
+        }
+        drop(tx);
+
+        let journal = comfy_engine::journal::Journal::new(
+            comfy_store::Store::open(dir.path().join("t.db")).expect("second connection"),
+        );
+        let mut sent = Vec::new();
+        forward(
+            rx,
+            overview,
+            Previews::default(),
+            Recorder::new(Some(journal), routes),
+            |u| sent.push(u),
+        )
+        .await;
+
+        let logged: Vec<_> = sent
+            .iter()
+            .filter_map(|u| match u {
+                Update::EventLogged(e) => Some((e.entry.kind.clone(), e.entry.detail.clone())),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(
+            logged,
+            [
+                ("connected".to_owned(), Some("connected".to_owned())),
+                (
+                    "server_event".to_owned(),
+                    Some("crystools.monitor".to_owned())
+                ),
+            ]
+        );
+        let job = store.job(rec.id, "p").expect("read").expect("journalled");
+        assert_eq!(job.state, comfy_store::JobState::Success);
+        let saved = store.instance(rec.id).expect("instance");
+        assert_eq!(saved.last_status.as_deref(), Some("connected"));
+        assert!(saved.last_connected.is_some());
+        assert_eq!(store.events(Some(rec.id), 10).expect("events").len(), 2);
+    }
 }

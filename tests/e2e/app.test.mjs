@@ -1,13 +1,17 @@
-// End-to-end: the real app in its real webview, against fake ComfyUI servers.
+// End-to-end: the real app in its real webview, against a fake ComfyUI over real sockets.
 //
-// Starts `fake-comfyui --instances 2 --json`, launches the app through tauri-driver (which drives
-// Debian's WebKitWebDriver) with COMFY_MONITOR_INSTANCES pointing at the fakes, and checks what
-// the cards show. Needs an X display (run under xvfb-run) and a session bus (dbus-run-session).
+// Starts `fake-comfyui` on a fixed free port (so it can be restarted mid-job), launches the app
+// through tauri-driver (which drives Debian's WebKitWebDriver) with a throwaway database, and
+// walks what a user does: add the server in the settings, submit a workflow and watch it run
+// with a live preview, cancel a job, delete a pending one, live through a server restart, and
+// reload the window. A screenshot of every step goes to tests/e2e/screenshots/.
 //
-// Binaries come from $CARGO_TARGET_DIR/debug (default: <repo>/target/debug).
+// Needs an X display (xvfb-run) and a session bus (dbus-run-session). Binaries come from
+// $CARGO_TARGET_DIR/debug (default: <repo>/target/debug).
 import { spawn } from "node:child_process";
-import { existsSync } from "node:fs";
+import { existsSync, mkdirSync, mkdtempSync, rmSync } from "node:fs";
 import net from "node:net";
+import os from "node:os";
 import path from "node:path";
 import readline from "node:readline";
 import { after, before, describe, it } from "node:test";
@@ -23,13 +27,17 @@ const APP = path.join(TARGET, "debug", "comfy-monitor");
 const FAKE = path.join(TARGET, "debug", "fake-comfyui");
 const NATIVE_DRIVER = process.env.NATIVE_DRIVER ?? "/usr/bin/WebKitWebDriver";
 const TAURI_DRIVER = process.env.TAURI_DRIVER ?? "tauri-driver";
-const FAKES = ["Fake A", "Fake B"];
-/** An instance on a port nobody listens on. */
+const SHOTS = path.join(ROOT, "tests", "e2e", "screenshots");
+const FAKE_NAME = "Studio GPU";
+/** An instance on a port nobody listens on, provisioned through the environment. */
 const NOWHERE = "Nowhere";
 const TIMEOUT = 30_000;
 
 const children = [];
 let browser;
+let fake;
+let fakePort;
+let profile;
 
 function start(command, args, options = {}) {
   const child = spawn(command, args, { stdio: ["ignore", "pipe", "pipe"], ...options });
@@ -38,24 +46,35 @@ function start(command, args, options = {}) {
   return child;
 }
 
-/** Reads `count` JSON lines (one per fake instance) from the fake server's stdout. */
-function readUrls(child, count) {
+/** Reads the one JSON line the fake server prints when it listens. */
+function readUrl(child) {
   return new Promise((resolve, reject) => {
-    const urls = [];
     const lines = readline.createInterface({ input: child.stdout });
-    const timer = setTimeout(() => reject(new Error("fake-comfyui printed no URLs in time")), TIMEOUT);
+    const timer = setTimeout(() => reject(new Error("fake-comfyui printed no URL in time")), TIMEOUT);
     lines.on("line", (line) => {
       try {
-        urls.push(JSON.parse(line).url);
-      } catch {
-        return;
-      }
-      if (urls.length === count) {
+        const url = JSON.parse(line).url;
         clearTimeout(timer);
-        resolve(urls);
+        resolve(url);
+      } catch {
+        // not the JSON line
       }
     });
     child.once("exit", (code) => reject(new Error(`fake-comfyui exited early (${code})`)));
+  });
+}
+
+function startFake() {
+  // Slow steps, so a job is still running when the test acts on it.
+  fake = start(FAKE, ["--instances", "1", "--port", String(fakePort), "--json", "--step-delay-ms", "60"]);
+  return readUrl(fake);
+}
+
+function stopFake() {
+  return new Promise((resolve) => {
+    if (fake.exitCode !== null) return resolve();
+    fake.once("exit", () => resolve());
+    fake.kill("SIGKILL");
   });
 }
 
@@ -90,43 +109,143 @@ async function waitForPort(port) {
   throw new Error(`nothing listened on port ${port}`);
 }
 
-async function card(name) {
-  const el = await browser.$(`[data-test="instance-card"][data-instance="${name}"]`);
-  await el.waitForExist({ timeout: TIMEOUT, timeoutMsg: `no card for ${name}` });
-  return el;
+const byId = (id, extra = "") => `[data-testid="${id}"]${extra}`;
+
+async function shot(name) {
+  const file = path.join(SHOTS, `${name}.png`);
+  await browser.saveScreenshot(file);
+  return file;
 }
 
-async function waitForState(name, wanted) {
-  const el = await card(name);
+async function el(selector, root = browser) {
+  const found = await root.$(selector);
+  await found.waitForExist({ timeout: TIMEOUT, timeoutMsg: `${selector} never appeared` });
+  return found;
+}
+
+async function click(selector, root = browser) {
+  const found = await el(selector, root);
+  await found.waitForClickable({ timeout: TIMEOUT });
+  await found.click();
+}
+
+function card(name) {
+  return el(byId("instance-card", `[data-instance="${name}"]`));
+}
+
+async function waitForText(selector, wanted, root = browser) {
   let last;
   await browser.waitUntil(
     async () => {
-      last = await el.getAttribute("data-state");
+      const found = await root.$(selector);
+      last = (await found.isExisting()) ? (await found.getText()).trim() : undefined;
+      return wanted instanceof RegExp ? wanted.test(last ?? "") : last === wanted;
+    },
+    { timeout: TIMEOUT, interval: 100, timeoutMsg: `${selector}: expected ${wanted}, last saw ${last}` },
+  );
+  return last;
+}
+
+async function waitForAttr(selector, attr, wanted, root = browser) {
+  let last;
+  await browser.waitUntil(
+    async () => {
+      const found = await root.$(selector);
+      last = (await found.isExisting()) ? await found.getAttribute(attr) : undefined;
       return wanted.includes(last);
     },
-    { timeout: TIMEOUT, interval: 200, timeoutMsg: `${name}: expected ${wanted.join("/")}, last saw ${last}` },
+    { timeout: TIMEOUT, interval: 100, timeoutMsg: `${selector}[${attr}]: expected ${wanted.join("/")}, last saw ${last}` },
   );
-  return el;
+  return last;
+}
+
+/** An API-format workflow the fake (and the real test nodes) run: a sampler with previews. */
+function workflow(steps, prefix) {
+  return JSON.stringify({
+    1: {
+      class_type: "MonitorTestSampler",
+      inputs: { steps, step_delay_ms: 60, preview_size: 64, seed: Math.floor(Math.random() * 1e9) },
+      _meta: { title: "Test sampler" },
+    },
+    2: { class_type: "SaveImage", inputs: { images: ["1", 0], filename_prefix: prefix } },
+  });
+}
+
+/** Submits a workflow through the submit dialog; returns the new job's prompt id. */
+async function submit(steps, prefix) {
+  const known = new Set(await seenPromptIds());
+  await click(byId("open-submit"));
+  const dialog = await el(byId("submit-dialog"));
+  const text = await el(byId("workflow-text"), dialog);
+  await text.setValue(workflow(steps, prefix));
+  const select = await el(byId("submit-instance"), dialog);
+  await select.selectByVisibleText(FAKE_NAME);
+  await click(byId("submit-confirm"), dialog);
+  await dialog.waitForExist({ reverse: true, timeout: TIMEOUT, timeoutMsg: "the submit dialog stayed open" });
+  let id;
+  await browser.waitUntil(
+    async () => {
+      id = (await seenPromptIds()).find((p) => !known.has(p));
+      return id !== undefined;
+    },
+    { timeout: TIMEOUT, interval: 100, timeoutMsg: "the submitted job never appeared" },
+  );
+  return id;
+}
+
+/** Prompt ids of every job the UI shows anywhere right now. */
+function seenPromptIds() {
+  return browser.execute(() =>
+    [...document.querySelectorAll("[data-prompt-id]")].map((e) => e.getAttribute("data-prompt-id")),
+  );
+}
+
+/** Records every text a selector shows from now on (a MutationObserver inside the page), so a
+ * state that lasts a moment is not missed between two polls. */
+function record(key, selector, attr) {
+  return browser.execute(
+    (key, selector, attr) => {
+      const seen = (window[`__seen_${key}`] = []);
+      const look = () => {
+        for (const e of document.querySelectorAll(selector)) {
+          const v = attr ? e.getAttribute(attr) : e.textContent.trim();
+          if (seen[seen.length - 1] !== v) seen.push(v);
+        }
+      };
+      new MutationObserver(look).observe(document.body, { subtree: true, childList: true, characterData: true, attributes: true });
+      look();
+    },
+    key,
+    selector,
+    attr ?? null,
+  );
+}
+
+function recorded(key) {
+  return browser.execute((key) => window[`__seen_${key}`] ?? [], key);
 }
 
 describe("comfy-monitor desktop app", () => {
-  let localListens = false;
-
   before(async () => {
     for (const binary of [APP, FAKE]) {
       assert.ok(existsSync(binary), `${binary} is missing; build it first (see scripts/test-all)`);
     }
-    localListens = await accepts(8188);
-
-    const fake = start(FAKE, ["--instances", String(FAKES.length), "--json"]);
-    const urls = await readUrls(fake, FAKES.length);
+    rmSync(SHOTS, { recursive: true, force: true });
+    mkdirSync(SHOTS, { recursive: true });
+    profile = mkdtempSync(path.join(os.tmpdir(), "comfy-monitor-e2e-"));
+    fakePort = await freePort();
+    await startFake();
     const closedPort = await freePort();
-    const instances = [...FAKES.map((name, i) => `${name}=${urls[i]}`), `${NOWHERE}=http://127.0.0.1:${closedPort}`].join(",");
 
     const port = await freePort();
     const nativePort = await freePort();
     start(TAURI_DRIVER, ["--port", String(port), "--native-port", String(nativePort), "--native-driver", NATIVE_DRIVER], {
-      env: { ...process.env, COMFY_MONITOR_INSTANCES: instances },
+      env: {
+        ...process.env,
+        COMFY_MONITOR_DB: path.join(profile, "comfy-monitor.db"),
+        COMFY_MONITOR_SECRETS: "file",
+        COMFY_MONITOR_INSTANCES: `${NOWHERE}=http://127.0.0.1:${closedPort}`,
+      },
     });
     await waitForPort(port);
 
@@ -146,43 +265,17 @@ describe("comfy-monitor desktop app", () => {
       await browser?.deleteSession();
     } finally {
       for (const child of children.reverse()) child.kill("SIGTERM");
+      if (profile) rmSync(profile, { recursive: true, force: true });
+      console.log(`screenshots: ${SHOTS}`);
     }
   });
 
-  it("shows a card per instance, the local one first", async () => {
-    await card(NOWHERE);
-    const names = await browser.$$('[data-test="instance-card"]').map((el) => el.getAttribute("data-instance"));
-    assert.deepEqual(names, ["Local", ...FAKES, NOWHERE]);
-  });
-
-  it("connects to every fake server and shows its version", async () => {
-    for (const name of FAKES) {
-      const el = await waitForState(name, ["connected"]);
-      assert.equal(await el.$('[data-test="state"]').getText(), "Connected");
-      const version = await el.$('[data-test="version"]');
-      await version.waitForExist({ timeout: TIMEOUT });
-      assert.match(await version.getText(), /^ComfyUI \d/);
-    }
-  });
-
-  it("reports an instance nobody answers for as unreachable, with the next retry", async () => {
-    const el = await waitForState(NOWHERE, ["unreachable"]);
-    assert.equal(await el.$('[data-test="state"]').getText(), "Unreachable");
-    const detail = await el.$('[data-test="detail"]');
-    await detail.waitForExist({ timeout: TIMEOUT });
-    assert.match(await detail.getText(), /retrying (in \d+ s|now)/);
-  });
-
-  it("reports the local instance as unreachable when nothing listens on 8188", async (t) => {
-    if (localListens) {
-      t.skip("something listens on 127.0.0.1:8188 here");
-      return;
-    }
-    const el = await waitForState("Local", ["unreachable"]);
-    assert.equal(await el.$('[data-test="state"]').getText(), "Unreachable");
-    const detail = await el.$('[data-test="detail"]');
-    await detail.waitForExist({ timeout: TIMEOUT });
-    assert.match(await detail.getText(), /retrying (in \d+ s|now)/);
+  it("starts with the saved Local instance and the provisioned one, unreachable with a reason", async () => {
+    await card("Local");
+    const nowhere = await card(NOWHERE);
+    await waitForText(byId("connection-state"), "unreachable", nowhere);
+    assert.match(await (await el(byId("connection-detail"), nowhere)).getText(), /\S/);
+    await shot("01-start");
   });
 
   it("runs the page under a content security policy that forbids eval", async () => {
@@ -198,12 +291,96 @@ describe("comfy-monitor desktop app", () => {
     assert.equal(verdict, "blocked");
   });
 
-  it("counts the connected instances in the header", async () => {
-    const expected = FAKES.length + (localListens ? 1 : 0);
-    const summary = await browser.$('[data-test="summary"]');
-    await browser.waitUntil(async () => (await summary.getText()).includes(`${expected} of ${FAKES.length + 2} connected`), {
+  it("adds an instance through the settings, after testing the connection", async () => {
+    await click(byId("open-settings"));
+    const settings = await el(byId("settings"));
+    await click(byId("add-instance"), settings);
+    await (await el(byId("instance-name"), settings)).setValue(FAKE_NAME);
+    await (await el(byId("instance-url"), settings)).setValue(`http://127.0.0.1:${fakePort}`);
+    await click(byId("test-connection"), settings);
+    await waitForAttr(byId("test-step", '[data-step="http"]'), "data-ok", ["true"], settings);
+    await waitForAttr(byId("test-step", '[data-step="websocket"]'), "data-ok", ["true"], settings);
+    await shot("02-settings-tested");
+    await click(byId("save-instance"), settings);
+    await el(byId("settings-row", `[data-instance="${FAKE_NAME}"]`), settings);
+    await click(byId("close-settings"));
+    const fakeCard = await card(FAKE_NAME);
+    await waitForText(byId("connection-state"), "connected", fakeCard);
+    await shot("03-instance-added");
+  });
+
+  it("submits a workflow and shows it run to 100% with a live preview", async () => {
+    await record("percent", byId("job-percent"));
+    const id = await submit(30, "e2e_ok");
+    const fakeCard = await card(FAKE_NAME);
+    await waitForAttr(byId("job", `[data-prompt-id="${id}"]`), "data-state", ["running"], fakeCard);
+    const preview = await el(byId("preview"), fakeCard);
+    await browser.waitUntil(async () => (await preview.getProperty("naturalWidth")) > 0, {
       timeout: TIMEOUT,
-      timeoutMsg: "summary never showed the connected count",
+      timeoutMsg: "no preview frame was rendered",
     });
+    await shot("04-running-with-preview");
+    await waitForAttr(byId("last-job"), "data-state", ["success"], fakeCard);
+    const percents = (await recorded("percent")).map((t) => parseFloat(t)).filter((n) => !Number.isNaN(n));
+    assert.ok(percents.length > 2, `too few progress updates seen: ${percents}`);
+    assert.equal(Math.max(...percents), 100, `the percent never reached 100: ${percents}`);
+    await shot("05-finished");
+  });
+
+  it("cancels a running job and marks it interrupted", async () => {
+    const id = await submit(400, "e2e_cancel");
+    const fakeCard = await card(FAKE_NAME);
+    await waitForAttr(byId("job", `[data-prompt-id="${id}"]`), "data-state", ["running"], fakeCard);
+    await click(byId("cancel-job"), fakeCard);
+    await waitForAttr(byId("last-job"), "data-state", ["interrupted"], fakeCard);
+    assert.equal(await (await fakeCard.$(byId("last-job"))).getAttribute("data-prompt-id"), id);
+    await shot("06-cancelled");
+  });
+
+  it("deletes a pending job from the instance's queue", async () => {
+    const running = await submit(400, "e2e_running");
+    const pending = await submit(5, "e2e_pending");
+    const fakeCard = await card(FAKE_NAME);
+    await click(byId("open-detail"), fakeCard);
+    const detail = await el(byId("instance-detail"));
+    const row = await el(byId("queue-row", `[data-prompt-id="${pending}"]`), detail);
+    assert.equal(await row.getAttribute("data-state"), "pending");
+    assert.equal(await row.getAttribute("data-origin"), "self");
+    await shot("07-queue");
+    await click(byId("delete-job"), row);
+    await row.waitForExist({ reverse: true, timeout: TIMEOUT, timeoutMsg: "the deleted job stayed in the queue" });
+    await waitForAttr(byId("history-row", `[data-prompt-id="${pending}"]`), "data-state", ["deleted"], detail);
+    // The running one was not touched.
+    assert.equal(await (await el(byId("queue-row", `[data-prompt-id="${running}"]`), detail)).getAttribute("data-state"), "running");
+    await shot("08-deleted");
+    await click(byId("close-detail"));
+  });
+
+  it("lives through a server restart mid-job: reconnecting, connected, and the job lost", async () => {
+    const fakeCard = await card(FAKE_NAME);
+    const job = await el(byId("job", '[data-state="running"]'), fakeCard);
+    const id = await job.getAttribute("data-prompt-id");
+    await record("state", `${byId("instance-card", `[data-instance="${FAKE_NAME}"]`)} ${byId("connection-state")}`);
+    await stopFake();
+    await startFake();
+    await waitForText(byId("connection-state"), "connected", fakeCard);
+    await waitForAttr(byId("last-job"), "data-state", ["lost"], fakeCard);
+    assert.equal(await (await fakeCard.$(byId("last-job"))).getAttribute("data-prompt-id"), id);
+    const states = await recorded("state");
+    const reconnecting = states.indexOf("reconnecting");
+    assert.ok(reconnecting >= 0, `never showed reconnecting: ${states}`);
+    assert.ok(states.lastIndexOf("connected") > reconnecting, `did not come back: ${states}`);
+    await shot("09-restarted");
+  });
+
+  it("shows the same state after the window reloads", async () => {
+    const fakeCard = await card(FAKE_NAME);
+    const before = await (await fakeCard.$(byId("last-job"))).getAttribute("data-prompt-id");
+    await browser.refresh();
+    const again = await card(FAKE_NAME);
+    await waitForText(byId("connection-state"), "connected", again);
+    assert.equal(await (await el(byId("last-job"), again)).getAttribute("data-prompt-id"), before);
+    assert.equal(await (await el(byId("last-job"), again)).getAttribute("data-state"), "lost");
+    await shot("10-reloaded");
   });
 });

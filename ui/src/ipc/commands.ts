@@ -114,9 +114,10 @@ export function getEventLog(instance: string, limit = 200): Promise<LogEntry[]> 
   return call<LogEntry[]>("get_event_log", { instance, limit });
 }
 
-/** Downloads an output into the outputs folder. */
-export function saveOutput(instance: string, output: OutputRef): Promise<SavedOutput> {
-  return call<SavedOutput>("save_output", { instance, output });
+/** Downloads an output into the outputs folder; with the job's prompt id the journal records
+ * where it went. */
+export function saveOutput(instance: string, output: OutputRef, promptId: string | null = null): Promise<SavedOutput> {
+  return call<SavedOutput>("save_output", { instance, output, promptId });
 }
 
 /** Opens a folder of saved outputs in the file manager. */
