@@ -41,11 +41,18 @@
 //! notify-rust (summary, body, the thumbnail as an `image-data` hint, actions) and reports the
 //! actions users click through a channel.
 
+mod deliver;
 mod icon;
 mod notification;
 mod policy;
 mod tray;
 
+#[cfg(all(unix, not(target_os = "macos")))]
+pub use deliver::DesktopNotifier;
+pub use deliver::{
+    notification_image, ActionInvoked, BoxFuture, Deliver, DeliverError, Recorded, Recorder,
+    NOTIFICATION_IMAGE_SIDE,
+};
 pub use icon::{render_icon, state_colour, PROGRESS, TRACK};
 pub use notification::{clock, Action, ImageRef, Notification, NotificationKind};
 pub use policy::{InstanceSettings, Pause, Policy, Settings, Timing};
