@@ -53,6 +53,7 @@ mod instance;
 mod job;
 mod migrate;
 mod output;
+mod setting;
 mod store;
 
 pub use error::StoreError;
