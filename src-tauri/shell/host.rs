@@ -71,10 +71,11 @@ pub struct Host {
 }
 
 impl Host {
-    /// Opens the profile (`COMFY_MONITOR_DB` or the platform's data dir). A database that
-    /// cannot be opened does not stop the app: it runs with no instances and says why.
-    pub fn open(engine: Engine) -> Self {
-        let (journal, db_path, secrets_path, notices) = match Profile::open(None) {
+    /// Opens the profile (`db`, else `COMFY_MONITOR_DB`, else the platform's data dir). A
+    /// database that cannot be opened does not stop the app: it runs with no instances and says
+    /// why.
+    pub fn open(engine: Engine, db: Option<&std::path::Path>) -> Self {
+        let (journal, db_path, secrets_path, notices) = match Profile::open(db) {
             Ok(p) => {
                 let db = p.store.path().to_path_buf();
                 (

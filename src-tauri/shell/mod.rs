@@ -63,8 +63,9 @@ pub fn emit<R: Runtime>(app: &AppHandle<R>, update: &Update) {
 
 /// Opens the database, starts monitoring the saved instances and forwarding their events.
 pub fn start(app: &mut App) -> Result<(), Box<dyn std::error::Error>> {
+    let options = comfy_cli::app_options();
     let (engine, events) = Engine::new(DEFAULT_EVENT_CAPACITY);
-    let host: SharedHost = Arc::new(host::Host::open(engine));
+    let host: SharedHost = Arc::new(host::Host::open(engine, options.db.as_deref()));
     app.manage(host.clone());
     app.manage(media::SharedThumbnails::default());
 

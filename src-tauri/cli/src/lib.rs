@@ -28,6 +28,9 @@ pub struct Cli {
     /// folder).
     #[arg(long, global = true, env = "COMFY_MONITOR_DB", value_name = "PATH")]
     pub db: Option<PathBuf>,
+    /// Desktop app: start hidden, in the tray (as when launched at login).
+    #[arg(long, alias = "minimized")]
+    pub minimised: bool,
     #[command(subcommand)]
     pub command: Option<Command>,
 }
@@ -149,6 +152,31 @@ pub struct ReplayArgs {
 }
 
 /// Runs a subcommand from the process arguments, or returns `None` when there is none.
+/// What the desktop app takes from the command line.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AppOptions {
+    pub db: Option<PathBuf>,
+    pub minimised: bool,
+}
+
+/// The desktop app's options, from the same command line `run_cli` declined (no subcommand).
+pub fn app_options() -> AppOptions {
+    app_options_from(std::env::args_os())
+}
+
+pub fn app_options_from<I, T>(args: I) -> AppOptions
+where
+    I: IntoIterator<Item = T>,
+    T: Into<std::ffi::OsString> + Clone,
+{
+    Cli::try_parse_from(args)
+        .map(|cli| AppOptions {
+            db: cli.db,
+            minimised: cli.minimised,
+        })
+        .unwrap_or_default()
+}
+
 pub fn run_cli() -> Option<ExitCode> {
     run_from(std::env::args_os())
 }
@@ -198,4 +226,23 @@ fn init_logging() {
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
         .try_init();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_desktop_app_takes_its_database_and_start_hidden_from_argv() {
+        assert!(!app_options_from(["comfy-monitor"]).minimised);
+        let o = app_options_from(["comfy-monitor", "--db", "/tmp/x.db", "--minimised"]);
+        assert_eq!(o.db.as_deref(), Some(std::path::Path::new("/tmp/x.db")));
+        assert!(o.minimised);
+        assert!(app_options_from(["comfy-monitor", "--minimized"]).minimised);
+        // Nonsense is the CLI's to report; the app just starts with defaults.
+        assert_eq!(
+            app_options_from(["comfy-monitor", "--nope"]),
+            AppOptions::default()
+        );
+    }
 }
