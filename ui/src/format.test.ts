@@ -1,8 +1,27 @@
 import { describe, expect, it } from "vitest";
-import { displayUrl, formatDuration, formatPercent, jobCounters, nodeLabel, statusDetail } from "./format";
+import {
+  displayUrl,
+  formatAgo,
+  formatClock,
+  formatDuration,
+  formatPercent,
+  formatRate,
+  jobCounters,
+  memoryUse,
+  nodeLabel,
+  nodeName,
+  originLabel,
+  stateWord,
+  statusDetail,
+} from "./format";
 import { job, status } from "./test/fixtures";
 
-describe("statusDetail", () => {
+describe("connection text", () => {
+  it("says the state in plain words", () => {
+    expect(stateWord("auth_failed")).toBe("auth failed");
+    expect(stateWord("reconnecting")).toBe("reconnecting");
+  });
+
   it("counts down to the next attempt", () => {
     const s = status({ state: "unreachable", detail: "connection refused", retryInMs: 4000, changedAtMs: 10_000 });
     expect(statusDetail(s, 10_000)).toBe("connection refused · retrying in 4 s");
@@ -10,8 +29,15 @@ describe("statusDetail", () => {
     expect(statusDetail(s, 20_000)).toBe("connection refused · retrying now");
   });
 
-  it("shows the bare detail when no retry is scheduled", () => {
+  it("says reconnecting while reconnecting", () => {
+    const s = status({ state: "reconnecting", detail: "", retryInMs: 4000, changedAtMs: 0 });
+    expect(statusDetail(s, 0)).toBe("reconnecting in 4 s");
+  });
+
+  it("shows the bare detail when no retry is scheduled, and nothing while connected", () => {
     expect(statusDetail(status({ state: "auth_failed", detail: "auth failed: 401" }), 0)).toBe("auth failed: 401");
+    expect(statusDetail(status({ state: "connected", detail: "connected" }), 0)).toBe("");
+    expect(statusDetail(status({ state: "disabled", detail: "disabled" }), 0)).toBe("");
   });
 });
 
@@ -21,6 +47,24 @@ describe("job text", () => {
     expect(nodeLabel(job("p", { node: "3", nodeType: "KSampler" }))).toBe("KSampler #3");
     expect(nodeLabel(job("p", { node: "3" }))).toBe("Node #3");
     expect(nodeLabel(job("p"))).toBeNull();
+  });
+
+  it("prefers the workflow's title to the class type", () => {
+    expect(nodeName(job("p", { node: "3", nodeType: "KSampler", nodeTitle: "Hires" }))).toBe("Hires");
+    expect(nodeName(job("p", { node: "3", nodeType: "KSampler" }))).toBe("KSampler");
+    expect(nodeName(job("p", { node: "3" }))).toBe("Node 3");
+  });
+
+  it("prints the rate as samplers do", () => {
+    expect(formatRate(3.456)).toBe("3.46 it/s");
+    expect(formatRate(0.25)).toBe("4.0 s/it");
+    expect(formatRate(null)).toBe("");
+  });
+
+  it("labels who queued a job", () => {
+    expect(originLabel("self")).toBe("this app");
+    expect(originLabel("other")).toBe("other client");
+    expect(originLabel("anonymous")).toBe("other client");
   });
 
   it("shows steps and nodes when known", () => {
@@ -34,6 +78,24 @@ describe("job text", () => {
     expect(formatPercent(41.6)).toBe("42%");
     expect(formatPercent(130)).toBe("100%");
     expect(formatPercent(null)).toBe("");
+  });
+});
+
+describe("clocks and memory", () => {
+  it("runs a clock", () => {
+    expect(formatClock(42_000)).toBe("0:42");
+    expect(formatClock(3_723_000)).toBe("1:02:03");
+  });
+
+  it("says how long ago", () => {
+    expect(formatAgo(0, 2_000)).toBe("just now");
+    expect(formatAgo(0, 180_000)).toBe("3 min ago");
+  });
+
+  it("reads used memory from the free figure", () => {
+    const gib = 1024 ** 3;
+    expect(memoryUse(24 * gib, 6 * gib)).toEqual({ used: 18 * gib, total: 24 * gib, fraction: 0.75, text: "18.0 / 24.0 GiB" });
+    expect(memoryUse(null, 1)).toBeNull();
   });
 });
 

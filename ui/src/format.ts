@@ -3,17 +3,18 @@ import type { ConnectionStateView } from "./bindings/ConnectionStateView";
 import type { InstanceStatus } from "./bindings/InstanceStatus";
 import type { JobSummary } from "./bindings/JobSummary";
 
-const STATE_LABELS: Record<ConnectionStateView, string> = {
-  connecting: "Connecting",
-  connected: "Connected",
-  reconnecting: "Reconnecting",
-  unreachable: "Unreachable",
-  auth_failed: "Auth failed",
-  disabled: "Disabled",
+const STATE_WORDS: Record<ConnectionStateView, string> = {
+  connecting: "connecting",
+  connected: "connected",
+  reconnecting: "reconnecting",
+  unreachable: "unreachable",
+  auth_failed: "auth failed",
+  disabled: "disabled",
 };
 
-export function stateLabel(state: ConnectionStateView): string {
-  return STATE_LABELS[state];
+/** The connection state as one or two plain words: "connected", "auth failed". */
+export function stateWord(state: ConnectionStateView): string {
+  return STATE_WORDS[state];
 }
 
 /** Whole seconds until the next attempt, or null when none is scheduled. */
@@ -23,13 +24,17 @@ export function retryInSeconds(status: InstanceStatus, nowMs: number): number | 
   return Math.max(0, Math.ceil(left / 1000));
 }
 
-/** The status detail with a live countdown: "connection refused · retrying in 4 s". */
+/** Why an instance is not connected, with a live countdown: "connection refused · reconnecting
+ * in 4 s". Empty while connected: there is nothing to explain. */
 export function statusDetail(status: InstanceStatus, nowMs: number): string {
+  if (status.state === "connected") return "";
   const parts: string[] = [];
-  if (status.detail) parts.push(status.detail);
+  // The engine's detail often repeats the state word ("connected", "disabled"): say it once.
+  if (status.detail && status.detail !== stateWord(status.state)) parts.push(status.detail);
   const seconds = retryInSeconds(status, nowMs);
-  if (seconds !== null && status.state !== "connected") {
-    parts.push(seconds > 0 ? `retrying in ${seconds} s` : "retrying now");
+  if (seconds !== null) {
+    const verb = status.state === "reconnecting" ? "reconnecting" : "retrying";
+    parts.push(seconds > 0 ? `${verb} in ${seconds} s` : `${verb} now`);
   }
   return parts.join(" · ");
 }
@@ -42,6 +47,11 @@ export function displayUrl(url: string): string {
 export function formatPercent(percent: number | null): string {
   if (percent === null) return "";
   return `${Math.round(Math.min(100, Math.max(0, percent)))}%`;
+}
+
+/** The current node's name: its title in the workflow, else its class type. */
+export function nodeName(job: JobSummary): string | null {
+  return job.nodeTitle ?? job.nodeType ?? (job.node ? `Node ${job.node}` : null);
 }
 
 /** What the running job is doing, as specific as the server lets us see. */
@@ -74,6 +84,83 @@ export function formatDuration(ms: number): string {
   return `${hours} h ${minutes % 60} min`;
 }
 
+/** "3.21 it/s", or "4.2 s/it" for slow steps, as samplers print it. */
+export function formatRate(stepsPerS: number | null): string {
+  if (stepsPerS === null || !Number.isFinite(stepsPerS) || stepsPerS <= 0) return "";
+  if (stepsPerS >= 1) return `${stepsPerS.toFixed(2)} it/s`;
+  return `${(1 / stepsPerS).toFixed(1)} s/it`;
+}
+
+/** "0:42", "12:05", "1:02:03": a running clock. */
+export function formatClock(ms: number): string {
+  const total = Math.max(0, Math.floor(ms / 1000));
+  const h = Math.floor(total / 3600);
+  const m = Math.floor((total % 3600) / 60);
+  const s = total % 60;
+  const pad = (n: number) => String(n).padStart(2, "0");
+  return h > 0 ? `${h}:${pad(m)}:${pad(s)}` : `${m}:${pad(s)}`;
+}
+
+/** "just now", "12 s ago", "3 min ago", "2 h ago", "4 d ago". */
+export function formatAgo(thenMs: number, nowMs: number): string {
+  const seconds = Math.round((nowMs - thenMs) / 1000);
+  if (seconds < 5) return "just now";
+  if (seconds < 60) return `${seconds} s ago`;
+  const minutes = Math.floor(seconds / 60);
+  if (minutes < 60) return `${minutes} min ago`;
+  const hours = Math.floor(minutes / 60);
+  if (hours < 48) return `${hours} h ago`;
+  return `${Math.floor(hours / 24)} d ago`;
+}
+
+/** Local date and time for a tooltip or a log line: "2026-11-04 14:03:12". */
+export function formatTimestamp(ms: number): string {
+  const d = new Date(ms);
+  const pad = (n: number) => String(n).padStart(2, "0");
+  return `${d.getFullYear()}-${pad(d.getMonth() + 1)}-${pad(d.getDate())} ${pad(d.getHours())}:${pad(d.getMinutes())}:${pad(d.getSeconds())}`;
+}
+
+/** Local time of day: "14:03:12". */
+export function formatTime(ms: number): string {
+  return formatTimestamp(ms).slice(11);
+}
+
+/** Bytes as GiB with one decimal: "23.5". */
+export function gib(bytes: number): string {
+  return (bytes / 1024 ** 3).toFixed(1);
+}
+
+export interface MemoryUse {
+  used: number;
+  total: number;
+  /** 0–1. */
+  fraction: number;
+  text: string;
+}
+
+/** Used of total, from the free figure `/system_stats` reports; null when either is unknown. */
+export function memoryUse(total: number | null, free: number | null): MemoryUse | null {
+  if (total === null || free === null || total <= 0) return null;
+  const used = Math.min(total, Math.max(0, total - free));
+  return { used, total, fraction: used / total, text: `${gib(used)} / ${gib(total)} GiB` };
+}
+
+/** The first characters of a prompt id: enough to tell jobs apart at a glance. */
+export function shortId(promptId: string): string {
+  return promptId.length > 8 ? promptId.slice(0, 8) : promptId;
+}
+
+const ORIGIN_LABELS: Record<JobSummary["origin"], string> = {
+  self: "this app",
+  other: "other client",
+  anonymous: "other client",
+};
+
+/** Who queued a job: "this app" or "other client". */
+export function originLabel(origin: JobSummary["origin"]): string {
+  return ORIGIN_LABELS[origin];
+}
+
 const OUTCOME_LABELS: Record<JobSummary["state"], string> = {
   pending: "Pending",
   running: "Running",
@@ -86,4 +173,39 @@ const OUTCOME_LABELS: Record<JobSummary["state"], string> = {
 
 export function jobStateLabel(state: JobSummary["state"]): string {
   return OUTCOME_LABELS[state];
+}
+
+const FINISHED = new Set<JobSummary["state"]>(["success", "error", "interrupted", "deleted", "lost"]);
+
+export function isFinishedState(state: JobSummary["state"]): boolean {
+  return FINISHED.has(state);
+}
+
+export type Tone = "ok" | "warn" | "bad" | "accent" | "muted";
+
+const CONNECTION_TONES: Record<ConnectionStateView, Tone> = {
+  connected: "ok",
+  connecting: "warn",
+  reconnecting: "warn",
+  unreachable: "bad",
+  auth_failed: "bad",
+  disabled: "muted",
+};
+
+export function connectionTone(state: ConnectionStateView): Tone {
+  return CONNECTION_TONES[state];
+}
+
+const JOB_TONES: Record<JobSummary["state"], Tone> = {
+  pending: "muted",
+  running: "accent",
+  success: "ok",
+  error: "bad",
+  interrupted: "warn",
+  deleted: "muted",
+  lost: "warn",
+};
+
+export function jobTone(state: JobSummary["state"]): Tone {
+  return JOB_TONES[state];
 }

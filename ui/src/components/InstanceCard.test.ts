@@ -1,61 +1,172 @@
-import { afterEach, describe, expect, it, vi } from "vitest";
-import { enableAutoUnmount, mount } from "@vue/test-utils";
+import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
+import { enableAutoUnmount, flushPromises, mount } from "@vue/test-utils";
+import { createPinia, setActivePinia } from "pinia";
 import InstanceCard from "./InstanceCard.vue";
-import { instance, job, status } from "../test/fixtures";
+import type { InstanceView } from "../bindings/InstanceView";
+import { IMAGE_LOADER } from "../composables/usePreloadedImage";
+import { mockShell, resetShell } from "../ipc/testing";
+import { useViewStore } from "../stores/viewStore";
+import { instance, job, liveJob, stats, status } from "../test/fixtures";
 
 enableAutoUnmount(afterEach);
 
 describe("InstanceCard", () => {
+  let calls: Array<{ command: string; args: unknown }>;
+
+  beforeEach(() => {
+    setActivePinia(createPinia());
+    calls = [];
+    mockShell((command, args) => {
+      calls.push({ command, args });
+      if (command === "cancel_job") return "interrupted";
+      return null;
+    });
+  });
+
   afterEach(() => {
+    resetShell();
     vi.useRealTimers();
   });
 
-  it("shows a connected instance with its version, queue and running job", () => {
-    const wrapper = mount(InstanceCard, {
-      props: {
-        instance: instance("gpu", {
-          queue: { running: 1, pending: 3 },
-          jobs: [job("a", { percent: 42, node: "3", nodeType: "KSampler", nodeValue: 12, nodeMax: 20 })],
-        }),
-      },
+  function mountCard(view: InstanceView, loader: (url: string) => Promise<void> = () => Promise.resolve()) {
+    return mount(InstanceCard, {
+      props: { instance: view },
+      global: { provide: { [IMAGE_LOADER as symbol]: loader } },
     });
-    expect(wrapper.attributes("data-state")).toBe("connected");
-    expect(wrapper.get('[data-test="state"]').text()).toBe("Connected");
-    expect(wrapper.get('[data-test="version"]').text()).toBe("ComfyUI 0.3.60");
-    expect(wrapper.get('[data-test="running"]').text()).toBe("1");
-    expect(wrapper.get('[data-test="pending"]').text()).toBe("3");
-    expect(wrapper.get('[data-test="job-percent"]').text()).toBe("42%");
-    expect(wrapper.text()).toContain("KSampler #3");
-    expect(wrapper.text()).toContain("step 12/20");
+  }
+
+  it("shows a connected server with its version, memory, counts and the live job's progress", () => {
+    const w = mountCard(
+      instance("gpu", {
+        queue: { running: 1, pending: 0 },
+        stats: stats(),
+        jobs: [
+          liveJob("a", {
+            percent: 42,
+            node: "3",
+            nodeType: "KSampler",
+            nodeTitle: "Base sampler",
+            nodeValue: 12,
+            nodeMax: 20,
+            stepsPerS: 3.456,
+            etaMs: 14_000,
+          }),
+        ],
+      }),
+    );
+    expect(w.attributes("data-instance")).toBe("gpu");
+    expect(w.get('[data-testid="connection-state"]').text()).toBe("connected");
+    expect(w.find('[data-testid="connection-detail"]').exists()).toBe(false);
+    expect(w.get('[data-testid="server-version"]').text()).toBe("ComfyUI 0.3.60");
+    expect(w.get('[data-testid="count-running"]').text()).toBe("1");
+    expect(w.get('[data-testid="mem-ram"]').text()).toContain("8.0 / 32.0 GiB");
+    expect(w.get('[data-testid="mem-vram"]').text()).toContain("18.0 / 24.0 GiB");
+
+    const block = w.get('[data-testid="job"]');
+    expect(block.attributes("data-prompt-id")).toBe("a");
+    expect(block.attributes("data-state")).toBe("running");
+    expect(block.get('[data-testid="job-percent"]').text()).toBe("42%");
+    expect(block.text()).toContain("Base sampler");
+    expect(block.text()).not.toContain("KSampler");
+    expect(block.text()).toContain("step 12/20");
+    expect(block.text()).toContain("3.46 it/s");
+    expect(block.text()).toContain("ETA 14 s");
+    expect(block.find('[data-testid="cancel-job"]').exists()).toBe(true);
   });
 
-  it("explains a connection problem and counts down to the next try", async () => {
+  it("names the node by its class type when the workflow gave it no title", () => {
+    const w = mountCard(instance("gpu", { jobs: [liveJob("a", { node: "3", nodeType: "KSampler" })] }));
+    expect(w.get('[data-testid="job"]').text()).toContain("KSampler");
+  });
+
+  it("shows the live preview of the latest frame from the media scheme", async () => {
+    const w = mountCard(instance("gpu box", { jobs: [liveJob("a", { preview: { seq: 7, width: 512, height: 512 } })] }));
+    await flushPromises();
+    expect(w.get('[data-testid="preview"]').attributes("src")).toBe("media://localhost/preview/gpu%20box?seq=7");
+  });
+
+  it("labels another client's job honestly: no progress, no preview, only what the server tells", () => {
     vi.useFakeTimers();
     vi.setSystemTime(100_000);
-    const wrapper = mount(InstanceCard, {
-      props: {
-        instance: instance("Local", {
-          server: null,
-          status: status({
-            state: "unreachable",
-            detail: "connection refused",
-            retryInMs: 60_000,
-            changedAtMs: 100_000,
-          }),
-        }),
-      },
-    });
-    expect(wrapper.get('[data-test="state"]').text()).toBe("Unreachable");
-    expect(wrapper.get('[data-test="detail"]').text()).toBe("connection refused · retrying in 60 s");
-    expect(wrapper.find('[data-test="running-job"]').exists()).toBe(false);
-
-    await vi.advanceTimersByTimeAsync(15_000);
-    expect(wrapper.get('[data-test="detail"]').text()).toBe("connection refused · retrying in 45 s");
+    const w = mountCard(
+      instance("gpu", { jobs: [job("x", { origin: "other", fidelity: "observed", startedAtMs: 58_000 })], queue: { running: 1, pending: 0 } }),
+    );
+    const block = w.get('[data-testid="job"]');
+    expect(block.attributes("data-origin")).toBe("other");
+    expect(block.text()).toContain("other client — queue position, elapsed time and outcome only");
+    expect(block.text()).toContain("0:42");
+    expect(block.find('[data-testid="job-percent"]').exists()).toBe(false);
+    expect(block.find('[data-testid="preview"]').exists()).toBe(false);
+    expect(block.find('[role="progressbar"]').exists()).toBe(false);
   });
 
-  it("asks the store to refresh through an event", async () => {
-    const wrapper = mount(InstanceCard, { props: { instance: instance("gpu") } });
-    await wrapper.get("button.refresh").trigger("click");
-    expect(wrapper.emitted("refresh")).toEqual([["gpu"]]);
+  it("counts down to the next reconnection attempt", async () => {
+    vi.useFakeTimers();
+    vi.setSystemTime(100_000);
+    const w = mountCard(
+      instance("gpu", {
+        server: null,
+        status: status({ state: "reconnecting", detail: "connection reset", retryInMs: 4000, changedAtMs: 100_000 }),
+      }),
+    );
+    expect(w.get('[data-testid="connection-state"]').text()).toBe("reconnecting");
+    expect(w.get('[data-testid="connection-detail"]').text()).toBe("connection reset · reconnecting in 4 s");
+    await vi.advanceTimersByTimeAsync(2000);
+    expect(w.get('[data-testid="connection-detail"]').text()).toBe("connection reset · reconnecting in 2 s");
+  });
+
+  it("says why the credentials failed", () => {
+    const w = mountCard(instance("gpu", { status: status({ state: "auth_failed", detail: "auth failed: 401" }) }));
+    expect(w.get('[data-testid="connection-state"]').text()).toBe("auth failed");
+    expect(w.get('[data-testid="connection-detail"]').text()).toBe("auth failed: 401");
+  });
+
+  it("cancels the running job through the store", async () => {
+    const w = mountCard(instance("gpu", { jobs: [liveJob("a")] }));
+    await w.get('[data-testid="cancel-job"]').trigger("click");
+    await flushPromises();
+    expect(calls).toContainEqual({ command: "cancel_job", args: { instance: "gpu", promptId: "a" } });
+  });
+
+  it("shows the next pending job with its queue position when nothing runs, and removes it on request", async () => {
+    const w = mountCard(instance("gpu", { jobs: [job("p1", { state: "pending", origin: "self" }), job("p2", { state: "pending" })] }));
+    const block = w.get('[data-testid="job"]');
+    expect(block.attributes("data-state")).toBe("pending");
+    expect(block.text()).toContain("#1 in queue");
+    expect(block.text()).toContain("this app");
+    expect(block.get('[data-testid="cancel-job"]').text()).toBe("Remove");
+    const next = w.findAll('[data-testid="next-job"]');
+    expect(next.map((n) => n.attributes("data-prompt-id"))).toEqual(["p2"]);
+    expect(next[0]?.attributes("data-origin")).toBe("other");
+    await block.get('[data-testid="cancel-job"]').trigger("click");
+    await flushPromises();
+    expect(calls).toContainEqual({ command: "cancel_job", args: { instance: "gpu", promptId: "p1" } });
+  });
+
+  it("shows how the last job ended", () => {
+    const w = mountCard(
+      instance("gpu", { lastJob: job("old", { state: "interrupted", origin: "self", percent: 37, elapsedMs: 9000, endedAtMs: 1 }) }),
+    );
+    const last = w.get('[data-testid="last-job"]');
+    expect(last.attributes("data-state")).toBe("interrupted");
+    expect(last.attributes("data-prompt-id")).toBe("old");
+    expect(last.get('[data-testid="job-percent"]').text()).toBe("37%");
+    expect(last.text()).toContain("9 s");
+  });
+
+  it("opens the instance's detail", async () => {
+    const w = mountCard(instance("gpu", { id: 42 }));
+    await w.get('[data-testid="open-detail"]').trigger("click");
+    expect(useViewStore().screen).toEqual({ kind: "detail", instanceId: 42 });
+  });
+
+  it("shows a failed action's code-chosen headline", async () => {
+    mockShell(() => {
+      throw { code: "not_connected", message: "gpu is reconnecting", nodeErrors: [] };
+    });
+    const w = mountCard(instance("gpu", { jobs: [liveJob("a")] }));
+    await w.get('[data-testid="cancel-job"]').trigger("click");
+    await flushPromises();
+    expect(w.get('[role="status"]').text()).toContain("Not connected: gpu is reconnecting");
   });
 });

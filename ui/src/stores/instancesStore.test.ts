@@ -4,7 +4,7 @@ import { flushPromises } from "@vue/test-utils";
 import { EVENTS } from "../ipc";
 import { emitFromShell, mockShell, resetShell } from "../ipc/testing";
 import type { Snapshot } from "../bindings/Snapshot";
-import { instance, job, snapshot, status } from "../test/fixtures";
+import { instance, job, liveJob, snapshot, stats, status } from "../test/fixtures";
 import { useInstancesStore } from "./instancesStore";
 
 function deferred<T>() {
@@ -106,12 +106,14 @@ describe("instances store", () => {
     expect(store.instances[1]?.lastJob?.state).toBe("success");
   });
 
-  it("reports a failed refresh with the shell's error code", async () => {
+  it("reports a failed refresh by the shell's error code", async () => {
     const store = useInstancesStore();
     await store.start();
     await store.refresh("nope");
     expect(commands.at(-1)).toEqual({ command: "refresh_instance", args: { instance: "nope" } });
-    expect(store.actionErrors.nope).toBe("unknown_instance: no instance named `nope`");
+    expect(store.notes.nope?.tone).toBe("error");
+    expect(store.notes.nope?.failure?.code).toBe("unknown_instance");
+    expect(store.notes.nope?.text).toBe("No such instance: no instance named `nope`");
   });
 
   it("shows why loading failed", async () => {
@@ -122,5 +124,122 @@ describe("instances store", () => {
     await store.start();
     expect(store.loaded).toBe(false);
     expect(store.loadError).toBe("boom");
+  });
+
+  it("keeps the snapshot's notices for the banner", async () => {
+    snapshotReply = () => snapshot(1, [instance("gpu")], ["secrets are kept in a file"]);
+    const store = useInstancesStore();
+    await store.start();
+    expect(store.notices).toEqual(["secrets are kept in a file"]);
+  });
+
+  it("reloads the snapshot when instances change", async () => {
+    const store = useInstancesStore();
+    await store.start();
+    snapshotReply = () => snapshot(9, [instance("gpu"), instance("new")]);
+    await emitFromShell(EVENTS.instancesChanged, { revision: 9 });
+    await flushPromises();
+    expect(store.instances.map((i) => i.name)).toEqual(["gpu", "new"]);
+    expect(commands.filter((c) => c.command === "get_snapshot")).toHaveLength(2);
+  });
+
+  it("does not reload for an instances change the snapshot already holds", async () => {
+    const store = useInstancesStore();
+    await store.start();
+    await emitFromShell(EVENTS.instancesChanged, { revision: 5 });
+    await flushPromises();
+    expect(commands.filter((c) => c.command === "get_snapshot")).toHaveLength(1);
+  });
+
+  it("reloads again when instances change while a snapshot is in flight", async () => {
+    const first = deferred<Snapshot>();
+    snapshotReply = () => first.promise;
+    const store = useInstancesStore();
+    const started = store.start();
+    await flushPromises();
+    await emitFromShell(EVENTS.instancesChanged, { revision: 7 });
+    snapshotReply = () => snapshot(7, [instance("gpu"), instance("added")]);
+    first.resolve(snapshot(6, [instance("gpu")]));
+    await started;
+    await flushPromises();
+    expect(store.instances.map((i) => i.name)).toEqual(["gpu", "added"]);
+  });
+
+  it("applies machine stats to the named instance", async () => {
+    const store = useInstancesStore();
+    await store.start();
+    await emitFromShell(EVENTS.statsChanged, { revision: 6, instance: "gpu", stats: stats({ vramFree: 1024 }) });
+    await flushPromises();
+    expect(store.byName("gpu")?.stats?.vramFree).toBe(1024);
+    expect(store.byName("Local")?.stats).toBeNull();
+  });
+
+  it("replaces a job with its latest picture, preview and node text included", async () => {
+    const store = useInstancesStore();
+    await store.start();
+    await emitFromShell(EVENTS.jobUpdated, { revision: 6, instance: "gpu", job: liveJob("a", { percent: 10 }) });
+    await emitFromShell(EVENTS.jobUpdated, {
+      revision: 7,
+      instance: "gpu",
+      job: liveJob("a", { percent: 20, preview: { seq: 3, width: 512, height: 512 }, nodeText: [{ node: "9", text: "hello" }] }),
+    });
+    await flushPromises();
+    const a = store.byName("gpu")?.jobs[0];
+    expect(a?.percent).toBe(20);
+    expect(a?.preview?.seq).toBe(3);
+    expect(a?.nodeText).toEqual([{ node: "9", text: "hello" }]);
+  });
+
+  it("cancels a job and says when it had already finished", async () => {
+    mockShell((command, args) => {
+      commands.push({ command, args });
+      if (command === "get_snapshot") return snapshotReply();
+      if (command === "cancel_job") return "already_finished";
+      return null;
+    });
+    const store = useInstancesStore();
+    await store.start();
+    const result = await store.cancel("gpu", "p1");
+    expect(result).toBe("already_finished");
+    expect(commands.at(-1)).toEqual({ command: "cancel_job", args: { instance: "gpu", promptId: "p1" } });
+    expect(store.notes.gpu).toMatchObject({ tone: "info", text: "That job had already finished." });
+  });
+
+  it("clears a stale note when a cancel works", async () => {
+    mockShell((command) => {
+      if (command === "get_snapshot") return snapshotReply();
+      if (command === "cancel_job") return "interrupted";
+      if (command === "clear_queue") throw { code: "not_connected", message: "gpu is reconnecting", nodeErrors: [] };
+      return null;
+    });
+    const store = useInstancesStore();
+    await store.start();
+    expect(await store.clearQueue("gpu")).toBe(false);
+    expect(store.notes.gpu?.failure?.code).toBe("not_connected");
+    await store.cancel("gpu", "p1");
+    expect(store.notes.gpu).toBeUndefined();
+  });
+
+  it("marks an action busy while it runs so it cannot fire twice", async () => {
+    const reply = deferred<string>();
+    let calls = 0;
+    mockShell((command) => {
+      if (command === "get_snapshot") return snapshotReply();
+      if (command === "cancel_job") {
+        calls += 1;
+        return reply.promise;
+      }
+      return null;
+    });
+    const store = useInstancesStore();
+    await store.start();
+    const first = store.cancel("gpu", "p1");
+    await flushPromises();
+    expect(store.isBusy("gpu:p1")).toBe(true);
+    expect(await store.cancel("gpu", "p1")).toBeNull();
+    reply.resolve("removed");
+    expect(await first).toBe("removed");
+    expect(calls).toBe(1);
+    expect(store.isBusy("gpu:p1")).toBe(false);
   });
 });

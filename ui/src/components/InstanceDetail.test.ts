@@ -1,0 +1,216 @@
+import { afterEach, beforeEach, describe, expect, it } from "vitest";
+import { enableAutoUnmount, flushPromises, mount } from "@vue/test-utils";
+import { createPinia, setActivePinia } from "pinia";
+import InstanceDetail from "./InstanceDetail.vue";
+import ErrorDetails from "./ErrorDetails.vue";
+import type { InstanceView } from "../bindings/InstanceView";
+import { IMAGE_LOADER } from "../composables/usePreloadedImage";
+import { mockShell, resetShell } from "../ipc/testing";
+import { useInstancesStore } from "../stores/instancesStore";
+import { useViewStore } from "../stores/viewStore";
+import { historyEntry, instance, job, liveJob, logEntry } from "../test/fixtures";
+
+enableAutoUnmount(afterEach);
+
+const OUTPUT = { filename: "ComfyUI_0001_.png", subfolder: "", kind: "output" };
+
+describe("InstanceDetail", () => {
+  let calls: Array<{ command: string; args: unknown }>;
+
+  beforeEach(() => {
+    setActivePinia(createPinia());
+    calls = [];
+    mockShell((command, args) => {
+      calls.push({ command, args });
+      switch (command) {
+        case "get_history":
+          return [
+            historyEntry("h-ok", { outputs: [OUTPUT] }),
+            historyEntry("h-lost", { state: "lost", detail: "the server restarted", canResubmit: true }),
+            historyEntry("h-other", { origin: "other" }),
+            historyEntry("h-err", {
+              state: "error",
+              error: { nodeId: "4", nodeType: "Loader", exceptionType: "OSError", message: "no file", traceback: ["Traceback\n", "  boom\n"] },
+            }),
+          ];
+        case "get_event_log":
+          return [logEntry(1, { kind: "reconnecting", detail: "connection reset" }), logEntry(2)];
+        case "cancel_job":
+          return "removed";
+        case "resubmit_job":
+          return { promptId: "again-123456789", nodeErrors: [] };
+        case "save_output":
+          return { path: "/home/u/Downloads/comfy-monitor/gpu/ComfyUI_0001_.png", folder: "/home/u/Downloads/comfy-monitor/gpu" };
+        default:
+          return null;
+      }
+    });
+  });
+
+  afterEach(() => resetShell());
+
+  function mountDetail(view: InstanceView) {
+    useInstancesStore().instances = [view];
+    return mount(InstanceDetail, {
+      props: { instanceId: view.id },
+      attachTo: document.body,
+      global: { provide: { [IMAGE_LOADER as symbol]: () => Promise.resolve() } },
+    });
+  }
+
+  const gpu = (overrides: Partial<InstanceView> = {}) =>
+    instance("gpu", {
+      id: 5,
+      queue: { running: 1, pending: 3 },
+      jobs: [
+        liveJob("run", { percent: 30, nodeText: [{ node: "7", text: "once upon a time" }] }),
+        job("mine", { state: "pending", origin: "self", fidelity: "live" }),
+        job("theirs", { state: "pending", origin: "other" }),
+        job("nobody", { state: "pending", origin: "anonymous" }),
+      ],
+      ...overrides,
+    });
+
+  it("labels every queued job by who queued it", async () => {
+    const w = mountDetail(gpu());
+    const rows = w.findAll('[data-testid="queue-row"]');
+    expect(rows.map((r) => [r.attributes("data-prompt-id"), r.attributes("data-state"), r.attributes("data-origin")])).toEqual([
+      ["run", "running", "self"],
+      ["mine", "pending", "self"],
+      ["theirs", "pending", "other"],
+      ["nobody", "pending", "other"],
+    ]);
+    expect(rows.map((r) => r.get('[data-testid="queue-origin"]').text())).toEqual(["this app", "this app", "other client", "other client"]);
+    expect(rows.map((r) => r.get('[data-testid="delete-job"]').text())).toEqual(["Cancel", "Remove", "Remove", "Remove"]);
+  });
+
+  it("deletes one job from its row", async () => {
+    const w = mountDetail(gpu());
+    await w.get('[data-testid="queue-row"][data-prompt-id="theirs"] [data-testid="delete-job"]').trigger("click");
+    await flushPromises();
+    expect(calls).toContainEqual({ command: "cancel_job", args: { instance: "gpu", promptId: "theirs" } });
+  });
+
+  it("clears the queue only after confirmation", async () => {
+    const w = mountDetail(gpu());
+    await w.get('[data-testid="clear-queue"]').trigger("click");
+    expect(calls.some((c) => c.command === "clear_queue")).toBe(false);
+    expect(w.text()).toContain("Remove all 3 pending jobs? The running job is left alone.");
+    await w.get('[data-testid="confirm-clear"]').trigger("click");
+    await flushPromises();
+    expect(calls).toContainEqual({ command: "clear_queue", args: { instance: "gpu" } });
+  });
+
+  it("cannot clear a queue with nothing pending", () => {
+    const w = mountDetail(gpu({ jobs: [liveJob("run")], queue: { running: 1, pending: 0 } }));
+    expect(w.get('[data-testid="clear-queue"]').attributes("disabled")).toBeDefined();
+  });
+
+  it("says plainly what the server lets us see of other clients' jobs", () => {
+    const withApi = mountDetail(gpu());
+    expect(withApi.get('[data-testid="visibility-note"]').text()).toBe(
+      "This server has the jobs API: jobs of other clients are listed with their outcome.",
+    );
+    withApi.unmount();
+    const without = mountDetail(gpu({ server: { version: "0.3.40", jobsApi: false, featureFlags: false } }));
+    expect(without.get('[data-testid="visibility-note"]').text()).toBe(
+      "Other clients' jobs are seen through the queue and history only: position, elapsed time and outcome, no progress.",
+    );
+  });
+
+  it("reads the history and the event log when it opens", async () => {
+    const w = mountDetail(gpu());
+    await flushPromises();
+    expect(calls).toContainEqual({ command: "get_history", args: { instance: "gpu", limit: 50, offset: 0 } });
+    expect(calls).toContainEqual({ command: "get_event_log", args: { instance: "gpu", limit: 200 } });
+    const rows = w.findAll('[data-testid="history-row"]');
+    expect(rows.map((r) => [r.attributes("data-prompt-id"), r.attributes("data-state")])).toEqual([
+      ["h-ok", "success"],
+      ["h-lost", "lost"],
+      ["h-other", "success"],
+      ["h-err", "error"],
+    ]);
+    expect(w.findAll('[data-testid="log-line"]').map((l) => l.attributes("data-kind"))).toEqual(["reconnecting", "connected"]);
+  });
+
+  it("offers Queue again only for this app's jobs it can resubmit", async () => {
+    const w = mountDetail(gpu());
+    await flushPromises();
+    const buttons = w.findAll('[data-testid="resubmit-job"]');
+    expect(buttons).toHaveLength(1);
+    await buttons[0]?.trigger("click");
+    await flushPromises();
+    expect(calls).toContainEqual({ command: "resubmit_job", args: { instance: "gpu", promptId: "h-lost" } });
+    expect(w.get('[data-testid="history-row"][data-prompt-id="h-lost"]').text()).toContain("Queued again as again-12");
+  });
+
+  it("opens an output large, saves it and opens its folder", async () => {
+    const w = mountDetail(gpu());
+    await flushPromises();
+    const thumb = w.get('[data-testid="output-thumb"]');
+    expect(thumb.get("img").attributes("src")).toBe(
+      "media://localhost/output/gpu?filename=ComfyUI_0001_.png&subfolder=&type=output&thumb=1",
+    );
+    await thumb.trigger("click");
+    expect(w.get('[data-testid="output-full"]').attributes("src")).toBe(
+      "media://localhost/output/gpu?filename=ComfyUI_0001_.png&subfolder=&type=output",
+    );
+    await w.get('[data-testid="save-output"]').trigger("click");
+    await flushPromises();
+    expect(calls).toContainEqual({ command: "save_output", args: { instance: "gpu", output: OUTPUT, promptId: "h-ok" } });
+    expect(w.get('[data-testid="saved-path"]').text()).toContain("/home/u/Downloads/comfy-monitor/gpu/ComfyUI_0001_.png");
+    await w.get('[data-testid="open-folder"]').trigger("click");
+    await flushPromises();
+    expect(calls).toContainEqual({ command: "open_folder", args: { folder: "/home/u/Downloads/comfy-monitor/gpu" } });
+  });
+
+  it("streams the running job's node text", () => {
+    const w = mountDetail(gpu());
+    expect(w.get('[data-testid="node-text"]').text()).toBe("once upon a time");
+  });
+
+  it("bounds the node text to its tail", () => {
+    const long = `${"x".repeat(30_000)}THE END`;
+    const w = mountDetail(gpu({ jobs: [liveJob("run", { nodeText: [{ node: "7", text: long }] })] }));
+    const shown = w.get('[data-testid="node-text"]').text();
+    expect(shown.length).toBeLessThan(21_000);
+    expect(shown.endsWith("THE END")).toBe(true);
+  });
+
+  it("goes back to the overview", async () => {
+    const view = useViewStore();
+    view.showDetail(5);
+    const w = mountDetail(gpu());
+    await w.get('[data-testid="close-detail"]').trigger("click");
+    expect(view.screen).toEqual({ kind: "overview" });
+  });
+});
+
+describe("ErrorDetails", () => {
+  afterEach(() => {
+    Object.defineProperty(navigator, "clipboard", { value: undefined, configurable: true });
+  });
+
+  const error = { nodeId: "4", nodeType: "Loader", exceptionType: "OSError", message: "no file", traceback: ["Traceback\n", "  boom\n"] };
+
+  it("copies the whole error with its traceback", async () => {
+    let copied = "";
+    Object.defineProperty(navigator, "clipboard", { value: { writeText: async (t: string) => void (copied = t) }, configurable: true });
+    const w = mount(ErrorDetails, { props: { error }, attachTo: document.body });
+    await w.get('[data-testid="copy-traceback"]').trigger("click");
+    await flushPromises();
+    expect(copied).toBe("OSError: no file\nin node #4 (Loader)\nTraceback\n  boom\n");
+    expect(w.text()).toContain("Copied");
+  });
+
+  it("selects the traceback for Ctrl+C when the clipboard is refused", async () => {
+    Object.defineProperty(navigator, "clipboard", {
+      value: { writeText: () => Promise.reject(new Error("denied")) },
+      configurable: true,
+    });
+    const w = mount(ErrorDetails, { props: { error }, attachTo: document.body });
+    await w.get('[data-testid="copy-traceback"]').trigger("click");
+    await flushPromises();
+    expect(window.getSelection()?.toString()).toContain("boom");
+  });
+});

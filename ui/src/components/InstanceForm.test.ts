@@ -1,0 +1,188 @@
+import { afterEach, beforeEach, describe, expect, it } from "vitest";
+import { enableAutoUnmount, flushPromises, mount } from "@vue/test-utils";
+import { createPinia, setActivePinia } from "pinia";
+import InstanceForm from "./InstanceForm.vue";
+import SettingsDialog from "./SettingsDialog.vue";
+import type { InstanceInput } from "../bindings/InstanceInput";
+import type { InstanceSettings } from "../bindings/InstanceSettings";
+import { mockShell, resetShell } from "../ipc/testing";
+import { settings } from "../test/fixtures";
+
+enableAutoUnmount(afterEach);
+
+type Call = { command: string; args: { id?: number | null; input?: InstanceInput } };
+
+describe("InstanceForm", () => {
+  let calls: Call[];
+  let reply: (command: string) => unknown;
+
+  beforeEach(() => {
+    setActivePinia(createPinia());
+    calls = [];
+    reply = (command) => (command === "add_instance" || command === "update_instance" ? settings(7, "saved") : null);
+    mockShell((command, args) => {
+      calls.push({ command, args: args as Call["args"] });
+      return reply(command);
+    });
+  });
+
+  afterEach(() => resetShell());
+
+  const sent = (command: string) => calls.find((c) => c.command === command)?.args;
+
+  function mountForm(initial: InstanceSettings | null) {
+    return mount(InstanceForm, { props: { initial }, attachTo: document.body });
+  }
+
+  it("never shows a stored secret: the field is empty and says a value is stored", () => {
+    const w = mountForm(settings(2, "gpu", { authKind: "bearer", secretsSet: ["token"] }));
+    const token = w.get<HTMLInputElement>('[data-testid="instance-token"]');
+    expect(token.attributes("type")).toBe("password");
+    expect(token.element.value).toBe("");
+    expect(token.attributes("placeholder")).toBe("stored — type to replace");
+  });
+
+  it("asks for a secret that is not stored yet", () => {
+    const w = mountForm(settings(2, "gpu", { authKind: "bearer", secretsSet: [] }));
+    expect(w.get('[data-testid="instance-token"]').attributes("placeholder")).toBe("token");
+  });
+
+  it("sends no secret when none was typed, so the stored one is kept", async () => {
+    const w = mountForm(settings(2, "gpu", { authKind: "bearer", secretsSet: ["token"] }));
+    await w.get('[data-testid="save-instance"]').trigger("submit");
+    await flushPromises();
+    const args = sent("update_instance");
+    expect(args?.id).toBe(2);
+    expect(args?.input?.secrets).toEqual({});
+    expect(args?.input?.authKind).toBe("bearer");
+    expect(w.emitted("saved")).toHaveLength(1);
+  });
+
+  it("sends only the typed secrets of the chosen auth kind, then empties the fields", async () => {
+    const w = mountForm(null);
+    await w.get('[data-testid="instance-name"]').setValue("gpu");
+    await w.get('[data-testid="instance-url"]').setValue("http://gpu:8188");
+    await w.get('[data-testid="auth-kind"]').setValue("bearer");
+    await w.get('[data-testid="instance-token"]').setValue("typed-token");
+    // Switching to Basic: the token typed for Bearer must not travel.
+    await w.get('[data-testid="auth-kind"]').setValue("basic");
+    await w.get('[data-testid="instance-user"]').setValue("admin");
+    await w.get('[data-testid="instance-password"]').setValue("pw");
+    await w.get("form").trigger("submit");
+    await flushPromises();
+    const input = sent("add_instance")?.input;
+    expect(input).toMatchObject({ name: "gpu", url: "http://gpu:8188", authKind: "basic", user: "admin", secrets: { password: "pw" } });
+    expect(Object.keys(input?.secrets ?? {})).toEqual(["password"]);
+    expect(w.get<HTMLInputElement>('[data-testid="instance-password"]').element.value).toBe("");
+  });
+
+  it("stores custom header values under their lowercase slot", async () => {
+    const w = mountForm(settings(3, "proxy", { authKind: "headers", headerNames: ["X-Api-Key", "X-Team"], secretsSet: ["header:x-api-key", "header:x-team"] }));
+    const values = w.findAll<HTMLInputElement>('[data-testid="header-value"]');
+    expect(values.map((v) => v.element.value)).toEqual(["", ""]);
+    expect(values.map((v) => v.attributes("placeholder"))).toEqual(["stored — type to replace", "stored — type to replace"]);
+    await values[1]?.setValue("new-team");
+    await w.get("form").trigger("submit");
+    await flushPromises();
+    const input = sent("update_instance")?.input;
+    expect(input?.headerNames).toEqual(["X-Api-Key", "X-Team"]);
+    expect(input?.secrets).toEqual({ "header:x-team": "new-team" });
+  });
+
+  it("keeps the preview rate cap within 0–120", async () => {
+    const w = mountForm(settings(2, "gpu"));
+    await w.get('[data-testid="instance-fps"]').setValue("500");
+    await w.get("form").trigger("submit");
+    await flushPromises();
+    expect(sent("update_instance")?.input?.previewFpsCap).toBe(120);
+  });
+
+  it("shows the shell's validation message next to the form", async () => {
+    reply = () => {
+      throw { code: "invalid_input", message: "an instance named gpu exists", nodeErrors: [] };
+    };
+    const w = mountForm(null);
+    await w.get("form").trigger("submit");
+    await flushPromises();
+    expect(w.get('[data-testid="form-error"]').text()).toBe("Check the form: an instance named gpu exists");
+    expect(w.emitted("saved")).toBeUndefined();
+  });
+
+  it("tests the connection with the saved instance's id and names the step that failed", async () => {
+    reply = (command) =>
+      command === "test_connection"
+        ? {
+            ok: false,
+            steps: [
+              { step: "http", ok: true, detail: "ComfyUI 0.3.60", auth: false },
+              { step: "websocket", ok: false, detail: "403 Forbidden", auth: true },
+            ],
+          }
+        : null;
+    const w = mountForm(settings(5, "gpu", { authKind: "bearer", secretsSet: ["token"] }));
+    await w.get('[data-testid="test-connection"]').trigger("click");
+    await flushPromises();
+    expect(sent("test_connection")?.id).toBe(5);
+    expect(sent("test_connection")?.input?.secrets).toEqual({});
+    const steps = w.findAll('[data-testid="test-step"]');
+    expect(steps.map((s) => [s.attributes("data-step"), s.attributes("data-ok")])).toEqual([
+      ["http", "true"],
+      ["websocket", "false"],
+    ]);
+    expect(steps[0]?.text()).toContain("✓");
+    expect(steps[1]?.text()).toContain("✗");
+    expect(steps[1]?.text()).toContain("403 Forbidden");
+    expect(w.get('[data-testid="test-verdict"]').text()).toBe("The WebSocket step failed: the server refused the credentials.");
+  });
+
+  it("lists the step that was never tried after an HTTP failure", async () => {
+    reply = () => ({ ok: false, steps: [{ step: "http", ok: false, detail: "connection refused", auth: false }] });
+    const w = mountForm(null);
+    await w.get('[data-testid="test-connection"]').trigger("click");
+    await flushPromises();
+    expect(sent("test_connection")?.id).toBeNull();
+    expect(w.get('[data-testid="test-verdict"]').text()).toBe("The HTTP API step failed.");
+    expect(w.text()).toContain("not tried");
+  });
+});
+
+describe("SettingsDialog", () => {
+  let calls: Array<{ command: string; args: unknown }>;
+
+  beforeEach(() => {
+    setActivePinia(createPinia());
+    calls = [];
+    mockShell((command, args) => {
+      calls.push({ command, args });
+      if (command === "list_instances") return [settings(1, "Local"), settings(2, "gpu")];
+      return null;
+    });
+  });
+
+  afterEach(() => resetShell());
+
+  it("removes an instance only after confirmation", async () => {
+    const w = mount(SettingsDialog, { attachTo: document.body });
+    await flushPromises();
+    const row = w.get('[data-testid="settings-row"][data-instance="gpu"]');
+    await row.get('[data-testid="remove-instance"]').trigger("click");
+    expect(calls.some((c) => c.command === "remove_instance")).toBe(false);
+    await row.get('[data-testid="confirm-remove"]').trigger("click");
+    await flushPromises();
+    expect(calls.at(-1)).toEqual({ command: "remove_instance", args: { id: 2 } });
+    expect(w.findAll('[data-testid="settings-row"]').map((r) => r.attributes("data-instance"))).toEqual(["Local"]);
+  });
+
+  it("opens the form of the instance asked for", async () => {
+    const w = mount(SettingsDialog, { props: { editId: 2 }, attachTo: document.body });
+    await flushPromises();
+    expect(w.get<HTMLInputElement>('[data-testid="instance-name"]').element.value).toBe("gpu");
+  });
+
+  it("closes on Escape", async () => {
+    const w = mount(SettingsDialog, { attachTo: document.body });
+    await flushPromises();
+    await w.get('[data-testid="settings"]').trigger("keydown", { key: "Escape" });
+    expect(w.emitted("close")).toHaveLength(1);
+  });
+});

@@ -1,0 +1,134 @@
+import { afterEach, beforeEach, describe, expect, it } from "vitest";
+import { enableAutoUnmount, flushPromises, mount } from "@vue/test-utils";
+import { createPinia, setActivePinia } from "pinia";
+import SubmitDialog from "./SubmitDialog.vue";
+import { mockShell, resetShell } from "../ipc/testing";
+import { useInstancesStore } from "../stores/instancesStore";
+import { useSubmitStore } from "../stores/submitStore";
+import { useViewStore } from "../stores/viewStore";
+import { instance, status } from "../test/fixtures";
+
+enableAutoUnmount(afterEach);
+
+const WORKFLOW = '{"1":{"class_type":"KSampler","inputs":{}}}';
+
+describe("SubmitDialog", () => {
+  let calls: Array<{ command: string; args: unknown }>;
+  let reply: () => unknown;
+
+  beforeEach(() => {
+    setActivePinia(createPinia());
+    calls = [];
+    reply = () => ({ promptId: "p1", nodeErrors: [] });
+    mockShell((command, args) => {
+      calls.push({ command, args });
+      return reply();
+    });
+    useInstancesStore().instances = [
+      instance("down", { status: status({ state: "unreachable", detail: "connection refused" }) }),
+      instance("gpu"),
+      instance("off", { enabled: false, status: status({ state: "disabled" }) }),
+    ];
+    useSubmitStore().openDialog();
+  });
+
+  afterEach(() => resetShell());
+
+  async function fillAndSend(w: ReturnType<typeof mount>, text = WORKFLOW) {
+    await w.get('[data-testid="workflow-text"]').setValue(text);
+    await w.get('[data-testid="submit-confirm"]').trigger("click");
+    await flushPromises();
+  }
+
+  it("offers connected instances first, by name, and leaves disabled ones out", () => {
+    const w = mount(SubmitDialog, { attachTo: document.body });
+    const options = w.findAll('[data-testid="submit-instance"] option');
+    expect(options.map((o) => o.text())).toEqual(["gpu", "down"]);
+    expect(w.get<HTMLSelectElement>('[data-testid="submit-instance"]').element.value).toBe("gpu");
+  });
+
+  it("queues the text on the chosen instance, then closes and brings that instance into view", async () => {
+    const w = mount(SubmitDialog, { attachTo: document.body });
+    await fillAndSend(w);
+    expect(calls).toEqual([{ command: "submit_workflow", args: { instance: "gpu", workflow: WORKFLOW } }]);
+    expect(useSubmitStore().open).toBe(false);
+    expect(useViewStore().focusRequest?.name).toBe("gpu");
+  });
+
+  it("lists each refused node by id and title, else class type", async () => {
+    reply = () => {
+      throw {
+        code: "rejected",
+        message: "Prompt outputs failed validation",
+        nodeErrors: [
+          { nodeId: "4", classType: "CheckpointLoaderSimple", title: "Load SDXL", messages: ["Value not in list: ckpt_name: 'x' not in []"] },
+          { nodeId: "9", classType: "SaveImage", title: null, messages: ["Required input is missing: images", "Another"] },
+        ],
+      };
+    };
+    const w = mount(SubmitDialog, { attachTo: document.body });
+    await fillAndSend(w);
+    const error = w.get('[data-testid="submit-error"]');
+    expect(error.attributes("data-code")).toBe("rejected");
+    expect(error.text()).toContain("The server refused the workflow");
+    const rows = w.findAll('[data-testid="node-error"]').map((r) => r.text());
+    expect(rows).toEqual([
+      "#4 Load SDXL: Value not in list: ckpt_name: 'x' not in []",
+      "#9 SaveImage: Required input is missing: images; Another",
+    ]);
+    expect(useSubmitStore().open).toBe(true);
+  });
+
+  it("shows the shell's explanation for an editor-format workflow", async () => {
+    const message = "this is a workflow saved from the editor; use Workflow → Export (API)";
+    reply = () => {
+      throw { code: "ui_format_workflow", message, nodeErrors: [] };
+    };
+    const w = mount(SubmitDialog, { attachTo: document.body });
+    await fillAndSend(w, '{"nodes":[],"links":[]}');
+    const error = w.get('[data-testid="submit-error"]');
+    expect(error.attributes("data-code")).toBe("ui_format_workflow");
+    expect(error.text()).toContain(message);
+    expect(w.findAll('[data-testid="node-error"]')).toHaveLength(0);
+  });
+
+  it("warns that outputs the server dropped will not run while the rest does", async () => {
+    reply = () => ({ promptId: "p9", nodeErrors: [{ nodeId: "12", classType: "PreviewAny", title: null, messages: ["Required input is missing: source"] }] });
+    const w = mount(SubmitDialog, { attachTo: document.body });
+    await fillAndSend(w);
+    const warning = w.get('[data-testid="submit-warning"]');
+    expect(warning.text()).toContain("dropped");
+    expect(warning.text()).toContain("The rest runs");
+    expect(w.get('[data-testid="node-error"]').text()).toBe("#12 PreviewAny: Required input is missing: source");
+    expect(useSubmitStore().open).toBe(true);
+    await w.get('[data-testid="submit-done"]').trigger("click");
+    expect(useSubmitStore().open).toBe(false);
+    expect(useViewStore().focusRequest?.name).toBe("gpu");
+  });
+
+  it("fills the text from a chosen file", async () => {
+    const w = mount(SubmitDialog, { attachTo: document.body });
+    const input = w.get<HTMLInputElement>('[data-testid="workflow-file"]');
+    const file = new File([WORKFLOW], "flow_api.json", { type: "application/json" });
+    Object.defineProperty(input.element, "files", { value: [file], configurable: true });
+    await input.trigger("change");
+    await flushPromises();
+    expect(w.get<HTMLTextAreaElement>('[data-testid="workflow-text"]').element.value).toBe(WORKFLOW);
+    expect(w.text()).toContain("flow_api.json");
+  });
+
+  it("starts from a file dropped on the window", async () => {
+    useSubmitStore().openDialog({ text: WORKFLOW, fileName: "dropped.json", instance: "down" });
+    const w = mount(SubmitDialog, { attachTo: document.body });
+    expect(w.get<HTMLTextAreaElement>('[data-testid="workflow-text"]').element.value).toBe(WORKFLOW);
+    expect(w.get<HTMLSelectElement>('[data-testid="submit-instance"]').element.value).toBe("down");
+  });
+
+  it("does not send an empty workflow", async () => {
+    const w = mount(SubmitDialog, { attachTo: document.body });
+    expect(w.get('[data-testid="submit-confirm"]').attributes("disabled")).toBeDefined();
+    await w.get('[data-testid="submit-confirm"]').trigger("click");
+    await flushPromises();
+    expect(calls).toEqual([]);
+  });
+});

@@ -1,0 +1,637 @@
+// A scripted stand-in for the desktop shell, for `npm run dev` in a plain browser only (main.ts
+// loads it when there is no Tauri; production builds drop it). It answers every command and
+// plays a few servers: live jobs with streaming previews and node text, another client's job,
+// outages with countdowns. Images come from the dev server's `/__media/` route (vite.config.ts).
+//
+// URL parameters: `?n=12` instances (default 3), `?empty` none, `?notice` an app-level notice,
+// `?still` no animation, and for screenshots `?click=<test id>[,<test id>…]` clicks those
+// controls once the page is up (e.g. `?click=open-detail` opens the first instance).
+import type { HistoryEntry } from "../bindings/HistoryEntry";
+import type { InstanceInput } from "../bindings/InstanceInput";
+import type { InstanceSettings } from "../bindings/InstanceSettings";
+import type { InstanceView } from "../bindings/InstanceView";
+import type { JobSummary } from "../bindings/JobSummary";
+import type { LogEntry } from "../bindings/LogEntry";
+import type { OutputRef } from "../bindings/OutputRef";
+import { EVENTS } from "../ipc";
+import { emitFromShell, mockMediaBase, mockShell } from "../ipc/testing";
+
+const NAMES = [
+  "gpu-box",
+  "studio-4090",
+  "Local",
+  "render-01",
+  "llm-box",
+  "render-02",
+  "cloud-a100",
+  "laptop",
+  "render-03",
+  "render-04",
+  "mac-mini",
+  "render-05",
+  "render-06",
+  "render-07",
+  "render-08",
+  "edge-3060",
+  "render-09",
+  "render-10",
+  "render-11",
+  "render-12",
+];
+
+type Preset = "live" | "observed" | "reconnecting" | "idle-error" | "auth" | "llm" | "unreachable" | "disabled" | "idle" | "live-queue";
+const PRESETS: Preset[] = ["live", "observed", "reconnecting", "idle-error", "live-queue", "auth", "llm", "unreachable", "idle", "disabled"];
+
+const NODES: Array<{ type: string; title: string | null; steps: number }> = [
+  { type: "CheckpointLoaderSimple", title: "Load SDXL", steps: 0 },
+  { type: "CLIPTextEncode", title: "Positive", steps: 0 },
+  { type: "KSampler", title: "Base sampler", steps: 28 },
+  { type: "LatentUpscaleBy", title: null, steps: 0 },
+  { type: "KSampler", title: "Hires fix", steps: 14 },
+  { type: "VAEDecode", title: null, steps: 0 },
+  { type: "SaveImage", title: null, steps: 0 },
+];
+
+const LOREM =
+  "The lighthouse keeper counted the ships by their lanterns, one amber, one green, and a third that blinked in a rhythm no harbour master had ever logged. ".repeat(
+    3,
+  );
+
+const GIB = 1024 ** 3;
+
+interface Sim {
+  node: number;
+  value: number;
+  rate: number;
+}
+
+const state = {
+  revision: 100,
+  instances: [] as InstanceView[],
+  settings: [] as InstanceSettings[],
+  history: new Map<string, HistoryEntry[]>(),
+  logs: new Map<string, LogEntry[]>(),
+  sims: new Map<string, Sim>(),
+  seq: 1,
+  logId: 1,
+  notices: [] as string[],
+};
+
+const clone = <T>(v: T): T => structuredClone(v);
+const id = () => Math.random().toString(16).slice(2, 10) + Math.random().toString(16).slice(2, 10) + "-4a1f-9c2e-7d3b5e6f8a90";
+
+function job(overrides: Partial<JobSummary>): JobSummary {
+  return {
+    promptId: id(),
+    state: "pending",
+    origin: "self",
+    fidelity: "live",
+    number: null,
+    percent: null,
+    node: null,
+    nodeType: null,
+    nodeTitle: null,
+    nodeValue: null,
+    nodeMax: null,
+    nodesDone: null,
+    nodesTotal: null,
+    etaMs: null,
+    stepsPerS: null,
+    queuedAtMs: Date.now(),
+    startedAtMs: null,
+    endedAtMs: null,
+    elapsedMs: null,
+    error: null,
+    detail: null,
+    warnings: [],
+    outputs: [],
+    preview: null,
+    nodeText: [],
+    ...overrides,
+  };
+}
+
+function outputs(name: string, n: number): OutputRef[] {
+  return Array.from({ length: n }, (_, i) => ({ filename: `${name}_${String(10000 + i * 7).slice(1)}_.png`, subfolder: "", kind: "output" }));
+}
+
+const TRACEBACK = [
+  "Traceback (most recent call last):\n",
+  '  File "/opt/ComfyUI/execution.py", line 323, in execute\n',
+  "    output_data, output_ui, has_subgraph = get_output_data(obj, input_data_all)\n",
+  '  File "/opt/ComfyUI/comfy/sd.py", line 612, in load_checkpoint_guess_config\n',
+  "    sd = comfy.utils.load_torch_file(ckpt_path)\n",
+  "torch.OutOfMemoryError: CUDA out of memory. Tried to allocate 2.50 GiB (GPU 0; 23.64 GiB total capacity)\n",
+];
+
+function makeHistory(name: string): HistoryEntry[] {
+  const now = Date.now();
+  const at = (minAgo: number) => now - minAgo * 60_000;
+  const entry = (minAgo: number, o: Partial<HistoryEntry>): HistoryEntry => ({
+    promptId: id(),
+    state: "success",
+    origin: "self",
+    queuedAtMs: at(minAgo + 1),
+    startedAtMs: at(minAgo + 0.8),
+    finishedAtMs: at(minAgo),
+    error: null,
+    outputs: [],
+    detail: null,
+    canResubmit: true,
+    ...o,
+  });
+  return [
+    entry(2, { outputs: outputs(name, 4) }),
+    entry(9, {
+      state: "error",
+      outputs: [],
+      error: { nodeId: "4", nodeType: "CheckpointLoaderSimple", exceptionType: "torch.OutOfMemoryError", message: "CUDA out of memory. Tried to allocate 2.50 GiB", traceback: TRACEBACK },
+    }),
+    entry(15, { state: "lost", startedAtMs: at(16), finishedAtMs: at(15), detail: "the server restarted while it ran; its outcome is unknown" }),
+    entry(22, { origin: "other", canResubmit: false, outputs: outputs("other", 2) }),
+    entry(31, { state: "interrupted", detail: "cancelled from this app" }),
+    entry(48, { outputs: [...outputs(name, 1), { filename: "clip_00012.mp4", subfolder: "video", kind: "output" }] }),
+    entry(65, { state: "deleted", startedAtMs: null, origin: "other", canResubmit: false, detail: "removed from the queue before it ran" }),
+  ];
+}
+
+function makeLogs(name: string): LogEntry[] {
+  const now = Date.now();
+  const line = (secAgo: number, kind: string, detail: string | null, data: string | null = null): LogEntry => ({
+    id: state.logId++,
+    ts: now - secAgo * 1000,
+    kind,
+    detail,
+    data,
+  });
+  return [
+    line(3600, "connecting", "starting"),
+    line(3598, "connected", `connected to ${name}`),
+    line(1800, "reconnecting", "connection reset by peer"),
+    line(1795, "connected", "connected"),
+    line(600, "server_event", "crystools.monitor", '{"cpu_utilization": 12.5, "ram_used_percent": 41.2, "gpus": [{"gpu_utilization": 97, "vram_used_percent": 78.1}]}'),
+    line(120, "server_event", "manager-terminal-feedback", null),
+  ];
+}
+
+function instanceFor(name: string, index: number, preset: Preset): InstanceView {
+  const now = Date.now();
+  const base: InstanceView = {
+    id: index + 1,
+    name,
+    url: `http://${index === 2 ? "127.0.0.1" : `10.0.0.${20 + index}`}:8188/`,
+    enabled: true,
+    status: { state: "connected", detail: "connected", retryInMs: null, changedAtMs: now - 3_600_000 },
+    stats: { ramTotal: 64 * GIB, ramFree: (40 - index) * GIB, device: "cuda:0 NVIDIA GeForce RTX 4090 : cudaMallocAsync", vramTotal: 24 * GIB, vramFree: (4 + (index % 5) * 3) * GIB },
+    server: { version: index % 3 === 0 ? "0.3.75" : "0.3.44", jobsApi: index % 3 === 0, featureFlags: true },
+    queue: { running: 0, pending: 0 },
+    jobs: [],
+    lastJob: job({ state: "success", startedAtMs: now - 200_000, endedAtMs: now - 180_000, elapsedMs: 20_400, percent: 100, outputs: outputs(name, 2) }),
+  };
+  switch (preset) {
+    case "live":
+    case "live-queue":
+    case "llm": {
+      const running = job({ state: "running", number: 12, startedAtMs: now - 14_000, nodesTotal: NODES.length, nodesDone: 2 });
+      base.jobs.push(running);
+      state.sims.set(running.promptId, { node: 2, value: 5 + index, rate: preset === "llm" ? 11 : 3.4 - (index % 3) * 0.7 });
+      if (preset === "llm") {
+        running.nodeText = [{ node: "17", text: "" }];
+      }
+      if (preset === "live-queue") {
+        base.jobs.push(job({ state: "pending", number: 13, origin: "self", fidelity: "live" }));
+        base.jobs.push(job({ state: "pending", number: 14, origin: "other", fidelity: "observed" }));
+        base.jobs.push(job({ state: "pending", number: 15, origin: "other", fidelity: "observed" }));
+      }
+      break;
+    }
+    case "observed":
+      base.jobs.push(job({ state: "running", origin: "other", fidelity: "observed", number: 40, startedAtMs: now - 42_000 }));
+      base.jobs.push(job({ state: "pending", origin: "other", fidelity: "observed", number: 41, queuedAtMs: now - 30_000 }));
+      break;
+    case "reconnecting":
+      base.status = { state: "reconnecting", detail: "connection reset by peer", retryInMs: 8000, changedAtMs: now };
+      base.stats = null;
+      base.lastJob = job({ state: "lost", origin: "self", endedAtMs: now - 5_000, percent: 64, detail: "the server restarted while it ran" });
+      break;
+    case "idle-error":
+      base.lastJob = job({
+        state: "error",
+        endedAtMs: now - 95_000,
+        elapsedMs: 3_100,
+        percent: 12,
+        error: { nodeId: "4", nodeType: "CheckpointLoaderSimple", exceptionType: "torch.OutOfMemoryError", message: "CUDA out of memory", traceback: TRACEBACK },
+      });
+      break;
+    case "auth":
+      base.status = { state: "auth_failed", detail: "auth failed: 401", retryInMs: null, changedAtMs: now - 60_000 };
+      base.stats = null;
+      base.server = null;
+      base.lastJob = null;
+      break;
+    case "unreachable":
+      base.status = { state: "unreachable", detail: "connection refused", retryInMs: 30_000, changedAtMs: now };
+      base.stats = null;
+      base.server = null;
+      base.lastJob = job({ state: "interrupted", endedAtMs: now - 3_600_000, elapsedMs: 9_000, percent: 37 });
+      break;
+    case "disabled":
+      base.enabled = false;
+      base.status = { state: "disabled", detail: "disabled", retryInMs: null, changedAtMs: now };
+      base.stats = null;
+      base.lastJob = null;
+      break;
+    case "idle":
+      break;
+  }
+  base.queue = { running: base.jobs.filter((j) => j.state === "running").length, pending: base.jobs.filter((j) => j.state === "pending").length };
+  return base;
+}
+
+function settingsFor(v: InstanceView, preset: Preset): InstanceSettings {
+  const auth = preset === "auth" ? "bearer" : v.id % 4 === 1 ? "basic" : "none";
+  return {
+    id: v.id,
+    name: v.name,
+    url: v.url,
+    authKind: auth,
+    user: auth === "basic" ? "admin" : null,
+    headerNames: [],
+    secretsSet: auth === "bearer" ? ["token"] : auth === "basic" ? ["password"] : [],
+    acceptInvalidCerts: false,
+    enabled: v.enabled,
+    previewFpsCap: 15,
+    notifications: { jobDone: true, jobFailed: true, jobInterruptedByOther: false, queueDrained: true, disconnected: true, authRejected: false, otherClientsJobs: false },
+  };
+}
+
+function find(name: string): InstanceView {
+  const i = state.instances.find((x) => x.name === name);
+  if (!i) throw { code: "unknown_instance", message: `no instance named \`${name}\``, nodeErrors: [] };
+  return i;
+}
+
+function bump(): number {
+  state.revision += 1;
+  return state.revision;
+}
+
+function sendJob(inst: InstanceView, j: JobSummary): void {
+  void emitFromShell(EVENTS.jobUpdated, { revision: bump(), instance: inst.name, job: clone(j) });
+}
+
+function sendQueue(inst: InstanceView): void {
+  inst.queue = { running: inst.jobs.filter((j) => j.state === "running").length, pending: inst.jobs.filter((j) => j.state === "pending").length };
+  void emitFromShell(EVENTS.queueChanged, { revision: bump(), instance: inst.name, queue: { ...inst.queue } });
+}
+
+function log(inst: InstanceView, kind: string, detail: string | null, data: string | null = null): void {
+  const entry: LogEntry = { id: state.logId++, ts: Date.now(), kind, detail, data };
+  state.logs.get(inst.name)?.push(entry);
+  void emitFromShell(EVENTS.eventLogged, { instance: inst.name, entry });
+}
+
+function finish(inst: InstanceView, j: JobSummary, outcome: JobSummary["state"]): void {
+  const now = Date.now();
+  j.state = outcome;
+  j.endedAtMs = now;
+  j.elapsedMs = j.startedAtMs ? now - j.startedAtMs : null;
+  if (outcome === "success") {
+    j.percent = j.fidelity === "live" ? 100 : null;
+    j.outputs = outputs(inst.name, 1 + (state.seq % 3));
+  }
+  inst.jobs = inst.jobs.filter((x) => x.promptId !== j.promptId);
+  inst.lastJob = j;
+  state.sims.delete(j.promptId);
+  sendJob(inst, j);
+  const h = state.history.get(inst.name);
+  h?.unshift({
+    promptId: j.promptId,
+    state: outcome,
+    origin: j.origin,
+    queuedAtMs: j.queuedAtMs,
+    startedAtMs: j.startedAtMs,
+    finishedAtMs: now,
+    error: j.error,
+    outputs: j.outputs,
+    detail: j.detail,
+    canResubmit: j.origin === "self",
+  });
+  startNext(inst);
+}
+
+function startNext(inst: InstanceView): void {
+  const next = inst.jobs.find((j) => j.state === "pending");
+  if (next && !inst.jobs.some((j) => j.state === "running")) {
+    next.state = "running";
+    next.startedAtMs = Date.now();
+    if (next.fidelity === "live") {
+      next.nodesTotal = NODES.length;
+      next.nodesDone = 0;
+      state.sims.set(next.promptId, { node: 0, value: 0, rate: 2.5 + Math.random() * 2 });
+    }
+    sendJob(inst, next);
+  }
+  sendQueue(inst);
+}
+
+function step(inst: InstanceView, j: JobSummary, dt: number): void {
+  const sim = state.sims.get(j.promptId);
+  if (!sim) return;
+  const node = NODES[sim.node];
+  if (!node) return;
+  let moved = false;
+  if (node.steps === 0) {
+    sim.value += dt * 4;
+    if (sim.value >= 1) moved = true;
+  } else {
+    sim.value += dt * sim.rate;
+    if (sim.value >= node.steps) moved = true;
+  }
+  if (moved) {
+    sim.node += 1;
+    sim.value = 0;
+    if (sim.node >= NODES.length) {
+      finish(inst, j, "success");
+      return;
+    }
+  }
+  const cur = NODES[sim.node] ?? node;
+  const frac = cur.steps ? sim.value / cur.steps : Math.min(1, sim.value);
+  j.node = String(3 + sim.node * 2);
+  j.nodeType = cur.type;
+  j.nodeTitle = cur.title;
+  j.nodeValue = cur.steps ? Math.floor(sim.value) : null;
+  j.nodeMax = cur.steps || null;
+  j.nodesDone = sim.node;
+  j.percent = Math.min(99.9, Math.round(((sim.node + frac) / NODES.length) * 1000) / 10);
+  j.stepsPerS = cur.steps ? sim.rate : null;
+  const stepsLeft = NODES.slice(sim.node).reduce((n, x) => n + x.steps, 0) - (cur.steps ? sim.value : 0);
+  j.etaMs = Math.round((stepsLeft / sim.rate) * 1000 + 1500);
+  if (cur.steps) {
+    state.seq += 1;
+    j.preview = { seq: state.seq, width: 512, height: 512 };
+  }
+  const text = j.nodeText[0];
+  if (text) {
+    const words = LOREM.split(" ");
+    const have = text.text.split(" ").length;
+    text.text = words.slice(0, Math.min(words.length, have + 3)).join(" ");
+    if (have >= words.length) text.text = "";
+  }
+  sendJob(inst, j);
+}
+
+function tick(dt: number): void {
+  for (const inst of state.instances) {
+    for (const j of [...inst.jobs]) {
+      if (j.state !== "running") continue;
+      if (j.fidelity === "live") step(inst, j, dt);
+      else if (j.startedAtMs && Date.now() - j.startedAtMs > 75_000) finish(inst, j, "success");
+    }
+  }
+}
+
+function slowTick(): void {
+  const now = Date.now();
+  for (const inst of state.instances) {
+    const s = inst.status;
+    if (s.retryInMs !== null && now >= s.changedAtMs + s.retryInMs) {
+      inst.status = { ...s, changedAtMs: now, retryInMs: Math.min(60_000, s.retryInMs * 2) };
+      void emitFromShell(EVENTS.instanceStatusChanged, { revision: bump(), instance: inst.name, status: clone(inst.status) });
+      log(inst, inst.status.state, `${s.detail}; next try in ${(inst.status.retryInMs ?? 0) / 1000} s`);
+    }
+    if (inst.stats && inst.status.state === "connected") {
+      const vramFree = Math.max(0.5 * GIB, Math.min(23 * GIB, (inst.stats.vramFree ?? 0) + (Math.random() - 0.5) * GIB));
+      inst.stats = { ...inst.stats, vramFree };
+      void emitFromShell(EVENTS.statsChanged, { revision: bump(), instance: inst.name, stats: clone(inst.stats) });
+    }
+  }
+}
+
+function input(args: unknown): InstanceInput {
+  return (args as { input: InstanceInput }).input;
+}
+
+function invalid(message: string): never {
+  throw { code: "invalid_input", message, nodeErrors: [] };
+}
+
+function handle(command: string, args: unknown): unknown {
+  const a = (args ?? {}) as Record<string, unknown>;
+  switch (command) {
+    case "get_snapshot":
+      return { revision: state.revision, instances: clone(state.instances), notices: state.notices };
+    case "refresh_instance":
+      find(a.instance as string);
+      return null;
+    case "list_instances":
+      return clone(state.settings);
+    case "add_instance":
+    case "update_instance": {
+      const i = input(args);
+      if (!i.name.trim()) invalid("the name is empty");
+      if (!/^https?:\/\/[^/]+/.test(i.url.trim()) && !/^[\w.-]+(:\d+)?\/?$/.test(i.url.trim())) invalid(`not a URL: ${i.url}`);
+      const editId = command === "update_instance" ? (a.id as number) : null;
+      if (state.settings.some((s) => s.name === i.name.trim() && s.id !== editId)) invalid(`an instance named ${i.name.trim()} exists`);
+      if (i.authKind === "bearer" && !i.secrets.token && !state.settings.find((s) => s.id === editId)?.secretsSet.includes("token")) invalid("the token is required");
+      const nid = editId ?? Math.max(0, ...state.settings.map((s) => s.id)) + 1;
+      const url = i.url.includes("://") ? i.url.trim() : `http://${i.url.trim()}`;
+      const saved: InstanceSettings = {
+        id: nid,
+        name: i.name.trim(),
+        url: url.endsWith("/") ? url : `${url}/`,
+        authKind: i.authKind,
+        user: i.user,
+        headerNames: i.headerNames,
+        secretsSet: Object.keys(i.secrets),
+        acceptInvalidCerts: i.acceptInvalidCerts,
+        enabled: i.enabled,
+        previewFpsCap: i.previewFpsCap,
+        notifications: i.notifications,
+      };
+      if (editId !== null) {
+        const old = state.settings.find((s) => s.id === editId);
+        saved.secretsSet = [...new Set([...(old?.secretsSet ?? []), ...Object.keys(i.secrets)])];
+        state.settings = state.settings.map((s) => (s.id === editId ? saved : s));
+        const v = state.instances.find((x) => x.id === editId);
+        if (v) {
+          state.history.set(saved.name, state.history.get(v.name) ?? []);
+          state.logs.set(saved.name, state.logs.get(v.name) ?? []);
+          Object.assign(v, { name: saved.name, url: saved.url, enabled: saved.enabled });
+        }
+      } else {
+        state.settings.push(saved);
+        const v = instanceFor(saved.name, nid - 1, "idle");
+        v.url = saved.url;
+        v.lastJob = null;
+        v.status = { state: "connecting", detail: "starting", retryInMs: null, changedAtMs: Date.now() };
+        state.instances.push(v);
+        state.history.set(saved.name, []);
+        state.logs.set(saved.name, []);
+        setTimeout(() => {
+          v.status = { state: "connected", detail: "connected", retryInMs: null, changedAtMs: Date.now() };
+          void emitFromShell(EVENTS.instanceStatusChanged, { revision: bump(), instance: v.name, status: clone(v.status) });
+          log(v, "connected", "connected");
+        }, 1200);
+      }
+      void emitFromShell(EVENTS.instancesChanged, { revision: bump() });
+      return clone(saved);
+    }
+    case "remove_instance": {
+      const rid = a.id as number;
+      state.settings = state.settings.filter((s) => s.id !== rid);
+      state.instances = state.instances.filter((s) => s.id !== rid);
+      void emitFromShell(EVENTS.instancesChanged, { revision: bump() });
+      return null;
+    }
+    case "test_connection": {
+      const i = input(args);
+      if (!i.url.trim()) invalid("the URL is empty");
+      const url = i.url.toLowerCase();
+      if (url.includes("down")) return { ok: false, steps: [{ step: "http", ok: false, detail: "connection refused (os error 111)", auth: false }] };
+      if (url.includes("auth")) return { ok: false, steps: [{ step: "http", ok: false, detail: "401 Unauthorized", auth: true }] };
+      if (url.includes("ws")) {
+        return {
+          ok: false,
+          steps: [
+            { step: "http", ok: true, detail: "ComfyUI 0.3.75, jobs API", auth: false },
+            { step: "websocket", ok: false, detail: "upgrade refused: 403 Forbidden (a proxy that does not pass WebSocket?)", auth: false },
+          ],
+        };
+      }
+      return {
+        ok: true,
+        steps: [
+          { step: "http", ok: true, detail: "ComfyUI 0.3.75, jobs API", auth: false },
+          { step: "websocket", ok: true, detail: "upgraded; first status message after 41 ms", auth: false },
+        ],
+      };
+    }
+    case "submit_workflow": {
+      const inst = find(a.instance as string);
+      let wf: Record<string, unknown>;
+      try {
+        wf = JSON.parse(a.workflow as string) as Record<string, unknown>;
+      } catch (e) {
+        throw { code: "invalid_workflow", message: `this file is not JSON (${String(e)}); export the workflow with Workflow → Export (API)`, nodeErrors: [] };
+      }
+      if ("nodes" in wf && "links" in wf) {
+        throw {
+          code: "ui_format_workflow",
+          message: "this is a workflow saved from the editor (it has nodes and links). In ComfyUI, use Workflow → Export (API) and queue that file.",
+          nodeErrors: [],
+        };
+      }
+      if (inst.status.state !== "connected") throw { code: "not_connected", message: `${inst.name} is ${inst.status.state.replace("_", " ")}: ${inst.status.detail}`, nodeErrors: [] };
+      if (JSON.stringify(wf).includes("missing.safetensors")) {
+        throw {
+          code: "rejected",
+          message: "the server refused the workflow: Prompt outputs failed validation",
+          nodeErrors: [
+            { nodeId: "4", classType: "CheckpointLoaderSimple", title: "Load SDXL", messages: ["Value not in list: ckpt_name: 'missing.safetensors' not in ['sdxl_base.safetensors', 'juggernaut.safetensors']"] },
+            { nodeId: "9", classType: "SaveImage", title: null, messages: ["Required input is missing: images"] },
+          ],
+        };
+      }
+      const j = job({ state: "pending", number: 100 + state.seq, origin: "self", fidelity: "live" });
+      inst.jobs.push(j);
+      sendJob(inst, j);
+      startNext(inst);
+      const partial = JSON.stringify(wf).includes("PreviewAny");
+      return {
+        promptId: j.promptId,
+        nodeErrors: partial ? [{ nodeId: "12", classType: "PreviewAny", title: "Debug text", messages: ["Required input is missing: source"] }] : [],
+      };
+    }
+    case "resubmit_job": {
+      const inst = find(a.instance as string);
+      const j = job({ state: "pending", number: 200 + state.seq });
+      inst.jobs.push(j);
+      sendJob(inst, j);
+      startNext(inst);
+      return { promptId: j.promptId, nodeErrors: [] };
+    }
+    case "cancel_job": {
+      const inst = find(a.instance as string);
+      const j = inst.jobs.find((x) => x.promptId === a.promptId);
+      if (!j) return "not_found";
+      if (j.state === "running") {
+        finish(inst, j, "interrupted");
+        return "interrupted";
+      }
+      inst.jobs = inst.jobs.filter((x) => x !== j);
+      j.state = "deleted";
+      sendJob(inst, j);
+      inst.lastJob = j;
+      sendQueue(inst);
+      return "removed";
+    }
+    case "clear_queue": {
+      const inst = find(a.instance as string);
+      for (const j of inst.jobs.filter((x) => x.state === "pending")) {
+        j.state = "deleted";
+        sendJob(inst, j);
+      }
+      inst.jobs = inst.jobs.filter((x) => x.state === "running");
+      sendQueue(inst);
+      return null;
+    }
+    case "get_history": {
+      const h = state.history.get(find(a.instance as string).name) ?? [];
+      const offset = (a.offset as number) ?? 0;
+      return clone(h.slice(offset, offset + ((a.limit as number) ?? 50)));
+    }
+    case "get_event_log":
+      return clone(state.logs.get(find(a.instance as string).name) ?? []);
+    case "save_output": {
+      const inst = find(a.instance as string);
+      const o = a.output as OutputRef;
+      return { path: `/home/you/Downloads/comfy-monitor/${inst.name}/${o.filename}`, folder: `/home/you/Downloads/comfy-monitor/${inst.name}` };
+    }
+    case "open_folder":
+      return null;
+    default:
+      throw { code: "internal", message: `the dev shell does not know ${command}`, nodeErrors: [] };
+  }
+}
+
+export function installDevShell(): void {
+  const params = new URLSearchParams(location.search);
+  const n = params.has("empty") ? 0 : Math.max(0, Math.min(NAMES.length, Number(params.get("n") ?? 3) || 3));
+  if (params.has("notice")) {
+    state.notices = ["No keyring answered: secrets are kept in an owner-only file (~/.local/share/comfy-monitor/secrets.json). Start a Secret Service to move back to the keyring."];
+  }
+  for (let i = 0; i < n; i++) {
+    const name = NAMES[i] ?? `server-${i}`;
+    const preset = PRESETS[i % PRESETS.length] ?? "idle";
+    const v = instanceFor(name, i, preset);
+    state.instances.push(v);
+    state.settings.push(settingsFor(v, preset));
+    state.history.set(name, makeHistory(name));
+    state.logs.set(name, makeLogs(name));
+  }
+  mockShell(handle);
+  mockMediaBase("/__media/");
+  const frozen = params.has("still");
+  if (!frozen) {
+    let last = performance.now();
+    setInterval(() => {
+      const now = performance.now();
+      tick((now - last) / 1000);
+      last = now;
+    }, 120);
+    setInterval(slowTick, 1000);
+    setInterval(() => {
+      const inst = state.instances.find((i) => i.status.state === "connected");
+      if (inst) log(inst, "server_event", "crystools.monitor", `{"cpu_utilization": ${(Math.random() * 40).toFixed(1)}}`);
+    }, 15_000);
+  } else {
+    // Screenshots: a few ticks so running jobs show progress and a preview, then hold still.
+    for (let k = 0; k < 12; k++) tick(0.5);
+  }
+  const clicks = (params.get("click") ?? "").split(",").filter(Boolean);
+  clicks.forEach((testid, i) => {
+    setTimeout(() => document.querySelector<HTMLElement>(`[data-testid="${testid}"]`)?.click(), 600 + i * 400);
+  });
+}

@@ -1,0 +1,124 @@
+// Each instance's finished jobs, from the app's journal. Loaded when an instance's detail opens;
+// refetched when one of that instance's jobs reaches a terminal state (a short delay gathers a
+// burst of endings into one read, and lets the journal write land first).
+import { defineStore } from "pinia";
+import { ref } from "vue";
+import type { HistoryEntry } from "../bindings/HistoryEntry";
+import type { OutputRef } from "../bindings/OutputRef";
+import type { SavedOutput } from "../bindings/SavedOutput";
+import type { SubmitResult } from "../bindings/SubmitResult";
+import { isFinishedState } from "../format";
+import { EVENTS, getHistory, onEvent, openFolder, resubmitJob, saveOutput, type Unsubscribe } from "../ipc";
+import { attempt, type Failure, type Outcome } from "./failure";
+
+export const PAGE = 50;
+/** How long after a job ends the history is read again. */
+export const REFETCH_DELAY_MS = 300;
+
+export interface InstanceHistory {
+  entries: HistoryEntry[];
+  loading: boolean;
+  failure: Failure | null;
+  /** More entries may exist past the ones loaded. */
+  more: boolean;
+}
+
+export const useHistoryStore = defineStore("history", () => {
+  const byInstance = ref<Record<string, InstanceHistory>>({});
+  let unsubscribe: Unsubscribe | null = null;
+  const timers = new Map<string, ReturnType<typeof setTimeout>>();
+  /** The newest read per instance wins: an older answer that arrives late is dropped. */
+  const generation = new Map<string, number>();
+
+  function slot(instance: string): InstanceHistory {
+    if (!byInstance.value[instance]) {
+      byInstance.value[instance] = { entries: [], loading: false, failure: null, more: false };
+    }
+    // Read back through the store so writes go through the reactive proxy.
+    return byInstance.value[instance] as InstanceHistory;
+  }
+
+  /** Reads the newest page (or as many entries as are shown, if more were loaded). */
+  async function load(instance: string): Promise<void> {
+    const h = slot(instance);
+    const limit = Math.max(PAGE, h.entries.length);
+    const gen = (generation.get(instance) ?? 0) + 1;
+    generation.set(instance, gen);
+    h.loading = true;
+    const outcome = await attempt(() => getHistory(instance, limit, 0));
+    if (generation.get(instance) !== gen) return;
+    const current = slot(instance);
+    current.loading = false;
+    if (outcome.ok) {
+      current.entries = outcome.value;
+      current.more = outcome.value.length === limit;
+      current.failure = null;
+    } else {
+      current.failure = outcome.failure;
+    }
+  }
+
+  /** Appends the next page. */
+  async function loadMore(instance: string): Promise<void> {
+    const h = slot(instance);
+    if (h.loading) return;
+    h.loading = true;
+    const outcome = await attempt(() => getHistory(instance, PAGE, h.entries.length));
+    h.loading = false;
+    if (outcome.ok) {
+      const known = new Set(h.entries.map((e) => e.promptId));
+      h.entries.push(...outcome.value.filter((e) => !known.has(e.promptId)));
+      h.more = outcome.value.length === PAGE;
+      h.failure = null;
+    } else {
+      h.failure = outcome.failure;
+    }
+  }
+
+  function scheduleRefetch(instance: string): void {
+    if (!byInstance.value[instance]) return; // never shown: nothing to keep fresh
+    const pending = timers.get(instance);
+    if (pending !== undefined) clearTimeout(pending);
+    timers.set(
+      instance,
+      setTimeout(() => {
+        timers.delete(instance);
+        void load(instance);
+      }, REFETCH_DELAY_MS),
+    );
+  }
+
+  async function start(): Promise<void> {
+    if (unsubscribe) return;
+    unsubscribe = await onEvent(EVENTS.jobUpdated, (p) => {
+      if (isFinishedState(p.job.state)) scheduleRefetch(p.instance);
+    });
+  }
+
+  function stop(): void {
+    unsubscribe?.();
+    unsubscribe = null;
+    for (const t of timers.values()) clearTimeout(t);
+    timers.clear();
+  }
+
+  /** Forgets what was loaded for an instance (it was removed or renamed). */
+  function forget(instance: string): void {
+    delete byInstance.value[instance];
+  }
+
+  function resubmit(instance: string, promptId: string): Promise<Outcome<SubmitResult>> {
+    return attempt(() => resubmitJob(instance, promptId));
+  }
+
+  /** Downloads an output; with its job's prompt id the journal remembers where it went. */
+  function save(instance: string, output: OutputRef, promptId: string | null = null): Promise<Outcome<SavedOutput>> {
+    return attempt(() => saveOutput(instance, output, promptId));
+  }
+
+  function showFolder(folder: string): Promise<Outcome<void>> {
+    return attempt(() => openFolder(folder));
+  }
+
+  return { byInstance, load, loadMore, start, stop, forget, resubmit, save, showFolder };
+});

@@ -1,0 +1,80 @@
+// The saved instances as the settings screen edits them. Secrets only go out: the list says which
+// secret slots have a value stored (`secretsSet`), never the values.
+import { defineStore } from "pinia";
+import { ref } from "vue";
+import type { ConnectionTest } from "../bindings/ConnectionTest";
+import type { InstanceInput } from "../bindings/InstanceInput";
+import type { InstanceSettings } from "../bindings/InstanceSettings";
+import type { NotificationSettings } from "../bindings/NotificationSettings";
+import { addInstance, listInstances, removeInstance, testConnection, updateInstance } from "../ipc";
+import { attempt, type Failure, type Outcome } from "./failure";
+
+/** The preview rate a new instance starts with, and the highest the shell accepts. */
+export const DEFAULT_PREVIEW_FPS = 15;
+export const MAX_PREVIEW_FPS = 120;
+
+/** What a new instance notifies about, as the shell's own defaults. */
+export function defaultNotifications(): NotificationSettings {
+  return {
+    jobDone: true,
+    jobFailed: true,
+    jobInterruptedByOther: false,
+    queueDrained: true,
+    disconnected: true,
+    authRejected: false,
+    otherClientsJobs: false,
+  };
+}
+
+/** The secret slot that holds a custom header's value. */
+export function headerSlot(name: string): string {
+  return `header:${name.trim().toLowerCase()}`;
+}
+
+export const useSettingsStore = defineStore("settings", () => {
+  const instances = ref<InstanceSettings[]>([]);
+  const loaded = ref(false);
+  const failure = ref<Failure | null>(null);
+
+  async function load(): Promise<void> {
+    const outcome = await attempt(listInstances);
+    if (outcome.ok) {
+      instances.value = outcome.value;
+      loaded.value = true;
+      failure.value = null;
+    } else {
+      failure.value = outcome.failure;
+    }
+  }
+
+  function replace(saved: InstanceSettings): void {
+    const index = instances.value.findIndex((i) => i.id === saved.id);
+    if (index >= 0) instances.value[index] = saved;
+    else instances.value.push(saved);
+  }
+
+  async function add(input: InstanceInput): Promise<Outcome<InstanceSettings>> {
+    const outcome = await attempt(() => addInstance(input));
+    if (outcome.ok) replace(outcome.value);
+    return outcome;
+  }
+
+  async function update(id: number, input: InstanceInput): Promise<Outcome<InstanceSettings>> {
+    const outcome = await attempt(() => updateInstance(id, input));
+    if (outcome.ok) replace(outcome.value);
+    return outcome;
+  }
+
+  async function remove(id: number): Promise<Outcome<void>> {
+    const outcome = await attempt(() => removeInstance(id));
+    if (outcome.ok) instances.value = instances.value.filter((i) => i.id !== id);
+    return outcome;
+  }
+
+  /** Tries the form's settings: `id` lends a saved instance's stored secrets for empty slots. */
+  function test(input: InstanceInput, id: number | null): Promise<Outcome<ConnectionTest>> {
+    return attempt(() => testConnection(input, id));
+  }
+
+  return { instances, loaded, failure, load, add, update, remove, test };
+});

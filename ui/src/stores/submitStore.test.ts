@@ -1,0 +1,41 @@
+import { afterEach, beforeEach, describe, expect, it } from "vitest";
+import { createPinia, setActivePinia } from "pinia";
+import { mockShell, resetShell } from "../ipc/testing";
+import { useSubmitStore } from "./submitStore";
+
+describe("submit store", () => {
+  beforeEach(() => setActivePinia(createPinia()));
+  afterEach(() => resetShell());
+
+  it("opens with a draft and forgets the last outcome", () => {
+    const store = useSubmitStore();
+    store.failure = { code: "internal", message: "x", nodeErrors: [] };
+    store.openDialog({ text: "{}", fileName: "a.json" });
+    expect(store.open).toBe(true);
+    expect(store.draft).toEqual({ text: "{}", fileName: "a.json", instance: null });
+    expect(store.failure).toBeNull();
+  });
+
+  it("queues the workflow text on the instance and keeps the result", async () => {
+    let seen: unknown;
+    mockShell((command, args) => {
+      seen = { command, args };
+      return { promptId: "p1", nodeErrors: [] };
+    });
+    const store = useSubmitStore();
+    const result = await store.submit("gpu", '{"1":{}}');
+    expect(seen).toEqual({ command: "submit_workflow", args: { instance: "gpu", workflow: '{"1":{}}' } });
+    expect(result).toEqual({ instance: "gpu", result: { promptId: "p1", nodeErrors: [] } });
+    expect(store.submitting).toBe(false);
+  });
+
+  it("keeps a refusal with its per-node errors", async () => {
+    const nodeErrors = [{ nodeId: "4", classType: "CheckpointLoaderSimple", title: "Load", messages: ["Value not in list"] }];
+    mockShell(() => {
+      throw { code: "rejected", message: "the server refused the workflow", nodeErrors };
+    });
+    const store = useSubmitStore();
+    expect(await store.submit("gpu", "{}")).toBeNull();
+    expect(store.failure).toEqual({ code: "rejected", message: "the server refused the workflow", nodeErrors });
+  });
+});

@@ -1,0 +1,41 @@
+// Which screen is showing: the overview, one instance's detail, and the settings dialog. Plain UI
+// state, no IPC; kept in a store so a card, the submit dialog and the top bar can all steer it.
+import { defineStore } from "pinia";
+import { ref } from "vue";
+
+export type Screen = { kind: "overview" } | { kind: "detail"; instanceId: number };
+
+export const useViewStore = defineStore("view", () => {
+  const screen = ref<Screen>({ kind: "overview" });
+  const settingsOpen = ref(false);
+  /** The saved instance to edit when settings open, or null for the list. */
+  const settingsEditId = ref<number | null>(null);
+  /** An instance the overview should scroll to and focus; `nonce` repeats a request. */
+  const focusRequest = ref<{ name: string; nonce: number } | null>(null);
+
+  function showOverview(): void {
+    screen.value = { kind: "overview" };
+  }
+
+  function showDetail(instanceId: number): void {
+    screen.value = { kind: "detail", instanceId };
+  }
+
+  function openSettings(editId: number | null = null): void {
+    settingsEditId.value = editId;
+    settingsOpen.value = true;
+  }
+
+  function closeSettings(): void {
+    settingsOpen.value = false;
+    settingsEditId.value = null;
+  }
+
+  /** Goes back to the overview and brings an instance's card into view. */
+  function focusInstance(name: string): void {
+    showOverview();
+    focusRequest.value = { name, nonce: (focusRequest.value?.nonce ?? 0) + 1 };
+  }
+
+  return { screen, settingsOpen, settingsEditId, focusRequest, showOverview, showDetail, openSettings, closeSettings, focusInstance };
+});
