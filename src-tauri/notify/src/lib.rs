@@ -39,7 +39,30 @@
 //!
 //! [`Deliver`] puts a notification on screen. [`DesktopNotifier`] does it over D-Bus with
 //! notify-rust (summary, body, the thumbnail as an `image-data` hint, actions) and reports the
-//! actions users click through a channel.
+//! actions users click through a channel. [`Recorder`] keeps them in memory for tests.
+//!
+//! # A host's loop
+//!
+//! ```text
+//! loop {
+//!     select! {
+//!         event = engine_events.recv() => {
+//!             tray.apply(&event);
+//!             for n in policy.apply(&event, Instant::now()) { show(n) }
+//!         }
+//!         _ = sleep_until(policy.next_deadline()) => for n in policy.tick(Instant::now()) { show(n) }
+//!         _ = sleep_until(gate.retry_at()) => {}
+//!         click = actions.recv() => open the dashboard or the folder
+//!     }
+//!     let repaint = gate.check(&tray.state(), Instant::now());
+//!     if repaint.icon { set_icon(render_icon(state.icon, state.percent, 32)) }
+//!     if repaint.tooltip { set_tooltip(state.tooltip()) }
+//! }
+//! show(n) = fetch n.image through the engine, notification_image(bytes), deliverer.deliver(n, image)
+//! ```
+//!
+//! Before cancelling a job the host calls [`Policy::cancelled_by_us`]; on focus changes,
+//! [`Policy::set_focused`]; when the window is shown, [`TrayModel::mark_seen`].
 
 mod deliver;
 mod icon;

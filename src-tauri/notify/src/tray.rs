@@ -185,7 +185,8 @@ impl TrayState {
     }
 }
 
-/// Follows engine events into one [`InstanceStatus`] per instance.
+/// Follows engine events into one [`InstanceStatus`] per instance. A failed job of any origin
+/// turns the icon to error until [`mark_seen`](Self::mark_seen).
 #[derive(Debug, Default)]
 pub struct TrayModel {
     instances: BTreeMap<String, InstanceStatus>,
