@@ -70,7 +70,7 @@ describe("SubmitDialog", () => {
     await fillAndSend(w);
     const error = w.get('[data-testid="submit-error"]');
     expect(error.attributes("data-code")).toBe("rejected");
-    expect(error.text()).toContain("The server refused the workflow");
+    expect(error.text()).toContain("Prompt outputs failed validation");
     const rows = w.findAll('[data-testid="node-error"]').map((r) => r.text());
     expect(rows).toEqual([
       "#4 Load SDXL: Value not in list: ckpt_name: 'x' not in []",
@@ -80,7 +80,7 @@ describe("SubmitDialog", () => {
   });
 
   it("shows the shell's explanation for an editor-format workflow", async () => {
-    const message = "this is a workflow saved from the editor; use Workflow → Export (API)";
+    const message = "This is a workflow saved from the editor; use Workflow → Export (API)";
     reply = () => {
       throw { code: "ui_format_workflow", message, nodeErrors: [] };
     };
@@ -88,6 +88,7 @@ describe("SubmitDialog", () => {
     await fillAndSend(w, '{"nodes":[],"links":[]}');
     const error = w.get('[data-testid="submit-error"]');
     expect(error.attributes("data-code")).toBe("ui_format_workflow");
+    expect(error.text()).toContain("This is an editor workflow, not the API format.");
     expect(error.text()).toContain(message);
     expect(w.findAll('[data-testid="node-error"]')).toHaveLength(0);
   });

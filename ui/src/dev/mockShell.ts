@@ -5,7 +5,8 @@
 //
 // URL parameters: `?n=12` instances (default 3), `?empty` none, `?notice` an app-level notice,
 // `?still` no animation, and for screenshots `?click=<test id>[,<test id>…]` clicks those
-// controls once the page is up (e.g. `?click=open-detail` opens the first instance).
+// controls once the page is up (e.g. `?click=open-detail` opens the first instance), and
+// `?drop=ok|rejected|ui|partial` drops such a workflow file on the window first.
 import type { HistoryEntry } from "../bindings/HistoryEntry";
 import type { InstanceInput } from "../bindings/InstanceInput";
 import type { InstanceSettings } from "../bindings/InstanceSettings";
@@ -596,6 +597,21 @@ function handle(command: string, args: unknown): unknown {
   }
 }
 
+const SAMPLE_WORKFLOWS: Record<string, unknown> = {
+  ok: { "3": { class_type: "KSampler", inputs: { steps: 28 } }, "9": { class_type: "SaveImage", inputs: {} } },
+  rejected: { "4": { class_type: "CheckpointLoaderSimple", inputs: { ckpt_name: "missing.safetensors" } } },
+  partial: { "3": { class_type: "KSampler", inputs: {} }, "12": { class_type: "PreviewAny", inputs: {} } },
+  ui: { nodes: [], links: [], version: 0.4 },
+};
+
+/** Drops a workflow file on the window, as a user dragging it from the file manager. */
+function dropWorkflow(kind: string): void {
+  const file = new File([JSON.stringify(SAMPLE_WORKFLOWS[kind] ?? SAMPLE_WORKFLOWS.ok, null, 2)], `${kind}_api.json`, { type: "application/json" });
+  const data = new DataTransfer();
+  data.items.add(file);
+  window.dispatchEvent(new DragEvent("drop", { dataTransfer: data, bubbles: true, cancelable: true }));
+}
+
 export function installDevShell(): void {
   const params = new URLSearchParams(location.search);
   const n = params.has("empty") ? 0 : Math.max(0, Math.min(NAMES.length, Number(params.get("n") ?? 3) || 3));
@@ -630,6 +646,8 @@ export function installDevShell(): void {
     // Screenshots: a few ticks so running jobs show progress and a preview, then hold still.
     for (let k = 0; k < 12; k++) tick(0.5);
   }
+  const drop = params.get("drop");
+  if (drop) setTimeout(() => dropWorkflow(drop), 400);
   const clicks = (params.get("click") ?? "").split(",").filter(Boolean);
   clicks.forEach((testid, i) => {
     setTimeout(() => document.querySelector<HTMLElement>(`[data-testid="${testid}"]`)?.click(), 600 + i * 400);
