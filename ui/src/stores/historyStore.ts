@@ -102,11 +102,6 @@ export const useHistoryStore = defineStore("history", () => {
     timers.clear();
   }
 
-  /** Forgets what was loaded for an instance (it was removed or renamed). */
-  function forget(instance: string): void {
-    delete byInstance.value[instance];
-  }
-
   function resubmit(instance: string, promptId: string): Promise<Outcome<SubmitResult>> {
     return attempt(() => resubmitJob(instance, promptId));
   }
@@ -120,5 +115,5 @@ export const useHistoryStore = defineStore("history", () => {
     return attempt(() => openFolder(folder));
   }
 
-  return { byInstance, load, loadMore, start, stop, forget, resubmit, save, showFolder };
+  return { byInstance, load, loadMore, start, stop, resubmit, save, showFolder };
 });
