@@ -5,7 +5,8 @@
 //
 // URL parameters: `?n=12` instances (default 3), `?empty` none, `?notice` an app-level notice,
 // `?still` no animation, and for screenshots `?click=<test id>[,<test id>…]` clicks those
-// controls once the page is up (e.g. `?click=open-detail` opens the first instance), and
+// controls once the page is up (e.g. `?click=open-detail` opens the first instance,
+// `open-detail@llm-box` that one), and
 // `?drop=ok|rejected|ui|partial` drops such a workflow file on the window first.
 import type { HistoryEntry } from "../bindings/HistoryEntry";
 import type { InstanceInput } from "../bindings/InstanceInput";
@@ -649,7 +650,10 @@ export function installDevShell(): void {
   const drop = params.get("drop");
   if (drop) setTimeout(() => dropWorkflow(drop), 400);
   const clicks = (params.get("click") ?? "").split(",").filter(Boolean);
-  clicks.forEach((testid, i) => {
-    setTimeout(() => document.querySelector<HTMLElement>(`[data-testid="${testid}"]`)?.click(), 600 + i * 400);
+  clicks.forEach((click, i) => {
+    // `open-detail@gpu-box` clicks inside that instance's card.
+    const [testid, name] = click.split("@");
+    const selector = name ? `[data-instance="${name}"] [data-testid="${testid}"]` : `[data-testid="${testid}"]`;
+    setTimeout(() => document.querySelector<HTMLElement>(selector)?.click(), 600 + i * 400);
   });
 }
