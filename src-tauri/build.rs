@@ -18,6 +18,8 @@ fn main() {
         "update_instance",
         "remove_instance",
         "test_connection",
+        "get_app_settings",
+        "set_app_settings",
     ]);
     let attributes = tauri_build::Attributes::new()
         .app_manifest(manifest)

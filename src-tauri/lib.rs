@@ -8,6 +8,24 @@ use std::process::ExitCode;
 pub fn run() -> ExitCode {
     shell::init_logging();
     let app = tauri::Builder::default()
+        // First, so a second launch hands over before anything else starts: it only brings the
+        // running app's window back.
+        .plugin(tauri_plugin_single_instance::init(|app, _argv, _cwd| {
+            shell::window::show_main(app);
+        }))
+        .plugin(
+            tauri_plugin_window_state::Builder::default()
+                .with_state_flags(
+                    tauri_plugin_window_state::StateFlags::SIZE
+                        | tauri_plugin_window_state::StateFlags::POSITION
+                        | tauri_plugin_window_state::StateFlags::MAXIMIZED,
+                )
+                .build(),
+        )
+        .plugin(tauri_plugin_autostart::init(
+            tauri_plugin_autostart::MacosLauncher::LaunchAgent,
+            Some(vec!["--minimised"]),
+        ))
         .plugin(shell::tray::init())
         .register_asynchronous_uri_scheme_protocol(shell::media::SCHEME, shell::media::handle)
         .invoke_handler(tauri::generate_handler![
@@ -26,6 +44,8 @@ pub fn run() -> ExitCode {
             shell::settings::update_instance,
             shell::settings::remove_instance,
             shell::settings::test_connection,
+            shell::preferences::get_app_settings,
+            shell::preferences::set_app_settings,
         ])
         .setup(shell::start)
         .on_window_event(shell::window::on_window_event)

@@ -6,9 +6,10 @@
 use crate::shell::commands::{CancelResult, SavedOutput, SubmitResult};
 use crate::shell::error::CommandError;
 use crate::shell::events::{
-    catalogue, EventLogged, InstanceStatusChanged, InstancesChanged, JobUpdated, QueueChanged,
-    ServerInfoChanged, StatsChanged,
+    catalogue, CancelConfirmationRequested, EventLogged, InstanceStatusChanged, InstancesChanged,
+    JobUpdated, QueueChanged, ServerInfoChanged, ShowRequested, StatsChanged,
 };
+use crate::shell::preferences::AppSettings;
 use crate::shell::settings::{ConnectionTest, InstanceInput, InstanceSettings};
 use crate::shell::view::{HistoryEntry, LogEntry, OutputRef, Snapshot};
 use std::collections::BTreeMap;
@@ -36,6 +37,8 @@ fn generate(dir: &Path) {
         InstancesChanged::export_all(&cfg),
         StatsChanged::export_all(&cfg),
         EventLogged::export_all(&cfg),
+        ShowRequested::export_all(&cfg),
+        CancelConfirmationRequested::export_all(&cfg),
         CommandError::export_all(&cfg),
         InstanceSettings::export_all(&cfg),
         InstanceInput::export_all(&cfg),
@@ -46,6 +49,7 @@ fn generate(dir: &Path) {
         HistoryEntry::export_all(&cfg),
         LogEntry::export_all(&cfg),
         OutputRef::export_all(&cfg),
+        AppSettings::export_all(&cfg),
     ];
     for result in results {
         if let Err(error) = result {

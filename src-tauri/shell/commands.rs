@@ -153,11 +153,14 @@ pub async fn cancel_job(
     prompt_id: String,
 ) -> Result<CancelResult, CommandError> {
     let id = host.engine_id(&instance)?;
-    let outcome = host
-        .engine()
-        .await?
-        .cancel(id, &PromptId::from(prompt_id.as_str()))
-        .await?;
+    let prompt_id = PromptId::from(prompt_id.as_str());
+    // Told first, so the interruption that follows is not announced as someone else's doing.
+    host.monitor
+        .control(crate::shell::notify::Control::CancelledByUs {
+            instance: instance.clone(),
+            prompt_id: prompt_id.clone(),
+        });
+    let outcome = host.engine().await?.cancel(id, &prompt_id).await?;
     Ok(match outcome {
         CancelOutcome::Interrupted => CancelResult::Interrupted,
         CancelOutcome::Removed => CancelResult::Removed,

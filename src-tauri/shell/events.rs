@@ -18,6 +18,24 @@ pub const JOB_UPDATED: &str = "job-updated";
 pub const INSTANCES_CHANGED: &str = "instances-changed";
 pub const STATS_CHANGED: &str = "stats-changed";
 pub const EVENT_LOGGED: &str = "event-logged";
+pub const SHOW_REQUESTED: &str = "show-requested";
+pub const CANCEL_CONFIRMATION_REQUESTED: &str = "cancel-confirmation-requested";
+
+/// A notification's "Show" was clicked: the window is back; the UI opens the instance (and job).
+#[derive(Debug, Clone, PartialEq, Serialize, TS)]
+#[serde(rename_all = "camelCase")]
+pub struct ShowRequested {
+    pub instance: Option<String>,
+    pub prompt_id: Option<String>,
+}
+
+/// The tray's "Cancel current job" hit another client's job: the UI asks before cancelling.
+#[derive(Debug, Clone, PartialEq, Serialize, TS)]
+#[serde(rename_all = "camelCase")]
+pub struct CancelConfirmationRequested {
+    pub instance: String,
+    pub prompt_id: String,
+}
 
 /// Instances were added, removed or re-configured: the UI reloads its snapshot.
 #[derive(Debug, Clone, PartialEq, Serialize, TS)]
@@ -87,6 +105,8 @@ pub enum Update {
     InstancesChanged(InstancesChanged),
     StatsChanged(StatsChanged),
     EventLogged(EventLogged),
+    ShowRequested(ShowRequested),
+    CancelConfirmationRequested(CancelConfirmationRequested),
 }
 
 impl Update {
@@ -99,6 +119,8 @@ impl Update {
             Self::InstancesChanged(_) => INSTANCES_CHANGED,
             Self::StatsChanged(_) => STATS_CHANGED,
             Self::EventLogged(_) => EVENT_LOGGED,
+            Self::ShowRequested(_) => SHOW_REQUESTED,
+            Self::CancelConfirmationRequested(_) => CANCEL_CONFIRMATION_REQUESTED,
         }
     }
 
@@ -112,6 +134,8 @@ impl Update {
             Self::InstancesChanged(p) => app.emit(name, p),
             Self::StatsChanged(p) => app.emit(name, p),
             Self::EventLogged(p) => app.emit(name, p),
+            Self::ShowRequested(p) => app.emit(name, p),
+            Self::CancelConfirmationRequested(p) => app.emit(name, p),
         }
     }
 }
@@ -127,5 +151,10 @@ pub(crate) fn catalogue(cfg: &ts_rs::Config) -> Vec<(&'static str, String)> {
         (INSTANCES_CHANGED, InstancesChanged::name(cfg)),
         (STATS_CHANGED, StatsChanged::name(cfg)),
         (EVENT_LOGGED, EventLogged::name(cfg)),
+        (SHOW_REQUESTED, ShowRequested::name(cfg)),
+        (
+            CANCEL_CONFIRMATION_REQUESTED,
+            CancelConfirmationRequested::name(cfg),
+        ),
     ]
 }

@@ -121,6 +121,7 @@ pub async fn forward(
     overview: SharedOverview,
     previews: Previews,
     mut recorder: Recorder,
+    mut observe: impl FnMut(&Event),
     mut emit: impl FnMut(Update),
 ) {
     let mut throttle = ProgressThrottle::new(progress_interval());
@@ -129,6 +130,7 @@ pub async fn forward(
         tokio::select! {
             event = events.recv() => {
                 let Some(event) = event else { break };
+                observe(&event);
                 let now = Instant::now();
                 let update = match &event.kind {
                     EventKind::Preview(p) => {
@@ -209,9 +211,14 @@ mod tests {
 
         let mut sent = Vec::new();
         let recorder = Recorder::new(None, Routes::default());
-        forward(rx, overview.clone(), Previews::default(), recorder, |u| {
-            sent.push(u)
-        })
+        forward(
+            rx,
+            overview.clone(),
+            Previews::default(),
+            recorder,
+            |_| {},
+            |u| sent.push(u),
+        )
         .await;
 
         let names: Vec<_> = sent.iter().map(Update::name).collect();
@@ -285,6 +292,7 @@ mod tests {
             overview,
             Previews::default(),
             Recorder::new(Some(journal), routes),
+            |_| {},
             |u| sent.push(u),
         )
         .await;

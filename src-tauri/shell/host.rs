@@ -68,6 +68,8 @@ pub struct Host {
     pub routes: Routes,
     pub overview: SharedOverview,
     pub previews: Previews,
+    /// The tray and notification task, once it runs.
+    pub monitor: crate::shell::notify::MonitorSlot,
 }
 
 impl Host {
@@ -107,6 +109,7 @@ impl Host {
             routes: Routes::default(),
             overview: SharedOverview::default(),
             previews: Previews::default(),
+            monitor: crate::shell::notify::MonitorSlot::default(),
         }
     }
 
@@ -213,6 +216,11 @@ impl Host {
     /// journal entries. An instance whose secrets cannot be read is shown with the reason.
     pub async fn start(&self, rec: &InstanceRecord, emit: &(dyn Fn(Update) + Send + Sync)) {
         self.stop(rec.id.0, emit).await;
+        self.monitor
+            .control(crate::shell::notify::Control::Instance {
+                name: rec.name.clone(),
+                settings: crate::shell::notify::instance_settings(&rec.notifications),
+            });
         let spec = if rec.secret_slots.is_empty() {
             spec_from(rec, None).map_err(|e| format!("{e:#}"))
         } else {
@@ -284,6 +292,8 @@ impl Host {
         if let Some(running) = running {
             self.routes.remove(&running.name);
             self.previews.forget(&running.name);
+            self.monitor
+                .control(crate::shell::notify::Control::Forget(running.name.clone()));
             if let Some(engine) = self.engine.write().await.as_mut() {
                 let _ = engine.remove_instance(running.engine_id).await;
             }
@@ -291,6 +301,25 @@ impl Host {
         let update = self.overview.lock().remove_instance(store_id);
         if let Some(update) = update {
             emit(update);
+        }
+    }
+
+    /// The notification settings of every saved instance, by name.
+    pub fn notification_settings(&self, only_when_unfocused: bool) -> comfy_notify::Settings {
+        let instances = self
+            .with_journal(|j| Ok(j.store().instances()?))
+            .unwrap_or_default()
+            .iter()
+            .map(|r| {
+                (
+                    r.name.clone(),
+                    crate::shell::notify::instance_settings(&r.notifications),
+                )
+            })
+            .collect();
+        comfy_notify::Settings {
+            only_when_unfocused,
+            instances,
         }
     }
 

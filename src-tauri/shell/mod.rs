@@ -14,7 +14,9 @@ pub mod events;
 mod forward;
 pub mod host;
 pub mod media;
+pub mod notify;
 pub mod overview;
+pub mod preferences;
 pub mod settings;
 mod throttle;
 pub mod tray;
@@ -67,7 +69,22 @@ pub fn start(app: &mut App) -> Result<(), Box<dyn std::error::Error>> {
     let (engine, events) = Engine::new(DEFAULT_EVENT_CAPACITY);
     let host: SharedHost = Arc::new(host::Host::open(engine, options.db.as_deref()));
     app.manage(host.clone());
+    app.manage(host.monitor.clone());
     app.manage(media::SharedThumbnails::default());
+
+    let prefs = preferences::load(app.handle(), &host);
+    if !(options.minimised || prefs.start_minimised) {
+        window::show_main(app.handle());
+    }
+    let (deliver, actions) = notifier();
+    let monitor = notify::spawn(
+        app.handle().clone(),
+        host.clone(),
+        deliver,
+        actions,
+        host.notification_settings(prefs.notify_only_when_unfocused),
+    );
+    *host::lock(&host.monitor.0) = Some(monitor);
 
     provision(&host);
     let handle = app.handle().clone();
@@ -76,16 +93,38 @@ pub fn start(app: &mut App) -> Result<(), Box<dyn std::error::Error>> {
 
     let recorder = forward::Recorder::new(host.open_journal(), host.routes.clone());
     let handle = app.handle().clone();
+    let monitor = host.monitor.clone();
     tauri::async_runtime::spawn(forward::forward(
         events,
         host.overview.clone(),
         host.previews.clone(),
         recorder,
+        move |event| monitor.observe(event),
         move |update| emit(&handle, &update),
     ));
     let handle = app.handle().clone();
     tauri::async_runtime::spawn(poll_stats(host, handle));
     Ok(())
+}
+
+/// Desktop notifications over D-Bus where there is one (Linux, BSD); elsewhere they are only
+/// logged for now.
+fn notifier() -> (
+    Arc<dyn comfy_notify::Deliver>,
+    Option<tokio::sync::mpsc::Receiver<comfy_notify::ActionInvoked>>,
+) {
+    #[cfg(all(unix, not(target_os = "macos")))]
+    {
+        let (n, actions) = comfy_notify::DesktopNotifier::new("Comfy Monitor");
+        (
+            Arc::new(n.with_desktop_entry("comfy-monitor")),
+            Some(actions),
+        )
+    }
+    #[cfg(not(all(unix, not(target_os = "macos"))))]
+    {
+        (Arc::new(comfy_notify::Recorder::default()), None)
+    }
 }
 
 /// Saves the instances listed in `COMFY_MONITOR_INSTANCES` that are not saved yet.

@@ -6,6 +6,8 @@ import type { JobUpdated } from "./JobUpdated";
 import type { InstancesChanged } from "./InstancesChanged";
 import type { StatsChanged } from "./StatsChanged";
 import type { EventLogged } from "./EventLogged";
+import type { ShowRequested } from "./ShowRequested";
+import type { CancelConfirmationRequested } from "./CancelConfirmationRequested";
 
 export const EVENTS = {
   instanceStatusChanged: "instance-status-changed",
@@ -15,6 +17,8 @@ export const EVENTS = {
   instancesChanged: "instances-changed",
   statsChanged: "stats-changed",
   eventLogged: "event-logged",
+  showRequested: "show-requested",
+  cancelConfirmationRequested: "cancel-confirmation-requested",
 } as const;
 
 export type EventName = (typeof EVENTS)[keyof typeof EVENTS];
@@ -27,4 +31,6 @@ export interface EventPayloads {
   "instances-changed": InstancesChanged;
   "stats-changed": StatsChanged;
   "event-logged": EventLogged;
+  "show-requested": ShowRequested;
+  "cancel-confirmation-requested": CancelConfirmationRequested;
 }

@@ -1,0 +1,78 @@
+//! App-wide preferences: start hidden in the tray, launch at login, notify only when the window
+//! is not focused. Kept in the store's `meta` table; "launch at login" is the autostart plugin's
+//! entry itself (an XDG autostart file on Linux), so it is read back from there.
+
+use crate::shell::error::{CommandError, ErrorCode};
+use crate::shell::notify::Control;
+use crate::shell::SharedHost;
+use serde::{Deserialize, Serialize};
+use tauri::{AppHandle, Runtime, State};
+use tauri_plugin_autostart::ManagerExt;
+use ts_rs::TS;
+
+pub const START_MINIMISED: &str = "start_minimised";
+pub const ONLY_WHEN_UNFOCUSED: &str = "notify_only_when_unfocused";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, TS)]
+#[serde(rename_all = "camelCase")]
+pub struct AppSettings {
+    /// Open hidden, in the tray (the window is one click away).
+    pub start_minimised: bool,
+    /// Start with the desktop session (hidden, in the tray).
+    pub launch_at_login: bool,
+    /// Stay silent while the window has the focus: it shows everything already.
+    pub notify_only_when_unfocused: bool,
+}
+
+/// The saved preferences (defaults where none was saved).
+pub fn load<R: Runtime>(app: &AppHandle<R>, host: &SharedHost) -> AppSettings {
+    let read = |key: &str| {
+        host.with_journal(|j| Ok(j.store().setting::<bool>(key)?))
+            .ok()
+            .flatten()
+            .unwrap_or(false)
+    };
+    AppSettings {
+        start_minimised: read(START_MINIMISED),
+        launch_at_login: app.autolaunch().is_enabled().unwrap_or(false),
+        notify_only_when_unfocused: read(ONLY_WHEN_UNFOCUSED),
+    }
+}
+
+#[tauri::command]
+pub fn get_app_settings(app: AppHandle, host: State<'_, SharedHost>) -> AppSettings {
+    load(&app, &host)
+}
+
+#[tauri::command]
+pub fn set_app_settings(
+    app: AppHandle,
+    host: State<'_, SharedHost>,
+    settings: AppSettings,
+) -> Result<AppSettings, CommandError> {
+    host.with_journal(|j| {
+        let store = j.store_mut();
+        store.set_setting(START_MINIMISED, &settings.start_minimised)?;
+        store.set_setting(ONLY_WHEN_UNFOCUSED, &settings.notify_only_when_unfocused)?;
+        Ok(())
+    })?;
+    let autolaunch = app.autolaunch();
+    let changed = if settings.launch_at_login {
+        autolaunch.enable()
+    } else {
+        autolaunch.disable()
+    };
+    if let Err(e) = changed {
+        // A missing entry is already disabled.
+        if settings.launch_at_login || autolaunch.is_enabled().unwrap_or(false) {
+            return Err(CommandError::new(
+                ErrorCode::Io,
+                format!("could not change launching at login: {e}"),
+            ));
+        }
+    }
+    host.monitor.control(Control::OnlyWhenUnfocused(
+        settings.notify_only_when_unfocused,
+    ));
+    Ok(load(&app, &host))
+}
