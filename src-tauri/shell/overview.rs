@@ -166,8 +166,8 @@ impl Overview {
                 })
             }
             EventKind::Job(view) => {
-                let job = JobSummary::from(view.as_ref());
-                upsert_job(instance, job.clone());
+                // What was sent must be what is kept (the preview and node text carried over).
+                let job = upsert_job(instance, JobSummary::from(view.as_ref()));
                 Update::JobUpdated(Box::new(JobUpdated {
                     revision,
                     instance: name,
@@ -233,7 +233,8 @@ fn set_node_text(texts: &mut Vec<NodeText>, node: &str, text: &str) {
     }
 }
 
-fn upsert_job(instance: &mut InstanceView, mut job: JobSummary) {
+/// Stores a job's new picture and returns it as stored.
+fn upsert_job(instance: &mut InstanceView, mut job: JobSummary) -> JobSummary {
     let existing = instance
         .jobs
         .iter()
@@ -247,12 +248,12 @@ fn upsert_job(instance: &mut InstanceView, mut job: JobSummary) {
         if let Some(i) = existing {
             instance.jobs.remove(i);
         }
-        instance.last_job = Some(job);
-        return;
+        instance.last_job = Some(job.clone());
+        return job;
     }
     match existing {
-        Some(i) => instance.jobs[i] = job,
-        None => instance.jobs.push(job),
+        Some(i) => instance.jobs[i] = job.clone(),
+        None => instance.jobs.push(job.clone()),
     }
     // Running first, then by queue number (unknown numbers last), stable otherwise.
     instance.jobs.sort_by(|a, b| {
@@ -262,6 +263,7 @@ fn upsert_job(instance: &mut InstanceView, mut job: JobSummary) {
             n(a).total_cmp(&n(b))
         })
     });
+    job
 }
 
 fn unix_ms(ts: OffsetDateTime) -> i64 {
@@ -411,7 +413,12 @@ mod tests {
             panic!("a preview of a running job must update it");
         };
         assert_eq!(u.job.preview, Some(frame));
-        o.apply(&event(live_job("r", JobState::Running)));
+        let Some(Update::JobUpdated(progress)) = o.apply(&event(live_job("r", JobState::Running)))
+        else {
+            panic!("progress must update the job");
+        };
+        // The update sent carries the preview too, or the UI would drop it at every step.
+        assert_eq!(progress.job.preview, Some(frame));
         assert_eq!(o.snapshot().instances[0].jobs[0].preview, Some(frame));
         // A frame without a prompt id goes to this app's running job.
         let next = PreviewRef { seq: 8, ..frame };

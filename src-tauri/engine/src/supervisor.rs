@@ -261,6 +261,13 @@ impl Supervisor {
         attempt: &mut u32,
         auth_attempt: &mut u32,
     ) -> Duration {
+        // Said at once: the probe may take a while against a server that stopped answering.
+        self.set_status(
+            ConnectionState::Reconnecting,
+            format!("connection lost ({reason}); checking the server"),
+            None,
+        )
+        .await;
         match self.api.probe().await {
             Ok(_) => {
                 let d = reconnect_delay(*attempt, rand::random());
