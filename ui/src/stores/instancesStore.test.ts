@@ -242,4 +242,24 @@ describe("instances store", () => {
     expect(calls).toBe(1);
     expect(store.isBusy("gpu:p1")).toBe(false);
   });
+
+  it("keeps a running job's preview and node text when a progress update comes without them", async () => {
+    const store = useInstancesStore();
+    await store.start();
+    await emitFromShell(EVENTS.jobUpdated, {
+      revision: 6,
+      instance: "gpu",
+      job: liveJob("a", { percent: 10, preview: { seq: 4, width: 64, height: 64 }, nodeText: [{ node: "2", text: "hi" }] }),
+    });
+    await emitFromShell(EVENTS.jobUpdated, { revision: 7, instance: "gpu", job: liveJob("a", { percent: 12 }) });
+    await flushPromises();
+    const a = store.byName("gpu")?.jobs[0];
+    expect(a?.percent).toBe(12);
+    expect(a?.preview?.seq).toBe(4);
+    expect(a?.nodeText).toEqual([{ node: "2", text: "hi" }]);
+
+    await emitFromShell(EVENTS.jobUpdated, { revision: 8, instance: "gpu", job: liveJob("a", { percent: 15, preview: { seq: 5, width: 64, height: 64 } }) });
+    await flushPromises();
+    expect(store.byName("gpu")?.jobs[0]?.preview?.seq).toBe(5);
+  });
 });

@@ -39,6 +39,16 @@ function jobOrder(a: JobSummary, b: JobSummary): number {
   return running(a) - running(b) || number(a) - number(b);
 }
 
+/** A job's preview and node text survive updates that do not carry them. Once a job has shown
+ * a frame or streamed text it never loses them, but the shell's progress updates can come
+ * without (they are built from the engine's view of the job, which has neither), and one of
+ * those must not blank the preview that the previous update set. */
+function keepStreamed(previous: JobSummary, update: JobSummary): JobSummary {
+  const preview = update.preview ?? previous.preview;
+  const nodeText = update.nodeText.length ? update.nodeText : previous.nodeText;
+  return preview === update.preview && nodeText === update.nodeText ? update : { ...update, preview, nodeText };
+}
+
 const CANCEL_NOTES: Record<CancelResult, ActionNote | null> = {
   interrupted: null,
   removed: null,
@@ -89,8 +99,9 @@ export const useInstancesStore = defineStore("instances", () => {
     }
   }
 
-  function applyJob(instance: InstanceView, job: JobSummary): void {
-    const index = instance.jobs.findIndex((j) => j.promptId === job.promptId);
+  function applyJob(instance: InstanceView, update: JobSummary): void {
+    const index = instance.jobs.findIndex((j) => j.promptId === update.promptId);
+    const job = index >= 0 ? keepStreamed(instance.jobs[index] as JobSummary, update) : update;
     if (isFinished(job)) {
       if (index >= 0) instance.jobs.splice(index, 1);
       instance.lastJob = job;
