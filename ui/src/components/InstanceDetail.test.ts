@@ -28,6 +28,7 @@ describe("InstanceDetail", () => {
             historyEntry("h-ok", { outputs: [OUTPUT] }),
             historyEntry("h-lost", { state: "lost", detail: "the server restarted", canResubmit: true }),
             historyEntry("h-other", { origin: "other" }),
+            historyEntry("h-running", { state: "running", finishedAtMs: null }),
             historyEntry("h-err", {
               state: "error",
               error: { nodeId: "4", nodeType: "Loader", exceptionType: "OSError", message: "no file", traceback: ["Traceback\n", "  boom\n"] },
