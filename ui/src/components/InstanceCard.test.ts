@@ -169,4 +169,17 @@ describe("InstanceCard", () => {
     await flushPromises();
     expect(w.get('[role="status"]').text()).toContain("Not connected: gpu is reconnecting");
   });
+
+  it("takes a focus request once, so showing the overview again does not repeat it", async () => {
+    const view = useViewStore();
+    view.focusInstance("gpu");
+    const first = mountCard(instance("gpu"));
+    await flushPromises();
+    expect(first.classes()).toContain("focused");
+    expect(view.focusRequest).toBeNull();
+    first.unmount();
+    const again = mountCard(instance("gpu"));
+    await flushPromises();
+    expect(again.classes()).not.toContain("focused");
+  });
 });

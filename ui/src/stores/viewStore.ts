@@ -10,7 +10,7 @@ export const useViewStore = defineStore("view", () => {
   const settingsOpen = ref(false);
   /** The saved instance to edit when settings open, or null for the list. */
   const settingsEditId = ref<number | null>(null);
-  /** An instance the overview should scroll to and focus; `nonce` repeats a request. */
+  /** An instance the overview should scroll to and focus, until its card has done so. */
   const focusRequest = ref<{ name: string; nonce: number } | null>(null);
 
   function showOverview(): void {
@@ -31,11 +31,27 @@ export const useViewStore = defineStore("view", () => {
     settingsEditId.value = null;
   }
 
+  /** The card took the request: it must not fire again when the overview is next shown. */
+  function focusHandled(): void {
+    focusRequest.value = null;
+  }
+
   /** Goes back to the overview and brings an instance's card into view. */
   function focusInstance(name: string): void {
     showOverview();
-    focusRequest.value = { name, nonce: (focusRequest.value?.nonce ?? 0) + 1 };
+    focusRequest.value = { name, nonce: Date.now() };
   }
 
-  return { screen, settingsOpen, settingsEditId, focusRequest, showOverview, showDetail, openSettings, closeSettings, focusInstance };
+  return {
+    screen,
+    settingsOpen,
+    settingsEditId,
+    focusRequest,
+    showOverview,
+    showDetail,
+    openSettings,
+    closeSettings,
+    focusInstance,
+    focusHandled,
+  };
 });
