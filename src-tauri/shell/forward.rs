@@ -147,10 +147,12 @@ pub async fn forward(
                     }
                     _ => overview.lock().apply(&event),
                 };
+                // Journal first: a UI that refetches history on a job's final update finds it.
+                let logged = recorder.record(&event, now);
                 if let Some(update) = update {
                     throttle.offer(update, now).into_iter().for_each(&mut emit);
                 }
-                if let Some(logged) = recorder.record(&event, now) {
+                if let Some(logged) = logged {
                     emit(logged);
                 }
             }
