@@ -235,6 +235,18 @@ fn write_secrets(
     })
 }
 
+fn delete_secrets(host: &Host, refs: &[String]) -> Result<(), CommandError> {
+    if refs.is_empty() {
+        return Ok(());
+    }
+    host.with_secrets(|s| {
+        for r in refs {
+            s.delete(r)?;
+        }
+        Ok(())
+    })
+}
+
 /// Every saved instance.
 #[tauri::command]
 pub fn list_instances(host: State<'_, SharedHost>) -> Result<Vec<InstanceSettings>, CommandError> {
@@ -317,14 +329,7 @@ pub async fn update_instance(
         .filter(|s| !rec.secret_slots.iter().any(|n| n.slot == s.slot))
         .map(|s| s.secret_ref.clone())
         .collect();
-    if !gone.is_empty() {
-        host.with_secrets(|s| {
-            for r in &gone {
-                s.delete(r)?;
-            }
-            Ok(())
-        })?;
-    }
+    delete_secrets(&host, &gone)?;
     host.start(&rec, &|u| crate::shell::emit(&app, &u)).await;
     Ok(settings(&host, &rec))
 }
@@ -339,14 +344,12 @@ pub async fn remove_instance(
     host.stop(id, &|u| crate::shell::emit(&app, &u)).await;
     let removed =
         host.with_journal(|j| Ok(j.store_mut().delete_instance(comfy_store::InstanceId(id))?))?;
-    if !removed.secret_slots.is_empty() {
-        host.with_secrets(|s| {
-            for slot in &removed.secret_slots {
-                s.delete(&slot.secret_ref)?;
-            }
-            Ok(())
-        })?;
-    }
+    let refs: Vec<_> = removed
+        .secret_slots
+        .iter()
+        .map(|s| s.secret_ref.clone())
+        .collect();
+    delete_secrets(&host, &refs)?;
     Ok(())
 }
 
@@ -385,7 +388,7 @@ pub async fn test_connection(
 ) -> Result<ConnectionTest, CommandError> {
     let url = input.url()?;
     let auth = input.auth()?;
-    let mut rec = match id {
+    let rec = match id {
         Some(id) => {
             host.with_journal(|j| Ok(j.store().instance(comfy_store::InstanceId(id))?))?
         }
@@ -447,7 +450,6 @@ pub async fn test_connection(
                 .collect::<Result<_, CommandError>>()?,
         ),
     };
-    rec.auth = auth;
     let check = check_connection(&spec).await;
     Ok(ConnectionTest {
         ok: check.ok(),

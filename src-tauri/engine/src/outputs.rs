@@ -73,21 +73,16 @@ fn free_path(path: PathBuf) -> PathBuf {
 }
 
 impl Api {
-    /// Downloads one output into `dir` and returns where it went. The file is written under a
-    /// temporary name and renamed when complete, so a full disk leaves no half image behind.
-    pub async fn fetch_output(
-        &self,
-        file: &OutputFile,
-        dir: &Path,
-    ) -> Result<PathBuf, OutputError> {
-        let target = free_path(local_path(dir, file)?);
+    /// `GET /view` for one output, its body still to be read; a missing file and any other
+    /// non-success status are errors.
+    pub(crate) async fn view(&self, file: &OutputFile) -> Result<reqwest::Response, OutputError> {
         let query = format!(
             "view?filename={}&subfolder={}&type={}",
             enc(&file.filename),
             enc(&file.subfolder),
             enc(&file.kind)
         );
-        let mut resp = self.get_stream(&self.route_of(&query)).await?;
+        let resp = self.get_stream(&self.route_of(&query)).await?;
         if resp.status().as_u16() == 404 {
             return Err(OutputError::Missing {
                 file: file.filename.clone(),
@@ -100,6 +95,18 @@ impl Api {
             }
             .into());
         }
+        Ok(resp)
+    }
+
+    /// Downloads one output into `dir` and returns where it went. The file is written under a
+    /// temporary name and renamed when complete, so a full disk leaves no half image behind.
+    pub async fn fetch_output(
+        &self,
+        file: &OutputFile,
+        dir: &Path,
+    ) -> Result<PathBuf, OutputError> {
+        let target = free_path(local_path(dir, file)?);
+        let mut resp = self.view(file).await?;
         let write_err = |path: &Path| {
             let path = path.to_path_buf();
             move |source| OutputError::Write { path, source }

@@ -100,34 +100,12 @@ pub async fn check_connection(spec: &InstanceSpec) -> ConnectionCheck {
     ConnectionCheck { steps }
 }
 
-fn enc(s: &str) -> String {
-    url::form_urlencoded::byte_serialize(s.as_bytes()).collect()
-}
-
 impl Api {
     /// One output file's bytes, through `/view` with the instance's credentials, refused past
     /// [`MAX_VIEW_BYTES`] so a hostile server cannot fill memory.
     pub async fn view_output(&self, file: &OutputFile) -> Result<bytes::Bytes, OutputError> {
         crate::outputs::local_path(std::path::Path::new(""), file)?;
-        let query = format!(
-            "view?filename={}&subfolder={}&type={}",
-            enc(&file.filename),
-            enc(&file.subfolder),
-            enc(&file.kind)
-        );
-        let mut resp = self.get_stream(&self.route_of(&query)).await?;
-        if resp.status().as_u16() == 404 {
-            return Err(OutputError::Missing {
-                file: file.filename.clone(),
-            });
-        }
-        if !resp.status().is_success() {
-            return Err(ApiError::Status {
-                status: resp.status().as_u16(),
-                path: "view".into(),
-            }
-            .into());
-        }
+        let mut resp = self.view(file).await?;
         let too_big = || {
             OutputError::Api(ApiError::Unreachable(format!(
                 "{} is larger than {} MiB",
