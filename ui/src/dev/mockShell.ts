@@ -8,6 +8,7 @@
 // controls once the page is up (e.g. `?click=open-detail` opens the first instance,
 // `open-detail@llm-box` that one), and
 // `?drop=ok|rejected|ui|partial` drops such a workflow file on the window first.
+import type { AppSettings } from "../bindings/AppSettings";
 import type { HistoryEntry } from "../bindings/HistoryEntry";
 import type { InstanceInput } from "../bindings/InstanceInput";
 import type { InstanceSettings } from "../bindings/InstanceSettings";
@@ -77,6 +78,7 @@ const state = {
   seq: 1,
   logId: 1,
   notices: [] as string[],
+  app: { startMinimised: false, launchAtLogin: false, notifyOnlyWhenUnfocused: true } as AppSettings,
 };
 
 const clone = <T>(v: T): T => structuredClone(v);
@@ -593,6 +595,11 @@ function handle(command: string, args: unknown): unknown {
     }
     case "open_folder":
       return null;
+    case "get_app_settings":
+      return clone(state.app);
+    case "set_app_settings":
+      state.app = clone(a.settings as AppSettings);
+      return clone(state.app);
     default:
       throw { code: "internal", message: `the dev shell does not know ${command}`, nodeErrors: [] };
   }

@@ -1,6 +1,7 @@
 // Typed wrappers over the shell's commands. Errors come back as `IpcError` with the shell's
 // closed error code, so callers branch on `code`, never on message text.
 import { convertFileSrc, invoke, type InvokeArgs } from "@tauri-apps/api/core";
+import type { AppSettings } from "../bindings/AppSettings";
 import type { CancelResult } from "../bindings/CancelResult";
 import type { CommandError } from "../bindings/CommandError";
 import type { ConnectionTest } from "../bindings/ConnectionTest";
@@ -123,6 +124,16 @@ export function saveOutput(instance: string, output: OutputRef, promptId: string
 /** Opens a folder of saved outputs in the file manager. */
 export function openFolder(folder: string): Promise<void> {
   return call<void>("open_folder", { folder });
+}
+
+/** The app's own preferences: start hidden, launch at login, notify only when unfocused. */
+export function getAppSettings(): Promise<AppSettings> {
+  return call<AppSettings>("get_app_settings");
+}
+
+/** Saves the app's preferences and returns them as the shell now holds them. */
+export function setAppSettings(settings: AppSettings): Promise<AppSettings> {
+  return call<AppSettings>("set_app_settings", { settings });
 }
 
 // Images come from the app's own `media:` scheme (see src-tauri/shell/media.rs); the webview

@@ -12,6 +12,8 @@ export const useViewStore = defineStore("view", () => {
   const settingsEditId = ref<number | null>(null);
   /** An instance the overview should scroll to and focus, until its card has done so. */
   const focusRequest = ref<{ name: string; nonce: number } | null>(null);
+  /** A job the detail of `instance` should scroll to and highlight, once its row is there. */
+  const highlightRequest = ref<{ instance: string; promptId: string; atMs: number } | null>(null);
 
   function showOverview(): void {
     screen.value = { kind: "overview" };
@@ -42,16 +44,29 @@ export const useViewStore = defineStore("view", () => {
     focusRequest.value = { name, nonce: Date.now() };
   }
 
+  /** Asks the detail of an instance to bring one job's row (queue or history) into view. */
+  function highlightJob(instance: string, promptId: string): void {
+    highlightRequest.value = { instance, promptId, atMs: Date.now() };
+  }
+
+  /** The detail found the row (or gave up): the request must not fire again. */
+  function highlightHandled(): void {
+    highlightRequest.value = null;
+  }
+
   return {
     screen,
     settingsOpen,
     settingsEditId,
     focusRequest,
+    highlightRequest,
     showOverview,
     showDetail,
     openSettings,
     closeSettings,
     focusInstance,
     focusHandled,
+    highlightJob,
+    highlightHandled,
   };
 });
