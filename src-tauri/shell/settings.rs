@@ -417,7 +417,8 @@ pub async fn test_connection(
     let mut spec =
         comfy_engine::InstanceSpec::new(name, &url).map_err(|e| invalid(e.to_string()))?;
     spec.accept_invalid_certs = input.accept_invalid_certs;
-    let secret = |slot: &str| -> Result<comfy_engine::Secret, CommandError> {
+    // Typed secrets first, then the saved instance's; a slot with neither is an input error.
+    let secret = |slot: &str| -> anyhow::Result<comfy_engine::Secret> {
         if let Some(v) = input.secrets.get(slot).filter(|v| !v.is_empty()) {
             return Ok(comfy_engine::Secret::new(v.clone()));
         }
@@ -428,28 +429,13 @@ pub async fn test_connection(
         };
         stored
             .map(comfy_engine::Secret::new)
-            .ok_or_else(|| invalid(format!("the {} is required", slot_label(slot))))
+            .ok_or_else(|| anyhow::anyhow!("the {} is required", slot_label(slot)))
     };
-    spec.auth = match &auth {
-        AuthSettings::None => comfy_engine::Auth::None,
-        AuthSettings::Bearer => comfy_engine::Auth::Bearer(secret("token")?),
-        AuthSettings::QueryToken => comfy_engine::Auth::QueryToken(secret("token")?),
-        AuthSettings::Basic { user } => comfy_engine::Auth::Basic {
-            user: user.clone(),
-            password: secret("password")?,
-        },
-        AuthSettings::Headers { names } => comfy_engine::Auth::Headers(
-            names
-                .iter()
-                .map(|n| {
-                    Ok((
-                        n.clone(),
-                        secret(&format!("header:{}", n.to_ascii_lowercase()))?,
-                    ))
-                })
-                .collect::<Result<_, CommandError>>()?,
-        ),
-    };
+    spec.auth = comfy_cli::profile::auth_from(&auth, secret).map_err(|e| {
+        // A keyring failure keeps its own code; a missing value is the form's to fix.
+        e.downcast::<CommandError>()
+            .unwrap_or_else(|e| invalid(e.to_string()))
+    })?;
     let check = check_connection(&spec).await;
     Ok(ConnectionTest {
         ok: check.ok(),

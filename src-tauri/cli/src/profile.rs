@@ -93,7 +93,17 @@ pub fn spec_from(rec: &InstanceRecord, secrets: Option<&Secrets>) -> anyhow::Res
             .ok_or_else(|| anyhow!("the {slot} of {} is missing from the keyring; set it again in the instance settings or with `comfy-monitor instances edit {}`", rec.name, rec.name))?;
         Ok(Secret::new(value))
     };
-    spec.auth = match &rec.auth {
+    spec.auth = auth_from(&rec.auth, get)?;
+    Ok(spec)
+}
+
+/// The engine's auth for saved settings, each secret slot (`token`, `password`,
+/// `header:<lowercase name>`) read through `get`.
+pub fn auth_from(
+    auth: &AuthSettings,
+    get: impl Fn(&str) -> anyhow::Result<Secret>,
+) -> anyhow::Result<Auth> {
+    Ok(match auth {
         AuthSettings::None => Auth::None,
         AuthSettings::Bearer => Auth::Bearer(get("token")?),
         AuthSettings::QueryToken => Auth::QueryToken(get("token")?),
@@ -112,8 +122,7 @@ pub fn spec_from(rec: &InstanceRecord, secrets: Option<&Secrets>) -> anyhow::Res
                 })
                 .collect::<anyhow::Result<_>>()?,
         ),
-    };
-    Ok(spec)
+    })
 }
 
 /// Reads a secret from the named environment variable, or asks for it without echo when the
