@@ -128,6 +128,19 @@ impl InstanceInput {
         })
     }
 
+    /// The instance as the store takes it (name trimmed, URL normalised, auth checked).
+    fn to_new(&self) -> Result<NewInstance, CommandError> {
+        Ok(NewInstance {
+            name: self.name.trim().to_owned(),
+            base_url: self.url()?,
+            auth: self.auth()?,
+            accept_invalid_certs: self.accept_invalid_certs,
+            enabled: self.enabled,
+            preview_fps_cap: self.preview_fps_cap,
+            notifications: self.notifications.into(),
+        })
+    }
+
     fn url(&self) -> Result<String, CommandError> {
         comfy_engine::instance::parse_base_url(&self.url)
             .map(|u| u.to_string())
@@ -261,15 +274,7 @@ pub async fn add_instance(
     host: State<'_, SharedHost>,
     input: InstanceInput,
 ) -> Result<InstanceSettings, CommandError> {
-    let new = NewInstance {
-        name: input.name.trim().to_owned(),
-        base_url: input.url()?,
-        auth: input.auth()?,
-        accept_invalid_certs: input.accept_invalid_certs,
-        enabled: input.enabled,
-        preview_fps_cap: input.preview_fps_cap,
-        notifications: input.notifications.into(),
-    };
+    let new = input.to_new()?;
     // Secrets are checked before anything is saved, so a refused form leaves nothing behind.
     let missing = new
         .auth
@@ -299,27 +304,28 @@ pub async fn update_instance(
 ) -> Result<InstanceSettings, CommandError> {
     let id = comfy_store::InstanceId(id);
     let old = host.with_journal(|j| Ok(j.store().instance(id)?))?;
-    let update = InstanceUpdate {
-        name: Some(input.name.trim().to_owned()),
-        base_url: Some(input.url()?),
-        auth: Some(input.auth()?),
-        accept_invalid_certs: Some(input.accept_invalid_certs),
-        enabled: Some(input.enabled),
-        preview_fps_cap: Some(input.preview_fps_cap),
-        notifications: Some(input.notifications.into()),
-    };
+    let new = input.to_new()?;
     // What the new auth will need, checked against the old record's stored secrets.
     let mut preview = old.clone();
-    if let Some(auth) = &update.auth {
-        preview.secret_slots = auth
-            .secret_slots()
-            .into_iter()
-            .map(|slot| comfy_store::SecretSlot {
-                secret_ref: secret_ref(id, &slot),
-                slot,
-            })
-            .collect();
-    }
+    preview.secret_slots = new
+        .auth
+        .secret_slots()
+        .into_iter()
+        .map(|slot| comfy_store::SecretSlot {
+            secret_ref: secret_ref(id, &slot),
+            slot,
+        })
+        .collect();
+    // Every field is set: the form always sends the whole instance.
+    let update = InstanceUpdate {
+        name: Some(new.name),
+        base_url: Some(new.base_url),
+        auth: Some(new.auth),
+        accept_invalid_certs: Some(new.accept_invalid_certs),
+        enabled: Some(new.enabled),
+        preview_fps_cap: Some(new.preview_fps_cap),
+        notifications: Some(new.notifications),
+    };
     require_secrets(&host, &preview, &input.secrets)?;
     let rec = host.with_journal(|j| Ok(j.store_mut().update_instance(id, &update, now())?))?;
     write_secrets(&host, &rec, &input.secrets)?;
