@@ -2,13 +2,15 @@
 # Source it; every function is idempotent and quiet when nothing is missing.
 
 # Build: WebKitGTK 4.1 and friends for Tauri. Headless run and test: Xvfb, a session bus,
-# WebKitWebDriver, ImageMagick for screenshots, and a font so text renders. The keyring test
-# (scripts/keyring-test): a Secret Service (gnome-keyring) on a private bus, gdbus to wait for it.
+# WebKitWebDriver, ImageMagick for screenshots, and a font so text renders; for the end-to-end
+# test's desktop, a window manager (openbox, driven by wmctrl) and a notification server (dunst).
+# The keyring test (scripts/keyring-test): a Secret Service (gnome-keyring) on a private bus,
+# gdbus to wait for it.
 APT_PACKAGES=(
   build-essential pkg-config libssl-dev
   libwebkit2gtk-4.1-dev libgtk-3-dev libayatana-appindicator3-dev librsvg2-dev libxdo-dev
   xvfb xauth dbus-daemon dbus-x11 webkit2gtk-driver imagemagick fonts-dejavu-core
-  dbus gnome-keyring libglib2.0-bin
+  dbus gnome-keyring libglib2.0-bin openbox wmctrl dunst
 )
 
 step() { printf '\n\033[1m==> %s\033[0m\n' "$*"; }

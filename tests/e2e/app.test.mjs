@@ -2,13 +2,17 @@
 //
 // Starts `fake-comfyui` on a fixed free port (so it can be restarted mid-job), launches the app
 // through tauri-driver (which drives Debian's WebKitWebDriver) with a throwaway database, and
-// walks what a user does: add the server in the settings, submit a workflow and watch it run
-// with a live preview, cancel a job, delete a pending one, live through a server restart, and
-// reload the window. A screenshot of every step goes to tests/e2e/screenshots/.
+// walks what a user does: add the server in the settings, close the window and get a desktop
+// notification when a job finishes, bring the window back with the notification's Show, submit a
+// workflow and watch it run with a live preview, cancel a job, delete a pending one, live through
+// a server restart, and reload the window. A screenshot of every step goes to
+// tests/e2e/screenshots/.
 //
-// Needs an X display (xvfb-run) and a session bus (dbus-run-session). Binaries come from
+// Needs an X display (xvfb-run) and a session bus (dbus-run-session). On them it starts a window
+// manager (openbox, so the window can be closed the way a user closes it) and a notification
+// server (dunst), and watches the bus with dbus-monitor. Binaries come from
 // $CARGO_TARGET_DIR/debug (default: <repo>/target/debug).
-import { spawn } from "node:child_process";
+import { execFile, spawn } from "node:child_process";
 import { existsSync, mkdirSync, mkdtempSync, rmSync } from "node:fs";
 import net from "node:net";
 import os from "node:os";
@@ -17,6 +21,7 @@ import readline from "node:readline";
 import { after, before, describe, it } from "node:test";
 import assert from "node:assert/strict";
 import { fileURLToPath } from "node:url";
+import { promisify } from "node:util";
 import { remote } from "webdriverio";
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../..");
@@ -32,12 +37,16 @@ const FAKE_NAME = "Studio GPU";
 /** An instance on a port nobody listens on, provisioned through the environment. */
 const NOWHERE = "Nowhere";
 const TIMEOUT = 30_000;
+const WINDOW_TITLE = "Comfy Monitor";
+const run = promisify(execFile);
 
 const children = [];
 let browser;
 let fake;
 let fakePort;
 let profile;
+/** Everything dbus-monitor printed about notifications since the start. */
+let busLog = "";
 
 function start(command, args, options = {}) {
   const child = spawn(command, args, { stdio: ["ignore", "pipe", "pipe"], ...options });
@@ -225,6 +234,43 @@ function recorded(key) {
   return browser.execute((key) => window[`__seen_${key}`] ?? [], key);
 }
 
+async function until(what, check, timeout = TIMEOUT) {
+  const deadline = Date.now() + timeout;
+  for (;;) {
+    const value = await check();
+    if (value) return value;
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
+
+/** Titles of the windows the window manager shows (a hidden window is not managed). */
+async function managedWindows() {
+  const { stdout } = await run("wmctrl", ["-l"]);
+  return stdout.split("\n").filter(Boolean).map((line) => line.split(/\s+/).slice(3).join(" "));
+}
+
+/** The Notify calls seen on the session bus, parsed from dbus-monitor's text: app name, icon,
+ * summary and body are the first strings; then come the action pairs and the hints. */
+function notifications() {
+  return busLog
+    .split(/\n(?=\S)/)
+    .filter((m) => m.startsWith("method call") && /member=Notify\b/.test(m))
+    .map((m) => {
+      const strings = [...m.matchAll(/^\s+string "([\s\S]*?)"$/gm)].map((x) => x[1]);
+      const [appName, , summary, body] = strings;
+      const rest = strings.slice(4);
+      const at = rest.indexOf("default");
+      return {
+        appName,
+        summary,
+        body,
+        defaultAction: at >= 0 ? rest[at + 1] : undefined,
+        image: rest.includes("image-data"),
+      };
+    });
+}
+
 describe("comfy-monitor desktop app", () => {
   before(async () => {
     for (const binary of [APP, FAKE]) {
@@ -233,6 +279,15 @@ describe("comfy-monitor desktop app", () => {
     rmSync(SHOTS, { recursive: true, force: true });
     mkdirSync(SHOTS, { recursive: true });
     profile = mkdtempSync(path.join(os.tmpdir(), "comfy-monitor-e2e-"));
+    // A desktop for the app: a window manager (so closing the window is a real close request)
+    // and a notification server, both up before the app starts.
+    start("openbox", ["--sm-disable"]);
+    await until("the window manager", () => run("wmctrl", ["-m"]).then(() => true, () => false));
+    const monitor = start("dbus-monitor", ["--session", "interface='org.freedesktop.Notifications'"]);
+    monitor.stdout.setEncoding("utf8");
+    monitor.stdout.on("data", (chunk) => (busLog += chunk));
+    start("dunst", []);
+    await until("the notification server", () => run("dunstctl", ["count", "displayed"]).then(() => true, () => false));
     fakePort = await freePort();
     await startFake();
     const closedPort = await freePort();
@@ -309,6 +364,49 @@ describe("comfy-monitor desktop app", () => {
     await shot("03-instance-added");
   });
 
+  it("keeps monitoring with the window closed, notifies when a job finishes, and Show brings it back", async () => {
+    assert.ok((await managedWindows()).includes(WINDOW_TITLE), "the window is not shown at the start");
+    const id = await submit(40, "e2e_closed");
+    await run("dunstctl", ["close-all"]);
+    const before = notifications().length;
+    // What the user does: the window manager's close button.
+    await run("wmctrl", ["-c", WINDOW_TITLE]);
+    await until("the window to hide", async () => !(await managedWindows()).includes(WINDOW_TITLE));
+    assert.equal(await browser.execute(() => document.visibilityState), "hidden");
+
+    // The job finishes while nobody looks: one notification, with the image and a Show action.
+    const done = await until("the job-finished notification", () =>
+      notifications()
+        .slice(before)
+        .find((n) => n.summary === `Job finished on ${FAKE_NAME}`),
+    );
+    assert.equal(done.appName, "Comfy Monitor");
+    assert.match(done.body, /took \d/);
+    assert.match(done.body, /1 output/);
+    assert.ok(done.image, "the notification carries no image");
+    assert.equal(done.defaultAction, "Show");
+    assert.equal(await browser.execute(() => document.visibilityState), "hidden", "the window came back by itself");
+    const fakeCard = await card(FAKE_NAME);
+    assert.equal(await (await fakeCard.$(byId("last-job"))).getAttribute("data-prompt-id"), id);
+
+    // Show: the window comes back with the job's instance open and its row highlighted.
+    await record("highlight", '[data-highlighted="true"]', "data-prompt-id");
+    assert.equal(await (await run("dunstctl", ["count", "displayed"])).stdout.trim(), "1");
+    await run("dunstctl", ["action", "0"]);
+    await until("the window to come back", async () => (await managedWindows()).includes(WINDOW_TITLE));
+    await browser.waitUntil(async () => (await browser.execute(() => document.visibilityState)) === "visible", {
+      timeout: TIMEOUT,
+      timeoutMsg: "the page stayed hidden",
+    });
+    await el(byId("instance-detail", `[data-instance="${FAKE_NAME}"]`));
+    await browser.waitUntil(async () => (await recorded("highlight")).includes(id), {
+      timeout: TIMEOUT,
+      timeoutMsg: "the finished job was not highlighted",
+    });
+    await shot("04-shown-from-notification");
+    await click(byId("close-detail"));
+  });
+
   it("submits a workflow and shows it run to 100% with a live preview", async () => {
     await record("percent", byId("job-percent"));
     const id = await submit(30, "e2e_ok");
@@ -319,12 +417,12 @@ describe("comfy-monitor desktop app", () => {
       timeout: TIMEOUT,
       timeoutMsg: "no preview frame was rendered",
     });
-    await shot("04-running-with-preview");
+    await shot("05-running-with-preview");
     await waitForAttr(byId("last-job"), "data-state", ["success"], fakeCard);
     const percents = (await recorded("percent")).map((t) => parseFloat(t)).filter((n) => !Number.isNaN(n));
     assert.ok(percents.length > 2, `too few progress updates seen: ${percents}`);
     assert.equal(Math.max(...percents), 100, `the percent never reached 100: ${percents}`);
-    await shot("05-finished");
+    await shot("06-finished");
   });
 
   it("cancels a running job and marks it interrupted", async () => {
@@ -334,7 +432,7 @@ describe("comfy-monitor desktop app", () => {
     await click(byId("cancel-job"), fakeCard);
     await waitForAttr(byId("last-job"), "data-state", ["interrupted"], fakeCard);
     assert.equal(await (await fakeCard.$(byId("last-job"))).getAttribute("data-prompt-id"), id);
-    await shot("06-cancelled");
+    await shot("07-cancelled");
   });
 
   it("deletes a pending job from the instance's queue", async () => {
@@ -346,13 +444,13 @@ describe("comfy-monitor desktop app", () => {
     const row = await el(byId("queue-row", `[data-prompt-id="${pending}"]`), detail);
     assert.equal(await row.getAttribute("data-state"), "pending");
     assert.equal(await row.getAttribute("data-origin"), "self");
-    await shot("07-queue");
+    await shot("08-queue");
     await click(byId("delete-job"), row);
     await row.waitForExist({ reverse: true, timeout: TIMEOUT, timeoutMsg: "the deleted job stayed in the queue" });
     await waitForAttr(byId("history-row", `[data-prompt-id="${pending}"]`), "data-state", ["deleted"], detail);
     // The running one was not touched.
     assert.equal(await (await el(byId("queue-row", `[data-prompt-id="${running}"]`), detail)).getAttribute("data-state"), "running");
-    await shot("08-deleted");
+    await shot("09-deleted");
     await click(byId("close-detail"));
   });
 
@@ -370,7 +468,7 @@ describe("comfy-monitor desktop app", () => {
     const reconnecting = states.indexOf("reconnecting");
     assert.ok(reconnecting >= 0, `never showed reconnecting: ${states}`);
     assert.ok(states.lastIndexOf("connected") > reconnecting, `did not come back: ${states}`);
-    await shot("09-restarted");
+    await shot("10-restarted");
   });
 
   it("shows the same state after the window reloads", async () => {
@@ -381,6 +479,6 @@ describe("comfy-monitor desktop app", () => {
     await waitForText(byId("connection-state"), "connected", again);
     assert.equal(await (await el(byId("last-job"), again)).getAttribute("data-prompt-id"), before);
     assert.equal(await (await el(byId("last-job"), again)).getAttribute("data-state"), "lost");
-    await shot("10-reloaded");
+    await shot("11-reloaded");
   });
 });

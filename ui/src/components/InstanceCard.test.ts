@@ -128,6 +128,27 @@ describe("InstanceCard", () => {
     expect(calls).toContainEqual({ command: "cancel_job", args: { instance: "gpu", promptId: "a" } });
   });
 
+  it("says Cancelling… and refuses a second click until the server has answered", async () => {
+    let answer: (outcome: string) => void = () => {};
+    mockShell((command, args) => {
+      calls.push({ command, args });
+      return command === "cancel_job" ? new Promise<string>((resolve) => (answer = resolve)) : null;
+    });
+    const w = mountCard(instance("gpu", { jobs: [liveJob("a")] }));
+    const button = () => w.get('[data-testid="cancel-job"]');
+    expect(button().text()).toBe("Cancel");
+    await button().trigger("click");
+    expect(button().text()).toBe("Cancelling…");
+    expect(button().attributes("data-cancelling")).toBe("true");
+    expect(button().attributes("disabled")).toBeDefined();
+    await button().trigger("click");
+    answer("interrupted");
+    await flushPromises();
+    expect(calls.filter((c) => c.command === "cancel_job")).toHaveLength(1);
+    expect(button().text()).toBe("Cancel");
+    expect(button().attributes("data-cancelling")).toBeUndefined();
+  });
+
   it("shows the next pending job with its queue position when nothing runs, and removes it on request", async () => {
     const w = mountCard(instance("gpu", { jobs: [job("p1", { state: "pending", origin: "self" }), job("p2", { state: "pending" })] }));
     const block = w.get('[data-testid="job"]');
