@@ -2,8 +2,8 @@
 //!
 //! The same definitions answer `GET /object_info`, decide which nodes are outputs and drive input
 //! validation, so the three can never disagree. The definitions of the core and test nodes were
-//! taken from a recorded 0.26.0 server; `FakeBlocked` and `FakeCustomEvent` exist only here. This
-//! module knows nothing about execution.
+//! taken from a recorded 0.26.0 server; `FakeBlocked`, `FakeCustomEvent` and `FakeLoadSampler`
+//! exist only here. This module knows nothing about execution.
 
 use std::sync::OnceLock;
 

@@ -21,6 +21,7 @@ use crate::images;
 use crate::jobs;
 use crate::json::J;
 use crate::obj;
+use crate::sendlog::{self, Record};
 use crate::state::{Reply, Shared};
 use crate::ws;
 use crate::{RequestRecord, ServerVersion};
@@ -95,8 +96,11 @@ fn json(body: J) -> Response {
     reply(Reply::Json(200, body))
 }
 
-/// Logs every request (WebSocket upgrades included) with the status it got.
+/// Logs every request (WebSocket upgrades included) with the status it got, and stamps its
+/// arrival in the send log.
 async fn record(State(shared): State<Arc<Shared>>, req: Request, next: Next) -> Response {
+    // Headers are parsed, the body may still be on its way: as close to arrival as it gets here.
+    let received_ms = sendlog::epoch_ms();
     let method = req.method().to_string();
     let path = req
         .uri()
@@ -129,6 +133,14 @@ async fn record(State(shared): State<Arc<Shared>>, req: Request, next: Next) -> 
         ),
     };
     let mut s = shared.lock();
+    if let Some(log) = &s.send_log {
+        let record = Record::Request {
+            port: s.port,
+            method: method.clone(),
+            path: path.split('?').next().unwrap_or_default().to_string(),
+        };
+        log.stamp_at(record, received_ms);
+    }
     if s.requests.len() >= LOG_CAP {
         s.requests.drain(..LOG_CAP / 2);
     }

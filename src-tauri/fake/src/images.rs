@@ -53,6 +53,38 @@ fn draw(size_w: u32, size_h: u32, rgb: [u8; 3], bar_frac: f64) -> RgbImage {
     })
 }
 
+/// Like a sampler's intermediate image rather than a flat card: a colour gradient with grain and
+/// a progress bar, so a 512 px JPEG at quality 95 weighs tens of KB like ComfyUI's previews.
+fn draw_grainy(size: u32, frame: u32, bar_frac: f64) -> RgbImage {
+    let mut img = draw(size, size, [0, 0, 0], bar_frac);
+    let bar_top = size.saturating_sub((size / 8).max(2));
+    for (x, y, px) in img.enumerate_pixels_mut() {
+        if y >= bar_top && px.0 == [255, 255, 255] {
+            continue;
+        }
+        // A cheap integer hash of the position and frame: deterministic grain.
+        // Blocks of 8 px, like an upscaled latent preview (about 36 KB at 512 px).
+        let (bx, by) = (x / 8, y / 8);
+        let mut h = bx.wrapping_mul(0x9e37_79b1)
+            ^ by.wrapping_mul(0x85eb_ca77)
+            ^ frame.wrapping_mul(0xc2b2_ae3d);
+        h ^= h >> 15;
+        h = h.wrapping_mul(0x2c1b_3c6d);
+        h ^= h >> 12;
+        let grain = (h & 0x1f) as i32 - 16;
+        let gx = (x * 255 / size.max(1)) as i32;
+        let gy = (y * 255 / size.max(1)) as i32;
+        let shift = (frame * 29) as i32;
+        let channel = |base: i32| (base + grain).clamp(0, 255) as u8;
+        px.0 = [
+            channel((gx + shift) % 256),
+            channel((gy + 2 * shift) % 256),
+            channel(255 - (gx + gy) / 2),
+        ];
+    }
+    img
+}
+
 fn encode(img: &RgbImage, format: ImageFormat) -> Vec<u8> {
     let mut out = Vec::new();
     let result = match format {
@@ -105,6 +137,33 @@ pub fn preview(format: ImageFormat, size: u32, step: u32, steps: u32, seed: u64)
     bytes
 }
 
+/// How many distinct frames [`preview_ring`] holds per format and size.
+pub const RING: usize = 8;
+
+/// [`RING`] distinct preview frames at `size` px (a colour sweep with a growing bar), encoded
+/// once per format and size for the life of the process, so a load generator can send thousands
+/// of frames a second without spending the CPU a benchmark measures. The first call for a size
+/// encodes (slow for 512 px in a debug build); call it off the async threads.
+pub fn preview_ring(format: ImageFormat, size: u32) -> Arc<[Arc<Vec<u8>>]> {
+    type Ring = Arc<[Arc<Vec<u8>>]>;
+    static RINGS: OnceLock<Mutex<HashMap<(ImageFormat, u32), Ring>>> = OnceLock::new();
+    let size = size.clamp(8, MAX_SIDE);
+    let rings = RINGS.get_or_init(|| Mutex::new(HashMap::new()));
+    // Held while encoding, so concurrent first callers encode once.
+    let mut rings = rings.lock().unwrap_or_else(|e| e.into_inner());
+    rings
+        .entry((format, size))
+        .or_insert_with(|| {
+            (0..RING as u32)
+                .map(|i| {
+                    let frac = f64::from(i + 1) / RING as f64;
+                    Arc::new(encode(&draw_grainy(size, i, frac), format))
+                })
+                .collect()
+        })
+        .clone()
+}
+
 /// The PNG behind an output or temp file the fake "wrote".
 pub fn file_png(width: u32, height: u32, seed: u64) -> Vec<u8> {
     let rgb = [
@@ -128,6 +187,25 @@ mod tests {
         let png = preview(ImageFormat::Png, 40, 1, 4, 2);
         assert_eq!(&png[..4], &[0x89, b'P', b'N', b'G']);
         assert!(image::load_from_memory(&png).is_ok());
+    }
+
+    #[test]
+    fn a_preview_ring_holds_distinct_decodable_frames_of_the_size() {
+        let ring = preview_ring(ImageFormat::Jpeg, 48);
+        assert_eq!(ring.len(), RING);
+        for frame in ring.iter() {
+            let img = image::load_from_memory(frame).unwrap();
+            assert_eq!((img.width(), img.height()), (48, 48));
+        }
+        assert_ne!(ring[0], ring[1]);
+        assert!(Arc::ptr_eq(&ring, &preview_ring(ImageFormat::Jpeg, 48)));
+    }
+
+    #[test]
+    fn a_default_size_ring_frame_weighs_like_a_real_preview() {
+        let ring = preview_ring(ImageFormat::Jpeg, 512);
+        let kb = ring[0].len() / 1024;
+        assert!((15..100).contains(&kb), "{kb} KB");
     }
 
     #[test]

@@ -10,6 +10,12 @@
 //! sockets, restart, go down, change authentication, flood a socket, hold its queue, start a job
 //! the moment a request to remove it arrives (a lost cancel race), or replay a recorded trace.
 //!
+//! For benchmarks, [`FakeComfy::start_load`] submits jobs on behalf of the connected monitor at
+//! a configured rate ([`Load`]: steps, progress rate, preview fps and size, node text and custom
+//! events), and a [`SendLog`] in [`FakeConfig::send_log`] stamps every progress frame when it is
+//! written to a socket and every HTTP request when it arrives, so the client's latency can be
+//! measured against it.
+//!
 //! It must stay a test double: no persistence, no real image processing, no models.
 //!
 //! ```no_run
@@ -38,7 +44,9 @@ mod http;
 mod images;
 mod jobs;
 mod json;
+mod load;
 mod replay;
+mod sendlog;
 mod state;
 mod worker;
 mod ws;
@@ -61,7 +69,9 @@ use tokio::task::JoinHandle;
 use crate::json::J;
 use crate::state::{Outbound, Reply, Shared, State};
 
+pub use load::Load;
 pub use replay::{RecordedHttp, ReplayScript, TraceError};
+pub use sendlog::SendLog;
 
 /// Which ComfyUI generation the fake imitates.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
@@ -155,6 +165,9 @@ pub struct FakeConfig {
     /// Time per sampler step (and per `MonitorTestMessages` iteration) when the workflow does
     /// not set `step_delay_ms` / `delay_ms`.
     pub step_delay: Duration,
+    /// Where to stamp progress writes, received requests (and previews, if the log asks for
+    /// them); `None` = no stamping.
+    pub send_log: Option<SendLog>,
 }
 
 impl Default for FakeConfig {
@@ -164,6 +177,7 @@ impl Default for FakeConfig {
             auth: None,
             bind: SocketAddr::from(([127, 0, 0, 1], 0)),
             step_delay: Duration::from_millis(20),
+            send_log: None,
         }
     }
 }
@@ -226,6 +240,7 @@ struct Tasks {
     accept: Option<JoinHandle<()>>,
     worker: Option<JoinHandle<()>>,
     busy: Option<JoinHandle<()>>,
+    load: Option<JoinHandle<()>>,
 }
 
 /// A running fake server. Dropping it stops the server and every task it started; sockets are
@@ -267,6 +282,7 @@ impl FakeComfy {
         let mut state = State::new(config.version, config.auth, config.step_delay, addr.port());
         let replaying = script.is_some();
         state.replay = script.map(Arc::new);
+        state.send_log = config.send_log;
         let shared = Shared::new(state);
         let router = http::router(shared.clone(), config.version);
         let accept = tokio::spawn(accept_loop(listener, shared.clone(), router));
@@ -279,6 +295,7 @@ impl FakeComfy {
                 accept: Some(accept),
                 worker,
                 busy: None,
+                load: None,
             }),
         })
     }
@@ -623,12 +640,33 @@ impl FakeComfy {
             tasks.busy = Some(tokio::spawn(busy::run(self.shared.clone())));
         }
     }
+
+    /// Starts (or replaces) the benchmark load until the server is dropped or
+    /// [`FakeComfy::stop_load`]: jobs at `load.jobs_per_minute`, each queued with `client_id` =
+    /// the sid of the most recently connected socket that has sent its first message (normally
+    /// its feature flags), so that socket gets every message of the job as its submitter. With no
+    /// such socket, nothing is submitted until one connects. At most [`Load::MAX_PENDING`] of
+    /// the load's jobs wait in the queue. A load that is not [`Load::is_active`] submits
+    /// nothing.
+    pub fn start_load(&self, load: Load) {
+        let task = tokio::spawn(load::run(self.shared.clone(), load));
+        if let Some(old) = self.tasks().load.replace(task) {
+            old.abort();
+        }
+    }
+
+    /// Stops submitting load jobs; queued and running ones go on.
+    pub fn stop_load(&self) {
+        if let Some(task) = self.tasks().load.take() {
+            task.abort();
+        }
+    }
 }
 
 impl Drop for FakeComfy {
     fn drop(&mut self) {
         let tasks = std::mem::take(&mut *self.tasks());
-        for task in [tasks.accept, tasks.worker, tasks.busy]
+        for task in [tasks.accept, tasks.worker, tasks.busy, tasks.load]
             .into_iter()
             .flatten()
         {

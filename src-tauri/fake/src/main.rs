@@ -1,8 +1,10 @@
 //! `fake-comfyui`: serve one or more independent fake ComfyUI servers until SIGINT/SIGTERM.
 //!
 //! Prints one line per instance (`fake-comfyui listening on http://127.0.0.1:PORT`, or one JSON
-//! object per line with `--json`) so scripts can pick the URLs up. It is a thin host of the
-//! library and must not grow behaviour of its own.
+//! object per line with `--json`) so scripts can pick the URLs up. The load flags
+//! (`--jobs-per-minute` and the rates after it) and `--send-log` apply to every instance; they
+//! map onto `fake_comfyui::Load` and `fake_comfyui::SendLog`. It is a thin host of the library
+//! and must not grow behaviour of its own.
 
 use std::io::Write;
 use std::net::SocketAddr;
@@ -10,12 +12,21 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::Parser;
-use fake_comfyui::{FakeAuth, FakeComfy, FakeConfig, ServerVersion};
+use fake_comfyui::{FakeAuth, FakeComfy, FakeConfig, Load, SendLog, ServerVersion};
 
 #[derive(Debug, Parser)]
 #[command(
     name = "fake-comfyui",
-    about = "Fake ComfyUI servers for tests, demos and benchmarks"
+    about = "Fake ComfyUI servers for tests, demos and benchmarks",
+    after_help = "Benchmark load: with --jobs-per-minute > 0 every instance submits jobs on behalf \
+of its most recently connected WebSocket client (after its feature flags), so that client gets \
+the full submitter stream; nothing is submitted while no client is connected, and at most 2 load \
+jobs wait in the queue.\n\nSend log (--send-log): one JSON object per line, times in ms since \
+the Unix epoch (float):\n  {\"kind\":\"progress\",\"port\":P,\"prompt_id\":…,\"node\":…,\
+\"value\":V,\"max\":M,\"sent_ms\":T,\"sid\":…}   stamped right before the socket write\n  \
+{\"kind\":\"request\",\"port\":P,\"method\":…,\"path\":…,\"received_ms\":T}   every HTTP \
+request\n  {\"kind\":\"preview\",\"port\":P,\"prompt_id\":…,\"sent_ms\":T,\"sid\":…}   only with \
+--send-log-previews"
 )]
 struct Args {
     /// How many independent servers to start.
@@ -51,6 +62,47 @@ struct Args {
     /// The recorded client whose frames are replayed (e.g. `monitor`).
     #[arg(long)]
     replay_client: Option<String>,
+    /// Benchmark load: jobs per minute submitted for the newest connected client (0 = none).
+    #[arg(long, default_value_t = 0.0, conflicts_with = "replay")]
+    jobs_per_minute: f64,
+    /// Sampler steps per load job (one progress message each).
+    #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u32).range(1..))]
+    steps: u32,
+    /// Progress messages per second in a load job (0 = as fast as possible).
+    #[arg(long, default_value_t = 20.0)]
+    progress_rate: f64,
+    /// Preview frames per second in a load job, independent of the progress rate (0 = none).
+    #[arg(long, default_value_t = 0.0)]
+    preview_fps: f64,
+    /// Side of the load's JPEG previews in px (ComfyUI's default is 512).
+    #[arg(long, default_value_t = 512)]
+    preview_size: u32,
+    /// Node text frames (binary type 3) per second in a load job (0 = none).
+    #[arg(long, default_value_t = 0.0)]
+    node_text_rate: f64,
+    /// `monitor.custom` events per second in a load job (0 = none).
+    #[arg(long, default_value_t = 0.0)]
+    custom_event_rate: f64,
+    /// Write send stamps (progress frames, HTTP requests) as NDJSON to this file.
+    #[arg(long)]
+    send_log: Option<PathBuf>,
+    /// Also stamp every preview frame in the send log.
+    #[arg(long, requires = "send_log")]
+    send_log_previews: bool,
+}
+
+impl Args {
+    fn load(&self) -> Load {
+        Load {
+            jobs_per_minute: self.jobs_per_minute,
+            steps: self.steps,
+            progress_per_sec: self.progress_rate,
+            preview_fps: self.preview_fps,
+            preview_size: self.preview_size,
+            node_text_per_sec: self.node_text_rate,
+            custom_events_per_sec: self.custom_event_rate,
+        }
+    }
 }
 
 #[tokio::main]
@@ -76,6 +128,15 @@ async fn main() -> failure::Result {
         }
         (None, None) => None,
     };
+    let send_log = match &args.send_log {
+        Some(path) => Some(
+            SendLog::create(path)
+                .map_err(|e| format!("cannot create {}: {e}", path.display()))?
+                .with_previews(args.send_log_previews),
+        ),
+        None => None,
+    };
+    let load = args.load();
     let mut servers = Vec::new();
     for i in 0..args.instances.max(1) {
         let port = if args.port == 0 {
@@ -88,6 +149,7 @@ async fn main() -> failure::Result {
             auth: auth.clone(),
             bind: SocketAddr::new(args.host, port),
             step_delay: Duration::from_millis(args.step_delay_ms),
+            send_log: send_log.clone(),
         };
         let server = match (&args.replay, &args.replay_client) {
             (Some(trace), Some(client)) => {
@@ -98,6 +160,9 @@ async fn main() -> failure::Result {
         .map_err(|e| format!("cannot start instance {}: {e}", i + 1))?;
         if args.busy {
             server.start_busy_traffic();
+        }
+        if load.is_active() {
+            server.start_load(load.clone());
         }
         let mut out = std::io::stdout().lock();
         if args.json {

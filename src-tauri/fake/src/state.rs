@@ -22,6 +22,7 @@ use crate::graph::{self, Validation};
 use crate::json::J;
 use crate::obj;
 use crate::replay::ReplayScript;
+use crate::sendlog::{Record, SendLog, Stamp};
 use crate::{FakeAuth, RequestRecord, ServerVersion};
 
 /// ComfyUI keeps at most this many history entries.
@@ -39,6 +40,10 @@ pub fn now_ms() -> i64 {
 pub enum Outbound {
     Text(String),
     Binary(Bytes),
+    /// A text frame whose write time goes to the send log.
+    StampedText(String, Stamp),
+    /// A binary frame whose write time goes to the send log.
+    StampedBinary(Bytes, Stamp),
     /// Write `count` progress messages as fast as the peer accepts them.
     Flood {
         prompt_id: String,
@@ -243,6 +248,8 @@ pub struct State {
     pub next_up: Option<String>,
     pub requests: Vec<RequestRecord>,
     pub replay: Option<Arc<ReplayScript>>,
+    /// Stamps of progress (and optionally preview) writes and of received requests.
+    pub send_log: Option<SendLog>,
     pub signals: Signals,
 }
 
@@ -306,6 +313,7 @@ impl State {
             next_up: None,
             requests: Vec::new(),
             replay: None,
+            send_log: None,
             signals: Signals::new(),
         }
     }
@@ -366,6 +374,75 @@ impl State {
         match sid {
             Some(sid) => self.send_to_sid(sid, Outbound::Binary(bytes)),
             None => self.broadcast_binary(&bytes),
+        }
+    }
+
+    /// The sockets a message for `sid` reaches (every registered one for `None`), with their sid.
+    fn targets<'a>(&'a self, sid: Option<&'a str>) -> Vec<(u64, &'a str)> {
+        match sid {
+            Some(sid) => self
+                .routes
+                .get(sid)
+                .map(|conn| vec![(*conn, sid)])
+                .unwrap_or_default(),
+            None => self
+                .routes
+                .iter()
+                .map(|(sid, conn)| (*conn, sid.as_str()))
+                .collect(),
+        }
+    }
+
+    /// A `progress` event, routed like [`State::send_event`]; with a send log, each socket's
+    /// write of it is stamped.
+    pub fn send_progress(
+        &self,
+        prompt_id: &str,
+        node: &str,
+        value: u64,
+        max: u64,
+        sid: Option<&str>,
+    ) {
+        let data =
+            obj! { "value" => value, "max" => max, "prompt_id" => prompt_id, "node" => node };
+        let Some(log) = &self.send_log else {
+            return self.send_event("progress", data, sid);
+        };
+        let text = frames::event_text("progress", data);
+        for (conn, to) in self.targets(sid) {
+            let record = Record::Progress {
+                port: self.port,
+                sid: to.to_string(),
+                prompt_id: prompt_id.to_string(),
+                node: node.to_string(),
+                value,
+                max,
+            };
+            let stamp = Stamp {
+                log: log.clone(),
+                record,
+            };
+            self.push(conn, Outbound::StampedText(text.clone(), stamp));
+        }
+    }
+
+    /// A binary preview frame of `prompt_id`, routed like [`State::send_binary`]; stamped when
+    /// the send log records previews.
+    pub fn send_preview(&self, frame: Bytes, sid: Option<&str>, prompt_id: &str) {
+        let Some(log) = self.send_log.as_ref().filter(|l| l.logs_previews()) else {
+            return self.send_binary(frame, sid);
+        };
+        for (conn, to) in self.targets(sid) {
+            let record = Record::Preview {
+                port: self.port,
+                sid: to.to_string(),
+                prompt_id: prompt_id.to_string(),
+            };
+            let stamp = Stamp {
+                log: log.clone(),
+                record,
+            };
+            self.push(conn, Outbound::StampedBinary(frame.clone(), stamp));
         }
     }
 

@@ -2,20 +2,25 @@
 //! their messages in ComfyUI's canonical order (protocol reference §5.1).
 //!
 //! Nodes are interpreted like the real test nodes and core nodes would behave: the sampler test
-//! nodes report one progress step per `step_delay_ms`, `MonitorTestFail` raises, and
-//! `MonitorTestMessages` sends node text and `monitor.custom` events. The worker holds the state
-//! lock only for short synchronous sections and never across a sleep, and it abandons a job
-//! silently when a restart bumped the state's epoch. It must not answer HTTP or touch sockets
-//! other than through the state's routing.
+//! nodes report one progress step per `step_delay_ms`, `MonitorTestFail` raises,
+//! `MonitorTestMessages` sends node text and `monitor.custom` events, and the fake-only
+//! `FakeLoadSampler` runs the benchmark load's streams (progress, previews, node text, custom
+//! events) each on its own clock. The worker holds the state lock only for short synchronous
+//! sections and never across a sleep, and it abandons a job silently when a restart bumped the
+//! state's epoch. It must not answer HTTP or touch sockets other than through the state's
+//! routing.
 
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use bytes::Bytes;
+
 use crate::frames;
 use crate::graph::{self, ExecutionList, Graph, Node};
 use crate::images::{self, ImageFormat};
 use crate::json::J;
+use crate::load::Cadence;
 use crate::obj;
 use crate::state::{now_ms, CacheEntry, FileInfo, HistoryEntry, QueueItem, Shared, State, Val};
 use crate::ServerVersion;
@@ -67,6 +72,8 @@ struct NodeProgress {
 /// ComfyUI's `ProgressBar` throttle state for one node run.
 #[derive(Default)]
 struct Bar {
+    /// Every update is sent, whatever the version (the load reports at the rate it was given).
+    unthrottled: bool,
     sent_any: bool,
     last_value: u64,
     last_time: Option<Instant>,
@@ -359,7 +366,7 @@ impl Job {
         bar: &mut Bar,
     ) -> Result<(), Stop> {
         let value = value.min(total);
-        if self.version == ServerVersion::V0_26 {
+        if self.version == ServerVersion::V0_26 && !bar.unthrottled {
             // ≥0.9.2: updates without a preview need 100 ms and 0.5 % since the last one sent.
             let now = Instant::now();
             let due = bar
@@ -390,16 +397,13 @@ impl Job {
                 .filter(|c| version != ServerVersion::Legacy && s.wants_metadata(c));
             if let (Some((format, image)), Some(c)) = (&preview, metadata_client) {
                 let frame = frames::preview_with_metadata(*format, image, node_id, &prompt_id);
-                s.send_binary(frame, Some(c));
+                s.send_preview(frame, Some(c), &prompt_id);
             }
-            s.send_event(
-                "progress",
-                obj! { "value" => value, "max" => total, "prompt_id" => prompt_id.as_str(), "node" => node_id },
-                client.as_deref(),
-            );
+            s.send_progress(&prompt_id, node_id, value, total, client.as_deref());
             if let Some((format, image)) = &preview {
                 if metadata_client.is_none() {
-                    s.send_binary(frames::preview_legacy(*format, image), client.as_deref());
+                    let frame = frames::preview_legacy(*format, image);
+                    s.send_preview(frame, client.as_deref(), &prompt_id);
                 }
             }
         })?;
@@ -548,6 +552,11 @@ impl Job {
         }
     }
 
+    /// A widget number (`FLOAT` inputs; links are not followed).
+    fn float(node: &Node, name: &str) -> Option<f64> {
+        node.input(name).and_then(J::as_f64)
+    }
+
     fn text(node: &Node, name: &str) -> Option<String> {
         node.input(name).and_then(J::as_str).map(str::to_string)
     }
@@ -585,6 +594,7 @@ impl Job {
             }
             "MonitorTestFail" => self.sampler(node, true).await,
             "MonitorTestMessages" => self.messages_node(node).await,
+            "FakeLoadSampler" => self.load_sampler(node).await,
             "SaveImage" => self.save_images(node, "output"),
             "PreviewImage" => self.save_images(node, "temp"),
             "EmptyImage" => {
@@ -715,6 +725,99 @@ impl Job {
         ))
     }
 
+    /// `FakeLoadSampler`: `steps` progress steps at `progress_per_sec` (0 = no wait), and while
+    /// they run, preview frames, node text and `monitor.custom` events each at their own rate,
+    /// all to the submitter (to everyone for a job without client id). Unlike the samplers it
+    /// reports every step on every version: a benchmark gets the rate it asked for.
+    async fn load_sampler(&mut self, node: &Node) -> Result<(Vec<Val>, Option<J>), Stop> {
+        let steps = self.int(node, "steps").unwrap_or(20).max(1) as u64;
+        let rate = |name: &str, default: f64| Self::float(node, name).unwrap_or(default);
+        let preview_size = self.int(node, "preview_size").unwrap_or(512).max(0) as u32;
+        let image_size = self.int(node, "image_size").unwrap_or(512).clamp(8, 1024) as u32;
+        let preview_fps = rate("preview_fps", 0.0);
+        // Framed before the clocks start, so a first encoding of the size does not show up as
+        // a burst of late frames.
+        let previews = if preview_size > 0 && preview_fps.is_finite() && preview_fps > 0.0 {
+            LoadPreviews::new(preview_size, &node.id, self.prompt_id()).await
+        } else {
+            None
+        };
+        let start = tokio::time::Instant::now();
+        let mut step_clock = Cadence::new(rate("progress_per_sec", 20.0), start);
+        let unclocked = step_clock.next().is_none();
+        let mut preview_clock =
+            Cadence::new(if previews.is_some() { preview_fps } else { 0.0 }, start);
+        let mut text_clock = Cadence::new(rate("node_text_per_sec", 0.0), start);
+        let mut custom_clock = Cadence::new(rate("custom_events_per_sec", 0.0), start);
+        let (mut done, mut sent_previews, mut texts, mut customs) = (0u64, 0usize, 0u64, 0u64);
+        let mut bar = Bar {
+            unthrottled: true,
+            ..Bar::default()
+        };
+        while done < steps {
+            let now = tokio::time::Instant::now();
+            let wake = [
+                step_clock.next(),
+                preview_clock.next(),
+                text_clock.next(),
+                custom_clock.next(),
+            ]
+            .into_iter()
+            .flatten()
+            .min()
+            .filter(|_| !unclocked)
+            .unwrap_or(now);
+            self.sleep(wake.saturating_duration_since(now)).await?;
+            let now = tokio::time::Instant::now();
+            let client = self.client.clone();
+            let prompt_id = self.prompt_id().to_string();
+            let version = self.version;
+            let (text_due, custom_due) = (text_clock.due(now), custom_clock.due(now));
+            let preview_due = preview_clock.due(now);
+            self.with(|s| {
+                for _ in 0..text_due {
+                    texts += 1;
+                    let line = format!("load step {done}/{steps}, text {texts}");
+                    s.send_binary(frames::node_text(&node.id, &line), client.as_deref());
+                }
+                for _ in 0..custom_due {
+                    customs += 1;
+                    let data = obj! {
+                        "node" => node.id.as_str(),
+                        "index" => customs,
+                        "text" => format!("load event {customs}"),
+                        "prompt_id" => prompt_id.as_str(),
+                        "audience" => if client.is_some() { "submitter" } else { "broadcast" },
+                    };
+                    s.send_event("monitor.custom", data, client.as_deref());
+                }
+                if let Some(previews) = &previews {
+                    let metadata = client
+                        .as_deref()
+                        .is_some_and(|c| version != ServerVersion::Legacy && s.wants_metadata(c));
+                    for _ in 0..preview_due {
+                        let frame = previews.frame(sent_previews, metadata);
+                        sent_previews += 1;
+                        s.send_preview(frame, client.as_deref(), &prompt_id);
+                    }
+                }
+            })?;
+            let step_due = if unclocked { 1 } else { step_clock.due(now) };
+            for _ in 0..step_due.min(steps - done) {
+                done += 1;
+                self.report(&node.id, done, steps, None, &mut bar)?;
+            }
+        }
+        Ok((
+            vec![Val::Image {
+                w: image_size,
+                h: image_size,
+                batch: 1,
+            }],
+            None,
+        ))
+    }
+
     fn runtime_error(&self, node: &Node, message: &str) -> J {
         let current_inputs = J::Obj(
             node.inputs
@@ -822,5 +925,45 @@ impl Job {
         })?;
         let outputs = vec![Val::Image { w, h, batch }];
         Ok((outputs, Some(obj! { "images" => J::Arr(items) })))
+    }
+}
+
+/// One load job's preview frames, framed once for its node and prompt: the cached JPEG ring
+/// (see `images::preview_ring`) as type-4 frames with metadata and as legacy type-1 frames.
+struct LoadPreviews {
+    with_metadata: Vec<Bytes>,
+    legacy: Vec<Bytes>,
+}
+
+impl LoadPreviews {
+    /// `None` when the frames cannot be made (the encoder panicked): the job runs without.
+    async fn new(size: u32, node_id: &str, prompt_id: &str) -> Option<LoadPreviews> {
+        // Encoded at most once per size for the process; the load task warms it up front.
+        let ring =
+            tokio::task::spawn_blocking(move || images::preview_ring(ImageFormat::Jpeg, size))
+                .await
+                .ok()
+                .filter(|ring| !ring.is_empty())?;
+        let format = ImageFormat::Jpeg;
+        Some(LoadPreviews {
+            with_metadata: ring
+                .iter()
+                .map(|jpeg| frames::preview_with_metadata(format, jpeg, node_id, prompt_id))
+                .collect(),
+            legacy: ring
+                .iter()
+                .map(|jpeg| frames::preview_legacy(format, jpeg))
+                .collect(),
+        })
+    }
+
+    /// The `n`th frame of the job (the ring repeats).
+    fn frame(&self, n: usize, metadata: bool) -> Bytes {
+        let frames = if metadata {
+            &self.with_metadata
+        } else {
+            &self.legacy
+        };
+        frames[n % frames.len()].clone()
     }
 }

@@ -128,6 +128,18 @@ async fn run(
                 let sent = match out {
                     Outbound::Text(text) => socket.send(Message::Text(text.into())).await,
                     Outbound::Binary(bytes) => socket.send(Message::Binary(bytes)).await,
+                    // Send-log stamps are taken here, after the frame left this socket's queue
+                    // and right before it is handed to the socket (which writes and flushes
+                    // it): queueing behind earlier frames is not counted, a full TCP send
+                    // buffer (a peer that reads slowly) is.
+                    Outbound::StampedText(text, stamp) => {
+                        stamp.sent_now();
+                        socket.send(Message::Text(text.into())).await
+                    }
+                    Outbound::StampedBinary(bytes, stamp) => {
+                        stamp.sent_now();
+                        socket.send(Message::Binary(bytes)).await
+                    }
                     Outbound::Flood { prompt_id, count } => flood(&mut socket, &prompt_id, count).await,
                     Outbound::Stall => {
                         // Half-open: never read (no pongs) or write again; queued frames are lost.

@@ -7,6 +7,7 @@
 mod conformance;
 mod faults;
 mod http;
+mod load;
 mod replay;
 mod support;
 mod ws;
