@@ -12,35 +12,34 @@
 // manager (openbox, so the window can be closed the way a user closes it) and a notification
 // server (dunst), and watches the bus with dbus-monitor. Binaries come from
 // $CARGO_TARGET_DIR/debug (default: <repo>/target/debug).
-import { execFile, spawn } from "node:child_process";
 import { existsSync, mkdirSync, mkdtempSync, rmSync } from "node:fs";
-import net from "node:net";
 import os from "node:os";
 import path from "node:path";
-import readline from "node:readline";
 import { after, before, describe, it } from "node:test";
 import assert from "node:assert/strict";
-import { fileURLToPath } from "node:url";
-import { promisify } from "node:util";
-import { remote } from "webdriverio";
+import {
+  ROOT,
+  TIMEOUT,
+  binaries,
+  closeApp,
+  freePort,
+  launchApp,
+  run,
+  start,
+  startFake as startFakeServers,
+  stop,
+  stopAll,
+  until,
+} from "./harness.mjs";
 
-const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../..");
-const TARGET = process.env.CARGO_TARGET_DIR
-  ? path.resolve(ROOT, process.env.CARGO_TARGET_DIR)
-  : path.join(ROOT, "target");
-const APP = path.join(TARGET, "debug", "comfy-monitor");
-const FAKE = path.join(TARGET, "debug", "fake-comfyui");
-const NATIVE_DRIVER = process.env.NATIVE_DRIVER ?? "/usr/bin/WebKitWebDriver";
-const TAURI_DRIVER = process.env.TAURI_DRIVER ?? "tauri-driver";
+const { app: APP, fake: FAKE } = binaries();
 const SHOTS = path.join(ROOT, "tests", "e2e", "screenshots");
 const FAKE_NAME = "Studio GPU";
 /** An instance on a port nobody listens on, provisioned through the environment. */
 const NOWHERE = "Nowhere";
-const TIMEOUT = 30_000;
 const WINDOW_TITLE = "Comfy Monitor";
-const run = promisify(execFile);
 
-const children = [];
+let session;
 let browser;
 let fake;
 let fakePort;
@@ -48,74 +47,13 @@ let profile;
 /** Everything dbus-monitor printed about notifications since the start. */
 let busLog = "";
 
-function start(command, args, options = {}) {
-  const child = spawn(command, args, { stdio: ["ignore", "pipe", "pipe"], ...options });
-  children.push(child);
-  child.stderr.on("data", (chunk) => process.stderr.write(`[${path.basename(command)}] ${chunk}`));
-  return child;
-}
-
-/** Reads the one JSON line the fake server prints when it listens. */
-function readUrl(child) {
-  return new Promise((resolve, reject) => {
-    const lines = readline.createInterface({ input: child.stdout });
-    const timer = setTimeout(() => reject(new Error("fake-comfyui printed no URL in time")), TIMEOUT);
-    lines.on("line", (line) => {
-      try {
-        const url = JSON.parse(line).url;
-        clearTimeout(timer);
-        resolve(url);
-      } catch {
-        // not the JSON line
-      }
-    });
-    child.once("exit", (code) => reject(new Error(`fake-comfyui exited early (${code})`)));
-  });
-}
-
-function startFake() {
+async function startFake() {
   // Slow steps, so a job is still running when the test acts on it.
-  fake = start(FAKE, ["--instances", "1", "--port", String(fakePort), "--json", "--step-delay-ms", "60"]);
-  return readUrl(fake);
+  ({ child: fake } = await startFakeServers(FAKE, ["--instances", "1", "--port", String(fakePort), "--step-delay-ms", "60"]));
 }
 
 function stopFake() {
-  return new Promise((resolve) => {
-    if (fake.exitCode !== null) return resolve();
-    fake.once("exit", () => resolve());
-    fake.kill("SIGKILL");
-  });
-}
-
-function freePort() {
-  return new Promise((resolve, reject) => {
-    const server = net.createServer();
-    server.once("error", reject);
-    server.listen(0, "127.0.0.1", () => {
-      const { port } = server.address();
-      server.close(() => resolve(port));
-    });
-  });
-}
-
-function accepts(port, host = "127.0.0.1") {
-  return new Promise((resolve) => {
-    const socket = net.connect({ port, host });
-    socket.once("connect", () => {
-      socket.destroy();
-      resolve(true);
-    });
-    socket.once("error", () => resolve(false));
-  });
-}
-
-async function waitForPort(port) {
-  const deadline = Date.now() + TIMEOUT;
-  while (Date.now() < deadline) {
-    if (await accepts(port)) return;
-    await new Promise((r) => setTimeout(r, 100));
-  }
-  throw new Error(`nothing listened on port ${port}`);
+  return stop(fake, "SIGKILL");
 }
 
 const byId = (id, extra = "") => `[data-testid="${id}"]${extra}`;
@@ -234,16 +172,6 @@ function recorded(key) {
   return browser.execute((key) => window[`__seen_${key}`] ?? [], key);
 }
 
-async function until(what, check, timeout = TIMEOUT) {
-  const deadline = Date.now() + timeout;
-  for (;;) {
-    const value = await check();
-    if (value) return value;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 100));
-  }
-}
-
 /** Titles of the windows the window manager shows (a hidden window is not managed). */
 async function managedWindows() {
   const { stdout } = await run("wmctrl", ["-l"]);
@@ -287,39 +215,27 @@ describe("comfy-monitor desktop app", () => {
     monitor.stdout.setEncoding("utf8");
     monitor.stdout.on("data", (chunk) => (busLog += chunk));
     start("dunst", []);
-    await until("the notification server", () => run("dunstctl", ["count", "displayed"]).then(() => true, () => false));
+    // Asked without activating it: a bus call to the name itself would start a second dunst.
+    const owned = () =>
+      run("gdbus", ["call", "--session", "--dest", "org.freedesktop.DBus", "--object-path", "/org/freedesktop/DBus",
+        "--method", "org.freedesktop.DBus.NameHasOwner", "org.freedesktop.Notifications"]).then(({ stdout }) => stdout.includes("true"), () => false);
+    await until("the notification server", owned);
     fakePort = await freePort();
     await startFake();
     const closedPort = await freePort();
-
-    const port = await freePort();
-    const nativePort = await freePort();
-    start(TAURI_DRIVER, ["--port", String(port), "--native-port", String(nativePort), "--native-driver", NATIVE_DRIVER], {
-      env: {
-        ...process.env,
-        COMFY_MONITOR_DB: path.join(profile, "comfy-monitor.db"),
-        COMFY_MONITOR_SECRETS: "file",
-        COMFY_MONITOR_INSTANCES: `${NOWHERE}=http://127.0.0.1:${closedPort}`,
-      },
+    session = await launchApp(APP, {
+      COMFY_MONITOR_DB: path.join(profile, "comfy-monitor.db"),
+      COMFY_MONITOR_SECRETS: "file",
+      COMFY_MONITOR_INSTANCES: `${NOWHERE}=http://127.0.0.1:${closedPort}`,
     });
-    await waitForPort(port);
-
-    browser = await remote({
-      hostname: "127.0.0.1",
-      port,
-      logLevel: "warn",
-      connectionRetryTimeout: TIMEOUT,
-      capabilities: {
-        "tauri:options": { application: APP },
-      },
-    });
+    browser = session.browser;
   });
 
   after(async () => {
     try {
-      await browser?.deleteSession();
+      if (session) await closeApp(session);
     } finally {
-      for (const child of children.reverse()) child.kill("SIGTERM");
+      await stopAll();
       if (profile) rmSync(profile, { recursive: true, force: true });
       console.log(`screenshots: ${SHOTS}`);
     }
@@ -384,7 +300,7 @@ describe("comfy-monitor desktop app", () => {
     assert.match(done.body, /took \d/);
     assert.match(done.body, /1 output/);
     assert.ok(done.image, "the notification carries no image");
-    assert.equal(done.defaultAction, "Show");
+    assert.equal(done.defaultAction, "Show job");
     assert.equal(await browser.execute(() => document.visibilityState), "hidden", "the window came back by itself");
     const fakeCard = await card(FAKE_NAME);
     assert.equal(await (await fakeCard.$(byId("last-job"))).getAttribute("data-prompt-id"), id);

@@ -1,0 +1,255 @@
+// What the end-to-end test and the app benchmarks share: child processes, free ports, the fake
+// ComfyUI servers, the app under tauri-driver, and the app's process tree in /proc.
+import { execFile, spawn } from "node:child_process";
+import { readFileSync, readdirSync, readlinkSync, realpathSync } from "node:fs";
+import net from "node:net";
+import path from "node:path";
+import readline from "node:readline";
+import { fileURLToPath } from "node:url";
+import { promisify } from "node:util";
+import { remote } from "webdriverio";
+
+export const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../..");
+export const TIMEOUT = 30_000;
+export const run = promisify(execFile);
+const NATIVE_DRIVER = process.env.NATIVE_DRIVER ?? "/usr/bin/WebKitWebDriver";
+const TAURI_DRIVER = process.env.TAURI_DRIVER ?? "tauri-driver";
+
+/** The binaries of one cargo profile (`debug` or `release`) under $CARGO_TARGET_DIR. */
+export function binaries(profile = "debug") {
+  const target = process.env.CARGO_TARGET_DIR ? path.resolve(ROOT, process.env.CARGO_TARGET_DIR) : path.join(ROOT, "target");
+  const dir = path.join(target, profile);
+  return {
+    app: path.join(dir, "comfy-monitor"),
+    fake: path.join(dir, "fake-comfyui"),
+    bench: path.join(dir, "comfy-bench"),
+  };
+}
+
+const children = [];
+
+/** Starts a child whose stderr is passed through with its name; it is killed by `stopAll`. */
+export function start(command, args, options = {}) {
+  const child = spawn(command, args, { stdio: ["ignore", "pipe", "pipe"], ...options });
+  children.push(child);
+  child.stderr.on("data", (chunk) => process.stderr.write(`[${path.basename(command)}] ${chunk}`));
+  return child;
+}
+
+export function stop(child, signal = "SIGTERM") {
+  return new Promise((resolve) => {
+    if (child.exitCode !== null || child.signalCode !== null) return resolve();
+    child.once("exit", () => resolve());
+    child.kill(signal);
+  });
+}
+
+export async function stopAll() {
+  await Promise.all(children.splice(0).reverse().map((c) => stop(c)));
+}
+
+/** Resolves with a value once `check` returns one; polls every 100 ms. */
+export async function until(what, check, timeout = TIMEOUT) {
+  const deadline = Date.now() + timeout;
+  for (;;) {
+    const value = await check();
+    if (value) return value;
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
+
+export function freePort() {
+  return new Promise((resolve, reject) => {
+    const server = net.createServer();
+    server.once("error", reject);
+    server.listen(0, "127.0.0.1", () => {
+      const { port } = server.address();
+      server.close(() => resolve(port));
+    });
+  });
+}
+
+/** A first port with `count` free ports after it (checked once; good enough on a test box). */
+export async function freePortRange(count) {
+  for (let attempt = 0; attempt < 20; attempt++) {
+    const first = await freePort();
+    if (first + count > 65535) continue;
+    const free = await Promise.all(Array.from({ length: count }, (_, i) => accepts(first + i).then((busy) => !busy)));
+    if (free.every(Boolean)) return first;
+  }
+  throw new Error(`no run of ${count} free ports found`);
+}
+
+export function accepts(port, host = "127.0.0.1") {
+  return new Promise((resolve) => {
+    const socket = net.connect({ port, host });
+    socket.once("connect", () => {
+      socket.destroy();
+      resolve(true);
+    });
+    socket.once("error", () => resolve(false));
+  });
+}
+
+export async function waitForPort(port) {
+  await until(`something to listen on port ${port}`, () => accepts(port));
+}
+
+/** Starts `fake-comfyui --json` with `args`; resolves with the child and the `count` servers it
+ * announced (one JSON line each: url, port, …). */
+export function startFake(binary, args, count = 1) {
+  const child = start(binary, ["--json", ...args]);
+  return new Promise((resolve, reject) => {
+    const servers = [];
+    const lines = readline.createInterface({ input: child.stdout });
+    const timer = setTimeout(() => reject(new Error("fake-comfyui did not announce its servers in time")), TIMEOUT);
+    lines.on("line", (line) => {
+      let server;
+      try {
+        server = JSON.parse(line);
+      } catch {
+        return; // not one of its JSON lines
+      }
+      servers.push(server);
+      if (servers.length === count) {
+        clearTimeout(timer);
+        resolve({ child, servers });
+      }
+    });
+    child.once("exit", (code) => {
+      clearTimeout(timer);
+      reject(new Error(`fake-comfyui exited early (${code})`));
+    });
+  });
+}
+
+/** Launches the app through tauri-driver with `env` and opens a WebDriver session on it. */
+export async function launchApp(app, env) {
+  const port = await freePort();
+  const nativePort = await freePort();
+  const driver = start(TAURI_DRIVER, ["--port", String(port), "--native-port", String(nativePort), "--native-driver", NATIVE_DRIVER], {
+    env: { ...process.env, ...env },
+  });
+  await waitForPort(port);
+  const browser = await remote({
+    hostname: "127.0.0.1",
+    port,
+    logLevel: "warn",
+    connectionRetryTimeout: TIMEOUT,
+    capabilities: { "tauri:options": { application: app } },
+  });
+  return { browser, driver };
+}
+
+/** Ends the WebDriver session (which closes the app) and stops tauri-driver. */
+export async function closeApp({ browser, driver }) {
+  try {
+    await browser.deleteSession();
+  } finally {
+    await stop(driver);
+  }
+}
+
+// ---- /proc: the app's process tree ----
+
+const CLOCK_TICKS = 100; // USER_HZ on Linux
+
+function stat(pid) {
+  try {
+    const text = readFileSync(`/proc/${pid}/stat`, "utf8");
+    // The command name may hold spaces and parentheses: fields start after the last ')'.
+    const fields = text.slice(text.lastIndexOf(")") + 2).split(" ");
+    return { ppid: Number(fields[1]), utime: Number(fields[11]), stime: Number(fields[12]), starttime: Number(fields[19]) };
+  } catch {
+    return null;
+  }
+}
+
+function pids() {
+  return readdirSync("/proc").filter((d) => /^\d+$/.test(d)).map(Number);
+}
+
+/** The pid of the running `binary` that descends from `ancestor`. */
+export function findProcess(binary, ancestor) {
+  const wanted = realpathSync(binary);
+  for (const pid of pids()) {
+    let exe;
+    try {
+      exe = readlinkSync(`/proc/${pid}/exe`);
+    } catch {
+      continue;
+    }
+    if (exe !== wanted) continue;
+    for (let p = pid, hops = 0; p > 1 && hops < 20; p = stat(p)?.ppid ?? 0, hops++) {
+      if (p === ancestor) return pid;
+    }
+  }
+  return null;
+}
+
+/** `root` and every process below it (the app and its WebKit processes). */
+export function tree(root) {
+  const parent = new Map(pids().map((pid) => [pid, stat(pid)?.ppid]));
+  const inside = (pid) => {
+    for (let p = pid, hops = 0; p && hops < 20; p = parent.get(p), hops++) if (p === root) return true;
+    return false;
+  };
+  return [...parent.keys()].filter(inside);
+}
+
+function rssKib(pid) {
+  try {
+    const line = readFileSync(`/proc/${pid}/status`, "utf8").match(/^VmRSS:\s+(\d+)\s+kB/m);
+    return line ? Number(line[1]) : 0;
+  } catch {
+    return 0;
+  }
+}
+
+/** CPU seconds used so far and resident memory now, of `root` alone and of its whole tree. */
+export function usage(root) {
+  const all = tree(root);
+  const cpu = (pid) => {
+    const s = stat(pid);
+    return s ? (s.utime + s.stime) / CLOCK_TICKS : 0;
+  };
+  return {
+    at: performance.now(),
+    cpuS: cpu(root),
+    treeCpuS: all.reduce((sum, pid) => sum + cpu(pid), 0),
+    rssMib: rssKib(root) / 1024,
+    treeRssMib: all.reduce((sum, pid) => sum + rssKib(pid), 0) / 1024,
+    processes: all.length,
+  };
+}
+
+/** Share of one core and memory between two `usage` readings. */
+export function between(a, b) {
+  const seconds = (b.at - a.at) / 1000;
+  return {
+    seconds,
+    corePercent: (100 * (b.cpuS - a.cpuS)) / seconds,
+    treeCorePercent: (100 * (b.treeCpuS - a.treeCpuS)) / seconds,
+    rssMib: b.rssMib,
+    treeRssMib: b.treeRssMib,
+  };
+}
+
+/** When `pid` started, in milliseconds since the epoch (10 ms resolution). */
+export function startedAtMs(pid) {
+  const uptimeS = Number(readFileSync("/proc/uptime", "utf8").split(" ")[0]);
+  const bootMs = Date.now() - uptimeS * 1000;
+  return bootMs + (stat(pid).starttime / CLOCK_TICKS) * 1000;
+}
+
+/** Nearest-rank percentile of numbers (`q` in 0..1). */
+export function percentile(values, q) {
+  if (values.length === 0) return null;
+  const sorted = [...values].sort((a, b) => a - b);
+  return sorted[Math.min(sorted.length - 1, Math.max(0, Math.ceil(q * sorted.length) - 1))];
+}
+
+export function median(values) {
+  return percentile(values, 0.5);
+}
