@@ -196,6 +196,8 @@ impl Supervisor {
         let mut attempt: u32 = 0;
         let mut auth_attempt: u32 = 0;
         let mut connected_before = false;
+        // When the last working session ended (see `reconnect_delay`).
+        let mut dropped_at: Option<Instant> = None;
         loop {
             // Announce the attempt, unless the last one failed: then the failure (with its
             // retry time) stays on display instead of flapping on every attempt.
@@ -221,6 +223,7 @@ impl Supervisor {
                     connected_before = true;
                     let started = Instant::now();
                     let end = self.session(socket).await;
+                    dropped_at = Some(Instant::now());
                     self.processor.disconnected();
                     if started.elapsed() >= STABLE_SESSION {
                         attempt = 0;
@@ -241,7 +244,8 @@ impl Supervisor {
                     d
                 }
                 Err(e) => {
-                    let d = reconnect_delay(attempt, rand::random());
+                    let down_for = dropped_at.map(|t| t.elapsed());
+                    let d = reconnect_delay(attempt, down_for, rand::random());
                     attempt = attempt.saturating_add(1);
                     self.set_status(ConnectionState::Unreachable, e.to_string(), Some(d))
                         .await;
@@ -270,7 +274,7 @@ impl Supervisor {
         .await;
         match self.api.probe().await {
             Ok(_) => {
-                let d = reconnect_delay(*attempt, rand::random());
+                let d = reconnect_delay(*attempt, Some(Duration::ZERO), rand::random());
                 *attempt = attempt.saturating_add(1);
                 self.set_status(
                     ConnectionState::Reconnecting,
@@ -288,7 +292,7 @@ impl Supervisor {
                 d
             }
             Err(e) => {
-                let d = reconnect_delay(*attempt, rand::random());
+                let d = reconnect_delay(*attempt, Some(Duration::ZERO), rand::random());
                 *attempt = attempt.saturating_add(1);
                 self.set_status(
                     ConnectionState::Unreachable,

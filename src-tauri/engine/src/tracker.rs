@@ -33,9 +33,13 @@ use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 /// Milliseconds since the Unix epoch: the tracker's only notion of time.
 pub type Millis = i64;
 
-/// How many finished jobs are remembered, so a late message or snapshot for them is ignored
+/// How many finished jobs are remembered by id, so a late message or snapshot for them is ignored
 /// instead of resurrecting them.
 const FINISHED_MEMORY: usize = 2048;
+/// How many of those keep their whole record (graph, nodes, outputs) for lookups; older ones
+/// keep only the id. A long session would otherwise hold thousands of workflows it never reads
+/// again (the journal has them).
+const FINISHED_DETAIL: usize = 64;
 /// Node texts kept per job.
 const TEXT_MEMORY: usize = 64;
 
@@ -631,6 +635,14 @@ impl Tracker {
     fn remember_finished(&mut self, id: PromptId) {
         if self.finished_set.insert(id.clone()) {
             self.finished.push_back(id);
+            if let Some(older) = self
+                .finished
+                .len()
+                .checked_sub(FINISHED_DETAIL + 1)
+                .and_then(|i| self.finished.get(i))
+            {
+                self.jobs.remove(older);
+            }
         }
         while self.finished.len() > FINISHED_MEMORY {
             if let Some(old) = self.finished.pop_front() {
@@ -1491,6 +1503,30 @@ mod tests {
         assert!(t
             .apply_outcome(&"a".into(), finished("a", Outcome::Success), 2_300)
             .is_empty());
+    }
+
+    #[test]
+    fn old_finished_jobs_keep_only_their_id_and_are_never_resurrected() {
+        let mut t = Tracker::new(ME);
+        let total = FINISHED_DETAIL + 10;
+        for i in 0..total {
+            let id = format!("j{i}");
+            let job = active(&id, i as f64, Some("browser"));
+            let now = (i as Millis) * 1_000;
+            t.apply_snapshot(&snap(std::slice::from_ref(&job), &[]), now);
+            t.apply_snapshot(&snap(&[], &[]), now + 100);
+            t.apply_outcome(&id.as_str().into(), finished(&id, Outcome::Success), now + 200);
+        }
+        assert_eq!(t.jobs.len(), FINISHED_DETAIL, "only the newest keep their record");
+        assert!(t.job(&"j0".into()).is_none());
+        let newest = format!("j{}", total - 1);
+        assert_eq!(t.job(&newest.as_str().into()).unwrap().state, JobState::Success);
+        // The oldest is still known as finished: a stale snapshot does not bring it back.
+        let stale = active("j0", 0.0, Some("browser"));
+        let (u, req) = t.apply_snapshot(&snap(&[stale], &[]), 1_000_000);
+        assert!(job_states(&u).is_empty(), "{u:?}");
+        assert!(req.is_empty(), "{req:?}");
+        assert!(t.job(&"j0".into()).is_none());
     }
 
     #[test]
