@@ -7,7 +7,7 @@
 
 use crate::error::StoreError;
 use crate::instance::{self, InstanceId};
-use crate::store::Store;
+use crate::store::{JobRetention, Store};
 use rusqlite::{params, Connection, OptionalExtension, Row};
 use std::fmt;
 
@@ -298,6 +298,54 @@ fn upsert(
     }
 }
 
+/// The `meta` key counting terminal writes, for [`Store::record_terminal`]'s pruning.
+const TERMINAL_WRITES_KEY: &str = "job_terminal_writes";
+
+/// Counts one more terminal write and returns the new count.
+///
+/// The count lives in the file, not in the process, so "every n-th write" holds across restarts
+/// and across processes sharing the file (it is bumped in the writer's transaction, under the
+/// write lock). Job ids would not do: they are handed out when a job is first seen, not when it
+/// ends, so the jobs ending in a row need not have consecutive ids.
+fn count_terminal_write(conn: &Connection) -> rusqlite::Result<i64> {
+    conn.query_row(
+        "INSERT INTO meta (key, value) VALUES (?1, '1') \
+         ON CONFLICT (key) DO UPDATE SET value = CAST(CAST(value AS INTEGER) + 1 AS TEXT) \
+         RETURNING CAST(value AS INTEGER)",
+        [TERMINAL_WRITES_KEY],
+        |r| r.get(0),
+    )
+}
+
+/// Deletes the finished jobs the retention policy no longer keeps, instance by instance (so each
+/// statement walks the `jobs_finished` index of one instance); returns how many went. Unfinished
+/// jobs are never matched. Their output rows go by `ON DELETE CASCADE` (foreign keys are on for
+/// every connection, see `Store::open_with`).
+fn prune(conn: &Connection, now: i64, retention: JobRetention) -> rusqlite::Result<usize> {
+    let cutoff = now.saturating_sub(retention.max_age_ms.max(0));
+    // Every job belongs to an instance (a foreign key), so this reaches all of them.
+    let instances = conn
+        .prepare("SELECT id FROM instances")?
+        .query_map([], |r| r.get::<_, i64>(0))?
+        .collect::<Result<Vec<_>, _>>()?;
+    let mut by_age = conn.prepare(
+        "DELETE FROM jobs WHERE instance_id = ?1 AND state NOT IN ('pending', 'running') \
+             AND finished_at < ?2",
+    )?;
+    let mut by_count = conn.prepare(
+        "DELETE FROM jobs WHERE id IN ( \
+             SELECT id FROM jobs \
+             WHERE instance_id = ?1 AND state NOT IN ('pending', 'running') \
+             ORDER BY finished_at DESC, id DESC LIMIT -1 OFFSET ?2)",
+    )?;
+    let mut deleted = 0;
+    for id in instances {
+        deleted += by_age.execute(params![id, cutoff])?;
+        deleted += by_count.execute(params![id, retention.max_finished_per_instance])?;
+    }
+    Ok(deleted)
+}
+
 impl Store {
     /// Records a job seen waiting in a queue, adding it if new. Never changes a running or
     /// finished job's state. Returns the job as stored.
@@ -332,13 +380,22 @@ impl Store {
     /// terminal state, `false` if the job had already ended (the earlier outcome stands).
     /// The job must have been recorded with [`Store::record_seen`] or
     /// [`Store::record_running`] first, else [`StoreError::NotFound`].
+    ///
+    /// Every [`StoreOptions::prune_every`]-th terminal write (counted in the file, so across
+    /// restarts and processes) also prunes the journal in the same transaction, with the job's
+    /// `finished_at` as "now" (see [`Store::prune_jobs`]).
+    ///
+    /// [`StoreOptions::prune_every`]: crate::StoreOptions::prune_every
     pub fn record_terminal(&mut self, end: &JobEnd, now: i64) -> Result<bool, StoreError> {
+        let retention = self.options.job_retention;
+        let every = i64::from(self.options.prune_every.max(1));
         let r = (|| {
             check_json("the error", end.error_json.as_deref())?;
             check_json("the outputs", end.outputs_json.as_deref())?;
             check_json("the node durations", end.node_durations_json.as_deref())?;
+            let tx = self.conn.transaction()?;
             // One statement: SQLite's write lock makes the check and the write one step.
-            let changed = self.conn.execute(
+            let changed = tx.execute(
                 "UPDATE jobs SET state = ?1, started_at = coalesce(started_at, ?2), \
                      finished_at = ?3, error_json = ?4, outputs_json = ?5, \
                      node_durations_json = ?6, detail = coalesce(?7, detail), updated_at = ?8 \
@@ -356,17 +413,51 @@ impl Store {
                     end.prompt_id
                 ],
             )?;
-            if changed > 0 {
-                return Ok(true);
+            if changed == 0 {
+                // Nothing was written; dropping the transaction ends it.
+                return match find(&tx, end.instance, &end.prompt_id).optional()? {
+                    Some(_) => Ok(false),
+                    None => Err(StoreError::NotFound {
+                        what: format!("job {} on instance {}", end.prompt_id, end.instance),
+                    }),
+                };
             }
-            match find(&self.conn, end.instance, &end.prompt_id).optional()? {
-                Some(_) => Ok(false),
-                None => Err(StoreError::NotFound {
-                    what: format!("job {} on instance {}", end.prompt_id, end.instance),
-                }),
+            if count_terminal_write(&tx)? % every == 0 {
+                prune(&tx, end.finished_at, retention)?;
             }
+            tx.commit()?;
+            Ok(true)
         })();
         self.check(r)
+    }
+
+    /// Enforces the [`JobRetention`] policy now, with `now` as the current time: of each
+    /// instance, drops finished jobs that ended before `now - max_age_ms`, then all but the
+    /// newest `max_finished_per_instance` finished ones. Pending and running jobs are never
+    /// dropped. Output rows go with their job; downloaded files on disk are not touched.
+    /// Returns how many jobs were deleted. Meant for start-up; [`Store::record_terminal`]
+    /// also prunes by itself every [`StoreOptions::prune_every`] terminal writes.
+    ///
+    /// [`StoreOptions::prune_every`]: crate::StoreOptions::prune_every
+    pub fn prune_jobs(&mut self, now: i64) -> Result<usize, StoreError> {
+        let retention = self.options.job_retention;
+        let r = (|| {
+            let tx = self.conn.transaction()?;
+            let n = prune(&tx, now, retention)?;
+            tx.commit()?;
+            Ok(n)
+        })();
+        self.check(r)
+    }
+
+    /// How many jobs the journal holds, finished or not, over all instances.
+    pub fn job_count(&self) -> Result<u64, StoreError> {
+        self.check(
+            self.conn
+                .query_row("SELECT count(*) FROM jobs", [], |r| r.get::<_, i64>(0))
+                .map(|n| u64::try_from(n).unwrap_or(0))
+                .map_err(StoreError::from),
+        )
     }
 
     /// One job by its server-side prompt id.
@@ -497,6 +588,32 @@ mod tests {
         ] {
             assert!(JobState::from(o).is_terminal());
         }
+    }
+
+    #[test]
+    fn pruning_walks_the_finished_jobs_index_without_sorting() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path().join("plan.db")).unwrap();
+        let plan = |sql: &str| -> String {
+            let mut stmt = store
+                .conn
+                .prepare(&format!("EXPLAIN QUERY PLAN {sql}"))
+                .unwrap();
+            let rows = stmt.query_map([], |r| r.get::<_, String>(3)).unwrap();
+            rows.collect::<Result<Vec<_>, _>>().unwrap().join("; ")
+        };
+        let by_age = plan(
+            "DELETE FROM jobs WHERE instance_id = 1 AND state NOT IN ('pending', 'running') \
+                 AND finished_at < 5",
+        );
+        assert!(by_age.contains("USING INDEX jobs_finished"), "{by_age}");
+        let by_count = plan(
+            "DELETE FROM jobs WHERE id IN (SELECT id FROM jobs \
+                 WHERE instance_id = 1 AND state NOT IN ('pending', 'running') \
+                 ORDER BY finished_at DESC, id DESC LIMIT -1 OFFSET 3)",
+        );
+        assert!(by_count.contains("INDEX jobs_finished"), "{by_count}");
+        assert!(!by_count.contains("TEMP B-TREE"), "{by_count}");
     }
 
     #[test]

@@ -13,7 +13,8 @@
 //!
 //! # Schema (version [`SCHEMA_VERSION`])
 //!
-//! - `meta(key, value)`: bookkeeping, e.g. that the default instance was seeded.
+//! - `meta(key, value)`: bookkeeping, e.g. that the default instance was seeded, and how many
+//!   terminal job states were written (the clock of the journal's pruning).
 //! - `instances(id, name UNIQUE NOCASE, base_url, auth_kind, auth_json, accept_invalid_certs,
 //!   enabled, client_id UNIQUE, preview_fps_cap, notify_json, created_at, updated_at,
 //!   last_status, last_connected)`. `auth_json` holds the non-secret settings (basic user
@@ -44,6 +45,13 @@
 //!   `PRAGMA user_version`; a brand-new database also gets the "Local" instance
 //!   (`http://127.0.0.1:8188/`) once, recorded in `meta` so deleting it sticks.
 //! - **The event log is bounded** by [`EventRetention`] (10 000 rows, 30 days by default).
+//! - **The job journal is bounded** by [`JobRetention`]: per instance, at most the newest 10 000
+//!   finished jobs (by finish time) and none finished more than 180 days ago, by default. Only
+//!   finished jobs are pruned; pending and running ones stay whatever their age, since recovery
+//!   after a crash reconciles them. A pruned job's `outputs` rows go with it (cascade); files
+//!   downloaded to disk are not touched. [`Store::record_terminal`] prunes by itself every
+//!   [`StoreOptions::prune_every`] terminal writes (counted in `meta`, so across restarts),
+//!   with the job's finish time as "now"; hosts call [`Store::prune_jobs`] at start-up.
 //! - **Concurrent use is safe:** WAL journal, a busy timeout, and write transactions that take
 //!   the lock up front; waiting longer than the timeout is [`StoreError::Locked`].
 
@@ -66,6 +74,6 @@ pub use job::{JobEnd, JobId, JobOrigin, JobOutcome, JobRecord, JobSeen, JobState
 pub use migrate::{DEFAULT_INSTANCE_NAME, DEFAULT_INSTANCE_URL, SCHEMA_VERSION};
 pub use output::{NewOutput, OutputId, OutputKind, OutputRecord, MAX_THUMBNAIL_BYTES};
 pub use store::{
-    default_path, EventRetention, Store, StoreOptions, DB_ENV_VAR, DB_FILE_NAME,
+    default_path, EventRetention, JobRetention, Store, StoreOptions, DB_ENV_VAR, DB_FILE_NAME,
     DEFAULT_BUSY_TIMEOUT,
 };

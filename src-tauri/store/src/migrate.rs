@@ -11,7 +11,10 @@ use std::path::Path;
 
 /// The ordered migrations; entry `i` takes the schema from version `i` to `i + 1`.
 /// Never edit a released entry: append a new one.
-const MIGRATIONS: &[&str] = &[include_str!("migrations/0001_initial.sql")];
+const MIGRATIONS: &[&str] = &[
+    include_str!("migrations/0001_initial.sql"),
+    include_str!("migrations/0002_job_retention.sql"),
+];
 
 /// The schema version this build writes and understands.
 pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
@@ -135,6 +138,52 @@ mod tests {
         for sql in MIGRATIONS {
             conn.execute_batch(sql).unwrap();
         }
+    }
+
+    /// A file as the first release left it: schema version 1 with an instance, jobs and
+    /// outputs. Opening it with this build migrates it and keeps every row.
+    #[test]
+    fn a_version_1_database_is_migrated_and_keeps_its_jobs() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("v1.db");
+        {
+            let conn = Connection::open(&path).unwrap();
+            conn.execute_batch(MIGRATIONS[0]).unwrap();
+            conn.pragma_update(None, "application_id", APPLICATION_ID)
+                .unwrap();
+            conn.pragma_update(None, "user_version", 1).unwrap();
+            conn.execute_batch(
+                "INSERT INTO meta (key, value) VALUES ('default_instance_seeded_at', '1');
+                 INSERT INTO instances (id, name, base_url, created_at, updated_at)
+                     VALUES (1, 'Local', 'http://127.0.0.1:8188/', 1, 1);
+                 INSERT INTO jobs (id, instance_id, prompt_id, origin, queued_at, state,
+                     finished_at, updated_at)
+                     VALUES (1, 1, 'done', 'other', 1, 'success', 2, 2),
+                            (2, 1, 'waiting', 'other', 3, 'pending', NULL, 3);
+                 INSERT INTO outputs (job_id, node_id, filename, kind)
+                     VALUES (1, '9', 'a.png', 'output');",
+            )
+            .unwrap();
+        }
+
+        let mut store = crate::Store::open(&path).unwrap();
+        assert_eq!(store.schema_version().unwrap(), SCHEMA_VERSION);
+        assert_eq!(store.job_count().unwrap(), 2);
+        assert_eq!(store.instances().unwrap().len(), 1, "not seeded twice");
+        let done = store.job(crate::InstanceId(1), "done").unwrap().unwrap();
+        assert_eq!(store.outputs(done.id).unwrap().len(), 1);
+        let index: i64 = store
+            .conn
+            .query_row(
+                "SELECT count(*) FROM sqlite_schema WHERE type = 'index' AND name = 'jobs_finished'",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert_eq!(index, 1);
+        // The migrated file prunes like a new one.
+        assert_eq!(store.prune_jobs(i64::MAX / 2).unwrap(), 1);
+        assert_eq!(store.job_count().unwrap(), 1);
     }
 
     #[test]

@@ -61,6 +61,25 @@ impl Default for EventRetention {
     }
 }
 
+/// How the job journal is kept. Only finished jobs (a terminal state recorded) are ever pruned:
+/// of each instance, none whose finish time is older than `max_age_ms`, and at most the newest
+/// `max_finished_per_instance` (newest by finish time, ties by id; 0 keeps none). Pending and
+/// running jobs always stay, whatever their age: they are what a restart reconciles.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct JobRetention {
+    pub max_finished_per_instance: u32,
+    pub max_age_ms: i64,
+}
+
+impl Default for JobRetention {
+    fn default() -> Self {
+        Self {
+            max_finished_per_instance: 10_000,
+            max_age_ms: 180 * 24 * 60 * 60 * 1000,
+        }
+    }
+}
+
 /// Connection settings; [`Store::open`] uses the defaults.
 #[derive(Debug, Clone)]
 pub struct StoreOptions {
@@ -69,7 +88,10 @@ pub struct StoreOptions {
     /// [`StoreError::ReadOnly`], and a database that needs migrating cannot be opened.
     pub read_only: bool,
     pub event_retention: EventRetention,
-    /// [`Store::log_event`] prunes the log on every row id divisible by this.
+    pub job_retention: JobRetention,
+    /// How often pruning runs by itself: [`Store::log_event`] prunes the log on every row id
+    /// divisible by this, and [`Store::record_terminal`] prunes the journal on every this-many-th
+    /// terminal write.
     pub prune_every: u32,
 }
 
@@ -79,6 +101,7 @@ impl Default for StoreOptions {
             busy_timeout: DEFAULT_BUSY_TIMEOUT,
             read_only: false,
             event_retention: EventRetention::default(),
+            job_retention: JobRetention::default(),
             prune_every: 100,
         }
     }

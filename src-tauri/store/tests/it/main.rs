@@ -8,5 +8,6 @@ mod instances;
 mod jobs;
 mod open;
 mod outputs;
+mod retention;
 mod secrets;
 mod support;
