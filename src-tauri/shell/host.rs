@@ -200,6 +200,15 @@ impl Host {
 
     /// Starts every saved instance. Called once, inside the runtime.
     pub async fn start_all(&self, emit: &(dyn Fn(Update) + Send + Sync)) {
+        // Retention runs as rows are written; once more at start, in case limits changed or the
+        // app was off for months.
+        let now = comfy_engine::now_ms();
+        if let Err(e) = self.with_journal(|j| {
+            let store = j.store_mut();
+            Ok(store.prune_jobs(now)? + store.prune_events(now)?)
+        }) {
+            tracing::warn!(error = %e, "the journal could not be pruned");
+        }
         let records = match self.with_journal(|j| Ok(j.store().instances()?)) {
             Ok(r) => r,
             Err(e) => {

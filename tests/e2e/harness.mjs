@@ -142,13 +142,34 @@ export async function launchApp(app, env) {
   return { browser, driver };
 }
 
-/** Ends the WebDriver session (which closes the app) and stops tauri-driver. */
-export async function closeApp({ browser, driver }) {
+/** Ends the WebDriver session (which closes the app) and stops tauri-driver. With the app's
+ * `pid`, also makes sure the app is gone: one closed in the middle of its start-up can outlive
+ * its session, and would hold on to tauri-driver's output pipe. */
+export async function closeApp({ browser, driver, pid }) {
   try {
     await browser.deleteSession();
   } finally {
     await stop(driver);
+    if (pid) await reap(pid);
   }
+}
+
+function alive(pid) {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** SIGTERM, then SIGKILL after five seconds, for a process that is not our child. */
+async function reap(pid) {
+  if (!alive(pid)) return;
+  process.kill(pid, "SIGTERM");
+  const deadline = Date.now() + 5000;
+  while (alive(pid) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+  if (alive(pid)) process.kill(pid, "SIGKILL");
 }
 
 // ---- /proc: the app's process tree ----

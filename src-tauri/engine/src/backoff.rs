@@ -64,7 +64,10 @@ mod tests {
         let d: Vec<_> = (0..40).map(|a| reconnect_delay(a, just_now, 1.0)).collect();
         assert_eq!(d[0], Duration::from_millis(500));
         assert!(d.iter().all(|d| *d <= Duration::from_secs(1)));
-        assert_eq!(reconnect_delay(u32::MAX, just_now, 1.0), Duration::from_secs(1));
+        assert_eq!(
+            reconnect_delay(u32::MAX, just_now, 1.0),
+            Duration::from_secs(1)
+        );
         // Near the end of the window still fast; past it, the full cap again.
         let late = RESTART_WINDOW - Duration::from_millis(1);
         assert_eq!(reconnect_delay(30, Some(late), 1.0), Duration::from_secs(1));

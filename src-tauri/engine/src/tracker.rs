@@ -1515,12 +1515,23 @@ mod tests {
             let now = (i as Millis) * 1_000;
             t.apply_snapshot(&snap(std::slice::from_ref(&job), &[]), now);
             t.apply_snapshot(&snap(&[], &[]), now + 100);
-            t.apply_outcome(&id.as_str().into(), finished(&id, Outcome::Success), now + 200);
+            t.apply_outcome(
+                &id.as_str().into(),
+                finished(&id, Outcome::Success),
+                now + 200,
+            );
         }
-        assert_eq!(t.jobs.len(), FINISHED_DETAIL, "only the newest keep their record");
+        assert_eq!(
+            t.jobs.len(),
+            FINISHED_DETAIL,
+            "only the newest keep their record"
+        );
         assert!(t.job(&"j0".into()).is_none());
         let newest = format!("j{}", total - 1);
-        assert_eq!(t.job(&newest.as_str().into()).unwrap().state, JobState::Success);
+        assert_eq!(
+            t.job(&newest.as_str().into()).unwrap().state,
+            JobState::Success
+        );
         // The oldest is still known as finished: a stale snapshot does not bring it back.
         let stale = active("j0", 0.0, Some("browser"));
         let (u, req) = t.apply_snapshot(&snap(&[stale], &[]), 1_000_000);

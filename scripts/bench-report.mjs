@@ -1,0 +1,206 @@
+// Turns the benchmark JSON (engine.json from comfy-bench, app.json from tests/e2e/bench-app.mjs)
+// into the tables of docs/benchmarks.md, between its `<!-- bench:begin -->` and
+// `<!-- bench:end -->` marks (the rest of the file is written by hand), and into one JSON file.
+// Without --markdown it only prints the tables. It fails when a figure is missing, so a harness
+// that stops measuring something cannot pass its smoke run.
+//
+// Usage: node scripts/bench-report.mjs --engine FILE --app FILE [--markdown FILE] [--json FILE]
+import { execFileSync } from "node:child_process";
+import { readFileSync, writeFileSync } from "node:fs";
+import os from "node:os";
+import { parseArgs } from "node:util";
+
+const { values: opts } = parseArgs({
+  options: {
+    engine: { type: "string" },
+    app: { type: "string" },
+    markdown: { type: "string" },
+    json: { type: "string" },
+  },
+});
+if (!opts.engine || !opts.app) {
+  console.error("usage: bench-report.mjs --engine FILE --app FILE [--markdown FILE] [--json FILE]");
+  process.exit(2);
+}
+const engine = JSON.parse(readFileSync(opts.engine, "utf8"));
+const app = JSON.parse(readFileSync(opts.app, "utf8"));
+const missing = [];
+
+/** The value at a dotted path, or a note that it is missing. */
+function get(root, where, dotted) {
+  let v = root;
+  for (const key of dotted.split(".")) v = v?.[key];
+  if (v === undefined || v === null) missing.push(`${where}: ${dotted}`);
+  return v;
+}
+const e = (p) => get(engine, "engine", p);
+const a = (p) => get(app, "app", p);
+const fmt = (v, unit = "") => (v === undefined || v === null ? "–" : `${v}${unit}`);
+const kib = (bytes) => (typeof bytes === "number" ? Number((bytes / 1024).toFixed(1)) : null);
+const mib = (bytes) => (typeof bytes === "number" && !Number.isNaN(bytes) ? Number((bytes / 2 ** 20).toFixed(1)) : null);
+const verdict = (ok) => (ok === null ? "" : ok ? "met" : "**missed**");
+const atMost = (v, limit) => (typeof v === "number" ? v <= limit : null);
+
+function machine() {
+  const cpu = os.cpus();
+  let osName = `${os.type()} ${os.release()}`;
+  try {
+    osName = readFileSync("/etc/os-release", "utf8").match(/^PRETTY_NAME="?([^"\n]*)/m)?.[1] ?? osName;
+  } catch {
+    // keep the kernel name
+  }
+  let rustc = "";
+  try {
+    rustc = execFileSync("rustc", ["--version"], { encoding: "utf8" }).trim();
+  } catch {
+    // not on PATH
+  }
+  return {
+    cpus: cpu.length,
+    cpu_model: cpu[0]?.model ?? "unknown",
+    mem_gib: Number((os.totalmem() / 2 ** 30).toFixed(1)),
+    os: osName,
+    rustc,
+  };
+}
+
+const latencyAt = (n) => (app.measures?.latency ?? []).find((m) => m.instances === n);
+const lat20 = latencyAt(20) ?? latencyAt(Math.max(...(app.measures?.latency ?? []).map((m) => m.instances)));
+const scale = app.measures?.scale ?? {};
+const idleRss = scale.idle?.app_rss_mib;
+const idleCpu = scale.idle?.app_core_percent;
+
+const targets = [
+  ["Progress → DOM latency, p99 at 20 instances", fmt(lat20?.p99_ms, " ms"), "≤ 16 ms", atMost(lat20?.p99_ms, 16)],
+  ["Backend per-frame cost vs bare reader", fmt(e("measures.per_frame.ratio_previews"), "×") + " previews, " + fmt(e("measures.per_frame.ratio_progress"), "×") + " progress", "≤ 1.5×", atMost(Math.max(engine.measures?.per_frame?.ratio_previews ?? Infinity, engine.measures?.per_frame?.ratio_progress ?? Infinity), 1.5)],
+  [`${fmt(scale.instances)} instances idle, app process`, `${fmt(idleRss, " MiB")}, ${fmt(idleCpu, " %")} of a core`, "≤ 60 MB, ≤ 0.5 %", typeof idleRss === "number" && typeof idleCpu === "number" ? idleRss * 1.048576 <= 60 && idleCpu <= 0.5 : null],
+  ["Reconnect, p99", fmt(e("measures.reconnect.p99_ms"), " ms"), "≤ 1500 ms", atMost(engine.measures?.reconnect?.p99_ms, 1500)],
+  ["Cancel: click → “Cancelling…”, slowest", fmt(a("measures.cancel.click_to_cancelling_max_ms"), " ms"), "≤ 100 ms", atMost(app.measures?.cancel?.click_to_cancelling_max_ms, 100)],
+  ["Start-up to last-known state, median", fmt(a("measures.startup.process_start_to_state_p50_ms"), " ms"), "≤ 1000 ms", atMost(app.measures?.startup?.process_start_to_state_p50_ms, 1000)],
+  ["Soak: RSS growth", fmt(e("measures.soak.rss_growth_mib"), " MiB"), "≤ 10 MB", atMost(engine.measures?.soak?.rss_growth_mib, 10 / 1.048576)],
+];
+
+const lines = [];
+const table = (head, rows) => {
+  lines.push(`| ${head.join(" | ")} |`, `|${head.map(() => "---").join("|")}|`);
+  for (const r of rows) lines.push(`| ${r.join(" | ")} |`);
+  lines.push("");
+};
+const m = machine();
+lines.push(
+  `Run ${new Date().toISOString().slice(0, 10)} in ${app.mode} mode (${app.profile} build) on ${m.cpus} × ${m.cpu_model}, ${m.mem_gib} GiB, ${m.os}${m.rustc ? `, ${m.rustc}` : ""}.`,
+  `Reproduce with \`scripts/bench\` (or \`scripts/bench --smoke\` for the short run CI does). Each figure is a median over the run unless it says p99 or max.`,
+  "",
+  "### Targets",
+  "",
+);
+table(["measure", "figure", "target", ""], targets.map(([what, figure, target, ok]) => [what, figure, target, verdict(ok)]));
+
+lines.push("### 1. Backend per-frame cost (CPU time through the engine, decode to sink, vs a bare tokio-tungstenite reader in the same run)", "");
+table(
+  ["frames", "engine", "bare reader", "ratio"],
+  [
+    [`1,000 preview frames (${fmt(engine.measures?.per_frame?.preview_px)} px JPEG, ${fmt(kib(engine.measures?.per_frame?.preview_frame_bytes))} KiB)`, fmt(e("measures.per_frame.engine.cpu_ms_per_1000_previews"), " ms"), fmt(e("measures.per_frame.bare_reader.cpu_ms_per_1000_previews"), " ms"), fmt(e("measures.per_frame.ratio_previews"), "×")],
+    ["1,000 progress messages", fmt(e("measures.per_frame.engine.cpu_ms_per_1000_progress"), " ms"), fmt(e("measures.per_frame.bare_reader.cpu_ms_per_1000_progress"), " ms"), fmt(e("measures.per_frame.ratio_progress"), "×")],
+  ],
+);
+
+lines.push("### 2. Progress → DOM latency (fake server stamps the send, the page the attribute change)", "");
+table(
+  ["instances", "messages/s each", "samples", "not shown", "p50", "p99", "max"],
+  (a("measures.latency") ?? []).map((l) => [l.instances, l.messages_per_s_each, l.samples, l.not_shown, fmt(l.p50_ms, " ms"), fmt(l.p99_ms, " ms"), fmt(l.max_ms, " ms")]),
+);
+
+lines.push("### 3. Preview path (one instance, 512 px JPEG frames)", "");
+table(
+  ["source fps", "displayed fps", "displayed / sent", "CPU per 1,000 displayed (app tree)", "(app process)", "tree RSS start → end (max)"],
+  (a("measures.preview") ?? []).map((p) => [
+    p.source_fps,
+    fmt(p.displayed_fps),
+    fmt(p.displayed_per_sent),
+    fmt(p.tree_cpu_s_per_1000_displayed, " s"),
+    fmt(p.app_cpu_s_per_1000_displayed, " s"),
+    `${fmt(p.tree_rss_mib_start)} → ${fmt(p.tree_rss_mib_end)} (${fmt(p.tree_rss_mib_max)}) MiB`,
+  ]),
+);
+
+lines.push(`### 4. Scale (${fmt(scale.instances)} instances)`, "");
+table(
+  ["", "app process", "app + WebKit processes"],
+  [
+    ["all connected, from process start", fmt(a("measures.scale.all_connected_ms_from_process_start"), " ms"), ""],
+    ["idle: RSS", fmt(a("measures.scale.idle.app_rss_mib"), " MiB"), fmt(a("measures.scale.idle.tree_rss_mib"), " MiB")],
+    ["idle: CPU", fmt(a("measures.scale.idle.app_core_percent"), " % of a core"), fmt(a("measures.scale.idle.tree_core_percent"), " %")],
+    ["a job each at 10 progress/s: RSS", fmt(a("measures.scale.running.app_rss_mib"), " MiB"), fmt(a("measures.scale.running.tree_rss_mib"), " MiB")],
+    ["a job each at 10 progress/s: CPU", fmt(a("measures.scale.running.app_core_percent"), " % of a core"), fmt(a("measures.scale.running.tree_core_percent"), " %")],
+  ],
+);
+
+lines.push("### 5. Reconnect (server restarted; until the engine is connected and tracking again)", "");
+const rc = engine.measures?.reconnect ?? {};
+table(
+  ["restarts", "outage", "p50", "p99", "max", "of which backoff wait (p50 / p99)", "handshake (p50 / p99)"],
+  [[
+    fmt(e("measures.reconnect.restarts")),
+    `${fmt(rc.outage_min_ms)}–${fmt(rc.outage_max_ms)} ms`,
+    fmt(e("measures.reconnect.p50_ms"), " ms"),
+    fmt(e("measures.reconnect.p99_ms"), " ms"),
+    fmt(rc.max_ms, " ms"),
+    `${fmt(rc.backoff_wait_p50_ms, " ms")} / ${fmt(rc.backoff_wait_p99_ms, " ms")}`,
+    `${fmt(rc.handshake_p50_ms, " ms")} / ${fmt(rc.handshake_p99_ms, " ms")}`,
+  ]],
+);
+
+lines.push("### 6. Cancel (WebDriver click on the card's Cancel)", "");
+table(
+  ["runs", "click → request at the server (p50 / max)", "click → “Cancelling…” (p50 / max)"],
+  [[
+    fmt(a("measures.cancel.runs")),
+    `${fmt(a("measures.cancel.click_to_request_p50_ms"), " ms")} / ${fmt(app.measures?.cancel?.click_to_request_max_ms, " ms")}`,
+    `${fmt(a("measures.cancel.click_to_cancelling_p50_ms"), " ms")} / ${fmt(app.measures?.cancel?.click_to_cancelling_max_ms, " ms")}`,
+  ]],
+);
+
+lines.push("### 7. Start-up (process start → first snapshot on screen)", "");
+table(
+  ["instances", "jobs in the journal", "runs", "median", "max", "from the launch request, median"],
+  [[fmt(a("measures.startup.instances")), fmt(a("measures.startup.jobs")), fmt(a("measures.startup.runs")), fmt(app.measures?.startup?.process_start_to_state_p50_ms, " ms"), fmt(app.measures?.startup?.process_start_to_state_max_ms, " ms"), fmt(app.measures?.startup?.launch_request_to_state_p50_ms, " ms")]],
+);
+
+lines.push("### 8. Soak (engine + journal on a real SQLite file, one instance)", "");
+const sk = engine.measures?.soak ?? {};
+table(
+  ["preview frames sent (decoded)", "jobs (journalled)", "RSS after warm-up → end", "growth", "SQLite file + WAL at the end", "after closing"],
+  [[
+    `${fmt(e("measures.soak.previews_expected"))} (${fmt(sk.preview_events)})`,
+    `${fmt(e("measures.soak.jobs"))} (${fmt(sk.terminal_states_written)})`,
+    `${fmt(mib(sk.rss_start_kib * 1024))} → ${fmt(mib(sk.rss_end_kib * 1024))} MiB`,
+    fmt(e("measures.soak.rss_growth_mib"), " MiB"),
+    `${fmt(mib(e("measures.soak.db_total_bytes")))} MiB`,
+    `${fmt(mib(sk.db_bytes_after_close))} MiB`,
+  ]],
+);
+
+const text = lines.join("\n");
+console.log(text);
+if (missing.length) {
+  console.error(`missing figures:\n  ${missing.join("\n  ")}`);
+  process.exit(1);
+}
+
+if (opts.json) {
+  writeFileSync(opts.json, JSON.stringify({ machine: m, engine, app }, null, 2) + "\n");
+}
+if (opts.markdown) {
+  const doc = readFileSync(opts.markdown, "utf8");
+  const begin = "<!-- bench:begin -->";
+  const end = "<!-- bench:end -->";
+  const i = doc.indexOf(begin);
+  const j = doc.indexOf(end);
+  if (i < 0 || j < i) {
+    console.error(`${opts.markdown} has no ${begin} … ${end} section to fill`);
+    process.exit(1);
+  }
+  writeFileSync(opts.markdown, `${doc.slice(0, i + begin.length)}\n${text}\n${doc.slice(j)}`);
+  console.error(`wrote ${opts.markdown}${opts.json ? ` and ${opts.json}` : ""}`);
+}
