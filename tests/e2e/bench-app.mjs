@@ -393,41 +393,38 @@ async function main() {
   tmp = mkdtempSync(path.join(os.tmpdir(), "comfy-bench-app-"));
   const wanted = opts.only ? new Set(opts.only.split(",")) : null;
   const want = (name) => !wanted || wanted.has(name);
-  const measures = {};
+  const out = { mode: SMOKE ? "smoke" : "full", profile: opts.profile, measures: {}, errors: {} };
+  // Every figure is written as soon as it exists; a measure that fails is recorded with its
+  // error (a finding in itself) and the others still run.
+  const save = () => writeFileSync(opts.out, JSON.stringify(out, null, 2) + "\n");
+  async function measure(name, key, f) {
+    if (!want(name)) return;
+    log(key);
+    try {
+      const figure = await f();
+      if (Array.isArray(out.measures[name])) out.measures[name].push(figure);
+      else out.measures[name] = figure;
+    } catch (error) {
+      log(`${key} failed: ${error.message ?? error}`);
+      out.errors[key] = String(error.message ?? error).split("\n")[0];
+      await stopAll();
+    }
+    save();
+  }
   try {
-    if (want("latency")) {
-      measures.latency = [];
-      for (const n of SMOKE ? [1, 5] : [1, 20, 100]) {
-        log(`latency at ${n} instances`);
-        measures.latency.push(await latency(n));
-      }
-    }
-    if (want("preview")) {
-      measures.preview = [];
-      for (const fps of SMOKE ? [10, 60] : [10, 30, 120]) {
-        log(`previews at ${fps} fps`);
-        measures.preview.push(await previews(fps));
-      }
-    }
-    if (want("scale")) {
-      log("scale");
-      measures.scale = await scale(SMOKE ? 10 : 100);
-    }
-    if (want("cancel")) {
-      log("cancel");
-      measures.cancel = await cancel(SMOKE ? 2 : 20);
-    }
-    if (want("startup")) {
-      log("start-up");
-      measures.startup = await startup(SMOKE ? 1 : 5);
-    }
+    if (want("latency")) out.measures.latency = [];
+    for (const n of SMOKE ? [1, 5] : [1, 20, 100]) await measure("latency", `latency at ${n} instances`, () => latency(n));
+    if (want("preview")) out.measures.preview = [];
+    for (const fps of SMOKE ? [10, 60] : [10, 30, 120]) await measure("preview", `previews at ${fps} fps`, () => previews(fps));
+    await measure("scale", "scale", () => scale(SMOKE ? 10 : 100));
+    await measure("cancel", "cancel", () => cancel(SMOKE ? 2 : 20));
+    await measure("startup", "start-up", () => startup(SMOKE ? 1 : 5));
   } finally {
     await stopAll();
     rmSync(tmp, { recursive: true, force: true });
   }
-  const out = { mode: SMOKE ? "smoke" : "full", profile: opts.profile, measures };
-  writeFileSync(opts.out, JSON.stringify(out, null, 2) + "\n");
   log(`wrote ${opts.out}`);
+  if (Object.keys(out.errors).length > 0) process.exitCode = 1;
 }
 
 await main();

@@ -356,24 +356,40 @@ async fn reconnect_backs_off_while_the_server_is_down_and_resets_after() {
     connected(&mut rx).await;
     server.wait_for_client(Some("cm-down")).await;
     server.set_down(true);
+    let down_at = tokio::time::Instant::now();
     let mut delays = Vec::new();
-    while delays.len() < 8 {
+    let mut late = Vec::new();
+    while late.len() < 4 {
         let (e, _) = until(&mut rx, "unreachable", |e| {
             matches!(&e.kind, EventKind::Connection(c) if c.state == ConnectionState::Unreachable)
         })
         .await;
         if let EventKind::Connection(c) = &e.kind {
-            delays.push(c.retry_in_ms.expect("a retry is scheduled"));
+            let d = c.retry_in_ms.expect("a retry is scheduled");
+            // Leave a margin around the end of the restart window.
+            let elapsed = down_at.elapsed();
+            if elapsed < Duration::from_secs(115) {
+                delays.push(d);
+            } else if elapsed > Duration::from_secs(125) {
+                late.push(d);
+            }
         }
     }
-    // Equal jitter: each delay is within [d/2, d] of 0.5 s · 2^n, capped at 30 s.
+    // A server that was just connected is probably restarting: equal jitter within [d/2, d] of
+    // 0.5 s · 2^n, capped at 1 s for two minutes...
+    assert!(delays.len() > 50, "{delays:?}");
     for (n, d) in delays.iter().enumerate() {
-        let full = (500u64 << n).min(30_000);
+        let full = (500u64 << n.min(10)).min(1_000);
         assert!(
             *d >= full / 2 && *d <= full,
             "attempt {n}: {d} ms, cap {full}: {delays:?}"
         );
     }
+    // ...then it backs off to the full 30 s cap.
+    assert!(
+        late.iter().all(|d| *d >= 15_000 && *d <= 30_000),
+        "{late:?}"
+    );
     server.set_down(false);
     connected(&mut rx).await;
     // After a success the next outage starts again from the shortest delay.
