@@ -7,26 +7,17 @@ use crate::shell::media::Previews;
 use crate::shell::throttle::{progress_interval, ProgressThrottle};
 use crate::shell::view::{LogEntry, PreviewRef};
 use crate::shell::SharedOverview;
-use comfy_engine::journal::Journal;
+use comfy_engine::journal::{EventLogRule, Journal, LogLine};
 use comfy_engine::{ConnectionState, Event, EventKind};
-use std::collections::HashMap;
-use std::time::Duration;
 use tokio::sync::mpsc::Receiver;
 use tokio::time::{sleep_until, Instant};
-
-/// A custom server event type is logged at most this often per instance (some extensions send
-/// one every second).
-const SERVER_EVENT_LOG_INTERVAL: Duration = Duration::from_secs(60);
-/// Custom event payloads longer than this are not kept in the log.
-const MAX_LOGGED_DATA: usize = 4096;
 
 /// Writes what the engine reports to the database: jobs to the journal (terminal states exactly
 /// once), connection changes and custom server events to the event log.
 pub struct Recorder {
     journal: Option<Journal>,
     routes: Routes,
-    last_state: HashMap<String, ConnectionState>,
-    logged_at: HashMap<(String, String), Instant>,
+    rule: EventLogRule,
 }
 
 impl Recorder {
@@ -34,8 +25,7 @@ impl Recorder {
         Self {
             journal,
             routes,
-            last_state: HashMap::new(),
-            logged_at: HashMap::new(),
+            rule: EventLogRule::default(),
         }
     }
 
@@ -44,7 +34,7 @@ impl Recorder {
         let route = self.routes.get(&event.instance)?;
         let journal = self.journal.as_mut()?;
         let ts = comfy_engine::now_ms();
-        let (kind, detail, data) = match &event.kind {
+        match &event.kind {
             EventKind::Job(job) => {
                 if let Err(error) = journal.record(route.store_id, job, ts) {
                     tracing::error!(%error, job = %job.prompt_id, "the journal could not record a job");
@@ -53,42 +43,17 @@ impl Recorder {
             }
             EventKind::Connection(status) => {
                 let connected = status.state == ConnectionState::Connected;
-                let store = journal.store_mut();
-                if let Err(error) = store.set_instance_status(
+                if let Err(error) = journal.store_mut().set_instance_status(
                     route.store_id,
                     &status.detail,
                     connected.then_some(ts),
                 ) {
                     tracing::warn!(%error, "could not save the connection status");
                 }
-                // One line per change of state, not per retry countdown.
-                if self.last_state.insert(event.instance.clone(), status.state)
-                    == Some(status.state)
-                {
-                    return None;
-                }
-                let kind = serde_json::to_value(status.state)
-                    .ok()
-                    .and_then(|v| v.as_str().map(str::to_owned))
-                    .unwrap_or_else(|| "connection".into());
-                (kind, Some(status.detail.clone()), None)
             }
-            EventKind::ServerEvent { kind, data } => {
-                let key = (event.instance.clone(), kind.clone());
-                if self
-                    .logged_at
-                    .get(&key)
-                    .is_some_and(|at| now.duration_since(*at) < SERVER_EVENT_LOG_INTERVAL)
-                {
-                    return None;
-                }
-                self.logged_at.insert(key, now);
-                let data = data.to_string();
-                let data = (data.len() <= MAX_LOGGED_DATA).then_some(data);
-                ("server_event".to_owned(), Some(kind.clone()), data)
-            }
-            _ => return None,
-        };
+            _ => {}
+        }
+        let LogLine { kind, detail, data } = self.rule.line(event, now)?;
         let new = comfy_store::NewEvent {
             instance: Some(route.store_id),
             ts,

@@ -9,24 +9,19 @@ use crate::server::ServerProcess;
 use crate::stats::round;
 use crate::sys::rss_kib;
 use anyhow::{bail, Context};
-use comfy_engine::journal::Journal;
+use comfy_engine::journal::{EventLogRule, Journal, LogLine};
 use comfy_engine::{
     ConnectionState, Engine, Event, EventKind, InstanceSpec, DEFAULT_EVENT_CAPACITY,
 };
 use comfy_store::{EventRetention, InstanceId, NewEvent, NewInstance, Store};
 use serde::Serialize;
-use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-/// The app logs a custom server event type at most this often per instance (its event task's
-/// rule, replicated).
-const SERVER_EVENT_LOG_INTERVAL: Duration = Duration::from_secs(60);
-const MAX_LOGGED_DATA: usize = 4096;
-/// Past this many jobs every bounded memory of the engine is full: its tracker keeps the last
-/// 2,048 finished jobs whole (so late frames cannot resurrect them). Growth from here on is
+/// Past this many jobs every bounded memory of the engine is full: its tracker remembers the
+/// last 2,048 finished jobs (so late frames cannot resurrect them). Growth from here on is
 /// growth without a bound.
 const STEADY_AFTER_JOBS: u64 = 2_500;
 
@@ -127,8 +122,7 @@ struct Counts {
 struct Recorder {
     journal: Journal,
     instance: InstanceId,
-    last_state: Option<ConnectionState>,
-    logged_at: HashMap<String, Instant>,
+    rule: EventLogRule,
     latest_preview: Option<bytes::Bytes>,
     counts: Arc<Counts>,
 }
@@ -136,7 +130,7 @@ struct Recorder {
 impl Recorder {
     fn record(&mut self, event: &Event) {
         let ts = comfy_engine::now_ms();
-        let (kind, detail, data) = match &event.kind {
+        match &event.kind {
             EventKind::Preview(p) => {
                 self.latest_preview = Some(p.image.clone());
                 self.counts.previews.fetch_add(1, Ordering::Relaxed);
@@ -169,30 +163,13 @@ impl Recorder {
                     self.counts.errors.fetch_add(1, Ordering::Relaxed);
                     eprintln!("  soak: could not save the connection status: {e}");
                 }
-                if self.last_state.replace(status.state) == Some(status.state) {
-                    return;
-                }
-                let kind = serde_json::to_value(status.state)
-                    .ok()
-                    .and_then(|v| v.as_str().map(str::to_owned))
-                    .unwrap_or_else(|| "connection".into());
-                (kind, Some(status.detail.clone()), None)
             }
-            EventKind::ServerEvent { kind, data } => {
-                let now = Instant::now();
-                if self
-                    .logged_at
-                    .get(kind)
-                    .is_some_and(|at| now.duration_since(*at) < SERVER_EVENT_LOG_INTERVAL)
-                {
-                    return;
-                }
-                self.logged_at.insert(kind.clone(), now);
-                let data = data.to_string();
-                let data = (data.len() <= MAX_LOGGED_DATA).then_some(data);
-                ("server_event".to_owned(), Some(kind.clone()), data)
-            }
-            _ => return,
+            _ => {}
+        }
+        let Some(LogLine { kind, detail, data }) =
+            self.rule.line(event, tokio::time::Instant::now())
+        else {
+            return;
         };
         let new = NewEvent {
             instance: Some(self.instance),
@@ -254,8 +231,7 @@ async fn measure(cfg: &Config, server: &mut ServerProcess, db: &Path) -> anyhow:
     let mut recorder = Recorder {
         journal,
         instance: rec.id,
-        last_state: None,
-        logged_at: HashMap::new(),
+        rule: EventLogRule::default(),
         latest_preview: None,
         counts: counts.clone(),
     };

@@ -6,7 +6,7 @@
 //! ([`Journal::restored_jobs`]) and the tracker's first snapshot settles them like jobs seen
 //! across a reconnect.
 
-use crate::event::{JobOrigin, JobState, JobView};
+use crate::event::{ConnectionState, Event, EventKind, JobOrigin, JobState, JobView};
 use crate::tracker::ActiveJob;
 use comfy_protocol::http::OutputFile;
 use comfy_protocol::{NodeId, PromptId};
@@ -14,7 +14,76 @@ use comfy_store::{
     InstanceId, JobEnd, JobOutcome, JobSeen, NewOutput, OutputId, OutputKind, Store, StoreError,
 };
 use serde::Serialize;
+use std::collections::HashMap;
 use std::path::Path;
+use std::time::Duration;
+use tokio::time::Instant;
+
+/// A custom server event type is logged at most this often per instance (some extensions send
+/// one every second).
+pub const SERVER_EVENT_LOG_INTERVAL: Duration = Duration::from_secs(60);
+/// Custom event payloads longer than this are not kept in the log.
+pub const MAX_LOGGED_DATA: usize = 4096;
+
+/// One line for the event log (`comfy_store::NewEvent` without its instance and time).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogLine {
+    pub kind: String,
+    pub detail: Option<String>,
+    pub data: Option<String>,
+}
+
+/// Which engine events become lines of the event log, for every host that keeps one: a
+/// connection's change of state (not each retry countdown), and custom server events, each type
+/// at most once per [`SERVER_EVENT_LOG_INTERVAL`] per instance, payloads over
+/// [`MAX_LOGGED_DATA`] left out.
+#[derive(Debug, Default)]
+pub struct EventLogRule {
+    last_state: HashMap<String, ConnectionState>,
+    logged_at: HashMap<(String, String), Instant>,
+}
+
+impl EventLogRule {
+    /// The line to log for `event`, if any.
+    pub fn line(&mut self, event: &Event, now: Instant) -> Option<LogLine> {
+        match &event.kind {
+            EventKind::Connection(status) => {
+                if self.last_state.insert(event.instance.clone(), status.state)
+                    == Some(status.state)
+                {
+                    return None;
+                }
+                let kind = serde_json::to_value(status.state)
+                    .ok()
+                    .and_then(|v| v.as_str().map(str::to_owned))
+                    .unwrap_or_else(|| "connection".into());
+                Some(LogLine {
+                    kind,
+                    detail: Some(status.detail.clone()),
+                    data: None,
+                })
+            }
+            EventKind::ServerEvent { kind, data } => {
+                let key = (event.instance.clone(), kind.clone());
+                if self
+                    .logged_at
+                    .get(&key)
+                    .is_some_and(|at| now.duration_since(*at) < SERVER_EVENT_LOG_INTERVAL)
+                {
+                    return None;
+                }
+                self.logged_at.insert(key, now);
+                let data = data.to_string();
+                Some(LogLine {
+                    kind: "server_event".to_owned(),
+                    detail: Some(kind.clone()),
+                    data: (data.len() <= MAX_LOGGED_DATA).then_some(data),
+                })
+            }
+            _ => None,
+        }
+    }
+}
 
 /// An unfinished journal entry, to restore into the tracker.
 #[derive(Debug, Clone)]
@@ -278,5 +347,76 @@ impl Journal {
             });
         }
         Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::event::ConnectionStatus;
+
+    fn event(instance: &str, kind: EventKind) -> Event {
+        Event {
+            ts: time::OffsetDateTime::UNIX_EPOCH,
+            instance: instance.to_owned(),
+            kind,
+        }
+    }
+
+    fn connection(instance: &str, state: ConnectionState, detail: &str) -> Event {
+        event(
+            instance,
+            EventKind::Connection(ConnectionStatus {
+                state,
+                detail: detail.to_owned(),
+                retry_in_ms: None,
+            }),
+        )
+    }
+
+    fn custom(instance: &str, kind: &str, data: serde_json::Value) -> Event {
+        event(
+            instance,
+            EventKind::ServerEvent {
+                kind: kind.to_owned(),
+                data,
+            },
+        )
+    }
+
+    #[test]
+    fn a_connection_is_logged_once_per_change_of_state_per_instance() {
+        let mut rule = EventLogRule::default();
+        let t = Instant::now();
+        let down = |d: &str| connection("a", ConnectionState::Unreachable, d);
+        let line = rule.line(&down("refused; retry in 1 s"), t).unwrap();
+        assert_eq!(line.kind, "unreachable");
+        assert_eq!(line.detail.as_deref(), Some("refused; retry in 1 s"));
+        assert_eq!(rule.line(&down("refused; retry in 2 s"), t), None);
+        assert!(rule
+            .line(&connection("b", ConnectionState::Unreachable, "x"), t)
+            .is_some());
+        assert!(rule
+            .line(&connection("a", ConnectionState::Connected, "ok"), t)
+            .is_some());
+    }
+
+    #[test]
+    fn a_custom_event_type_is_logged_once_a_minute_per_instance_without_big_payloads() {
+        let mut rule = EventLogRule::default();
+        let t = Instant::now();
+        let tick = custom("a", "crystools.monitor", serde_json::json!({"cpu": 3}));
+        let line = rule.line(&tick, t).unwrap();
+        assert_eq!(line.kind, "server_event");
+        assert_eq!(line.detail.as_deref(), Some("crystools.monitor"));
+        assert_eq!(line.data.as_deref(), Some(r#"{"cpu":3}"#));
+        assert_eq!(rule.line(&tick, t + Duration::from_secs(59)), None);
+        assert!(rule
+            .line(&custom("b", "crystools.monitor", serde_json::json!(1)), t)
+            .is_some());
+        assert!(rule.line(&tick, t + SERVER_EVENT_LOG_INTERVAL).is_some());
+        let big = custom("a", "big", serde_json::json!("x".repeat(MAX_LOGGED_DATA)));
+        let line = rule.line(&big, t).unwrap();
+        assert_eq!(line.data, None, "payloads over the limit are not kept");
     }
 }
