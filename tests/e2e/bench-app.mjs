@@ -248,6 +248,19 @@ async function previews(fps) {
 
 // ---- 4. scale ----
 
+/** CPU (share of a core) and RSS of the app and of its whole process tree over `ms`. */
+async function costOver(pid, ms) {
+  const a = usage(pid);
+  await sleep(ms);
+  const d = between(a, usage(pid));
+  return {
+    app_core_percent: round(d.corePercent, 2),
+    tree_core_percent: round(d.treeCorePercent, 2),
+    app_rss_mib: round(d.rssMib),
+    tree_rss_mib: round(d.treeRssMib),
+  };
+}
+
 async function scale(count) {
   const idleFakes = await fakes(count);
   let s = await app(idleFakes.servers);
@@ -257,15 +270,7 @@ async function scale(count) {
     result.all_connected_ms_from_launch = connectedAt - s.launchedAt;
     result.all_connected_ms_from_process_start = round(connectedAt - startedAtMs(s.pid), 0);
     await sleep(secs(10, 1));
-    const a = usage(s.pid);
-    await sleep(secs(30, 3));
-    const idle = between(a, usage(s.pid));
-    result.idle = {
-      app_core_percent: round(idle.corePercent, 2),
-      tree_core_percent: round(idle.treeCorePercent, 2),
-      app_rss_mib: round(idle.rssMib),
-      tree_rss_mib: round(idle.treeRssMib),
-    };
+    result.idle = await costOver(s.pid, secs(30, 3));
   } finally {
     await quit(s);
     await stop(idleFakes.child);
@@ -280,16 +285,7 @@ async function scale(count) {
       120_000,
     );
     await sleep(secs(5, 1));
-    const a = usage(s.pid);
-    await sleep(secs(30, 3));
-    const running = between(a, usage(s.pid));
-    result.running = {
-      progress_per_s_each: 10,
-      app_core_percent: round(running.corePercent, 2),
-      tree_core_percent: round(running.treeCorePercent, 2),
-      app_rss_mib: round(running.rssMib),
-      tree_rss_mib: round(running.treeRssMib),
-    };
+    result.running = { progress_per_s_each: 10, ...(await costOver(s.pid, secs(30, 3))) };
   } finally {
     await quit(s);
     await stop(busy.child);
