@@ -7,7 +7,7 @@ use crate::shell::commands::{CancelResult, SavedOutput, SubmitResult};
 use crate::shell::error::CommandError;
 use crate::shell::events::{
     catalogue, CancelConfirmationRequested, EventLogged, InstanceStatusChanged, InstancesChanged,
-    JobUpdated, QueueChanged, ServerInfoChanged, ShowRequested, StatsChanged,
+    JobUpdated, JobsProgressed, QueueChanged, ServerInfoChanged, ShowRequested, StatsChanged,
 };
 use crate::shell::preferences::AppSettings;
 use crate::shell::settings::{ConnectionTest, InstanceInput, InstanceSettings};
@@ -34,6 +34,7 @@ fn generate(dir: &Path) {
         ServerInfoChanged::export_all(&cfg),
         QueueChanged::export_all(&cfg),
         JobUpdated::export_all(&cfg),
+        JobsProgressed::export_all(&cfg),
         InstancesChanged::export_all(&cfg),
         StatsChanged::export_all(&cfg),
         EventLogged::export_all(&cfg),

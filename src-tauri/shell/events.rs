@@ -15,6 +15,7 @@ pub const INSTANCE_STATUS_CHANGED: &str = "instance-status-changed";
 pub const SERVER_INFO_CHANGED: &str = "server-info-changed";
 pub const QUEUE_CHANGED: &str = "queue-changed";
 pub const JOB_UPDATED: &str = "job-updated";
+pub const JOBS_PROGRESSED: &str = "jobs-progressed";
 pub const INSTANCES_CHANGED: &str = "instances-changed";
 pub const STATS_CHANGED: &str = "stats-changed";
 pub const EVENT_LOGGED: &str = "event-logged";
@@ -84,14 +85,23 @@ pub struct QueueChanged {
     pub queue: QueueCounts,
 }
 
-/// A job's new picture. Progress while running is coalesced to display rate; every other
-/// state change is sent as it happens.
+/// A job's new picture, sent as it happens: every state change except progress while running,
+/// which goes in `JobsProgressed` batches.
 #[derive(Debug, Clone, PartialEq, Serialize, TS)]
 #[serde(rename_all = "camelCase")]
 pub struct JobUpdated {
     pub revision: u64,
     pub instance: String,
     pub job: JobSummary,
+}
+
+/// Progress of running jobs, one picture per job, for every instance whose display-rate window
+/// passed since the last batch: at most one of these per display frame, however many instances
+/// are busy. Each picture carries its own revision.
+#[derive(Debug, Clone, PartialEq, Serialize, TS)]
+#[serde(rename_all = "camelCase")]
+pub struct JobsProgressed {
+    pub updates: Vec<JobUpdated>,
 }
 
 /// One change to send to the webview.
@@ -102,6 +112,7 @@ pub enum Update {
     QueueChanged(QueueChanged),
     /// Boxed: a job's picture is far larger than the other payloads.
     JobUpdated(Box<JobUpdated>),
+    JobsProgressed(JobsProgressed),
     InstancesChanged(InstancesChanged),
     StatsChanged(StatsChanged),
     EventLogged(EventLogged),
@@ -116,6 +127,7 @@ impl Update {
             Self::ServerInfoChanged(_) => SERVER_INFO_CHANGED,
             Self::QueueChanged(_) => QUEUE_CHANGED,
             Self::JobUpdated(_) => JOB_UPDATED,
+            Self::JobsProgressed(_) => JOBS_PROGRESSED,
             Self::InstancesChanged(_) => INSTANCES_CHANGED,
             Self::StatsChanged(_) => STATS_CHANGED,
             Self::EventLogged(_) => EVENT_LOGGED,
@@ -131,6 +143,7 @@ impl Update {
             Self::ServerInfoChanged(p) => app.emit(name, p),
             Self::QueueChanged(p) => app.emit(name, p),
             Self::JobUpdated(p) => app.emit(name, p),
+            Self::JobsProgressed(p) => app.emit(name, p),
             Self::InstancesChanged(p) => app.emit(name, p),
             Self::StatsChanged(p) => app.emit(name, p),
             Self::EventLogged(p) => app.emit(name, p),
@@ -148,6 +161,7 @@ pub(crate) fn catalogue(cfg: &ts_rs::Config) -> Vec<(&'static str, String)> {
         (SERVER_INFO_CHANGED, ServerInfoChanged::name(cfg)),
         (QUEUE_CHANGED, QueueChanged::name(cfg)),
         (JOB_UPDATED, JobUpdated::name(cfg)),
+        (JOBS_PROGRESSED, JobsProgressed::name(cfg)),
         (INSTANCES_CHANGED, InstancesChanged::name(cfg)),
         (STATS_CHANGED, StatsChanged::name(cfg)),
         (EVENT_LOGGED, EventLogged::name(cfg)),

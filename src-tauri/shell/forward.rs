@@ -1,10 +1,10 @@
 //! The event task: engine events in; the overview, the journal and the event log updated;
-//! throttled updates out to the webview.
+//! updates out to the webview, running-job progress batched per display frame.
 
 use crate::shell::events::{EventLogged, Update};
 use crate::shell::host::Routes;
 use crate::shell::media::Previews;
-use crate::shell::throttle::{progress_interval, ProgressThrottle};
+use crate::shell::throttle::ProgressThrottle;
 use crate::shell::view::{LogEntry, PreviewRef};
 use crate::shell::SharedOverview;
 use comfy_engine::journal::{EventLogRule, Journal, LogLine};
@@ -89,9 +89,9 @@ pub async fn forward(
     mut observe: impl FnMut(&Event),
     mut emit: impl FnMut(Update),
 ) {
-    let mut throttle = ProgressThrottle::new(progress_interval());
+    let mut throttle = ProgressThrottle::default();
     loop {
-        let due = throttle.next_due();
+        let due = throttle.next_due(Instant::now());
         tokio::select! {
             event = events.recv() => {
                 let Some(event) = event else { break };
@@ -115,7 +115,7 @@ pub async fn forward(
                 // Journal first: a UI that refetches history on a job's final update finds it.
                 let logged = recorder.record(&event, now);
                 if let Some(update) = update {
-                    throttle.offer(update, now).into_iter().for_each(&mut emit);
+                    throttle.offer(update).into_iter().for_each(&mut emit);
                 }
                 if let Some(logged) = logged {
                     emit(logged);

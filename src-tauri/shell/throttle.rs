@@ -1,27 +1,24 @@
-//! Coalesces running-job progress to display rate, per instance.
+//! Coalesces running-job progress to display rate and batches it per display frame.
 //!
 //! A sampler can report progress hundreds of times a second; the webview only needs what it can
-//! paint. Progress of a running job is held back until the instance's window has passed, and
-//! only the newest picture of each job is kept. Every other update, and above all a job's final
-//! state, goes out at once, and drops any held progress of that job so nothing stale follows it.
-//! Time is passed in, so tests need no clock.
+//! paint. Progress of a running job is held, newest picture per job, and goes out in one
+//! `jobs-progressed` event per display frame carrying every instance whose own window (30/s)
+//! has passed. Each webview event costs a script evaluation and a render whatever it carries, so
+//! a hundred busy instances cost the webview about as many renders as one. Every other update,
+//! and above all a job's final state, goes out at once and drops any held progress of that job,
+//! so nothing stale follows it. Time is passed in, so tests need no clock.
 
-use crate::shell::events::{JobUpdated, Update};
+use crate::shell::events::{JobUpdated, JobsProgressed, Update};
 use crate::shell::view::JobStateView;
 use std::collections::HashMap;
 use std::time::Duration;
 use tokio::time::Instant;
 
-/// At most this many progress emissions per instance per second.
+/// At most this many progress pictures per instance per second.
 pub const PROGRESS_PER_SECOND: u32 = 30;
-/// ...and about this many for all instances together: each emission costs the webview a render,
-/// and at 100 busy instances per-instance windows alone let through thousands a second, which
-/// froze the page in the benchmarks. With many instances active each one's window widens.
-pub const PROGRESS_PER_SECOND_TOTAL: u32 = 400;
-
-pub fn progress_interval() -> Duration {
-    Duration::from_secs(1) / PROGRESS_PER_SECOND
-}
+/// At most this many progress batches per second, for all instances together: one per frame of
+/// a 60 Hz display.
+pub const BATCHES_PER_SECOND: u32 = 60;
 
 #[derive(Debug, Default)]
 struct Lane {
@@ -32,60 +29,43 @@ struct Lane {
 
 #[derive(Debug)]
 pub struct ProgressThrottle {
+    /// Between two progress pictures of one instance.
     interval: Duration,
-    /// The share of the total budget one active instance gets.
-    share: Duration,
+    /// Between two batches.
+    frame: Duration,
+    last_batch: Option<Instant>,
     lanes: HashMap<String, Lane>,
 }
 
-impl ProgressThrottle {
-    pub fn new(interval: Duration) -> Self {
-        Self::with_total(interval, PROGRESS_PER_SECOND_TOTAL)
+impl Default for ProgressThrottle {
+    fn default() -> Self {
+        Self::new(
+            Duration::from_secs(1) / PROGRESS_PER_SECOND,
+            Duration::from_secs(1) / BATCHES_PER_SECOND,
+        )
     }
+}
 
-    /// `total`: emissions per second for all instances together.
-    pub fn with_total(interval: Duration, total: u32) -> Self {
+impl ProgressThrottle {
+    pub fn new(interval: Duration, frame: Duration) -> Self {
         Self {
             interval,
-            share: Duration::from_secs(1) / total.max(1),
+            frame,
+            last_batch: None,
             lanes: HashMap::new(),
         }
     }
 
-    /// Each instance's window now: the per-instance interval, widened when so many instances
-    /// are sending progress (sent in the last second, or holding some) that together they would
-    /// exceed the total budget.
-    fn window(&self, now: Instant) -> Duration {
-        let active = self
-            .lanes
-            .values()
-            .filter(|l| {
-                !l.held.is_empty()
-                    || l.last_sent
-                        .is_some_and(|t| now.duration_since(t) < Duration::from_secs(1))
-            })
-            .count();
-        let active = u32::try_from(active).unwrap_or(u32::MAX);
-        self.interval.max(self.share.saturating_mul(active))
-    }
-
-    /// Takes an update; returns what to send now, in order.
-    pub fn offer(&mut self, update: Update, now: Instant) -> Vec<Update> {
+    /// Takes an update; returns what to send now, in order. Progress of a running job is held
+    /// for the next batch (which is due at once when nothing was sent lately).
+    pub fn offer(&mut self, update: Update) -> Option<Update> {
         let Update::JobUpdated(job) = update else {
-            return vec![update];
+            return Some(update);
         };
-        let window = self.window(now);
         let lane = self.lanes.entry(job.instance.clone()).or_default();
         if job.job.state != JobStateView::Running {
             lane.held.retain(|h| h.job.prompt_id != job.job.prompt_id);
-            return vec![Update::JobUpdated(job)];
-        }
-        let window_open = lane
-            .last_sent
-            .is_none_or(|last| now.duration_since(last) >= window);
-        if window_open && lane.held.is_empty() {
-            lane.last_sent = Some(now);
-            return vec![Update::JobUpdated(job)];
+            return Some(Update::JobUpdated(job));
         }
         match lane
             .held
@@ -95,36 +75,46 @@ impl ProgressThrottle {
             Some(held) => *held = *job,
             None => lane.held.push(*job),
         }
-        Vec::new()
+        None
     }
 
-    /// When held progress is next due, if any is held.
-    pub fn next_due(&self) -> Option<Instant> {
-        let window = self.window(Instant::now());
-        self.lanes
+    /// When the next batch is due, if any progress is held: the earliest instance window to
+    /// pass, but not before a frame has passed since the last batch. Never later than `now` when
+    /// it is due already.
+    pub fn next_due(&self, now: Instant) -> Option<Instant> {
+        let lane_due = self
+            .lanes
             .values()
             .filter(|lane| !lane.held.is_empty())
-            .map(|lane| lane.last_sent.map_or(Instant::now(), |t| t + window))
-            .min()
+            .map(|lane| lane.last_sent.map_or(now, |t| t + self.interval))
+            .min()?;
+        let frame_due = self.last_batch.map_or(now, |t| t + self.frame);
+        Some(lane_due.max(frame_due))
     }
 
-    /// Releases held progress whose window has passed.
-    pub fn take_due(&mut self, now: Instant) -> Vec<Update> {
-        let window = self.window(now);
-        let mut out = Vec::new();
+    /// The batch of held progress whose instance windows have passed, if a frame has passed.
+    pub fn take_due(&mut self, now: Instant) -> Option<Update> {
+        if self
+            .last_batch
+            .is_some_and(|last| now.duration_since(last) < self.frame)
+        {
+            return None;
+        }
+        let mut updates = Vec::new();
         for lane in self.lanes.values_mut() {
-            if lane.held.is_empty() {
-                continue;
-            }
-            let due = lane
+            let open = lane
                 .last_sent
-                .is_none_or(|last| now.duration_since(last) >= window);
-            if due {
+                .is_none_or(|last| now.duration_since(last) >= self.interval);
+            if open && !lane.held.is_empty() {
                 lane.last_sent = Some(now);
-                out.extend(lane.held.drain(..).map(|j| Update::JobUpdated(Box::new(j))));
+                updates.append(&mut lane.held);
             }
         }
-        out
+        if updates.is_empty() {
+            return None;
+        }
+        self.last_batch = Some(now);
+        Some(Update::JobsProgressed(JobsProgressed { updates }))
     }
 }
 
@@ -173,116 +163,171 @@ mod tests {
     fn percents(updates: &[Update]) -> Vec<f64> {
         updates
             .iter()
-            .filter_map(|u| match u {
-                Update::JobUpdated(j) => j.job.percent,
-                _ => None,
+            .flat_map(|u| match u {
+                Update::JobUpdated(j) => vec![j.job.percent],
+                Update::JobsProgressed(b) => b.updates.iter().map(|j| j.job.percent).collect(),
+                _ => Vec::new(),
             })
+            .flatten()
             .collect()
     }
 
+    /// Offers an update and, as the event task does, sends a batch when one is due.
+    fn step(t: &mut ProgressThrottle, update: Update, now: Instant) -> Vec<Update> {
+        let mut out: Vec<Update> = t.offer(update).into_iter().collect();
+        if t.next_due(now).is_some_and(|due| due <= now) {
+            out.extend(t.take_due(now));
+        }
+        out
+    }
+
+    fn throttle() -> ProgressThrottle {
+        ProgressThrottle::new(30 * MS, 16 * MS)
+    }
+
     #[test]
-    fn first_progress_goes_out_at_once() {
-        let mut t = ProgressThrottle::new(30 * MS);
-        let out = t.offer(job("a", "p", JobStateView::Running, 1.0), Instant::now());
+    fn first_progress_is_due_at_once() {
+        let mut t = throttle();
+        let now = Instant::now();
+        let out = step(&mut t, job("a", "p", JobStateView::Running, 1.0), now);
         assert_eq!(percents(&out), [1.0]);
-        assert!(t.next_due().is_none());
+        assert!(matches!(out.as_slice(), [Update::JobsProgressed(_)]));
+        assert!(t.next_due(now).is_none());
     }
 
     #[test]
     fn progress_within_the_window_is_held_and_only_the_newest_is_sent() {
-        let mut t = ProgressThrottle::new(30 * MS);
+        let mut t = throttle();
         let t0 = Instant::now();
-        t.offer(job("a", "p", JobStateView::Running, 1.0), t0);
-        assert!(t
-            .offer(job("a", "p", JobStateView::Running, 2.0), t0 + 5 * MS)
-            .is_empty());
-        assert!(t
-            .offer(job("a", "p", JobStateView::Running, 3.0), t0 + 10 * MS)
-            .is_empty());
-        assert_eq!(t.next_due(), Some(t0 + 30 * MS));
-        assert!(t.take_due(t0 + 29 * MS).is_empty());
-        assert_eq!(percents(&t.take_due(t0 + 30 * MS)), [3.0]);
-        assert!(t.next_due().is_none());
+        step(&mut t, job("a", "p", JobStateView::Running, 1.0), t0);
+        assert!(step(
+            &mut t,
+            job("a", "p", JobStateView::Running, 2.0),
+            t0 + 5 * MS
+        )
+        .is_empty());
+        assert!(step(
+            &mut t,
+            job("a", "p", JobStateView::Running, 3.0),
+            t0 + 10 * MS
+        )
+        .is_empty());
+        assert_eq!(t.next_due(t0 + 10 * MS), Some(t0 + 30 * MS));
+        assert!(t.take_due(t0 + 29 * MS).is_none());
+        assert_eq!(percents(&Vec::from_iter(t.take_due(t0 + 30 * MS))), [3.0]);
+        assert!(t.next_due(t0 + 30 * MS).is_none());
     }
 
     #[test]
     fn a_burst_of_progress_is_sent_at_most_once_per_window() {
-        let mut t = ProgressThrottle::new(30 * MS);
+        let mut t = throttle();
         let t0 = Instant::now();
         let mut sent = 0;
         for i in 0..1000u32 {
             let now = t0 + i * MS;
-            sent += t
-                .offer(job("a", "p", JobStateView::Running, f64::from(i)), now)
-                .len();
-            sent += t.take_due(now).len();
+            sent += percents(&step(
+                &mut t,
+                job("a", "p", JobStateView::Running, f64::from(i)),
+                now,
+            ))
+            .len();
         }
         // 1000 ms at one per 30 ms.
-        assert!(sent <= 34, "sent {sent}");
-        assert!(sent >= 30, "sent {sent}");
+        assert!((30..=34).contains(&sent), "sent {sent}");
     }
 
     #[test]
-    fn many_busy_instances_share_the_total_budget() {
-        // 100 instances, each reporting every 5 ms for a second; at most 30/s each would let
-        // 3,000 through, the total budget of 400/s about a tenth of that.
-        let mut t = ProgressThrottle::with_total(30 * MS, 400);
+    fn many_busy_instances_share_one_batch_per_frame() {
+        // 100 instances, each reporting every 5 ms for a second: every instance still gets
+        // its 30 pictures a second, in at most one event per 16 ms frame.
+        let mut t = throttle();
         let t0 = Instant::now();
-        let mut sent = 0;
+        let (mut events, mut pictures) = (0, 0);
+        let mut shown = std::collections::HashSet::new();
         for i in 0..200u32 {
             let now = t0 + i * 5 * MS;
             for n in 0..100 {
-                let instance = format!("gpu{n}");
-                sent += t
-                    .offer(
-                        job(&instance, "p", JobStateView::Running, f64::from(i)),
-                        now,
-                    )
-                    .len();
+                let out = step(
+                    &mut t,
+                    job(&format!("gpu{n}"), "p", JobStateView::Running, f64::from(i)),
+                    now,
+                );
+                events += out.len();
+                pictures += percents(&out).len();
+                for u in &out {
+                    if let Update::JobsProgressed(b) = u {
+                        shown.extend(b.updates.iter().map(|j| j.instance.clone()));
+                    }
+                }
             }
-            sent += t.take_due(now).len();
         }
-        assert!(sent <= 520, "sent {sent}");
-        // Every instance still shows progress.
-        assert!(sent >= 300, "sent {sent}");
-        // A single instance keeps its own 30/s (see a_burst_of_progress_...).
+        assert!(events <= 1000 / 16 + 1, "{events} events");
+        assert!(pictures >= 100 * 20, "{pictures} pictures");
+        assert!(pictures <= 100 * 34, "{pictures} pictures");
+        assert_eq!(shown.len(), 100);
+    }
+
+    #[test]
+    fn a_batch_waits_for_the_frame_but_not_longer() {
+        let mut t = throttle();
+        let t0 = Instant::now();
+        assert_eq!(
+            step(&mut t, job("a", "p", JobStateView::Running, 1.0), t0).len(),
+            1
+        );
+        // Another instance, 4 ms later: its own window is open, the frame is not.
+        assert!(step(
+            &mut t,
+            job("b", "q", JobStateView::Running, 1.0),
+            t0 + 4 * MS
+        )
+        .is_empty());
+        assert_eq!(t.next_due(t0 + 4 * MS), Some(t0 + 16 * MS));
+        assert_eq!(percents(&Vec::from_iter(t.take_due(t0 + 16 * MS))), [1.0]);
     }
 
     #[test]
     fn final_state_is_never_held_and_drops_held_progress_of_that_job() {
-        let mut t = ProgressThrottle::new(30 * MS);
+        let mut t = throttle();
         let t0 = Instant::now();
-        t.offer(job("a", "p", JobStateView::Running, 1.0), t0);
-        t.offer(job("a", "p", JobStateView::Running, 50.0), t0 + MS);
-        let out = t.offer(job("a", "p", JobStateView::Success, 100.0), t0 + 2 * MS);
+        step(&mut t, job("a", "p", JobStateView::Running, 1.0), t0);
+        step(&mut t, job("a", "p", JobStateView::Running, 50.0), t0 + MS);
+        let out = step(
+            &mut t,
+            job("a", "p", JobStateView::Success, 100.0),
+            t0 + 2 * MS,
+        );
         assert_eq!(percents(&out), [100.0]);
-        assert!(t.take_due(t0 + 100 * MS).is_empty());
+        assert!(matches!(out.as_slice(), [Update::JobUpdated(_)]));
+        assert!(t.take_due(t0 + 100 * MS).is_none());
     }
 
     #[test]
     fn instances_are_throttled_independently() {
-        let mut t = ProgressThrottle::new(30 * MS);
+        let mut t = throttle();
         let t0 = Instant::now();
-        assert_eq!(
-            t.offer(job("a", "p", JobStateView::Running, 1.0), t0).len(),
-            1
-        );
-        assert_eq!(
-            t.offer(job("b", "q", JobStateView::Running, 1.0), t0).len(),
-            1
-        );
+        step(&mut t, job("a", "p", JobStateView::Running, 1.0), t0);
+        // "a" sent at t0 and is inside its window at 20 ms; "b" has never sent.
+        t.offer(job("a", "p", JobStateView::Running, 2.0));
+        t.offer(job("b", "q", JobStateView::Running, 1.0));
+        let out = Vec::from_iter(t.take_due(t0 + 20 * MS));
+        let Some(Update::JobsProgressed(batch)) = out.first() else {
+            panic!("no batch: {out:?}");
+        };
+        let instances: Vec<_> = batch.updates.iter().map(|j| j.instance.as_str()).collect();
+        assert_eq!(instances, ["b"]);
+        assert_eq!(t.next_due(t0 + 20 * MS), Some(t0 + 36 * MS));
     }
 
     #[test]
     fn other_updates_pass_straight_through() {
-        let mut t = ProgressThrottle::new(30 * MS);
+        let mut t = throttle();
         let q = Update::QueueChanged(QueueChanged {
             revision: 1,
             instance: "a".into(),
             queue: QueueCounts::default(),
         });
-        let now = Instant::now();
-        assert_eq!(t.offer(q.clone(), now), vec![q.clone()]);
-        assert_eq!(t.offer(q.clone(), now), vec![q]);
+        assert_eq!(t.offer(q.clone()), Some(q.clone()));
+        assert_eq!(t.offer(q.clone()), Some(q));
     }
 }

@@ -2,7 +2,7 @@
 import type { JobSummary } from "./JobSummary";
 
 /**
- * A job's new picture. Progress while running is coalesced to display rate; every other
- * state change is sent as it happens.
+ * A job's new picture, sent as it happens: every state change except progress while running,
+ * which goes in `JobsProgressed` batches.
  */
 export type JobUpdated = { revision: number, instance: string, job: JobSummary, };

@@ -3,6 +3,7 @@ import type { InstanceStatusChanged } from "./InstanceStatusChanged";
 import type { ServerInfoChanged } from "./ServerInfoChanged";
 import type { QueueChanged } from "./QueueChanged";
 import type { JobUpdated } from "./JobUpdated";
+import type { JobsProgressed } from "./JobsProgressed";
 import type { InstancesChanged } from "./InstancesChanged";
 import type { StatsChanged } from "./StatsChanged";
 import type { EventLogged } from "./EventLogged";
@@ -14,6 +15,7 @@ export const EVENTS = {
   serverInfoChanged: "server-info-changed",
   queueChanged: "queue-changed",
   jobUpdated: "job-updated",
+  jobsProgressed: "jobs-progressed",
   instancesChanged: "instances-changed",
   statsChanged: "stats-changed",
   eventLogged: "event-logged",
@@ -28,6 +30,7 @@ export interface EventPayloads {
   "server-info-changed": ServerInfoChanged;
   "queue-changed": QueueChanged;
   "job-updated": JobUpdated;
+  "jobs-progressed": JobsProgressed;
   "instances-changed": InstancesChanged;
   "stats-changed": StatsChanged;
   "event-logged": EventLogged;

@@ -190,6 +190,23 @@ describe("instances store", () => {
     expect(a?.nodeText).toEqual([{ node: "9", text: "hello" }]);
   });
 
+  it("applies a batch of progress to every instance it names, newer than the snapshot only", async () => {
+    const store = useInstancesStore();
+    await store.start();
+    await emitFromShell(EVENTS.jobsProgressed, {
+      updates: [
+        { revision: 4, instance: "Local", job: liveJob("old", { percent: 99 }) },
+        { revision: 6, instance: "gpu", job: liveJob("a", { percent: 10 }) },
+        { revision: 7, instance: "Local", job: liveJob("b", { percent: 30 }) },
+        { revision: 8, instance: "nope", job: liveJob("c", { percent: 50 }) },
+      ],
+    });
+    await flushPromises();
+    expect(store.byName("gpu")?.jobs.map((j) => [j.promptId, j.percent])).toEqual([["a", 10]]);
+    expect(store.byName("Local")?.jobs.map((j) => [j.promptId, j.percent])).toEqual([["b", 30]]);
+    expect(store.summary.total).toBe(2);
+  });
+
   it("cancels a job and says when it had already finished", async () => {
     mockShell((command, args) => {
       commands.push({ command, args });

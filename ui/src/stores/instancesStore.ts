@@ -144,6 +144,15 @@ export const useInstancesStore = defineStore("instances", () => {
           if (i) applyJob(i, p.job);
         }),
       ),
+      // Running jobs' progress, batched per display frame: one event, one render.
+      onEvent(EVENTS.jobsProgressed, (batch) => {
+        for (const p of batch.updates) {
+          accept(p.revision, () => {
+            const i = byName(p.instance);
+            if (i) applyJob(i, p.job);
+          });
+        }
+      }),
       onEvent(EVENTS.instancesChanged, (p) => accept(p.revision, () => void load())),
     ]);
   }
