@@ -130,11 +130,23 @@ table(
   [
     ["all connected, from process start", fmt(a("measures.scale.all_connected_ms_from_process_start"), " ms"), ""],
     ["idle: RSS", fmt(a("measures.scale.idle.app_rss_mib"), " MiB"), fmt(a("measures.scale.idle.tree_rss_mib"), " MiB")],
+    ["idle: private memory (RSS less shared library pages)", fmt(a("measures.scale.idle.app_private_mib"), " MiB"), ""],
     ["idle: CPU", fmt(a("measures.scale.idle.app_core_percent"), " % of a core"), fmt(a("measures.scale.idle.tree_core_percent"), " %")],
     ["a job each at 10 progress/s: RSS", fmt(a("measures.scale.running.app_rss_mib"), " MiB"), fmt(a("measures.scale.running.tree_rss_mib"), " MiB")],
+    ["a job each at 10 progress/s: private memory", fmt(a("measures.scale.running.app_private_mib"), " MiB"), ""],
     ["a job each at 10 progress/s: CPU", fmt(a("measures.scale.running.app_core_percent"), " % of a core"), fmt(a("measures.scale.running.tree_core_percent"), " %")],
   ],
 );
+
+const es = engine.measures?.scale;
+if (es) {
+  lines.push(
+    `The engine alone (\`comfy-bench\`, no window), ${fmt(es.instances)} idle instances in one process: all connected in ${fmt(es.all_connected_ms, " ms")}, ` +
+      `${fmt(es.idle_core_percent, " %")} of a core, resident set +${fmt(es.rss_growth_mib, " MiB")} over the process before them ` +
+      `(${fmt(es.rss_growth_per_instance_kib, " KiB")} per instance). The rest of the app process's memory is GTK and WebKit's UI side.`,
+    "",
+  );
+}
 
 lines.push("### 5. Reconnect (server restarted; until the engine is connected and tracking again)", "");
 const rc = engine.measures?.reconnect ?? {};

@@ -4,6 +4,7 @@
 fn main() {
     let manifest = tauri_build::AppManifest::new().commands(&[
         "get_snapshot",
+        "progress_shown",
         "refresh_instance",
         "submit_workflow",
         "resubmit_job",

@@ -30,6 +30,7 @@ pub fn run() -> ExitCode {
         .register_asynchronous_uri_scheme_protocol(shell::media::SCHEME, shell::media::handle)
         .invoke_handler(tauri::generate_handler![
             shell::commands::get_snapshot,
+            shell::commands::progress_shown,
             shell::commands::refresh_instance,
             shell::commands::submit_workflow,
             shell::commands::resubmit_job,

@@ -19,6 +19,15 @@ pub fn get_snapshot(host: State<'_, SharedHost>) -> Snapshot {
     snapshot
 }
 
+/// Where the webview's acknowledgements of progress batches go (the event task reads them).
+pub struct ProgressShown(pub tokio::sync::watch::Sender<u64>);
+
+/// The webview has shown progress batch `batch`: the next one may go.
+#[tauri::command]
+pub fn progress_shown(shown: State<'_, ProgressShown>, batch: u64) {
+    shown.0.send_replace(batch);
+}
+
 /// Asks an instance to re-read its queue now.
 #[tauri::command]
 pub async fn refresh_instance(

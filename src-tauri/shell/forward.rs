@@ -10,6 +10,7 @@ use crate::shell::SharedOverview;
 use comfy_engine::journal::{EventLogRule, Journal, LogLine};
 use comfy_engine::{ConnectionState, Event, EventKind};
 use tokio::sync::mpsc::Receiver;
+use tokio::sync::watch;
 use tokio::time::{sleep_until, Instant};
 
 /// Writes what the engine reports to the database: jobs to the journal (terminal states exactly
@@ -80,9 +81,11 @@ impl Recorder {
     }
 }
 
-/// Runs until the engine is dropped (its event channel closes).
+/// Runs until the engine is dropped (its event channel closes). `shown` carries the number of
+/// the last progress batch the webview has shown.
 pub async fn forward(
     mut events: Receiver<Event>,
+    mut shown: watch::Receiver<u64>,
     overview: SharedOverview,
     previews: Previews,
     mut recorder: Recorder,
@@ -120,6 +123,9 @@ pub async fn forward(
                 if let Some(logged) = logged {
                     emit(logged);
                 }
+            }
+            Ok(()) = shown.changed() => {
+                throttle.shown(*shown.borrow_and_update());
             }
             () = sleep_until(due.unwrap_or_else(Instant::now)), if due.is_some() => {
                 throttle.take_due(Instant::now()).into_iter().for_each(&mut emit);
@@ -180,6 +186,7 @@ mod tests {
         let recorder = Recorder::new(None, Routes::default());
         forward(
             rx,
+            watch::channel(0).1,
             overview.clone(),
             Previews::default(),
             recorder,
@@ -256,6 +263,7 @@ mod tests {
         let mut sent = Vec::new();
         forward(
             rx,
+            watch::channel(0).1,
             overview,
             Previews::default(),
             Recorder::new(Some(journal), routes),

@@ -92,10 +92,13 @@ pub fn start(app: &mut App) -> Result<(), Box<dyn std::error::Error>> {
     tauri::async_runtime::block_on(host.start_all(&|u| emit(&handle, &u)));
 
     let recorder = forward::Recorder::new(host.open_journal(), host.routes.clone());
+    let (shown, shown_rx) = tokio::sync::watch::channel(0);
+    app.manage(commands::ProgressShown(shown));
     let handle = app.handle().clone();
     let monitor = host.monitor.clone();
     tauri::async_runtime::spawn(forward::forward(
         events,
+        shown_rx,
         host.overview.clone(),
         host.previews.clone(),
         recorder,

@@ -4,7 +4,13 @@
 //! paint. Progress of a running job is held, newest picture per job, and goes out in one
 //! `jobs-progressed` event per display frame carrying every instance whose own window (30/s)
 //! has passed. Each webview event costs a script evaluation and a render whatever it carries, so
-//! a hundred busy instances cost the webview about as many renders as one. Every other update,
+//! a hundred busy instances cost the webview about as many renders as one.
+//!
+//! The webview says when it has shown a batch (`progress_shown`, from its next animation frame);
+//! until then no further batch is sent, so a webview slower than the stream gets fewer, fuller
+//! batches instead of a queue of stale ones (latest wins, as for previews). A batch that is never
+//! acknowledged (a page still loading, or reloading) holds the next one back at most
+//! [`ACK_TIMEOUT`]. Every other update,
 //! and above all a job's final state, goes out at once and drops any held progress of that job,
 //! so nothing stale follows it. Time is passed in, so tests need no clock.
 
@@ -19,6 +25,8 @@ pub const PROGRESS_PER_SECOND: u32 = 30;
 /// At most this many progress batches per second, for all instances together: one per frame of
 /// a 60 Hz display.
 pub const BATCHES_PER_SECOND: u32 = 60;
+/// How long an unacknowledged batch holds the next one back.
+pub const ACK_TIMEOUT: Duration = Duration::from_millis(250);
 
 #[derive(Debug, Default)]
 struct Lane {
@@ -34,6 +42,10 @@ pub struct ProgressThrottle {
     /// Between two batches.
     frame: Duration,
     last_batch: Option<Instant>,
+    /// The number of the last batch sent.
+    batch: u64,
+    /// Whether the webview has not yet said it showed the last batch.
+    unacked: bool,
     lanes: HashMap<String, Lane>,
 }
 
@@ -52,6 +64,8 @@ impl ProgressThrottle {
             interval,
             frame,
             last_batch: None,
+            batch: 0,
+            unacked: false,
             lanes: HashMap::new(),
         }
     }
@@ -78,9 +92,27 @@ impl ProgressThrottle {
         None
     }
 
+    /// The webview has shown batch `batch` (and so every earlier one).
+    pub fn shown(&mut self, batch: u64) {
+        if batch >= self.batch {
+            self.unacked = false;
+        }
+    }
+
+    /// The earliest the next batch may go: a frame after the last one, or, while the webview
+    /// has not shown the last one, [`ACK_TIMEOUT`] after it.
+    fn batch_due(&self, now: Instant) -> Instant {
+        let wait = if self.unacked {
+            ACK_TIMEOUT.max(self.frame)
+        } else {
+            self.frame
+        };
+        self.last_batch.map_or(now, |t| t + wait)
+    }
+
     /// When the next batch is due, if any progress is held: the earliest instance window to
-    /// pass, but not before a frame has passed since the last batch. Never later than `now` when
-    /// it is due already.
+    /// pass, but not before the batch rule allows (see [`Self::batch_due`]). At or before `now`
+    /// when a batch may go at once.
     pub fn next_due(&self, now: Instant) -> Option<Instant> {
         let lane_due = self
             .lanes
@@ -88,16 +120,12 @@ impl ProgressThrottle {
             .filter(|lane| !lane.held.is_empty())
             .map(|lane| lane.last_sent.map_or(now, |t| t + self.interval))
             .min()?;
-        let frame_due = self.last_batch.map_or(now, |t| t + self.frame);
-        Some(lane_due.max(frame_due))
+        Some(lane_due.max(self.batch_due(now)))
     }
 
-    /// The batch of held progress whose instance windows have passed, if a frame has passed.
+    /// The batch of held progress whose instance windows have passed, if one may go now.
     pub fn take_due(&mut self, now: Instant) -> Option<Update> {
-        if self
-            .last_batch
-            .is_some_and(|last| now.duration_since(last) < self.frame)
-        {
+        if self.batch_due(now) > now {
             return None;
         }
         let mut updates = Vec::new();
@@ -114,7 +142,12 @@ impl ProgressThrottle {
             return None;
         }
         self.last_batch = Some(now);
-        Some(Update::JobsProgressed(JobsProgressed { updates }))
+        self.batch += 1;
+        self.unacked = true;
+        Some(Update::JobsProgressed(JobsProgressed {
+            batch: self.batch,
+            updates,
+        }))
     }
 }
 
@@ -172,8 +205,20 @@ mod tests {
             .collect()
     }
 
-    /// Offers an update and, as the event task does, sends a batch when one is due.
+    /// Offers an update and, as the event task does, sends a batch when one is due; a webview
+    /// that keeps up shows each batch at once.
     fn step(t: &mut ProgressThrottle, update: Update, now: Instant) -> Vec<Update> {
+        let out = offer_unshown(t, update, now);
+        for u in &out {
+            if let Update::JobsProgressed(b) = u {
+                t.shown(b.batch);
+            }
+        }
+        out
+    }
+
+    /// As `step`, with a webview that does not say it showed anything.
+    fn offer_unshown(t: &mut ProgressThrottle, update: Update, now: Instant) -> Vec<Update> {
         let mut out: Vec<Update> = t.offer(update).into_iter().collect();
         if t.next_due(now).is_some_and(|due| due <= now) {
             out.extend(t.take_due(now));
@@ -287,6 +332,57 @@ mod tests {
     }
 
     #[test]
+    fn a_webview_that_has_not_shown_the_last_batch_gets_the_next_one_later_and_fuller() {
+        let mut t = throttle();
+        let t0 = Instant::now();
+        let first = offer_unshown(&mut t, job("a", "p", JobStateView::Running, 1.0), t0);
+        let Some(Update::JobsProgressed(first)) = first.first() else {
+            panic!("no first batch");
+        };
+        // 100 ms of progress from two instances while the webview is busy: nothing goes.
+        for i in 1..=100u32 {
+            let now = t0 + i * MS;
+            assert!(offer_unshown(
+                &mut t,
+                job("a", "p", JobStateView::Running, f64::from(i)),
+                now
+            )
+            .is_empty());
+            assert!(offer_unshown(
+                &mut t,
+                job("b", "q", JobStateView::Running, f64::from(i)),
+                now
+            )
+            .is_empty());
+        }
+        // Shown: the next batch goes at the next frame with the newest picture of each.
+        t.shown(first.batch);
+        assert!(t
+            .next_due(t0 + 100 * MS)
+            .is_some_and(|due| due <= t0 + 100 * MS));
+        let out = Vec::from_iter(t.take_due(t0 + 100 * MS));
+        assert_eq!(percents(&out), [100.0, 100.0]);
+    }
+
+    #[test]
+    fn a_batch_never_shown_holds_the_next_one_back_only_for_the_timeout() {
+        let mut t = throttle();
+        let t0 = Instant::now();
+        offer_unshown(&mut t, job("a", "p", JobStateView::Running, 1.0), t0);
+        t.offer(job("a", "p", JobStateView::Running, 2.0));
+        assert_eq!(t.next_due(t0 + MS), Some(t0 + ACK_TIMEOUT));
+        assert!(t.take_due(t0 + ACK_TIMEOUT - MS).is_none());
+        assert_eq!(
+            percents(&Vec::from_iter(t.take_due(t0 + ACK_TIMEOUT))),
+            [2.0]
+        );
+        // An acknowledgement of an older batch does not release a newer one.
+        t.offer(job("a", "p", JobStateView::Running, 3.0));
+        t.shown(1);
+        assert_eq!(t.next_due(t0 + ACK_TIMEOUT), Some(t0 + 2 * ACK_TIMEOUT));
+    }
+
+    #[test]
     fn final_state_is_never_held_and_drops_held_progress_of_that_job() {
         let mut t = throttle();
         let t0 = Instant::now();
@@ -316,6 +412,7 @@ mod tests {
         };
         let instances: Vec<_> = batch.updates.iter().map(|j| j.instance.as_str()).collect();
         assert_eq!(instances, ["b"]);
+        t.shown(batch.batch);
         assert_eq!(t.next_due(t0 + 20 * MS), Some(t0 + 36 * MS));
     }
 

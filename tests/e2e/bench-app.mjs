@@ -248,16 +248,23 @@ async function previews(fps) {
 
 // ---- 4. scale ----
 
-/** CPU (share of a core) and RSS of the app and of its whole process tree over `ms`. */
-async function costOver(pid, ms) {
-  const a = usage(pid);
-  await sleep(ms);
-  const d = between(a, usage(pid));
+/** CPU (share of a core) and memory of the app and of its whole process tree: the median of
+ * `windows` readings over `ms` in all. */
+async function costOver(pid, ms, windows = 3) {
+  const readings = [];
+  for (let i = 0; i < windows; i++) {
+    const a = usage(pid);
+    await sleep(ms / windows);
+    readings.push(between(a, usage(pid)));
+  }
+  const mid = (key) => round(median(readings.map((r) => r[key])), 2);
   return {
-    app_core_percent: round(d.corePercent, 2),
-    tree_core_percent: round(d.treeCorePercent, 2),
-    app_rss_mib: round(d.rssMib),
-    tree_rss_mib: round(d.treeRssMib),
+    windows,
+    app_core_percent: mid("corePercent"),
+    tree_core_percent: mid("treeCorePercent"),
+    app_rss_mib: mid("rssMib"),
+    app_private_mib: mid("privateMib"),
+    tree_rss_mib: mid("treeRssMib"),
   };
 }
 

@@ -228,6 +228,19 @@ function rssKib(pid) {
   }
 }
 
+/** Memory only this process maps (private clean + dirty pages): its own heap and stacks, not
+ * the shared libraries that RSS also counts. */
+function privateKib(pid) {
+  try {
+    const text = readFileSync(`/proc/${pid}/smaps_rollup`, "utf8");
+    let sum = 0;
+    for (const m of text.matchAll(/^Private_(?:Clean|Dirty):\s+(\d+)\s+kB/gm)) sum += Number(m[1]);
+    return sum;
+  } catch {
+    return 0;
+  }
+}
+
 /** CPU seconds used so far and resident memory now, of `root` alone and of its whole tree. */
 export function usage(root) {
   const all = tree(root);
@@ -240,6 +253,7 @@ export function usage(root) {
     cpuS: cpu(root),
     treeCpuS: all.reduce((sum, pid) => sum + cpu(pid), 0),
     rssMib: rssKib(root) / 1024,
+    privateMib: privateKib(root) / 1024,
     treeRssMib: all.reduce((sum, pid) => sum + rssKib(pid), 0) / 1024,
     processes: all.length,
   };
@@ -253,6 +267,7 @@ export function between(a, b) {
     corePercent: (100 * (b.cpuS - a.cpuS)) / seconds,
     treeCorePercent: (100 * (b.treeCpuS - a.treeCpuS)) / seconds,
     rssMib: b.rssMib,
+    privateMib: b.privateMib,
     treeRssMib: b.treeRssMib,
   };
 }

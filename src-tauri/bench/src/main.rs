@@ -1,8 +1,8 @@
 //! `comfy-bench`: the engine-level benchmark figures of comfy-monitor, written as JSON.
 //!
-//! `comfy-bench engine [--smoke] --out PATH` runs three measures against the fake ComfyUI in a
-//! separate process: the CPU cost per frame against a bare socket reader, the reconnect latency
-//! after server restarts, and a soak of engine and journal. Hidden subcommands: `serve-fake`
+//! `comfy-bench engine [--smoke] --out PATH` runs four measures against the fake ComfyUI in a
+//! separate process: the cost of many idle instances, the CPU cost per frame against a bare
+//! socket reader, the reconnect latency after server restarts, and a soak of engine and journal. Hidden subcommands: `serve-fake`
 //! (the server side of those measures) and `seed-db` (a store with many instances and jobs for
 //! app-level start-up measures). Figures are medians and percentiles over repeated runs;
 //! nothing here asserts on time: the numbers are reported, the targets stand beside them.
@@ -10,6 +10,7 @@
 mod frames;
 mod per_frame;
 mod reconnect;
+mod scale;
 mod seed;
 mod server;
 mod soak;
@@ -36,6 +37,7 @@ enum Measure {
     PerFrame,
     Reconnect,
     Soak,
+    Scale,
 }
 
 #[derive(Subcommand)]
@@ -111,6 +113,8 @@ struct Measures {
     reconnect: Option<reconnect::Report>,
     #[serde(skip_serializing_if = "Option::is_none")]
     soak: Option<soak::Report>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    scale: Option<scale::Report>,
 }
 
 #[derive(Serialize)]
@@ -205,8 +209,19 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 measures: Measures::default(),
                 errors: Default::default(),
             };
+            let scale_cfg = scale::Config::new(smoke);
             rt.block_on(async {
-                // The soak first: its memory figures start from a fresh heap.
+                // Scale first: its memory growth is read against a heap nothing ran in yet.
+                if wants(Measure::Scale) {
+                    eprintln!("scale: {} idle instances", scale_cfg.instances);
+                    match scale::run(&scale_cfg).await {
+                        Ok(r) => report.measures.scale = Some(r),
+                        Err(e) => {
+                            report.errors.insert("scale", format!("{e:#}"));
+                        }
+                    }
+                }
+                // Then the soak: its growth figures start from a heap little else used.
                 if wants(Measure::Soak) {
                     eprintln!(
                         "soak: {} jobs × {} previews",
@@ -314,6 +329,18 @@ fn summary(report: &Report) {
             s.db_bytes_per_job,
             s.event_log_rows,
             s.events_dropped,
+        );
+    }
+    if let Some(s) = &report.measures.scale {
+        eprintln!(
+            "  scale ({} idle instances): all connected in {} ms; {} % of a core; RSS {} → {} MiB (+{} MiB, {} KiB each)",
+            s.instances,
+            s.all_connected_ms,
+            s.idle_core_percent,
+            s.rss_before_mib,
+            s.rss_idle_mib,
+            s.rss_growth_mib,
+            s.rss_growth_per_instance_kib,
         );
     }
     for (m, e) in &report.errors {

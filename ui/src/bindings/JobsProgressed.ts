@@ -4,6 +4,7 @@ import type { JobUpdated } from "./JobUpdated";
 /**
  * Progress of running jobs, one picture per job, for every instance whose display-rate window
  * passed since the last batch: at most one of these per display frame, however many instances
- * are busy. Each picture carries its own revision.
+ * are busy. Each picture carries its own revision. The webview answers `progress_shown` with
+ * the batch number once it has shown it; the next batch waits for that.
  */
-export type JobsProgressed = { updates: Array<JobUpdated>, };
+export type JobsProgressed = { batch: number, updates: Array<JobUpdated>, };

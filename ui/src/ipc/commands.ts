@@ -54,6 +54,11 @@ export function getSnapshot(): Promise<Snapshot> {
   return call<Snapshot>("get_snapshot");
 }
 
+/** Tells the shell a progress batch is on screen, so it may send the next one. */
+export function progressShown(batch: number): Promise<void> {
+  return call<void>("progress_shown", { batch });
+}
+
 /** Asks an instance to re-read its queue now. */
 export function refreshInstance(instance: string): Promise<void> {
   return call<void>("refresh_instance", { instance });

@@ -12,6 +12,7 @@ export {
   openFolder,
   outputUrl,
   previewUrl,
+  progressShown,
   refreshInstance,
   removeInstance,
   resubmitJob,

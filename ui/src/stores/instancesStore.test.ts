@@ -194,6 +194,7 @@ describe("instances store", () => {
     const store = useInstancesStore();
     await store.start();
     await emitFromShell(EVENTS.jobsProgressed, {
+      batch: 3,
       updates: [
         { revision: 4, instance: "Local", job: liveJob("old", { percent: 99 }) },
         { revision: 6, instance: "gpu", job: liveJob("a", { percent: 10 }) },
@@ -205,6 +206,10 @@ describe("instances store", () => {
     expect(store.byName("gpu")?.jobs.map((j) => [j.promptId, j.percent])).toEqual([["a", 10]]);
     expect(store.byName("Local")?.jobs.map((j) => [j.promptId, j.percent])).toEqual([["b", 30]]);
     expect(store.summary.total).toBe(2);
+    // Once painted, the shell hears the batch was shown.
+    await new Promise((resolve) => requestAnimationFrame(resolve));
+    await flushPromises();
+    expect(commands.filter((c) => c.command === "progress_shown")).toEqual([{ command: "progress_shown", args: { batch: 3 } }]);
   });
 
   it("cancels a job and says when it had already finished", async () => {

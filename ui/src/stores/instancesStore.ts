@@ -13,7 +13,16 @@ import type { CancelResult } from "../bindings/CancelResult";
 import type { InstanceView } from "../bindings/InstanceView";
 import type { JobSummary } from "../bindings/JobSummary";
 import { isFinishedState } from "../format";
-import { EVENTS, cancelJob, clearQueue as clearQueueCommand, getSnapshot, onEvent, refreshInstance, type Unsubscribe } from "../ipc";
+import {
+  EVENTS,
+  cancelJob,
+  clearQueue as clearQueueCommand,
+  getSnapshot,
+  onEvent,
+  progressShown,
+  refreshInstance,
+  type Unsubscribe,
+} from "../ipc";
 import { attempt, failureText, type Failure } from "./failure";
 
 interface HeldChange {
@@ -144,7 +153,9 @@ export const useInstancesStore = defineStore("instances", () => {
           if (i) applyJob(i, p.job);
         }),
       ),
-      // Running jobs' progress, batched per display frame: one event, one render.
+      // Running jobs' progress, batched per display frame: one event, one render. The shell
+      // sends the next batch once this one is painted, so a busy page gets fuller batches, not
+      // a backlog.
       onEvent(EVENTS.jobsProgressed, (batch) => {
         for (const p of batch.updates) {
           accept(p.revision, () => {
@@ -152,6 +163,7 @@ export const useInstancesStore = defineStore("instances", () => {
             if (i) applyJob(i, p.job);
           });
         }
+        requestAnimationFrame(() => void progressShown(batch.batch).catch(() => undefined));
       }),
       onEvent(EVENTS.instancesChanged, (p) => accept(p.revision, () => void load())),
     ]);
