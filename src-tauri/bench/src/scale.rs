@@ -83,10 +83,7 @@ async fn measure(cfg: &Config, server: &ServerProcess) -> anyhow::Result<Report>
     });
     let started = Instant::now();
     for i in 0..cfg.instances {
-        engine.add_instance(InstanceSpec::new(
-            &format!("gpu{i:03}"),
-            &server.base_url(),
-        )?)?;
+        engine.add_instance(InstanceSpec::new(format!("gpu{i:03}"), &server.base_url())?)?;
     }
     let mut up = HashSet::new();
     let limit = Duration::from_secs(120);
