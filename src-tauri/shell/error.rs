@@ -148,9 +148,13 @@ impl From<ActionError> for CommandError {
                     .iter()
                     .map(|n| NodeErrorView::from_validation(n, None))
                     .collect();
+                // The node errors travel as a list; the message says only what they add up to.
                 Self {
                     code: ErrorCode::Rejected,
-                    message: error.to_string(),
+                    message: format!(
+                        "the server refused the workflow: {}",
+                        comfy_engine::actions::rejection_summary(r)
+                    ),
                     node_errors,
                 }
             }
@@ -200,5 +204,28 @@ impl From<StoreError> for CommandError {
 impl From<comfy_secrets::SecretsError> for CommandError {
     fn from(error: comfy_secrets::SecretsError) -> Self {
         Self::new(ErrorCode::Secrets, error.to_string())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_refused_workflow_lists_its_node_errors_once_not_again_in_the_message() {
+        let body = br#"{"error": {"type": "prompt_outputs_failed_validation", "message": "Prompt outputs failed validation", "details": ""},
+            "node_errors": {"4": {"class_type": "CheckpointLoaderSimple", "dependent_outputs": ["9"],
+                "errors": [{"type": "value_not_in_list", "message": "Value not in list", "details": "ckpt_name: 'missing.safetensors'"}]}}}"#;
+        let Err(rejected) = comfy_protocol::http::parse_prompt_response(400, body) else {
+            panic!("a 400 with node errors is a rejection");
+        };
+        let e = CommandError::from(ActionError::Rejected(Box::new(rejected)));
+        assert_eq!(e.code, ErrorCode::Rejected);
+        assert_eq!(
+            e.message,
+            "the server refused the workflow: Prompt outputs failed validation (prompt_outputs_failed_validation)"
+        );
+        assert_eq!(e.node_errors.len(), 1);
+        assert_eq!(e.node_errors[0].node_id, "4");
     }
 }

@@ -117,6 +117,81 @@ fn cancel_of_an_unknown_job_fails_and_says_so() {
 }
 
 #[test]
+fn without_instance_or_url_the_only_saved_instance_is_used_and_cancel_finds_its_job_in_the_journal()
+{
+    let (first, _stop_first) = serve(ServerVersion::V0_26);
+    let (second, _stop_second) = serve(ServerVersion::V0_3_64);
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("profile.db");
+    let db = db.to_str().unwrap();
+    let wf = dir.path().join("wf.json");
+    let workflow = |steps: u32| {
+        format!(
+            r#"{{"1": {{"class_type": "MonitorTestSampler", "inputs": {{"steps": {steps}, "step_delay_ms": 20, "seed": 5}}}},
+                "2": {{"class_type": "SaveImage", "inputs": {{"images": ["1", 0], "filename_prefix": "default"}}}}}}"#
+        )
+    };
+    std::fs::write(&wf, workflow(2)).unwrap();
+    let wf = wf.to_str().unwrap();
+    // A new profile holds "Local" only; make it point at the first fake server.
+    assert_eq!(
+        run(&["--db", db, "instances", "edit", "Local", "--url", &first]),
+        ExitCode::SUCCESS
+    );
+    assert_eq!(
+        run(&["--db", db, "submit", wf, "--wait"]),
+        ExitCode::SUCCESS,
+        "the only saved instance is the default"
+    );
+    assert_eq!(
+        run(&[
+            "--db",
+            db,
+            "instances",
+            "add",
+            "--name",
+            "second",
+            "--url",
+            &second
+        ]),
+        ExitCode::SUCCESS
+    );
+    assert_eq!(
+        run(&["--db", db, "submit", wf, "--wait"]),
+        ExitCode::from(1),
+        "with two saved instances, neither is guessed"
+    );
+    // A long job on the second: its journal entry tells `cancel` where it is.
+    std::fs::write(dir.path().join("long.json"), workflow(2000)).unwrap();
+    let long = dir.path().join("long.json");
+    assert_eq!(
+        run(&[
+            "--db",
+            db,
+            "submit",
+            long.to_str().unwrap(),
+            "--instance",
+            "second"
+        ]),
+        ExitCode::SUCCESS
+    );
+    let store = comfy_store::Store::open(db).unwrap();
+    let second_id = store.instance_by_name("second").unwrap().id;
+    let job = store.history(Some(second_id), 10, 0).unwrap().remove(0);
+    drop(store);
+    assert_eq!(
+        run(&["--db", db, "cancel", &job.prompt_id]),
+        ExitCode::SUCCESS,
+        "cancel found the job's instance in the journal"
+    );
+    assert_eq!(
+        run(&["--db", db, "cancel", "4f729e71-630a-4217-b3a2-86a1431c8e94"]),
+        ExitCode::from(1),
+        "an id no journal knows, with two saved instances, is not guessed"
+    );
+}
+
+#[test]
 fn saved_instances_carry_their_secrets_outside_the_database_and_journal_their_jobs() {
     let (url, _stop) = serve_with(FakeConfig {
         auth: Some(fake_comfyui::FakeAuth::Bearer("t0ps3cret".into())),

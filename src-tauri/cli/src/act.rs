@@ -77,8 +77,9 @@ fn read_workflow(path: &Path) -> anyhow::Result<serde_json::Value> {
 fn prepare(
     server: &crate::ServerArgs,
     db: Option<&Path>,
+    job: Option<&str>,
 ) -> Result<(InstanceSpec, Option<Saved>, tokio::runtime::Runtime), ExitCode> {
-    let (spec, saved) = resolve(server, db).map_err(|e| fail(e, exit::FAILED))?;
+    let (spec, saved) = resolve(server, db, job).map_err(|e| fail(e, exit::FAILED))?;
     let rt = runtime().map_err(|e| fail(e, exit::FAILED))?;
     Ok((spec, saved, rt))
 }
@@ -107,7 +108,7 @@ pub fn submit(args: SubmitArgs, db: Option<&Path>) -> ExitCode {
         Ok(w) => w,
         Err(e) => return fail(e, exit::FAILED),
     };
-    let (spec, saved, rt) = match prepare(&args.server, db) {
+    let (spec, saved, rt) = match prepare(&args.server, db, None) {
         Ok(p) => p,
         Err(code) => return code,
     };
@@ -185,28 +186,53 @@ async fn submit_and_follow(
         }
         let end = follow(&mut rx, &submission.prompt_id, json, &mut journal).await;
         let code = match end {
-            None => {
-                engine.shutdown().await;
-                return fail(
-                    "interrupted before the job ended (it keeps running on the server)",
-                    exit::FAILED,
-                );
-            }
-            Some(j) => finish(&engine, id, &j, out.as_deref(), &mut journal).await,
+            Followed::Stopped => fail(
+                "interrupted before the job ended (it keeps running on the server)",
+                exit::FAILED,
+            ),
+            Followed::ServerGone(why) => fail(
+                format!(
+                    "gave up on {}: the server has been out of reach for {} s ({why}); its outcome is unknown{}",
+                    submission.prompt_id,
+                    GIVE_UP_AFTER.as_secs(),
+                    if journal.is_some() {
+                        " until the instance is monitored again (`comfy-monitor history`)"
+                    } else {
+                        ""
+                    }
+                ),
+                exit::LOST,
+            ),
+            Followed::Ended(j) => finish(&engine, id, &j, out.as_deref(), &mut journal).await,
         };
         engine.shutdown().await;
         code
     }
 }
 
+/// How long `submit --wait` waits for a server it lost contact with before giving up: as long
+/// as the engine keeps retrying a server that was just connected (a restart).
+pub const GIVE_UP_AFTER: std::time::Duration = std::time::Duration::from_secs(120);
+
+/// How following a job ended.
+#[derive(Debug)]
+enum Followed {
+    /// The job reached its terminal state.
+    Ended(Box<JobView>),
+    /// Ctrl-C.
+    Stopped,
+    /// The server stayed out of reach for [`GIVE_UP_AFTER`]; the last reason why.
+    ServerGone(String),
+}
+
 /// Follows one job to its end: a progress bar on a terminal, NDJSON with `--json`, readable
-/// lines otherwise. `None` when stopped by Ctrl-C.
+/// lines otherwise.
 async fn follow(
     rx: &mut Receiver<Event>,
     id: &PromptId,
     json: bool,
     journal: &mut JobJournal,
-) -> Option<JobView> {
+) -> Followed {
     let tty = !json && std::io::stderr().is_terminal();
     let bar = tty.then(|| {
         let bar = ProgressBar::new(1000);
@@ -224,11 +250,31 @@ async fn follow(
     });
     let stop = shutdown_signal();
     tokio::pin!(stop);
+    // Since when, and why, the server has been out of reach.
+    let mut down: Option<(tokio::time::Instant, String)> = None;
     loop {
+        let give_up = down.as_ref().map(|(since, _)| *since + GIVE_UP_AFTER);
         let e = tokio::select! {
-            e = rx.recv() => e?,
-            _ = &mut stop => return None,
+            e = rx.recv() => match e {
+                Some(e) => e,
+                None => return Followed::Stopped,
+            },
+            _ = &mut stop => return Followed::Stopped,
+            () = tokio::time::sleep_until(give_up.unwrap_or_else(tokio::time::Instant::now)), if give_up.is_some() => {
+                if let Some(bar) = &bar {
+                    bar.abandon();
+                }
+                return Followed::ServerGone(down.map(|(_, why)| why).unwrap_or_default());
+            }
         };
+        if let EventKind::Connection(c) = &e.kind {
+            down = (c.state != ConnectionState::Connected).then(|| {
+                let since = down
+                    .as_ref()
+                    .map_or_else(tokio::time::Instant::now, |(t, _)| *t);
+                (since, c.detail.clone())
+            });
+        }
         let mine = match &e.kind {
             EventKind::Job(j) => j.prompt_id == *id,
             EventKind::Preview(p) => p.prompt_id.as_ref() == Some(id),
@@ -270,7 +316,7 @@ async fn follow(
                 if let Some(bar) = bar {
                     bar.finish_and_clear();
                 }
-                return Some((**j).clone());
+                return Followed::Ended(j.clone());
             }
         }
     }
@@ -375,7 +421,7 @@ async fn finish(
 }
 
 pub fn cancel(args: CancelArgs, db: Option<&Path>) -> ExitCode {
-    let (spec, _, rt) = match prepare(&args.server, db) {
+    let (spec, _, rt) = match prepare(&args.server, db, Some(args.prompt_id.trim())) {
         Ok(p) => p,
         Err(code) => return code,
     };
@@ -445,4 +491,65 @@ pub fn resubmit(prompt_id: &str, wait: bool, db: Option<&Path>) -> ExitCode {
         None,
         false,
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use comfy_engine::ConnectionStatus;
+    use std::time::Duration;
+    use tokio::time::{sleep, Instant};
+
+    fn connection(state: ConnectionState, detail: &str) -> Event {
+        Event {
+            ts: time::OffsetDateTime::now_utc(),
+            instance: "gpu".into(),
+            kind: EventKind::Connection(ConnectionStatus {
+                state,
+                detail: detail.into(),
+                retry_in_ms: Some(1000),
+            }),
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn waiting_gives_up_once_the_server_stays_out_of_reach_and_a_reconnect_starts_the_count_again(
+    ) {
+        let (tx, mut rx) = tokio::sync::mpsc::channel(8);
+        let started = Instant::now();
+        let script = tokio::spawn(async move {
+            tx.send(connection(
+                ConnectionState::Reconnecting,
+                "connection reset",
+            ))
+            .await
+            .expect("open");
+            sleep(Duration::from_secs(100)).await;
+            tx.send(connection(ConnectionState::Connected, "connected"))
+                .await
+                .expect("open");
+            sleep(Duration::from_secs(10)).await;
+            tx.send(connection(
+                ConnectionState::Unreachable,
+                "connection refused",
+            ))
+            .await
+            .expect("open");
+            sleep(Duration::from_secs(60)).await;
+            tx.send(connection(ConnectionState::Unreachable, "timed out"))
+                .await
+                .expect("open");
+            // Keeps the channel open: the end must come from giving up, not from a closed channel.
+            sleep(Duration::from_secs(3600)).await;
+        });
+        let mut journal = None;
+        let end = follow(&mut rx, &PromptId::from("p"), true, &mut journal).await;
+        script.abort();
+        let Followed::ServerGone(why) = end else {
+            panic!("expected to give up, got {end:?}");
+        };
+        assert_eq!(why, "timed out", "the latest reason is reported");
+        // Out of reach from 110 s on (the first outage ended at 100 s): given up at 230 s.
+        assert_eq!(started.elapsed(), Duration::from_secs(110) + GIVE_UP_AFTER);
+    }
 }

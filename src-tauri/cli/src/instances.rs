@@ -332,7 +332,7 @@ pub fn history(
             };
             println!(
                 "{when} {name:<12} {} {:<11} {:<9}{took}{}{hint}",
-                &j.prompt_id[..j.prompt_id.len().min(8)],
+                j.prompt_id.chars().take(8).collect::<String>(),
                 format!("{:?}", j.state).to_lowercase(),
                 j.origin.as_str(),
                 j.detail

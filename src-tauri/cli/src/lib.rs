@@ -105,8 +105,9 @@ pub struct CancelArgs {
 /// How to reach one server: a saved instance, or a URL with its flags.
 #[derive(Debug, Args)]
 pub struct ServerArgs {
-    /// A saved instance (see `comfy-monitor instances`); its jobs go to the journal.
-    #[arg(long, conflicts_with = "url", required_unless_present = "url")]
+    /// A saved instance (see `comfy-monitor instances`); its jobs go to the journal. Without
+    /// this and --url: the only saved instance (for `cancel`, the one whose journal has the job).
+    #[arg(long, conflicts_with = "url")]
     pub instance: Option<String>,
     /// Server base URL, e.g. http://127.0.0.1:8188 (a path prefix behind a proxy is kept).
     #[arg(long)]

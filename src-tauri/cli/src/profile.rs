@@ -68,6 +68,37 @@ impl Profile {
         })
     }
 
+    /// The saved instance to use when the command line names none: the one whose journal has
+    /// `job` (when exactly one has it), else the only saved instance.
+    pub fn default_instance(&self, job: Option<&str>) -> anyhow::Result<InstanceRecord> {
+        let all = self.store.instances()?;
+        if let Some(job) = job {
+            let mut knowing = Vec::new();
+            for rec in &all {
+                if self.store.job(rec.id, job)?.is_some() {
+                    knowing.push(rec);
+                }
+            }
+            if let [rec] = knowing.as_slice() {
+                return Ok((*rec).clone());
+            }
+        }
+        match all.as_slice() {
+            [rec] => Ok(rec.clone()),
+            [] => bail!(
+                "no saved instance: add one with `comfy-monitor instances add`, or give --url"
+            ),
+            many => bail!(
+                "{} saved instances ({}): name one with --instance NAME, or give --url",
+                many.len(),
+                many.iter()
+                    .map(|i| i.name.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        }
+    }
+
     /// The engine's view of a saved instance, with its secrets from the keyring.
     pub fn spec(&self, rec: &InstanceRecord) -> anyhow::Result<InstanceSpec> {
         let secrets = if rec.secret_slots.is_empty() {

@@ -11,27 +11,30 @@ pub struct Saved {
     pub instance: comfy_store::InstanceId,
 }
 
-/// The instance to act on: a saved one (with its journal), or one built from the flags. Bad
-/// input gets a clear error before anything connects.
+/// The instance to act on: a saved one (with its journal), or one built from the flags. With
+/// neither `--instance` nor `--url`, the saved instance whose journal has `job`, else the only
+/// saved one. Bad input gets a clear error before anything connects.
 pub fn resolve(
     args: &ServerArgs,
     db: Option<&std::path::Path>,
+    job: Option<&str>,
 ) -> anyhow::Result<(InstanceSpec, Option<Saved>)> {
-    match &args.instance {
-        Some(name) => {
-            let profile = crate::profile::Profile::open(db)?;
-            let rec = profile.instance(name)?;
-            let spec = profile.spec(&rec)?;
-            Ok((
-                spec,
-                Some(Saved {
-                    profile,
-                    instance: rec.id,
-                }),
-            ))
-        }
-        None => Ok((spec_from_args(args)?, None)),
+    if args.instance.is_none() && args.url.is_some() {
+        return Ok((spec_from_args(args)?, None));
     }
+    let profile = crate::profile::Profile::open(db)?;
+    let rec = match &args.instance {
+        Some(name) => profile.instance(name)?,
+        None => profile.default_instance(job)?,
+    };
+    let spec = profile.spec(&rec)?;
+    Ok((
+        spec,
+        Some(Saved {
+            profile,
+            instance: rec.id,
+        }),
+    ))
 }
 
 /// Builds the instance from the URL flags.
@@ -101,7 +104,7 @@ pub fn spec_from_args(args: &ServerArgs) -> anyhow::Result<InstanceSpec> {
 }
 
 pub fn run(args: WatchArgs, db: Option<&std::path::Path>) -> anyhow::Result<()> {
-    let (spec, saved) = resolve(&args.server, db)?;
+    let (spec, saved) = resolve(&args.server, db, None)?;
     let mut journal = match saved {
         Some(s) => {
             let j = comfy_engine::journal::Journal::new(s.profile.store);

@@ -23,12 +23,22 @@ pub enum ActionError {
     Api(#[from] ApiError),
 }
 
-fn describe_rejection(r: &PromptRejected) -> String {
+/// What the server said of a refused workflow as a whole, without the per-node lines: for hosts
+/// that list the node errors themselves.
+pub fn rejection_summary(r: &PromptRejected) -> String {
     let mut s = if r.message.is_empty() {
         r.error_type.clone()
     } else {
         format!("{} ({})", r.message, r.error_type)
     };
+    if r.node_errors.is_empty() && !r.details.is_empty() {
+        s.push_str(&format!(": {}", r.details));
+    }
+    s
+}
+
+fn describe_rejection(r: &PromptRejected) -> String {
+    let mut s = rejection_summary(r);
     for n in &r.node_errors {
         for e in &n.errors {
             s.push_str(&format!(
@@ -43,9 +53,6 @@ fn describe_rejection(r: &PromptRejected) -> String {
                 }
             ));
         }
-    }
-    if r.node_errors.is_empty() && !r.details.is_empty() {
-        s.push_str(&format!(": {}", r.details));
     }
     s
 }
