@@ -21,8 +21,12 @@
 //! nodes, or no graph known) join the plan with weight 1.
 //!
 //! ## ETA
-//! Milliseconds per step are smoothed (EWMA) from consecutive `progress` updates of one node.
-//! ETA = remaining weighted work (`Σ weight·(1 − fraction)`) × ms per step.
+//! Milliseconds per step are the median of the last [`STEP_SAMPLES`] intervals between
+//! consecutive `progress` updates of one node (each divided by the steps it covers), published
+//! once there are three. Updates arrive bunched when the server's send loop is busy (two steps a
+//! few milliseconds apart, then a long gap): a mean of consecutive intervals would flash
+//! "500 it/s, ETA 0 s" at the start of a sampler; the median ignores the one short and one long
+//! interval a bunch makes. ETA = remaining weighted work (`Σ weight·(1 − fraction)`) × ms per step.
 
 use crate::event::{ErrorDetails, Fidelity, JobOrigin, JobState, JobView, NodeDuration};
 use comfy_protocol::http::{output_files, FinishedJob, Outcome, OutputFile};
@@ -32,6 +36,11 @@ use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 
 /// Milliseconds since the Unix epoch: the tracker's only notion of time.
 pub type Millis = i64;
+
+/// How many recent step intervals the step rate is the median of.
+const STEP_SAMPLES: usize = 7;
+/// How many intervals it takes before a step rate is published.
+const STEP_SAMPLES_NEEDED: usize = 3;
 
 /// How many finished jobs are remembered by id, so a late message or snapshot for them is ignored
 /// instead of resurrecting them.
@@ -154,7 +163,8 @@ struct Job {
     first_seen: Millis,
     started: Option<Millis>,
     ended: Option<Millis>,
-    ms_per_step: Option<f64>,
+    /// Milliseconds per step of the last [`STEP_SAMPLES`] intervals, oldest first.
+    step_ms: VecDeque<f64>,
     last_step: Option<(NodeId, f64, Millis)>,
     /// Files the job wrote, each with the node that wrote it when known.
     outputs: Vec<(OutputFile, Option<NodeId>)>,
@@ -184,6 +194,22 @@ enum Vanished {
 }
 
 impl Job {
+    /// The median of the recent step intervals, once there are enough of them (see the ETA
+    /// section of the module docs).
+    fn ms_per_step(&self) -> Option<f64> {
+        if self.step_ms.len() < STEP_SAMPLES_NEEDED {
+            return None;
+        }
+        let mut sorted: Vec<f64> = self.step_ms.iter().copied().collect();
+        sorted.sort_by(f64::total_cmp);
+        let mid = sorted.len() / 2;
+        Some(if sorted.len() % 2 == 1 {
+            sorted[mid]
+        } else {
+            (sorted[mid - 1] + sorted[mid]) / 2.0
+        })
+    }
+
     fn new(prompt_id: PromptId, origin: JobOrigin, now: Millis) -> Self {
         Self {
             prompt_id,
@@ -204,7 +230,7 @@ impl Job {
             first_seen: now,
             started: None,
             ended: None,
-            ms_per_step: None,
+            step_ms: VecDeque::new(),
             last_step: None,
             outputs: Vec::new(),
             texts: VecDeque::new(),
@@ -1329,10 +1355,10 @@ fn apply_step(job: &mut Job, node: &NodeId, value: f64, max: f64, now: Millis) {
     if let Some((last_node, last_value, last_t)) = &job.last_step {
         if last_node == node && value > *last_value && now > *last_t {
             let per_step = (now - last_t) as f64 / (value - last_value);
-            job.ms_per_step = Some(match job.ms_per_step {
-                Some(prev) => 0.7 * prev + 0.3 * per_step,
-                None => per_step,
-            });
+            if job.step_ms.len() == STEP_SAMPLES {
+                job.step_ms.pop_front();
+            }
+            job.step_ms.push_back(per_step);
         }
     }
     job.last_step = Some((node.clone(), value, now));
@@ -1367,7 +1393,8 @@ fn view(j: &Job) -> JobView {
         ns.and_then(|s| s.display.clone())
             .unwrap_or_else(|| n.clone())
     });
-    let eta_ms = match (j.state, j.ms_per_step) {
+    let ms_per_step = j.ms_per_step();
+    let eta_ms = match (j.state, ms_per_step) {
         (JobState::Running, Some(ms)) if j.fidelity == Fidelity::Live => {
             Some((j.remaining_work() * ms).round().max(0.0) as u64)
         }
@@ -1394,8 +1421,7 @@ fn view(j: &Job) -> JobView {
         nodes_total: (live && !j.plan.is_empty()).then_some(j.plan.len()),
         eta_ms,
         // The step rate belongs to a node that steps; don't show it beside a VAE decode.
-        steps_per_s: j
-            .ms_per_step
+        steps_per_s: ms_per_step
             .filter(|m| *m > 0.0 && ns.is_some_and(|s| s.max > 1.0))
             .map(|m| ((1000.0 / m) * 100.0).round() / 100.0),
         queued_at_ms: j.first_seen,
@@ -1606,6 +1632,43 @@ mod tests {
             !u.iter().any(|u| matches!(u, Update::Queue { .. })),
             "no change, no event"
         );
+    }
+
+    #[test]
+    fn step_rate_waits_for_three_intervals_and_ignores_updates_that_arrive_bunched() {
+        let mut t = Tracker::new(ME);
+        t.describe_job(&active("p", 1.0, Some(ME)), 0);
+        msg(
+            &mut t,
+            r#"{"type":"executing","data":{"node":"1","display_node":"1","prompt_id":"p"}}"#,
+            0,
+        );
+        // 150 ms a step, but steps 1 and 2 reach us 2 ms apart (the server's send loop was busy).
+        let mut rates = Vec::new();
+        for (step, at) in [(1, 150), (2, 152), (3, 450), (4, 600), (5, 750), (6, 900)] {
+            msg(
+                &mut t,
+                &format!(
+                    r#"{{"type":"progress","data":{{"value":{step},"max":20,"prompt_id":"p","node":"1"}}}}"#
+                ),
+                at,
+            );
+            let view = t.job(&"p".into()).unwrap();
+            rates.push(view.steps_per_s);
+            assert_eq!(view.eta_ms.is_some(), view.steps_per_s.is_some());
+        }
+        assert_eq!(
+            rates[..3],
+            [None, None, None],
+            "no rate from fewer than three intervals"
+        );
+        // Intervals 2, 298, 150: the median is a real step.
+        assert_eq!(rates[3], Some(6.67));
+        assert_eq!(rates[5], Some(6.67));
+        let view = t.job(&"p".into()).unwrap();
+        // The plan weighs the sampler 1 + 4 (its `steps` input) and SaveImage 1: 5 · (1 − 6/20)
+        // + 1 = 4.5 units left, at 150 ms each.
+        assert_eq!(view.eta_ms, Some(675));
     }
 
     #[test]
