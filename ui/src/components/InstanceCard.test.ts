@@ -5,6 +5,7 @@ import InstanceCard from "./InstanceCard.vue";
 import type { InstanceView } from "../bindings/InstanceView";
 import { IMAGE_LOADER } from "../composables/usePreloadedImage";
 import { mockShell, resetShell } from "../ipc/testing";
+import { useShellRequestsStore } from "../stores/shellRequestsStore";
 import { useViewStore } from "../stores/viewStore";
 import { instance, job, liveJob, stats, status } from "../test/fixtures";
 
@@ -162,6 +163,18 @@ describe("InstanceCard", () => {
     await block.get('[data-testid="cancel-job"]').trigger("click");
     await flushPromises();
     expect(calls).toContainEqual({ command: "cancel_job", args: { instance: "gpu", promptId: "p1" } });
+  });
+
+  it("asks before cancelling another client's running job", async () => {
+    const w = mountCard(instance("gpu", { jobs: [job("theirs", { state: "running", origin: "other" })] }));
+    await w.get('[data-testid="cancel-job"]').trigger("click");
+    await flushPromises();
+    expect(calls.some((c) => c.command === "cancel_job")).toBe(false);
+    const requests = useShellRequestsStore();
+    expect(requests.pendingCancel).toEqual({ instance: "gpu", promptId: "theirs" });
+    requests.keepJob();
+    await flushPromises();
+    expect(calls.some((c) => c.command === "cancel_job")).toBe(false);
   });
 
   it("shows how the last job ended", () => {

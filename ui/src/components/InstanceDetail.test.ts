@@ -7,6 +7,7 @@ import type { InstanceView } from "../bindings/InstanceView";
 import { IMAGE_LOADER } from "../composables/usePreloadedImage";
 import { mockShell, resetShell } from "../ipc/testing";
 import { useInstancesStore } from "../stores/instancesStore";
+import { useShellRequestsStore } from "../stores/shellRequestsStore";
 import { useViewStore } from "../stores/viewStore";
 import { historyEntry, instance, job, liveJob, logEntry } from "../test/fixtures";
 
@@ -29,6 +30,7 @@ describe("InstanceDetail", () => {
             historyEntry("h-lost", { state: "lost", detail: "the server restarted", canResubmit: true }),
             historyEntry("h-other", { origin: "other" }),
             historyEntry("h-running", { state: "running", finishedAtMs: null }),
+            historyEntry("h-int", { state: "interrupted", error: { nodeId: "1", nodeType: "KSampler", exceptionType: null, message: "interrupted", traceback: [] } }),
             historyEntry("h-err", {
               state: "error",
               error: { nodeId: "4", nodeType: "Loader", exceptionType: "OSError", message: "no file", traceback: ["Traceback\n", "  boom\n"] },
@@ -85,10 +87,21 @@ describe("InstanceDetail", () => {
     expect(rows.map((r) => r.get('[data-testid="delete-job"]').text())).toEqual(["Cancel", "Remove", "Remove", "Remove"]);
   });
 
-  it("deletes one job from its row", async () => {
+  it("deletes one of this app's jobs from its row in one click", async () => {
+    const w = mountDetail(gpu());
+    await w.get('[data-testid="queue-row"][data-prompt-id="mine"] [data-testid="delete-job"]').trigger("click");
+    await flushPromises();
+    expect(calls).toContainEqual({ command: "cancel_job", args: { instance: "gpu", promptId: "mine" } });
+  });
+
+  it("asks before removing another client's job, and removes it only on yes", async () => {
     const w = mountDetail(gpu());
     await w.get('[data-testid="queue-row"][data-prompt-id="theirs"] [data-testid="delete-job"]').trigger("click");
     await flushPromises();
+    expect(calls.some((c) => c.command === "cancel_job")).toBe(false);
+    const requests = useShellRequestsStore();
+    expect(requests.pendingCancel).toEqual({ instance: "gpu", promptId: "theirs" });
+    await requests.confirmCancel();
     expect(calls).toContainEqual({ command: "cancel_job", args: { instance: "gpu", promptId: "theirs" } });
   });
 
@@ -129,9 +142,24 @@ describe("InstanceDetail", () => {
       ["h-ok", "success"],
       ["h-lost", "lost"],
       ["h-other", "success"],
+      ["h-int", "interrupted"],
       ["h-err", "error"],
     ]);
     expect(w.findAll('[data-testid="log-line"]').map((l) => l.attributes("data-kind"))).toEqual(["reconnecting", "connected"]);
+  });
+
+  it("says where an interrupted job stopped, as a note rather than an error", async () => {
+    const w = mountDetail(gpu());
+    await flushPromises();
+    const interrupted = w.get('[data-testid="history-row"][data-prompt-id="h-int"]');
+    expect(interrupted.get('[data-testid="interruption"]').text()).toBe("Stopped at node #1 KSampler.");
+    expect(interrupted.find('[data-testid="toggle-error"]').exists()).toBe(false);
+    expect(interrupted.find(".error-line").exists()).toBe(false);
+    // A real failure keeps its error line and details.
+    const failed = w.get('[data-testid="history-row"][data-prompt-id="h-err"]');
+    expect(failed.find('[data-testid="interruption"]').exists()).toBe(false);
+    expect(failed.get(".error-line").text()).toBe("OSError: no file");
+    expect(failed.find('[data-testid="toggle-error"]').exists()).toBe(true);
   });
 
   it("offers Queue again only for this app's jobs it can resubmit", async () => {

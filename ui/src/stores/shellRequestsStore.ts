@@ -3,7 +3,8 @@
 //   window). The instance's detail opens and, with a prompt id, that job's row is highlighted.
 //   An instance the UI does not know leaves it on the overview.
 // - `cancel-confirmation-requested`: the tray's "Cancel current job" hit a job another client
-//   queued. The UI asks first; only a yes cancels, through the instances store.
+//   queued. The UI asks first; only a yes cancels, through the instances store. A Cancel or
+//   Remove clicked in the window on another client's job asks the same way (`askCancel`).
 import { defineStore } from "pinia";
 import { ref, watch } from "vue";
 import type { CancelConfirmationRequested } from "../bindings/CancelConfirmationRequested";
@@ -16,7 +17,8 @@ export const useShellRequestsStore = defineStore("shellRequests", () => {
   const instances = useInstancesStore();
   const view = useViewStore();
 
-  /** The other client's job the tray wants cancelled, until the user answers. */
+  /** The other client's job the tray (or a click in the window) wants cancelled, until the
+   * user answers. */
   const pendingCancel = ref<CancelConfirmationRequested | null>(null);
 
   let unsubscribers: Unsubscribe[] = [];
@@ -90,5 +92,5 @@ export const useShellRequestsStore = defineStore("shellRequests", () => {
     starting = null;
   }
 
-  return { pendingCancel, start, stop, show, confirmCancel, keepJob };
+  return { pendingCancel, start, stop, show, askCancel, confirmCancel, keepJob };
 });
