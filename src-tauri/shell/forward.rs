@@ -3,7 +3,7 @@
 
 use crate::shell::events::{EventLogged, Update};
 use crate::shell::host::Routes;
-use crate::shell::media::Previews;
+use crate::shell::media::{Announced, Previews};
 use crate::shell::throttle::ProgressThrottle;
 use crate::shell::view::{LogEntry, PreviewRef};
 use crate::shell::SharedOverview;
@@ -81,6 +81,19 @@ impl Recorder {
     }
 }
 
+/// A frame announced by the preview store, attached to its job in the overview.
+fn preview_shown(overview: &SharedOverview, a: &Announced) -> Option<Update> {
+    overview.lock().preview_shown(
+        &a.instance,
+        a.prompt_id.as_deref(),
+        PreviewRef {
+            seq: a.seq,
+            width: a.width,
+            height: a.height,
+        },
+    )
+}
+
 /// Runs until the engine is dropped (its event channel closes). `shown` carries the number of
 /// the last progress batch the webview has shown.
 pub async fn forward(
@@ -95,6 +108,7 @@ pub async fn forward(
     let mut throttle = ProgressThrottle::default();
     loop {
         let due = throttle.next_due(Instant::now());
+        let preview_due = previews.next_due();
         tokio::select! {
             event = events.recv() => {
                 let Some(event) = event else { break };
@@ -104,14 +118,8 @@ pub async fn forward(
                     EventKind::Preview(p) => {
                         let cap = recorder.routes.get(&event.instance).map_or(0, |r| r.preview_fps_cap);
                         previews
-                            .offer(&event.instance, p.mime, p.image.clone(), cap, now)
-                            .and_then(|seq| {
-                                overview.lock().preview_shown(
-                                    &event.instance,
-                                    p.prompt_id.as_ref().map(|id| id.as_str()),
-                                    PreviewRef { seq, width: p.width, height: p.height },
-                                )
-                            })
+                            .offer(&event.instance, p, cap, now)
+                            .and_then(|a| preview_shown(&overview, &a))
                     }
                     _ => overview.lock().apply(&event),
                 };
@@ -129,6 +137,13 @@ pub async fn forward(
             }
             () = sleep_until(due.unwrap_or_else(Instant::now)), if due.is_some() => {
                 throttle.take_due(Instant::now()).into_iter().for_each(&mut emit);
+            }
+            () = sleep_until(preview_due.unwrap_or_else(Instant::now)), if preview_due.is_some() => {
+                for a in previews.take_due(Instant::now()) {
+                    if let Some(update) = preview_shown(&overview, &a) {
+                        throttle.offer(update).into_iter().for_each(&mut emit);
+                    }
+                }
             }
         }
     }

@@ -6,15 +6,19 @@
 //!   latest is kept, so a webview that paints slowly simply skips frames; nothing queues.
 //! - `media://localhost/output/<instance>?filename=&subfolder=&type=[&thumb=1]`: an output file,
 //!   fetched through `/view` with the instance's auth; `thumb=1` gives a small PNG, cached.
+//!   When the server cannot give it (out of reach, or the file is gone), what the journal kept
+//!   is served instead: the saved copy, or the thumbnail stored when it was saved.
 
 use crate::shell::host::lock;
 use crate::shell::SharedHost;
 use bytes::Bytes;
+use comfy_engine::Preview;
 use comfy_protocol::http::OutputFile;
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 use tauri::http::{header, Request, Response, StatusCode};
 use tauri::{Manager, Runtime, UriSchemeContext, UriSchemeResponder};
+use tokio::time::Instant;
 
 pub const SCHEME: &str = "media";
 
@@ -25,11 +29,52 @@ pub struct Frame {
     pub bytes: Bytes,
 }
 
+/// A frame to announce to the webview as `seq`, with what it shows.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Announced {
+    pub instance: String,
+    pub seq: u64,
+    pub prompt_id: Option<String>,
+    pub width: Option<u32>,
+    pub height: Option<u32>,
+}
+
+/// A kept frame the cap held back: announced when its instance's window has passed.
+struct Held {
+    due: Instant,
+    prompt_id: Option<String>,
+    width: Option<u32>,
+    height: Option<u32>,
+}
+
 #[derive(Default)]
 struct PreviewState {
     next_seq: u64,
     latest: HashMap<String, Frame>,
-    shown_at: HashMap<String, tokio::time::Instant>,
+    shown_at: HashMap<String, Instant>,
+    held: HashMap<String, Held>,
+}
+
+impl PreviewState {
+    fn announce(
+        &mut self,
+        instance: &str,
+        prompt_id: Option<String>,
+        width: Option<u32>,
+        height: Option<u32>,
+        now: Instant,
+    ) -> Announced {
+        self.next_seq += 1;
+        self.shown_at.insert(instance.to_owned(), now);
+        self.held.remove(instance);
+        Announced {
+            instance: instance.to_owned(),
+            seq: self.next_seq,
+            prompt_id,
+            width,
+            height,
+        }
+    }
 }
 
 /// The latest preview frame of every instance.
@@ -37,40 +82,69 @@ struct PreviewState {
 pub struct Previews(Arc<Mutex<PreviewState>>);
 
 impl Previews {
-    /// Keeps a frame as the instance's latest (`fps_cap` 0 turns previews off). Returns a new
-    /// sequence number when the cap allows showing a frame now; a frame that comes too soon is
-    /// still kept, so whoever loads the preview next gets the newest image.
+    /// Keeps a frame as the instance's latest (`fps_cap` 0 turns previews off) and returns it
+    /// to announce when the cap allows showing a frame now. A frame that comes too soon is still
+    /// kept, so whoever loads the preview next gets the newest image, and it is announced when
+    /// the window passes ([`Self::take_due`]) unless a newer one is announced first: the last
+    /// frame of a burst is shown too.
     pub fn offer(
         &self,
         instance: &str,
-        mime: &'static str,
-        bytes: Bytes,
+        preview: &Preview,
         fps_cap: u32,
-        now: tokio::time::Instant,
-    ) -> Option<u64> {
+        now: Instant,
+    ) -> Option<Announced> {
         if fps_cap == 0 {
             return None;
         }
         let mut state = lock(&self.0);
         let interval = std::time::Duration::from_secs(1) / fps_cap;
-        let too_soon = state
-            .shown_at
-            .get(instance)
-            .is_some_and(|last| now.duration_since(*last) < interval);
-        if too_soon {
-            if let Some(frame) = state.latest.get_mut(instance) {
-                frame.mime = mime;
-                frame.bytes = bytes;
+        state.latest.insert(
+            instance.to_owned(),
+            Frame {
+                mime: preview.mime,
+                bytes: preview.image.clone(),
+            },
+        );
+        let prompt_id = preview.prompt_id.as_ref().map(|p| p.as_str().to_owned());
+        match state.shown_at.get(instance) {
+            Some(last) if now.duration_since(*last) < interval => {
+                let due = *last + interval;
+                state.held.insert(
+                    instance.to_owned(),
+                    Held {
+                        due,
+                        prompt_id,
+                        width: preview.width,
+                        height: preview.height,
+                    },
+                );
+                None
             }
-            return None;
+            _ => Some(state.announce(instance, prompt_id, preview.width, preview.height, now)),
         }
-        state.next_seq += 1;
-        let seq = state.next_seq;
-        state.shown_at.insert(instance.to_owned(), now);
-        state
-            .latest
-            .insert(instance.to_owned(), Frame { mime, bytes });
-        Some(seq)
+    }
+
+    /// When the next held-back frame is due, if any.
+    pub fn next_due(&self) -> Option<Instant> {
+        lock(&self.0).held.values().map(|h| h.due).min()
+    }
+
+    /// The held-back frames whose windows have passed, to announce now.
+    pub fn take_due(&self, now: Instant) -> Vec<Announced> {
+        let mut state = lock(&self.0);
+        let due: Vec<String> = state
+            .held
+            .iter()
+            .filter(|(_, h)| h.due <= now)
+            .map(|(instance, _)| instance.clone())
+            .collect();
+        due.into_iter()
+            .filter_map(|instance| {
+                let h = state.held.remove(&instance)?;
+                Some(state.announce(&instance, h.prompt_id, h.width, h.height, now))
+            })
+            .collect()
     }
 
     pub fn latest(&self, instance: &str) -> Option<Frame> {
@@ -81,6 +155,7 @@ impl Previews {
         let mut state = lock(&self.0);
         state.latest.remove(instance);
         state.shown_at.remove(instance);
+        state.held.remove(instance);
     }
 }
 
@@ -262,10 +337,19 @@ async fn serve<R: Runtime>(app: &tauri::AppHandle<R>, asked: Asked) -> Response<
             };
             let bytes = match bytes {
                 Ok(b) => b,
-                Err(comfy_engine::outputs::OutputError::Missing { .. }) => {
-                    return text(StatusCode::NOT_FOUND, "the server no longer has this file")
+                // The server is out of reach or no longer has the file (temp files go at its
+                // restart): what this app kept of it, if anything, is the next best thing.
+                Err(e) => {
+                    if let Some(kept) = kept(&host, &instance, &file, thumb).await {
+                        return kept;
+                    }
+                    return match e {
+                        comfy_engine::outputs::OutputError::Missing { .. } => {
+                            text(StatusCode::NOT_FOUND, "the server no longer has this file")
+                        }
+                        e => text(StatusCode::BAD_GATEWAY, &e.to_string()),
+                    };
                 }
-                Err(e) => return text(StatusCode::BAD_GATEWAY, &e.to_string()),
             };
             if !thumb {
                 return respond(
@@ -287,6 +371,52 @@ async fn serve<R: Runtime>(app: &tauri::AppHandle<R>, asked: Asked) -> Response<
                 Err(e) => text(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string()),
             }
         }
+    }
+}
+
+/// What the journal kept of a server file: for a thumbnail, the stored one or one made from the
+/// downloaded copy; for the file itself, the downloaded copy. `None` when nothing was kept (or
+/// the copy is gone from the disk).
+async fn kept(
+    host: &SharedHost,
+    instance: &str,
+    file: &OutputFile,
+    thumb: bool,
+) -> Option<Response<Vec<u8>>> {
+    let rec = host.record(instance).ok()?;
+    let copy = host
+        .with_journal(|j| {
+            Ok(j.store()
+                .kept_copy(rec.id, &file.filename, &file.subfolder, &file.kind)?)
+        })
+        .ok()??;
+    if thumb {
+        if let Some(t) = copy.thumbnail {
+            return Some(respond(StatusCode::OK, image_mime(&t), t, "no-store"));
+        }
+    }
+    let bytes = tokio::fs::read(copy.local_path?).await.ok()?;
+    if !thumb {
+        return Some(respond(
+            StatusCode::OK,
+            mime_of(&file.filename),
+            bytes,
+            "no-store",
+        ));
+    }
+    let png = tokio::task::spawn_blocking(move || comfy_engine::outputs::thumbnail(&bytes))
+        .await
+        .ok()?
+        .ok()?;
+    Some(respond(StatusCode::OK, "image/png", png, "no-store"))
+}
+
+/// A stored thumbnail is PNG, or JPEG when a PNG would have been too big.
+fn image_mime(bytes: &[u8]) -> &'static str {
+    if bytes.starts_with(&[0xFF, 0xD8, 0xFF]) {
+        "image/jpeg"
+    } else {
+        "image/png"
     }
 }
 
@@ -322,38 +452,63 @@ mod tests {
         assert_eq!(parse("/preview/%zz", None), None);
     }
 
+    fn frame(bytes: &'static [u8], mime: &'static str, prompt: &str) -> Preview {
+        Preview {
+            prompt_id: Some(prompt.into()),
+            node: None,
+            mime,
+            width: Some(64),
+            height: Some(48),
+            bytes: bytes.len(),
+            image: Bytes::from_static(bytes),
+        }
+    }
+
     #[test]
-    fn only_the_latest_frame_is_kept_and_the_cap_limits_how_often_one_is_shown() {
+    fn only_the_latest_frame_is_kept_and_the_last_of_a_burst_is_announced_when_the_cap_allows() {
         let previews = Previews::default();
-        let t0 = tokio::time::Instant::now();
+        let t0 = Instant::now();
         let ms = std::time::Duration::from_millis;
-        let a = previews.offer("gpu", "image/jpeg", Bytes::from_static(b"1"), 10, t0);
-        assert_eq!(a, Some(1));
-        // 10 fps: a frame 50 ms later is not announced, but it replaces the kept one.
+        let a = previews.offer("gpu", &frame(b"1", "image/jpeg", "p"), 10, t0);
+        assert_eq!(a.map(|a| a.seq), Some(1));
+        assert_eq!(previews.next_due(), None);
+        // 10 fps: frames 30 and 50 ms later are not announced now, but the newest replaces the
+        // kept one and is due when the window passes.
         assert_eq!(
-            previews.offer(
-                "gpu",
-                "image/jpeg",
-                Bytes::from_static(b"2"),
-                10,
-                t0 + ms(50)
-            ),
+            previews.offer("gpu", &frame(b"2", "image/jpeg", "p"), 10, t0 + ms(30)),
             None
         );
-        assert_eq!(&previews.latest("gpu").expect("kept").bytes[..], b"2");
-        let b = previews.offer(
-            "gpu",
-            "image/png",
-            Bytes::from_static(b"3"),
-            10,
-            t0 + ms(100),
+        assert_eq!(
+            previews.offer("gpu", &frame(b"3", "image/png", "p"), 10, t0 + ms(50)),
+            None
         );
-        assert_eq!(b, Some(2));
-        let latest = previews.latest("gpu").expect("a frame is kept");
+        let latest = previews.latest("gpu").expect("kept");
         assert_eq!((latest.mime, &latest.bytes[..]), ("image/png", &b"3"[..]));
+        assert_eq!(previews.next_due(), Some(t0 + ms(100)));
+        assert!(previews.take_due(t0 + ms(99)).is_empty());
+        let late = previews.take_due(t0 + ms(100));
+        assert_eq!(
+            late,
+            [Announced {
+                instance: "gpu".into(),
+                seq: 2,
+                prompt_id: Some("p".into()),
+                width: Some(64),
+                height: Some(48),
+            }]
+        );
+        assert_eq!(previews.next_due(), None, "announced once");
+        // A frame announced at once clears what was held.
+        assert_eq!(
+            previews.offer("gpu", &frame(b"4", "image/jpeg", "p"), 10, t0 + ms(150)),
+            None
+        );
+        let b = previews.offer("gpu", &frame(b"5", "image/jpeg", "p"), 10, t0 + ms(200));
+        assert_eq!(b.map(|b| b.seq), Some(3));
+        assert_eq!(previews.next_due(), None);
         // A cap of 0 turns previews off.
         assert_eq!(
-            previews.offer("cpu", "image/jpeg", Bytes::from_static(b"x"), 0, t0),
+            previews.offer("cpu", &frame(b"x", "image/jpeg", "q"), 0, t0),
             None
         );
         assert!(previews.latest("cpu").is_none());

@@ -72,7 +72,7 @@ pub use instance::{
 };
 pub use job::{JobEnd, JobId, JobOrigin, JobOutcome, JobRecord, JobSeen, JobState, LostJob};
 pub use migrate::{DEFAULT_INSTANCE_NAME, DEFAULT_INSTANCE_URL, SCHEMA_VERSION};
-pub use output::{NewOutput, OutputId, OutputKind, OutputRecord, MAX_THUMBNAIL_BYTES};
+pub use output::{KeptCopy, NewOutput, OutputId, OutputKind, OutputRecord, MAX_THUMBNAIL_BYTES};
 pub use store::{
     default_path, EventRetention, JobRetention, Store, StoreOptions, DB_ENV_VAR, DB_FILE_NAME,
     DEFAULT_BUSY_TIMEOUT,

@@ -47,6 +47,13 @@ impl OutputKind {
     }
 }
 
+/// What this app kept of a file on a server: where a downloaded copy went, and its thumbnail.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeptCopy {
+    pub local_path: Option<PathBuf>,
+    pub thumbnail: Option<Vec<u8>>,
+}
+
 /// Thumbnails above this size are refused: they are previews, not copies.
 pub const MAX_THUMBNAIL_BYTES: usize = 256 * 1024;
 
@@ -191,6 +198,36 @@ impl Store {
             )?;
             found(n, id)
         })();
+        self.check(r)
+    }
+
+    /// What this app kept of one file on an instance's server (the newest record that kept a
+    /// copy or a thumbnail), for showing it when the server is out of reach or no longer has
+    /// it. `kind` is ComfyUI's folder type as the server names it.
+    pub fn kept_copy(
+        &self,
+        instance: crate::InstanceId,
+        filename: &str,
+        subfolder: &str,
+        kind: &str,
+    ) -> Result<Option<KeptCopy>, StoreError> {
+        let r = self
+            .conn
+            .query_row(
+                "SELECT o.local_path, o.thumbnail FROM outputs o JOIN jobs j ON j.id = o.job_id \
+                 WHERE j.instance_id = ?1 AND o.filename = ?2 AND o.subfolder = ?3 AND o.kind = ?4 \
+                   AND (o.local_path IS NOT NULL OR o.thumbnail IS NOT NULL) \
+                 ORDER BY o.id DESC LIMIT 1",
+                params![instance.0, filename, subfolder, kind],
+                |r| {
+                    Ok(KeptCopy {
+                        local_path: r.get::<_, Option<String>>(0)?.map(PathBuf::from),
+                        thumbnail: r.get(1)?,
+                    })
+                },
+            )
+            .optional()
+            .map_err(StoreError::from);
         self.check(r)
     }
 

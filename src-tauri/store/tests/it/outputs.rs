@@ -63,6 +63,53 @@ fn a_downloaded_copy_and_a_thumbnail_are_remembered() {
 }
 
 #[test]
+fn the_kept_copy_of_a_server_file_is_found_by_instance_and_file() {
+    let (_dir, mut store, id) = store_with_instance();
+    let other = store
+        .insert_instance(
+            &comfy_store::NewInstance::new("other", "http://other:8188/"),
+            1,
+        )
+        .unwrap()
+        .id;
+    let job = store.record_seen(&seen(id, "p", 1), 1).unwrap().id;
+    let rerun = store.record_seen(&seen(id, "q", 2), 2).unwrap().id;
+    let elsewhere = store.record_seen(&seen(other, "r", 3), 3).unwrap().id;
+    store.record_outputs(job, &[image("9", "a.png")]).unwrap();
+    store
+        .record_outputs(rerun, &[image("9", "a.png"), image("9", "b.png")])
+        .unwrap();
+    store
+        .record_outputs(elsewhere, &[image("9", "c.png")])
+        .unwrap();
+    // Nothing kept yet: a file known only by its server reference has no copy.
+    assert_eq!(store.kept_copy(id, "a.png", "", "output").unwrap(), None);
+
+    let first = store.outputs(job).unwrap()[0].id;
+    store
+        .set_output_local_path(first, Some(Path::new("/old/a.png")))
+        .unwrap();
+    let newer = store.outputs(rerun).unwrap()[0].id;
+    store.set_output_thumbnail(newer, Some(b"thumb")).unwrap();
+    let c = store.outputs(elsewhere).unwrap()[0].id;
+    store.set_output_thumbnail(c, Some(b"c")).unwrap();
+
+    // The newest record that kept anything wins.
+    let kept = store.kept_copy(id, "a.png", "", "output").unwrap().unwrap();
+    assert_eq!(kept.local_path, None);
+    assert_eq!(kept.thumbnail.as_deref(), Some(&b"thumb"[..]));
+    // Folder type and subfolder are part of the file's name on the server.
+    assert_eq!(store.kept_copy(id, "a.png", "", "temp").unwrap(), None);
+    assert_eq!(store.kept_copy(id, "a.png", "sub", "output").unwrap(), None);
+    // Another instance's file of the same name is not this one.
+    assert_eq!(store.kept_copy(id, "c.png", "", "output").unwrap(), None);
+    assert!(store
+        .kept_copy(other, "c.png", "", "output")
+        .unwrap()
+        .is_some());
+}
+
+#[test]
 fn oversized_thumbnails_are_refused() {
     let (_dir, mut store, id) = store_with_instance();
     let job = store.record_seen(&seen(id, "p", 1), 1).unwrap().id;
