@@ -107,8 +107,17 @@ table(
 
 lines.push("### 2. Progress → DOM latency (fake server stamps the send, the page the attribute change)", "");
 table(
-  ["instances", "messages/s each", "samples", "not shown", "p50", "p99", "max"],
-  (a("measures.latency") ?? []).map((l) => [l.instances, l.messages_per_s_each, l.samples, l.not_shown, fmt(l.p50_ms, " ms"), fmt(l.p99_ms, " ms"), fmt(l.max_ms, " ms")]),
+  ["instances", "messages/s each", "samples", "not shown", "p50", "p99", "max", "CPU meanwhile: app / app + WebKit"],
+  (a("measures.latency") ?? []).map((l) => [
+    l.instances,
+    l.messages_per_s_each,
+    l.samples,
+    l.not_shown,
+    fmt(l.p50_ms, " ms"),
+    fmt(l.p99_ms, " ms"),
+    fmt(l.max_ms, " ms"),
+    `${fmt(l.app_core_percent, " %")} / ${fmt(l.tree_core_percent, " %")} of a core`,
+  ]),
 );
 
 lines.push("### 3. Preview path (one instance, 512 px JPEG frames)", "");

@@ -176,7 +176,9 @@ async function latency(count) {
     const measure = secs(30, 4);
     await sleep(warm);
     const from = Date.now();
+    const before = usage(s.pid);
     await sleep(measure);
+    const cost = between(before, usage(s.pid));
     const to = Date.now();
     await sleep(500); // let the last messages land
     const shown = await s.browser.execute(() => window.__steps);
@@ -190,6 +192,9 @@ async function latency(count) {
       p50_ms: round(percentile(values, 0.5)),
       p99_ms: round(percentile(values, 0.99)),
       max_ms: round(Math.max(...values)),
+      // What the latency costs: the app process and its whole tree (WebKit included) meanwhile.
+      app_core_percent: round(cost.corePercent),
+      tree_core_percent: round(cost.treeCorePercent),
     };
   } finally {
     await quit(s);
