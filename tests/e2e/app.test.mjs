@@ -21,6 +21,7 @@ import {
   ROOT,
   TIMEOUT,
   binaries,
+  byId,
   closeApp,
   freePort,
   launchApp,
@@ -29,6 +30,7 @@ import {
   startFake as startFakeServers,
   stop,
   stopAll,
+  pageOf,
   until,
 } from "./harness.mjs";
 
@@ -41,6 +43,7 @@ const WINDOW_TITLE = "Comfy Monitor";
 
 let session;
 let browser;
+const { el, click, waitForText, waitForAttr } = pageOf(() => browser);
 let fake;
 let fakePort;
 let profile;
@@ -56,54 +59,14 @@ function stopFake() {
   return stop(fake, "SIGKILL");
 }
 
-const byId = (id, extra = "") => `[data-testid="${id}"]${extra}`;
-
 async function shot(name) {
   const file = path.join(SHOTS, `${name}.png`);
   await browser.saveScreenshot(file);
   return file;
 }
 
-async function el(selector, root = browser) {
-  const found = await root.$(selector);
-  await found.waitForExist({ timeout: TIMEOUT, timeoutMsg: `${selector} never appeared` });
-  return found;
-}
-
-async function click(selector, root = browser) {
-  const found = await el(selector, root);
-  await found.waitForClickable({ timeout: TIMEOUT });
-  await found.click();
-}
-
 function card(name) {
   return el(byId("instance-card", `[data-instance="${name}"]`));
-}
-
-async function waitForText(selector, wanted, root = browser) {
-  let last;
-  await browser.waitUntil(
-    async () => {
-      const found = await root.$(selector);
-      last = (await found.isExisting()) ? (await found.getText()).trim() : undefined;
-      return wanted instanceof RegExp ? wanted.test(last ?? "") : last === wanted;
-    },
-    { timeout: TIMEOUT, interval: 100, timeoutMsg: `${selector}: expected ${wanted}, last saw ${last}` },
-  );
-  return last;
-}
-
-async function waitForAttr(selector, attr, wanted, root = browser) {
-  let last;
-  await browser.waitUntil(
-    async () => {
-      const found = await root.$(selector);
-      last = (await found.isExisting()) ? await found.getAttribute(attr) : undefined;
-      return wanted.includes(last);
-    },
-    { timeout: TIMEOUT, interval: 100, timeoutMsg: `${selector}[${attr}]: expected ${wanted.join("/")}, last saw ${last}` },
-  );
-  return last;
 }
 
 /** An API-format workflow the fake (and the real test nodes) run: a sampler with previews. */

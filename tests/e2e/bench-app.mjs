@@ -18,6 +18,7 @@ import { parseArgs } from "node:util";
 import {
   between,
   binaries,
+  byId,
   closeApp,
   findProcess,
   freePortRange,
@@ -51,7 +52,6 @@ need(BIN.fake);
 /** Seconds a measure runs: full mode, smoke mode. */
 const secs = (full, smoke) => (SMOKE ? smoke : full) * 1000;
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
-const byId = (id, extra = "") => `[data-testid="${id}"]${extra}`;
 const log = (...args) => console.error("[bench]", ...args);
 const round = (n, digits = 1) => (n === null || n === undefined ? null : Number(n.toFixed(digits)));
 

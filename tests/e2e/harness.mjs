@@ -172,6 +172,56 @@ async function reap(pid) {
   if (alive(pid)) process.kill(pid, "SIGKILL");
 }
 
+// ---- the page, through one WebDriver session ----
+
+/** A `data-testid` selector, optionally narrowed (`[data-state="running"]`). */
+export const byId = (id, extra = "") => `[data-testid="${id}"]${extra}`;
+
+/** Element helpers for the session `getBrowser()` returns (it may be opened later, or again). */
+export function pageOf(getBrowser) {
+  async function el(selector, root = getBrowser(), timeout = TIMEOUT) {
+    const found = await root.$(selector);
+    await found.waitForExist({ timeout, timeoutMsg: `${selector} never appeared` });
+    return found;
+  }
+
+  async function click(selector, root = getBrowser()) {
+    const found = await el(selector, root);
+    await found.waitForClickable({ timeout: TIMEOUT });
+    await found.click();
+  }
+
+  /** Waits until `selector`'s text is `wanted` (a string, or a RegExp it must match). */
+  async function waitForText(selector, wanted, root = getBrowser(), timeout = TIMEOUT) {
+    let last;
+    await getBrowser().waitUntil(
+      async () => {
+        const found = await root.$(selector);
+        last = (await found.isExisting()) ? (await found.getText()).trim() : undefined;
+        return wanted instanceof RegExp ? wanted.test(last ?? "") : last === wanted;
+      },
+      { timeout, interval: 100, timeoutMsg: `${selector}: expected ${wanted}, last saw ${last}` },
+    );
+    return last;
+  }
+
+  /** Waits until `selector`'s attribute `attr` is one of `wanted`. */
+  async function waitForAttr(selector, attr, wanted, root = getBrowser(), timeout = TIMEOUT) {
+    let last;
+    await getBrowser().waitUntil(
+      async () => {
+        const found = await root.$(selector);
+        last = (await found.isExisting()) ? await found.getAttribute(attr) : undefined;
+        return wanted.includes(last);
+      },
+      { timeout, interval: 100, timeoutMsg: `${selector}[${attr}]: expected ${wanted.join("/")}, last saw ${last}` },
+    );
+    return last;
+  }
+
+  return { el, click, waitForText, waitForAttr };
+}
+
 // ---- /proc: the app's process tree ----
 
 const CLOCK_TICKS = 100; // USER_HZ on Linux

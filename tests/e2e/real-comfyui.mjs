@@ -18,7 +18,7 @@ import { existsSync, mkdirSync, mkdtempSync, rmSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { parseArgs } from "node:util";
-import { ROOT, TIMEOUT, binaries, closeApp, launchApp, stopAll, until } from "./harness.mjs";
+import { ROOT, TIMEOUT, binaries, byId, closeApp, launchApp, pageOf, stopAll, until } from "./harness.mjs";
 
 const { values: opts } = parseArgs({
   options: {
@@ -30,33 +30,9 @@ const { values: opts } = parseArgs({
 const { app: APP } = binaries();
 assert.ok(existsSync(APP), `${APP} is missing; build it first (cargo build -p comfy-monitor)`);
 const log = (...a) => console.error("[real]", ...a);
-const byId = (id, extra = "") => `[data-testid="${id}"]${extra}`;
-
 let browser;
-
-async function el(selector, root = browser, timeout = TIMEOUT) {
-  const found = await root.$(selector);
-  await found.waitForExist({ timeout, timeoutMsg: `${selector} never appeared` });
-  return found;
-}
-
-async function click(selector, root = browser) {
-  const found = await el(selector, root);
-  await found.waitForClickable({ timeout: TIMEOUT });
-  await found.click();
-}
-
-async function attrBecomes(selector, attr, wanted, root = browser, timeout = 120_000) {
-  let last;
-  await browser.waitUntil(
-    async () => {
-      const found = await root.$(selector);
-      last = (await found.isExisting()) ? await found.getAttribute(attr) : undefined;
-      return wanted.includes(last);
-    },
-    { timeout, interval: 200, timeoutMsg: `${selector}[${attr}]: expected ${wanted.join("/")}, last saw ${last}` },
-  );
-}
+const { el, click, waitForText, waitForAttr } = pageOf(() => browser);
+const LONG = 120_000;
 
 async function shot(name) {
   const file = path.join(opts.shots, `${name}.png`);
@@ -132,21 +108,18 @@ async function main() {
     await (await el(byId("instance-name"), settings)).setValue(opts.name);
     await (await el(byId("instance-url"), settings)).setValue(opts.url);
     await click(byId("test-connection"), settings);
-    await attrBecomes(byId("test-step", '[data-step="websocket"]'), "data-ok", ["true"], settings);
+    await waitForAttr(byId("test-step", '[data-step="websocket"]'), "data-ok", ["true"], settings, LONG);
     await shot("01-settings-tested");
     await click(byId("save-instance"), settings);
     await el(byId("settings-row", `[data-instance="${opts.name}"]`), settings);
     await click(byId("close-settings"));
-    await browser.waitUntil(async () => (await (await el(byId("connection-state"), await card())).getText()).trim() === "connected", {
-      timeout: TIMEOUT,
-      timeoutMsg: "the instance never connected",
-    });
+    await waitForText(byId("connection-state"), "connected", await card());
     await shot("02-connected");
 
     log("2. queue a workflow from the submit dialog; watch the preview change");
     const ours = await submitFromDialog(workflow(60, 150, "monitor_real"));
     const c = await card();
-    await attrBecomes(byId("job", `[data-prompt-id="${ours}"]`), "data-state", ["running"], c);
+    await waitForAttr(byId("job", `[data-prompt-id="${ours}"]`), "data-state", ["running"], c, LONG);
     const preview = await el(byId("preview"), c, 60_000);
     await browser.waitUntil(async () => (await preview.getProperty("naturalWidth")) > 0, { timeout: 60_000, timeoutMsg: "no preview rendered" });
     const src1 = await preview.getAttribute("src");
@@ -167,26 +140,26 @@ async function main() {
 
     log("4. cancel ours from its card; the other client's job runs untouched");
     await click(byId("cancel-job"), await card());
-    await attrBecomes(byId("last-job"), "data-state", ["interrupted"], await card());
+    await waitForAttr(byId("last-job"), "data-state", ["interrupted"], await card(), LONG);
     await shot("06-cancelled");
     await until("the other client's job to finish on the server", async () => (await serverHistory(theirs))?.status?.completed === true, 120_000);
     await click(byId("open-detail"), await card());
     const detail2 = await el(byId("instance-detail"));
-    await attrBecomes(byId("history-row", `[data-prompt-id="${theirs}"]`), "data-state", ["success"], detail2, 30_000);
-    await attrBecomes(byId("history-row", `[data-prompt-id="${ours}"]`), "data-state", ["interrupted"], detail2, 30_000);
+    await waitForAttr(byId("history-row", `[data-prompt-id="${theirs}"]`), "data-state", ["success"], detail2, 30_000);
+    await waitForAttr(byId("history-row", `[data-prompt-id="${ours}"]`), "data-state", ["interrupted"], detail2, 30_000);
     await shot("07-history-after-cancel");
     await click(byId("close-detail"));
 
     log("5. quit while a job of ours runs; it finishes meanwhile; start again");
     const whileClosed = await submitFromDialog(workflow(20, 250, "while_closed"));
-    await attrBecomes(byId("job", `[data-prompt-id="${whileClosed}"]`), "data-state", ["running"], await card());
+    await waitForAttr(byId("job", `[data-prompt-id="${whileClosed}"]`), "data-state", ["running"], await card(), LONG);
     await closeApp(session);
     session = undefined;
     await until("the job to finish with the app closed", async () => (await serverHistory(whileClosed))?.status?.completed === true, 120_000);
     session = await launch(db);
     await click(byId("open-detail"), await card());
     const detail3 = await el(byId("instance-detail"));
-    await attrBecomes(byId("history-row", `[data-prompt-id="${whileClosed}"]`), "data-state", ["success"], detail3, 60_000);
+    await waitForAttr(byId("history-row", `[data-prompt-id="${whileClosed}"]`), "data-state", ["success"], detail3, 60_000);
     for (const [id, state] of [[ours, "interrupted"], [theirs, "success"]]) {
       assert.equal(await (await el(byId("history-row", `[data-prompt-id="${id}"]`), detail3)).getAttribute("data-state"), state);
     }
