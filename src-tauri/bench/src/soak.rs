@@ -277,6 +277,9 @@ async fn measure(cfg: &Config, server: &mut ServerProcess, db: &Path) -> anyhow:
         }
     }
     settle(&counts, submitted).await?;
+    // A job's end can reach the journal through a queue poll while its last frames are still
+    // on their way through a busy socket: let those land before they are counted.
+    previews_settle(&counts, &engine, cfg.jobs * cfg.steps_per_job).await;
     let rss_end = rss_kib(None)?;
     samples.push((submitted, rss_end));
     let wall = started.elapsed();
@@ -358,6 +361,25 @@ async fn submit(cfg: &Config, server: &mut ServerProcess, sid: &str, n: u64) -> 
         ))
         .await?;
     Ok(())
+}
+
+/// Waits until every preview sent is counted as arrived or dropped, or none has arrived for a
+/// second (the check after it then reports what is missing).
+async fn previews_settle(counts: &Counts, engine: &Engine, expected: u64) {
+    let quiet = Duration::from_secs(1);
+    let mut last = (counts.previews.load(Ordering::Relaxed), Instant::now());
+    loop {
+        let now = counts.previews.load(Ordering::Relaxed);
+        if now + engine.dropped_events() >= expected {
+            return;
+        }
+        if now != last.0 {
+            last = (now, Instant::now());
+        } else if last.1.elapsed() >= quiet {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }
 
 /// Waits until every submitted job's end is in the journal (the socket may trail the queue).
