@@ -59,26 +59,40 @@ export async function until(what, check, timeout = TIMEOUT) {
   }
 }
 
-export function freePort() {
-  return new Promise((resolve, reject) => {
+/** The lowest port of the kernel's ephemeral range: outgoing connections take their local
+ * ports from there, so a port picked in it can be taken between the check and the bind. */
+function ephemeralLow() {
+  try {
+    return Number(readFileSync("/proc/sys/net/ipv4/ip_local_port_range", "utf8").trim().split(/\s+/)[0]) || 32768;
+  } catch {
+    return 32768;
+  }
+}
+
+function canListen(port) {
+  return new Promise((resolve) => {
     const server = net.createServer();
-    server.once("error", reject);
-    server.listen(0, "127.0.0.1", () => {
-      const { port } = server.address();
-      server.close(() => resolve(port));
-    });
+    server.once("error", () => resolve(false));
+    server.listen(port, "127.0.0.1", () => server.close(() => resolve(true)));
   });
 }
 
-/** A first port with `count` free ports after it (checked once; good enough on a test box). */
+/** `count` consecutive ports free to listen on, below the ephemeral range, so nothing but
+ * another listener can take one before the server binds it. */
 export async function freePortRange(count) {
-  for (let attempt = 0; attempt < 20; attempt++) {
-    const first = await freePort();
-    if (first + count > 65535) continue;
-    const free = await Promise.all(Array.from({ length: count }, (_, i) => accepts(first + i).then((busy) => !busy)));
+  const low = 10_000;
+  const high = Math.min(ephemeralLow(), 65_536) - count;
+  for (let attempt = 0; attempt < 50; attempt++) {
+    const first = low + Math.floor(Math.random() * (high - low));
+    const free = await Promise.all(Array.from({ length: count }, (_, i) => canListen(first + i)));
     if (free.every(Boolean)) return first;
   }
   throw new Error(`no run of ${count} free ports found`);
+}
+
+/** One port free to listen on (see `freePortRange`). */
+export function freePort() {
+  return freePortRange(1);
 }
 
 export function accepts(port, host = "127.0.0.1") {
