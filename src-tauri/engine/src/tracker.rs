@@ -180,7 +180,9 @@ struct Job {
     has_progress_state: bool,
     /// When the tracker last heard of this job.
     seen_at: Millis,
-    /// When the tracker first heard of this job (not the server's creation time).
+    /// Snapshots requested before this moment cannot be expected to list the job: when the
+    /// tracker first heard of it, or, for our own submission, when the server acknowledged it
+    /// (not the server's creation time).
     known_since: Millis,
     /// We are submitting it and the server has not answered yet: absent from snapshots is normal.
     awaiting_ack: bool,
@@ -1101,6 +1103,9 @@ impl Tracker {
             Some(id) if id == expected => {
                 if let Some(job) = self.jobs.get_mut(id) {
                     job.awaiting_ack = false;
+                    // A snapshot sent while the submission was in flight may have been answered
+                    // before the server queued it, whenever its answer arrives.
+                    job.known_since = job.known_since.max(now);
                 }
                 Vec::new()
             }
@@ -1200,7 +1205,8 @@ impl Tracker {
         for id in missing {
             if let Some(job) = self.jobs.get_mut(&id) {
                 // The snapshot was requested before we heard of this job, or before the server
-                // answered our submission: it proves nothing.
+                // answered our submission (even if it arrives after that answer): it proves
+                // nothing.
                 if job.known_since >= snap.requested_at || job.awaiting_ack {
                     continue;
                 }
@@ -1821,6 +1827,31 @@ mod tests {
         assert!(req.is_empty(), "{req:?}");
         s.requested_at = 150;
         let (_, req) = t.apply_snapshot(&s, 160);
+        assert_eq!(req, [Request::Outcome("p".into())]);
+    }
+
+    #[test]
+    fn a_snapshot_sent_while_our_submission_was_in_flight_proves_nothing_even_if_answered_after_it(
+    ) {
+        let mut t = Tracker::new(ME);
+        t.expect_job(&active("p", 0.0, Some(ME)), 100);
+        // Requested at 110, answered by the server before it handled our POST, and read only
+        // after the POST's answer and the job's first frame.
+        let mut early = snap(&[], &[]);
+        early.requested_at = 110;
+        t.settle_submission(&"p".into(), Some(&"p".into()), 120);
+        msg(
+            &mut t,
+            r#"{"type":"execution_start","data":{"prompt_id":"p"}}"#,
+            125,
+        );
+        let (_, req) = t.apply_snapshot(&early, 130);
+        assert!(req.is_empty(), "{req:?}");
+        assert_eq!(t.job(&"p".into()).unwrap().state, JobState::Running);
+        // One requested after the acknowledgement must list it.
+        let mut later = snap(&[], &[]);
+        later.requested_at = 121;
+        let (_, req) = t.apply_snapshot(&later, 140);
         assert_eq!(req, [Request::Outcome("p".into())]);
     }
 
