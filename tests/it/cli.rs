@@ -398,3 +398,198 @@ fn a_lost_job_of_ours_is_resubmitted_from_the_journal() {
         ExitCode::from(1)
     );
 }
+
+/// A saved instance "Local" pointing at `url` in a new profile, and a small two-node workflow
+/// saving under `prefix`.
+fn profile_with_local(dir: &std::path::Path, url: &str, prefix: &str) -> (String, String) {
+    let db = dir.join("profile.db").to_str().unwrap().to_owned();
+    assert_eq!(
+        run(&["--db", &db, "instances", "edit", "Local", "--url", url]),
+        ExitCode::SUCCESS
+    );
+    let wf = dir.join("wf.json");
+    std::fs::write(
+        &wf,
+        format!(
+            r#"{{"1": {{"class_type": "MonitorTestSampler", "inputs": {{"steps": 2, "step_delay_ms": 5, "seed": 8}}}},
+                "2": {{"class_type": "SaveImage", "inputs": {{"images": ["1", 0], "filename_prefix": "{prefix}"}}}}}}"#
+        ),
+    )
+    .unwrap();
+    (db, wf.to_str().unwrap().to_owned())
+}
+
+fn files_in(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut v: Vec<_> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    v.sort();
+    v
+}
+
+#[test]
+fn fetch_downloads_a_finished_jobs_outputs_again_and_refuses_an_unknown_job() {
+    let (url, _stop) = serve(ServerVersion::V0_3_64);
+    let dir = tempfile::tempdir().unwrap();
+    let (db, wf) = profile_with_local(dir.path(), &url, "again");
+    assert_eq!(
+        run(&["--db", &db, "submit", &wf, "--wait"]),
+        ExitCode::SUCCESS
+    );
+    let store = comfy_store::Store::open(&db).unwrap();
+    let job = store.history(None, 10, 0).unwrap().remove(0);
+    let out = dir.path().join("out");
+    let out_s = out.to_str().unwrap();
+    for _ in 0..2 {
+        assert_eq!(
+            run(&["--db", &db, "fetch", &job.prompt_id, "--out", out_s]),
+            ExitCode::SUCCESS
+        );
+    }
+    let files = files_in(&out);
+    let names: Vec<_> = files
+        .iter()
+        .map(|f| f.file_name().unwrap().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(
+        names,
+        ["again_00001_ (1).png", "again_00001_.png"],
+        "a second fetch keeps the first copy"
+    );
+    for f in &files {
+        assert!(std::fs::read(f).unwrap().starts_with(b"\x89PNG"));
+    }
+    let rows = store.outputs(job.id).unwrap();
+    assert_eq!(rows.len(), 1);
+    assert!(
+        rows[0]
+            .local_path
+            .as_deref()
+            .is_some_and(|p| p.starts_with(&out)),
+        "the journal knows where the download went: {rows:?}"
+    );
+    assert_eq!(
+        run(&[
+            "--db",
+            &db,
+            "fetch",
+            "00000000-0000-4000-8000-000000000000",
+            "--out",
+            out_s
+        ]),
+        ExitCode::from(1)
+    );
+    assert_eq!(
+        files_in(&out).len(),
+        2,
+        "nothing written for an unknown job"
+    );
+}
+
+/// Where [`full_disk_scenario`] finds its small filesystem.
+const SMALL_FS: &str = "COMFY_MONITOR_TEST_SMALL_FS";
+
+/// Runs [`full_disk_scenario`] in a copy of this test binary inside its own mount namespace,
+/// on a 1 MiB tmpfs it fills, and reads what the CLI printed.
+#[test]
+fn a_full_disk_while_downloading_leaves_no_partial_file_and_fetch_gets_the_outputs_later() {
+    use std::os::unix::fs::MetadataExt;
+    let dir = tempfile::tempdir().unwrap();
+    let small = dir.path().join("small");
+    std::fs::create_dir(&small).unwrap();
+    let mut cmd = std::process::Command::new("unshare");
+    // Root may make a mount namespace; anyone else needs a user namespace for it.
+    if std::fs::metadata("/proc/self").unwrap().uid() != 0 {
+        cmd.arg("--map-root-user");
+    }
+    let out = cmd
+        .args([
+            "--mount",
+            "sh",
+            "-c",
+            r#"mount -t tmpfs -o size=1m tmpfs "$1" && shift && exec "$@""#,
+            "sh",
+        ])
+        .arg(&small)
+        .arg(std::env::current_exe().unwrap())
+        .args([
+            "--exact",
+            "cli::full_disk_scenario",
+            "--include-ignored",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env(SMALL_FS, &small)
+        .output()
+        .expect("unshare (util-linux) runs");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success() && stdout.contains("1 passed"),
+        "the scenario ran and passed:\n{stdout}\n{stderr}"
+    );
+    assert!(
+        stderr.contains("No space left on device"),
+        "the reason is named: {stderr}"
+    );
+    assert!(
+        stderr.contains("still on the server") && stderr.contains("comfy-monitor fetch "),
+        "the way to get them later is named: {stderr}"
+    );
+}
+
+#[test]
+#[ignore = "runs on a small filesystem; started by a_full_disk_while_downloading_…"]
+fn full_disk_scenario() {
+    let small = std::path::PathBuf::from(
+        std::env::var_os(SMALL_FS).expect("started by the full-disk test, which sets it"),
+    );
+    let (url, _stop) = serve(ServerVersion::V0_26);
+    let dir = tempfile::tempdir().unwrap();
+    let (db, wf) = profile_with_local(dir.path(), &url, "full");
+    let out = small.join("out");
+    std::fs::create_dir(&out).unwrap();
+    // Fill the filesystem to the last byte.
+    {
+        use std::io::Write;
+        let mut fill = std::fs::File::create(small.join("fill")).unwrap();
+        let chunk = vec![0u8; 64 * 1024];
+        loop {
+            match fill.write(&chunk) {
+                Ok(0) => break,
+                Ok(_) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::StorageFull => break,
+                Err(e) => panic!("filling the small filesystem: {e}"),
+            }
+        }
+    }
+    let out_s = out.to_str().unwrap();
+    assert_eq!(
+        run(&["--db", &db, "submit", &wf, "--out", out_s]),
+        ExitCode::from(1),
+        "the job succeeded but its output could not be saved"
+    );
+    assert_eq!(
+        files_in(&out),
+        Vec::<std::path::PathBuf>::new(),
+        "no partial file left"
+    );
+    let store = comfy_store::Store::open(&db).unwrap();
+    let job = store.history(None, 10, 0).unwrap().remove(0);
+    assert_eq!(job.state, comfy_store::JobState::Success, "{job:?}");
+    let rows = store.outputs(job.id).unwrap();
+    assert_eq!(rows.len(), 1, "the output is journalled: {rows:?}");
+    assert_eq!(rows[0].local_path, None, "{rows:?}");
+
+    std::fs::remove_file(small.join("fill")).unwrap();
+    assert_eq!(
+        run(&["--db", &db, "fetch", &job.prompt_id, "--out", out_s]),
+        ExitCode::SUCCESS
+    );
+    let files = files_in(&out);
+    assert_eq!(files.len(), 1, "{files:?}");
+    assert!(std::fs::read(&files[0]).unwrap().starts_with(b"\x89PNG"));
+    let rows = store.outputs(job.id).unwrap();
+    assert_eq!(rows[0].local_path.as_deref(), Some(files[0].as_path()));
+}

@@ -3,10 +3,11 @@
 
 use crate::output::{Format, Printer};
 use crate::watch::{resolve, shutdown_signal, Saved};
-use crate::{CancelArgs, SubmitArgs};
+use crate::{CancelArgs, FetchArgs, SubmitArgs};
 use anyhow::{anyhow, Context};
 use comfy_engine::actions::{ActionError, CancelOutcome, SubmitOptions};
 use comfy_engine::journal::Journal;
+use comfy_engine::tracker::Lookup;
 use comfy_engine::{
     ConnectionState, Engine, EngineError, Event, EventKind, InstanceId, InstanceSpec, JobState,
     JobView,
@@ -341,6 +342,40 @@ async fn record_download(journal: &mut JobJournal, job: &PromptId, file: &Output
     }
 }
 
+/// Downloads `files` into `dir`, printing where each went. A failed file (a full disk, say)
+/// is named with the reason and how to get it later; the rest are still downloaded.
+async fn download(
+    engine: &Engine,
+    id: InstanceId,
+    job: &PromptId,
+    files: &[OutputFile],
+    dir: &Path,
+    journal: &mut JobJournal,
+) -> ExitCode {
+    let mut failed = 0;
+    for file in files {
+        match engine.fetch_output(id, file, dir).await {
+            Ok(path) => {
+                println!("{}", path.display());
+                record_download(journal, job, file, &path).await;
+            }
+            Err(e) => {
+                failed += 1;
+                eprintln!("comfy-monitor: {}: {e:#}", file.filename);
+            }
+        }
+    }
+    if failed == 0 {
+        return ExitCode::SUCCESS;
+    }
+    eprintln!(
+        "comfy-monitor: {failed} of {} outputs not downloaded; they are still on the server: \
+         `comfy-monitor fetch {job} --out DIR` downloads them again",
+        files.len()
+    );
+    ExitCode::from(exit::FAILED)
+}
+
 async fn finish(
     engine: &Engine,
     id: InstanceId,
@@ -361,24 +396,7 @@ async fn finish(
                 }
                 return ExitCode::SUCCESS;
             };
-            let mut failed = false;
-            for file in &j.outputs {
-                match engine.fetch_output(id, file, dir).await {
-                    Ok(path) => {
-                        println!("{}", path.display());
-                        record_download(journal, &j.prompt_id, file, &path).await;
-                    }
-                    Err(e) => {
-                        failed = true;
-                        eprintln!("comfy-monitor: {}: {e}", file.filename);
-                    }
-                }
-            }
-            if failed {
-                ExitCode::from(exit::FAILED)
-            } else {
-                ExitCode::SUCCESS
-            }
+            download(engine, id, &j.prompt_id, &j.outputs, dir, journal).await
         }
         JobState::Error => {
             let e = j.error.as_ref();
@@ -452,6 +470,67 @@ pub fn cancel(args: CancelArgs, db: Option<&Path>) -> ExitCode {
             ),
             Err(e) => fail(e, exit::FAILED),
         }
+    })
+}
+
+/// `comfy-monitor fetch`: a finished job's outputs, as the server lists them (or, when the
+/// server no longer has the job in its history, as the journal recorded them).
+pub fn fetch(args: FetchArgs, db: Option<&Path>) -> ExitCode {
+    let prompt = args.prompt_id.trim();
+    let (spec, saved, rt) = match prepare(&args.server, db, Some(prompt)) {
+        Ok(p) => p,
+        Err(code) => return code,
+    };
+    let id = PromptId::from(prompt);
+    // Journalled files, and a journal to record the downloads in, when the job is in it.
+    let (journalled, mut journal) = match saved {
+        Some(s) => match s.profile.store.job(s.instance, prompt) {
+            Ok(Some(rec)) => match s.profile.store.outputs(rec.id) {
+                Ok(outs) => (
+                    Some(
+                        outs.into_iter()
+                            .map(|o| OutputFile {
+                                filename: o.filename,
+                                subfolder: o.subfolder,
+                                kind: o.kind.as_str().to_owned(),
+                            })
+                            .collect::<Vec<_>>(),
+                    ),
+                    Some((Journal::new(s.profile.store), s.instance)),
+                ),
+                Err(e) => return fail(e, exit::FAILED),
+            },
+            Ok(None) => (None, None),
+            Err(e) => return fail(e, exit::FAILED),
+        },
+        None => (None, None),
+    };
+    rt.block_on(async move {
+        let (engine, instance, _rx) = match connect(spec).await {
+            Ok(c) => c,
+            Err(e) => return fail(e, exit::FAILED),
+        };
+        let files = match engine.lookup_job(instance, &id).await {
+            Ok(Lookup::Found(f)) => Ok(f.files()),
+            Ok(Lookup::Unavailable) => Err(format!(
+                "{id} has not finished yet; `comfy-monitor submit --wait --out` or a later \
+                 `fetch` gets its outputs"
+            )),
+            Ok(Lookup::NotFound) => journalled.ok_or_else(|| {
+                format!("{id}: neither the server's history nor the journal has this job")
+            }),
+            Err(e) => Err(e.to_string()),
+        };
+        let code = match files {
+            Ok(files) if files.is_empty() => {
+                eprintln!("comfy-monitor: {id} has no output files");
+                ExitCode::SUCCESS
+            }
+            Ok(files) => download(&engine, instance, &id, &files, &args.out, &mut journal).await,
+            Err(e) => fail(e, exit::FAILED),
+        };
+        engine.shutdown().await;
+        code
     })
 }
 

@@ -45,6 +45,8 @@ pub enum Command {
     Submit(SubmitArgs),
     /// Cancel one job: remove it if pending, interrupt it if running. Never touches another job.
     Cancel(CancelArgs),
+    /// Download a finished job's outputs (again), e.g. after a full disk stopped `submit --out`.
+    Fetch(FetchArgs),
     /// Saved instances: list, add, edit, remove.
     #[command(subcommand)]
     Instances(instances::InstancesCommand),
@@ -98,6 +100,17 @@ pub struct SubmitArgs {
 pub struct CancelArgs {
     /// The job's prompt id.
     pub prompt_id: String,
+    #[command(flatten)]
+    pub server: ServerArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct FetchArgs {
+    /// The job's prompt id.
+    pub prompt_id: String,
+    /// The folder to download into (subfolders as on the server; existing files are kept).
+    #[arg(long, value_name = "DIR")]
+    pub out: PathBuf,
     #[command(flatten)]
     pub server: ServerArgs,
 }
@@ -203,6 +216,7 @@ where
         Command::Replay(args) => replay::run(args),
         Command::Submit(args) => return Some(act::submit(args, db)),
         Command::Cancel(args) => return Some(act::cancel(args, db)),
+        Command::Fetch(args) => return Some(act::fetch(args, db)),
         Command::Instances(cmd) => instances::run(cmd, db),
         Command::History {
             instance,

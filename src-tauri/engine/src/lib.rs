@@ -274,6 +274,17 @@ impl Engine {
         Ok(outcome)
     }
 
+    /// How the server recorded one job: finished (with its outputs), not known, or not
+    /// finished yet ([`tracker::Lookup::Unavailable`] on servers with the jobs API).
+    pub async fn lookup_job(
+        &self,
+        id: InstanceId,
+        prompt_id: &comfy_protocol::PromptId,
+    ) -> Result<tracker::Lookup, EngineError> {
+        let (_, server) = self.connected(id)?;
+        Ok(server.api.outcome(prompt_id, server.info.jobs_api).await?)
+    }
+
     /// Downloads one output file of an instance into `dir`.
     pub async fn fetch_output(
         &self,

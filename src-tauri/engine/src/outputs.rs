@@ -116,15 +116,15 @@ impl Api {
         }
         let partial = target.with_extension("part");
         let result = async {
-            let mut out = std::fs::File::create(&partial).map_err(write_err(&partial))?;
+            let mut out = std::fs::File::create(&partial).map_err(write_err(&target))?;
             while let Some(chunk) = resp
                 .chunk()
                 .await
                 .map_err(|e| ApiError::Unreachable(e.to_string()))?
             {
-                out.write_all(&chunk).map_err(write_err(&partial))?;
+                out.write_all(&chunk).map_err(write_err(&target))?;
             }
-            out.sync_all().map_err(write_err(&partial))?;
+            out.sync_all().map_err(write_err(&target))?;
             std::fs::rename(&partial, &target).map_err(write_err(&target))
         }
         .await;

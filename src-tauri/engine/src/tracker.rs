@@ -1831,8 +1831,8 @@ mod tests {
     }
 
     #[test]
-    fn a_snapshot_sent_while_our_submission_was_in_flight_proves_nothing_even_if_answered_after_it(
-    ) {
+    fn a_snapshot_sent_while_our_submission_was_in_flight_proves_nothing_even_if_answered_after_it()
+    {
         let mut t = Tracker::new(ME);
         t.expect_job(&active("p", 0.0, Some(ME)), 100);
         // Requested at 110, answered by the server before it handled our POST, and read only
