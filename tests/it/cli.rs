@@ -293,6 +293,125 @@ fn saved_instances_carry_their_secrets_outside_the_database_and_journal_their_jo
 }
 
 #[test]
+fn a_url_server_takes_its_credentials_from_the_environment_never_from_the_command_line() {
+    let (url, _stop) = serve_with(FakeConfig {
+        auth: Some(fake_comfyui::FakeAuth::Bearer("u4l-t0k3n".into())),
+        ..FakeConfig::default()
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let wf = dir.path().join("wf.json");
+    std::fs::write(
+        &wf,
+        r#"{"1": {"class_type": "MonitorTestSampler", "inputs": {"steps": 2, "step_delay_ms": 5, "seed": 4}},
+            "2": {"class_type": "SaveImage", "inputs": {"images": ["1", 0], "filename_prefix": "url"}}}"#,
+    )
+    .unwrap();
+    let wf = wf.to_str().unwrap();
+    std::env::set_var("CM_TEST_URL_TOKEN", "u4l-t0k3n");
+    std::env::set_var("CM_TEST_URL_WRONG_TOKEN", "not-it");
+    let submit = |extra: &[&str]| {
+        let mut args = vec!["submit", wf, "--url", &url, "--wait"];
+        args.extend_from_slice(extra);
+        run(&args)
+    };
+    assert_eq!(
+        submit(&["--token-env", "CM_TEST_URL_TOKEN"]),
+        ExitCode::SUCCESS,
+        "the token from the named variable reached the server"
+    );
+    assert_eq!(
+        submit(&["--token-env", "CM_TEST_URL_WRONG_TOKEN"]),
+        ExitCode::from(1),
+        "a rejected token is a failure, not a wait"
+    );
+    assert_eq!(
+        submit(&["--token-env", "CM_TEST_URL_UNSET_VAR"]),
+        ExitCode::from(1),
+        "an unset variable is a clear error"
+    );
+    assert_eq!(
+        submit(&[]),
+        ExitCode::from(1),
+        "no credentials: the server's 401 ends it"
+    );
+    // A secret on the command line is not an option: the process list would show it.
+    assert_eq!(submit(&["--token", "u4l-t0k3n"]), ExitCode::from(2));
+    assert_eq!(submit(&["--basic", "me:u4l-t0k3n"]), ExitCode::from(2));
+    assert_eq!(
+        submit(&["--header", "Authorization: Bearer u4l-t0k3n"]),
+        ExitCode::from(2)
+    );
+    // A header whose value comes from a variable carries the same credentials.
+    std::env::set_var("CM_TEST_URL_AUTH_HEADER", "Bearer u4l-t0k3n");
+    assert_eq!(
+        submit(&["--header-env", "Authorization:CM_TEST_URL_AUTH_HEADER"]),
+        ExitCode::SUCCESS
+    );
+}
+
+#[test]
+fn a_saved_instance_refuses_credentials_on_the_command_line_instead_of_ignoring_them() {
+    let (url, _stop) = serve(ServerVersion::V0_26);
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("profile.db");
+    let db = db.to_str().unwrap();
+    assert_eq!(
+        run(&[
+            "--db",
+            db,
+            "instances",
+            "add",
+            "--name",
+            "srv",
+            "--url",
+            &url
+        ]),
+        ExitCode::SUCCESS
+    );
+    let wf = dir.path().join("wf.json");
+    std::fs::write(
+        &wf,
+        r#"{"1": {"class_type": "MonitorTestSampler", "inputs": {"steps": 1, "step_delay_ms": 1, "seed": 5}},
+            "2": {"class_type": "SaveImage", "inputs": {"images": ["1", 0], "filename_prefix": "srv"}}}"#,
+    )
+    .unwrap();
+    std::env::set_var("CM_TEST_SAVED_IGNORED", "x");
+    // The flags would go unused, so they are refused before anything is queued.
+    for extra in [
+        &["--token-env", "CM_TEST_SAVED_IGNORED"][..],
+        &["--insecure"][..],
+    ] {
+        let mut args = vec![
+            "--db",
+            db,
+            "submit",
+            wf.to_str().unwrap(),
+            "--instance",
+            "srv",
+        ];
+        args.extend_from_slice(extra);
+        assert_eq!(run(&args), ExitCode::from(1), "{extra:?}");
+    }
+    let store = comfy_store::Store::open(db).unwrap();
+    let srv = store.instance_by_name("srv").unwrap();
+    assert!(store.history(Some(srv.id), 10, 0).unwrap().is_empty());
+    drop(store);
+    assert_eq!(
+        run(&[
+            "--db",
+            db,
+            "submit",
+            wf.to_str().unwrap(),
+            "--instance",
+            "srv",
+            "--wait"
+        ]),
+        ExitCode::SUCCESS,
+        "without them the same submission goes through"
+    );
+}
+
+#[test]
 fn submit_out_journals_where_each_output_went_with_a_thumbnail() {
     let (url, _stop) = serve(ServerVersion::V0_26);
     let dir = tempfile::tempdir().unwrap();

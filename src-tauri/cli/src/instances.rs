@@ -75,7 +75,7 @@ pub struct AuthArgs {
 }
 
 impl AuthArgs {
-    fn given(&self) -> bool {
+    pub(crate) fn given(&self) -> bool {
         self.token_env.is_some()
             || self.basic_user.is_some()
             || !self.header_env.is_empty()
@@ -83,7 +83,7 @@ impl AuthArgs {
     }
 
     /// The settings to store and the secrets (slot, value) to put in the keyring.
-    fn resolve(&self) -> anyhow::Result<(AuthSettings, Vec<(String, String)>)> {
+    pub(crate) fn resolve(&self) -> anyhow::Result<(AuthSettings, Vec<(String, String)>)> {
         if !self.header_env.is_empty() {
             if self.token_env.is_some()
                 || self.basic_user.is_some()

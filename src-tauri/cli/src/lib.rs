@@ -128,23 +128,10 @@ pub struct ServerArgs {
     /// Name shown in every line (defaults to the URL's host:port).
     #[arg(long)]
     pub name: Option<String>,
-    /// Bearer token (`Authorization: Bearer ...`).
-    #[arg(long, env = "COMFY_MONITOR_TOKEN", hide_env_values = true, conflicts_with_all = ["basic", "query_token"])]
-    pub token: Option<String>,
-    /// Basic auth as USER:PASS.
-    #[arg(
-        long,
-        env = "COMFY_MONITOR_BASIC",
-        hide_env_values = true,
-        conflicts_with = "query_token"
-    )]
-    pub basic: Option<String>,
-    /// Token sent as `?token=` (ComfyUI-Login); prefer --token where the server accepts both.
-    #[arg(long, env = "COMFY_MONITOR_QUERY_TOKEN", hide_env_values = true)]
-    pub query_token: Option<String>,
-    /// Extra header 'Name: value' (repeatable), e.g. for Cloudflare Access service tokens.
-    #[arg(long = "header", value_name = "'K: V'")]
-    pub headers: Vec<String>,
+    /// Credentials for --url: each secret from a named environment variable, or from a no-echo
+    /// prompt with `-`, never from the command line (a saved instance keeps its own).
+    #[command(flatten)]
+    pub auth: instances::AuthArgs,
     /// Accept a self-signed certificate on an https:// server.
     #[arg(long)]
     pub insecure: bool,

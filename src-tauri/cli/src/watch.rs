@@ -3,7 +3,7 @@
 use crate::output::{Format, Printer};
 use crate::{ServerArgs, WatchArgs};
 use anyhow::{bail, Context};
-use comfy_engine::{Auth, Engine, InstanceSpec, Secret, DEFAULT_EVENT_CAPACITY};
+use comfy_engine::{Engine, InstanceSpec, Secret, DEFAULT_EVENT_CAPACITY};
 
 /// A saved instance, opened for journalling.
 pub struct Saved {
@@ -21,6 +21,12 @@ pub fn resolve(
 ) -> anyhow::Result<(InstanceSpec, Option<Saved>)> {
     if args.instance.is_none() && args.url.is_some() {
         return Ok((spec_from_args(args)?, None));
+    }
+    if args.auth.given() || args.insecure {
+        bail!(
+            "credentials and --insecure go with --url; a saved instance uses its own \
+             (change them with `comfy-monitor instances edit`)"
+        );
     }
     let profile = crate::profile::Profile::open(db)?;
     let rec = match &args.instance {
@@ -58,48 +64,14 @@ pub fn spec_from_args(args: &ServerArgs) -> anyhow::Result<InstanceSpec> {
         spec.client_id = id.clone();
     }
     spec.accept_invalid_certs = args.insecure;
-    let mut headers = Vec::new();
-    for h in &args.headers {
-        let Some((k, v)) = h.split_once(':') else {
-            bail!("--header must look like 'Name: value', got {h:?}");
-        };
-        if k.trim().is_empty() {
-            bail!("--header {h:?} has an empty name");
-        }
-        headers.push((k.trim().to_owned(), Secret::new(v.trim())));
-    }
-    spec.auth = match (&args.token, &args.basic, &args.query_token) {
-        (Some(t), None, None) => Auth::Bearer(Secret::new(t)),
-        (None, Some(b), None) => {
-            let (user, pass) = b.split_once(':').context("--basic must be USER:PASS")?;
-            Auth::Basic {
-                user: user.to_owned(),
-                password: Secret::new(pass),
-            }
-        }
-        (None, None, Some(t)) => Auth::QueryToken(Secret::new(t)),
-        (None, None, None) => Auth::None,
-        _ => bail!("choose one of --token, --basic and --query-token"),
-    };
-    if !headers.is_empty() {
-        spec.auth = match spec.auth {
-            Auth::None => Auth::Headers(headers),
-            Auth::Bearer(t) => {
-                headers.push((
-                    "Authorization".into(),
-                    Secret::new(format!("Bearer {}", t.expose())),
-                ));
-                Auth::Headers(headers)
-            }
-            other => bail!(
-                "--header cannot be combined with {}",
-                match other {
-                    Auth::Basic { .. } => "--basic",
-                    _ => "--query-token",
-                }
-            ),
-        };
-    }
+    let (settings, secrets) = args.auth.resolve()?;
+    spec.auth = crate::profile::auth_from(&settings, |slot| {
+        secrets
+            .iter()
+            .find(|(s, _)| s == slot)
+            .map(|(_, v)| Secret::new(v))
+            .with_context(|| format!("no {slot} was given"))
+    })?;
     Ok(spec)
 }
 
