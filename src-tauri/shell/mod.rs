@@ -18,6 +18,7 @@ pub mod notify;
 pub mod overview;
 pub mod preferences;
 pub mod settings;
+mod stats;
 mod throttle;
 pub mod tray;
 pub mod view;
@@ -46,8 +47,6 @@ pub type SharedHost = Arc<host::Host>;
 
 /// How long quitting waits for sockets to close cleanly.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(3);
-/// How often RAM and VRAM are read from connected instances.
-const STATS_INTERVAL: Duration = Duration::from_secs(5);
 
 pub fn init_logging() {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
@@ -151,22 +150,36 @@ fn provision(host: &host::Host) {
     }
 }
 
-/// Reads RAM and VRAM of every connected instance every few seconds.
+/// Reads RAM and VRAM of connected instances, as often as [`stats::StatsSchedule`] says.
 async fn poll_stats<R: Runtime>(host: SharedHost, app: AppHandle<R>) {
-    let mut tick = tokio::time::interval(STATS_INTERVAL);
+    let mut schedule = stats::StatsSchedule::default();
+    let mut tick = tokio::time::interval(stats::TICK);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tick.tick().await;
-        for (name, id) in host.running() {
+        let running = host.running();
+        let due = {
+            let overview = host.overview.lock();
+            let seen = running.iter().filter_map(|(name, _)| {
+                let view = overview.instance(name)?;
+                Some(stats::Seen {
+                    name,
+                    connected: view.status.state == view::ConnectionStateView::Connected,
+                    busy: view.queue.running + view.queue.pending > 0,
+                })
+            });
+            schedule.due(seen, std::time::Instant::now())
+        };
+        for (name, id) in running.iter().filter(|(name, _)| due.contains(name)) {
             let stats = match host.engine().await {
-                Ok(engine) => engine.system_stats(id).await,
+                Ok(engine) => engine.system_stats(*id).await,
                 Err(_) => return,
             };
             let Ok(stats) = stats else { continue };
             let update = host
                 .overview
                 .lock()
-                .set_stats(&name, view::StatsView::from(&stats));
+                .set_stats(name, view::StatsView::from(&stats));
             if let Some(update) = update {
                 emit(&app, &update);
             }

@@ -82,6 +82,11 @@ impl Overview {
         })
     }
 
+    /// One instance's picture, by name.
+    pub fn instance(&self, name: &str) -> Option<&InstanceView> {
+        self.instances.iter().find(|i| i.name == name)
+    }
+
     /// Records new machine stats for an instance.
     pub fn set_stats(&mut self, name: &str, stats: StatsView) -> Option<Update> {
         let instance = self.instances.iter_mut().find(|i| i.name == name)?;

@@ -33,7 +33,7 @@ pub struct InstanceView {
     pub url: String,
     pub enabled: bool,
     pub status: InstanceStatus,
-    /// RAM and VRAM, refreshed every few seconds while connected.
+    /// RAM and VRAM while connected: read every 5 s while jobs are queued, every 30 s when idle.
     pub stats: Option<StatsView>,
     /// Known once connected.
     pub server: Option<ServerView>,

@@ -15,7 +15,7 @@ id: number,
  */
 name: string, url: string, enabled: boolean, status: InstanceStatus, 
 /**
- * RAM and VRAM, refreshed every few seconds while connected.
+ * RAM and VRAM while connected: read every 5 s while jobs are queued, every 30 s when idle.
  */
 stats: StatsView | null, 
 /**
