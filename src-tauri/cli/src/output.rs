@@ -178,7 +178,12 @@ fn human(kind: &EventKind) -> Option<String> {
                 .retry_in_ms
                 .map(|ms| format!(", retrying in {}", duration(ms)))
                 .unwrap_or_default();
-            format!("{state}: {}{retry}", c.detail)
+            // Details often start with the state already ("auth failed: 401").
+            if c.detail.starts_with(state) {
+                format!("{}{retry}", c.detail)
+            } else {
+                format!("{state}: {}{retry}", c.detail)
+            }
         }
         EventKind::Server(s) => format!(
             "server {} · {} · client id {}",
@@ -213,4 +218,47 @@ fn human(kind: &EventKind) -> Option<String> {
         }
         EventKind::ProtocolError { detail } => format!("undecodable {detail}"),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use comfy_engine::ConnectionStatus;
+
+    fn line(state: ConnectionState, detail: &str, retry_in_ms: Option<u64>) -> String {
+        human(&EventKind::Connection(ConnectionStatus {
+            state,
+            detail: detail.into(),
+            retry_in_ms,
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn a_connection_line_names_its_state_once() {
+        assert_eq!(
+            line(
+                ConnectionState::AuthFailed,
+                "auth failed: 401",
+                Some(30_000)
+            ),
+            "auth failed: 401, retrying in 30.0 s"
+        );
+        assert_eq!(
+            line(
+                ConnectionState::Connected,
+                "connected to ComfyUI 0.26.0",
+                None
+            ),
+            "connected to ComfyUI 0.26.0"
+        );
+        assert_eq!(
+            line(
+                ConnectionState::Reconnecting,
+                "server restarted",
+                Some(1_000)
+            ),
+            "reconnecting: server restarted, retrying in 1.0 s"
+        );
+    }
 }
