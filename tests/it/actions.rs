@@ -228,6 +228,43 @@ async fn a_pending_job_that_starts_between_the_click_and_the_request_is_interrup
 }
 
 #[tokio::test]
+async fn a_running_job_that_ends_between_the_click_and_the_request_is_reported_ended_and_the_next_job_survives(
+) {
+    // Servers before 0.3.57 interrupt whatever runs, and nothing a client does closes that
+    // window (the engine only narrows it by looking right before asking).
+    for version in [ServerVersion::V0_3_64, ServerVersion::V0_26] {
+        let server = fake(version).await;
+        let (engine, id, mut rx) = connected_engine(&server, "cm-late-stop").await;
+        let ours = engine
+            .submit(id, sampler(30, 10, "ending"), SubmitOptions::default())
+            .await
+            .unwrap()
+            .prompt_id;
+        let theirs = server.submit(sampler(40, 10, "next"), Some("browser"));
+        until(&mut rx, "ours stepping", |e| {
+            job(e).is_some_and(|j| j.prompt_id == ours && j.node_value.unwrap_or(0.0) >= 1.0)
+        })
+        .await;
+        // The stop request reaches the server only after ours has ended and theirs has started.
+        server.finish_before_interrupt(ours.as_str());
+        let outcome = engine.cancel(id, &ours).await.unwrap();
+        assert!(
+            !server.interrupt_race_armed(),
+            "{version}: the race was run"
+        );
+        assert_eq!(outcome, CancelOutcome::AlreadyFinished, "{version}");
+        let ended = terminals(&mut rx, &[ours.as_str(), &theirs]).await;
+        assert_eq!(ended[ours.as_str()].state, JobState::Success, "{version}");
+        assert_eq!(
+            ended[&theirs].state,
+            JobState::Success,
+            "{version}: the job that started meanwhile is not interrupted"
+        );
+        assert_eq!(server.interrupt_count(), 0, "{version}");
+    }
+}
+
+#[tokio::test]
 async fn cancelling_a_finished_or_unknown_job_says_so_and_touches_nothing() {
     for version in VERSIONS {
         let server = fake(version).await;

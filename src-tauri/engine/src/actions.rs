@@ -84,6 +84,17 @@ pub enum CancelOutcome {
     NotFound,
 }
 
+/// What `POST /api/jobs/{id}/cancel` did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum JobsCancel {
+    /// The job was removed or told to stop.
+    Done,
+    /// The server had nothing of it to cancel: it was neither pending nor running.
+    Nothing,
+    /// No such endpoint (or an answer it does not understand): use the older requests.
+    Unsupported,
+}
+
 /// Where a job stands right now, as far as the server says.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Standing {
@@ -163,14 +174,19 @@ impl Api {
                 Standing::Unknown => return Ok(CancelOutcome::NotFound),
                 Standing::Finished => return Ok(CancelOutcome::AlreadyFinished),
                 Standing::Pending => {
-                    if jobs_api && self.jobs_cancel(id).await? {
+                    match self.jobs_cancel(id, jobs_api).await? {
                         // Atomic under the server's queue lock: it removed the job if it was
                         // still pending, or interrupted it if it had started meanwhile. Only a
                         // removed job is unknown afterwards; asking again would interrupt twice.
-                        return Ok(match self.standing(id, jobs_api).await? {
-                            Standing::Unknown => CancelOutcome::Removed,
-                            _ => CancelOutcome::Interrupted,
-                        });
+                        JobsCancel::Done => {
+                            return Ok(match self.standing(id, jobs_api).await? {
+                                Standing::Unknown => CancelOutcome::Removed,
+                                _ => CancelOutcome::Interrupted,
+                            })
+                        }
+                        // It ended between our look and the request: look again.
+                        JobsCancel::Nothing => continue,
+                        JobsCancel::Unsupported => {}
                     }
                     self.post_empty(&self.route_of("queue"), &json!({ "delete": [id.as_str()] }))
                         .await?;
@@ -182,21 +198,29 @@ impl Api {
                     }
                 }
                 Standing::Running => {
-                    if jobs_api && self.jobs_cancel(id).await? {
-                        return Ok(CancelOutcome::Interrupted);
+                    match self.jobs_cancel(id, jobs_api).await? {
+                        JobsCancel::Done => return Ok(CancelOutcome::Interrupted),
+                        // It ended between our look and the request: look again.
+                        JobsCancel::Nothing => continue,
+                        JobsCancel::Unsupported => {}
                     }
                     if !targeted_interrupt
                         && self.standing(id, jobs_api).await? != Standing::Running
                     {
                         continue;
                     }
-                    // The interrupt lands at the job's next step; if the job ends first, its
-                    // outcome (success) arrives as usual and nothing else is touched.
                     self.post_empty(
                         &self.route_of("interrupt"),
                         &json!({ "prompt_id": id.as_str() }),
                     )
                     .await?;
+                    // A targeted interrupt that arrives after its job ended is ignored by the
+                    // server; the job's own end is then what happened. Otherwise the interrupt
+                    // lands at the job's next step (a job that ends first still reports its own
+                    // outcome as usual), and nothing else is touched.
+                    if targeted_interrupt && self.ended_on_its_own(id, jobs_api).await {
+                        return Ok(CancelOutcome::AlreadyFinished);
+                    }
                     return Ok(CancelOutcome::Interrupted);
                 }
             }
@@ -204,21 +228,40 @@ impl Api {
         Ok(CancelOutcome::AlreadyFinished)
     }
 
-    /// `POST /api/jobs/{id}/cancel` (0.26+: atomic under the queue lock). `false` when the
-    /// endpoint is missing or the server says nothing was cancelled.
-    async fn jobs_cancel(&self, id: &PromptId) -> Result<bool, ApiError> {
+    /// Whether the server already recorded an end of the job that was not an interrupt. Asked
+    /// right after an interrupt went out; a failed lookup says no.
+    async fn ended_on_its_own(&self, id: &PromptId, jobs_api: bool) -> bool {
+        match self.outcome(id, jobs_api).await {
+            Ok(crate::tracker::Lookup::Found(job)) => {
+                !matches!(job.outcome, comfy_protocol::http::Outcome::Interrupted(_))
+            }
+            _ => false,
+        }
+    }
+
+    /// `POST /api/jobs/{id}/cancel` (0.26+: atomic under the queue lock), where the server has
+    /// the jobs API.
+    async fn jobs_cancel(&self, id: &PromptId, jobs_api: bool) -> Result<JobsCancel, ApiError> {
+        if !jobs_api {
+            return Ok(JobsCancel::Unsupported);
+        }
         let (status, body) = self
             .post_json(&format!("api/jobs/{}/cancel", enc(id)), &json!({}))
             .await?;
         if !status.is_success() {
-            return Ok(false);
+            return Ok(JobsCancel::Unsupported);
         }
         let v: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
         // Local servers answer a bool; the Cloud contract answers the list of ids.
-        Ok(match v.get("cancelled") {
+        let done = match v.get("cancelled") {
             Some(Value::Bool(b)) => *b,
             Some(Value::Array(a)) => !a.is_empty(),
-            _ => false,
+            _ => return Ok(JobsCancel::Unsupported),
+        };
+        Ok(if done {
+            JobsCancel::Done
+        } else {
+            JobsCancel::Nothing
         })
     }
 

@@ -260,6 +260,7 @@ async fn post_interrupt(State(shared): State<Arc<Shared>>, body: Bytes) -> Respo
         Some(J::Str(s)) => Some(s.clone()),
         Some(other) => Some(other.python_str()),
     };
+    shared.finish_if_armed(target.as_deref()).await;
     shared.lock().interrupt(target.as_deref());
     reply(Reply::Empty(200))
 }
@@ -490,6 +491,7 @@ async fn jobs_one(State(shared): State<Arc<Shared>>, Path(id): Path<String>) -> 
 
 async fn jobs_cancel_one(State(shared): State<Arc<Shared>>, Path(id): Path<String>) -> Response {
     shared.start_if_armed(&[&id]).await;
+    shared.finish_if_armed(Some(&id)).await;
     let answer = jobs::cancel_one(&mut shared.lock(), &id);
     reply(answer)
 }

@@ -605,6 +605,21 @@ impl FakeComfy {
         self.shared.lock().start_before_removal = Some(prompt_id.to_owned());
     }
 
+    /// Arms a one-shot race: the next request that would stop `prompt_id` while it runs
+    /// (`POST /interrupt` naming it or naming nothing, `POST /api/jobs/{id}/cancel`) waits until
+    /// the job has ended on its own and the next pending job has started; only then is the
+    /// request handled, so it arrives after its job. This is "the job finishes between the click
+    /// and the request", made deterministic.
+    pub fn finish_before_interrupt(&self, prompt_id: &str) {
+        self.shared.lock().finish_before_interrupt = Some(prompt_id.to_owned());
+    }
+
+    /// Whether the race armed by [`FakeComfy::finish_before_interrupt`] is still waiting for
+    /// its request.
+    pub fn interrupt_race_armed(&self) -> bool {
+        self.shared.lock().finish_before_interrupt.is_some()
+    }
+
     /// Whether the race armed by [`FakeComfy::start_before_removal`] is still waiting for its
     /// request (`false` once a removal of that job arrived).
     pub fn removal_race_armed(&self) -> bool {

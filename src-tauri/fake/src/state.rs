@@ -244,6 +244,9 @@ pub struct State {
     /// Armed by [`crate::FakeComfy::start_before_removal`]: the next request removing this job
     /// first lets it start.
     pub start_before_removal: Option<String>,
+    /// Armed by [`crate::FakeComfy::finish_before_interrupt`]: the next request stopping this
+    /// job first lets it end on its own and the next one start.
+    pub finish_before_interrupt: Option<String>,
     /// Started next, ahead of the run order, when the worker is free.
     pub next_up: Option<String>,
     pub requests: Vec<RequestRecord>,
@@ -310,6 +313,7 @@ impl State {
             down: false,
             hold: false,
             start_before_removal: None,
+            finish_before_interrupt: None,
             next_up: None,
             requests: Vec::new(),
             replay: None,
@@ -853,6 +857,36 @@ impl Shared {
                 let running = s.running.as_ref().is_some_and(|r| r.item.prompt_id == id);
                 let pending = s.pending.iter().any(|i| i.prompt_id == id);
                 if running || !pending {
+                    return;
+                }
+            }
+            if changes.changed().await.is_err() {
+                return;
+            }
+        }
+    }
+
+    /// When a request that stops `target` (`None`: whatever runs) meets the job armed by
+    /// [`crate::FakeComfy::finish_before_interrupt`], waits until that job has ended on its own
+    /// and the next pending one (if any) runs, so the request arrives too late for it.
+    pub async fn finish_if_armed(&self, target: Option<&str>) {
+        let (id, mut changes) = {
+            let mut s = self.lock();
+            let Some(id) = s
+                .finish_before_interrupt
+                .take_if(|armed| target.is_none_or(|t| t == armed.as_str()))
+            else {
+                return;
+            };
+            (id, s.signals.queue.subscribe())
+        };
+        loop {
+            {
+                let s = self.lock();
+                let ours_left = s.running.as_ref().is_none_or(|r| r.item.prompt_id != id)
+                    && s.pending.iter().all(|i| i.prompt_id != id);
+                let next_runs = s.running.is_some() || s.pending.is_empty() || s.hold;
+                if ours_left && next_runs {
                     return;
                 }
             }
