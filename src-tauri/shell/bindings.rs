@@ -3,7 +3,7 @@
 //! `cargo test` fails when the committed TypeScript drifts from the types here; regenerate with
 //! `UPDATE_BINDINGS=1 cargo test -p comfy-monitor --lib bindings`.
 
-use crate::shell::commands::{CancelResult, SavedOutput, SubmitResult};
+use crate::shell::commands::{CancelResult, PreviewChoice, SavedOutput, SubmitResult};
 use crate::shell::error::CommandError;
 use crate::shell::events::{
     catalogue, CancelConfirmationRequested, EventLogged, InstanceStatusChanged, InstancesChanged,
@@ -45,6 +45,7 @@ fn generate(dir: &Path) {
         InstanceInput::export_all(&cfg),
         ConnectionTest::export_all(&cfg),
         SubmitResult::export_all(&cfg),
+        PreviewChoice::export_all(&cfg),
         CancelResult::export_all(&cfg),
         SavedOutput::export_all(&cfg),
         HistoryEntry::export_all(&cfg),

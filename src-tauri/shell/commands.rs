@@ -48,10 +48,39 @@ pub struct SubmitResult {
     pub node_errors: Vec<NodeErrorView>,
 }
 
+/// How the server makes this job's preview frames (`extra_data.preview_method`, honoured by
+/// ComfyUI 0.5.0 and later; older servers use their own setting).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, serde::Deserialize, TS)]
+#[serde(rename_all = "lowercase")]
+pub enum PreviewChoice {
+    /// The server's own setting (`--preview-method`); nothing is sent.
+    #[default]
+    Default,
+    Auto,
+    Latent2rgb,
+    Taesd,
+    /// No preview frames for this job.
+    None,
+}
+
+impl PreviewChoice {
+    /// The value sent as `extra_data.preview_method`, if any.
+    pub fn method(self) -> Option<&'static str> {
+        match self {
+            Self::Default => None,
+            Self::Auto => Some("auto"),
+            Self::Latent2rgb => Some("latent2rgb"),
+            Self::Taesd => Some("taesd"),
+            Self::None => Some("none"),
+        }
+    }
+}
+
 async fn submit(
     host: &SharedHost,
     instance: &str,
     workflow: serde_json::Value,
+    preview: PreviewChoice,
 ) -> Result<SubmitResult, CommandError> {
     comfy_protocol::http::check_api_workflow(&workflow)?;
     let id = host.engine_id(instance)?;
@@ -59,7 +88,13 @@ async fn submit(
     let result = host
         .engine()
         .await?
-        .submit(id, workflow.clone(), SubmitOptions::default())
+        .submit(
+            id,
+            workflow.clone(),
+            SubmitOptions {
+                preview_method: preview.method().map(str::to_owned),
+            },
+        )
         .await;
     let submission = match result {
         Ok(s) => s,
@@ -98,12 +133,14 @@ async fn submit(
 }
 
 /// Queues an API-format workflow (the text of a `.json` file) on an instance, under this app's
-/// client id so it is followed live.
+/// client id so it is followed live, with the previews it asks for (the server's own setting
+/// when not given).
 #[tauri::command]
 pub async fn submit_workflow(
     host: State<'_, SharedHost>,
     instance: String,
     workflow: String,
+    preview: Option<PreviewChoice>,
 ) -> Result<SubmitResult, CommandError> {
     let workflow: serde_json::Value = serde_json::from_str(&workflow).map_err(|e| {
         CommandError::new(
@@ -113,7 +150,7 @@ pub async fn submit_workflow(
             ),
         )
     })?;
-    submit(&host, &instance, workflow).await
+    submit(&host, &instance, workflow, preview.unwrap_or_default()).await
 }
 
 /// Queues again a job of this app, from the workflow kept in the journal.
@@ -137,7 +174,7 @@ pub async fn resubmit_job(
         })
     })?;
     let workflow = serde_json::from_str(&workflow).map_err(CommandError::internal)?;
-    submit(&host, &instance, workflow).await
+    submit(&host, &instance, workflow, PreviewChoice::Default).await
 }
 
 /// What became of a cancel request.
@@ -333,7 +370,22 @@ fn sanitize(name: &str) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::sanitize;
+    use super::{sanitize, PreviewChoice};
+
+    #[test]
+    fn a_preview_choice_from_the_page_becomes_the_servers_preview_method() {
+        let choice = |s: &str| serde_json::from_str::<PreviewChoice>(&format!("{s:?}")).unwrap();
+        assert_eq!(
+            choice("default").method(),
+            None,
+            "nothing sent: the server decides"
+        );
+        assert_eq!(choice("auto").method(), Some("auto"));
+        assert_eq!(choice("latent2rgb").method(), Some("latent2rgb"));
+        assert_eq!(choice("taesd").method(), Some("taesd"));
+        assert_eq!(choice("none").method(), Some("none"));
+        assert!(serde_json::from_str::<PreviewChoice>("\"fast\"").is_err());
+    }
 
     #[test]
     fn instance_names_cannot_climb_out_of_the_outputs_folder() {

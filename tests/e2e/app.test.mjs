@@ -69,11 +69,12 @@ function card(name) {
   return el(byId("instance-card", `[data-instance="${name}"]`));
 }
 
-/** An API-format workflow the fake (and the real test nodes) run: a sampler with previews. */
-function workflow(steps, prefix) {
+/** An API-format workflow the fake (and the real test nodes) run: a sampler with previews
+ * (`MonitorTestPreviewMethodSampler` previews only when the job's preview method allows). */
+function workflow(steps, prefix, sampler = "MonitorTestSampler") {
   return JSON.stringify({
     1: {
-      class_type: "MonitorTestSampler",
+      class_type: sampler,
       inputs: { steps, step_delay_ms: 60, preview_size: 64, seed: Math.floor(Math.random() * 1e9) },
       _meta: { title: "Test sampler" },
     },
@@ -81,15 +82,17 @@ function workflow(steps, prefix) {
   });
 }
 
-/** Submits a workflow through the submit dialog; returns the new job's prompt id. */
-async function submit(steps, prefix) {
+/** Submits a workflow through the submit dialog, with the previews asked for ("default": the
+ * server's setting); returns the new job's prompt id. */
+async function submit(steps, prefix, { preview = "default", sampler } = {}) {
   const known = new Set(await seenPromptIds());
   await click(byId("open-submit"));
   const dialog = await el(byId("submit-dialog"));
   const text = await el(byId("workflow-text"), dialog);
-  await text.setValue(workflow(steps, prefix));
+  await text.setValue(workflow(steps, prefix, sampler));
   const select = await el(byId("submit-instance"), dialog);
   await select.selectByVisibleText(FAKE_NAME);
+  await (await el(byId("submit-preview"), dialog)).selectByAttribute("value", preview);
   await click(byId("submit-confirm"), dialog);
   await dialog.waitForExist({ reverse: true, timeout: TIMEOUT, timeoutMsg: "the submit dialog stayed open" });
   let id;
@@ -302,6 +305,18 @@ describe("comfy-monitor desktop app", () => {
     assert.ok(percents.length > 2, `too few progress updates seen: ${percents}`);
     assert.equal(Math.max(...percents), 100, `the percent never reached 100: ${percents}`);
     await shot("06-finished");
+  });
+
+  it("queues a job without previews when asked, and the server is told so", async () => {
+    const id = await submit(8, "e2e_no_preview", { preview: "none", sampler: "MonitorTestPreviewMethodSampler" });
+    const fakeCard = await card(FAKE_NAME);
+    await browser.waitUntil(
+      async () => (await (await fakeCard.$(byId("last-job"))).getAttribute("data-prompt-id")) === id,
+      { timeout: TIMEOUT, interval: 100, timeoutMsg: "the job without previews never finished" },
+    );
+    assert.equal(await (await fakeCard.$(byId("last-job"))).getAttribute("data-state"), "success");
+    const job = await (await fetch(`http://127.0.0.1:${fakePort}/api/jobs/${id}`)).json();
+    assert.equal(job.workflow?.extra_data?.preview_method, "none", JSON.stringify(job.workflow?.extra_data));
   });
 
   it("cancels a running job and marks it interrupted", async () => {

@@ -50,9 +50,37 @@ describe("SubmitDialog", () => {
   it("queues the text on the chosen instance, then closes and brings that instance into view", async () => {
     const w = mount(SubmitDialog, { attachTo: document.body });
     await fillAndSend(w);
-    expect(calls).toEqual([{ command: "submit_workflow", args: { instance: "gpu", workflow: WORKFLOW } }]);
+    expect(calls).toEqual([{ command: "submit_workflow", args: { instance: "gpu", workflow: WORKFLOW, preview: "default" } }]);
     expect(useSubmitStore().open).toBe(false);
     expect(useViewStore().focusRequest?.name).toBe("gpu");
+  });
+
+  it("asks for the chosen previews, and keeps the choice for the next workflow", async () => {
+    const w = mount(SubmitDialog, { attachTo: document.body });
+    await w.get('[data-testid="submit-preview"]').setValue("none");
+    await fillAndSend(w);
+    expect(calls).toEqual([{ command: "submit_workflow", args: { instance: "gpu", workflow: WORKFLOW, preview: "none" } }]);
+    useSubmitStore().openDialog();
+    const again = mount(SubmitDialog, { attachTo: document.body });
+    expect(again.get<HTMLSelectElement>('[data-testid="submit-preview"]').element.value).toBe("none");
+  });
+
+  it("says when the chosen server is too old to honour a per-job preview choice", async () => {
+    const servers = { "0.3.64": "old", "0.26.0": "new" } as const;
+    useInstancesStore().instances = Object.entries(servers).map(([version, name]) =>
+      instance(name, { server: { version, jobsApi: version !== "0.3.64", featureFlags: true } }),
+    );
+    const w = mount(SubmitDialog, { attachTo: document.body });
+    const pick = async (name: string, preview: string) => {
+      await w.get('[data-testid="submit-instance"]').setValue(name);
+      await w.get('[data-testid="submit-preview"]').setValue(preview);
+    };
+    await pick("old", "default");
+    expect(w.find('[data-testid="submit-preview-ignored"]').exists()).toBe(false);
+    await pick("old", "taesd");
+    expect(w.get('[data-testid="submit-preview-ignored"]').text()).toContain("ComfyUI 0.3.64 ignores this");
+    await pick("new", "taesd");
+    expect(w.find('[data-testid="submit-preview-ignored"]').exists()).toBe(false);
   });
 
   it("lists each refused node by id and title, else class type", async () => {

@@ -12,6 +12,7 @@ import type { InstanceSettings } from "../bindings/InstanceSettings";
 import type { LogEntry } from "../bindings/LogEntry";
 import type { NodeErrorView } from "../bindings/NodeErrorView";
 import type { OutputRef } from "../bindings/OutputRef";
+import type { PreviewChoice } from "../bindings/PreviewChoice";
 import type { SavedOutput } from "../bindings/SavedOutput";
 import type { Snapshot } from "../bindings/Snapshot";
 import type { SubmitResult } from "../bindings/SubmitResult";
@@ -90,9 +91,10 @@ export function testConnection(input: InstanceInput, id: number | null): Promise
   return call<ConnectionTest>("test_connection", { input, id });
 }
 
-/** Queues an API-format workflow (the file's text) on an instance. */
-export function submitWorkflow(instance: string, workflow: string): Promise<SubmitResult> {
-  return call<SubmitResult>("submit_workflow", { instance, workflow });
+/** Queues an API-format workflow (the file's text) on an instance, with the previews it asks
+ * for ("default": the server's own setting). */
+export function submitWorkflow(instance: string, workflow: string, preview: PreviewChoice = "default"): Promise<SubmitResult> {
+  return call<SubmitResult>("submit_workflow", { instance, workflow, preview });
 }
 
 /** Queues again one of this app's jobs from the workflow kept in the journal. */

@@ -24,7 +24,7 @@ describe("submit store", () => {
     });
     const store = useSubmitStore();
     const result = await store.submit("gpu", '{"1":{}}');
-    expect(seen).toEqual({ command: "submit_workflow", args: { instance: "gpu", workflow: '{"1":{}}' } });
+    expect(seen).toEqual({ command: "submit_workflow", args: { instance: "gpu", workflow: '{"1":{}}', preview: "default" } });
     expect(result).toEqual({ instance: "gpu", result: { promptId: "p1", nodeErrors: [] } });
     expect(store.submitting).toBe(false);
   });

@@ -2,6 +2,7 @@
 // window can open it), and the submit itself with its failure kept by code.
 import { defineStore } from "pinia";
 import { ref } from "vue";
+import type { PreviewChoice } from "../bindings/PreviewChoice";
 import type { SubmitResult } from "../bindings/SubmitResult";
 import { submitWorkflow } from "../ipc";
 import { attempt, type Failure } from "./failure";
@@ -26,6 +27,8 @@ export const useSubmitStore = defineStore("submit", () => {
   const failure = ref<Failure | null>(null);
   /** The last accepted submit; its `nodeErrors` are outputs the server dropped. */
   const submitted = ref<Submitted | null>(null);
+  /** The previews asked of the server; kept from one submit to the next while the app runs. */
+  const preview = ref<PreviewChoice>("default");
 
   function openDialog(start: Partial<Draft> = {}): void {
     draft.value = { text: start.text ?? "", fileName: start.fileName ?? null, instance: start.instance ?? null };
@@ -46,7 +49,7 @@ export const useSubmitStore = defineStore("submit", () => {
     failure.value = null;
     submitted.value = null;
     try {
-      const outcome = await attempt(() => submitWorkflow(instance, text));
+      const outcome = await attempt(() => submitWorkflow(instance, text, preview.value));
       if (!outcome.ok) {
         failure.value = outcome.failure;
         return null;
@@ -58,5 +61,5 @@ export const useSubmitStore = defineStore("submit", () => {
     }
   }
 
-  return { open, draft, submitting, failure, submitted, openDialog, closeDialog, submit };
+  return { open, draft, submitting, failure, submitted, preview, openDialog, closeDialog, submit };
 });
