@@ -40,13 +40,7 @@ fn submit_wait_out_downloads_the_outputs_on_every_server_generation() {
     ] {
         let (url, _stop) = serve(version);
         let dir = tempfile::tempdir().unwrap();
-        let wf = dir.path().join("wf.json");
-        std::fs::write(
-            &wf,
-            r#"{"1": {"class_type": "MonitorTestSampler", "inputs": {"steps": 3, "step_delay_ms": 5, "seed": 1}},
-                "2": {"class_type": "SaveImage", "inputs": {"images": ["1", 0], "filename_prefix": "cli"}}}"#,
-        )
-        .unwrap();
+        let wf = sampler_workflow(dir.path(), "wf.json", 3, 5, 1, "cli");
         let out = dir.path().join("out");
         let code = run(&[
             "submit",
@@ -124,14 +118,7 @@ fn without_instance_or_url_the_only_saved_instance_is_used_and_cancel_finds_its_
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("profile.db");
     let db = db.to_str().unwrap();
-    let wf = dir.path().join("wf.json");
-    let workflow = |steps: u32| {
-        format!(
-            r#"{{"1": {{"class_type": "MonitorTestSampler", "inputs": {{"steps": {steps}, "step_delay_ms": 20, "seed": 5}}}},
-                "2": {{"class_type": "SaveImage", "inputs": {{"images": ["1", 0], "filename_prefix": "default"}}}}}}"#
-        )
-    };
-    std::fs::write(&wf, workflow(2)).unwrap();
+    let wf = sampler_workflow(dir.path(), "wf.json", 2, 20, 5, "default");
     let wf = wf.to_str().unwrap();
     // A new profile holds "Local" only; make it point at the first fake server.
     assert_eq!(
@@ -162,8 +149,7 @@ fn without_instance_or_url_the_only_saved_instance_is_used_and_cancel_finds_its_
         "with two saved instances, neither is guessed"
     );
     // A long job on the second: its journal entry tells `cancel` where it is.
-    std::fs::write(dir.path().join("long.json"), workflow(2000)).unwrap();
-    let long = dir.path().join("long.json");
+    let long = sampler_workflow(dir.path(), "long.json", 2000, 20, 5, "default");
     assert_eq!(
         run(&[
             "--db",
@@ -232,13 +218,7 @@ fn saved_instances_carry_their_secrets_outside_the_database_and_journal_their_jo
         ]),
         ExitCode::from(1)
     );
-    let wf = dir.path().join("wf.json");
-    std::fs::write(
-        &wf,
-        r#"{"1": {"class_type": "MonitorTestSampler", "inputs": {"steps": 2, "step_delay_ms": 5, "seed": 3}},
-            "2": {"class_type": "SaveImage", "inputs": {"images": ["1", 0], "filename_prefix": "saved"}}}"#,
-    )
-    .unwrap();
+    let wf = sampler_workflow(dir.path(), "wf.json", 2, 5, 3, "saved");
     assert_eq!(
         run(&[
             "--db",
@@ -299,13 +279,7 @@ fn a_url_server_takes_its_credentials_from_the_environment_never_from_the_comman
         ..FakeConfig::default()
     });
     let dir = tempfile::tempdir().unwrap();
-    let wf = dir.path().join("wf.json");
-    std::fs::write(
-        &wf,
-        r#"{"1": {"class_type": "MonitorTestSampler", "inputs": {"steps": 2, "step_delay_ms": 5, "seed": 4}},
-            "2": {"class_type": "SaveImage", "inputs": {"images": ["1", 0], "filename_prefix": "url"}}}"#,
-    )
-    .unwrap();
+    let wf = sampler_workflow(dir.path(), "wf.json", 2, 5, 4, "url");
     let wf = wf.to_str().unwrap();
     std::env::set_var("CM_TEST_URL_TOKEN", "u4l-t0k3n");
     std::env::set_var("CM_TEST_URL_WRONG_TOKEN", "not-it");
@@ -368,13 +342,7 @@ fn a_saved_instance_refuses_credentials_on_the_command_line_instead_of_ignoring_
         ]),
         ExitCode::SUCCESS
     );
-    let wf = dir.path().join("wf.json");
-    std::fs::write(
-        &wf,
-        r#"{"1": {"class_type": "MonitorTestSampler", "inputs": {"steps": 1, "step_delay_ms": 1, "seed": 5}},
-            "2": {"class_type": "SaveImage", "inputs": {"images": ["1", 0], "filename_prefix": "srv"}}}"#,
-    )
-    .unwrap();
+    let wf = sampler_workflow(dir.path(), "wf.json", 1, 1, 5, "srv");
     std::env::set_var("CM_TEST_SAVED_IGNORED", "x");
     // The flags would go unused, so they are refused before anything is queued.
     for extra in [
@@ -430,13 +398,7 @@ fn submit_out_journals_where_each_output_went_with_a_thumbnail() {
         ]),
         ExitCode::SUCCESS
     );
-    let wf = dir.path().join("wf.json");
-    std::fs::write(
-        &wf,
-        r#"{"1": {"class_type": "MonitorTestSampler", "inputs": {"steps": 2, "step_delay_ms": 5, "seed": 4}},
-            "2": {"class_type": "SaveImage", "inputs": {"images": ["1", 0], "filename_prefix": "went"}}}"#,
-    )
-    .unwrap();
+    let wf = sampler_workflow(dir.path(), "wf.json", 2, 5, 4, "went");
     let out = dir.path().join("out");
     assert_eq!(
         run(&[
@@ -526,16 +488,29 @@ fn profile_with_local(dir: &std::path::Path, url: &str, prefix: &str) -> (String
         run(&["--db", &db, "instances", "edit", "Local", "--url", url]),
         ExitCode::SUCCESS
     );
-    let wf = dir.join("wf.json");
-    std::fs::write(
-        &wf,
-        format!(
-            r#"{{"1": {{"class_type": "MonitorTestSampler", "inputs": {{"steps": 2, "step_delay_ms": 5, "seed": 8}}}},
-                "2": {{"class_type": "SaveImage", "inputs": {{"images": ["1", 0], "filename_prefix": "{prefix}"}}}}}}"#
-        ),
-    )
-    .unwrap();
+    let wf = sampler_workflow(dir, "wf.json", 2, 5, 8, prefix);
     (db, wf.to_str().unwrap().to_owned())
+}
+
+/// Writes `name` in `dir`: an API-format sampler of `steps` steps whose image SaveImage saves
+/// under `prefix`. Returns its path.
+fn sampler_workflow(
+    dir: &std::path::Path,
+    name: &str,
+    steps: u32,
+    step_delay_ms: u32,
+    seed: u32,
+    prefix: &str,
+) -> std::path::PathBuf {
+    let wf = dir.join(name);
+    let workflow = serde_json::json!({
+        "1": {"class_type": "MonitorTestSampler",
+              "inputs": {"steps": steps, "step_delay_ms": step_delay_ms, "seed": seed}},
+        "2": {"class_type": "SaveImage",
+              "inputs": {"images": ["1", 0], "filename_prefix": prefix}},
+    });
+    std::fs::write(&wf, workflow.to_string()).unwrap();
+    wf
 }
 
 fn files_in(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
