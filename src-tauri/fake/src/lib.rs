@@ -469,17 +469,10 @@ impl FakeComfy {
     /// Resolves when nothing is pending and nothing runs (after the last job's end messages
     /// were queued to the sockets).
     pub async fn wait_idle(&self) {
-        let mut changes = self.shared.lock().signals.queue.subscribe();
-        loop {
-            {
-                let s = self.shared.lock();
-                if s.pending.is_empty() && s.running.is_none() {
-                    return;
-                }
-            }
-            if changes.changed().await.is_err() {
-                std::future::pending::<()>().await;
-            }
+        let changes = self.shared.lock().signals.queue.subscribe();
+        let idle = |s: &State| s.pending.is_empty() && s.running.is_none();
+        if !self.shared.until_queue(changes, idle).await {
+            std::future::pending::<()>().await;
         }
     }
 

@@ -837,7 +837,7 @@ impl Shared {
     /// (or is gone), so the request then finds it running: the race a user loses when a job
     /// starts between the click and the request. One-shot.
     pub async fn start_if_armed(&self, ids: &[&str]) {
-        let (id, mut changes) = {
+        let (id, changes) = {
             let mut s = self.lock();
             let Some(id) = s
                 .start_before_removal
@@ -851,26 +851,19 @@ impl Shared {
             s.signals.worker.notify_one();
             (id, changes)
         };
-        loop {
-            {
-                let s = self.lock();
-                let running = s.running.as_ref().is_some_and(|r| r.item.prompt_id == id);
-                let pending = s.pending.iter().any(|i| i.prompt_id == id);
-                if running || !pending {
-                    return;
-                }
-            }
-            if changes.changed().await.is_err() {
-                return;
-            }
-        }
+        self.until_queue(changes, |s| {
+            let running = s.running.as_ref().is_some_and(|r| r.item.prompt_id == id);
+            let pending = s.pending.iter().any(|i| i.prompt_id == id);
+            running || !pending
+        })
+        .await;
     }
 
     /// When a request that stops `target` (`None`: whatever runs) meets the job armed by
     /// [`crate::FakeComfy::finish_before_interrupt`], waits until that job has ended on its own
     /// and the next pending one (if any) runs, so the request arrives too late for it.
     pub async fn finish_if_armed(&self, target: Option<&str>) {
-        let (id, mut changes) = {
+        let (id, changes) = {
             let mut s = self.lock();
             let Some(id) = s
                 .finish_before_interrupt
@@ -880,18 +873,28 @@ impl Shared {
             };
             (id, s.signals.queue.subscribe())
         };
+        self.until_queue(changes, |s| {
+            let ours_left = s.running.as_ref().is_none_or(|r| r.item.prompt_id != id)
+                && s.pending.iter().all(|i| i.prompt_id != id);
+            let next_runs = s.running.is_some() || s.pending.is_empty() || s.hold;
+            ours_left && next_runs
+        })
+        .await;
+    }
+
+    /// Waits, across the queue changes `changes` sees, until `done` holds of the state.
+    /// `false` if the server went away first.
+    pub async fn until_queue(
+        &self,
+        mut changes: watch::Receiver<u64>,
+        done: impl Fn(&State) -> bool,
+    ) -> bool {
         loop {
-            {
-                let s = self.lock();
-                let ours_left = s.running.as_ref().is_none_or(|r| r.item.prompt_id != id)
-                    && s.pending.iter().all(|i| i.prompt_id != id);
-                let next_runs = s.running.is_some() || s.pending.is_empty() || s.hold;
-                if ours_left && next_runs {
-                    return;
-                }
+            if done(&self.lock()) {
+                return true;
             }
             if changes.changed().await.is_err() {
-                return;
+                return false;
             }
         }
     }
