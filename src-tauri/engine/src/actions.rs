@@ -10,7 +10,6 @@ use comfy_protocol::http::{
     WorkflowError,
 };
 use comfy_protocol::PromptId;
-use serde::Serialize;
 use serde_json::{json, Value};
 
 #[derive(Debug, thiserror::Error)]
@@ -70,19 +69,7 @@ pub fn new_prompt_id() -> PromptId {
     PromptId::from(uuid::Uuid::new_v4().hyphenated().to_string())
 }
 
-/// What became of a cancel request.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum CancelOutcome {
-    /// It was running and was told to stop (its end arrives as `interrupted`).
-    Interrupted,
-    /// It was pending and was removed from the queue.
-    Removed,
-    /// It had already finished.
-    AlreadyFinished,
-    /// The server does not know it.
-    NotFound,
-}
+pub use comfy_model::CancelOutcome;
 
 /// What `POST /api/jobs/{id}/cancel` did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -11,7 +11,7 @@ use crate::tracker::ActiveJob;
 use comfy_protocol::http::OutputFile;
 use comfy_protocol::{NodeId, PromptId};
 use comfy_store::{
-    InstanceId, JobEnd, JobOutcome, JobSeen, NewOutput, OutputId, OutputKind, Store, StoreError,
+    InstanceId, JobEnd, JobSeen, NewOutput, OutputId, OutputKind, Store, StoreError,
 };
 use serde::Serialize;
 use std::collections::HashMap;
@@ -98,25 +98,6 @@ pub struct Journal {
     /// The state last written per job: progress events (many a second) change nothing in the
     /// journal, so they cost no write.
     written: std::collections::HashMap<(InstanceId, PromptId), JobState>,
-}
-
-fn origin(o: JobOrigin) -> comfy_store::JobOrigin {
-    match o {
-        JobOrigin::SelfApp => comfy_store::JobOrigin::SelfApp,
-        JobOrigin::Other => comfy_store::JobOrigin::Other,
-        JobOrigin::Anonymous => comfy_store::JobOrigin::Anonymous,
-    }
-}
-
-fn outcome(s: JobState) -> Option<JobOutcome> {
-    Some(match s {
-        JobState::Success => JobOutcome::Success,
-        JobState::Error => JobOutcome::Error,
-        JobState::Interrupted => JobOutcome::Interrupted,
-        JobState::Deleted => JobOutcome::Deleted,
-        JobState::Lost => JobOutcome::Lost,
-        JobState::Pending | JobState::Running => return None,
-    })
 }
 
 /// One element of `outputs_json`: the server's `/view` triple plus the node that wrote it.
@@ -207,7 +188,7 @@ impl Journal {
         let seen = JobSeen {
             instance,
             prompt_id: job.prompt_id.to_string(),
-            origin: origin(job.origin),
+            origin: job.origin,
             number: job.number,
             queued_at: job.queued_at_ms,
             workflow_json: None,
@@ -220,7 +201,7 @@ impl Journal {
                 self.store.record_seen(&seen, now)?;
             }
         }
-        let Some(outcome) = outcome(job.state) else {
+        let Some(outcome) = job.state.outcome() else {
             return Ok(false);
         };
         let written = self.store.record_terminal(
@@ -326,9 +307,9 @@ impl Journal {
                 None
             };
             let client_id = match rec.origin {
-                comfy_store::JobOrigin::SelfApp => Some(Some(client_id.to_owned())),
-                comfy_store::JobOrigin::Other => Some(Some(String::new())),
-                comfy_store::JobOrigin::Anonymous => Some(None),
+                JobOrigin::SelfApp => Some(Some(client_id.to_owned())),
+                JobOrigin::Other => Some(Some(String::new())),
+                JobOrigin::Anonymous => Some(None),
             };
             out.push(RestoredJob {
                 item: ActiveJob {
@@ -340,7 +321,7 @@ impl Journal {
                     create_time: None,
                 },
                 state: match rec.state {
-                    comfy_store::JobState::Running => JobState::Running,
+                    JobState::Running => JobState::Running,
                     _ => JobState::Pending,
                 },
                 queued_at: rec.queued_at,

@@ -10,42 +10,11 @@ use crate::api::{Api, ApiError};
 use crate::instance::{new_client_id, InstanceSpec};
 use crate::outputs::OutputError;
 use comfy_protocol::http::{OutputFile, SystemStats};
-use serde::Serialize;
 
 /// Output images larger than this are not held in memory for display.
 pub const MAX_VIEW_BYTES: usize = 64 << 20;
 
-/// The steps of a connection test, in the order they run.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum CheckStep {
-    /// `GET /system_stats` with the instance's credentials.
-    Http,
-    /// The `/ws` upgrade with the same credentials.
-    Websocket,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct StepResult {
-    pub step: CheckStep,
-    pub ok: bool,
-    /// What was found ("ComfyUI 0.3.64"), or why the step failed.
-    pub detail: String,
-    /// The failure was the server refusing the credentials.
-    pub auth: bool,
-}
-
-/// Every step that ran: the first failure ends the test.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct ConnectionCheck {
-    pub steps: Vec<StepResult>,
-}
-
-impl ConnectionCheck {
-    pub fn ok(&self) -> bool {
-        self.steps.iter().all(|s| s.ok)
-    }
-}
+pub use comfy_model::{CheckStep, ConnectionCheck, StepResult};
 
 fn failed(step: CheckStep, e: &ApiError) -> StepResult {
     StepResult {
@@ -64,7 +33,7 @@ pub async fn check_connection(spec: &InstanceSpec) -> ConnectionCheck {
         Ok(api) => api,
         Err(e) => {
             steps.push(failed(CheckStep::Http, &e));
-            return ConnectionCheck { steps };
+            return ConnectionCheck::new(steps);
         }
     };
     match api.probe().await {
@@ -79,7 +48,7 @@ pub async fn check_connection(spec: &InstanceSpec) -> ConnectionCheck {
         }),
         Err(e) => {
             steps.push(failed(CheckStep::Http, &e));
-            return ConnectionCheck { steps };
+            return ConnectionCheck::new(steps);
         }
     }
     let mut probe = spec.clone();
@@ -97,7 +66,7 @@ pub async fn check_connection(spec: &InstanceSpec) -> ConnectionCheck {
         }
         Err(e) => steps.push(failed(CheckStep::Websocket, &e)),
     }
-    ConnectionCheck { steps }
+    ConnectionCheck::new(steps)
 }
 
 impl Api {

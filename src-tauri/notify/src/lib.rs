@@ -12,8 +12,9 @@
 //! - **Jobs.** A job that finished (first output image, workflow label or instance name,
 //!   duration) or failed (node id, node type, exception message) notifies when its instance's
 //!   switch is on. Jobs of other clients notify only when the instance opts in. A job stopped
-//!   from outside notifies when `job_interrupted` is on, unless the host said it cancelled it
-//!   ([`Policy::cancelled_by_us`]). A terminal state seen twice notifies once.
+//!   from outside notifies when `job_interrupted_by_other` is on, unless the host said it
+//!   cancelled it ([`Policy::cancelled_by_us`]). A terminal state seen twice notifies once.
+//!   The switches are `comfy_model::NotificationPrefs`, the same type the store keeps.
 //! - **Rate limit.** After a job notification, more jobs of the same outcome on the same
 //!   instance wait out [`Timing::coalesce_window`] and then go out as one "12 jobs finished on
 //!   Local" that counts the whole burst and replaces the burst's popup (same key).
@@ -78,5 +79,6 @@ pub use deliver::{
 };
 pub use icon::{render_icon, state_colour, PROGRESS, TRACK};
 pub use notification::{clock, Action, ImageRef, Notification, NotificationKind};
-pub use policy::{InstanceSettings, Pause, Policy, Settings, Timing};
+pub use comfy_model::NotificationPrefs;
+pub use policy::{Pause, Policy, Settings, Timing};
 pub use tray::{IconState, InstanceStatus, Repaint, RepaintGate, RunningJob, TrayModel, TrayState};

@@ -5,41 +5,10 @@ use crate::notification::{clock, Action, ImageRef, Notification, NotificationKin
 use comfy_engine::{ConnectionState, ErrorDetails, Event, EventKind, JobOrigin, JobState, JobView};
 use comfy_protocol::http::OutputFile;
 use comfy_protocol::PromptId;
+use comfy_model::NotificationPrefs;
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, VecDeque};
 use std::time::{Duration, Instant};
-
-/// Which notifications one instance may produce. Stored with the instance by the host.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(default)]
-pub struct InstanceSettings {
-    pub job_done: bool,
-    pub job_failed: bool,
-    /// A job stopped by someone else (never the ones this app cancelled).
-    pub job_interrupted: bool,
-    /// This instance's jobs count towards "all queues drained".
-    pub queue_drained: bool,
-    pub disconnected: bool,
-    pub auth_failed: bool,
-    /// Jobs queued by other clients (a browser, a script) notify too.
-    pub other_clients: bool,
-}
-
-impl Default for InstanceSettings {
-    /// Done, failed, queue drained and disconnected are on; so is a credentials rejection, an
-    /// outage that never heals by itself. Interruptions and other clients' jobs are opt-in.
-    fn default() -> Self {
-        Self {
-            job_done: true,
-            job_failed: true,
-            job_interrupted: false,
-            queue_drained: true,
-            disconnected: true,
-            auth_failed: true,
-            other_clients: false,
-        }
-    }
-}
 
 /// The user's notification settings.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -47,12 +16,12 @@ impl Default for InstanceSettings {
 pub struct Settings {
     /// Stay silent while the app's window has the focus: the window shows it all.
     pub only_when_unfocused: bool,
-    /// Per instance, by name; an instance missing here gets [`InstanceSettings::default`].
-    pub instances: BTreeMap<String, InstanceSettings>,
+    /// Per instance, by name; an instance missing here gets [`NotificationPrefs::default`].
+    pub instances: BTreeMap<String, NotificationPrefs>,
 }
 
 impl Settings {
-    pub fn instance(&self, name: &str) -> InstanceSettings {
+    pub fn instance(&self, name: &str) -> NotificationPrefs {
         self.instances.get(name).copied().unwrap_or_default()
     }
 }
@@ -230,7 +199,7 @@ impl Policy {
         self.settings = settings;
     }
 
-    pub fn set_instance_settings(&mut self, instance: &str, settings: InstanceSettings) {
+    pub fn set_instance_settings(&mut self, instance: &str, settings: NotificationPrefs) {
         self.settings
             .instances
             .insert(instance.to_owned(), settings);
@@ -460,7 +429,7 @@ impl Policy {
                 inst.link = Link::Up;
             }
         } else if o.auth {
-            if !o.told_auth && settings.auth_failed && open {
+            if !o.told_auth && settings.auth_rejected && open {
                 out.push(auth_failed(name, o));
                 o.told_auth = true;
             }
@@ -496,14 +465,14 @@ impl Policy {
             .and_then(|i| self.labels.remove(i))
             .map(|(_, label)| label);
         let settings = self.settings.instance(name);
-        if job.origin != JobOrigin::SelfApp && !settings.other_clients {
+        if job.origin != JobOrigin::SelfApp && !settings.other_clients_jobs {
             return;
         }
         let outcome = match job.state {
             JobState::Success => Outcome::Done,
             JobState::Error => Outcome::Failed,
             JobState::Interrupted => {
-                if !by_us && settings.job_interrupted && open {
+                if !by_us && settings.job_interrupted_by_other && open {
                     out.push(interrupted(name, job, label));
                 }
                 return;

@@ -5,7 +5,7 @@
 
 use comfy_engine::{ConnectionState, Engine, Event, EventKind, InstanceSpec, JobState};
 use comfy_notify::{
-    Action, InstanceSettings, Notification, NotificationKind, Policy, Settings, Timing,
+    Action, NotificationPrefs, Notification, NotificationKind, Policy, Settings, Timing,
 };
 use fake_comfyui::{FakeAuth, FakeComfy, FakeConfig};
 use serde_json::json;
@@ -127,9 +127,9 @@ async fn each_enabled_event_notifies_exactly_once_in_a_scripted_run() {
     let settings = Settings {
         instances: [(
             "Local".to_owned(),
-            InstanceSettings {
-                job_interrupted: true,
-                ..InstanceSettings::default()
+            NotificationPrefs {
+                job_interrupted_by_other: true,
+                ..NotificationPrefs::default()
             },
         )]
         .into(),

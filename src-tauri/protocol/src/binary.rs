@@ -4,7 +4,7 @@
 //! whether to keep it.
 
 use crate::error::DecodeError;
-use crate::ids::{NodeId, PromptId};
+use comfy_model::{NodeId, PromptId};
 use serde::Deserialize;
 
 const PREVIEW_IMAGE: u32 = 1;

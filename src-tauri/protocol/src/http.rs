@@ -3,9 +3,9 @@
 //! engine's business.
 
 use crate::error::DecodeError;
-use crate::ids::{NodeId, PromptId};
 use crate::lenient;
 use crate::message::{ExecutionError, ExecutionInterrupted};
+use comfy_model::{NodeId, PromptId};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
@@ -122,19 +122,7 @@ pub fn sort_run_order(pending: &mut [QueueItem]) {
     });
 }
 
-/// One file a node produced (`{"filename", "subfolder", "type"}` inside a UI output).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct OutputFile {
-    pub filename: String,
-    #[serde(default)]
-    pub subfolder: String,
-    #[serde(rename = "type", default = "output_kind")]
-    pub kind: String,
-}
-
-fn output_kind() -> String {
-    "output".to_owned()
-}
+pub use comfy_model::OutputFile;
 
 /// Every file referenced in a node's UI output, whatever the key (`images`, `gifs`, `audio`,
 /// `video`, custom keys).

@@ -12,15 +12,14 @@
 mod binary;
 mod error;
 pub mod http;
-mod ids;
 mod lenient;
 mod message;
 
 pub use binary::{
     decode_binary, image_size, BinaryFrame, ImageFormat, PreviewMetadata, ServerFeatures,
 };
+pub use comfy_model::{NodeId, PromptId};
 pub use error::DecodeError;
-pub use ids::{NodeId, PromptId};
 pub use message::{
     decode_text, ExecutionError, ExecutionInterrupted, NodeProgress, NodeRunState, ServerMessage,
     EXECUTION_BLOCKED,

@@ -4,8 +4,8 @@
 //! optional, counters are read as `f64`, ids as strings.
 
 use crate::error::DecodeError;
-use crate::ids::{NodeId, PromptId};
 use crate::lenient;
+use comfy_model::{NodeId, PromptId};
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 use serde_json::{Map, Value};

@@ -8,9 +8,9 @@
 //! [`EventRetention::max_age_ms`]: crate::EventRetention::max_age_ms
 
 use crate::error::StoreError;
-use crate::instance::InstanceId;
 use crate::job::{check_json, missing_instance};
 use crate::store::Store;
+use comfy_model::InstanceId;
 use rusqlite::{params, Connection, Row};
 use std::fmt;
 

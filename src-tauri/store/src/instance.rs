@@ -6,20 +6,10 @@
 
 use crate::error::StoreError;
 use crate::store::Store;
+use comfy_model::{InstanceId, NotificationPrefs};
 use rusqlite::{params, Connection, OptionalExtension, Row};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
-use std::fmt;
-
-/// The row id of an instance. Stable for the life of the database; keyring entries use it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct InstanceId(pub i64);
-
-impl fmt::Display for InstanceId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        self.0.fmt(f)
-    }
-}
 
 /// How requests to an instance authenticate, minus the secrets.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -111,33 +101,6 @@ pub fn secret_ref(instance: InstanceId, slot: &str) -> String {
 pub struct SecretSlot {
     pub slot: String,
     pub secret_ref: String,
-}
-
-/// Which events raise a desktop notification for an instance.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(default)]
-pub struct NotificationPrefs {
-    pub job_done: bool,
-    pub job_failed: bool,
-    pub job_interrupted_by_other: bool,
-    pub queue_drained: bool,
-    pub disconnected: bool,
-    pub auth_rejected: bool,
-    pub other_clients_jobs: bool,
-}
-
-impl Default for NotificationPrefs {
-    fn default() -> Self {
-        Self {
-            job_done: true,
-            job_failed: true,
-            job_interrupted_by_other: false,
-            queue_drained: true,
-            disconnected: true,
-            auth_rejected: false,
-            other_clients_jobs: false,
-        }
-    }
 }
 
 /// The default for [`NewInstance::preview_fps_cap`].
@@ -671,7 +634,7 @@ mod tests {
     fn missing_notification_fields_take_their_defaults() {
         let p: NotificationPrefs = serde_json::from_str(r#"{"job_done":false}"#).unwrap();
         assert!(!p.job_done);
-        assert!(p.job_failed && p.queue_drained && p.disconnected);
-        assert!(!p.auth_rejected && !p.other_clients_jobs && !p.job_interrupted_by_other);
+        assert!(p.job_failed && p.queue_drained && p.disconnected && p.auth_rejected);
+        assert!(!p.other_clients_jobs && !p.job_interrupted_by_other);
     }
 }

@@ -6,8 +6,9 @@
 //! not decide what happened to a job; the engine's tracker does, and the store keeps its word.
 
 use crate::error::StoreError;
-use crate::instance::{self, InstanceId};
+use crate::instance;
 use crate::store::{JobRetention, Store};
+use comfy_model::{InstanceId, JobOrigin, JobOutcome, JobState};
 use rusqlite::{params, Connection, OptionalExtension, Row};
 use std::fmt;
 
@@ -18,101 +19,6 @@ pub struct JobId(pub i64);
 impl fmt::Display for JobId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         self.0.fmt(f)
-    }
-}
-
-/// Who queued the job.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum JobOrigin {
-    /// This app, with its client id; only these keep their workflow.
-    SelfApp,
-    Other,
-    Anonymous,
-}
-
-impl JobOrigin {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::SelfApp => "self",
-            Self::Other => "other",
-            Self::Anonymous => "anonymous",
-        }
-    }
-
-    fn parse(s: &str) -> Option<Self> {
-        Some(match s {
-            "self" => Self::SelfApp,
-            "other" => Self::Other,
-            "anonymous" => Self::Anonymous,
-            _ => return None,
-        })
-    }
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum JobState {
-    Pending,
-    Running,
-    Success,
-    Error,
-    Interrupted,
-    /// Removed from the queue before it ran.
-    Deleted,
-    /// Vanished without a record, typically in a server restart.
-    Lost,
-}
-
-impl JobState {
-    pub fn is_terminal(self) -> bool {
-        !matches!(self, Self::Pending | Self::Running)
-    }
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Pending => "pending",
-            Self::Running => "running",
-            Self::Success => "success",
-            Self::Error => "error",
-            Self::Interrupted => "interrupted",
-            Self::Deleted => "deleted",
-            Self::Lost => "lost",
-        }
-    }
-
-    fn parse(s: &str) -> Option<Self> {
-        Some(match s {
-            "pending" => Self::Pending,
-            "running" => Self::Running,
-            "success" => Self::Success,
-            "error" => Self::Error,
-            "interrupted" => Self::Interrupted,
-            "deleted" => Self::Deleted,
-            "lost" => Self::Lost,
-            _ => return None,
-        })
-    }
-}
-
-/// How a job ended: the terminal subset of [`JobState`], so a non-terminal state cannot be
-/// passed to [`Store::record_terminal`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum JobOutcome {
-    Success,
-    Error,
-    Interrupted,
-    Deleted,
-    Lost,
-}
-
-impl From<JobOutcome> for JobState {
-    fn from(o: JobOutcome) -> Self {
-        match o {
-            JobOutcome::Success => Self::Success,
-            JobOutcome::Error => Self::Error,
-            JobOutcome::Interrupted => Self::Interrupted,
-            JobOutcome::Deleted => Self::Deleted,
-            JobOutcome::Lost => Self::Lost,
-        }
     }
 }
 

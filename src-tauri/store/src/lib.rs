@@ -1,7 +1,8 @@
 //! The comfy-monitor store: everything the app remembers, in one SQLite file.
 //!
 //! It keeps plain data (instances, the job journal, output files, an event log) and never
-//! imports the engine or tauri; the engine, shell and CLI map their types to these records.
+//! imports the engine or tauri. The domain types it persists (a job's state and origin, an
+//! instance's id and notification switches) are `comfy-model`'s, the same ones every host uses.
 //! It reads no clock (times are `i64` milliseconds since the Unix epoch, passed in by the
 //! caller; the first-run seed is the one exception) and never holds a secret.
 //!
@@ -64,13 +65,14 @@ mod output;
 mod setting;
 mod store;
 
+pub use comfy_model::{InstanceId, JobOrigin, JobOutcome, JobState, NotificationPrefs};
 pub use error::StoreError;
 pub use event::{EventId, EventRecord, NewEvent};
 pub use instance::{
-    secret_ref, AuthSettings, InstanceId, InstanceRecord, InstanceUpdate, NewInstance,
-    NotificationPrefs, SecretSlot, DEFAULT_PREVIEW_FPS_CAP, MAX_PREVIEW_FPS_CAP,
+    secret_ref, AuthSettings, InstanceRecord, InstanceUpdate, NewInstance, SecretSlot,
+    DEFAULT_PREVIEW_FPS_CAP, MAX_PREVIEW_FPS_CAP,
 };
-pub use job::{JobEnd, JobId, JobOrigin, JobOutcome, JobRecord, JobSeen, JobState, LostJob};
+pub use job::{JobEnd, JobId, JobRecord, JobSeen, LostJob};
 pub use migrate::{DEFAULT_INSTANCE_NAME, DEFAULT_INSTANCE_URL, SCHEMA_VERSION};
 pub use output::{KeptCopy, NewOutput, OutputId, OutputKind, OutputRecord, MAX_THUMBNAIL_BYTES};
 pub use store::{

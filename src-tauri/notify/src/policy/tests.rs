@@ -376,10 +376,10 @@ fn switches_are_per_instance_and_per_kind() {
     p.apply(&link("Studio", ConnectionState::Connected), c.at(0.0));
     p.set_instance_settings(
         "Studio",
-        InstanceSettings {
+        NotificationPrefs {
             job_done: false,
             disconnected: false,
-            ..InstanceSettings::default()
+            ..NotificationPrefs::default()
         },
     );
     assert!(p.apply(&done("Studio", "s1"), c.at(1.0)).is_empty());
@@ -410,9 +410,9 @@ fn other_clients_jobs_notify_only_when_opted_in() {
     }
     p.set_instance_settings(
         "Local",
-        InstanceSettings {
-            other_clients: true,
-            ..InstanceSettings::default()
+        NotificationPrefs {
+            other_clients_jobs: true,
+            ..NotificationPrefs::default()
         },
     );
     let out = p.apply(
@@ -428,9 +428,9 @@ fn a_job_we_cancelled_is_not_news_but_one_stopped_elsewhere_is() {
     let mut p = connected("Local", &c);
     p.set_instance_settings(
         "Local",
-        InstanceSettings {
-            job_interrupted: true,
-            ..InstanceSettings::default()
+        NotificationPrefs {
+            job_interrupted_by_other: true,
+            ..NotificationPrefs::default()
         },
     );
     p.cancelled_by_us("Local", &"mine".into());
@@ -621,12 +621,12 @@ fn the_same_terminal_state_twice_notifies_once() {
 
 #[test]
 fn settings_round_trip_as_json_and_fill_missing_switches_with_defaults() {
-    let s: InstanceSettings = serde_json::from_str(r#"{"other_clients": true}"#).unwrap();
+    let s: NotificationPrefs = serde_json::from_str(r#"{"other_clients_jobs": true}"#).unwrap();
     assert_eq!(
         s,
-        InstanceSettings {
-            other_clients: true,
-            ..InstanceSettings::default()
+        NotificationPrefs {
+            other_clients_jobs: true,
+            ..NotificationPrefs::default()
         }
     );
     let all = Settings {

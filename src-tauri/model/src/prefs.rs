@@ -1,0 +1,61 @@
+//! Which events raise a desktop notification, per instance: one name and one default for each
+//! switch, kept by the store, applied by the notification policy, edited in the webview.
+
+use serde::{Deserialize, Serialize};
+
+/// Which events notify for one instance. Missing keys (an older database row, a partial form)
+/// take the default.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
+#[serde(default)]
+pub struct NotificationPrefs {
+    /// A job finished.
+    pub job_done: bool,
+    /// A job failed.
+    pub job_failed: bool,
+    /// A job was stopped by someone else (never the ones this app cancelled).
+    pub job_interrupted_by_other: bool,
+    /// This instance's jobs count towards "all queues drained".
+    pub queue_drained: bool,
+    /// The instance has been down for a while (and is back).
+    pub disconnected: bool,
+    /// The server (or a proxy) rejects the credentials.
+    pub auth_rejected: bool,
+    /// Jobs queued by other clients (a browser, a script) notify too.
+    pub other_clients_jobs: bool,
+}
+
+impl Default for NotificationPrefs {
+    /// Done, failed, queue drained and disconnected are on; so is a credentials rejection, an
+    /// outage that never heals by itself. Interruptions by others and other clients' jobs are
+    /// opt-in.
+    fn default() -> Self {
+        Self {
+            job_done: true,
+            job_failed: true,
+            job_interrupted_by_other: false,
+            queue_drained: true,
+            disconnected: true,
+            auth_rejected: true,
+            other_clients_jobs: false,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::NotificationPrefs;
+
+    #[test]
+    fn a_missing_switch_takes_its_default_and_an_unknown_one_is_ignored() {
+        let p: NotificationPrefs =
+            serde_json::from_str(r#"{"job_done": false, "other_clients": true}"#).unwrap();
+        assert_eq!(
+            p,
+            NotificationPrefs {
+                job_done: false,
+                ..NotificationPrefs::default()
+            }
+        );
+    }
+}
