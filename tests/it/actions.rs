@@ -19,7 +19,7 @@ async fn connected_engine(
 ) {
     let mut spec = InstanceSpec::new("fake", &server.base_url()).unwrap();
     spec.client_id = client_id.into();
-    let (mut engine, mut rx) = Engine::new(4096);
+    let (engine, mut rx) = Engine::new(4096);
     let id = engine.add_instance(spec).unwrap();
     until(
         &mut rx,

@@ -37,7 +37,7 @@ async fn start_app(server: &FakeComfy, db: &std::path::Path) -> App {
     let restored = journal.restored_jobs(rec.id, &rec.client_id).unwrap();
     let mut spec = InstanceSpec::new("fake", &server.base_url()).unwrap();
     spec.client_id = rec.client_id.clone();
-    let (mut engine, mut rx) = Engine::new(4096);
+    let (engine, mut rx) = Engine::new(4096);
     let id = engine.add_instance_with(spec, restored).unwrap();
     let written = Arc::new(Mutex::new(Vec::new()));
     let (ended_tx, ended) = tokio::sync::mpsc::unbounded_channel();

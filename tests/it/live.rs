@@ -30,7 +30,7 @@ fn spec(server: &FakeComfy, client_id: &str) -> InstanceSpec {
 }
 
 fn engine(spec: InstanceSpec) -> (Engine, Receiver<Event>) {
-    let (mut engine, rx) = Engine::new(4096);
+    let (engine, rx) = Engine::new(4096);
     engine.add_instance(spec).unwrap();
     (engine, rx)
 }
@@ -504,7 +504,7 @@ async fn credentials_go_on_every_request_and_on_the_socket_upgrade() {
 #[tokio::test]
 async fn a_flood_of_progress_keeps_memory_bounded_and_terminal_events_intact() {
     let server = fake(ServerVersion::V0_26).await;
-    let (mut engine, mut rx) = Engine::new(256);
+    let (engine, mut rx) = Engine::new(256);
     engine.add_instance(spec(&server, "cm-flood")).unwrap();
     connected(&mut rx).await;
     let sid = server.wait_for_client(Some("cm-flood")).await;

@@ -394,7 +394,7 @@ async fn engine_phase(
     server: &mut ServerProcess,
     clients: &mut Clients,
 ) -> anyhow::Result<(Burst, Burst)> {
-    let (mut engine, mut events) = Engine::new(cfg.event_capacity());
+    let (engine, mut events) = Engine::new(cfg.event_capacity());
     let mut spec = InstanceSpec::new("Bench", &server.base_url())?;
     spec.client_id = clients.engine.clone();
     engine.add_instance(spec)?;

@@ -126,7 +126,7 @@ async fn next_connected(statuses: &mut mpsc::UnboundedReceiver<Seen>) -> anyhow:
 }
 
 async fn measure(cfg: &Config, server: &mut ServerProcess) -> anyhow::Result<Report> {
-    let (mut engine, mut events) = Engine::new(DEFAULT_EVENT_CAPACITY);
+    let (engine, mut events) = Engine::new(DEFAULT_EVENT_CAPACITY);
     engine.add_instance(InstanceSpec::new("Bench", &server.base_url())?)?;
     let (tx, mut statuses) = mpsc::unbounded_channel();
     let reader = tokio::spawn(async move {

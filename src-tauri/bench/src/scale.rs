@@ -67,7 +67,7 @@ fn mib(kib: u64) -> f64 {
 
 async fn measure(cfg: &Config, server: &ServerProcess) -> anyhow::Result<Report> {
     let rss_before = rss_kib(None)?;
-    let (mut engine, mut events) = Engine::new(DEFAULT_EVENT_CAPACITY);
+    let (engine, mut events) = Engine::new(DEFAULT_EVENT_CAPACITY);
     let (tx, mut connected) = mpsc::unbounded_channel();
     let seen = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
     let counter = seen.clone();

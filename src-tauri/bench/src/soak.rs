@@ -225,7 +225,7 @@ async fn measure(cfg: &Config, server: &mut ServerProcess, db: &Path) -> anyhow:
     let mut spec = InstanceSpec::new(rec.name.clone(), &rec.base_url)?;
     spec.client_id = rec.client_id.clone();
     let restored = journal.restored_jobs(rec.id, &rec.client_id)?;
-    let (mut engine, mut events) = Engine::new(DEFAULT_EVENT_CAPACITY);
+    let (engine, mut events) = Engine::new(DEFAULT_EVENT_CAPACITY);
     engine.add_instance_with(spec, restored)?;
     let counts = Arc::new(Counts::default());
     let mut recorder = Recorder {

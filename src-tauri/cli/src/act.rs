@@ -45,7 +45,7 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
 /// Starts an engine on one instance and waits until it is connected, or says why not.
 async fn connect(spec: InstanceSpec) -> anyhow::Result<(Engine, InstanceId, Receiver<Event>)> {
     let url = spec.base_url.clone();
-    let (mut engine, mut rx) = Engine::new(comfy_engine::DEFAULT_EVENT_CAPACITY);
+    let (engine, mut rx) = Engine::new(comfy_engine::DEFAULT_EVENT_CAPACITY);
     let id = engine.add_instance(spec)?;
     while let Some(e) = rx.recv().await {
         if let EventKind::Connection(c) = &e.kind {
@@ -582,6 +582,7 @@ mod tests {
     fn connection(state: ConnectionState, detail: &str) -> Event {
         Event {
             ts: time::OffsetDateTime::now_utc(),
+            instance_id: comfy_engine::InstanceId(1),
             instance: "gpu".into(),
             kind: EventKind::Connection(ConnectionStatus {
                 state,

@@ -8,10 +8,13 @@ use crate::ReplayArgs;
 use anyhow::{bail, Context};
 use comfy_engine::processor::Processor;
 use comfy_engine::tracker::{ActiveJob, Lookup, Request};
-use comfy_engine::{ConnectionState, ConnectionStatus, Event, EventKind};
+use comfy_engine::{ConnectionState, ConnectionStatus, Event, EventKind, InstanceId};
 use comfy_protocol::http::{parse_history, parse_job};
 use comfy_protocol::PromptId;
 use serde_json::Value;
+
+/// The id a replayed session's instance goes by (it is not saved).
+const REPLAYED: InstanceId = InstanceId(-1);
 use std::time::Duration;
 
 pub fn run(args: ReplayArgs) -> anyhow::Result<()> {
@@ -221,6 +224,7 @@ pub fn replay(trace: &Trace, client: Option<&str>, instance: &str) -> anyhow::Re
         }
         out.extend(kinds.into_iter().map(|kind| Event {
             ts,
+            instance_id: REPLAYED,
             instance: instance.to_owned(),
             kind,
         }));
@@ -231,6 +235,7 @@ pub fn replay(trace: &Trace, client: Option<&str>, instance: &str) -> anyhow::Re
         for kind in processor.outcome(&id, Lookup::Unavailable, base_ms) {
             out.push(Event {
                 ts: end,
+                instance_id: REPLAYED,
                 instance: instance.to_owned(),
                 kind,
             });

@@ -100,7 +100,7 @@ pub fn run(args: WatchArgs, db: Option<&std::path::Path>) -> anyhow::Result<()> 
             "comfy-monitor: watching {} as client id {} (queue jobs with this client_id to see their progress live; Ctrl-C to stop)",
             spec.base_url, spec.client_id
         );
-        let (mut engine, mut events) = Engine::new(DEFAULT_EVENT_CAPACITY);
+        let (engine, mut events) = Engine::new(DEFAULT_EVENT_CAPACITY);
         let restored = journal.as_mut().map(|j| std::mem::take(&mut j.2)).unwrap_or_default();
         engine.add_instance_with(spec, restored)?;
         let mut printer = Printer::new(std::io::stdout().lock(), format);

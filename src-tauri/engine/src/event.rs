@@ -4,7 +4,7 @@
 //! they carry (a job's picture, a connection's state) are `comfy-model`'s, re-exported here.
 
 pub use comfy_model::{
-    ConnectionState, ConnectionStatus, ErrorDetails, Fidelity, JobOrigin, JobState, JobView,
+    ConnectionState, InstanceId, ConnectionStatus, ErrorDetails, Fidelity, JobOrigin, JobState, JobView,
     NodeDuration, ServerInfo,
 };
 use comfy_protocol::{NodeId, PromptId};
@@ -16,6 +16,10 @@ use time::OffsetDateTime;
 pub struct Event {
     #[serde(with = "time::serde::rfc3339")]
     pub ts: OffsetDateTime,
+    /// The instance's id (the store's, for a saved instance); hosts route by it.
+    #[serde(skip)]
+    pub instance_id: InstanceId,
+    /// The instance's name, for people and the NDJSON.
     pub instance: String,
     #[serde(flatten)]
     pub kind: EventKind,

@@ -339,6 +339,7 @@ mod tests {
     fn event(instance: &str, kind: EventKind) -> Event {
         Event {
             ts: time::OffsetDateTime::UNIX_EPOCH,
+            instance_id: crate::InstanceId(1),
             instance: instance.to_owned(),
             kind,
         }

@@ -21,14 +21,14 @@ pub mod tracker;
 pub mod ws;
 
 pub use event::{
-    ConnectionState, ConnectionStatus, ErrorDetails, Event, EventKind, Fidelity, JobOrigin,
-    JobState, JobView, NodeDuration, Preview, ServerInfo,
+    ConnectionState, ConnectionStatus, ErrorDetails, Event, EventKind, Fidelity, InstanceId,
+    JobOrigin, JobState, JobView, NodeDuration, Preview, ServerInfo,
 };
 pub use instance::{Auth, InstanceSpec, Secret, SpecError};
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
 use supervisor::{Command, Supervisor};
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
@@ -46,14 +46,12 @@ pub(crate) fn install_crypto_provider() {
     });
 }
 
-/// An instance's id within one engine.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize)]
-pub struct InstanceId(pub u64);
-
 #[derive(Debug, thiserror::Error)]
 pub enum EngineError {
-    #[error("no instance with id {0:?}")]
+    #[error("no instance with id {0}")]
     UnknownInstance(InstanceId),
+    #[error("an instance with id {0} is already monitored")]
+    DuplicateInstance(InstanceId),
     #[error("{name} is not connected ({detail})")]
     NotConnected { name: String, detail: String },
     #[error(transparent)]
@@ -98,44 +96,86 @@ impl Drop for InstanceHandle {
     }
 }
 
-/// Owns one supervisor per instance. Dropping the engine stops them all.
+/// A cheap, cloneable handle on the engine: every clone sees the same instances, every method
+/// takes `&self`, and when the last clone is dropped every supervisor stops.
+#[derive(Clone)]
 pub struct Engine {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
     events: mpsc::Sender<Event>,
     dropped: Arc<AtomicU64>,
-    instances: HashMap<InstanceId, InstanceHandle>,
-    next_id: u64,
+    instances: Mutex<HashMap<InstanceId, InstanceHandle>>,
+    /// Ids for instances that are not saved, counting down from -1 so they never meet a
+    /// store's row id.
+    next_unsaved: AtomicI64,
+}
+
+/// What an action needs of a connected instance, taken out of the lock.
+struct Reach {
+    client_id: String,
+    commands: mpsc::Sender<Command>,
+    server: supervisor::Connected,
 }
 
 impl Engine {
     /// An engine and the receiving end of its events.
     pub fn new(capacity: usize) -> (Self, mpsc::Receiver<Event>) {
         let (tx, rx) = mpsc::channel(capacity.max(1));
+        let inner = Inner {
+            events: tx,
+            dropped: Arc::new(AtomicU64::new(0)),
+            instances: Mutex::new(HashMap::new()),
+            next_unsaved: AtomicI64::new(-1),
+        };
         (
             Self {
-                events: tx,
-                dropped: Arc::new(AtomicU64::new(0)),
-                instances: HashMap::new(),
-                next_id: 1,
+                inner: Arc::new(inner),
             },
             rx,
         )
     }
 
-    /// Starts monitoring an instance. Must be called inside a tokio runtime.
-    pub fn add_instance(&mut self, spec: InstanceSpec) -> Result<InstanceId, EngineError> {
+    fn instances_lock(&self) -> MutexGuard<'_, HashMap<InstanceId, InstanceHandle>> {
+        // Every value in the map stays valid after a panic elsewhere.
+        self.inner
+            .instances
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Starts monitoring an instance that is not saved (it gets an id of its own, below zero).
+    /// Must be called inside a tokio runtime.
+    pub fn add_instance(&self, spec: InstanceSpec) -> Result<InstanceId, EngineError> {
         self.add_instance_with(spec, Vec::new())
     }
 
-    /// Starts monitoring an instance, resuming jobs the journal left unfinished: the first
-    /// snapshot gives each its real outcome, or `lost` if the server has no record of it.
+    /// [`Engine::add_instance`], resuming jobs the journal left unfinished: the first snapshot
+    /// gives each its real outcome, or `lost` if the server has no record of it.
     pub fn add_instance_with(
-        &mut self,
+        &self,
         spec: InstanceSpec,
         restored: Vec<journal::RestoredJob>,
     ) -> Result<InstanceId, EngineError> {
+        let id = InstanceId(self.inner.next_unsaved.fetch_sub(1, Ordering::Relaxed));
+        self.add_saved(id, spec, restored)?;
+        Ok(id)
+    }
+
+    /// Starts monitoring a saved instance under its store id, resuming its unfinished journal
+    /// entries. Must be called inside a tokio runtime.
+    pub fn add_saved(
+        &self,
+        id: InstanceId,
+        spec: InstanceSpec,
+        restored: Vec<journal::RestoredJob>,
+    ) -> Result<(), EngineError> {
         let api = api::Api::new(&spec)?;
-        let id = InstanceId(self.next_id);
-        self.next_id += 1;
+        let mut instances = self.instances_lock();
+        if instances.contains_key(&id) {
+            return Err(EngineError::DuplicateInstance(id));
+        }
         let (status_tx, status_rx) = watch::channel(ConnectionStatus {
             state: ConnectionState::Connecting,
             detail: "starting".into(),
@@ -143,8 +183,12 @@ impl Engine {
         });
         let (cmd_tx, cmd_rx) = mpsc::channel(8);
         let (server_tx, server_rx) = watch::channel(None);
-        let sink =
-            sink::EventSink::new(spec.name.clone(), self.events.clone(), self.dropped.clone());
+        let sink = sink::EventSink::new(
+            id,
+            spec.name.clone(),
+            self.inner.events.clone(),
+            self.inner.dropped.clone(),
+        );
         let name = spec.name.clone();
         let client_id = spec.client_id.clone();
         let task = tokio::spawn(
@@ -152,7 +196,7 @@ impl Engine {
                 .restore(restored)
                 .run(),
         );
-        self.instances.insert(
+        instances.insert(
             id,
             InstanceHandle {
                 name,
@@ -163,13 +207,13 @@ impl Engine {
                 task,
             },
         );
-        Ok(id)
+        Ok(())
     }
 
     /// Stops monitoring an instance (its socket is closed cleanly when possible).
-    pub async fn remove_instance(&mut self, id: InstanceId) -> Result<(), EngineError> {
+    pub async fn remove_instance(&self, id: InstanceId) -> Result<(), EngineError> {
         let handle = self
-            .instances
+            .instances_lock()
             .remove(&id)
             .ok_or(EngineError::UnknownInstance(id))?;
         stop(handle).await;
@@ -178,12 +222,13 @@ impl Engine {
 
     /// The live connection state of an instance.
     pub fn status(&self, id: InstanceId) -> Option<watch::Receiver<ConnectionStatus>> {
-        self.instances.get(&id).map(|h| h.status.clone())
+        self.instances_lock().get(&id).map(|h| h.status.clone())
     }
 
+    /// Id and name of every instance monitored, by id.
     pub fn instances(&self) -> Vec<(InstanceId, String)> {
         let mut v: Vec<_> = self
-            .instances
+            .instances_lock()
             .iter()
             .map(|(id, h)| (*id, h.name.clone()))
             .collect();
@@ -193,26 +238,26 @@ impl Engine {
 
     /// Asks an instance to re-read its queue now.
     pub async fn refresh(&self, id: InstanceId) -> Result<(), EngineError> {
-        let h = self
-            .instances
+        let commands = self
+            .instances_lock()
             .get(&id)
+            .map(|h| h.commands.clone())
             .ok_or(EngineError::UnknownInstance(id))?;
-        let _ = h.commands.send(Command::Refresh).await;
+        let _ = commands.send(Command::Refresh).await;
         Ok(())
     }
 
-    fn connected(
-        &self,
-        id: InstanceId,
-    ) -> Result<(&InstanceHandle, supervisor::Connected), EngineError> {
-        let h = self
-            .instances
-            .get(&id)
-            .ok_or(EngineError::UnknownInstance(id))?;
+    fn connected(&self, id: InstanceId) -> Result<Reach, EngineError> {
+        let instances = self.instances_lock();
+        let h = instances.get(&id).ok_or(EngineError::UnknownInstance(id))?;
         let status = h.status.borrow().clone();
         let server = h.server.borrow().clone();
         match server {
-            Some(s) if status.state == ConnectionState::Connected => Ok((h, s)),
+            Some(server) if status.state == ConnectionState::Connected => Ok(Reach {
+                client_id: h.client_id.clone(),
+                commands: h.commands.clone(),
+                server,
+            }),
             _ => Err(EngineError::NotConnected {
                 name: h.name.clone(),
                 detail: status.detail,
@@ -228,24 +273,28 @@ impl Engine {
         workflow: serde_json::Value,
         options: actions::SubmitOptions,
     ) -> Result<Submission, EngineError> {
-        let (h, server) = self.connected(id)?;
+        let reach = self.connected(id)?;
         comfy_protocol::http::check_api_workflow(&workflow).map_err(actions::ActionError::from)?;
         let expected = actions::new_prompt_id();
         let item = tracker::ActiveJob {
             prompt_id: expected.clone(),
             number: None,
-            client_id: Some(Some(h.client_id.clone())),
+            client_id: Some(Some(reach.client_id.clone())),
             graph: Some(workflow.clone()),
             outputs_to_execute: None,
             create_time: None,
         };
-        let _ = h.commands.send(Command::Expect(Box::new(item))).await;
-        let result = server
+        let _ = reach.commands.send(Command::Expect(Box::new(item))).await;
+        let result = reach
+            .server
             .api
-            .submit(&workflow, &h.client_id, &expected, &options)
+            .submit(&workflow, &reach.client_id, &expected, &options)
             .await;
         let actual = result.as_ref().ok().map(|a| a.prompt_id.clone());
-        let _ = h.commands.send(Command::Settle { expected, actual }).await;
+        let _ = reach
+            .commands
+            .send(Command::Settle { expected, actual })
+            .await;
         let accepted = result?;
         Ok(Submission {
             prompt_id: accepted.prompt_id,
@@ -261,16 +310,18 @@ impl Engine {
         id: InstanceId,
         prompt_id: &comfy_protocol::PromptId,
     ) -> Result<actions::CancelOutcome, EngineError> {
-        let (h, server) = self.connected(id)?;
-        let outcome = server
+        let reach = self.connected(id)?;
+        let info = &reach.server.info;
+        let outcome = reach
+            .server
             .api
             .cancel(
                 prompt_id,
-                server.info.jobs_api,
-                targeted_interrupt(server.info.version.as_deref()),
+                info.jobs_api,
+                targeted_interrupt(info.version.as_deref()),
             )
             .await?;
-        let _ = h.commands.send(Command::Refresh).await;
+        let _ = reach.commands.send(Command::Refresh).await;
         Ok(outcome)
     }
 
@@ -281,7 +332,7 @@ impl Engine {
         id: InstanceId,
         prompt_id: &comfy_protocol::PromptId,
     ) -> Result<tracker::Lookup, EngineError> {
-        let (_, server) = self.connected(id)?;
+        let server = self.connected(id)?.server;
         Ok(server.api.outcome(prompt_id, server.info.jobs_api).await?)
     }
 
@@ -292,9 +343,10 @@ impl Engine {
         file: &comfy_protocol::http::OutputFile,
         dir: &std::path::Path,
     ) -> Result<std::path::PathBuf, outputs::OutputError> {
-        let (_, server) = self
+        let server = self
             .connected(id)
-            .map_err(|e| outputs::OutputError::Api(api::ApiError::Unreachable(e.to_string())))?;
+            .map_err(|e| outputs::OutputError::Api(api::ApiError::Unreachable(e.to_string())))?
+            .server;
         server.api.fetch_output(file, dir).await
     }
 
@@ -304,9 +356,10 @@ impl Engine {
         id: InstanceId,
         file: &comfy_protocol::http::OutputFile,
     ) -> Result<bytes::Bytes, outputs::OutputError> {
-        let (_, server) = self
+        let server = self
             .connected(id)
-            .map_err(|e| outputs::OutputError::Api(api::ApiError::Unreachable(e.to_string())))?;
+            .map_err(|e| outputs::OutputError::Api(api::ApiError::Unreachable(e.to_string())))?
+            .server;
         server.api.view_output(file).await
     }
 
@@ -315,31 +368,32 @@ impl Engine {
         &self,
         id: InstanceId,
     ) -> Result<comfy_protocol::http::SystemStats, EngineError> {
-        let (_, server) = self.connected(id)?;
+        let server = self.connected(id)?.server;
         Ok(server.api.system_stats().await?)
     }
 
     /// The client id an instance's socket uses (jobs queued under it are this app's).
-    pub fn client_id(&self, id: InstanceId) -> Option<&str> {
-        self.instances.get(&id).map(|h| h.client_id.as_str())
+    pub fn client_id(&self, id: InstanceId) -> Option<String> {
+        self.instances_lock().get(&id).map(|h| h.client_id.clone())
     }
 
     /// Removes every pending job of an instance.
     pub async fn clear_pending(&self, id: InstanceId) -> Result<(), EngineError> {
-        let (h, server) = self.connected(id)?;
-        server.api.clear_pending().await?;
-        let _ = h.commands.send(Command::Refresh).await;
+        let reach = self.connected(id)?;
+        reach.server.api.clear_pending().await?;
+        let _ = reach.commands.send(Command::Refresh).await;
         Ok(())
     }
 
     /// Events dropped because the host read too slowly (only supersedable ones are dropped).
     pub fn dropped_events(&self) -> u64 {
-        self.dropped.load(Ordering::Relaxed)
+        self.inner.dropped.load(Ordering::Relaxed)
     }
 
-    /// Closes every socket cleanly and stops every supervisor.
-    pub async fn shutdown(mut self) {
-        for (_, h) in self.instances.drain() {
+    /// Closes every socket cleanly and stops every supervisor (for every clone of the handle).
+    pub async fn shutdown(&self) {
+        let handles: Vec<_> = self.instances_lock().drain().map(|(_, h)| h).collect();
+        for h in handles {
             stop(h).await;
         }
     }

@@ -5,20 +5,28 @@
 //! (terminal states, connection changes, queue changes) waits for room, so it is never lost.
 
 use crate::event::{Event, EventKind};
+use comfy_model::InstanceId;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use tokio::sync::mpsc;
 
 #[derive(Clone, Debug)]
 pub(crate) struct EventSink {
+    id: InstanceId,
     instance: String,
     tx: mpsc::Sender<Event>,
     dropped: Arc<AtomicU64>,
 }
 
 impl EventSink {
-    pub(crate) fn new(instance: String, tx: mpsc::Sender<Event>, dropped: Arc<AtomicU64>) -> Self {
+    pub(crate) fn new(
+        id: InstanceId,
+        instance: String,
+        tx: mpsc::Sender<Event>,
+        dropped: Arc<AtomicU64>,
+    ) -> Self {
         Self {
+            id,
             instance,
             tx,
             dropped,
@@ -28,6 +36,7 @@ impl EventSink {
     pub(crate) async fn send(&self, kind: EventKind) {
         let event = Event {
             ts: time::OffsetDateTime::now_utc(),
+            instance_id: self.id,
             instance: self.instance.clone(),
             kind,
         };

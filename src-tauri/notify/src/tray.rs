@@ -435,6 +435,7 @@ mod tests {
     fn ev(kind: EventKind) -> Event {
         Event {
             ts: OffsetDateTime::UNIX_EPOCH,
+            instance_id: comfy_engine::InstanceId(1),
             instance: "Local".into(),
             kind,
         }

@@ -122,7 +122,7 @@ async fn each_enabled_event_notifies_exactly_once_in_a_scripted_run() {
     .expect("fake server starts");
     let mut spec = InstanceSpec::new("Local", &server.base_url()).expect("a spec");
     spec.client_id = CLIENT.into();
-    let (mut engine, rx) = Engine::new(4096);
+    let (engine, rx) = Engine::new(4096);
     let local = engine.add_instance(spec).expect("instance added");
     let settings = Settings {
         instances: [(

@@ -17,6 +17,7 @@ impl Clock {
 fn event(instance: &str, kind: EventKind) -> Event {
     Event {
         ts: OffsetDateTime::UNIX_EPOCH,
+        instance_id: comfy_engine::InstanceId(1),
         instance: instance.to_owned(),
         kind,
     }

@@ -1,0 +1,369 @@
+//! The user's profile: saved instances in the SQLite store (`--db` / `COMFY_MONITOR_DB` / the
+//! platform's data dir) with the job journal, and their secrets in the OS keyring (or the
+//! owner-only fallback file beside the database).
+//!
+//! Secrets go one way: a host may hand in a new value for a slot, and learns back only whether
+//! a slot has a value stored ([`Profile::secrets_set`]). Every change of an instance is saved
+//! first; what runs is the host's business.
+
+use crate::AppError;
+use comfy_engine::journal::Journal;
+use comfy_engine::{Auth, InstanceSpec, Secret};
+use comfy_model::InstanceId;
+use comfy_secrets::Secrets;
+use comfy_store::{
+    secret_ref, AuthSettings, InstanceRecord, InstanceUpdate, NewInstance, SecretSlot, Store,
+};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Mutex, MutexGuard};
+
+/// The store with its journal, and the secret store opened on first use. Every method takes
+/// `&self`, so a host may share one profile between tasks.
+pub struct Profile {
+    journal: Mutex<Journal>,
+    path: PathBuf,
+    secrets_path: PathBuf,
+    secrets: Mutex<Option<Secrets>>,
+    /// What the user must be told once (the secrets fallback file), not yet taken.
+    notices: Mutex<Vec<String>>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    // Every value guarded here stays valid after a panic elsewhere.
+    m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+impl Profile {
+    /// Opens the profile at `db`, else `COMFY_MONITOR_DB`, else the platform's data dir.
+    pub fn open(db: Option<&Path>) -> Result<Profile, AppError> {
+        let path = match db {
+            Some(p) => p.to_path_buf(),
+            None => comfy_store::default_path()?,
+        };
+        let store = Store::open(&path)?;
+        let secrets_path = path
+            .parent()
+            .map(|d| d.join("secrets.json"))
+            .unwrap_or_else(|| PathBuf::from("secrets.json"));
+        Ok(Profile {
+            journal: Mutex::new(Journal::new(store)),
+            path,
+            secrets_path,
+            secrets: Mutex::new(None),
+            notices: Mutex::new(Vec::new()),
+        })
+    }
+
+    /// The database file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The journal (and its store), for one short piece of work; never hold it across an await.
+    pub fn journal(&self) -> MutexGuard<'_, Journal> {
+        lock(&self.journal)
+    }
+
+    /// A second connection to the database with a journal of its own, for a task that writes
+    /// events while commands use this one.
+    pub fn second_journal(&self) -> Result<Journal, AppError> {
+        Ok(Journal::new(Store::open(&self.path)?))
+    }
+
+    /// Runs `f` with the secret store, opening it the first time (and keeping the notice that
+    /// the fallback file was chosen, for [`Profile::take_notices`]).
+    pub fn with_secrets<T>(
+        &self,
+        f: impl FnOnce(&Secrets) -> Result<T, AppError>,
+    ) -> Result<T, AppError> {
+        let mut guard = lock(&self.secrets);
+        let secrets = match guard.take() {
+            Some(s) => s,
+            None => {
+                let (secrets, opened) = Secrets::open(&self.secrets_path)?;
+                if let Some(notice) = opened.notice() {
+                    lock(&self.notices).push(notice);
+                }
+                secrets
+            }
+        };
+        let result = f(&secrets);
+        *guard = Some(secrets);
+        result
+    }
+
+    /// What the user must be told once, taken (each notice is returned once).
+    pub fn take_notices(&self) -> Vec<String> {
+        std::mem::take(&mut *lock(&self.notices))
+    }
+
+    /// The saved instance with this id.
+    pub fn instance(&self, id: InstanceId) -> Result<InstanceRecord, AppError> {
+        self.journal().store().instance(id).map_err(|e| match e {
+            comfy_store::StoreError::NotFound { .. } => AppError::UnknownInstance(id),
+            other => other.into(),
+        })
+    }
+
+    /// Every saved instance.
+    pub fn instances(&self) -> Result<Vec<InstanceRecord>, AppError> {
+        Ok(self.journal().store().instances()?)
+    }
+
+    /// The saved instance with this name; an unknown name is told with the names there are.
+    pub fn instance_named(&self, name: &str) -> Result<InstanceRecord, AppError> {
+        let journal = self.journal();
+        journal.store().instance_by_name(name).map_err(|e| match e {
+            comfy_store::StoreError::NotFound { .. } => {
+                let known: Vec<String> = journal
+                    .store()
+                    .instances()
+                    .map(|v| v.into_iter().map(|i| i.name).collect())
+                    .unwrap_or_default();
+                AppError::UnknownInstanceName {
+                    name: name.to_owned(),
+                    known: if known.is_empty() {
+                        "none".into()
+                    } else {
+                        known.join(", ")
+                    },
+                }
+            }
+            other => other.into(),
+        })
+    }
+
+    /// The saved instance to use when none is named: the one whose journal has `job` (when
+    /// exactly one has it), else the only saved instance.
+    pub fn default_instance(&self, job: Option<&str>) -> Result<InstanceRecord, AppError> {
+        let journal = self.journal();
+        let store = journal.store();
+        let all = store.instances()?;
+        if let Some(job) = job {
+            let mut knowing = Vec::new();
+            for rec in &all {
+                if store.job(rec.id, job)?.is_some() {
+                    knowing.push(rec);
+                }
+            }
+            if let [rec] = knowing.as_slice() {
+                return Ok((*rec).clone());
+            }
+        }
+        match all.as_slice() {
+            [rec] => Ok(rec.clone()),
+            [] => Err(AppError::NoInstanceChosen(
+                "no saved instance: add one with `comfy-monitor instances add`, or give --url"
+                    .into(),
+            )),
+            many => Err(AppError::NoInstanceChosen(format!(
+                "{} saved instances ({}): name one with --instance NAME, or give --url",
+                many.len(),
+                many.iter()
+                    .map(|i| i.name.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ))),
+        }
+    }
+
+    /// The engine's view of a saved instance, its secrets read from the keyring.
+    pub fn spec(&self, rec: &InstanceRecord) -> Result<InstanceSpec, AppError> {
+        let mut spec = InstanceSpec::new(&rec.name, &rec.base_url)?;
+        spec.client_id = rec.client_id.clone();
+        spec.accept_invalid_certs = rec.accept_invalid_certs;
+        spec.enabled = rec.enabled;
+        spec.auth = if rec.secret_slots.is_empty() {
+            auth_from(&rec.auth, |slot| {
+                Err(AppError::MissingSecret {
+                    instance: rec.name.clone(),
+                    slot: slot.to_owned(),
+                })
+            })?
+        } else {
+            self.with_secrets(|s| {
+                auth_from(&rec.auth, |slot| {
+                    s.get(&secret_ref(rec.id, slot))?
+                        .map(Secret::new)
+                        .ok_or_else(|| AppError::MissingSecret {
+                            instance: rec.name.clone(),
+                            slot: slot.to_owned(),
+                        })
+                })
+            })?
+        };
+        Ok(spec)
+    }
+
+    /// The secret slots of an instance that have a value stored (`token`, `password`,
+    /// `header:<name>`); never the values.
+    pub fn secrets_set(&self, rec: &InstanceRecord) -> Vec<String> {
+        if rec.secret_slots.is_empty() {
+            return Vec::new();
+        }
+        self.with_secrets(|s| {
+            Ok(rec
+                .secret_slots
+                .iter()
+                .filter(|slot| matches!(s.get(&slot.secret_ref), Ok(Some(_))))
+                .map(|slot| slot.slot.clone())
+                .collect())
+        })
+        .unwrap_or_default()
+    }
+
+    /// A stored secret of a saved instance, for checking settings before they are saved.
+    pub fn stored_secret(&self, id: InstanceId, slot: &str) -> Result<Option<String>, AppError> {
+        self.with_secrets(|s| Ok(s.get(&secret_ref(id, slot))?))
+    }
+
+    /// Saves a new instance with the secrets its auth needs (by slot). A secret left out is
+    /// refused before anything is saved; if the secrets cannot be written, the instance is
+    /// taken back out.
+    pub fn add_instance(
+        &self,
+        new: &NewInstance,
+        secrets: &BTreeMap<String, String>,
+        now: i64,
+    ) -> Result<InstanceRecord, AppError> {
+        if let Some(slot) = new
+            .auth
+            .secret_slots()
+            .into_iter()
+            .find(|slot| secrets.get(slot).is_none_or(|v| v.is_empty()))
+        {
+            return Err(AppError::SecretRequired { slot });
+        }
+        let rec = self.journal().store_mut().insert_instance(new, now)?;
+        if let Err(e) = self.write_secrets(&rec, secrets) {
+            // Without its secrets the instance is useless.
+            let _ = self.journal().store_mut().delete_instance(rec.id);
+            return Err(e);
+        }
+        Ok(rec)
+    }
+
+    /// Saves changes to an instance. Every slot the (new) auth needs must have a value, given
+    /// here or already stored; given values are written, and the secrets of slots the instance
+    /// no longer has are deleted.
+    pub fn update_instance(
+        &self,
+        id: InstanceId,
+        update: &InstanceUpdate,
+        secrets: &BTreeMap<String, String>,
+        now: i64,
+    ) -> Result<InstanceRecord, AppError> {
+        let old = self.instance(id)?;
+        if let Some(auth) = &update.auth {
+            for slot in auth.secret_slots() {
+                let given = secrets.get(&slot).is_some_and(|v| !v.is_empty());
+                if !given && self.stored_secret(id, &slot)?.is_none() {
+                    return Err(AppError::SecretRequired { slot });
+                }
+            }
+        }
+        let rec = self
+            .journal()
+            .store_mut()
+            .update_instance(id, update, now)?;
+        self.write_secrets(&rec, secrets)?;
+        let gone: Vec<&SecretSlot> = old
+            .secret_slots
+            .iter()
+            .filter(|s| !rec.secret_slots.iter().any(|n| n.slot == s.slot))
+            .collect();
+        self.delete_secrets(&gone)?;
+        Ok(rec)
+    }
+
+    /// Forgets an instance, with its journal and its secrets.
+    pub fn remove_instance(&self, id: InstanceId) -> Result<InstanceRecord, AppError> {
+        let removed = self
+            .journal()
+            .store_mut()
+            .delete_instance(id)
+            .map_err(|e| match e {
+                comfy_store::StoreError::NotFound { .. } => AppError::UnknownInstance(id),
+                other => other.into(),
+            })?;
+        self.delete_secrets(&removed.secret_slots.iter().collect::<Vec<_>>())?;
+        Ok(removed)
+    }
+
+    /// Writes the given secrets of the record's slots; values for slots it does not have are
+    /// ignored.
+    fn write_secrets(
+        &self,
+        rec: &InstanceRecord,
+        given: &BTreeMap<String, String>,
+    ) -> Result<(), AppError> {
+        let wanted: Vec<_> = rec
+            .secret_slots
+            .iter()
+            .filter_map(|slot| {
+                given
+                    .get(&slot.slot)
+                    .filter(|v| !v.is_empty())
+                    .map(|v| (&slot.secret_ref, v))
+            })
+            .collect();
+        if wanted.is_empty() {
+            return Ok(());
+        }
+        self.with_secrets(|s| {
+            for (r, v) in wanted {
+                s.set(r, v)?;
+            }
+            Ok(())
+        })
+    }
+
+    fn delete_secrets(&self, slots: &[&SecretSlot]) -> Result<(), AppError> {
+        if slots.is_empty() {
+            return Ok(());
+        }
+        self.with_secrets(|s| {
+            for slot in slots {
+                s.delete(&slot.secret_ref)?;
+            }
+            Ok(())
+        })
+    }
+}
+
+/// The engine's auth for saved settings, each secret slot (`token`, `password`,
+/// `header:<lowercase name>`) read through `get`.
+pub fn auth_from(
+    auth: &AuthSettings,
+    get: impl Fn(&str) -> Result<Secret, AppError>,
+) -> Result<Auth, AppError> {
+    Ok(match auth {
+        AuthSettings::None => Auth::None,
+        AuthSettings::Bearer => Auth::Bearer(get("token")?),
+        AuthSettings::QueryToken => Auth::QueryToken(get("token")?),
+        AuthSettings::Basic { user } => Auth::Basic {
+            user: user.clone(),
+            password: get("password")?,
+        },
+        AuthSettings::Headers { names } => Auth::Headers(
+            names
+                .iter()
+                .map(|n| {
+                    Ok((
+                        n.clone(),
+                        get(&format!("header:{}", n.to_ascii_lowercase()))?,
+                    ))
+                })
+                .collect::<Result<_, AppError>>()?,
+        ),
+    })
+}
+
+/// A secret slot as people say it: `token`, `password`, `value of header X-Key`.
+pub fn slot_label(slot: &str) -> String {
+    match slot.strip_prefix("header:") {
+        Some(h) => format!("value of header {h}"),
+        None => slot.to_owned(),
+    }
+}
