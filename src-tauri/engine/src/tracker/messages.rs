@@ -1,0 +1,291 @@
+//! One handler per kind of socket message, each saying what that message means for the job it
+//! is about. [`Tracker::apply_message`] dispatches to them; like the match arms they came from,
+//! they add what to publish to `out` and the HTTP reads to make to `req`.
+
+use super::job::apply_step;
+use super::{error_details, Millis, Request, Tracker, Update, TEXT_MEMORY};
+use crate::event::{ErrorDetails, JobOrigin, JobState};
+use comfy_protocol::http::output_files;
+use comfy_protocol::{ExecutionError, ExecutionInterrupted, NodeId, NodeProgress, PromptId};
+use serde_json::Value;
+use std::collections::BTreeMap;
+
+impl Tracker {
+    /// The queue changed (or this is the connection's hello): re-read it.
+    pub(super) fn on_status(&self, req: &mut Vec<Request>) {
+        req.push(Request::Snapshot);
+    }
+
+    pub(super) fn on_execution_start(
+        &mut self,
+        prompt_id: &PromptId,
+        timestamp: Option<Millis>,
+        now: Millis,
+        out: &mut Vec<Update>,
+        req: &mut Vec<Request>,
+    ) {
+        if let Some(job) = self.job_mut(prompt_id, JobOrigin::SelfApp, now) {
+            job.mark_running(timestamp.unwrap_or(now));
+            self.emit(prompt_id, out);
+            if self.queue_mark_running(prompt_id) {
+                out.push(self.queue_update());
+            }
+            if self.jobs.get(prompt_id).is_some_and(|j| j.graph.is_none()) {
+                req.push(Request::Snapshot);
+            }
+        }
+    }
+
+    pub(super) fn on_execution_cached(
+        &mut self,
+        prompt_id: &PromptId,
+        nodes: &[NodeId],
+        now: Millis,
+        out: &mut Vec<Update>,
+    ) {
+        if let Some(job) = self.job_mut(prompt_id, JobOrigin::SelfApp, now) {
+            job.mark_running(now);
+            job.cached.extend(nodes.iter().cloned());
+            if job.graph.is_some() {
+                job.replan();
+            } else {
+                for n in nodes {
+                    job.ensure_planned(n);
+                }
+            }
+            job.recompute_percent();
+            self.emit(prompt_id, out);
+        }
+    }
+
+    /// A node started, or (`node: None`) our job ended.
+    pub(super) fn on_executing(
+        &mut self,
+        prompt_id: Option<&PromptId>,
+        node: Option<&NodeId>,
+        display: &Option<NodeId>,
+        now: Millis,
+        out: &mut Vec<Update>,
+        req: &mut Vec<Request>,
+    ) {
+        // The reconnect replay `{node}` has no prompt id: it is about the job running for us.
+        let id = prompt_id.cloned().or_else(|| {
+            self.running
+                .iter()
+                .find(|r| {
+                    self.jobs
+                        .get(*r)
+                        .is_some_and(|j| j.origin == JobOrigin::SelfApp)
+                })
+                .cloned()
+        });
+        let Some(id) = id else { return };
+        match node {
+            Some(node) => self.on_node_start(&id, node, display, now, out),
+            None => self.on_job_end(id, now, req),
+        }
+    }
+
+    fn on_node_start(
+        &mut self,
+        id: &PromptId,
+        node: &NodeId,
+        display: &Option<NodeId>,
+        now: Millis,
+        out: &mut Vec<Update>,
+    ) {
+        if let Some(job) = self.job_mut(id, JobOrigin::SelfApp, now) {
+            job.mark_running(now);
+            let shown = display.clone().unwrap_or_else(|| node.clone());
+            job.start_node(&shown, display.clone(), now);
+            job.recompute_percent();
+            self.emit(id, out);
+            if self.queue_mark_running(id) {
+                out.push(self.queue_update());
+            }
+        }
+    }
+
+    /// The end of our job. Reconcile with the server's record before the terminal state is
+    /// published, so it carries the authoritative outputs.
+    fn on_job_end(&mut self, id: PromptId, now: Millis, req: &mut Vec<Request>) {
+        if let Some(job) = self.job_mut(&id, JobOrigin::SelfApp, now) {
+            if job.ending.is_none() {
+                // Servers before July 2024 send no execution_success: the nodes still running
+                // were the last ones, and they are done.
+                job.ending = Some(JobState::Success);
+                for n in job.current.clone() {
+                    job.finish_node(&n, now);
+                }
+            }
+            job.ended.get_or_insert(now);
+            req.push(Request::Outcome(id));
+        }
+    }
+
+    pub(super) fn on_executed(
+        &mut self,
+        prompt_id: Option<&PromptId>,
+        node: &NodeId,
+        display_node: Option<&NodeId>,
+        output: &Value,
+        now: Millis,
+        out: &mut Vec<Update>,
+    ) {
+        let id = prompt_id.cloned().or_else(|| self.running.first().cloned());
+        if let Some(id) = id {
+            if let Some(job) = self.job_mut(&id, JobOrigin::SelfApp, now) {
+                job.mark_running(now);
+                for f in output_files(output) {
+                    job.add_output(f, Some(node.clone()));
+                }
+                let shown = display_node.cloned().unwrap_or_else(|| node.clone());
+                job.ensure_planned(&shown);
+                self.emit(&id, out);
+            }
+        }
+    }
+
+    pub(super) fn on_progress(
+        &mut self,
+        prompt_id: Option<&PromptId>,
+        node: Option<&NodeId>,
+        value: f64,
+        max: f64,
+        now: Millis,
+        out: &mut Vec<Update>,
+    ) {
+        self.last_progress = Some((prompt_id.cloned(), node.cloned()));
+        let id = prompt_id.cloned().or_else(|| self.running.first().cloned());
+        if let Some(id) = id {
+            let origin = self.origin_hint(&id);
+            if let Some(job) = self.job_mut(&id, origin, now) {
+                job.mark_running(now);
+                let node = node.cloned().or_else(|| job.current.last().cloned());
+                if let Some(node) = node {
+                    apply_step(job, &node, value, max, now);
+                }
+                job.recompute_percent();
+                self.emit(&id, out);
+                if self.queue_mark_running(&id) {
+                    out.push(self.queue_update());
+                }
+            }
+        }
+    }
+
+    pub(super) fn on_progress_state(
+        &mut self,
+        prompt_id: &PromptId,
+        nodes: &BTreeMap<NodeId, NodeProgress>,
+        now: Millis,
+        out: &mut Vec<Update>,
+    ) {
+        let origin = self.origin_hint(prompt_id);
+        if let Some(job) = self.job_mut(prompt_id, origin, now) {
+            job.mark_running(now);
+            job.apply_progress_state(nodes, now);
+            job.recompute_percent();
+            self.emit(prompt_id, out);
+            if self.queue_mark_running(prompt_id) {
+                out.push(self.queue_update());
+            }
+        }
+    }
+
+    /// Noted, not published: the job ends on the `executing null` that follows, once the
+    /// server's record is read (see [`Tracker::on_executing`]).
+    pub(super) fn on_execution_success(
+        &mut self,
+        prompt_id: &PromptId,
+        timestamp: Option<Millis>,
+        now: Millis,
+    ) {
+        if let Some(job) = self.job_mut(prompt_id, JobOrigin::SelfApp, now) {
+            job.ending = Some(JobState::Success);
+            job.ended = timestamp.or(Some(now));
+            for n in job.current.clone() {
+                job.finish_node(&n, now);
+            }
+        }
+    }
+
+    /// A terminal error is noted like a success; a non-terminal one (`ExecutionBlocked`) is a
+    /// warning and the job goes on.
+    pub(super) fn on_execution_error(
+        &mut self,
+        e: &ExecutionError,
+        now: Millis,
+        out: &mut Vec<Update>,
+    ) {
+        let origin = self.origin_hint(&e.prompt_id);
+        if let Some(job) = self.job_mut(&e.prompt_id, origin, now) {
+            if e.is_terminal() {
+                job.ending = Some(JobState::Error);
+                job.ended = e.timestamp.or(Some(now));
+                job.error = Some(error_details(e));
+            } else {
+                job.warnings.push(e.exception_message.trim_end().to_owned());
+                self.emit(&e.prompt_id, out);
+            }
+        }
+    }
+
+    pub(super) fn on_execution_interrupted(
+        &mut self,
+        i: &ExecutionInterrupted,
+        now: Millis,
+        req: &mut Vec<Request>,
+    ) {
+        let origin = self.origin_hint(&i.prompt_id);
+        let anonymous = origin != JobOrigin::SelfApp;
+        if let Some(job) = self.job_mut(&i.prompt_id, origin, now) {
+            job.ending = Some(JobState::Interrupted);
+            job.ended = i.timestamp.or(Some(now));
+            job.error = Some(ErrorDetails {
+                node_id: i.node_id.clone(),
+                node_type: i.node_type.clone(),
+                exception_type: None,
+                message: "interrupted".into(),
+                traceback: Vec::new(),
+            });
+            if anonymous {
+                // Broadcast for jobs queued without a client id: no `executing null` follows.
+                req.push(Request::Outcome(i.prompt_id.clone()));
+            }
+        }
+    }
+
+    /// Node text, from a JSON `progress_text` or a binary text frame.
+    pub(super) fn on_text(
+        &mut self,
+        prompt_id: Option<PromptId>,
+        node: NodeId,
+        text: &str,
+        out: &mut Vec<Update>,
+    ) {
+        // Core sends node text to everyone without a prompt id: attribute it to the running job
+        // when that job has the node.
+        let id = prompt_id.or_else(|| {
+            self.running
+                .iter()
+                .find(|r| {
+                    self.jobs
+                        .get(*r)
+                        .is_some_and(|j| j.nodes.contains_key(&node) || j.plan.contains_key(&node))
+                })
+                .cloned()
+        });
+        if let Some(job) = id.as_ref().and_then(|i| self.jobs.get_mut(i)) {
+            job.texts.push_back((node.clone(), text.to_owned()));
+            while job.texts.len() > TEXT_MEMORY {
+                job.texts.pop_front();
+            }
+        }
+        out.push(Update::Text {
+            prompt_id: id,
+            node,
+            text: text.to_owned(),
+        });
+    }
+}

@@ -1,0 +1,681 @@
+//! The tracker's tests: every rule driven by messages, snapshots and lookups with the time they
+//! happened, no sleeping.
+
+use super::*;
+use comfy_protocol::decode_text;
+use comfy_protocol::http::{FinishedJob, Outcome};
+use serde_json::json;
+
+const ME: &str = "me";
+
+fn active(id: &str, number: f64, client: Option<&str>) -> ActiveJob {
+    ActiveJob {
+        prompt_id: id.into(),
+        number: Some(number),
+        client_id: Some(client.map(str::to_owned)),
+        graph: Some(json!({
+            "1": {"class_type": "KSampler", "inputs": {"steps": 4}},
+            "2": {"class_type": "SaveImage", "inputs": {"images": ["1", 0]}}
+        })),
+        outputs_to_execute: Some(vec!["2".into()]),
+        create_time: None,
+    }
+}
+
+fn snap(running: &[ActiveJob], pending: &[ActiveJob]) -> Snapshot {
+    Snapshot {
+        running: running.to_vec(),
+        pending: pending.to_vec(),
+        recent_finished: Vec::new(),
+        requested_at: Millis::MAX,
+    }
+}
+
+fn job_states(updates: &[Update]) -> Vec<(String, JobState)> {
+    updates
+        .iter()
+        .filter_map(|u| match u {
+            Update::Job(j) => Some((j.prompt_id.to_string(), j.state)),
+            _ => None,
+        })
+        .collect()
+}
+
+fn msg(t: &mut Tracker, text: &str, now: Millis) -> (Vec<Update>, Vec<Request>) {
+    t.apply_message(&decode_text(text).unwrap(), now)
+}
+
+fn finished(id: &str, outcome: Outcome) -> Lookup {
+    Lookup::Found(Box::new(FinishedJob {
+        prompt_id: id.into(),
+        outcome,
+        outputs: Default::default(),
+        client_id: Some("browser".into()),
+        started_ms: Some(100),
+        ended_ms: Some(200),
+    }))
+}
+
+#[test]
+fn observed_job_goes_pending_running_then_takes_its_outcome_from_the_server() {
+    let mut t = Tracker::new(ME);
+    let a = active("a", 1.0, Some("browser"));
+    let (u, _) = t.apply_snapshot(&snap(&[], std::slice::from_ref(&a)), 0);
+    assert_eq!(job_states(&u), [("a".into(), JobState::Pending)]);
+    let view = t.job(&"a".into()).unwrap();
+    assert_eq!(view.origin, JobOrigin::Other);
+    assert_eq!(view.fidelity, Fidelity::Observed);
+    assert_eq!(
+        view.percent, None,
+        "no percent is invented for observed jobs"
+    );
+
+    let (u, _) = t.apply_snapshot(&snap(std::slice::from_ref(&a), &[]), 1_000);
+    assert_eq!(job_states(&u), [("a".into(), JobState::Running)]);
+
+    let (u, req) = t.apply_snapshot(&snap(&[], &[]), 2_000);
+    assert!(
+        job_states(&u).is_empty(),
+        "nothing is concluded before the lookup"
+    );
+    assert_eq!(req, [Request::Outcome("a".into())]);
+    let u = t.apply_outcome(&"a".into(), finished("a", Outcome::Success), 2_100);
+    assert_eq!(job_states(&u), [("a".into(), JobState::Success)]);
+    // A late snapshot or message never resurrects it, and it never ends twice.
+    let (u, _) = t.apply_snapshot(&snap(&[a], &[]), 2_200);
+    assert!(job_states(&u).is_empty());
+    assert!(t
+        .apply_outcome(&"a".into(), finished("a", Outcome::Success), 2_300)
+        .is_empty());
+}
+
+#[test]
+fn old_finished_jobs_keep_only_their_id_and_are_never_resurrected() {
+    let mut t = Tracker::new(ME);
+    let total = FINISHED_DETAIL + 10;
+    for i in 0..total {
+        let id = format!("j{i}");
+        let job = active(&id, i as f64, Some("browser"));
+        let now = (i as Millis) * 1_000;
+        t.apply_snapshot(&snap(std::slice::from_ref(&job), &[]), now);
+        t.apply_snapshot(&snap(&[], &[]), now + 100);
+        t.apply_outcome(
+            &id.as_str().into(),
+            finished(&id, Outcome::Success),
+            now + 200,
+        );
+    }
+    assert_eq!(
+        t.jobs.len(),
+        FINISHED_DETAIL,
+        "only the newest keep their record"
+    );
+    assert!(t.job(&"j0".into()).is_none());
+    let newest = format!("j{}", total - 1);
+    assert_eq!(
+        t.job(&newest.as_str().into()).unwrap().state,
+        JobState::Success
+    );
+    // The oldest is still known as finished: a stale snapshot does not bring it back.
+    let stale = active("j0", 0.0, Some("browser"));
+    let (u, req) = t.apply_snapshot(&snap(&[stale], &[]), 1_000_000);
+    assert!(job_states(&u).is_empty(), "{u:?}");
+    assert!(req.is_empty(), "{req:?}");
+    assert!(t.job(&"j0".into()).is_none());
+}
+
+#[test]
+fn pending_job_that_vanishes_without_history_was_deleted() {
+    let mut t = Tracker::new(ME);
+    t.apply_snapshot(&snap(&[], &[active("a", 1.0, None)]), 0);
+    let (_, req) = t.apply_snapshot(&snap(&[], &[]), 1_000);
+    assert_eq!(req, [Request::Outcome("a".into())]);
+    let u = t.apply_outcome(&"a".into(), Lookup::NotFound, 1_100);
+    assert_eq!(job_states(&u), [("a".into(), JobState::Deleted)]);
+    assert_eq!(t.job(&"a".into()).unwrap().origin, JobOrigin::Anonymous);
+}
+
+#[test]
+fn jobs_missing_after_a_reconnect_are_lost_not_failed() {
+    let mut t = Tracker::new(ME);
+    t.apply_snapshot(
+        &snap(
+            &[active("run", 0.0, Some(ME))],
+            &[active("wait", 1.0, Some("x"))],
+        ),
+        0,
+    );
+    t.disconnected();
+    t.reconnected();
+    let (_, req) = t.apply_snapshot(&snap(&[], &[]), 5_000);
+    assert_eq!(req.len(), 2);
+    let mut states = Vec::new();
+    for id in ["run", "wait"] {
+        let u = t.apply_outcome(&id.into(), Lookup::NotFound, 5_100);
+        states.extend(job_states(&u));
+        let view = t.job(&id.into()).unwrap();
+        assert_eq!(view.detail.as_deref(), Some("server restarted"));
+    }
+    assert_eq!(
+        states,
+        [
+            ("run".into(), JobState::Lost),
+            ("wait".into(), JobState::Lost)
+        ]
+    );
+}
+
+#[test]
+fn pending_queue_follows_run_order_and_is_published_on_change() {
+    let mut t = Tracker::new(ME);
+    let (u, _) = t.apply_snapshot(
+        &snap(
+            &[active("r", 0.0, None)],
+            &[active("b", 1.0, None), active("c", 2.0, None)],
+        ),
+        0,
+    );
+    assert!(u.contains(&Update::Queue {
+        running: vec!["r".into()],
+        pending: vec!["b".into(), "c".into()],
+    }));
+    let (u, _) = t.apply_snapshot(
+        &snap(
+            &[active("r", 0.0, None)],
+            &[active("b", 1.0, None), active("c", 2.0, None)],
+        ),
+        10,
+    );
+    assert!(
+        !u.iter().any(|u| matches!(u, Update::Queue { .. })),
+        "no change, no event"
+    );
+}
+
+#[test]
+fn step_rate_waits_for_three_intervals_and_ignores_updates_that_arrive_bunched() {
+    let mut t = Tracker::new(ME);
+    t.describe_job(&active("p", 1.0, Some(ME)), 0);
+    msg(
+        &mut t,
+        r#"{"type":"executing","data":{"node":"1","display_node":"1","prompt_id":"p"}}"#,
+        0,
+    );
+    // 150 ms a step, but steps 1 and 2 reach us 2 ms apart (the server's send loop was busy).
+    let mut rates = Vec::new();
+    for (step, at) in [(1, 150), (2, 152), (3, 450), (4, 600), (5, 750), (6, 900)] {
+        msg(
+            &mut t,
+            &format!(
+                r#"{{"type":"progress","data":{{"value":{step},"max":20,"prompt_id":"p","node":"1"}}}}"#
+            ),
+            at,
+        );
+        let view = t.job(&"p".into()).unwrap();
+        rates.push(view.steps_per_s);
+        assert_eq!(view.eta_ms.is_some(), view.steps_per_s.is_some());
+    }
+    assert_eq!(
+        rates[..3],
+        [None, None, None],
+        "no rate from fewer than three intervals"
+    );
+    // Intervals 2, 298, 150: the median is a real step.
+    assert_eq!(rates[3], Some(6.67));
+    assert_eq!(rates[5], Some(6.67));
+    let view = t.job(&"p".into()).unwrap();
+    // The plan weighs the sampler 1 + 4 (its `steps` input) and SaveImage 1: 5 · (1 − 6/20)
+    // + 1 = 4.5 units left, at 150 ms each.
+    assert_eq!(view.eta_ms, Some(675));
+}
+
+#[test]
+fn our_job_ends_on_executing_null_after_reconciling_with_history() {
+    let mut t = Tracker::new(ME);
+    t.describe_job(&active("p", 1.0, Some(ME)), 0);
+    msg(
+        &mut t,
+        r#"{"type":"execution_start","data":{"prompt_id":"p","timestamp":10}}"#,
+        10,
+    );
+    msg(
+        &mut t,
+        r#"{"type":"executing","data":{"node":"1","display_node":"1","prompt_id":"p"}}"#,
+        20,
+    );
+    msg(
+        &mut t,
+        r#"{"type":"progress","data":{"value":2,"max":4,"prompt_id":"p","node":"1"}}"#,
+        100,
+    );
+    let view = t.job(&"p".into()).unwrap();
+    // Plan: KSampler weight 1+4, SaveImage 1; half the sampler done = 2.5 / 6.
+    assert!((view.percent.unwrap() - 41.7).abs() < 0.1, "{view:?}");
+    let (u, req) = msg(
+        &mut t,
+        r#"{"type":"execution_success","data":{"prompt_id":"p","timestamp":300}}"#,
+        300,
+    );
+    assert!(
+        job_states(&u).is_empty(),
+        "success is published after the end signal"
+    );
+    assert!(req.is_empty());
+    let (u, req) = msg(
+        &mut t,
+        r#"{"type":"executing","data":{"node":null,"prompt_id":"p"}}"#,
+        310,
+    );
+    assert!(job_states(&u).is_empty());
+    assert_eq!(req, [Request::Outcome("p".into())]);
+    let u = t.apply_outcome(&"p".into(), Lookup::NotFound, 320);
+    assert_eq!(job_states(&u), [("p".into(), JobState::Success)]);
+    assert_eq!(t.job(&"p".into()).unwrap().percent, Some(100.0));
+}
+
+#[test]
+fn execution_blocked_is_a_warning_and_the_job_goes_on() {
+    let mut t = Tracker::new(ME);
+    msg(
+        &mut t,
+        r#"{"type":"execution_start","data":{"prompt_id":"p"}}"#,
+        0,
+    );
+    let (u, _) = msg(
+        &mut t,
+        r#"{"type":"execution_error","data":{"prompt_id":"p","node_id":"5","node_type":"Gate","executed":[],"exception_message":"Execution Blocked: closed","exception_type":"ExecutionBlocked","traceback":[],"current_inputs":[],"current_outputs":[]}}"#,
+        5,
+    );
+    assert_eq!(job_states(&u), [("p".into(), JobState::Running)]);
+    assert_eq!(
+        t.job(&"p".into()).unwrap().warnings,
+        ["Execution Blocked: closed"]
+    );
+    msg(
+        &mut t,
+        r#"{"type":"execution_success","data":{"prompt_id":"p"}}"#,
+        10,
+    );
+    msg(
+        &mut t,
+        r#"{"type":"executing","data":{"node":null,"prompt_id":"p"}}"#,
+        11,
+    );
+    let u = t.apply_outcome(&"p".into(), Lookup::Unavailable, 12);
+    assert_eq!(job_states(&u), [("p".into(), JobState::Success)]);
+}
+
+#[test]
+fn progress_for_a_job_queued_without_client_id_is_followed_but_not_claimed() {
+    let mut t = Tracker::new(ME);
+    msg(
+        &mut t,
+        r#"{"type":"progress","data":{"value":1,"max":4,"prompt_id":"anon","node":"3"}}"#,
+        0,
+    );
+    let view = t.job(&"anon".into()).unwrap();
+    assert_eq!(view.origin, JobOrigin::Anonymous);
+    assert_eq!(view.state, JobState::Running);
+}
+
+#[test]
+fn type_1_previews_belong_to_the_last_progress() {
+    let mut t = Tracker::new(ME);
+    msg(
+        &mut t,
+        r#"{"type":"progress","data":{"value":1,"max":4,"prompt_id":"p","node":"3"}}"#,
+        0,
+    );
+    let frame = BinaryFrame::Preview {
+        format: comfy_protocol::ImageFormat::Jpeg,
+        metadata: None,
+        image: b"\xff\xd8",
+    };
+    assert_eq!(
+        t.apply_binary(&frame),
+        [Update::Preview {
+            prompt_id: Some("p".into()),
+            node: Some("3".into())
+        }]
+    );
+}
+
+#[test]
+fn legacy_servers_finish_a_node_when_the_next_starts() {
+    let mut t = Tracker::new(ME);
+    t.describe_job(&active("p", 1.0, Some(ME)), 0);
+    msg(
+        &mut t,
+        r#"{"type":"execution_start","data":{"prompt_id":"p"}}"#,
+        0,
+    );
+    msg(
+        &mut t,
+        r#"{"type":"executing","data":{"node":"1","prompt_id":"p"}}"#,
+        1,
+    );
+    let before = t.job(&"p".into()).unwrap().percent.unwrap();
+    msg(
+        &mut t,
+        r#"{"type":"executing","data":{"node":"2","prompt_id":"p"}}"#,
+        2,
+    );
+    let view = t.job(&"p".into()).unwrap();
+    assert_eq!(view.nodes_done, Some(1));
+    assert!(view.percent.unwrap() > before);
+}
+
+#[test]
+fn a_snapshot_requested_before_we_heard_of_a_job_does_not_make_it_vanish() {
+    let mut t = Tracker::new(ME);
+    msg(
+        &mut t,
+        r#"{"type":"execution_start","data":{"prompt_id":"p"}}"#,
+        100,
+    );
+    let mut s = snap(&[], &[]);
+    s.requested_at = 50;
+    let (_, req) = t.apply_snapshot(&s, 120);
+    assert!(req.is_empty(), "{req:?}");
+    s.requested_at = 150;
+    let (_, req) = t.apply_snapshot(&s, 160);
+    assert_eq!(req, [Request::Outcome("p".into())]);
+}
+
+#[test]
+fn a_snapshot_sent_while_our_submission_was_in_flight_proves_nothing_even_if_answered_after_it() {
+    let mut t = Tracker::new(ME);
+    t.expect_job(&active("p", 0.0, Some(ME)), 100);
+    // Requested at 110, answered by the server before it handled our POST, and read only
+    // after the POST's answer and the job's first frame.
+    let mut early = snap(&[], &[]);
+    early.requested_at = 110;
+    t.settle_submission(&"p".into(), Some(&"p".into()), 120);
+    msg(
+        &mut t,
+        r#"{"type":"execution_start","data":{"prompt_id":"p"}}"#,
+        125,
+    );
+    let (_, req) = t.apply_snapshot(&early, 130);
+    assert!(req.is_empty(), "{req:?}");
+    assert_eq!(t.job(&"p".into()).unwrap().state, JobState::Running);
+    // One requested after the acknowledgement must list it.
+    let mut later = snap(&[], &[]);
+    later.requested_at = 121;
+    let (_, req) = t.apply_snapshot(&later, 140);
+    assert_eq!(req, [Request::Outcome("p".into())]);
+}
+
+#[test]
+fn lookups_abandoned_by_a_disconnect_are_asked_again() {
+    let mut t = Tracker::new(ME);
+    t.apply_snapshot(&snap(&[active("a", 0.0, None)], &[]), 0);
+    let (_, req) = t.apply_snapshot(&snap(&[], &[]), 10);
+    assert_eq!(req.len(), 1);
+    t.disconnected();
+    t.reconnected();
+    let (_, req) = t.apply_snapshot(&snap(&[], &[]), 20);
+    assert_eq!(req, [Request::Outcome("a".into())]);
+    let u = t.apply_outcome(&"a".into(), Lookup::NotFound, 30);
+    assert_eq!(job_states(&u), [("a".into(), JobState::Lost)]);
+}
+
+#[test]
+fn a_restored_job_that_finished_meanwhile_gets_its_outcome_looked_up() {
+    let mut t = Tracker::new(ME);
+    t.restore_job(&active("p", 1.0, Some(ME)), JobState::Running, 0);
+    let mut s = snap(&[], &[]);
+    // Its history entry is among the recent ones at the first snapshot: still looked up.
+    s.recent_finished = vec!["p".into()];
+    let (_, req) = t.apply_snapshot(&s, 10);
+    assert_eq!(req, [Request::Outcome("p".into())]);
+    let u = t.apply_outcome(&"p".into(), finished("p", Outcome::Success), 20);
+    assert_eq!(job_states(&u), [("p".into(), JobState::Success)]);
+}
+
+#[test]
+fn a_restored_job_the_server_never_heard_of_is_lost() {
+    let mut t = Tracker::new(ME);
+    t.restore_job(&active("p", 1.0, Some(ME)), JobState::Pending, 0);
+    let (_, req) = t.apply_snapshot(&snap(&[], &[]), 10);
+    assert_eq!(req, [Request::Outcome("p".into())]);
+    let u = t.apply_outcome(&"p".into(), Lookup::NotFound, 20);
+    assert_eq!(job_states(&u), [("p".into(), JobState::Lost)]);
+}
+
+#[test]
+fn finished_jobs_listed_before_we_started_watching_are_not_news() {
+    let mut t = Tracker::new(ME);
+    let mut s = snap(&[], &[]);
+    s.recent_finished = vec!["old".into()];
+    let (_, req) = t.apply_snapshot(&s, 0);
+    assert!(req.is_empty());
+    s.recent_finished = vec!["new".into(), "old".into()];
+    let (_, req) = t.apply_snapshot(&s, 1);
+    assert_eq!(req, [Request::Outcome("new".into())]);
+}
+
+#[test]
+fn interrupt_of_a_job_without_client_id_asks_for_the_record() {
+    let mut t = Tracker::new(ME);
+    msg(
+        &mut t,
+        r#"{"type":"progress","data":{"value":1,"max":4,"prompt_id":"anon","node":"3"}}"#,
+        0,
+    );
+    let (_, req) = msg(
+        &mut t,
+        r#"{"type":"execution_interrupted","data":{"prompt_id":"anon","node_id":"3","node_type":"K","executed":[]}}"#,
+        5,
+    );
+    assert_eq!(req, [Request::Outcome("anon".into())]);
+    let u = t.apply_outcome(&"anon".into(), Lookup::Unavailable, 6);
+    assert_eq!(job_states(&u), [("anon".into(), JobState::Interrupted)]);
+}
+
+fn durations(view: &JobView) -> Vec<(&str, Option<&str>, u64)> {
+    view.node_durations
+        .iter()
+        .map(|d| (d.node.as_str(), d.node_type.as_deref(), d.ms))
+        .collect()
+}
+
+fn final_view(updates: &[Update]) -> JobView {
+    updates
+        .iter()
+        .find_map(|u| match u {
+            Update::Job(j) if j.state.is_terminal() => Some((**j).clone()),
+            _ => None,
+        })
+        .expect("a terminal update")
+}
+
+#[test]
+fn a_live_job_ends_with_how_long_each_node_ran_on_an_old_server() {
+    let mut t = Tracker::new(ME);
+    t.describe_job(&active("p", 1.0, Some(ME)), 0);
+    for (frame, now) in [
+        (r#"{"type":"execution_start","data":{"prompt_id":"p"}}"#, 10),
+        (
+            r#"{"type":"executing","data":{"node":"1","prompt_id":"p"}}"#,
+            20,
+        ),
+        (
+            r#"{"type":"progress","data":{"value":2,"max":4,"prompt_id":"p","node":"1"}}"#,
+            300,
+        ),
+        // No progress_state: a node ends when the next one starts.
+        (
+            r#"{"type":"executing","data":{"node":"2","prompt_id":"p"}}"#,
+            520,
+        ),
+    ] {
+        let (u, _) = msg(&mut t, frame, now);
+        for view in u.iter().filter_map(|u| match u {
+            Update::Job(j) => Some(j),
+            _ => None,
+        }) {
+            assert!(view.node_durations.is_empty(), "only on the final picture");
+        }
+    }
+    // No execution_success either (servers before July 2024): the job's end ends node 2.
+    msg(
+        &mut t,
+        r#"{"type":"executing","data":{"node":null,"prompt_id":"p"}}"#,
+        600,
+    );
+    let u = t.apply_outcome(&"p".into(), Lookup::NotFound, 700);
+    assert_eq!(
+        durations(&final_view(&u)),
+        [("1", Some("KSampler"), 500), ("2", Some("SaveImage"), 80)]
+    );
+}
+
+#[test]
+fn node_durations_follow_progress_state_and_leave_out_cached_and_cut_short_nodes() {
+    let mut t = Tracker::new(ME);
+    t.describe_job(
+        &ActiveJob {
+            graph: Some(json!({
+                "1": {"class_type": "Loader", "inputs": {}},
+                "2": {"class_type": "KSampler", "inputs": {"model": ["1", 0], "steps": 4}},
+                "3": {"class_type": "Decode", "inputs": {"samples": ["2", 0]}},
+                "4": {"class_type": "SaveImage", "inputs": {"images": ["3", 0]}}
+            })),
+            outputs_to_execute: Some(vec!["4".into()]),
+            ..active("p", 1.0, Some(ME))
+        },
+        0,
+    );
+    let state = |nodes: &[(&str, &str)]| {
+        let nodes: Vec<String> = nodes
+            .iter()
+            .map(|(id, st)| {
+                format!(
+                    r#""{id}":{{"value":1,"max":1,"state":"{st}","node_id":"{id}","display_node_id":"{id}","prompt_id":"p","parent_node_id":null,"real_node_id":"{id}"}}"#
+                )
+            })
+            .collect();
+        format!(
+            r#"{{"type":"progress_state","data":{{"prompt_id":"p","nodes":{{{}}}}}}}"#,
+            nodes.join(",")
+        )
+    };
+    for (frame, now) in [
+        (
+            r#"{"type":"execution_start","data":{"prompt_id":"p"}}"#.to_owned(),
+            0,
+        ),
+        (
+            r#"{"type":"execution_cached","data":{"nodes":["1"],"prompt_id":"p"}}"#.to_owned(),
+            1,
+        ),
+        (state(&[("2", "running")]), 100),
+        (
+            r#"{"type":"executing","data":{"node":"2","display_node":"2","prompt_id":"p"}}"#
+                .to_owned(),
+            105,
+        ),
+        (state(&[("2", "finished")]), 1100),
+        (state(&[("2", "finished"), ("3", "running")]), 1101),
+        (
+            r#"{"type":"executing","data":{"node":"3","display_node":"3","prompt_id":"p"}}"#
+                .to_owned(),
+            1102,
+        ),
+        // A later snapshot still lists node 2 as finished: its end stays where it was.
+        (state(&[("2", "finished"), ("3", "finished")]), 1400),
+        (
+            state(&[("2", "finished"), ("3", "finished"), ("4", "running")]),
+            1500,
+        ),
+    ] {
+        msg(&mut t, &frame, now);
+    }
+    msg(
+        &mut t,
+        r#"{"type":"execution_interrupted","data":{"prompt_id":"p","node_id":"4","node_type":"SaveImage","executed":["2","3"]}}"#,
+        1600,
+    );
+    msg(
+        &mut t,
+        r#"{"type":"executing","data":{"node":null,"prompt_id":"p"}}"#,
+        1601,
+    );
+    let u = t.apply_outcome(&"p".into(), Lookup::Unavailable, 1700);
+    let end = final_view(&u);
+    assert_eq!(end.state, JobState::Interrupted);
+    assert_eq!(
+        durations(&end),
+        [("2", Some("KSampler"), 1000), ("3", Some("Decode"), 299)],
+        "cached node 1 did not run; node 4 was cut short"
+    );
+}
+
+#[test]
+fn observed_jobs_have_no_node_durations() {
+    let mut t = Tracker::new(ME);
+    msg(
+        &mut t,
+        r#"{"type":"progress","data":{"value":1,"max":4,"prompt_id":"anon","node":"3"}}"#,
+        0,
+    );
+    msg(
+        &mut t,
+        r#"{"type":"progress","data":{"value":4,"max":4,"prompt_id":"anon","node":"3"}}"#,
+        400,
+    );
+    let u = t.apply_outcome(&"anon".into(), finished("anon", Outcome::Success), 500);
+    let end = final_view(&u);
+    assert_eq!(end.fidelity, Fidelity::Observed);
+    assert!(end.node_durations.is_empty());
+}
+
+#[test]
+fn outputs_keep_the_node_that_wrote_them_whoever_names_them_first() {
+    let mut t = Tracker::new(ME);
+    t.describe_job(&active("p", 1.0, Some(ME)), 0);
+    msg(
+        &mut t,
+        r#"{"type":"execution_start","data":{"prompt_id":"p"}}"#,
+        0,
+    );
+    msg(
+        &mut t,
+        r#"{"type":"executed","data":{"node":"2","display_node":"2","prompt_id":"p","output":{"images":[{"filename":"a.png","subfolder":"","type":"output"}]}}}"#,
+        5,
+    );
+    msg(
+        &mut t,
+        r#"{"type":"executing","data":{"node":null,"prompt_id":"p"}}"#,
+        6,
+    );
+    // The server's record names a.png again and a file the socket never mentioned.
+    let mut outputs = serde_json::Map::new();
+    outputs.insert(
+        "2".into(),
+        json!({"images": [{"filename": "a.png", "subfolder": "", "type": "output"}]}),
+    );
+    outputs.insert(
+        "7".into(),
+        json!({"images": [{"filename": "b.png", "subfolder": "", "type": "temp"}]}),
+    );
+    let u = t.apply_outcome(
+        &"p".into(),
+        Lookup::Found(Box::new(FinishedJob {
+            prompt_id: "p".into(),
+            outcome: Outcome::Success,
+            outputs,
+            client_id: Some(ME.into()),
+            started_ms: None,
+            ended_ms: None,
+        })),
+        7,
+    );
+    let end = final_view(&u);
+    let named: Vec<(&str, Option<&str>)> = end
+        .outputs_with_nodes()
+        .map(|(f, n)| (f.filename.as_str(), n.map(NodeId::as_str)))
+        .collect();
+    assert_eq!(named, [("a.png", Some("2")), ("b.png", Some("7"))]);
+}
