@@ -9,9 +9,9 @@ use std::fmt;
 macro_rules! string_id {
     ($(#[$doc:meta])* $name:ident) => {
         $(#[$doc])*
+        // A newtype serialises as its string (and is `string` in TypeScript).
         #[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
-        #[cfg_attr(feature = "ts", derive(ts_rs::TS), ts(type = "string"))]
-        #[serde(transparent)]
+        #[cfg_attr(feature = "ts", derive(ts_rs::TS))]
         pub struct $name(String);
 
         impl $name {
@@ -68,8 +68,7 @@ string_id!(
 /// use it); the engine, the journal, the shell, the webview and the notifications all name an
 /// instance by it. Instances that are not saved (the CLI's `--url`) get one the host picks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-#[cfg_attr(feature = "ts", derive(ts_rs::TS), ts(type = "number"))]
-#[serde(transparent)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 pub struct InstanceId(pub i64);
 
 impl fmt::Display for InstanceId {
