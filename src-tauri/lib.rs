@@ -2,10 +2,11 @@
 
 mod shell;
 
+pub use shell::Options;
 use std::process::ExitCode;
 
 /// Opens the desktop app and runs it until it quits.
-pub fn run() -> ExitCode {
+pub fn run(options: Options) -> ExitCode {
     shell::init_logging();
     let app = tauri::Builder::default()
         // First, so a second launch hands over before anything else starts: it only brings the
@@ -48,7 +49,7 @@ pub fn run() -> ExitCode {
             shell::preferences::get_app_settings,
             shell::preferences::set_app_settings,
         ])
-        .setup(shell::start)
+        .setup(move |app| shell::start(app, &options))
         .on_window_event(shell::window::on_window_event)
         .build(context());
     match app {

@@ -1,5 +1,5 @@
 //! The `comfy-monitor` binary: runs a headless subcommand when one is given, otherwise opens the
-//! desktop app.
+//! desktop app. The one place that knows both hosts; neither host depends on the other.
 //!
 //! No `windows_subsystem = "windows"` here: the same binary prints to the terminal for its CLI
 //! subcommands.
@@ -10,5 +10,9 @@ fn main() -> ExitCode {
     if let Some(code) = comfy_cli::run_cli() {
         return code;
     }
-    comfy_monitor_app::run()
+    let options = comfy_cli::app_options();
+    comfy_monitor_app::run(comfy_monitor_app::Options {
+        db: options.db,
+        minimised: options.minimised,
+    })
 }

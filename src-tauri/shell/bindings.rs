@@ -3,21 +3,23 @@
 //! `cargo test` fails when the committed TypeScript drifts from the types here; regenerate with
 //! `UPDATE_BINDINGS=1 cargo test -p comfy-monitor --lib bindings`.
 
-use crate::shell::commands::{CancelResult, PreviewChoice, SavedOutput, SubmitResult};
+use crate::shell::commands::{SavedOutput, SubmitResult};
 use crate::shell::error::CommandError;
 use crate::shell::events::{
     catalogue, CancelConfirmationRequested, EventLogged, InstanceStatusChanged, InstancesChanged,
     JobUpdated, JobsProgressed, QueueChanged, ServerInfoChanged, ShowRequested, StatsChanged,
 };
 use crate::shell::preferences::AppSettings;
-use crate::shell::settings::{ConnectionTest, InstanceInput, InstanceSettings};
-use crate::shell::view::{HistoryEntry, LogEntry, OutputRef, Snapshot};
+use crate::shell::settings::{InstanceInput, InstanceSettings};
+use crate::shell::view::{HistoryEntry, LogEntry, Snapshot};
+use comfy_model::{CancelOutcome, ConnectionCheck, NotificationPrefs, OutputFile, PreviewMethod};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use ts_rs::TS;
 
 const BINDINGS_DIR: &str = "ui/src/bindings";
 const EVENTS_FILE: &str = "events.ts";
+const DEFAULTS_FILE: &str = "defaults.ts";
 
 fn config(dir: &Path) -> ts_rs::Config {
     // Timestamps and counters fit in a double; the UI wants plain numbers, not bigint.
@@ -43,15 +45,16 @@ fn generate(dir: &Path) {
         CommandError::export_all(&cfg),
         InstanceSettings::export_all(&cfg),
         InstanceInput::export_all(&cfg),
-        ConnectionTest::export_all(&cfg),
+        ConnectionCheck::export_all(&cfg),
         SubmitResult::export_all(&cfg),
-        PreviewChoice::export_all(&cfg),
-        CancelResult::export_all(&cfg),
+        PreviewMethod::export_all(&cfg),
+        CancelOutcome::export_all(&cfg),
         SavedOutput::export_all(&cfg),
         HistoryEntry::export_all(&cfg),
         LogEntry::export_all(&cfg),
-        OutputRef::export_all(&cfg),
+        OutputFile::export_all(&cfg),
         AppSettings::export_all(&cfg),
+        NotificationPrefs::export_all(&cfg),
     ];
     for result in results {
         if let Err(error) = result {
@@ -59,6 +62,19 @@ fn generate(dir: &Path) {
         }
     }
     write(&dir.join(EVENTS_FILE), &events_module(&cfg));
+    write(&dir.join(DEFAULTS_FILE), &defaults_module());
+}
+
+/// The defaults the Rust side decides, as TypeScript values, so the webview never spells a
+/// default itself (a new instance's notification switches).
+fn defaults_module() -> String {
+    let prefs = serde_json::to_string_pretty(&NotificationPrefs::default())
+        .unwrap_or_else(|error| panic!("serialising the defaults: {error}"));
+    format!(
+        "// Generated from comfy-model's defaults by the bindings test. Do not edit.\n\
+         import type {{ NotificationPrefs }} from \"./NotificationPrefs\";\n\n\
+         export const DEFAULT_NOTIFICATION_PREFS: NotificationPrefs = {prefs};\n"
+    )
 }
 
 /// The event names and their payload types, so the UI never spells an event name itself.
@@ -162,4 +178,36 @@ fn committed_bindings_match_the_rust_types() {
          `UPDATE_BINDINGS=1 cargo test -p comfy-monitor --lib bindings` and commit the result",
         drift.join(", ")
     );
+}
+
+/// The notification switches are one type with one default; this proves every place that
+/// applies a default takes that one: a new saved instance, an instance the policy has no
+/// settings for, a row written before a switch existed, and the webview's generated defaults.
+#[test]
+fn every_host_takes_the_one_notification_default() {
+    let default = NotificationPrefs::default();
+    let dir = std::env::temp_dir().join(format!("comfy-monitor-defaults-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let mut store = comfy_store::Store::open(dir.join("p.db")).expect("store");
+    let rec = store
+        .insert_instance(&comfy_store::NewInstance::new("gpu", "http://gpu:8188/"), 1)
+        .expect("instance");
+    assert_eq!(rec.notifications, default, "the store's new instance");
+    assert_eq!(
+        comfy_notify::Settings::default().instance("never configured"),
+        default,
+        "the notification policy"
+    );
+    let old_row: NotificationPrefs = serde_json::from_str("{}").expect("an empty row reads");
+    assert_eq!(old_row, default, "a row from before the switches");
+    let _ = std::fs::remove_dir_all(&dir);
+
+    let generated = std::fs::read_to_string(committed_dir().join(DEFAULTS_FILE))
+        .expect("the generated defaults are committed");
+    let json = generated
+        .split_once("= ")
+        .and_then(|(_, rest)| rest.trim_end().strip_suffix(';'))
+        .expect("one exported value");
+    let webview: NotificationPrefs = serde_json::from_str(json).expect("the webview's defaults");
+    assert_eq!(webview, default, "the webview's generated defaults");
 }

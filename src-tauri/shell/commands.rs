@@ -1,11 +1,14 @@
-//! The commands the webview may invoke. Each takes its arguments, asks the overview, the journal
-//! or the engine, and maps errors to [`CommandError`]; nothing else.
+//! The commands the webview may invoke. Each takes its arguments, calls the application layer
+//! (`comfy-app`), the engine handle or the overview, and maps errors to [`CommandError`];
+//! nothing else. Arguments and results are `snake_case`, like every wire format of this app.
 
+use crate::shell::bus::Control;
 use crate::shell::error::{CommandError, ErrorCode, NodeErrorView};
-use crate::shell::view::{HistoryEntry, LogEntry, OutputRef, Snapshot};
-use crate::shell::SharedHost;
-use comfy_engine::actions::{CancelOutcome, SubmitOptions};
-use comfy_protocol::PromptId;
+use crate::shell::state::AppState;
+use crate::shell::view::{HistoryEntry, LogEntry, Snapshot};
+use comfy_app::jobs;
+use comfy_engine::actions::SubmitOptions;
+use comfy_model::{CancelOutcome, InstanceId, OutputFile, PreviewMethod, PromptId};
 use serde::Serialize;
 use std::path::{Path, PathBuf};
 use tauri::{AppHandle, Manager, State};
@@ -13,9 +16,9 @@ use ts_rs::TS;
 
 /// The current picture of every instance, for a UI that (re)loads.
 #[tauri::command]
-pub fn get_snapshot(host: State<'_, SharedHost>) -> Snapshot {
-    let mut snapshot = host.overview.lock().snapshot();
-    snapshot.notices = host.notices();
+pub fn get_snapshot(state: State<'_, AppState>) -> Snapshot {
+    let mut snapshot = state.overview.lock().snapshot();
+    snapshot.notices = state.notices();
     snapshot
 }
 
@@ -29,102 +32,47 @@ pub fn progress_shown(shown: State<'_, ProgressShown>, batch: u64) {
 }
 
 /// Asks an instance to re-read its queue now.
-#[tauri::command]
+#[tauri::command(rename_all = "snake_case")]
 pub async fn refresh_instance(
-    host: State<'_, SharedHost>,
-    instance: String,
+    state: State<'_, AppState>,
+    instance_id: InstanceId,
 ) -> Result<(), CommandError> {
-    let id = host.engine_id(&instance)?;
-    host.engine().await?.refresh(id).await?;
-    Ok(())
+    Ok(state.engine.refresh(instance_id).await?)
 }
 
 /// A job the server accepted.
 #[derive(Debug, Clone, PartialEq, Serialize, TS)]
-#[serde(rename_all = "camelCase")]
 pub struct SubmitResult {
-    pub prompt_id: String,
+    pub prompt_id: PromptId,
     /// Outputs the server dropped because they failed validation; the rest runs.
     pub node_errors: Vec<NodeErrorView>,
 }
 
-/// How the server makes this job's preview frames (`extra_data.preview_method`, honoured by
-/// ComfyUI 0.5.0 and later; older servers use their own setting).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, serde::Deserialize, TS)]
-#[serde(rename_all = "lowercase")]
-pub enum PreviewChoice {
-    /// The server's own setting (`--preview-method`); nothing is sent.
-    #[default]
-    Default,
-    Auto,
-    Latent2rgb,
-    Taesd,
-    /// No preview frames for this job.
-    None,
-}
-
-impl PreviewChoice {
-    /// The value sent as `extra_data.preview_method`, if any.
-    pub fn method(self) -> Option<&'static str> {
-        match self {
-            Self::Default => None,
-            Self::Auto => Some("auto"),
-            Self::Latent2rgb => Some("latent2rgb"),
-            Self::Taesd => Some("taesd"),
-            Self::None => Some("none"),
-        }
-    }
-}
-
 async fn submit(
-    host: &SharedHost,
-    instance: &str,
+    state: &AppState,
+    instance_id: InstanceId,
     workflow: serde_json::Value,
-    preview: PreviewChoice,
+    preview: PreviewMethod,
 ) -> Result<SubmitResult, CommandError> {
-    comfy_protocol::http::check_api_workflow(&workflow)?;
-    let id = host.engine_id(instance)?;
-    let rec = host.record(instance)?;
-    let result = host
-        .engine()
-        .await?
-        .submit(
-            id,
-            workflow.clone(),
-            SubmitOptions {
-                preview_method: preview.method().map(str::to_owned),
-            },
-        )
-        .await;
-    let submission = match result {
-        Ok(s) => s,
-        Err(e) => {
-            let mut error = CommandError::from(e);
-            // Name the refused nodes by their titles in this workflow.
-            for n in &mut error.node_errors {
-                n.title = workflow
-                    .get(&n.node_id)
-                    .and_then(|node| node.pointer("/_meta/title"))
-                    .and_then(|t| t.as_str())
-                    .map(str::to_owned);
-            }
-            return Err(error);
-        }
+    let options = SubmitOptions {
+        preview_method: preview.method().map(str::to_owned),
     };
-    let recorded = host.with_journal(|j| {
-        Ok(j.record_submitted(
-            rec.id,
-            &submission.prompt_id,
-            &workflow,
-            comfy_engine::now_ms(),
-        )?)
-    });
-    if let Err(e) = recorded {
+    let submitted = jobs::submit(
+        &state.engine,
+        Some(state.profile()?),
+        instance_id,
+        workflow.clone(),
+        options,
+    )
+    .await
+    .map_err(|e| CommandError::from(e).titled_by(&workflow))?;
+    if let Some(e) = submitted.unrecorded {
         tracing::warn!(error = %e, "the journal could not keep the submitted workflow");
     }
     Ok(SubmitResult {
-        prompt_id: submission.prompt_id.to_string(),
-        node_errors: submission
+        prompt_id: submitted.submission.prompt_id,
+        node_errors: submitted
+            .submission
             .node_errors
             .iter()
             .map(|n| NodeErrorView::from_validation(n, Some(&workflow)))
@@ -135,12 +83,12 @@ async fn submit(
 /// Queues an API-format workflow (the text of a `.json` file) on an instance, under this app's
 /// client id so it is followed live, with the previews it asks for (the server's own setting
 /// when not given).
-#[tauri::command]
+#[tauri::command(rename_all = "snake_case")]
 pub async fn submit_workflow(
-    host: State<'_, SharedHost>,
-    instance: String,
+    state: State<'_, AppState>,
+    instance_id: InstanceId,
     workflow: String,
-    preview: Option<PreviewChoice>,
+    preview: Option<PreviewMethod>,
 ) -> Result<SubmitResult, CommandError> {
     let workflow: serde_json::Value = serde_json::from_str(&workflow).map_err(|e| {
         CommandError::new(
@@ -150,105 +98,72 @@ pub async fn submit_workflow(
             ),
         )
     })?;
-    submit(&host, &instance, workflow, preview.unwrap_or_default()).await
+    submit(&state, instance_id, workflow, preview.unwrap_or_default()).await
 }
 
 /// Queues again a job of this app, from the workflow kept in the journal.
-#[tauri::command]
+#[tauri::command(rename_all = "snake_case")]
 pub async fn resubmit_job(
-    host: State<'_, SharedHost>,
-    instance: String,
-    prompt_id: String,
+    state: State<'_, AppState>,
+    instance_id: InstanceId,
+    prompt_id: PromptId,
 ) -> Result<SubmitResult, CommandError> {
-    let rec = host.record(&instance)?;
-    let workflow = host.with_journal(|j| {
-        let job = j
-            .store()
-            .job(rec.id, &prompt_id)?
-            .ok_or_else(|| CommandError::new(ErrorCode::NotFound, "no such job in the journal"))?;
-        j.store().job_workflow(job.id)?.ok_or_else(|| {
-            CommandError::new(
-                ErrorCode::NotFound,
-                "this job's workflow was not kept (it was not queued by this app)",
-            )
-        })
-    })?;
-    let workflow = serde_json::from_str(&workflow).map_err(CommandError::internal)?;
-    submit(&host, &instance, workflow, PreviewChoice::Default).await
-}
-
-/// What became of a cancel request.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, TS)]
-#[serde(rename_all = "snake_case")]
-pub enum CancelResult {
-    /// It was running and was told to stop.
-    Interrupted,
-    /// It was pending and was removed from the queue.
-    Removed,
-    /// It had already finished.
-    AlreadyFinished,
-    /// The server does not know it.
-    NotFound,
+    let workflow = jobs::journalled_workflow(state.profile()?, instance_id, prompt_id.as_str())?;
+    submit(&state, instance_id, workflow, PreviewMethod::Default).await
 }
 
 /// Cancels one job: removed if pending, interrupted if running; no other job is touched.
-#[tauri::command]
+#[tauri::command(rename_all = "snake_case")]
 pub async fn cancel_job(
-    host: State<'_, SharedHost>,
-    instance: String,
-    prompt_id: String,
-) -> Result<CancelResult, CommandError> {
-    let id = host.engine_id(&instance)?;
-    let prompt_id = PromptId::from(prompt_id.as_str());
+    state: State<'_, AppState>,
+    instance_id: InstanceId,
+    prompt_id: PromptId,
+) -> Result<CancelOutcome, CommandError> {
     // Told first, so the interruption that follows is not announced as someone else's doing.
-    host.monitor
-        .control(crate::shell::notify::Control::CancelledByUs {
-            instance: instance.clone(),
-            prompt_id: prompt_id.clone(),
-        });
-    let outcome = host.engine().await?.cancel(id, &prompt_id).await?;
-    Ok(match outcome {
-        CancelOutcome::Interrupted => CancelResult::Interrupted,
-        CancelOutcome::Removed => CancelResult::Removed,
-        CancelOutcome::AlreadyFinished => CancelResult::AlreadyFinished,
-        CancelOutcome::NotFound => CancelResult::NotFound,
-    })
+    state.bus.control(Control::CancelledByUs {
+        instance: instance_id,
+        prompt_id: prompt_id.clone(),
+    });
+    Ok(state.engine.cancel(instance_id, &prompt_id).await?)
 }
 
 /// Removes every pending job of an instance (the running one is left alone).
-#[tauri::command]
+#[tauri::command(rename_all = "snake_case")]
 pub async fn clear_queue(
-    host: State<'_, SharedHost>,
-    instance: String,
+    state: State<'_, AppState>,
+    instance_id: InstanceId,
 ) -> Result<(), CommandError> {
-    let id = host.engine_id(&instance)?;
-    host.engine().await?.clear_pending(id).await?;
-    Ok(())
+    Ok(state.engine.clear_pending(instance_id).await?)
 }
 
 /// Jobs of an instance from the journal, newest first.
-#[tauri::command]
+#[tauri::command(rename_all = "snake_case")]
 pub fn get_history(
-    host: State<'_, SharedHost>,
-    instance: String,
+    state: State<'_, AppState>,
+    instance_id: InstanceId,
     limit: u32,
     offset: u32,
 ) -> Result<Vec<HistoryEntry>, CommandError> {
-    let rec = host.record(&instance)?;
-    let jobs =
-        host.with_journal(|j| Ok(j.store().history(Some(rec.id), limit.min(500), offset)?))?;
+    let jobs = state
+        .profile()?
+        .journal()
+        .store()
+        .history(Some(instance_id), limit.min(500), offset)?;
     Ok(jobs.into_iter().map(HistoryEntry::from).collect())
 }
 
 /// The latest lines of an instance's event log, oldest first.
-#[tauri::command]
+#[tauri::command(rename_all = "snake_case")]
 pub fn get_event_log(
-    host: State<'_, SharedHost>,
-    instance: String,
+    state: State<'_, AppState>,
+    instance_id: InstanceId,
     limit: u32,
 ) -> Result<Vec<LogEntry>, CommandError> {
-    let rec = host.record(&instance)?;
-    let events = host.with_journal(|j| Ok(j.store().events(Some(rec.id), limit.min(1000))?))?;
+    let events = state
+        .profile()?
+        .journal()
+        .store()
+        .events(Some(instance_id), limit.min(1000))?;
     let mut entries: Vec<LogEntry> = events.into_iter().map(LogEntry::from).collect();
     entries.sort_by_key(|e| (e.ts, e.id));
     Ok(entries)
@@ -256,7 +171,6 @@ pub fn get_event_log(
 
 /// Where a saved output went.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, TS)]
-#[serde(rename_all = "camelCase")]
 pub struct SavedOutput {
     pub path: String,
     pub folder: String,
@@ -274,40 +188,31 @@ fn save_root(app: &AppHandle) -> Result<PathBuf, CommandError> {
 
 /// Downloads one output of an instance to the outputs folder. With the job's prompt id, the
 /// journal keeps where the copy went and a thumbnail of it.
-#[tauri::command]
+#[tauri::command(rename_all = "snake_case")]
 pub async fn save_output(
     app: AppHandle,
-    host: State<'_, SharedHost>,
-    instance: String,
-    output: OutputRef,
-    prompt_id: Option<String>,
+    state: State<'_, AppState>,
+    instance_id: InstanceId,
+    output: OutputFile,
+    prompt_id: Option<PromptId>,
 ) -> Result<SavedOutput, CommandError> {
-    let id = host.engine_id(&instance)?;
-    let dir = save_root(&app)?.join(sanitize(&instance));
-    let file = comfy_protocol::http::OutputFile::from(&output);
-    let path = host.engine().await?.fetch_output(id, &file, &dir).await?;
-    if let Some(prompt_id) = prompt_id {
-        let rec = host.record(&instance)?;
-        let local = path.clone();
-        let thumb =
-            tokio::task::spawn_blocking(move || comfy_engine::outputs::thumbnail_file(&local).ok())
-                .await
-                .ok()
-                .flatten();
-        let recorded = host.with_journal(|j| {
-            Ok(j.record_download(
-                rec.id,
-                &PromptId::from(prompt_id.as_str()),
-                &file,
-                &path,
-                thumb.as_deref(),
-            )?)
-        });
-        if let Err(e) = recorded {
-            // The file is saved; only the journal's note of it is missing.
-            tracing::warn!(error = %e, "the journal could not record a download");
-        }
+    let profile = state.profile()?;
+    let name = profile.instance(instance_id)?.name;
+    let dir = save_root(&app)?.join(sanitize(&name));
+    let downloaded = jobs::download(
+        &state.engine,
+        Some(profile),
+        instance_id,
+        prompt_id.as_ref(),
+        &output,
+        &dir,
+    )
+    .await?;
+    if let Some(e) = downloaded.unrecorded {
+        // The file is saved; only the journal's note of it is missing.
+        tracing::warn!(error = %e, "the journal could not record a download");
     }
+    let path = downloaded.path;
     let folder = path.parent().unwrap_or(&dir).to_path_buf();
     Ok(SavedOutput {
         path: path.display().to_string(),
@@ -317,7 +222,7 @@ pub async fn save_output(
 
 /// Opens a folder this app saved outputs into, in the desktop's file manager. Other paths are
 /// refused: the webview cannot make the app open arbitrary locations.
-#[tauri::command]
+#[tauri::command(rename_all = "snake_case")]
 pub fn open_folder(app: AppHandle, folder: String) -> Result<(), CommandError> {
     let root = save_root(&app)?;
     let folder = Path::new(&folder)
@@ -370,22 +275,7 @@ fn sanitize(name: &str) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::{sanitize, PreviewChoice};
-
-    #[test]
-    fn a_preview_choice_from_the_page_becomes_the_servers_preview_method() {
-        let choice = |s: &str| serde_json::from_str::<PreviewChoice>(&format!("{s:?}")).unwrap();
-        assert_eq!(
-            choice("default").method(),
-            None,
-            "nothing sent: the server decides"
-        );
-        assert_eq!(choice("auto").method(), Some("auto"));
-        assert_eq!(choice("latent2rgb").method(), Some("latent2rgb"));
-        assert_eq!(choice("taesd").method(), Some("taesd"));
-        assert_eq!(choice("none").method(), Some("none"));
-        assert!(serde_json::from_str::<PreviewChoice>("\"fast\"").is_err());
-    }
+    use super::sanitize;
 
     #[test]
     fn instance_names_cannot_climb_out_of_the_outputs_folder() {

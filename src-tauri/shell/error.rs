@@ -1,6 +1,7 @@
 //! Errors as the webview sees them: `{code, message}` with a closed set of codes to branch on,
 //! plus the per-node validation errors when the server refused a workflow.
 
+use comfy_app::AppError;
 use comfy_engine::actions::ActionError;
 use comfy_engine::api::ApiError;
 use comfy_engine::outputs::OutputError;
@@ -16,7 +17,6 @@ pub enum ErrorCode {
     /// No instance has the given name or id.
     UnknownInstance,
     /// The app is quitting; the engine is gone.
-    ShuttingDown,
     /// The instance is not connected right now; the message says why.
     NotConnected,
     /// The server could not be reached, or answered something unexpected.
@@ -45,7 +45,6 @@ pub enum ErrorCode {
 
 /// One node's validation problems, as the submit dialog lists them.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, TS)]
-#[serde(rename_all = "camelCase")]
 pub struct NodeErrorView {
     pub node_id: String,
     pub class_type: Option<String>,
@@ -82,7 +81,6 @@ impl NodeErrorView {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, TS, thiserror::Error)]
-#[serde(rename_all = "camelCase")]
 #[error("{message}")]
 pub struct CommandError {
     pub code: ErrorCode,
@@ -100,19 +98,20 @@ impl CommandError {
         }
     }
 
-    pub fn unknown_instance(name: &str) -> Self {
-        Self::new(
-            ErrorCode::UnknownInstance,
-            format!("no instance named `{name}`"),
-        )
-    }
-
-    pub fn shutting_down() -> Self {
-        Self::new(ErrorCode::ShuttingDown, "the app is quitting")
-    }
-
     pub fn internal(error: impl std::fmt::Display) -> Self {
         Self::new(ErrorCode::Internal, error.to_string())
+    }
+
+    /// Names the refused nodes by their titles in this workflow.
+    pub fn titled_by(mut self, workflow: &serde_json::Value) -> Self {
+        for n in &mut self.node_errors {
+            n.title = workflow
+                .get(&n.node_id)
+                .and_then(|node| node.pointer("/_meta/title"))
+                .and_then(|t| t.as_str())
+                .map(str::to_owned);
+        }
+        self
     }
 }
 
@@ -165,7 +164,7 @@ impl From<ActionError> for CommandError {
 impl From<EngineError> for CommandError {
     fn from(error: EngineError) -> Self {
         match error {
-            EngineError::UnknownInstance(_) => {
+            EngineError::UnknownInstance(_) | EngineError::DuplicateInstance(_) => {
                 Self::new(ErrorCode::UnknownInstance, error.to_string())
             }
             EngineError::NotConnected { .. } => {
@@ -198,6 +197,27 @@ impl From<StoreError> for CommandError {
             _ => ErrorCode::Storage,
         };
         Self::new(code, error.to_string())
+    }
+}
+
+impl From<AppError> for CommandError {
+    fn from(error: AppError) -> Self {
+        match error {
+            AppError::Store(e) => e.into(),
+            AppError::Secrets(e) => e.into(),
+            AppError::Engine(e) => e.into(),
+            AppError::Output(e) => e.into(),
+            AppError::Workflow(e) => e.into(),
+            AppError::UnknownInstance(_) | AppError::UnknownInstanceName { .. } => {
+                Self::new(ErrorCode::UnknownInstance, error.to_string())
+            }
+            AppError::NotFound(_) => Self::new(ErrorCode::NotFound, error.to_string()),
+            AppError::MissingSecret { .. } => Self::new(ErrorCode::Secrets, error.to_string()),
+            AppError::NoInstanceChosen(_)
+            | AppError::SecretRequired { .. }
+            | AppError::InvalidInput(_)
+            | AppError::Spec(_) => Self::new(ErrorCode::InvalidInput, error.to_string()),
+        }
     }
 }
 

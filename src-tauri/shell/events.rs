@@ -4,9 +4,8 @@
 //! Each payload carries the overview revision it was produced at, so a UI that loads a snapshot
 //! while events are in flight can drop the ones the snapshot already contains.
 
-use crate::shell::view::{
-    InstanceStatus, JobSummary, LogEntry, QueueCounts, ServerView, StatsView,
-};
+use crate::shell::view::{InstanceStatus, JobSummary, LogEntry, QueueCounts, StatsView};
+use comfy_model::{InstanceId, PromptId, ServerInfo};
 use serde::Serialize;
 use tauri::{AppHandle, Emitter, Runtime};
 use ts_rs::TS;
@@ -24,75 +23,73 @@ pub const CANCEL_CONFIRMATION_REQUESTED: &str = "cancel-confirmation-requested";
 
 /// A notification's "Show" was clicked: the window is back; the UI opens the instance (and job).
 #[derive(Debug, Clone, PartialEq, Serialize, TS)]
-#[serde(rename_all = "camelCase")]
 pub struct ShowRequested {
-    pub instance: Option<String>,
-    pub prompt_id: Option<String>,
+    pub instance_id: Option<InstanceId>,
+    pub prompt_id: Option<PromptId>,
 }
 
 /// The tray's "Cancel current job" hit another client's job: the UI asks before cancelling.
 #[derive(Debug, Clone, PartialEq, Serialize, TS)]
-#[serde(rename_all = "camelCase")]
 pub struct CancelConfirmationRequested {
-    pub instance: String,
-    pub prompt_id: String,
+    pub instance_id: InstanceId,
+    pub prompt_id: PromptId,
 }
 
 /// Instances were added, removed or re-configured: the UI reloads its snapshot.
 #[derive(Debug, Clone, PartialEq, Serialize, TS)]
-#[serde(rename_all = "camelCase")]
 pub struct InstancesChanged {
     pub revision: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, TS)]
-#[serde(rename_all = "camelCase")]
 pub struct StatsChanged {
     pub revision: u64,
-    pub instance: String,
+    pub instance_id: InstanceId,
     pub stats: StatsView,
 }
 
 /// A line was added to an instance's event log (connection changes, custom server events).
 #[derive(Debug, Clone, PartialEq, Serialize, TS)]
-#[serde(rename_all = "camelCase")]
 pub struct EventLogged {
-    pub instance: String,
+    pub instance_id: InstanceId,
     pub entry: LogEntry,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, TS)]
-#[serde(rename_all = "camelCase")]
 pub struct InstanceStatusChanged {
     pub revision: u64,
-    pub instance: String,
+    pub instance_id: InstanceId,
     pub status: InstanceStatus,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, TS)]
-#[serde(rename_all = "camelCase")]
 pub struct ServerInfoChanged {
     pub revision: u64,
-    pub instance: String,
-    pub server: ServerView,
+    pub instance_id: InstanceId,
+    pub server: ServerInfo,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, TS)]
-#[serde(rename_all = "camelCase")]
 pub struct QueueChanged {
     pub revision: u64,
-    pub instance: String,
+    pub instance_id: InstanceId,
     pub queue: QueueCounts,
 }
 
 /// A job's new picture, sent as it happens: every state change except progress while running,
 /// which goes in `JobsProgressed` batches.
 #[derive(Debug, Clone, PartialEq, Serialize, TS)]
-#[serde(rename_all = "camelCase")]
 pub struct JobUpdated {
     pub revision: u64,
-    pub instance: String,
+    pub instance_id: InstanceId,
     pub job: JobSummary,
+    /// The instance's unfinished jobs in display order (running first, then pending in queue
+    /// order), sent only when this update changed that order. The order is the shell's: the
+    /// webview never sorts jobs itself. An update that carries an order is never held back
+    /// for a progress batch, so orders reach the webview in the order they were made.
+    #[ts(optional)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub order: Option<Vec<PromptId>>,
 }
 
 /// Progress of running jobs, one picture per job, for every instance whose display-rate window
@@ -100,10 +97,16 @@ pub struct JobUpdated {
 /// are busy. Each picture carries its own revision. The webview answers `progress_shown` with
 /// the batch number once it has shown it; the next batch waits for that.
 #[derive(Debug, Clone, PartialEq, Serialize, TS)]
-#[serde(rename_all = "camelCase")]
 pub struct JobsProgressed {
     pub batch: u64,
     pub updates: Vec<JobUpdated>,
+}
+
+/// Sends one update to the webview; a failure is logged and the app goes on.
+pub fn emit<R: Runtime>(app: &AppHandle<R>, update: &Update) {
+    if let Err(error) = update.emit(app) {
+        tracing::warn!(%error, event = update.name(), "could not emit to the webview");
+    }
 }
 
 /// One change to send to the webview.

@@ -2,11 +2,10 @@
 //! updates out to the webview, running-job progress batched per display frame.
 
 use crate::shell::events::{EventLogged, Update};
-use crate::shell::host::Routes;
-use crate::shell::media::{Announced, Previews};
+use crate::shell::overview::SharedOverview;
+use crate::shell::previews::{Announced, Previews};
 use crate::shell::throttle::ProgressThrottle;
 use crate::shell::view::{LogEntry, PreviewRef};
-use crate::shell::SharedOverview;
 use comfy_engine::journal::{EventLogRule, Journal, LogLine};
 use comfy_engine::{ConnectionState, Event, EventKind};
 use tokio::sync::mpsc::Receiver;
@@ -15,29 +14,28 @@ use tokio::time::{sleep_until, Instant};
 
 /// Writes what the engine reports to the database: jobs to the journal (terminal states exactly
 /// once), connection changes and custom server events to the event log.
+/// Events name their instance by the store's id, so they are written under it as they come.
 pub struct Recorder {
     journal: Option<Journal>,
-    routes: Routes,
     rule: EventLogRule,
 }
 
 impl Recorder {
-    pub fn new(journal: Option<Journal>, routes: Routes) -> Self {
+    pub fn new(journal: Option<Journal>) -> Self {
         Self {
             journal,
-            routes,
             rule: EventLogRule::default(),
         }
     }
 
     /// Records one event; returns the log line to show, if one was written.
     fn record(&mut self, event: &Event, now: Instant) -> Option<Update> {
-        let route = self.routes.get(&event.instance)?;
+        let instance = event.instance_id;
         let journal = self.journal.as_mut()?;
         let ts = comfy_engine::now_ms();
         match &event.kind {
             EventKind::Job(job) => {
-                if let Err(error) = journal.record(route.store_id, job, ts) {
+                if let Err(error) = journal.record(instance, job, ts) {
                     tracing::error!(%error, job = %job.prompt_id, "the journal could not record a job");
                 }
                 return None;
@@ -45,7 +43,7 @@ impl Recorder {
             EventKind::Connection(status) => {
                 let connected = status.state == ConnectionState::Connected;
                 if let Err(error) = journal.store_mut().set_instance_status(
-                    route.store_id,
+                    instance,
                     &status.detail,
                     connected.then_some(ts),
                 ) {
@@ -56,7 +54,7 @@ impl Recorder {
         }
         let LogLine { kind, detail, data } = self.rule.line(event, now)?;
         let new = comfy_store::NewEvent {
-            instance: Some(route.store_id),
+            instance: Some(instance),
             ts,
             kind: kind.clone(),
             detail: detail.clone(),
@@ -64,7 +62,7 @@ impl Recorder {
         };
         match journal.store_mut().log_event(&new) {
             Ok(id) => Some(Update::EventLogged(EventLogged {
-                instance: event.instance.clone(),
+                instance_id: instance,
                 entry: LogEntry {
                     id: id.0,
                     ts,
@@ -84,7 +82,7 @@ impl Recorder {
 /// A frame announced by the preview store, attached to its job in the overview.
 fn preview_shown(overview: &SharedOverview, a: &Announced) -> Option<Update> {
     overview.lock().preview_shown(
-        &a.instance,
+        a.instance,
         a.prompt_id.as_deref(),
         PreviewRef {
             seq: a.seq,
@@ -116,9 +114,9 @@ pub async fn forward(
                 let now = Instant::now();
                 let update = match &event.kind {
                     EventKind::Preview(p) => {
-                        let cap = recorder.routes.get(&event.instance).map_or(0, |r| r.preview_fps_cap);
+                        let cap = previews.cap(event.instance_id);
                         previews
-                            .offer(&event.instance, p, cap, now)
+                            .offer(event.instance_id, p, cap, now)
                             .and_then(|a| preview_shown(&overview, &a))
                     }
                     _ => overview.lock().apply(&event),
@@ -161,6 +159,7 @@ mod tests {
     fn event(kind: EventKind) -> Event {
         Event {
             ts: OffsetDateTime::now_utc(),
+            instance_id: comfy_model::InstanceId(1),
             instance: "gpu".into(),
             kind,
         }
@@ -178,7 +177,7 @@ mod tests {
         let overview = SharedOverview::default();
         overview
             .lock()
-            .add_instance(1, "gpu", "http://gpu/", true, None);
+            .add_instance(comfy_model::InstanceId(1), "gpu", "http://gpu/", true, None);
         let (tx, rx) = tokio::sync::mpsc::channel(64);
         tx.send(event(EventKind::Connection(ConnectionStatus {
             state: ConnectionState::Connected,
@@ -198,7 +197,7 @@ mod tests {
         drop(tx);
 
         let mut sent = Vec::new();
-        let recorder = Recorder::new(None, Routes::default());
+        let recorder = Recorder::new(None);
         forward(
             rx,
             watch::channel(0).1,
@@ -233,18 +232,10 @@ mod tests {
         let rec = store
             .insert_instance(&comfy_store::NewInstance::new("gpu", "http://gpu:8188/"), 1)
             .expect("instance");
-        let routes = Routes::default();
-        routes.set(
-            "gpu",
-            crate::shell::host::Route {
-                store_id: rec.id,
-                preview_fps_cap: 15,
-            },
-        );
         let overview = SharedOverview::default();
         overview
             .lock()
-            .add_instance(rec.id.0, "gpu", "http://gpu:8188/", true, None);
+            .add_instance(rec.id, "gpu", "http://gpu:8188/", true, None);
         let (tx, rx) = tokio::sync::mpsc::channel(64);
         let connected = || {
             event(EventKind::Connection(ConnectionStatus {
@@ -268,7 +259,11 @@ mod tests {
                 data: serde_json::json!({"cpu": 4}),
             },
         ] {
-            tx.send(event(kind)).await.expect("channel open");
+            let event = Event {
+                instance_id: rec.id,
+                ..event(kind)
+            };
+            tx.send(event).await.expect("channel open");
         }
         drop(tx);
 
@@ -281,7 +276,7 @@ mod tests {
             watch::channel(0).1,
             overview,
             Previews::default(),
-            Recorder::new(Some(journal), routes),
+            Recorder::new(Some(journal)),
             |_| {},
             |u| sent.push(u),
         )

@@ -2,162 +2,28 @@
 //! and the webview never talks to ComfyUI (whose origin checks would refuse it, and which would
 //! need the credentials):
 //!
-//! - `media://localhost/preview/<instance>`: the instance's latest preview frame. Only the
-//!   latest is kept, so a webview that paints slowly simply skips frames; nothing queues.
-//! - `media://localhost/output/<instance>?filename=&subfolder=&type=[&thumb=1]`: an output file,
+//! - `media://localhost/preview/<instance id>`: the instance's latest preview frame (kept by
+//!   [`Previews`](crate::shell::previews::Previews)). Only the latest is kept, so a webview that
+//!   paints slowly simply skips frames; nothing queues.
+//! - `media://localhost/output/<instance id>?filename=&subfolder=&type=[&thumb=1]`: an output file,
 //!   fetched through `/view` with the instance's auth; `thumb=1` gives a small PNG, cached.
 //!   When the server cannot give it (out of reach, or the file is gone), what the journal kept
 //!   is served instead: the saved copy, or the thumbnail stored when it was saved.
 
-use crate::shell::host::lock;
-use crate::shell::SharedHost;
+use crate::shell::state::AppState;
 use bytes::Bytes;
-use comfy_engine::Preview;
-use comfy_protocol::http::OutputFile;
+use comfy_model::{InstanceId, OutputFile};
 use std::collections::{HashMap, VecDeque};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, MutexGuard};
 use tauri::http::{header, Request, Response, StatusCode};
 use tauri::{Manager, Runtime, UriSchemeContext, UriSchemeResponder};
-use tokio::time::Instant;
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    // Every value guarded here stays valid after a panic elsewhere.
+    m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
 
 pub const SCHEME: &str = "media";
-
-/// One preview frame.
-#[derive(Debug, Clone)]
-pub struct Frame {
-    pub mime: &'static str,
-    pub bytes: Bytes,
-}
-
-/// A frame to announce to the webview as `seq`, with what it shows.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Announced {
-    pub instance: String,
-    pub seq: u64,
-    pub prompt_id: Option<String>,
-    pub width: Option<u32>,
-    pub height: Option<u32>,
-}
-
-/// A kept frame the cap held back: announced when its instance's window has passed.
-struct Held {
-    due: Instant,
-    prompt_id: Option<String>,
-    width: Option<u32>,
-    height: Option<u32>,
-}
-
-#[derive(Default)]
-struct PreviewState {
-    next_seq: u64,
-    latest: HashMap<String, Frame>,
-    shown_at: HashMap<String, Instant>,
-    held: HashMap<String, Held>,
-}
-
-impl PreviewState {
-    fn announce(
-        &mut self,
-        instance: &str,
-        prompt_id: Option<String>,
-        width: Option<u32>,
-        height: Option<u32>,
-        now: Instant,
-    ) -> Announced {
-        self.next_seq += 1;
-        self.shown_at.insert(instance.to_owned(), now);
-        self.held.remove(instance);
-        Announced {
-            instance: instance.to_owned(),
-            seq: self.next_seq,
-            prompt_id,
-            width,
-            height,
-        }
-    }
-}
-
-/// The latest preview frame of every instance.
-#[derive(Clone, Default)]
-pub struct Previews(Arc<Mutex<PreviewState>>);
-
-impl Previews {
-    /// Keeps a frame as the instance's latest (`fps_cap` 0 turns previews off) and returns it
-    /// to announce when the cap allows showing a frame now. A frame that comes too soon is still
-    /// kept, so whoever loads the preview next gets the newest image, and it is announced when
-    /// the window passes ([`Self::take_due`]) unless a newer one is announced first: the last
-    /// frame of a burst is shown too.
-    pub fn offer(
-        &self,
-        instance: &str,
-        preview: &Preview,
-        fps_cap: u32,
-        now: Instant,
-    ) -> Option<Announced> {
-        if fps_cap == 0 {
-            return None;
-        }
-        let mut state = lock(&self.0);
-        let interval = std::time::Duration::from_secs(1) / fps_cap;
-        state.latest.insert(
-            instance.to_owned(),
-            Frame {
-                mime: preview.mime,
-                bytes: preview.image.clone(),
-            },
-        );
-        let prompt_id = preview.prompt_id.as_ref().map(|p| p.as_str().to_owned());
-        match state.shown_at.get(instance) {
-            Some(last) if now.duration_since(*last) < interval => {
-                let due = *last + interval;
-                state.held.insert(
-                    instance.to_owned(),
-                    Held {
-                        due,
-                        prompt_id,
-                        width: preview.width,
-                        height: preview.height,
-                    },
-                );
-                None
-            }
-            _ => Some(state.announce(instance, prompt_id, preview.width, preview.height, now)),
-        }
-    }
-
-    /// When the next held-back frame is due, if any.
-    pub fn next_due(&self) -> Option<Instant> {
-        lock(&self.0).held.values().map(|h| h.due).min()
-    }
-
-    /// The held-back frames whose windows have passed, to announce now.
-    pub fn take_due(&self, now: Instant) -> Vec<Announced> {
-        let mut state = lock(&self.0);
-        let due: Vec<String> = state
-            .held
-            .iter()
-            .filter(|(_, h)| h.due <= now)
-            .map(|(instance, _)| instance.clone())
-            .collect();
-        due.into_iter()
-            .filter_map(|instance| {
-                let h = state.held.remove(&instance)?;
-                Some(state.announce(&instance, h.prompt_id, h.width, h.height, now))
-            })
-            .collect()
-    }
-
-    pub fn latest(&self, instance: &str) -> Option<Frame> {
-        lock(&self.0).latest.get(instance).cloned()
-    }
-
-    pub fn forget(&self, instance: &str) {
-        let mut state = lock(&self.0);
-        state.latest.remove(instance);
-        state.shown_at.remove(instance);
-        state.held.remove(instance);
-    }
-}
 
 /// Thumbnails made so far, the oldest dropped past a bound.
 #[derive(Default)]
@@ -209,10 +75,10 @@ fn text(status: StatusCode, message: &str) -> Response<Vec<u8>> {
 #[derive(Debug, PartialEq, Eq)]
 enum Asked {
     Preview {
-        instance: String,
+        instance: InstanceId,
     },
     Output {
-        instance: String,
+        instance: InstanceId,
         file: OutputFile,
         thumb: bool,
     },
@@ -221,8 +87,7 @@ enum Asked {
 fn parse(path: &str, query: Option<&str>) -> Option<Asked> {
     let path = path.trim_start_matches('/');
     let (kind, rest) = path.split_once('/')?;
-    // Percent-decoding only: a `+` in an instance name stays a plus.
-    let instance = percent_decode(rest)?;
+    let instance = InstanceId(rest.parse().ok()?);
     match kind {
         "preview" => Some(Asked::Preview { instance }),
         "output" => {
@@ -249,23 +114,6 @@ fn parse(path: &str, query: Option<&str>) -> Option<Asked> {
         }
         _ => None,
     }
-}
-
-fn percent_decode(s: &str) -> Option<String> {
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'%' {
-            let hex = s.get(i + 1..i + 3)?;
-            out.push(u8::from_str_radix(hex, 16).ok()?);
-            i += 3;
-        } else {
-            out.push(bytes[i]);
-            i += 1;
-        }
-    }
-    String::from_utf8(out).ok()
 }
 
 /// Guesses a content type from a file name (the server's own answer is not kept).
@@ -303,14 +151,14 @@ pub fn handle<R: Runtime>(
 }
 
 async fn serve<R: Runtime>(app: &tauri::AppHandle<R>, asked: Asked) -> Response<Vec<u8>> {
-    let (Some(host), Some(thumbs)) = (
-        app.try_state::<SharedHost>(),
+    let (Some(state), Some(thumbs)) = (
+        app.try_state::<AppState>(),
         app.try_state::<SharedThumbnails>(),
     ) else {
         return text(StatusCode::SERVICE_UNAVAILABLE, "starting");
     };
     match asked {
-        Asked::Preview { instance } => match host.previews.latest(&instance) {
+        Asked::Preview { instance } => match state.previews.latest(instance) {
             Some(frame) => respond(StatusCode::OK, frame.mime, frame.bytes.to_vec(), "no-store"),
             None => text(StatusCode::NOT_FOUND, "no preview yet"),
         },
@@ -328,19 +176,12 @@ async fn serve<R: Runtime>(app: &tauri::AppHandle<R>, asked: Asked) -> Response<
                     return respond(StatusCode::OK, "image/png", png.to_vec(), "max-age=3600");
                 }
             }
-            let Ok(id) = host.engine_id(&instance) else {
-                return text(StatusCode::NOT_FOUND, "no such instance");
-            };
-            let bytes = match host.engine().await {
-                Ok(engine) => engine.view_output(id, &file).await,
-                Err(e) => return text(StatusCode::SERVICE_UNAVAILABLE, &e.message),
-            };
-            let bytes = match bytes {
+            let bytes = match state.engine.view_output(instance, &file).await {
                 Ok(b) => b,
                 // The server is out of reach or no longer has the file (temp files go at its
                 // restart): what this app kept of it, if anything, is the next best thing.
                 Err(e) => {
-                    if let Some(kept) = kept(&host, &instance, &file, thumb).await {
+                    if let Some(kept) = kept(&state, instance, &file, thumb).await {
                         return kept;
                     }
                     return match e {
@@ -378,17 +219,17 @@ async fn serve<R: Runtime>(app: &tauri::AppHandle<R>, asked: Asked) -> Response<
 /// downloaded copy; for the file itself, the downloaded copy. `None` when nothing was kept (or
 /// the copy is gone from the disk).
 async fn kept(
-    host: &SharedHost,
-    instance: &str,
+    state: &AppState,
+    instance: InstanceId,
     file: &OutputFile,
     thumb: bool,
 ) -> Option<Response<Vec<u8>>> {
-    let rec = host.record(instance).ok()?;
-    let copy = host
-        .with_journal(|j| {
-            Ok(j.store()
-                .kept_copy(rec.id, &file.filename, &file.subfolder, &file.kind)?)
-        })
+    let copy = state
+        .profile()
+        .ok()?
+        .journal()
+        .store()
+        .kept_copy(instance, &file.filename, &file.subfolder, &file.kind)
         .ok()??;
     if thumb {
         if let Some(t) = copy.thumbnail {
@@ -425,20 +266,20 @@ mod tests {
     use super::*;
 
     #[test]
-    fn preview_and_output_paths_parse_with_encoded_names() {
+    fn preview_and_output_paths_name_the_instance_by_id_and_decode_the_file() {
         assert_eq!(
-            parse("/preview/GPU%20box%2B1", None),
+            parse("/preview/12", None),
             Some(Asked::Preview {
-                instance: "GPU box+1".into()
+                instance: InstanceId(12)
             })
         );
         assert_eq!(
             parse(
-                "/output/Local",
+                "/output/3",
                 Some("filename=a%20b.png&subfolder=x%2Fy&type=temp&thumb=1")
             ),
             Some(Asked::Output {
-                instance: "Local".into(),
+                instance: InstanceId(3),
                 file: OutputFile {
                     filename: "a b.png".into(),
                     subfolder: "x/y".into(),
@@ -447,73 +288,9 @@ mod tests {
                 thumb: true,
             })
         );
-        assert_eq!(parse("/output/Local", Some("subfolder=x")), None);
-        assert_eq!(parse("/elsewhere/Local", None), None);
-        assert_eq!(parse("/preview/%zz", None), None);
-    }
-
-    fn frame(bytes: &'static [u8], mime: &'static str, prompt: &str) -> Preview {
-        Preview {
-            prompt_id: Some(prompt.into()),
-            node: None,
-            mime,
-            width: Some(64),
-            height: Some(48),
-            bytes: bytes.len(),
-            image: Bytes::from_static(bytes),
-        }
-    }
-
-    #[test]
-    fn only_the_latest_frame_is_kept_and_the_last_of_a_burst_is_announced_when_the_cap_allows() {
-        let previews = Previews::default();
-        let t0 = Instant::now();
-        let ms = std::time::Duration::from_millis;
-        let a = previews.offer("gpu", &frame(b"1", "image/jpeg", "p"), 10, t0);
-        assert_eq!(a.map(|a| a.seq), Some(1));
-        assert_eq!(previews.next_due(), None);
-        // 10 fps: frames 30 and 50 ms later are not announced now, but the newest replaces the
-        // kept one and is due when the window passes.
-        assert_eq!(
-            previews.offer("gpu", &frame(b"2", "image/jpeg", "p"), 10, t0 + ms(30)),
-            None
-        );
-        assert_eq!(
-            previews.offer("gpu", &frame(b"3", "image/png", "p"), 10, t0 + ms(50)),
-            None
-        );
-        let latest = previews.latest("gpu").expect("kept");
-        assert_eq!((latest.mime, &latest.bytes[..]), ("image/png", &b"3"[..]));
-        assert_eq!(previews.next_due(), Some(t0 + ms(100)));
-        assert!(previews.take_due(t0 + ms(99)).is_empty());
-        let late = previews.take_due(t0 + ms(100));
-        assert_eq!(
-            late,
-            [Announced {
-                instance: "gpu".into(),
-                seq: 2,
-                prompt_id: Some("p".into()),
-                width: Some(64),
-                height: Some(48),
-            }]
-        );
-        assert_eq!(previews.next_due(), None, "announced once");
-        // A frame announced at once clears what was held.
-        assert_eq!(
-            previews.offer("gpu", &frame(b"4", "image/jpeg", "p"), 10, t0 + ms(150)),
-            None
-        );
-        let b = previews.offer("gpu", &frame(b"5", "image/jpeg", "p"), 10, t0 + ms(200));
-        assert_eq!(b.map(|b| b.seq), Some(3));
-        assert_eq!(previews.next_due(), None);
-        // A cap of 0 turns previews off.
-        assert_eq!(
-            previews.offer("cpu", &frame(b"x", "image/jpeg", "q"), 0, t0),
-            None
-        );
-        assert!(previews.latest("cpu").is_none());
-        previews.forget("gpu");
-        assert!(previews.latest("gpu").is_none());
+        assert_eq!(parse("/output/3", Some("subfolder=x")), None);
+        assert_eq!(parse("/elsewhere/3", None), None);
+        assert_eq!(parse("/preview/Local", None), None);
     }
 
     #[test]

@@ -2,16 +2,18 @@
 //! repainted, notifications delivered. The decisions live in `comfy-notify` (pure, tested with
 //! explicit time); this task only owns the clock and puts the results on screen.
 
-use crate::shell::events::{CancelConfirmationRequested, ShowRequested, Update};
-use crate::shell::host::lock;
-use crate::shell::{tray, window, SharedHost};
-use comfy_engine::{Event, EventKind, JobOrigin};
+use crate::shell::bus::{Control, Monitor};
+use crate::shell::events::{emit, CancelConfirmationRequested, ShowRequested, Update};
+use crate::shell::state::AppState;
+use crate::shell::tasks::OwnedTask;
+use crate::shell::{tray, window};
+use comfy_engine::{Event, JobOrigin};
+use comfy_model::InstanceId;
 use comfy_notify::{
-    render_icon, ActionInvoked, Deliver, InstanceSettings, Notification, Policy, RepaintGate,
-    Settings, TrayModel,
+    render_icon, ActionInvoked, Deliver, Notification, Policy, RepaintGate, Settings, TrayModel,
 };
-use comfy_protocol::PromptId;
-use std::sync::{Arc, Mutex};
+use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::Duration;
 use tauri::{AppHandle, Manager, Runtime};
 use tokio::sync::mpsc;
@@ -20,110 +22,39 @@ use tokio::time::{sleep_until, Instant};
 /// Side of the tray icon drawn, in pixels.
 const ICON_SIDE: u32 = 32;
 
-/// What the rest of the shell tells the monitor.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Control {
-    /// The main window gained or lost the focus.
-    Focused(bool),
-    /// This app is about to cancel the job: its interruption is ours, not news.
-    CancelledByUs {
-        instance: String,
-        prompt_id: PromptId,
-    },
-    /// An instance's notification switches (on start and on every edit).
-    Instance {
-        name: String,
-        settings: InstanceSettings,
-    },
-    Forget(String),
-    OnlyWhenUnfocused(bool),
-    /// The user looked at the dashboard: failures are no longer unseen.
-    MarkSeen,
-    /// A tray menu item was chosen.
-    Menu(String),
-}
-
-/// The monitor's inboxes. Cheap to clone; sending never blocks.
-#[derive(Clone)]
-pub struct Monitor {
-    events: mpsc::UnboundedSender<Event>,
-    control: mpsc::UnboundedSender<Control>,
-}
-
-impl Monitor {
-    /// Hands an engine event over. Previews and node text change nothing here and are not sent.
-    pub fn observe(&self, event: &Event) {
-        if matches!(event.kind, EventKind::Preview(_) | EventKind::Text { .. }) {
-            return;
-        }
-        let _ = self.events.send(event.clone());
-    }
-
-    pub fn control(&self, control: Control) {
-        let _ = self.control.send(control);
-    }
-}
-
-/// The shared monitor, once it runs (the tray plugin's callbacks reach it through the app).
-#[derive(Clone, Default)]
-pub struct MonitorSlot(pub Arc<Mutex<Option<Monitor>>>);
-
-impl MonitorSlot {
-    pub fn control(&self, control: Control) {
-        if let Some(m) = lock(&self.0).as_ref() {
-            m.control(control);
-        }
-    }
-
-    pub fn observe(&self, event: &Event) {
-        if let Some(m) = lock(&self.0).as_ref() {
-            m.observe(event);
-        }
-    }
-}
-
-/// The notification switches of a saved instance, in the policy's terms.
-pub fn instance_settings(prefs: &comfy_store::NotificationPrefs) -> InstanceSettings {
-    InstanceSettings {
-        job_done: prefs.job_done,
-        job_failed: prefs.job_failed,
-        job_interrupted: prefs.job_interrupted_by_other,
-        queue_drained: prefs.queue_drained,
-        disconnected: prefs.disconnected,
-        auth_failed: prefs.auth_rejected,
-        other_clients: prefs.other_clients_jobs,
-    }
-}
-
-/// Starts the monitor task.
+/// Starts the monitor task: its inboxes, and the handle that stops it.
 pub fn spawn<R: Runtime>(
     app: AppHandle<R>,
-    host: SharedHost,
     deliver: Arc<dyn Deliver>,
     actions: Option<mpsc::Receiver<ActionInvoked>>,
     settings: Settings,
-) -> Monitor {
+) -> (Monitor, OwnedTask) {
     let (events_tx, events) = mpsc::unbounded_channel();
     let (control_tx, control) = mpsc::unbounded_channel();
     let task = Task {
         app,
-        host,
         deliver,
         policy: Policy::new(settings),
         tray: TrayModel::default(),
         gate: RepaintGate::default(),
         menu: None,
+        names: HashMap::new(),
     };
-    tauri::async_runtime::spawn(task.run(events, control, actions));
-    Monitor {
-        events: events_tx,
-        control: control_tx,
-    }
+    let owned = OwnedTask::spawn(task.run(events, control, actions));
+    (
+        Monitor {
+            events: events_tx,
+            control: control_tx,
+        },
+        owned,
+    )
 }
 
+/// The notification policy and the tray model name instances (they speak to people); the rest
+/// of the shell names them by id. The monitor keeps the one mapping.
 struct Task<R: Runtime> {
     app: AppHandle<R>,
-    host: SharedHost,
+    names: HashMap<InstanceId, String>,
     deliver: Arc<dyn Deliver>,
     policy: Policy,
     tray: TrayModel,
@@ -178,13 +109,25 @@ impl<R: Runtime> Task<R> {
             Control::CancelledByUs {
                 instance,
                 prompt_id,
-            } => self.policy.cancelled_by_us(&instance, &prompt_id),
-            Control::Instance { name, settings } => {
-                self.policy.set_instance_settings(&name, settings);
+            } => {
+                if let Some(name) = self.names.get(&instance) {
+                    self.policy.cancelled_by_us(name, &prompt_id);
+                }
             }
-            Control::Forget(name) => {
-                self.policy.forget_instance(&name);
-                self.tray.forget_instance(&name);
+            Control::Instance { id, name, prefs } => {
+                if let Some(old) = self.names.insert(id, name.clone()) {
+                    if old != name {
+                        self.policy.forget_instance(&old);
+                        self.tray.forget_instance(&old);
+                    }
+                }
+                self.policy.set_instance_settings(&name, prefs);
+            }
+            Control::Forget(id) => {
+                if let Some(name) = self.names.remove(&id) {
+                    self.policy.forget_instance(&name);
+                    self.tray.forget_instance(&name);
+                }
             }
             Control::OnlyWhenUnfocused(on) => {
                 let mut settings = self.policy.settings().clone();
@@ -231,35 +174,38 @@ impl<R: Runtime> Task<R> {
         let Some((prompt_id, origin)) = job else {
             return;
         };
+        let Some(id) = self.id_of(instance) else {
+            return;
+        };
         if origin != JobOrigin::SelfApp {
             window::show_main(&self.app);
-            crate::shell::emit(
+            emit(
                 &self.app,
                 &Update::CancelConfirmationRequested(CancelConfirmationRequested {
-                    instance: instance.to_owned(),
-                    prompt_id: prompt_id.to_string(),
+                    instance_id: id,
+                    prompt_id,
                 }),
             );
             return;
         }
         self.policy.cancelled_by_us(instance, &prompt_id);
-        let Ok(id) = self.host.engine_id(instance) else {
+        let Some(engine) = self.app.try_state::<AppState>().map(|s| s.engine.clone()) else {
             return;
         };
-        let host = self.host.clone();
         let instance = instance.to_owned();
         tauri::async_runtime::spawn(async move {
-            let result = match host.engine().await {
-                Ok(engine) => engine
-                    .cancel(id, &prompt_id)
-                    .await
-                    .map_err(|e| e.to_string()),
-                Err(e) => Err(e.message),
-            };
-            if let Err(error) = result {
+            if let Err(error) = engine.cancel(id, &prompt_id).await {
                 tracing::warn!(%instance, %error, "cancel from the tray failed");
             }
         });
+    }
+
+    /// The id of an instance the policy or the tray names.
+    fn id_of(&self, name: &str) -> Option<InstanceId> {
+        self.names
+            .iter()
+            .find(|(_, n)| n.as_str() == name)
+            .map(|(id, _)| *id)
     }
 
     fn on_action(&mut self, click: ActionInvoked) {
@@ -270,11 +216,11 @@ impl<R: Runtime> Task<R> {
             } => {
                 self.tray.mark_seen();
                 window::show_main(&self.app);
-                crate::shell::emit(
+                emit(
                     &self.app,
                     &Update::ShowRequested(ShowRequested {
-                        instance,
-                        prompt_id: prompt_id.map(|p| p.to_string()),
+                        instance_id: instance.and_then(|name| self.id_of(&name)),
+                        prompt_id,
                     }),
                 );
             }
@@ -289,10 +235,13 @@ impl<R: Runtime> Task<R> {
         n.actions
             .retain(|a| !matches!(a, comfy_notify::Action::OpenFolder { .. }));
         let deliver = self.deliver.clone();
-        let host = self.host.clone();
+        let image_of = n.image.as_ref().and_then(|r| {
+            let engine = self.app.try_state::<AppState>()?.engine.clone();
+            Some((engine, self.id_of(&r.instance)?, r.file.clone()))
+        });
         tauri::async_runtime::spawn(async move {
-            let image = match &n.image {
-                Some(r) => thumbnail(&host, &r.instance, &r.file).await,
+            let image = match image_of {
+                Some((engine, id, file)) => thumbnail(&engine, id, &file).await,
                 None => None,
             };
             if let Err(error) = deliver.deliver(n, image).await {
@@ -350,19 +299,13 @@ async fn next_action(actions: &mut Option<mpsc::Receiver<ActionInvoked>>) -> Opt
 }
 
 async fn thumbnail(
-    host: &SharedHost,
-    instance: &str,
-    file: &comfy_protocol::http::OutputFile,
+    engine: &comfy_engine::Engine,
+    id: InstanceId,
+    file: &comfy_model::OutputFile,
 ) -> Option<image::RgbaImage> {
-    let id = host.engine_id(instance).ok()?;
-    let bytes = host.engine().await.ok()?.view_output(id, file).await.ok()?;
+    let bytes = engine.view_output(id, file).await.ok()?;
     tokio::task::spawn_blocking(move || comfy_notify::notification_image(&bytes).ok())
         .await
         .ok()
         .flatten()
-}
-
-/// The monitor, from a Tauri app handle (for window and tray callbacks).
-pub fn slot<R: Runtime>(app: &AppHandle<R>) -> Option<MonitorSlot> {
-    app.try_state::<MonitorSlot>().map(|s| s.inner().clone())
 }

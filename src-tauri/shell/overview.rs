@@ -1,22 +1,38 @@
-//! The shell's picture of every instance, fed by engine events.
+//! The shell's picture of every instance, fed by engine events: the one job-list projection.
 //!
 //! `apply` is pure: an event in, the state updated, at most one [`Update`] out. The event task
 //! owns the writing; commands read snapshots. Every change bumps one revision counter so the UI
-//! can reconcile a snapshot with events that raced it.
+//! can reconcile a snapshot with events that raced it. Each job summary sent is final (its
+//! preview and node text carried over), and the order of an instance's unfinished jobs is
+//! decided here and sent with the update that changed it: the webview folds nothing itself.
 
 use crate::shell::events::{
     InstanceStatusChanged, InstancesChanged, JobUpdated, QueueChanged, ServerInfoChanged,
     StatsChanged, Update,
 };
 use crate::shell::view::{
-    ConnectionStateView, InstanceStatus, InstanceView, JobStateView, JobSummary, NodeText,
-    PreviewRef, QueueCounts, ServerView, Snapshot, StatsView,
+    InstanceStatus, InstanceView, JobSummary, NodeText, PreviewRef, QueueCounts, Snapshot,
+    StatsView,
 };
-use comfy_engine::{ConnectionStatus, Event, EventKind};
+use comfy_engine::{ConnectionState, ConnectionStatus, Event, EventKind};
+use comfy_model::{Fidelity, InstanceId, JobState, PromptId};
+use std::sync::{Arc, Mutex, MutexGuard};
+use time::OffsetDateTime;
 
 /// Streamed node text kept per node; older text is cut from the front.
 const MAX_NODE_TEXT: usize = 64 * 1024;
-use time::OffsetDateTime;
+
+/// The overview shared by the event task (writer) and the commands (readers).
+#[derive(Clone, Default)]
+pub struct SharedOverview(Arc<Mutex<Overview>>);
+
+impl SharedOverview {
+    /// Locks the overview. A panic elsewhere while holding the lock leaves a value that is still
+    /// a valid picture, so poisoning is ignored rather than taking the UI down with it.
+    pub fn lock(&self) -> MutexGuard<'_, Overview> {
+        self.0.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
 
 #[derive(Debug, Default)]
 pub struct Overview {
@@ -28,21 +44,20 @@ impl Overview {
     /// Registers an instance before its first event, with the engine's current status.
     pub fn add_instance(
         &mut self,
-        id: i64,
+        id: InstanceId,
         name: &str,
         url: &str,
         enabled: bool,
         status: Option<&ConnectionStatus>,
     ) -> Update {
         let now = unix_ms(OffsetDateTime::now_utc());
-        let status = match status {
-            Some(status) => InstanceStatus::new(status, now),
-            None => InstanceStatus {
-                state: ConnectionStateView::Connecting,
+        let status = InstanceStatus {
+            status: status.cloned().unwrap_or_else(|| ConnectionStatus {
+                state: ConnectionState::Connecting,
                 detail: "starting".into(),
                 retry_in_ms: None,
-                changed_at_ms: now,
-            },
+            }),
+            changed_at_ms: now,
         };
         self.revision += 1;
         let view = InstanceView {
@@ -66,7 +81,7 @@ impl Overview {
     }
 
     /// Forgets an instance (removed, or about to be re-added with new settings).
-    pub fn remove_instance(&mut self, id: i64) -> Option<Update> {
+    pub fn remove_instance(&mut self, id: InstanceId) -> Option<Update> {
         let before = self.instances.len();
         self.instances.retain(|i| i.id != id);
         if self.instances.len() == before {
@@ -82,14 +97,14 @@ impl Overview {
         })
     }
 
-    /// One instance's picture, by name.
-    pub fn instance(&self, name: &str) -> Option<&InstanceView> {
-        self.instances.iter().find(|i| i.name == name)
+    /// One instance's picture.
+    pub fn instance(&self, id: InstanceId) -> Option<&InstanceView> {
+        self.instances.iter().find(|i| i.id == id)
     }
 
     /// Records new machine stats for an instance.
-    pub fn set_stats(&mut self, name: &str, stats: StatsView) -> Option<Update> {
-        let instance = self.instances.iter_mut().find(|i| i.name == name)?;
+    pub fn set_stats(&mut self, id: InstanceId, stats: StatsView) -> Option<Update> {
+        let instance = self.instances.iter_mut().find(|i| i.id == id)?;
         if instance.stats.as_ref() == Some(&stats) {
             return None;
         }
@@ -97,7 +112,7 @@ impl Overview {
         self.revision += 1;
         Some(Update::StatsChanged(StatsChanged {
             revision: self.revision,
-            instance: name.to_owned(),
+            instance_id: id,
             stats,
         }))
     }
@@ -106,19 +121,20 @@ impl Overview {
     /// prompt id (servers before preview metadata) belong to the running job of this app.
     pub fn preview_shown(
         &mut self,
-        name: &str,
+        id: InstanceId,
         prompt_id: Option<&str>,
         preview: PreviewRef,
     ) -> Option<Update> {
-        let instance = self.instances.iter_mut().find(|i| i.name == name)?;
+        let instance = self.instances.iter_mut().find(|i| i.id == id)?;
         let job = find_running(instance, prompt_id)?;
         job.preview = Some(preview);
         let job = job.clone();
         self.revision += 1;
         Some(Update::JobUpdated(Box::new(JobUpdated {
             revision: self.revision,
-            instance: name.to_owned(),
+            instance_id: id,
             job,
+            order: None,
         })))
     }
 
@@ -130,33 +146,36 @@ impl Overview {
         }
     }
 
-    /// Folds one engine event into the picture and says what changed. Events the UI does not
-    /// show yet (previews, text, custom server messages) change nothing.
+    /// Folds one engine event into the picture and says what changed. Previews come through
+    /// [`Overview::preview_shown`] (with the frame's sequence number); node text updates its
+    /// job; custom server messages go to the event log, not here.
     pub fn apply(&mut self, event: &Event) -> Option<Update> {
-        let index = self.instances.iter().position(|i| i.name == event.instance);
+        let index = self.instances.iter().position(|i| i.id == event.instance_id);
         let Some(index) = index else {
             tracing::debug!(instance = %event.instance, "event for an unknown instance");
             return None;
         };
         let revision = self.revision + 1;
         let instance = &mut self.instances[index];
-        let name = instance.name.clone();
+        let instance_id = instance.id;
         let update = match &event.kind {
             EventKind::Connection(status) => {
-                instance.status = InstanceStatus::new(status, unix_ms(event.ts));
+                instance.status = InstanceStatus {
+                    status: status.clone(),
+                    changed_at_ms: unix_ms(event.ts),
+                };
                 Update::InstanceStatusChanged(InstanceStatusChanged {
                     revision,
-                    instance: name,
+                    instance_id,
                     status: instance.status.clone(),
                 })
             }
             EventKind::Server(info) => {
-                let server = ServerView::from(info);
-                instance.server = Some(server.clone());
+                instance.server = Some(info.clone());
                 Update::ServerInfoChanged(ServerInfoChanged {
                     revision,
-                    instance: name,
-                    server,
+                    instance_id,
+                    server: info.clone(),
                 })
             }
             EventKind::Queue { running, pending } => {
@@ -166,21 +185,21 @@ impl Overview {
                 };
                 Update::QueueChanged(QueueChanged {
                     revision,
-                    instance: name,
+                    instance_id,
                     queue: instance.queue,
                 })
             }
             EventKind::Job(view) => {
-                // What was sent must be what is kept (the preview and node text carried over).
-                let job = upsert_job(instance, JobSummary::from(view.as_ref()));
+                let (job, order) = upsert_job(instance, JobSummary::new(view.as_ref().clone()));
                 Update::JobUpdated(Box::new(JobUpdated {
                     revision,
-                    instance: name,
+                    instance_id,
                     job,
+                    order,
                 }))
             }
             EventKind::ProtocolError { detail } => {
-                tracing::warn!(instance = %name, %detail, "undecodable frame");
+                tracing::warn!(instance = %instance.name, %detail, "undecodable frame");
                 return None;
             }
             EventKind::Text {
@@ -192,12 +211,11 @@ impl Overview {
                 set_node_text(&mut job.node_text, node.as_str(), text);
                 Update::JobUpdated(Box::new(JobUpdated {
                     revision,
-                    instance: name,
+                    instance_id,
                     job: job.clone(),
+                    order: None,
                 }))
             }
-            // Previews go through `preview_shown`, with the frame's sequence number; custom
-            // server events go to the event log.
             EventKind::Preview(_) | EventKind::ServerEvent { .. } => {
                 return None;
             }
@@ -213,10 +231,14 @@ fn find_running<'a>(
     prompt_id: Option<&str>,
 ) -> Option<&'a mut JobSummary> {
     match prompt_id {
-        Some(id) => instance.jobs.iter_mut().find(|j| j.prompt_id == id),
-        None => instance.jobs.iter_mut().find(|j| {
-            j.state == JobStateView::Running && j.fidelity == crate::shell::view::FidelityView::Live
-        }),
+        Some(id) => instance
+            .jobs
+            .iter_mut()
+            .find(|j| j.job.prompt_id.as_str() == id),
+        None => instance
+            .jobs
+            .iter_mut()
+            .find(|j| j.job.state == JobState::Running && j.job.fidelity == Fidelity::Live),
     }
 }
 
@@ -238,37 +260,48 @@ fn set_node_text(texts: &mut Vec<NodeText>, node: &str, text: &str) {
     }
 }
 
-/// Stores a job's new picture and returns it as stored.
-fn upsert_job(instance: &mut InstanceView, mut job: JobSummary) -> JobSummary {
+fn job_order(jobs: &[JobSummary]) -> Vec<PromptId> {
+    jobs.iter().map(|j| j.job.prompt_id.clone()).collect()
+}
+
+/// Stores a job's new picture and returns it as stored, with the instance's new job order when
+/// it changed.
+fn upsert_job(
+    instance: &mut InstanceView,
+    mut job: JobSummary,
+) -> (JobSummary, Option<Vec<PromptId>>) {
+    let before = job_order(&instance.jobs);
     let existing = instance
         .jobs
         .iter()
-        .position(|j| j.prompt_id == job.prompt_id);
+        .position(|j| j.job.prompt_id == job.job.prompt_id);
     // What the engine's picture of a job does not carry survives its updates.
     if let Some(old) = existing.map(|i| &instance.jobs[i]) {
         job.preview = old.preview;
         job.node_text = old.node_text.clone();
     }
-    if job.is_finished() {
+    if job.job.state.is_terminal() {
         if let Some(i) = existing {
             instance.jobs.remove(i);
         }
         instance.last_job = Some(job.clone());
-        return job;
+    } else {
+        match existing {
+            Some(i) => instance.jobs[i] = job.clone(),
+            None => instance.jobs.push(job.clone()),
+        }
+        // Running first, then by queue number (unknown numbers last), stable otherwise.
+        instance.jobs.sort_by(|a, b| {
+            let running = |j: &JobSummary| j.job.state != JobState::Running;
+            running(a).cmp(&running(b)).then_with(|| {
+                let n = |j: &JobSummary| j.job.number.unwrap_or(f64::INFINITY);
+                n(a).total_cmp(&n(b))
+            })
+        });
     }
-    match existing {
-        Some(i) => instance.jobs[i] = job.clone(),
-        None => instance.jobs.push(job.clone()),
-    }
-    // Running first, then by queue number (unknown numbers last), stable otherwise.
-    instance.jobs.sort_by(|a, b| {
-        let running = |j: &JobSummary| j.state != JobStateView::Running;
-        running(a).cmp(&running(b)).then_with(|| {
-            let n = |j: &JobSummary| j.number.unwrap_or(f64::INFINITY);
-            n(a).total_cmp(&n(b))
-        })
-    });
-    job
+    let after = job_order(&instance.jobs);
+    let order = (after != before).then_some(after);
+    (job, order)
 }
 
 fn unix_ms(ts: OffsetDateTime) -> i64 {
@@ -278,19 +311,22 @@ fn unix_ms(ts: OffsetDateTime) -> i64 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use comfy_engine::{ConnectionState, JobOrigin, JobState, JobView, Preview, ServerInfo};
+    use comfy_engine::{JobOrigin, JobView, Preview, ServerInfo};
 
     fn event(kind: EventKind) -> Event {
         Event {
             ts: OffsetDateTime::from_unix_timestamp(1_700_000_000).expect("valid timestamp"),
+            instance_id: GPU,
             instance: "gpu".into(),
             kind,
         }
     }
 
+    const GPU: InstanceId = InstanceId(1);
+
     fn overview() -> Overview {
         let mut o = Overview::default();
-        o.add_instance(1, "gpu", "http://gpu:8188/", true, None);
+        o.add_instance(GPU, "gpu", "http://gpu:8188/", true, None);
         o
     }
 
@@ -305,7 +341,7 @@ mod tests {
         o.snapshot().instances[0]
             .jobs
             .iter()
-            .map(|j| j.prompt_id.clone())
+            .map(|j| j.job.prompt_id.to_string())
             .collect()
     }
 
@@ -313,7 +349,7 @@ mod tests {
     fn new_instance_is_connecting_with_no_server_info() {
         let s = overview().snapshot();
         assert_eq!(s.instances.len(), 1);
-        assert_eq!(s.instances[0].status.state, ConnectionStateView::Connecting);
+        assert_eq!(s.instances[0].status.status.state, ConnectionState::Connecting);
         assert!(s.instances[0].server.is_none());
     }
 
@@ -330,12 +366,12 @@ mod tests {
             panic!("expected a status change, got {update:?}");
         };
         assert_eq!(p.revision, before + 1);
-        assert_eq!(p.status.state, ConnectionStateView::AuthFailed);
+        assert_eq!(p.status.status.state, ConnectionState::AuthFailed);
         assert_eq!(p.status.changed_at_ms, 1_700_000_000_000);
         let s = o.snapshot();
         assert_eq!(s.revision, before + 1);
-        assert_eq!(s.instances[0].status.detail, "auth failed: 401");
-        assert_eq!(s.instances[0].status.retry_in_ms, Some(4000));
+        assert_eq!(s.instances[0].status.status.detail, "auth failed: 401");
+        assert_eq!(s.instances[0].status.status.retry_in_ms, Some(4000));
     }
 
     #[test]
@@ -375,13 +411,48 @@ mod tests {
     }
 
     #[test]
+    fn an_update_that_changes_the_job_order_carries_it_and_progress_does_not() {
+        let mut o = overview();
+        let order_of = |u: Option<Update>| match u {
+            Some(Update::JobUpdated(u)) => u.order.map(|ids| {
+                ids.iter()
+                    .map(|id| id.as_str().to_owned())
+                    .collect::<Vec<_>>()
+            }),
+            other => panic!("expected a job update, got {other:?}"),
+        };
+        assert_eq!(
+            order_of(o.apply(&event(job("p2", JobState::Pending, 2.0)))),
+            Some(vec!["p2".to_owned()])
+        );
+        assert_eq!(
+            order_of(o.apply(&event(job("p1", JobState::Pending, 1.0)))),
+            Some(vec!["p1".to_owned(), "p2".to_owned()])
+        );
+        assert_eq!(
+            order_of(o.apply(&event(job("p2", JobState::Running, 2.0)))),
+            Some(vec!["p2".to_owned(), "p1".to_owned()]),
+            "a job that starts runs first"
+        );
+        assert_eq!(
+            order_of(o.apply(&event(job("p2", JobState::Running, 2.0)))),
+            None,
+            "progress keeps the order"
+        );
+        assert_eq!(
+            order_of(o.apply(&event(job("p2", JobState::Success, 2.0)))),
+            Some(vec!["p1".to_owned()])
+        );
+    }
+
+    #[test]
     fn finished_job_leaves_the_active_list_and_becomes_the_last_job() {
         let mut o = overview();
         o.apply(&event(job("r", JobState::Running, 0.0)));
         o.apply(&event(job("r", JobState::Success, 0.0)));
         assert!(job_ids(&o).is_empty());
         let last = o.snapshot().instances[0].last_job.clone();
-        assert_eq!(last.map(|j| j.state), Some(JobStateView::Success));
+        assert_eq!(last.map(|j| j.job.state), Some(JobState::Success));
     }
 
     #[test]
@@ -414,7 +485,7 @@ mod tests {
             width: Some(512),
             height: Some(512),
         };
-        let Some(Update::JobUpdated(u)) = o.preview_shown("gpu", Some("r"), frame) else {
+        let Some(Update::JobUpdated(u)) = o.preview_shown(GPU, Some("r"), frame) else {
             panic!("a preview of a running job must update it");
         };
         assert_eq!(u.job.preview, Some(frame));
@@ -427,10 +498,10 @@ mod tests {
         assert_eq!(o.snapshot().instances[0].jobs[0].preview, Some(frame));
         // A frame without a prompt id goes to this app's running job.
         let next = PreviewRef { seq: 8, ..frame };
-        assert!(o.preview_shown("gpu", None, next).is_some());
+        assert!(o.preview_shown(GPU, None, next).is_some());
         assert_eq!(o.snapshot().instances[0].jobs[0].preview, Some(next));
         // Nobody to show it on: nothing changes.
-        assert!(o.preview_shown("gpu", Some("other"), next).is_none());
+        assert!(o.preview_shown(GPU, Some("other"), next).is_none());
     }
 
     #[test]
@@ -456,13 +527,13 @@ mod tests {
     #[test]
     fn instances_stay_in_saved_order_and_can_be_replaced_or_removed() {
         let mut o = Overview::default();
-        o.add_instance(2, "b", "http://b/", true, None);
-        o.add_instance(1, "a", "http://a/", true, None);
-        o.add_instance(2, "b2", "http://b2/", false, None);
+        o.add_instance(InstanceId(2), "b", "http://b/", true, None);
+        o.add_instance(InstanceId(1), "a", "http://a/", true, None);
+        o.add_instance(InstanceId(2), "b2", "http://b2/", false, None);
         let names: Vec<_> = o.snapshot().instances.into_iter().map(|i| i.name).collect();
         assert_eq!(names, ["a", "b2"]);
-        assert!(o.remove_instance(1).is_some());
-        assert!(o.remove_instance(1).is_none());
+        assert!(o.remove_instance(InstanceId(1)).is_some());
+        assert!(o.remove_instance(InstanceId(1)).is_none());
     }
 
     #[test]
@@ -472,6 +543,7 @@ mod tests {
             running: vec![],
             pending: vec![],
         });
+        e.instance_id = InstanceId(9);
         e.instance = "elsewhere".into();
         assert!(o.apply(&e).is_none());
     }

@@ -3,8 +3,8 @@
 //! entry itself (an XDG autostart file on Linux), so it is read back from there.
 
 use crate::shell::error::{CommandError, ErrorCode};
-use crate::shell::notify::Control;
-use crate::shell::SharedHost;
+use crate::shell::bus::Control;
+use crate::shell::state::AppState;
 use serde::{Deserialize, Serialize};
 use tauri::{AppHandle, Runtime, State};
 use tauri_plugin_autostart::ManagerExt;
@@ -14,7 +14,6 @@ pub const START_MINIMISED: &str = "start_minimised";
 pub const ONLY_WHEN_UNFOCUSED: &str = "notify_only_when_unfocused";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, TS)]
-#[serde(rename_all = "camelCase")]
 pub struct AppSettings {
     /// Open hidden, in the tray (the window is one click away).
     pub start_minimised: bool,
@@ -25,11 +24,12 @@ pub struct AppSettings {
 }
 
 /// The saved preferences (defaults where none was saved).
-pub fn load<R: Runtime>(app: &AppHandle<R>, host: &SharedHost) -> AppSettings {
+pub fn load<R: Runtime>(app: &AppHandle<R>, state: &AppState) -> AppSettings {
     let read = |key: &str| {
-        host.with_journal(|j| Ok(j.store().setting::<bool>(key)?))
+        state
+            .profile()
             .ok()
-            .flatten()
+            .and_then(|p| p.journal().store().setting::<bool>(key).ok().flatten())
             .unwrap_or(false)
     };
     AppSettings {
@@ -40,22 +40,22 @@ pub fn load<R: Runtime>(app: &AppHandle<R>, host: &SharedHost) -> AppSettings {
 }
 
 #[tauri::command]
-pub fn get_app_settings(app: AppHandle, host: State<'_, SharedHost>) -> AppSettings {
-    load(&app, &host)
+pub fn get_app_settings(app: AppHandle, state: State<'_, AppState>) -> AppSettings {
+    load(&app, &state)
 }
 
 #[tauri::command]
 pub fn set_app_settings(
     app: AppHandle,
-    host: State<'_, SharedHost>,
+    state: State<'_, AppState>,
     settings: AppSettings,
 ) -> Result<AppSettings, CommandError> {
-    host.with_journal(|j| {
-        let store = j.store_mut();
+    {
+        let mut journal = state.profile()?.journal();
+        let store = journal.store_mut();
         store.set_setting(START_MINIMISED, &settings.start_minimised)?;
         store.set_setting(ONLY_WHEN_UNFOCUSED, &settings.notify_only_when_unfocused)?;
-        Ok(())
-    })?;
+    }
     let autolaunch = app.autolaunch();
     let changed = if settings.launch_at_login {
         autolaunch.enable()
@@ -71,8 +71,8 @@ pub fn set_app_settings(
             ));
         }
     }
-    host.monitor.control(Control::OnlyWhenUnfocused(
+    state.bus.control(Control::OnlyWhenUnfocused(
         settings.notify_only_when_unfocused,
     ));
-    Ok(load(&app, &host))
+    Ok(load(&app, &state))
 }

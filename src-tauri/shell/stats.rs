@@ -2,6 +2,7 @@
 //! works, seldom while it idles, and at once when it connects or a job ends (the moments memory
 //! moves). An idle farm of 100 servers then costs about three requests a second instead of 20.
 
+use comfy_model::InstanceId;
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
@@ -14,8 +15,8 @@ pub const TICK: Duration = Duration::from_secs(1);
 
 /// What the schedule needs to know of an instance at a tick.
 #[derive(Debug, Clone, Copy)]
-pub struct Seen<'a> {
-    pub name: &'a str,
+pub struct Seen {
+    pub id: InstanceId,
     pub connected: bool,
     pub busy: bool,
 }
@@ -31,25 +32,25 @@ struct Last {
 /// Per-instance read times. Pure: time is passed in.
 #[derive(Debug, Default)]
 pub struct StatsSchedule {
-    last: HashMap<String, Last>,
+    last: HashMap<InstanceId, Last>,
 }
 
 impl StatsSchedule {
     /// The instances to read now, and records them as read. Instances not connected, or no
     /// longer listed, are forgotten, so they are read as soon as they connect again.
-    pub fn due<'a>(
+    pub fn due(
         &mut self,
-        seen: impl IntoIterator<Item = Seen<'a>>,
+        seen: impl IntoIterator<Item = Seen>,
         now: Instant,
-    ) -> Vec<String> {
+    ) -> Vec<InstanceId> {
         let mut due = Vec::new();
         let mut listed = Vec::new();
         for s in seen {
             if !s.connected {
                 continue;
             }
-            listed.push(s.name.to_owned());
-            let read = match self.last.get_mut(s.name) {
+            listed.push(s.id);
+            let read = match self.last.get_mut(&s.id) {
                 None => true,
                 Some(last) => {
                     let job_ended = last.busy && !s.busy;
@@ -60,16 +61,16 @@ impl StatsSchedule {
             };
             if read {
                 self.last.insert(
-                    s.name.to_owned(),
+                    s.id,
                     Last {
                         read_at: now,
                         busy: s.busy,
                     },
                 );
-                due.push(s.name.to_owned());
+                due.push(s.id);
             }
         }
-        self.last.retain(|name, _| listed.contains(name));
+        self.last.retain(|id, _| listed.contains(id));
         due
     }
 }
@@ -78,15 +79,18 @@ impl StatsSchedule {
 mod tests {
     use super::*;
 
-    fn seen(name: &str, connected: bool, busy: bool) -> Seen<'_> {
+    const A: InstanceId = InstanceId(1);
+    const B: InstanceId = InstanceId(2);
+
+    fn seen(id: InstanceId, connected: bool, busy: bool) -> Seen {
         Seen {
-            name,
+            id,
             connected,
             busy,
         }
     }
 
-    /// Runs the schedule once a second for `secs` seconds and counts the reads of "a".
+    /// Runs the schedule once a second for `secs` seconds and counts the reads of A.
     fn reads_over(
         schedule: &mut StatsSchedule,
         start: Instant,
@@ -97,10 +101,10 @@ mod tests {
             .filter(|t| {
                 let (connected, busy) = state(*t);
                 let due = schedule.due(
-                    [seen("a", connected, busy)],
+                    [seen(A, connected, busy)],
                     start + Duration::from_secs(*t),
                 );
-                due == ["a"]
+                due == [A]
             })
             .collect()
     }
@@ -141,13 +145,13 @@ mod tests {
     fn each_instance_has_its_own_schedule_and_removed_ones_are_forgotten() {
         let mut s = StatsSchedule::default();
         let t0 = Instant::now();
-        let both = |busy_b| [seen("a", true, false), seen("b", true, busy_b)];
-        assert_eq!(s.due(both(true), t0), ["a", "b"]);
-        assert_eq!(s.due(both(true), t0 + BUSY_EVERY), ["b"]);
+        let both = |busy_b| [seen(A, true, false), seen(B, true, busy_b)];
+        assert_eq!(s.due(both(true), t0), [A, B]);
+        assert_eq!(s.due(both(true), t0 + BUSY_EVERY), [B]);
         assert!(s
-            .due([seen("a", true, false)], t0 + BUSY_EVERY * 2)
+            .due([seen(A, true, false)], t0 + BUSY_EVERY * 2)
             .is_empty());
         assert_eq!(s.last.len(), 1, "b was removed");
-        assert_eq!(s.due(both(true), t0 + BUSY_EVERY * 3), ["b"]);
+        assert_eq!(s.due(both(true), t0 + BUSY_EVERY * 3), [B]);
     }
 }

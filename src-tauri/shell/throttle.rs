@@ -15,7 +15,7 @@
 //! so nothing stale follows it. Time is passed in, so tests need no clock.
 
 use crate::shell::events::{JobUpdated, JobsProgressed, Update};
-use crate::shell::view::JobStateView;
+use comfy_model::{InstanceId, JobState};
 use std::collections::HashMap;
 use std::time::Duration;
 use tokio::time::Instant;
@@ -46,7 +46,7 @@ pub struct ProgressThrottle {
     batch: u64,
     /// Whether the webview has not yet said it showed the last batch.
     unacked: bool,
-    lanes: HashMap<String, Lane>,
+    lanes: HashMap<InstanceId, Lane>,
 }
 
 impl Default for ProgressThrottle {
@@ -76,8 +76,9 @@ impl ProgressThrottle {
         let Update::JobUpdated(job) = update else {
             return Some(update);
         };
-        let lane = self.lanes.entry(job.instance.clone()).or_default();
-        if job.job.state != JobStateView::Running {
+        let lane = self.lanes.entry(job.instance_id).or_default();
+        // A new order goes at once, so orders reach the webview in the order they were made.
+        if job.job.state != JobState::Running || job.order.is_some() {
             lane.held.retain(|h| h.job.prompt_id != job.job.prompt_id);
             return Some(Update::JobUpdated(job));
         }
@@ -155,41 +156,25 @@ impl ProgressThrottle {
 mod tests {
     use super::*;
     use crate::shell::events::QueueChanged;
-    use crate::shell::view::{FidelityView, JobOriginView, JobSummary, QueueCounts};
+    use crate::shell::view::{JobSummary, QueueCounts};
+    use comfy_model::{JobOrigin, JobView};
+
+    /// A distinct id per instance name, so the tests read with names.
+    fn id(name: &str) -> InstanceId {
+        InstanceId(name.bytes().fold(0, |h, b| h * 131 + i64::from(b)))
+    }
 
     const MS: Duration = Duration::from_millis(1);
 
-    fn job(instance: &str, id: &str, state: JobStateView, percent: f64) -> Update {
+    fn job(instance: &str, prompt: &str, state: JobState, percent: f64) -> Update {
         Update::JobUpdated(Box::new(JobUpdated {
             revision: 0,
-            instance: instance.into(),
-            job: JobSummary {
-                prompt_id: id.into(),
-                state,
-                origin: JobOriginView::SelfApp,
-                fidelity: FidelityView::Live,
-                number: None,
+            instance_id: id(instance),
+            job: JobSummary::new(JobView {
                 percent: Some(percent),
-                node: None,
-                node_type: None,
-                node_title: None,
-                node_value: None,
-                node_max: None,
-                nodes_done: None,
-                nodes_total: None,
-                eta_ms: None,
-                steps_per_s: None,
-                queued_at_ms: 0,
-                started_at_ms: None,
-                ended_at_ms: None,
-                elapsed_ms: None,
-                error: None,
-                detail: None,
-                warnings: Vec::new(),
-                outputs: Vec::new(),
-                preview: None,
-                node_text: Vec::new(),
-            },
+                ..JobView::new(prompt.into(), JobOrigin::SelfApp, state)
+            }),
+            order: None,
         }))
     }
 
@@ -234,7 +219,7 @@ mod tests {
     fn first_progress_is_due_at_once() {
         let mut t = throttle();
         let now = Instant::now();
-        let out = step(&mut t, job("a", "p", JobStateView::Running, 1.0), now);
+        let out = step(&mut t, job("a", "p", JobState::Running, 1.0), now);
         assert_eq!(percents(&out), [1.0]);
         assert!(matches!(out.as_slice(), [Update::JobsProgressed(_)]));
         assert!(t.next_due(now).is_none());
@@ -244,16 +229,16 @@ mod tests {
     fn progress_within_the_window_is_held_and_only_the_newest_is_sent() {
         let mut t = throttle();
         let t0 = Instant::now();
-        step(&mut t, job("a", "p", JobStateView::Running, 1.0), t0);
+        step(&mut t, job("a", "p", JobState::Running, 1.0), t0);
         assert!(step(
             &mut t,
-            job("a", "p", JobStateView::Running, 2.0),
+            job("a", "p", JobState::Running, 2.0),
             t0 + 5 * MS
         )
         .is_empty());
         assert!(step(
             &mut t,
-            job("a", "p", JobStateView::Running, 3.0),
+            job("a", "p", JobState::Running, 3.0),
             t0 + 10 * MS
         )
         .is_empty());
@@ -272,7 +257,7 @@ mod tests {
             let now = t0 + i * MS;
             sent += percents(&step(
                 &mut t,
-                job("a", "p", JobStateView::Running, f64::from(i)),
+                job("a", "p", JobState::Running, f64::from(i)),
                 now,
             ))
             .len();
@@ -294,14 +279,14 @@ mod tests {
             for n in 0..100 {
                 let out = step(
                     &mut t,
-                    job(&format!("gpu{n}"), "p", JobStateView::Running, f64::from(i)),
+                    job(&format!("gpu{n}"), "p", JobState::Running, f64::from(i)),
                     now,
                 );
                 events += out.len();
                 pictures += percents(&out).len();
                 for u in &out {
                     if let Update::JobsProgressed(b) = u {
-                        shown.extend(b.updates.iter().map(|j| j.instance.clone()));
+                        shown.extend(b.updates.iter().map(|j| j.instance_id));
                     }
                 }
             }
@@ -317,13 +302,13 @@ mod tests {
         let mut t = throttle();
         let t0 = Instant::now();
         assert_eq!(
-            step(&mut t, job("a", "p", JobStateView::Running, 1.0), t0).len(),
+            step(&mut t, job("a", "p", JobState::Running, 1.0), t0).len(),
             1
         );
         // Another instance, 4 ms later: its own window is open, the frame is not.
         assert!(step(
             &mut t,
-            job("b", "q", JobStateView::Running, 1.0),
+            job("b", "q", JobState::Running, 1.0),
             t0 + 4 * MS
         )
         .is_empty());
@@ -335,7 +320,7 @@ mod tests {
     fn a_webview_that_has_not_shown_the_last_batch_gets_the_next_one_later_and_fuller() {
         let mut t = throttle();
         let t0 = Instant::now();
-        let first = offer_unshown(&mut t, job("a", "p", JobStateView::Running, 1.0), t0);
+        let first = offer_unshown(&mut t, job("a", "p", JobState::Running, 1.0), t0);
         let Some(Update::JobsProgressed(first)) = first.first() else {
             panic!("no first batch");
         };
@@ -344,13 +329,13 @@ mod tests {
             let now = t0 + i * MS;
             assert!(offer_unshown(
                 &mut t,
-                job("a", "p", JobStateView::Running, f64::from(i)),
+                job("a", "p", JobState::Running, f64::from(i)),
                 now
             )
             .is_empty());
             assert!(offer_unshown(
                 &mut t,
-                job("b", "q", JobStateView::Running, f64::from(i)),
+                job("b", "q", JobState::Running, f64::from(i)),
                 now
             )
             .is_empty());
@@ -368,8 +353,8 @@ mod tests {
     fn a_batch_never_shown_holds_the_next_one_back_only_for_the_timeout() {
         let mut t = throttle();
         let t0 = Instant::now();
-        offer_unshown(&mut t, job("a", "p", JobStateView::Running, 1.0), t0);
-        t.offer(job("a", "p", JobStateView::Running, 2.0));
+        offer_unshown(&mut t, job("a", "p", JobState::Running, 1.0), t0);
+        t.offer(job("a", "p", JobState::Running, 2.0));
         assert_eq!(t.next_due(t0 + MS), Some(t0 + ACK_TIMEOUT));
         assert!(t.take_due(t0 + ACK_TIMEOUT - MS).is_none());
         assert_eq!(
@@ -377,7 +362,7 @@ mod tests {
             [2.0]
         );
         // An acknowledgement of an older batch does not release a newer one.
-        t.offer(job("a", "p", JobStateView::Running, 3.0));
+        t.offer(job("a", "p", JobState::Running, 3.0));
         t.shown(1);
         assert_eq!(t.next_due(t0 + ACK_TIMEOUT), Some(t0 + 2 * ACK_TIMEOUT));
     }
@@ -386,11 +371,11 @@ mod tests {
     fn final_state_is_never_held_and_drops_held_progress_of_that_job() {
         let mut t = throttle();
         let t0 = Instant::now();
-        step(&mut t, job("a", "p", JobStateView::Running, 1.0), t0);
-        step(&mut t, job("a", "p", JobStateView::Running, 50.0), t0 + MS);
+        step(&mut t, job("a", "p", JobState::Running, 1.0), t0);
+        step(&mut t, job("a", "p", JobState::Running, 50.0), t0 + MS);
         let out = step(
             &mut t,
-            job("a", "p", JobStateView::Success, 100.0),
+            job("a", "p", JobState::Success, 100.0),
             t0 + 2 * MS,
         );
         assert_eq!(percents(&out), [100.0]);
@@ -402,16 +387,16 @@ mod tests {
     fn instances_are_throttled_independently() {
         let mut t = throttle();
         let t0 = Instant::now();
-        step(&mut t, job("a", "p", JobStateView::Running, 1.0), t0);
+        step(&mut t, job("a", "p", JobState::Running, 1.0), t0);
         // "a" sent at t0 and is inside its window at 20 ms; "b" has never sent.
-        t.offer(job("a", "p", JobStateView::Running, 2.0));
-        t.offer(job("b", "q", JobStateView::Running, 1.0));
+        t.offer(job("a", "p", JobState::Running, 2.0));
+        t.offer(job("b", "q", JobState::Running, 1.0));
         let out = Vec::from_iter(t.take_due(t0 + 20 * MS));
         let Some(Update::JobsProgressed(batch)) = out.first() else {
             panic!("no batch: {out:?}");
         };
-        let instances: Vec<_> = batch.updates.iter().map(|j| j.instance.as_str()).collect();
-        assert_eq!(instances, ["b"]);
+        let instances: Vec<_> = batch.updates.iter().map(|j| j.instance_id).collect();
+        assert_eq!(instances, [id("b")]);
         t.shown(batch.batch);
         assert_eq!(t.next_due(t0 + 20 * MS), Some(t0 + 36 * MS));
     }
@@ -421,7 +406,7 @@ mod tests {
         let mut t = throttle();
         let q = Update::QueueChanged(QueueChanged {
             revision: 1,
-            instance: "a".into(),
+            instance_id: id("a"),
             queue: QueueCounts::default(),
         });
         assert_eq!(t.offer(q.clone()), Some(q.clone()));

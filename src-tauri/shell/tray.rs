@@ -7,7 +7,7 @@
 //! and Quit. Where no status-notifier host exists the tray is simply absent: the window stays
 //! reachable and closing it still only hides it.
 
-use crate::shell::notify::{self, Control};
+use crate::shell::bus::{self, Control};
 use crate::shell::window;
 use comfy_notify::TrayModel;
 use tauri::menu::{Menu, MenuItem, PredefinedMenuItem};
@@ -200,12 +200,12 @@ fn install<R: Runtime>(app: &AppHandle<R>) -> tauri::Result<()> {
             Some(MenuChoice::Quit) => app.exit(0),
             Some(MenuChoice::Show) => {
                 window::show_main(app);
-                if let Some(m) = notify::slot(app) {
+                if let Some(m) = bus::of(app) {
                     m.control(Control::MarkSeen);
                 }
             }
             Some(_) => {
-                if let Some(m) = notify::slot(app) {
+                if let Some(m) = bus::of(app) {
                     m.control(Control::Menu(event.id().as_ref().to_owned()));
                 }
             }

@@ -2,7 +2,7 @@
 //! focus is told to the monitor ("notify only when the window is not focused"; a focused window
 //! means failures have been seen).
 
-use crate::shell::notify::{self, Control};
+use crate::shell::bus::{self, Control};
 use tauri::{AppHandle, Manager, Runtime, Window, WindowEvent};
 
 /// The label of the one window, as in `tauri.conf.json` and the capabilities.
@@ -26,7 +26,7 @@ pub fn on_window_event<R: Runtime>(window: &Window<R>, event: &WindowEvent) {
 }
 
 fn focus_changed<R: Runtime>(app: &AppHandle<R>, focused: bool) {
-    if let Some(m) = notify::slot(app) {
+    if let Some(m) = bus::of(app) {
         m.control(Control::Focused(focused));
     }
 }

@@ -4,12 +4,12 @@ export type AppSettings = {
 /**
  * Open hidden, in the tray (the window is one click away).
  */
-startMinimised: boolean, 
+start_minimised: boolean, 
 /**
  * Start with the desktop session (hidden, in the tray).
  */
-launchAtLogin: boolean, 
+launch_at_login: boolean, 
 /**
  * Stay silent while the window has the focus: it shows everything already.
  */
-notifyOnlyWhenUnfocused: boolean, };
+notify_only_when_unfocused: boolean, };

@@ -6,4 +6,4 @@ export type CommandError = { code: ErrorCode, message: string,
 /**
  * Filled for `rejected` (and for a workflow the server accepted only in part).
  */
-nodeErrors: Array<NodeErrorView>, };
+node_errors: Array<NodeErrorView>, };

@@ -3,7 +3,7 @@
 /**
  * One node's validation problems, as the submit dialog lists them.
  */
-export type NodeErrorView = { nodeId: string, classType: string | null, 
+export type NodeErrorView = { node_id: string, class_type: string | null, 
 /**
  * The node's `_meta.title`, when the workflow has one.
  */

@@ -3,8 +3,8 @@
 /**
  * Memory of the machine ComfyUI runs on, from `/system_stats`, in bytes.
  */
-export type StatsView = { ramTotal: number | null, ramFree: number | null, 
+export type StatsView = { ram_total: number | null, ram_free: number | null, 
 /**
  * The first compute device (what ComfyUI runs on).
  */
-device: string | null, vramTotal: number | null, vramFree: number | null, };
+device: string | null, vram_total: number | null, vram_free: number | null, };

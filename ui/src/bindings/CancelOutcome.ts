@@ -3,4 +3,4 @@
 /**
  * What became of a cancel request.
  */
-export type CancelResult = "interrupted" | "removed" | "already_finished" | "not_found";
+export type CancelOutcome = "interrupted" | "removed" | "already_finished" | "not_found";

@@ -1,0 +1,205 @@
+//! The app's state, managed by Tauri for the commands: the profile (saved instances, secrets,
+//! journal), the engine handle, the overview the webview reads, the latest preview frames, the
+//! monitor's bus, and the background tasks it owns.
+//!
+//! Instances come from the profile; every change made in the settings is saved first and then
+//! applied to the engine by restarting that one instance, so what runs is always what is saved.
+//! Unfinished journal entries are handed to the engine when an instance starts, so jobs that
+//! finished while the app was closed get their real outcome and vanished ones become `lost`.
+//! An instance is named by one id everywhere: the store's.
+
+use crate::shell::bus::{Bus, Control};
+use crate::shell::error::{CommandError, ErrorCode};
+use crate::shell::events::Update;
+use crate::shell::overview::SharedOverview;
+use crate::shell::previews::Previews;
+use crate::shell::tasks::OwnedTask;
+use comfy_app::Profile;
+use comfy_engine::{ConnectionState, ConnectionStatus, Engine};
+use comfy_model::InstanceId;
+use comfy_store::InstanceRecord;
+use std::path::Path;
+use std::sync::{Mutex, MutexGuard};
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    // Every value guarded here stays valid after a panic elsewhere.
+    m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+pub struct AppState {
+    /// The profile; `Err` keeps why the database could not be opened, so every command that
+    /// needs it can say so.
+    profile: Result<Profile, String>,
+    pub engine: Engine,
+    pub overview: SharedOverview,
+    pub previews: Previews,
+    pub bus: Bus,
+    /// Things the user must be told (the secrets fallback, a database that cannot open).
+    notices: Mutex<Vec<String>>,
+    /// The event task, the stats poll and the monitor: stopped when the state goes.
+    tasks: Mutex<Vec<OwnedTask>>,
+}
+
+impl AppState {
+    /// Opens the profile (`db`, else `COMFY_MONITOR_DB`, else the platform's data dir). A
+    /// database that cannot be opened does not stop the app: it runs with no instances and says
+    /// why.
+    pub fn open(engine: Engine, db: Option<&Path>) -> Self {
+        let (profile, notices) = match Profile::open(db) {
+            Ok(p) => (Ok(p), Vec::new()),
+            Err(e) => {
+                let why = e.to_string();
+                tracing::error!(error = %why, "the database could not be opened");
+                (Err(why.clone()), vec![why])
+            }
+        };
+        Self {
+            profile,
+            engine,
+            overview: SharedOverview::default(),
+            previews: Previews::default(),
+            bus: Bus::default(),
+            notices: Mutex::new(notices),
+            tasks: Mutex::new(Vec::new()),
+        }
+    }
+
+    /// The profile, or why the database is unavailable.
+    pub fn profile(&self) -> Result<&Profile, CommandError> {
+        self.profile
+            .as_ref()
+            .map_err(|why| CommandError::new(ErrorCode::Storage, why.clone()))
+    }
+
+    /// Keeps a background task running for as long as the app state lives.
+    pub fn own(&self, task: OwnedTask) {
+        lock(&self.tasks).push(task);
+    }
+
+    /// Stops every background task.
+    pub fn stop_tasks(&self) {
+        lock(&self.tasks).clear();
+    }
+
+    pub fn notice(&self, text: String) {
+        let mut notices = lock(&self.notices);
+        if !notices.contains(&text) {
+            notices.push(text);
+        }
+    }
+
+    /// Everything the user must be told, including what the profile learned since.
+    pub fn notices(&self) -> Vec<String> {
+        if let Ok(p) = &self.profile {
+            for n in p.take_notices() {
+                self.notice(n);
+            }
+        }
+        lock(&self.notices).clone()
+    }
+
+    /// Starts every saved instance. Called once, inside the runtime.
+    pub async fn start_all(&self, emit: &(dyn Fn(Update) + Send + Sync)) {
+        let Ok(profile) = self.profile() else { return };
+        // Retention runs as rows are written; once more at start, in case limits changed or the
+        // app was off for months.
+        let now = comfy_engine::now_ms();
+        let pruned = {
+            let mut journal = profile.journal();
+            let store = journal.store_mut();
+            store
+                .prune_jobs(now)
+                .and_then(|jobs| Ok(jobs + store.prune_events(now)?))
+        };
+        if let Err(e) = pruned {
+            tracing::warn!(error = %e, "the journal could not be pruned");
+        }
+        let records = match profile.instances() {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot read the saved instances");
+                return;
+            }
+        };
+        for rec in records {
+            self.start(&rec, emit).await;
+        }
+    }
+
+    /// Starts monitoring one saved instance (replacing it if it runs), resuming its unfinished
+    /// journal entries. An instance whose secrets cannot be read is shown with the reason.
+    pub async fn start(&self, rec: &InstanceRecord, emit: &(dyn Fn(Update) + Send + Sync)) {
+        self.stop(rec.id, emit).await;
+        self.bus.control(Control::Instance {
+            id: rec.id,
+            name: rec.name.clone(),
+            prefs: rec.notifications,
+        });
+        let started = self
+            .profile()
+            .map_err(|e| e.message)
+            .and_then(|profile| {
+                let spec = profile.spec(rec).map_err(|e| e.to_string())?;
+                let restored = profile
+                    .journal()
+                    .restored_jobs(rec.id, &rec.client_id)
+                    .unwrap_or_else(|e| {
+                        tracing::warn!(instance = %rec.name, error = %e, "unfinished jobs not restored");
+                        Vec::new()
+                    });
+                self.engine
+                    .add_saved(rec.id, spec, restored)
+                    .map_err(|e| e.to_string())
+            });
+        let status = match started {
+            Ok(()) => {
+                self.previews.set_cap(rec.id, rec.preview_fps_cap);
+                self.engine.status(rec.id).map(|rx| rx.borrow().clone())
+            }
+            Err(why) => {
+                tracing::warn!(instance = %rec.name, %why, "not monitoring");
+                Some(ConnectionStatus {
+                    state: ConnectionState::AuthFailed,
+                    detail: why,
+                    retry_in_ms: None,
+                })
+            }
+        };
+        let update = self.overview.lock().add_instance(
+            rec.id,
+            &rec.name,
+            &rec.base_url,
+            rec.enabled,
+            status.as_ref(),
+        );
+        emit(update);
+    }
+
+    /// Stops monitoring one instance and forgets it in the overview.
+    pub async fn stop(&self, id: InstanceId, emit: &(dyn Fn(Update) + Send + Sync)) {
+        if self.engine.remove_instance(id).await.is_ok() {
+            self.previews.forget(id);
+            self.bus.control(Control::Forget(id));
+        }
+        let update = self.overview.lock().remove_instance(id);
+        if let Some(update) = update {
+            emit(update);
+        }
+    }
+
+    /// The notification settings of every saved instance, by name (the policy's key).
+    pub fn notification_settings(&self, only_when_unfocused: bool) -> comfy_notify::Settings {
+        let instances = self
+            .profile()
+            .ok()
+            .and_then(|p| p.instances().ok())
+            .unwrap_or_default()
+            .into_iter()
+            .map(|r| (r.name, r.notifications))
+            .collect();
+        comfy_notify::Settings {
+            only_when_unfocused,
+            instances,
+        }
+    }
+}

@@ -1,0 +1,12 @@
+// Generated from comfy-model's defaults by the bindings test. Do not edit.
+import type { NotificationPrefs } from "./NotificationPrefs";
+
+export const DEFAULT_NOTIFICATION_PREFS: NotificationPrefs = {
+  "job_done": true,
+  "job_failed": true,
+  "job_interrupted_by_other": false,
+  "queue_drained": true,
+  "disconnected": true,
+  "auth_rejected": true,
+  "other_clients_jobs": false
+};
