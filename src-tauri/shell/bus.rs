@@ -68,7 +68,10 @@ impl Bus {
     }
 
     pub fn connect(&self, monitor: Monitor) {
-        *self.0.lock().unwrap_or_else(|poisoned| poisoned.into_inner()) = Some(monitor);
+        *self
+            .0
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner()) = Some(monitor);
     }
 
     pub fn control(&self, control: Control) {

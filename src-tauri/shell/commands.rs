@@ -144,11 +144,12 @@ pub fn get_history(
     limit: u32,
     offset: u32,
 ) -> Result<Vec<HistoryEntry>, CommandError> {
-    let jobs = state
-        .profile()?
-        .journal()
-        .store()
-        .history(Some(instance_id), limit.min(500), offset)?;
+    let jobs =
+        state
+            .profile()?
+            .journal()
+            .store()
+            .history(Some(instance_id), limit.min(500), offset)?;
     Ok(jobs.into_iter().map(HistoryEntry::from).collect())
 }
 

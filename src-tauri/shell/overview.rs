@@ -30,7 +30,9 @@ impl SharedOverview {
     /// Locks the overview. A panic elsewhere while holding the lock leaves a value that is still
     /// a valid picture, so poisoning is ignored rather than taking the UI down with it.
     pub fn lock(&self) -> MutexGuard<'_, Overview> {
-        self.0.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.0
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 }
 
@@ -150,7 +152,10 @@ impl Overview {
     /// [`Overview::preview_shown`] (with the frame's sequence number); node text updates its
     /// job; custom server messages go to the event log, not here.
     pub fn apply(&mut self, event: &Event) -> Option<Update> {
-        let index = self.instances.iter().position(|i| i.id == event.instance_id);
+        let index = self
+            .instances
+            .iter()
+            .position(|i| i.id == event.instance_id);
         let Some(index) = index else {
             tracing::debug!(instance = %event.instance, "event for an unknown instance");
             return None;
@@ -349,7 +354,10 @@ mod tests {
     fn new_instance_is_connecting_with_no_server_info() {
         let s = overview().snapshot();
         assert_eq!(s.instances.len(), 1);
-        assert_eq!(s.instances[0].status.status.state, ConnectionState::Connecting);
+        assert_eq!(
+            s.instances[0].status.status.state,
+            ConnectionState::Connecting
+        );
         assert!(s.instances[0].server.is_none());
     }
 

@@ -2,8 +2,8 @@
 //! is not focused. Kept in the store's `meta` table; "launch at login" is the autostart plugin's
 //! entry itself (an XDG autostart file on Linux), so it is read back from there.
 
-use crate::shell::error::{CommandError, ErrorCode};
 use crate::shell::bus::Control;
+use crate::shell::error::{CommandError, ErrorCode};
 use crate::shell::state::AppState;
 use serde::{Deserialize, Serialize};
 use tauri::{AppHandle, Runtime, State};

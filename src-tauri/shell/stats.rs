@@ -38,11 +38,7 @@ pub struct StatsSchedule {
 impl StatsSchedule {
     /// The instances to read now, and records them as read. Instances not connected, or no
     /// longer listed, are forgotten, so they are read as soon as they connect again.
-    pub fn due(
-        &mut self,
-        seen: impl IntoIterator<Item = Seen>,
-        now: Instant,
-    ) -> Vec<InstanceId> {
+    pub fn due(&mut self, seen: impl IntoIterator<Item = Seen>, now: Instant) -> Vec<InstanceId> {
         let mut due = Vec::new();
         let mut listed = Vec::new();
         for s in seen {
@@ -100,10 +96,7 @@ mod tests {
         (0..secs)
             .filter(|t| {
                 let (connected, busy) = state(*t);
-                let due = schedule.due(
-                    [seen(A, connected, busy)],
-                    start + Duration::from_secs(*t),
-                );
+                let due = schedule.due([seen(A, connected, busy)], start + Duration::from_secs(*t));
                 due == [A]
             })
             .collect()

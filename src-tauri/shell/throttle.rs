@@ -230,18 +230,8 @@ mod tests {
         let mut t = throttle();
         let t0 = Instant::now();
         step(&mut t, job("a", "p", JobState::Running, 1.0), t0);
-        assert!(step(
-            &mut t,
-            job("a", "p", JobState::Running, 2.0),
-            t0 + 5 * MS
-        )
-        .is_empty());
-        assert!(step(
-            &mut t,
-            job("a", "p", JobState::Running, 3.0),
-            t0 + 10 * MS
-        )
-        .is_empty());
+        assert!(step(&mut t, job("a", "p", JobState::Running, 2.0), t0 + 5 * MS).is_empty());
+        assert!(step(&mut t, job("a", "p", JobState::Running, 3.0), t0 + 10 * MS).is_empty());
         assert_eq!(t.next_due(t0 + 10 * MS), Some(t0 + 30 * MS));
         assert!(t.take_due(t0 + 29 * MS).is_none());
         assert_eq!(percents(&Vec::from_iter(t.take_due(t0 + 30 * MS))), [3.0]);
@@ -306,12 +296,7 @@ mod tests {
             1
         );
         // Another instance, 4 ms later: its own window is open, the frame is not.
-        assert!(step(
-            &mut t,
-            job("b", "q", JobState::Running, 1.0),
-            t0 + 4 * MS
-        )
-        .is_empty());
+        assert!(step(&mut t, job("b", "q", JobState::Running, 1.0), t0 + 4 * MS).is_empty());
         assert_eq!(t.next_due(t0 + 4 * MS), Some(t0 + 16 * MS));
         assert_eq!(percents(&Vec::from_iter(t.take_due(t0 + 16 * MS))), [1.0]);
     }
@@ -327,18 +312,14 @@ mod tests {
         // 100 ms of progress from two instances while the webview is busy: nothing goes.
         for i in 1..=100u32 {
             let now = t0 + i * MS;
-            assert!(offer_unshown(
-                &mut t,
-                job("a", "p", JobState::Running, f64::from(i)),
-                now
-            )
-            .is_empty());
-            assert!(offer_unshown(
-                &mut t,
-                job("b", "q", JobState::Running, f64::from(i)),
-                now
-            )
-            .is_empty());
+            assert!(
+                offer_unshown(&mut t, job("a", "p", JobState::Running, f64::from(i)), now)
+                    .is_empty()
+            );
+            assert!(
+                offer_unshown(&mut t, job("b", "q", JobState::Running, f64::from(i)), now)
+                    .is_empty()
+            );
         }
         // Shown: the next batch goes at the next frame with the newest picture of each.
         t.shown(first.batch);
@@ -373,11 +354,7 @@ mod tests {
         let t0 = Instant::now();
         step(&mut t, job("a", "p", JobState::Running, 1.0), t0);
         step(&mut t, job("a", "p", JobState::Running, 50.0), t0 + MS);
-        let out = step(
-            &mut t,
-            job("a", "p", JobState::Success, 100.0),
-            t0 + 2 * MS,
-        );
+        let out = step(&mut t, job("a", "p", JobState::Success, 100.0), t0 + 2 * MS);
         assert_eq!(percents(&out), [100.0]);
         assert!(matches!(out.as_slice(), [Update::JobUpdated(_)]));
         assert!(t.take_due(t0 + 100 * MS).is_none());
