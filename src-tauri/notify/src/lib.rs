@@ -71,6 +71,7 @@ mod notification;
 mod policy;
 mod tray;
 
+pub use comfy_model::NotificationPrefs;
 #[cfg(all(unix, not(target_os = "macos")))]
 pub use deliver::DesktopNotifier;
 pub use deliver::{
@@ -79,6 +80,5 @@ pub use deliver::{
 };
 pub use icon::{render_icon, state_colour, PROGRESS, TRACK};
 pub use notification::{clock, Action, ImageRef, Notification, NotificationKind};
-pub use comfy_model::NotificationPrefs;
 pub use policy::{Pause, Policy, Settings, Timing};
 pub use tray::{IconState, InstanceStatus, Repaint, RepaintGate, RunningJob, TrayModel, TrayState};

@@ -3,9 +3,9 @@
 
 use crate::notification::{clock, Action, ImageRef, Notification, NotificationKind};
 use comfy_engine::{ConnectionState, ErrorDetails, Event, EventKind, JobOrigin, JobState, JobView};
+use comfy_model::NotificationPrefs;
 use comfy_protocol::http::OutputFile;
 use comfy_protocol::PromptId;
-use comfy_model::NotificationPrefs;
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, VecDeque};
 use std::time::{Duration, Instant};

@@ -5,7 +5,7 @@
 
 use comfy_engine::{ConnectionState, Engine, Event, EventKind, InstanceSpec, JobState};
 use comfy_notify::{
-    Action, NotificationPrefs, Notification, NotificationKind, Policy, Settings, Timing,
+    Action, Notification, NotificationKind, NotificationPrefs, Policy, Settings, Timing,
 };
 use fake_comfyui::{FakeAuth, FakeComfy, FakeConfig};
 use serde_json::json;
