@@ -269,7 +269,7 @@ pub enum JobStatus {
 }
 
 impl JobStatus {
-    pub fn is_finished(self) -> bool {
+    pub fn is_terminal(self) -> bool {
         matches!(self, Self::Completed | Self::Failed | Self::Cancelled)
     }
 }
@@ -310,7 +310,7 @@ impl ApiJob {
 
     /// The finished form, if this job has finished.
     pub fn finished(&self) -> Option<FinishedJob> {
-        if !self.status.is_finished() {
+        if !self.status.is_terminal() {
             return None;
         }
         let outcome = match self.status {

@@ -178,13 +178,13 @@ impl Tracker {
         (self.running.clone(), self.pending.clone())
     }
 
-    fn is_finished(&self, id: &PromptId) -> bool {
+    fn remembers_finished(&self, id: &PromptId) -> bool {
         self.finished_set.contains(id)
     }
 
     /// The job, created on first sight unless it already finished.
     fn job_mut(&mut self, id: &PromptId, origin: JobOrigin, now: Millis) -> Option<&mut Job> {
-        if self.is_finished(id) {
+        if self.remembers_finished(id) {
             return None;
         }
         let job = self
@@ -453,7 +453,7 @@ impl Tracker {
     /// judges it as if across a reconnect: still queued → followed; in history → its real
     /// outcome; nowhere → lost.
     pub fn restore_job(&mut self, item: &ActiveJob, state: JobState, queued_at: Millis) {
-        if self.is_finished(&item.prompt_id) || state.is_terminal() {
+        if self.remembers_finished(&item.prompt_id) || state.is_terminal() {
             return;
         }
         let origin = match &item.client_id {

@@ -136,7 +136,7 @@ impl Tracker {
 
         // Finished jobs we never saw queued (they came and went between two polls).
         for id in &snap.recent_finished {
-            if self.baseline_done && !self.jobs.contains_key(id) && !self.is_finished(id) {
+            if self.baseline_done && !self.jobs.contains_key(id) && !self.remembers_finished(id) {
                 req.push(Request::Outcome(id.clone()));
             } else if !self.baseline_done && !self.jobs.contains_key(id) {
                 // Old news, unless it is a job we were following (restored from the journal):
@@ -151,11 +151,11 @@ impl Tracker {
             .pending
             .iter()
             .map(|j| j.prompt_id.clone())
-            .filter(|p| !self.is_finished(p))
+            .filter(|p| !self.remembers_finished(p))
             .collect();
         let running: Vec<PromptId> = running
             .into_iter()
-            .filter(|p| !self.is_finished(p))
+            .filter(|p| !self.remembers_finished(p))
             .collect();
         if running != self.running || pending != self.pending {
             self.running = running;
@@ -168,7 +168,7 @@ impl Tracker {
     /// Applies the result of a [`Request::Outcome`] lookup.
     pub fn apply_outcome(&mut self, id: &PromptId, lookup: Lookup, now: Millis) -> Vec<Update> {
         let mut out = Vec::new();
-        if self.is_finished(id) {
+        if self.remembers_finished(id) {
             return out;
         }
         match lookup {
