@@ -31,7 +31,7 @@ describe("App and the shell's requests", () => {
             instance("Local", { id: 2 }),
           ]);
         case "get_history":
-          return (args as { instance: string }).instance === "gpu" ? [historyEntry("done-9"), historyEntry("done-8")] : [];
+          return (args as { instance_id: number }).instance_id === 1 ? [historyEntry("done-9"), historyEntry("done-8")] : [];
         case "get_event_log":
         case "list_instances":
           return [];
@@ -61,7 +61,7 @@ describe("App and the shell's requests", () => {
   it("opens the instance's detail and highlights a finished job in the history, briefly", async () => {
     const w = await mountApp();
     vi.useFakeTimers({ toFake: ["setTimeout", "clearTimeout"] });
-    await emitFromShell(EVENTS.showRequested, { instance: "gpu", promptId: "done-8" });
+    await emitFromShell(EVENTS.showRequested, { instance_id: 1, prompt_id: "done-8" });
     await flushPromises();
     expect(w.get('[data-testid="instance-detail"]').attributes("data-instance")).toBe("gpu");
     expect(highlighted(w)).toEqual(["history-row:done-8"]);
@@ -76,14 +76,14 @@ describe("App and the shell's requests", () => {
 
   it("highlights a job still in the queue", async () => {
     const w = await mountApp();
-    await emitFromShell(EVENTS.showRequested, { instance: "gpu", promptId: "pend-2" });
+    await emitFromShell(EVENTS.showRequested, { instance_id: 1, prompt_id: "pend-2" });
     await flushPromises();
     expect(highlighted(w)).toEqual(["queue-row:pend-2"]);
   });
 
   it("opens the detail without a highlight when no job is named", async () => {
     const w = await mountApp();
-    await emitFromShell(EVENTS.showRequested, { instance: "Local", promptId: null });
+    await emitFromShell(EVENTS.showRequested, { instance_id: 2, prompt_id: null });
     await flushPromises();
     expect(w.get('[data-testid="instance-detail"]').attributes("data-instance")).toBe("Local");
     expect(highlighted(w)).toEqual([]);
@@ -92,7 +92,7 @@ describe("App and the shell's requests", () => {
 
   it("stays on the overview for an instance it does not know", async () => {
     const w = await mountApp();
-    await emitFromShell(EVENTS.showRequested, { instance: "gone", promptId: "x" });
+    await emitFromShell(EVENTS.showRequested, { instance_id: 99, prompt_id: "x" });
     await flushPromises();
     expect(w.find('[data-testid="instance-detail"]').exists()).toBe(false);
     expect(w.findAll('[data-testid="instance-card"]')).toHaveLength(2);
@@ -100,7 +100,7 @@ describe("App and the shell's requests", () => {
 
   it("asks before cancelling another client's job for the tray, and cancels on yes", async () => {
     const w = await mountApp();
-    await emitFromShell(EVENTS.cancelConfirmationRequested, { instance: "gpu", promptId: "run-1" });
+    await emitFromShell(EVENTS.cancelConfirmationRequested, { instance_id: 1, prompt_id: "run-1" });
     await flushPromises();
     const dialog = w.get('[data-testid="confirm-cancel-dialog"]');
     expect(dialog.text()).toContain("Cancel the job another client queued on gpu? It is not yours");
@@ -108,19 +108,19 @@ describe("App and the shell's requests", () => {
 
     await w.get('[data-testid="confirm-cancel-yes"]').trigger("click");
     await flushPromises();
-    expect(calls.filter((c) => c.command === "cancel_job")).toEqual([{ command: "cancel_job", args: { instance: "gpu", promptId: "run-1" } }]);
+    expect(calls.filter((c) => c.command === "cancel_job")).toEqual([{ command: "cancel_job", args: { instance_id: 1, prompt_id: "run-1" } }]);
     expect(w.find('[data-testid="confirm-cancel-dialog"]').exists()).toBe(false);
   });
 
   it("leaves the job alone on Keep it, and on Escape", async () => {
     const w = await mountApp();
-    await emitFromShell(EVENTS.cancelConfirmationRequested, { instance: "gpu", promptId: "run-1" });
+    await emitFromShell(EVENTS.cancelConfirmationRequested, { instance_id: 1, prompt_id: "run-1" });
     await flushPromises();
     await w.get('[data-testid="confirm-cancel-no"]').trigger("click");
     await flushPromises();
     expect(w.find('[data-testid="confirm-cancel-dialog"]').exists()).toBe(false);
 
-    await emitFromShell(EVENTS.cancelConfirmationRequested, { instance: "gpu", promptId: "run-1" });
+    await emitFromShell(EVENTS.cancelConfirmationRequested, { instance_id: 1, prompt_id: "run-1" });
     await flushPromises();
     await w.get('[data-testid="confirm-cancel-dialog"]').trigger("keydown", { key: "Escape" });
     await flushPromises();

@@ -6,6 +6,7 @@ import {
   formatDuration,
   formatPercent,
   formatRate,
+  isTerminal,
   jobCounters,
   memoryUse,
   nodeLabel,
@@ -23,14 +24,14 @@ describe("connection text", () => {
   });
 
   it("counts down to the next attempt", () => {
-    const s = status({ state: "unreachable", detail: "connection refused", retryInMs: 4000, changedAtMs: 10_000 });
+    const s = status({ state: "unreachable", detail: "connection refused", retry_in_ms: 4000, changed_at_ms: 10_000 });
     expect(statusDetail(s, 10_000)).toBe("connection refused · retrying in 4 s");
     expect(statusDetail(s, 12_500)).toBe("connection refused · retrying in 2 s");
     expect(statusDetail(s, 20_000)).toBe("connection refused · retrying now");
   });
 
   it("says reconnecting while reconnecting", () => {
-    const s = status({ state: "reconnecting", detail: "", retryInMs: 4000, changedAtMs: 0 });
+    const s = status({ state: "reconnecting", detail: "", retry_in_ms: 4000, changed_at_ms: 0 });
     expect(statusDetail(s, 0)).toBe("reconnecting in 4 s");
   });
 
@@ -43,15 +44,15 @@ describe("connection text", () => {
 
 describe("job text", () => {
   it("names the node by title, then type, then id", () => {
-    expect(nodeLabel(job("p", { node: "3", nodeType: "KSampler", nodeTitle: "Sampler" }))).toBe("Sampler #3");
-    expect(nodeLabel(job("p", { node: "3", nodeType: "KSampler" }))).toBe("KSampler #3");
+    expect(nodeLabel(job("p", { node: "3", node_type: "KSampler", node_title: "Sampler" }))).toBe("Sampler #3");
+    expect(nodeLabel(job("p", { node: "3", node_type: "KSampler" }))).toBe("KSampler #3");
     expect(nodeLabel(job("p", { node: "3" }))).toBe("Node #3");
     expect(nodeLabel(job("p"))).toBeNull();
   });
 
   it("prefers the workflow's title to the class type", () => {
-    expect(nodeName(job("p", { node: "3", nodeType: "KSampler", nodeTitle: "Hires" }))).toBe("Hires");
-    expect(nodeName(job("p", { node: "3", nodeType: "KSampler" }))).toBe("KSampler");
+    expect(nodeName(job("p", { node: "3", node_type: "KSampler", node_title: "Hires" }))).toBe("Hires");
+    expect(nodeName(job("p", { node: "3", node_type: "KSampler" }))).toBe("KSampler");
     expect(nodeName(job("p", { node: "3" }))).toBe("Node 3");
   });
 
@@ -61,6 +62,12 @@ describe("job text", () => {
     expect(formatRate(null)).toBe("");
   });
 
+  it("says a job has ended once it left pending and running, whatever the outcome", () => {
+    expect(isTerminal("pending")).toBe(false);
+    expect(isTerminal("running")).toBe(false);
+    for (const state of ["success", "error", "interrupted", "deleted", "lost"] as const) expect(isTerminal(state)).toBe(true);
+  });
+
   it("labels who queued a job", () => {
     expect(originLabel("self")).toBe("this app");
     expect(originLabel("other")).toBe("other client");
@@ -68,7 +75,7 @@ describe("job text", () => {
   });
 
   it("shows steps and nodes when known", () => {
-    expect(jobCounters(job("p", { nodeValue: 12, nodeMax: 20, nodesDone: 5, nodesTotal: 12 }))).toBe(
+    expect(jobCounters(job("p", { node_value: 12, node_max: 20, nodes_done: 5, nodes_total: 12 }))).toBe(
       "step 12/20 · node 5/12",
     );
     expect(jobCounters(job("p"))).toBe("");

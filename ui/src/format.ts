@@ -1,9 +1,11 @@
 // Pure display helpers: what a status, a job or a duration reads like.
-import type { ConnectionStateView } from "./bindings/ConnectionStateView";
+import type { ConnectionState } from "./bindings/ConnectionState";
 import type { InstanceStatus } from "./bindings/InstanceStatus";
+import type { JobOrigin } from "./bindings/JobOrigin";
+import type { JobState } from "./bindings/JobState";
 import type { JobSummary } from "./bindings/JobSummary";
 
-const STATE_WORDS: Record<ConnectionStateView, string> = {
+const STATE_WORDS: Record<ConnectionState, string> = {
   connecting: "connecting",
   connected: "connected",
   reconnecting: "reconnecting",
@@ -13,14 +15,14 @@ const STATE_WORDS: Record<ConnectionStateView, string> = {
 };
 
 /** The connection state as one or two plain words: "connected", "auth failed". */
-export function stateWord(state: ConnectionStateView): string {
+export function stateWord(state: ConnectionState): string {
   return STATE_WORDS[state];
 }
 
 /** Whole seconds until the next attempt, or null when none is scheduled. */
 export function retryInSeconds(status: InstanceStatus, nowMs: number): number | null {
-  if (status.retryInMs === null) return null;
-  const left = status.changedAtMs + status.retryInMs - nowMs;
+  if (status.retry_in_ms == null) return null;
+  const left = status.changed_at_ms + status.retry_in_ms - nowMs;
   return Math.max(0, Math.ceil(left / 1000));
 }
 
@@ -44,19 +46,19 @@ export function displayUrl(url: string): string {
   return url.replace(/^https?:\/\//, "").replace(/\/$/, "");
 }
 
-export function formatPercent(percent: number | null): string {
-  if (percent === null) return "";
+export function formatPercent(percent: number | null | undefined): string {
+  if (percent == null) return "";
   return `${Math.round(Math.min(100, Math.max(0, percent)))}%`;
 }
 
 /** The current node's name: its title in the workflow, else its class type. */
 export function nodeName(job: JobSummary): string | null {
-  return job.nodeTitle ?? job.nodeType ?? (job.node ? `Node ${job.node}` : null);
+  return job.node_title ?? job.node_type ?? (job.node ? `Node ${job.node}` : null);
 }
 
 /** What the running job is doing, as specific as the server lets us see. */
 export function nodeLabel(job: JobSummary): string | null {
-  const name = job.nodeTitle ?? job.nodeType;
+  const name = job.node_title ?? job.node_type;
   if (name && job.node) return `${name} #${job.node}`;
   if (name) return name;
   if (job.node) return `Node #${job.node}`;
@@ -66,11 +68,11 @@ export function nodeLabel(job: JobSummary): string | null {
 /** "step 12/20", "node 5/12", joined. */
 export function jobCounters(job: JobSummary): string {
   const parts: string[] = [];
-  if (job.nodeValue !== null && job.nodeMax !== null && job.nodeMax > 0) {
-    parts.push(`step ${Math.round(job.nodeValue)}/${Math.round(job.nodeMax)}`);
+  if (job.node_value != null && job.node_max != null && job.node_max > 0) {
+    parts.push(`step ${Math.round(job.node_value)}/${Math.round(job.node_max)}`);
   }
-  if (job.nodesDone !== null && job.nodesTotal !== null && job.nodesTotal > 0) {
-    parts.push(`node ${job.nodesDone}/${job.nodesTotal}`);
+  if (job.nodes_done != null && job.nodes_total != null && job.nodes_total > 0) {
+    parts.push(`node ${job.nodes_done}/${job.nodes_total}`);
   }
   return parts.join(" · ");
 }
@@ -85,8 +87,8 @@ export function formatDuration(ms: number): string {
 }
 
 /** "3.21 it/s", or "4.2 s/it" for slow steps, as samplers print it. */
-export function formatRate(stepsPerS: number | null): string {
-  if (stepsPerS === null || !Number.isFinite(stepsPerS) || stepsPerS <= 0) return "";
+export function formatRate(stepsPerS: number | null | undefined): string {
+  if (stepsPerS == null || !Number.isFinite(stepsPerS) || stepsPerS <= 0) return "";
   if (stepsPerS >= 1) return `${stepsPerS.toFixed(2)} it/s`;
   return `${(1 / stepsPerS).toFixed(1)} s/it`;
 }
@@ -150,18 +152,18 @@ export function shortId(promptId: string): string {
   return promptId.length > 8 ? promptId.slice(0, 8) : promptId;
 }
 
-const ORIGIN_LABELS: Record<JobSummary["origin"], string> = {
+const ORIGIN_LABELS: Record<JobOrigin, string> = {
   self: "this app",
   other: "other client",
   anonymous: "other client",
 };
 
 /** Who queued a job: "this app" or "other client". */
-export function originLabel(origin: JobSummary["origin"]): string {
+export function originLabel(origin: JobOrigin): string {
   return ORIGIN_LABELS[origin];
 }
 
-const OUTCOME_LABELS: Record<JobSummary["state"], string> = {
+const OUTCOME_LABELS: Record<JobState, string> = {
   pending: "Pending",
   running: "Running",
   success: "Finished",
@@ -171,19 +173,29 @@ const OUTCOME_LABELS: Record<JobSummary["state"], string> = {
   lost: "Lost",
 };
 
-export function jobStateLabel(state: JobSummary["state"]): string {
+export function jobStateLabel(state: JobState): string {
   return OUTCOME_LABELS[state];
 }
 
-const FINISHED = new Set<JobSummary["state"]>(["success", "error", "interrupted", "deleted", "lost"]);
+const TERMINAL: Record<JobState, boolean> = {
+  pending: false,
+  running: false,
+  success: true,
+  error: true,
+  interrupted: true,
+  deleted: true,
+  lost: true,
+};
 
-export function isFinishedState(state: JobSummary["state"]): boolean {
-  return FINISHED.has(state);
+/** The job has ended (finished, failed, stopped, removed or lost): the one definition the UI
+ * uses, as the shell's `JobState::is_terminal`. */
+export function isTerminal(state: JobState): boolean {
+  return TERMINAL[state];
 }
 
 export type Tone = "ok" | "warn" | "bad" | "accent" | "muted";
 
-const CONNECTION_TONES: Record<ConnectionStateView, Tone> = {
+const CONNECTION_TONES: Record<ConnectionState, Tone> = {
   connected: "ok",
   connecting: "warn",
   reconnecting: "warn",
@@ -192,11 +204,11 @@ const CONNECTION_TONES: Record<ConnectionStateView, Tone> = {
   disabled: "muted",
 };
 
-export function connectionTone(state: ConnectionStateView): Tone {
+export function connectionTone(state: ConnectionState): Tone {
   return CONNECTION_TONES[state];
 }
 
-const JOB_TONES: Record<JobSummary["state"], Tone> = {
+const JOB_TONES: Record<JobState, Tone> = {
   pending: "muted",
   running: "accent",
   success: "ok",
@@ -206,6 +218,6 @@ const JOB_TONES: Record<JobSummary["state"], Tone> = {
   lost: "warn",
 };
 
-export function jobTone(state: JobSummary["state"]): Tone {
+export function jobTone(state: JobState): Tone {
   return JOB_TONES[state];
 }

@@ -16,7 +16,7 @@ describe("App preferences", () => {
   beforeEach(() => {
     setActivePinia(createPinia());
     calls = [];
-    stored = { startMinimised: false, launchAtLogin: true, notifyOnlyWhenUnfocused: true };
+    stored = { start_minimised: false, launch_at_login: true, notify_only_when_unfocused: true };
     refuse = null;
     mockShell((command, args) => {
       calls.push({ command, args });
@@ -24,7 +24,7 @@ describe("App preferences", () => {
         case "get_app_settings":
           return stored;
         case "set_app_settings":
-          if (refuse) throw { ...refuse, nodeErrors: [] };
+          if (refuse) throw { ...refuse, node_errors: [] };
           stored = (args as { settings: AppSettings }).settings;
           return stored;
         case "list_instances":
@@ -62,11 +62,11 @@ describe("App preferences", () => {
     await flushPromises();
     expect(calls.at(-1)).toEqual({
       command: "set_app_settings",
-      args: { settings: { startMinimised: true, launchAtLogin: true, notifyOnlyWhenUnfocused: true } },
+      args: { settings: { start_minimised: true, launch_at_login: true, notify_only_when_unfocused: true } },
     });
     await w.get('[data-testid="pref-only-unfocused"]').setValue(false);
     await flushPromises();
-    expect(calls.at(-1)?.args).toEqual({ settings: { startMinimised: true, launchAtLogin: true, notifyOnlyWhenUnfocused: false } });
+    expect(calls.at(-1)?.args).toEqual({ settings: { start_minimised: true, launch_at_login: true, notify_only_when_unfocused: false } });
     expect(box(w, "pref-start-minimised").checked).toBe(true);
     expect(box(w, "pref-only-unfocused").checked).toBe(false);
     expect(w.find('[data-testid="pref-error"]').exists()).toBe(false);
@@ -79,7 +79,7 @@ describe("App preferences", () => {
     await flushPromises();
     expect(calls.at(-1)).toEqual({
       command: "set_app_settings",
-      args: { settings: { startMinimised: false, launchAtLogin: false, notifyOnlyWhenUnfocused: true } },
+      args: { settings: { start_minimised: false, launch_at_login: false, notify_only_when_unfocused: true } },
     });
     const error = w.get('[data-testid="pref-error"]');
     expect(error.attributes("data-code")).toBe("io");
@@ -95,7 +95,7 @@ describe("App preferences", () => {
 
   it("shows a failed load and keeps the boxes off limits", async () => {
     mockShell(() => {
-      throw { code: "storage", message: "database is locked", nodeErrors: [] };
+      throw { code: "storage", message: "database is locked", node_errors: [] };
     });
     const w = await mountPrefs();
     expect(w.get('[data-testid="pref-error"]').attributes("data-code")).toBe("storage");

@@ -45,12 +45,12 @@ describe("InstanceCard", () => {
           liveJob("a", {
             percent: 42,
             node: "3",
-            nodeType: "KSampler",
-            nodeTitle: "Base sampler",
-            nodeValue: 12,
-            nodeMax: 20,
-            stepsPerS: 3.456,
-            etaMs: 14_000,
+            node_type: "KSampler",
+            node_title: "Base sampler",
+            node_value: 12,
+            node_max: 20,
+            steps_per_s: 3.456,
+            eta_ms: 14_000,
           }),
         ],
       }),
@@ -76,21 +76,21 @@ describe("InstanceCard", () => {
   });
 
   it("names the node by its class type when the workflow gave it no title", () => {
-    const w = mountCard(instance("gpu", { jobs: [liveJob("a", { node: "3", nodeType: "KSampler" })] }));
+    const w = mountCard(instance("gpu", { jobs: [liveJob("a", { node: "3", node_type: "KSampler" })] }));
     expect(w.get('[data-testid="job"]').text()).toContain("KSampler");
   });
 
-  it("shows the live preview of the latest frame from the media scheme", async () => {
-    const w = mountCard(instance("gpu box", { jobs: [liveJob("a", { preview: { seq: 7, width: 512, height: 512 } })] }));
+  it("shows the live preview of the latest frame from the media scheme, by instance id", async () => {
+    const w = mountCard(instance("gpu box", { id: 12, jobs: [liveJob("a", { preview: { seq: 7, width: 512, height: 512 } })] }));
     await flushPromises();
-    expect(w.get('[data-testid="preview"]').attributes("src")).toBe("media://localhost/preview/gpu%20box?seq=7");
+    expect(w.get('[data-testid="preview"]').attributes("src")).toBe("media://localhost/preview/12?seq=7");
   });
 
   it("labels another client's job honestly: no progress, no preview, only what the server tells", () => {
     vi.useFakeTimers();
     vi.setSystemTime(100_000);
     const w = mountCard(
-      instance("gpu", { jobs: [job("x", { origin: "other", fidelity: "observed", startedAtMs: 58_000 })], queue: { running: 1, pending: 0 } }),
+      instance("gpu", { jobs: [job("x", { origin: "other", fidelity: "observed", started_at_ms: 58_000 })], queue: { running: 1, pending: 0 } }),
     );
     const block = w.get('[data-testid="job"]');
     expect(block.attributes("data-origin")).toBe("other");
@@ -107,7 +107,7 @@ describe("InstanceCard", () => {
     const w = mountCard(
       instance("gpu", {
         server: null,
-        status: status({ state: "reconnecting", detail: "connection reset", retryInMs: 4000, changedAtMs: 100_000 }),
+        status: status({ state: "reconnecting", detail: "connection reset", retry_in_ms: 4000, changed_at_ms: 100_000 }),
       }),
     );
     expect(w.get('[data-testid="connection-state"]').text()).toBe("reconnecting");
@@ -123,10 +123,10 @@ describe("InstanceCard", () => {
   });
 
   it("cancels the running job through the store", async () => {
-    const w = mountCard(instance("gpu", { jobs: [liveJob("a")] }));
+    const w = mountCard(instance("gpu", { id: 3, jobs: [liveJob("a")] }));
     await w.get('[data-testid="cancel-job"]').trigger("click");
     await flushPromises();
-    expect(calls).toContainEqual({ command: "cancel_job", args: { instance: "gpu", promptId: "a" } });
+    expect(calls).toContainEqual({ command: "cancel_job", args: { instance_id: 3, prompt_id: "a" } });
   });
 
   it("says Cancelling… and refuses a second click until the server has answered", async () => {
@@ -151,7 +151,7 @@ describe("InstanceCard", () => {
   });
 
   it("shows the next pending job with its queue position when nothing runs, and removes it on request", async () => {
-    const w = mountCard(instance("gpu", { jobs: [job("p1", { state: "pending", origin: "self" }), job("p2", { state: "pending" })] }));
+    const w = mountCard(instance("gpu", { id: 3, jobs: [job("p1", { state: "pending", origin: "self" }), job("p2", { state: "pending" })] }));
     const block = w.get('[data-testid="job"]');
     expect(block.attributes("data-state")).toBe("pending");
     expect(block.text()).toContain("#1 in queue");
@@ -162,16 +162,16 @@ describe("InstanceCard", () => {
     expect(next[0]?.attributes("data-origin")).toBe("other");
     await block.get('[data-testid="cancel-job"]').trigger("click");
     await flushPromises();
-    expect(calls).toContainEqual({ command: "cancel_job", args: { instance: "gpu", promptId: "p1" } });
+    expect(calls).toContainEqual({ command: "cancel_job", args: { instance_id: 3, prompt_id: "p1" } });
   });
 
   it("asks before cancelling another client's running job", async () => {
-    const w = mountCard(instance("gpu", { jobs: [job("theirs", { state: "running", origin: "other" })] }));
+    const w = mountCard(instance("gpu", { id: 3, jobs: [job("theirs", { state: "running", origin: "other" })] }));
     await w.get('[data-testid="cancel-job"]').trigger("click");
     await flushPromises();
     expect(calls.some((c) => c.command === "cancel_job")).toBe(false);
     const requests = useShellRequestsStore();
-    expect(requests.pendingCancel).toEqual({ instance: "gpu", promptId: "theirs" });
+    expect(requests.pendingCancel).toEqual({ instance_id: 3, prompt_id: "theirs" });
     requests.keepJob();
     await flushPromises();
     expect(calls.some((c) => c.command === "cancel_job")).toBe(false);
@@ -179,13 +179,21 @@ describe("InstanceCard", () => {
 
   it("shows how the last job ended", () => {
     const w = mountCard(
-      instance("gpu", { lastJob: job("old", { state: "interrupted", origin: "self", percent: 37, elapsedMs: 9000, endedAtMs: 1 }) }),
+      instance("gpu", { last_job: job("old", { state: "interrupted", origin: "self", percent: 37, elapsed_ms: 9000, ended_at_ms: 1 }) }),
     );
     const last = w.get('[data-testid="last-job"]');
     expect(last.attributes("data-state")).toBe("interrupted");
     expect(last.attributes("data-prompt-id")).toBe("old");
     expect(last.get('[data-testid="job-percent"]').text()).toBe("37%");
     expect(last.text()).toContain("9 s");
+  });
+
+  it("leaves out the figures the shell does not know (absent, not null)", () => {
+    const w = mountCard(instance("gpu", { last_job: job("old", { state: "lost", origin: "self", detail: "the server restarted" }) }));
+    const last = w.get('[data-testid="last-job"]');
+    expect(last.find('[data-testid="job-percent"]').exists()).toBe(false);
+    expect(last.text()).toContain("the server restarted");
+    expect(last.find("img").exists()).toBe(false);
   });
 
   it("opens the instance's detail", async () => {
@@ -196,7 +204,7 @@ describe("InstanceCard", () => {
 
   it("shows a failed action's code-chosen headline", async () => {
     mockShell(() => {
-      throw { code: "not_connected", message: "gpu is reconnecting", nodeErrors: [] };
+      throw { code: "not_connected", message: "gpu is reconnecting", node_errors: [] };
     });
     const w = mountCard(instance("gpu", { jobs: [liveJob("a")] }));
     await w.get('[data-testid="cancel-job"]').trigger("click");
@@ -206,13 +214,13 @@ describe("InstanceCard", () => {
 
   it("takes a focus request once, so showing the overview again does not repeat it", async () => {
     const view = useViewStore();
-    view.focusInstance("gpu");
-    const first = mountCard(instance("gpu"));
+    view.focusInstance(4);
+    const first = mountCard(instance("gpu", { id: 4 }));
     await flushPromises();
     expect(first.classes()).toContain("focused");
     expect(view.focusRequest).toBeNull();
     first.unmount();
-    const again = mountCard(instance("gpu"));
+    const again = mountCard(instance("gpu", { id: 4 }));
     await flushPromises();
     expect(again.classes()).not.toContain("focused");
   });

@@ -9,11 +9,11 @@ import { mockShell, resetShell } from "../ipc/testing";
 import { useInstancesStore } from "../stores/instancesStore";
 import { useShellRequestsStore } from "../stores/shellRequestsStore";
 import { useViewStore } from "../stores/viewStore";
-import { historyEntry, instance, job, liveJob, logEntry } from "../test/fixtures";
+import { historyEntry, instance, job, liveJob, logEntry, server } from "../test/fixtures";
 
 enableAutoUnmount(afterEach);
 
-const OUTPUT = { filename: "ComfyUI_0001_.png", subfolder: "", kind: "output" };
+const OUTPUT = { filename: "ComfyUI_0001_.png", subfolder: "", type: "output" };
 
 describe("InstanceDetail", () => {
   let calls: Array<{ command: string; args: unknown }>;
@@ -27,13 +27,13 @@ describe("InstanceDetail", () => {
         case "get_history":
           return [
             historyEntry("h-ok", { outputs: [OUTPUT] }),
-            historyEntry("h-lost", { state: "lost", detail: "the server restarted", canResubmit: true }),
+            historyEntry("h-lost", { state: "lost", detail: "the server restarted", can_resubmit: true }),
             historyEntry("h-other", { origin: "other" }),
-            historyEntry("h-running", { state: "running", finishedAtMs: null }),
-            historyEntry("h-int", { state: "interrupted", error: { nodeId: "1", nodeType: "KSampler", exceptionType: null, message: "interrupted", traceback: [] } }),
+            historyEntry("h-running", { state: "running", finished_at_ms: null }),
+            historyEntry("h-int", { state: "interrupted", error: { node_id: "1", node_type: "KSampler", exception_type: null, message: "interrupted" } }),
             historyEntry("h-err", {
               state: "error",
-              error: { nodeId: "4", nodeType: "Loader", exceptionType: "OSError", message: "no file", traceback: ["Traceback\n", "  boom\n"] },
+              error: { node_id: "4", node_type: "Loader", exception_type: "OSError", message: "no file", traceback: ["Traceback\n", "  boom\n"] },
             }),
           ];
         case "get_event_log":
@@ -41,7 +41,7 @@ describe("InstanceDetail", () => {
         case "cancel_job":
           return "removed";
         case "resubmit_job":
-          return { promptId: "again-123456789", nodeErrors: [] };
+          return { prompt_id: "again-123456789", node_errors: [] };
         case "save_output":
           return { path: "/home/u/Downloads/comfy-monitor/gpu/ComfyUI_0001_.png", folder: "/home/u/Downloads/comfy-monitor/gpu" };
         default:
@@ -66,7 +66,7 @@ describe("InstanceDetail", () => {
       id: 5,
       queue: { running: 1, pending: 3 },
       jobs: [
-        liveJob("run", { percent: 30, nodeText: [{ node: "7", text: "once upon a time" }] }),
+        liveJob("run", { percent: 30, node_text: [{ node: "7", text: "once upon a time" }] }),
         job("mine", { state: "pending", origin: "self", fidelity: "live" }),
         job("theirs", { state: "pending", origin: "other" }),
         job("nobody", { state: "pending", origin: "anonymous" }),
@@ -87,11 +87,20 @@ describe("InstanceDetail", () => {
     expect(rows.map((r) => r.get('[data-testid="delete-job"]').text())).toEqual(["Cancel", "Remove", "Remove", "Remove"]);
   });
 
+  it("cancels the running job from Now running with the same button as the cards", async () => {
+    const w = mountDetail(gpu());
+    const button = w.get('.area-now [data-testid="cancel-job"]');
+    expect(button.attributes("aria-label")).toBe("Cancel the running job on gpu");
+    await button.trigger("click");
+    await flushPromises();
+    expect(calls).toContainEqual({ command: "cancel_job", args: { instance_id: 5, prompt_id: "run" } });
+  });
+
   it("deletes one of this app's jobs from its row in one click", async () => {
     const w = mountDetail(gpu());
     await w.get('[data-testid="queue-row"][data-prompt-id="mine"] [data-testid="delete-job"]').trigger("click");
     await flushPromises();
-    expect(calls).toContainEqual({ command: "cancel_job", args: { instance: "gpu", promptId: "mine" } });
+    expect(calls).toContainEqual({ command: "cancel_job", args: { instance_id: 5, prompt_id: "mine" } });
   });
 
   it("asks before removing another client's job, and removes it only on yes", async () => {
@@ -100,9 +109,9 @@ describe("InstanceDetail", () => {
     await flushPromises();
     expect(calls.some((c) => c.command === "cancel_job")).toBe(false);
     const requests = useShellRequestsStore();
-    expect(requests.pendingCancel).toEqual({ instance: "gpu", promptId: "theirs" });
+    expect(requests.pendingCancel).toEqual({ instance_id: 5, prompt_id: "theirs" });
     await requests.confirmCancel();
-    expect(calls).toContainEqual({ command: "cancel_job", args: { instance: "gpu", promptId: "theirs" } });
+    expect(calls).toContainEqual({ command: "cancel_job", args: { instance_id: 5, prompt_id: "theirs" } });
   });
 
   it("clears the queue only after confirmation", async () => {
@@ -112,7 +121,7 @@ describe("InstanceDetail", () => {
     expect(w.text()).toContain("Remove all 3 pending jobs? The running job is left alone.");
     await w.get('[data-testid="confirm-clear"]').trigger("click");
     await flushPromises();
-    expect(calls).toContainEqual({ command: "clear_queue", args: { instance: "gpu" } });
+    expect(calls).toContainEqual({ command: "clear_queue", args: { instance_id: 5 } });
   });
 
   it("cannot clear a queue with nothing pending", () => {
@@ -126,7 +135,7 @@ describe("InstanceDetail", () => {
       "This server has the jobs API: jobs of other clients are listed with their outcome.",
     );
     withApi.unmount();
-    const without = mountDetail(gpu({ server: { version: "0.3.40", jobsApi: false, featureFlags: false } }));
+    const without = mountDetail(gpu({ server: server({ version: "0.3.40", jobs_api: false, feature_flags: false }) }));
     expect(without.get('[data-testid="visibility-note"]').text()).toBe(
       "Other clients' jobs are seen through the queue and history only: position, elapsed time and outcome, no progress.",
     );
@@ -135,8 +144,8 @@ describe("InstanceDetail", () => {
   it("reads the history and the event log when it opens", async () => {
     const w = mountDetail(gpu());
     await flushPromises();
-    expect(calls).toContainEqual({ command: "get_history", args: { instance: "gpu", limit: 50, offset: 0 } });
-    expect(calls).toContainEqual({ command: "get_event_log", args: { instance: "gpu", limit: 200 } });
+    expect(calls).toContainEqual({ command: "get_history", args: { instance_id: 5, limit: 50, offset: 0 } });
+    expect(calls).toContainEqual({ command: "get_event_log", args: { instance_id: 5, limit: 200 } });
     const rows = w.findAll('[data-testid="history-row"]');
     expect(rows.map((r) => [r.attributes("data-prompt-id"), r.attributes("data-state")])).toEqual([
       ["h-ok", "success"],
@@ -169,7 +178,7 @@ describe("InstanceDetail", () => {
     expect(buttons).toHaveLength(1);
     await buttons[0]?.trigger("click");
     await flushPromises();
-    expect(calls).toContainEqual({ command: "resubmit_job", args: { instance: "gpu", promptId: "h-lost" } });
+    expect(calls).toContainEqual({ command: "resubmit_job", args: { instance_id: 5, prompt_id: "h-lost" } });
     expect(w.get('[data-testid="history-row"][data-prompt-id="h-lost"]').text()).toContain("Queued again as again-12");
   });
 
@@ -178,15 +187,15 @@ describe("InstanceDetail", () => {
     await flushPromises();
     const thumb = w.get('[data-testid="output-thumb"]');
     expect(thumb.get("img").attributes("src")).toBe(
-      "media://localhost/output/gpu?filename=ComfyUI_0001_.png&subfolder=&type=output&thumb=1",
+      "media://localhost/output/5?filename=ComfyUI_0001_.png&subfolder=&type=output&thumb=1",
     );
     await thumb.trigger("click");
     expect(w.get('[data-testid="output-full"]').attributes("src")).toBe(
-      "media://localhost/output/gpu?filename=ComfyUI_0001_.png&subfolder=&type=output",
+      "media://localhost/output/5?filename=ComfyUI_0001_.png&subfolder=&type=output",
     );
     await w.get('[data-testid="save-output"]').trigger("click");
     await flushPromises();
-    expect(calls).toContainEqual({ command: "save_output", args: { instance: "gpu", output: OUTPUT, promptId: "h-ok" } });
+    expect(calls).toContainEqual({ command: "save_output", args: { instance_id: 5, output: OUTPUT, prompt_id: "h-ok" } });
     expect(w.get('[data-testid="saved-path"]').text()).toContain("/home/u/Downloads/comfy-monitor/gpu/ComfyUI_0001_.png");
     await w.get('[data-testid="open-folder"]').trigger("click");
     await flushPromises();
@@ -200,7 +209,7 @@ describe("InstanceDetail", () => {
 
   it("bounds the node text to its tail", () => {
     const long = `${"x".repeat(30_000)}THE END`;
-    const w = mountDetail(gpu({ jobs: [liveJob("run", { nodeText: [{ node: "7", text: long }] })] }));
+    const w = mountDetail(gpu({ jobs: [liveJob("run", { node_text: [{ node: "7", text: long }] })] }));
     const shown = w.get('[data-testid="node-text"]').text();
     expect(shown.length).toBeLessThan(21_000);
     expect(shown.endsWith("THE END")).toBe(true);
@@ -220,7 +229,7 @@ describe("ErrorDetails", () => {
     Object.defineProperty(navigator, "clipboard", { value: undefined, configurable: true });
   });
 
-  const error = { nodeId: "4", nodeType: "Loader", exceptionType: "OSError", message: "no file", traceback: ["Traceback\n", "  boom\n"] };
+  const error = { node_id: "4", node_type: "Loader", exception_type: "OSError", message: "no file", traceback: ["Traceback\n", "  boom\n"] };
 
   it("copies the whole error with its traceback", async () => {
     let copied = "";

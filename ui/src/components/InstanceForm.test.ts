@@ -3,6 +3,7 @@ import { enableAutoUnmount, flushPromises, mount } from "@vue/test-utils";
 import { createPinia, setActivePinia } from "pinia";
 import InstanceForm from "./InstanceForm.vue";
 import SettingsDialog from "./SettingsDialog.vue";
+import { DEFAULT_NOTIFICATION_PREFS } from "../bindings/defaults";
 import type { InstanceInput } from "../bindings/InstanceInput";
 import type { InstanceSettings } from "../bindings/InstanceSettings";
 import { mockShell, resetShell } from "../ipc/testing";
@@ -35,7 +36,7 @@ describe("InstanceForm", () => {
   }
 
   it("never shows a stored secret: the field is empty and says a value is stored", () => {
-    const w = mountForm(settings(2, "gpu", { authKind: "bearer", secretsSet: ["token"] }));
+    const w = mountForm(settings(2, "gpu", { auth_kind: "bearer", secrets_set: ["token"] }));
     const token = w.get<HTMLInputElement>('[data-testid="instance-token"]');
     expect(token.attributes("type")).toBe("password");
     expect(token.element.value).toBe("");
@@ -43,18 +44,18 @@ describe("InstanceForm", () => {
   });
 
   it("asks for a secret that is not stored yet", () => {
-    const w = mountForm(settings(2, "gpu", { authKind: "bearer", secretsSet: [] }));
+    const w = mountForm(settings(2, "gpu", { auth_kind: "bearer", secrets_set: [] }));
     expect(w.get('[data-testid="instance-token"]').attributes("placeholder")).toBe("token");
   });
 
   it("sends no secret when none was typed, so the stored one is kept", async () => {
-    const w = mountForm(settings(2, "gpu", { authKind: "bearer", secretsSet: ["token"] }));
+    const w = mountForm(settings(2, "gpu", { auth_kind: "bearer", secrets_set: ["token"] }));
     await w.get('[data-testid="save-instance"]').trigger("submit");
     await flushPromises();
     const args = sent("update_instance");
     expect(args?.id).toBe(2);
     expect(args?.input?.secrets).toEqual({});
-    expect(args?.input?.authKind).toBe("bearer");
+    expect(args?.input?.auth_kind).toBe("bearer");
     expect(w.emitted("saved")).toHaveLength(1);
   });
 
@@ -71,13 +72,13 @@ describe("InstanceForm", () => {
     await w.get("form").trigger("submit");
     await flushPromises();
     const input = sent("add_instance")?.input;
-    expect(input).toMatchObject({ name: "gpu", url: "http://gpu:8188", authKind: "basic", user: "admin", secrets: { password: "pw" } });
+    expect(input).toMatchObject({ name: "gpu", url: "http://gpu:8188", auth_kind: "basic", user: "admin", secrets: { password: "pw" } });
     expect(Object.keys(input?.secrets ?? {})).toEqual(["password"]);
     expect(w.get<HTMLInputElement>('[data-testid="instance-password"]').element.value).toBe("");
   });
 
   it("stores custom header values under their lowercase slot", async () => {
-    const w = mountForm(settings(3, "proxy", { authKind: "headers", headerNames: ["X-Api-Key", "X-Team"], secretsSet: ["header:x-api-key", "header:x-team"] }));
+    const w = mountForm(settings(3, "proxy", { auth_kind: "headers", header_names: ["X-Api-Key", "X-Team"], secrets_set: ["header:x-api-key", "header:x-team"] }));
     const values = w.findAll<HTMLInputElement>('[data-testid="header-value"]');
     expect(values.map((v) => v.element.value)).toEqual(["", ""]);
     expect(values.map((v) => v.attributes("placeholder"))).toEqual(["stored — type to replace", "stored — type to replace"]);
@@ -85,8 +86,28 @@ describe("InstanceForm", () => {
     await w.get("form").trigger("submit");
     await flushPromises();
     const input = sent("update_instance")?.input;
-    expect(input?.headerNames).toEqual(["X-Api-Key", "X-Team"]);
+    expect(input?.header_names).toEqual(["X-Api-Key", "X-Team"]);
     expect(input?.secrets).toEqual({ "header:x-team": "new-team" });
+  });
+
+  it("starts a new instance with exactly the shell's default notification switches", async () => {
+    const w = mountForm(null);
+    const boxes = w.findAll<HTMLInputElement>('[data-testid^="notify-"]');
+    const shown = Object.fromEntries(boxes.map((b) => [b.attributes("data-testid")?.slice("notify-".length), b.element.checked]));
+    expect(shown).toEqual(DEFAULT_NOTIFICATION_PREFS);
+    await w.get('[data-testid="instance-name"]').setValue("gpu");
+    await w.get('[data-testid="instance-url"]').setValue("http://gpu:8188");
+    await w.get("form").trigger("submit");
+    await flushPromises();
+    expect(sent("add_instance")?.input?.notifications).toEqual(DEFAULT_NOTIFICATION_PREFS);
+  });
+
+  it("keeps an edited instance's own notification switches", async () => {
+    const own = { ...DEFAULT_NOTIFICATION_PREFS, auth_rejected: false, other_clients_jobs: true };
+    const w = mountForm(settings(2, "gpu", { notifications: own }));
+    await w.get("form").trigger("submit");
+    await flushPromises();
+    expect(sent("update_instance")?.input?.notifications).toEqual(own);
   });
 
   it("keeps the preview rate cap within 0–120", async () => {
@@ -94,12 +115,12 @@ describe("InstanceForm", () => {
     await w.get('[data-testid="instance-fps"]').setValue("500");
     await w.get("form").trigger("submit");
     await flushPromises();
-    expect(sent("update_instance")?.input?.previewFpsCap).toBe(120);
+    expect(sent("update_instance")?.input?.preview_fps_cap).toBe(120);
   });
 
   it("shows the shell's validation message next to the form", async () => {
     reply = () => {
-      throw { code: "invalid_input", message: "an instance named gpu exists", nodeErrors: [] };
+      throw { code: "invalid_input", message: "an instance named gpu exists", node_errors: [] };
     };
     const w = mountForm(null);
     await w.get("form").trigger("submit");
@@ -119,7 +140,7 @@ describe("InstanceForm", () => {
             ],
           }
         : null;
-    const w = mountForm(settings(5, "gpu", { authKind: "bearer", secretsSet: ["token"] }));
+    const w = mountForm(settings(5, "gpu", { auth_kind: "bearer", secrets_set: ["token"] }));
     await w.get('[data-testid="test-connection"]').trigger("click");
     await flushPromises();
     expect(sent("test_connection")?.id).toBe(5);

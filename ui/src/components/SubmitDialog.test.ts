@@ -6,11 +6,19 @@ import { mockShell, resetShell } from "../ipc/testing";
 import { useInstancesStore } from "../stores/instancesStore";
 import { useSubmitStore } from "../stores/submitStore";
 import { useViewStore } from "../stores/viewStore";
-import { instance, status } from "../test/fixtures";
+import { instance, server, status } from "../test/fixtures";
 
 enableAutoUnmount(afterEach);
 
 const WORKFLOW = '{"1":{"class_type":"KSampler","inputs":{}}}';
+const DOWN = 1;
+const GPU = 2;
+
+/** The instance name the select shows as chosen (its option values are instance ids). */
+function chosen(w: ReturnType<typeof mount>): string | undefined {
+  const select = w.get<HTMLSelectElement>('[data-testid="submit-instance"]').element;
+  return select.selectedOptions[0]?.text;
+}
 
 describe("SubmitDialog", () => {
   let calls: Array<{ command: string; args: unknown }>;
@@ -19,15 +27,15 @@ describe("SubmitDialog", () => {
   beforeEach(() => {
     setActivePinia(createPinia());
     calls = [];
-    reply = () => ({ promptId: "p1", nodeErrors: [] });
+    reply = () => ({ prompt_id: "p1", node_errors: [] });
     mockShell((command, args) => {
       calls.push({ command, args });
       return reply();
     });
     useInstancesStore().instances = [
-      instance("down", { status: status({ state: "unreachable", detail: "connection refused" }) }),
-      instance("gpu"),
-      instance("off", { enabled: false, status: status({ state: "disabled" }) }),
+      instance("down", { id: DOWN, status: status({ state: "unreachable", detail: "connection refused" }) }),
+      instance("gpu", { id: GPU }),
+      instance("off", { id: 3, enabled: false, status: status({ state: "disabled" }) }),
     ];
     useSubmitStore().openDialog();
   });
@@ -44,22 +52,22 @@ describe("SubmitDialog", () => {
     const w = mount(SubmitDialog, { attachTo: document.body });
     const options = w.findAll('[data-testid="submit-instance"] option');
     expect(options.map((o) => o.text())).toEqual(["gpu", "down"]);
-    expect(w.get<HTMLSelectElement>('[data-testid="submit-instance"]').element.value).toBe("gpu");
+    expect(chosen(w)).toBe("gpu");
   });
 
   it("queues the text on the chosen instance, then closes and brings that instance into view", async () => {
     const w = mount(SubmitDialog, { attachTo: document.body });
     await fillAndSend(w);
-    expect(calls).toEqual([{ command: "submit_workflow", args: { instance: "gpu", workflow: WORKFLOW, preview: "default" } }]);
+    expect(calls).toEqual([{ command: "submit_workflow", args: { instance_id: GPU, workflow: WORKFLOW, preview: "default" } }]);
     expect(useSubmitStore().open).toBe(false);
-    expect(useViewStore().focusRequest?.name).toBe("gpu");
+    expect(useViewStore().focusRequest?.instanceId).toBe(GPU);
   });
 
   it("asks for the chosen previews, and keeps the choice for the next workflow", async () => {
     const w = mount(SubmitDialog, { attachTo: document.body });
     await w.get('[data-testid="submit-preview"]').setValue("none");
     await fillAndSend(w);
-    expect(calls).toEqual([{ command: "submit_workflow", args: { instance: "gpu", workflow: WORKFLOW, preview: "none" } }]);
+    expect(calls).toEqual([{ command: "submit_workflow", args: { instance_id: GPU, workflow: WORKFLOW, preview: "none" } }]);
     useSubmitStore().openDialog();
     const again = mount(SubmitDialog, { attachTo: document.body });
     expect(again.get<HTMLSelectElement>('[data-testid="submit-preview"]').element.value).toBe("none");
@@ -67,12 +75,13 @@ describe("SubmitDialog", () => {
 
   it("says when the chosen server is too old to honour a per-job preview choice", async () => {
     const servers = { "0.3.64": "old", "0.26.0": "new" } as const;
-    useInstancesStore().instances = Object.entries(servers).map(([version, name]) =>
-      instance(name, { server: { version, jobsApi: version !== "0.3.64", featureFlags: true } }),
+    useInstancesStore().instances = Object.entries(servers).map(([version, name], i) =>
+      instance(name, { id: 10 + i, server: server({ version, jobs_api: version !== "0.3.64" }) }),
     );
     const w = mount(SubmitDialog, { attachTo: document.body });
     const pick = async (name: string, preview: string) => {
-      await w.get('[data-testid="submit-instance"]').setValue(name);
+      const option = w.findAll('[data-testid="submit-instance"] option').find((o) => o.text() === name);
+      await option?.setValue();
       await w.get('[data-testid="submit-preview"]').setValue(preview);
     };
     await pick("old", "default");
@@ -88,9 +97,9 @@ describe("SubmitDialog", () => {
       throw {
         code: "rejected",
         message: "Prompt outputs failed validation",
-        nodeErrors: [
-          { nodeId: "4", classType: "CheckpointLoaderSimple", title: "Load SDXL", messages: ["Value not in list: ckpt_name: 'x' not in []"] },
-          { nodeId: "9", classType: "SaveImage", title: null, messages: ["Required input is missing: images", "Another"] },
+        node_errors: [
+          { node_id: "4", class_type: "CheckpointLoaderSimple", title: "Load SDXL", messages: ["Value not in list: ckpt_name: 'x' not in []"] },
+          { node_id: "9", class_type: "SaveImage", title: null, messages: ["Required input is missing: images", "Another"] },
         ],
       };
     };
@@ -110,7 +119,7 @@ describe("SubmitDialog", () => {
   it("shows the shell's explanation for an editor-format workflow", async () => {
     const message = "This is a workflow saved from the editor; use Workflow → Export (API)";
     reply = () => {
-      throw { code: "ui_format_workflow", message, nodeErrors: [] };
+      throw { code: "ui_format_workflow", message, node_errors: [] };
     };
     const w = mount(SubmitDialog, { attachTo: document.body });
     await fillAndSend(w, '{"nodes":[],"links":[]}');
@@ -122,17 +131,18 @@ describe("SubmitDialog", () => {
   });
 
   it("warns that outputs the server dropped will not run while the rest does", async () => {
-    reply = () => ({ promptId: "p9", nodeErrors: [{ nodeId: "12", classType: "PreviewAny", title: null, messages: ["Required input is missing: source"] }] });
+    reply = () => ({ prompt_id: "p9", node_errors: [{ node_id: "12", class_type: "PreviewAny", title: null, messages: ["Required input is missing: source"] }] });
     const w = mount(SubmitDialog, { attachTo: document.body });
     await fillAndSend(w);
     const warning = w.get('[data-testid="submit-warning"]');
+    expect(warning.text()).toContain("Queued on gpu");
     expect(warning.text()).toContain("dropped");
     expect(warning.text()).toContain("The rest runs");
     expect(w.get('[data-testid="node-error"]').text()).toBe("#12 PreviewAny: Required input is missing: source");
     expect(useSubmitStore().open).toBe(true);
     await w.get('[data-testid="submit-done"]').trigger("click");
     expect(useSubmitStore().open).toBe(false);
-    expect(useViewStore().focusRequest?.name).toBe("gpu");
+    expect(useViewStore().focusRequest?.instanceId).toBe(GPU);
   });
 
   it("fills the text from a chosen file", async () => {
@@ -147,10 +157,10 @@ describe("SubmitDialog", () => {
   });
 
   it("starts from a file dropped on the window", async () => {
-    useSubmitStore().openDialog({ text: WORKFLOW, fileName: "dropped.json", instance: "down" });
+    useSubmitStore().openDialog({ text: WORKFLOW, fileName: "dropped.json", instance: DOWN });
     const w = mount(SubmitDialog, { attachTo: document.body });
     expect(w.get<HTMLTextAreaElement>('[data-testid="workflow-text"]').element.value).toBe(WORKFLOW);
-    expect(w.get<HTMLSelectElement>('[data-testid="submit-instance"]').element.value).toBe("down");
+    expect(chosen(w)).toBe("down");
   });
 
   it("does not send an empty workflow", async () => {

@@ -8,14 +8,20 @@
 // controls once the page is up (e.g. `?click=open-detail` opens the first instance,
 // `open-detail@llm-box` that one), and
 // `?drop=ok|rejected|ui|partial` drops such a workflow file on the window first.
+//
+// Like the real shell's overview, it keeps each instance's unfinished jobs in order (running
+// first, then by queue number) and sends the order with the job update that changed it.
 import type { AppSettings } from "../bindings/AppSettings";
+import { DEFAULT_NOTIFICATION_PREFS } from "../bindings/defaults";
 import type { HistoryEntry } from "../bindings/HistoryEntry";
+import type { InstanceId } from "../bindings/InstanceId";
 import type { InstanceInput } from "../bindings/InstanceInput";
 import type { InstanceSettings } from "../bindings/InstanceSettings";
 import type { InstanceView } from "../bindings/InstanceView";
 import type { JobSummary } from "../bindings/JobSummary";
 import type { LogEntry } from "../bindings/LogEntry";
-import type { OutputRef } from "../bindings/OutputRef";
+import type { OutputFile } from "../bindings/OutputFile";
+import type { PromptId } from "../bindings/PromptId";
 import { EVENTS } from "../ipc";
 import { emitFromShell, mockMediaBase, mockShell } from "../ipc/testing";
 
@@ -72,51 +78,36 @@ const state = {
   revision: 100,
   instances: [] as InstanceView[],
   settings: [] as InstanceSettings[],
-  history: new Map<string, HistoryEntry[]>(),
-  logs: new Map<string, LogEntry[]>(),
-  sims: new Map<string, Sim>(),
+  history: new Map<InstanceId, HistoryEntry[]>(),
+  logs: new Map<InstanceId, LogEntry[]>(),
+  sims: new Map<PromptId, Sim>(),
+  /** The job order each instance's last update (or the snapshot) told the UI. */
+  orders: new Map<InstanceId, PromptId[]>(),
   seq: 1,
   logId: 1,
   notices: [] as string[],
-  app: { startMinimised: false, launchAtLogin: false, notifyOnlyWhenUnfocused: true } as AppSettings,
+  app: { start_minimised: false, launch_at_login: false, notify_only_when_unfocused: true } as AppSettings,
 };
 
 const clone = <T>(v: T): T => structuredClone(v);
 const id = () => Math.random().toString(16).slice(2, 10) + Math.random().toString(16).slice(2, 10) + "-4a1f-9c2e-7d3b5e6f8a90";
 
+/** A job as the shell sends it: what is not known yet is left out. */
 function job(overrides: Partial<JobSummary>): JobSummary {
   return {
-    promptId: id(),
+    prompt_id: id(),
     state: "pending",
     origin: "self",
     fidelity: "live",
-    number: null,
-    percent: null,
-    node: null,
-    nodeType: null,
-    nodeTitle: null,
-    nodeValue: null,
-    nodeMax: null,
-    nodesDone: null,
-    nodesTotal: null,
-    etaMs: null,
-    stepsPerS: null,
-    queuedAtMs: Date.now(),
-    startedAtMs: null,
-    endedAtMs: null,
-    elapsedMs: null,
-    error: null,
-    detail: null,
-    warnings: [],
-    outputs: [],
+    queued_at_ms: Date.now(),
     preview: null,
-    nodeText: [],
+    node_text: [],
     ...overrides,
   };
 }
 
-function outputs(name: string, n: number): OutputRef[] {
-  return Array.from({ length: n }, (_, i) => ({ filename: `${name}_${String(10000 + i * 7).slice(1)}_.png`, subfolder: "", kind: "output" }));
+function outputs(name: string, n: number): OutputFile[] {
+  return Array.from({ length: n }, (_, i) => ({ filename: `${name}_${String(10000 + i * 7).slice(1)}_.png`, subfolder: "", type: "output" }));
 }
 
 const TRACEBACK = [
@@ -132,16 +123,16 @@ function makeHistory(name: string): HistoryEntry[] {
   const now = Date.now();
   const at = (minAgo: number) => now - minAgo * 60_000;
   const entry = (minAgo: number, o: Partial<HistoryEntry>): HistoryEntry => ({
-    promptId: id(),
+    prompt_id: id(),
     state: "success",
     origin: "self",
-    queuedAtMs: at(minAgo + 1),
-    startedAtMs: at(minAgo + 0.8),
-    finishedAtMs: at(minAgo),
+    queued_at_ms: at(minAgo + 1),
+    started_at_ms: at(minAgo + 0.8),
+    finished_at_ms: at(minAgo),
     error: null,
     outputs: [],
     detail: null,
-    canResubmit: true,
+    can_resubmit: true,
     ...o,
   });
   return [
@@ -149,13 +140,13 @@ function makeHistory(name: string): HistoryEntry[] {
     entry(9, {
       state: "error",
       outputs: [],
-      error: { nodeId: "4", nodeType: "CheckpointLoaderSimple", exceptionType: "torch.OutOfMemoryError", message: "CUDA out of memory. Tried to allocate 2.50 GiB", traceback: TRACEBACK },
+      error: { node_id: "4", node_type: "CheckpointLoaderSimple", exception_type: "torch.OutOfMemoryError", message: "CUDA out of memory. Tried to allocate 2.50 GiB", traceback: TRACEBACK },
     }),
-    entry(15, { state: "lost", startedAtMs: at(16), finishedAtMs: at(15), detail: "the server restarted while it ran; its outcome is unknown" }),
-    entry(22, { origin: "other", canResubmit: false, outputs: outputs("other", 2) }),
+    entry(15, { state: "lost", started_at_ms: at(16), finished_at_ms: at(15), detail: "the server restarted while it ran; its outcome is unknown" }),
+    entry(22, { origin: "other", can_resubmit: false, outputs: outputs("other", 2) }),
     entry(31, { state: "interrupted", detail: "cancelled from this app" }),
-    entry(48, { outputs: [...outputs(name, 1), { filename: "clip_00012.mp4", subfolder: "video", kind: "output" }] }),
-    entry(65, { state: "deleted", startedAtMs: null, origin: "other", canResubmit: false, detail: "removed from the queue before it ran" }),
+    entry(48, { outputs: [...outputs(name, 1), { filename: "clip_00012.mp4", subfolder: "video", type: "output" }] }),
+    entry(65, { state: "deleted", started_at_ms: null, origin: "other", can_resubmit: false, detail: "removed from the queue before it ran" }),
   ];
 }
 
@@ -185,22 +176,22 @@ function instanceFor(name: string, index: number, preset: Preset): InstanceView 
     name,
     url: `http://${index === 2 ? "127.0.0.1" : `10.0.0.${20 + index}`}:8188/`,
     enabled: true,
-    status: { state: "connected", detail: "connected", retryInMs: null, changedAtMs: now - 3_600_000 },
-    stats: { ramTotal: 64 * GIB, ramFree: (40 - index) * GIB, device: "cuda:0 NVIDIA GeForce RTX 4090 : cudaMallocAsync", vramTotal: 24 * GIB, vramFree: (4 + (index % 5) * 3) * GIB },
-    server: { version: index % 3 === 0 ? "0.3.75" : "0.3.44", jobsApi: index % 3 === 0, featureFlags: true },
+    status: { state: "connected", detail: "connected", changed_at_ms: now - 3_600_000 },
+    stats: { ram_total: 64 * GIB, ram_free: (40 - index) * GIB, device: "cuda:0 NVIDIA GeForce RTX 4090 : cudaMallocAsync", vram_total: 24 * GIB, vram_free: (4 + (index % 5) * 3) * GIB },
+    server: { version: index % 3 === 0 ? "0.3.75" : "0.3.44", jobs_api: index % 3 === 0, feature_flags: true, client_id: `dev-client-${index + 1}` },
     queue: { running: 0, pending: 0 },
     jobs: [],
-    lastJob: job({ state: "success", startedAtMs: now - 200_000, endedAtMs: now - 180_000, elapsedMs: 20_400, percent: 100, outputs: outputs(name, 2) }),
+    last_job: job({ state: "success", started_at_ms: now - 200_000, ended_at_ms: now - 180_000, elapsed_ms: 20_400, percent: 100, outputs: outputs(name, 2) }),
   };
   switch (preset) {
     case "live":
     case "live-queue":
     case "llm": {
-      const running = job({ state: "running", number: 12, startedAtMs: now - 14_000, nodesTotal: NODES.length, nodesDone: 2 });
+      const running = job({ state: "running", number: 12, started_at_ms: now - 14_000, nodes_total: NODES.length, nodes_done: 2 });
       base.jobs.push(running);
-      state.sims.set(running.promptId, { node: 2, value: 5 + index, rate: preset === "llm" ? 11 : 3.4 - (index % 3) * 0.7 });
+      state.sims.set(running.prompt_id, { node: 2, value: 5 + index, rate: preset === "llm" ? 11 : 3.4 - (index % 3) * 0.7 });
       if (preset === "llm") {
-        running.nodeText = [{ node: "17", text: "" }];
+        running.node_text = [{ node: "17", text: "" }];
       }
       if (preset === "live-queue") {
         base.jobs.push(job({ state: "pending", number: 13, origin: "self", fidelity: "live" }));
@@ -210,40 +201,40 @@ function instanceFor(name: string, index: number, preset: Preset): InstanceView 
       break;
     }
     case "observed":
-      base.jobs.push(job({ state: "running", origin: "other", fidelity: "observed", number: 40, startedAtMs: now - 42_000 }));
-      base.jobs.push(job({ state: "pending", origin: "other", fidelity: "observed", number: 41, queuedAtMs: now - 30_000 }));
+      base.jobs.push(job({ state: "running", origin: "other", fidelity: "observed", number: 40, started_at_ms: now - 42_000 }));
+      base.jobs.push(job({ state: "pending", origin: "other", fidelity: "observed", number: 41, queued_at_ms: now - 30_000 }));
       break;
     case "reconnecting":
-      base.status = { state: "reconnecting", detail: "connection reset by peer", retryInMs: 8000, changedAtMs: now };
+      base.status = { state: "reconnecting", detail: "connection reset by peer", retry_in_ms: 8000, changed_at_ms: now };
       base.stats = null;
-      base.lastJob = job({ state: "lost", origin: "self", endedAtMs: now - 5_000, percent: 64, detail: "the server restarted while it ran" });
+      base.last_job = job({ state: "lost", origin: "self", ended_at_ms: now - 5_000, percent: 64, detail: "the server restarted while it ran" });
       break;
     case "idle-error":
-      base.lastJob = job({
+      base.last_job = job({
         state: "error",
-        endedAtMs: now - 95_000,
-        elapsedMs: 3_100,
+        ended_at_ms: now - 95_000,
+        elapsed_ms: 3_100,
         percent: 12,
-        error: { nodeId: "4", nodeType: "CheckpointLoaderSimple", exceptionType: "torch.OutOfMemoryError", message: "CUDA out of memory", traceback: TRACEBACK },
+        error: { node_id: "4", node_type: "CheckpointLoaderSimple", exception_type: "torch.OutOfMemoryError", message: "CUDA out of memory", traceback: TRACEBACK },
       });
       break;
     case "auth":
-      base.status = { state: "auth_failed", detail: "auth failed: 401", retryInMs: null, changedAtMs: now - 60_000 };
+      base.status = { state: "auth_failed", detail: "auth failed: 401", changed_at_ms: now - 60_000 };
       base.stats = null;
       base.server = null;
-      base.lastJob = null;
+      base.last_job = null;
       break;
     case "unreachable":
-      base.status = { state: "unreachable", detail: "connection refused", retryInMs: 30_000, changedAtMs: now };
+      base.status = { state: "unreachable", detail: "connection refused", retry_in_ms: 30_000, changed_at_ms: now };
       base.stats = null;
       base.server = null;
-      base.lastJob = job({ state: "interrupted", endedAtMs: now - 3_600_000, elapsedMs: 9_000, percent: 37 });
+      base.last_job = job({ state: "interrupted", ended_at_ms: now - 3_600_000, elapsed_ms: 9_000, percent: 37 });
       break;
     case "disabled":
       base.enabled = false;
-      base.status = { state: "disabled", detail: "disabled", retryInMs: null, changedAtMs: now };
+      base.status = { state: "disabled", detail: "disabled", changed_at_ms: now };
       base.stats = null;
-      base.lastJob = null;
+      base.last_job = null;
       break;
     case "idle":
       break;
@@ -258,20 +249,20 @@ function settingsFor(v: InstanceView, preset: Preset): InstanceSettings {
     id: v.id,
     name: v.name,
     url: v.url,
-    authKind: auth,
+    auth_kind: auth,
     user: auth === "basic" ? "admin" : null,
-    headerNames: [],
-    secretsSet: auth === "bearer" ? ["token"] : auth === "basic" ? ["password"] : [],
-    acceptInvalidCerts: false,
+    header_names: [],
+    secrets_set: auth === "bearer" ? ["token"] : auth === "basic" ? ["password"] : [],
+    accept_invalid_certs: false,
     enabled: v.enabled,
-    previewFpsCap: 15,
-    notifications: { jobDone: true, jobFailed: true, jobInterruptedByOther: false, queueDrained: true, disconnected: true, authRejected: false, otherClientsJobs: false },
+    preview_fps_cap: 15,
+    notifications: { ...DEFAULT_NOTIFICATION_PREFS },
   };
 }
 
-function find(name: string): InstanceView {
-  const i = state.instances.find((x) => x.name === name);
-  if (!i) throw { code: "unknown_instance", message: `no instance named \`${name}\``, nodeErrors: [] };
+function find(instanceId: unknown): InstanceView {
+  const i = state.instances.find((x) => x.id === instanceId);
+  if (!i) throw { code: "unknown_instance", message: `no instance with id ${String(instanceId)}`, node_errors: [] };
   return i;
 }
 
@@ -280,46 +271,60 @@ function bump(): number {
   return state.revision;
 }
 
+/** Running first, then by queue number (unknown last), as the shell's overview orders them. */
+function sortJobs(inst: InstanceView): PromptId[] {
+  const waiting = (j: JobSummary) => (j.state === "running" ? 0 : 1);
+  const number = (j: JobSummary) => j.number ?? Number.POSITIVE_INFINITY;
+  inst.jobs.sort((a, b) => waiting(a) - waiting(b) || number(a) - number(b));
+  return inst.jobs.map((j) => j.prompt_id);
+}
+
+/** Sends a job's picture (after `inst.jobs` has taken it in), with the instance's job order
+ * when that changed since the UI last heard it. */
 function sendJob(inst: InstanceView, j: JobSummary): void {
-  void emitFromShell(EVENTS.jobUpdated, { revision: bump(), instance: inst.name, job: clone(j) });
+  const order = sortJobs(inst);
+  const told = state.orders.get(inst.id) ?? [];
+  const changed = order.length !== told.length || order.some((p, i) => p !== told[i]);
+  if (changed) state.orders.set(inst.id, order);
+  void emitFromShell(EVENTS.jobUpdated, { revision: bump(), instance_id: inst.id, job: clone(j), ...(changed ? { order } : {}) });
 }
 
 function sendQueue(inst: InstanceView): void {
   inst.queue = { running: inst.jobs.filter((j) => j.state === "running").length, pending: inst.jobs.filter((j) => j.state === "pending").length };
-  void emitFromShell(EVENTS.queueChanged, { revision: bump(), instance: inst.name, queue: { ...inst.queue } });
+  void emitFromShell(EVENTS.queueChanged, { revision: bump(), instance_id: inst.id, queue: { ...inst.queue } });
 }
 
 function log(inst: InstanceView, kind: string, detail: string | null, data: string | null = null): void {
   const entry: LogEntry = { id: state.logId++, ts: Date.now(), kind, detail, data };
-  state.logs.get(inst.name)?.push(entry);
-  void emitFromShell(EVENTS.eventLogged, { instance: inst.name, entry });
+  state.logs.get(inst.id)?.push(entry);
+  void emitFromShell(EVENTS.eventLogged, { instance_id: inst.id, entry });
 }
 
 function finish(inst: InstanceView, j: JobSummary, outcome: JobSummary["state"]): void {
   const now = Date.now();
   j.state = outcome;
-  j.endedAtMs = now;
-  j.elapsedMs = j.startedAtMs ? now - j.startedAtMs : null;
+  j.ended_at_ms = now;
+  j.elapsed_ms = j.started_at_ms ? now - j.started_at_ms : undefined;
   if (outcome === "success") {
-    j.percent = j.fidelity === "live" ? 100 : null;
+    j.percent = j.fidelity === "live" ? 100 : undefined;
     j.outputs = outputs(inst.name, 1 + (state.seq % 3));
   }
-  inst.jobs = inst.jobs.filter((x) => x.promptId !== j.promptId);
-  inst.lastJob = j;
-  state.sims.delete(j.promptId);
+  inst.jobs = inst.jobs.filter((x) => x.prompt_id !== j.prompt_id);
+  inst.last_job = j;
+  state.sims.delete(j.prompt_id);
   sendJob(inst, j);
-  const h = state.history.get(inst.name);
+  const h = state.history.get(inst.id);
   h?.unshift({
-    promptId: j.promptId,
+    prompt_id: j.prompt_id,
     state: outcome,
     origin: j.origin,
-    queuedAtMs: j.queuedAtMs,
-    startedAtMs: j.startedAtMs,
-    finishedAtMs: now,
-    error: j.error,
-    outputs: j.outputs,
-    detail: j.detail,
-    canResubmit: j.origin === "self",
+    queued_at_ms: j.queued_at_ms,
+    started_at_ms: j.started_at_ms ?? null,
+    finished_at_ms: now,
+    error: j.error ?? null,
+    outputs: j.outputs ?? [],
+    detail: j.detail ?? null,
+    can_resubmit: j.origin === "self",
   });
   startNext(inst);
 }
@@ -328,11 +333,11 @@ function startNext(inst: InstanceView): void {
   const next = inst.jobs.find((j) => j.state === "pending");
   if (next && !inst.jobs.some((j) => j.state === "running")) {
     next.state = "running";
-    next.startedAtMs = Date.now();
+    next.started_at_ms = Date.now();
     if (next.fidelity === "live") {
-      next.nodesTotal = NODES.length;
-      next.nodesDone = 0;
-      state.sims.set(next.promptId, { node: 0, value: 0, rate: 2.5 + Math.random() * 2 });
+      next.nodes_total = NODES.length;
+      next.nodes_done = 0;
+      state.sims.set(next.prompt_id, { node: 0, value: 0, rate: 2.5 + Math.random() * 2 });
     }
     sendJob(inst, next);
   }
@@ -340,7 +345,7 @@ function startNext(inst: InstanceView): void {
 }
 
 function step(inst: InstanceView, j: JobSummary, dt: number): void {
-  const sim = state.sims.get(j.promptId);
+  const sim = state.sims.get(j.prompt_id);
   if (!sim) return;
   const node = NODES[sim.node];
   if (!node) return;
@@ -363,20 +368,20 @@ function step(inst: InstanceView, j: JobSummary, dt: number): void {
   const cur = NODES[sim.node] ?? node;
   const frac = cur.steps ? sim.value / cur.steps : Math.min(1, sim.value);
   j.node = String(3 + sim.node * 2);
-  j.nodeType = cur.type;
-  j.nodeTitle = cur.title;
-  j.nodeValue = cur.steps ? Math.floor(sim.value) : null;
-  j.nodeMax = cur.steps || null;
-  j.nodesDone = sim.node;
+  j.node_type = cur.type;
+  j.node_title = cur.title ?? undefined;
+  j.node_value = cur.steps ? Math.floor(sim.value) : undefined;
+  j.node_max = cur.steps || undefined;
+  j.nodes_done = sim.node;
   j.percent = Math.min(99.9, Math.round(((sim.node + frac) / NODES.length) * 1000) / 10);
-  j.stepsPerS = cur.steps ? sim.rate : null;
+  j.steps_per_s = cur.steps ? sim.rate : undefined;
   const stepsLeft = NODES.slice(sim.node).reduce((n, x) => n + x.steps, 0) - (cur.steps ? sim.value : 0);
-  j.etaMs = Math.round((stepsLeft / sim.rate) * 1000 + 1500);
+  j.eta_ms = Math.round((stepsLeft / sim.rate) * 1000 + 1500);
   if (cur.steps) {
     state.seq += 1;
     j.preview = { seq: state.seq, width: 512, height: 512 };
   }
-  const text = j.nodeText[0];
+  const text = j.node_text[0];
   if (text) {
     const words = LOREM.split(" ");
     const have = text.text.split(" ").length;
@@ -391,7 +396,7 @@ function tick(dt: number): void {
     for (const j of [...inst.jobs]) {
       if (j.state !== "running") continue;
       if (j.fidelity === "live") step(inst, j, dt);
-      else if (j.startedAtMs && Date.now() - j.startedAtMs > 75_000) finish(inst, j, "success");
+      else if (j.started_at_ms && Date.now() - j.started_at_ms > 75_000) finish(inst, j, "success");
     }
   }
 }
@@ -400,15 +405,15 @@ function slowTick(): void {
   const now = Date.now();
   for (const inst of state.instances) {
     const s = inst.status;
-    if (s.retryInMs !== null && now >= s.changedAtMs + s.retryInMs) {
-      inst.status = { ...s, changedAtMs: now, retryInMs: Math.min(60_000, s.retryInMs * 2) };
-      void emitFromShell(EVENTS.instanceStatusChanged, { revision: bump(), instance: inst.name, status: clone(inst.status) });
-      log(inst, inst.status.state, `${s.detail}; next try in ${(inst.status.retryInMs ?? 0) / 1000} s`);
+    if (s.retry_in_ms != null && now >= s.changed_at_ms + s.retry_in_ms) {
+      inst.status = { ...s, changed_at_ms: now, retry_in_ms: Math.min(60_000, s.retry_in_ms * 2) };
+      void emitFromShell(EVENTS.instanceStatusChanged, { revision: bump(), instance_id: inst.id, status: clone(inst.status) });
+      log(inst, inst.status.state, `${s.detail}; next try in ${(inst.status.retry_in_ms ?? 0) / 1000} s`);
     }
     if (inst.stats && inst.status.state === "connected") {
-      const vramFree = Math.max(0.5 * GIB, Math.min(23 * GIB, (inst.stats.vramFree ?? 0) + (Math.random() - 0.5) * GIB));
-      inst.stats = { ...inst.stats, vramFree };
-      void emitFromShell(EVENTS.statsChanged, { revision: bump(), instance: inst.name, stats: clone(inst.stats) });
+      const vramFree = Math.max(0.5 * GIB, Math.min(23 * GIB, (inst.stats.vram_free ?? 0) + (Math.random() - 0.5) * GIB));
+      inst.stats = { ...inst.stats, vram_free: vramFree };
+      void emitFromShell(EVENTS.statsChanged, { revision: bump(), instance_id: inst.id, stats: clone(inst.stats) });
     }
   }
 }
@@ -418,16 +423,17 @@ function input(args: unknown): InstanceInput {
 }
 
 function invalid(message: string): never {
-  throw { code: "invalid_input", message, nodeErrors: [] };
+  throw { code: "invalid_input", message, node_errors: [] };
 }
 
 function handle(command: string, args: unknown): unknown {
   const a = (args ?? {}) as Record<string, unknown>;
   switch (command) {
     case "get_snapshot":
+      for (const inst of state.instances) state.orders.set(inst.id, sortJobs(inst));
       return { revision: state.revision, instances: clone(state.instances), notices: state.notices };
     case "refresh_instance":
-      find(a.instance as string);
+      find(a.instance_id);
       return null;
     case "list_instances":
       return clone(state.settings);
@@ -438,44 +444,40 @@ function handle(command: string, args: unknown): unknown {
       if (!/^https?:\/\/[^/]+/.test(i.url.trim()) && !/^[\w.-]+(:\d+)?\/?$/.test(i.url.trim())) invalid(`not a URL: ${i.url}`);
       const editId = command === "update_instance" ? (a.id as number) : null;
       if (state.settings.some((s) => s.name === i.name.trim() && s.id !== editId)) invalid(`an instance named ${i.name.trim()} exists`);
-      if (i.authKind === "bearer" && !i.secrets.token && !state.settings.find((s) => s.id === editId)?.secretsSet.includes("token")) invalid("the token is required");
+      if (i.auth_kind === "bearer" && !i.secrets.token && !state.settings.find((s) => s.id === editId)?.secrets_set.includes("token")) invalid("the token is required");
       const nid = editId ?? Math.max(0, ...state.settings.map((s) => s.id)) + 1;
       const url = i.url.includes("://") ? i.url.trim() : `http://${i.url.trim()}`;
       const saved: InstanceSettings = {
         id: nid,
         name: i.name.trim(),
         url: url.endsWith("/") ? url : `${url}/`,
-        authKind: i.authKind,
+        auth_kind: i.auth_kind,
         user: i.user,
-        headerNames: i.headerNames,
-        secretsSet: Object.keys(i.secrets),
-        acceptInvalidCerts: i.acceptInvalidCerts,
+        header_names: i.header_names,
+        secrets_set: Object.keys(i.secrets),
+        accept_invalid_certs: i.accept_invalid_certs,
         enabled: i.enabled,
-        previewFpsCap: i.previewFpsCap,
+        preview_fps_cap: i.preview_fps_cap,
         notifications: i.notifications,
       };
       if (editId !== null) {
         const old = state.settings.find((s) => s.id === editId);
-        saved.secretsSet = [...new Set([...(old?.secretsSet ?? []), ...Object.keys(i.secrets)])];
+        saved.secrets_set = [...new Set([...(old?.secrets_set ?? []), ...Object.keys(i.secrets)])];
         state.settings = state.settings.map((s) => (s.id === editId ? saved : s));
         const v = state.instances.find((x) => x.id === editId);
-        if (v) {
-          state.history.set(saved.name, state.history.get(v.name) ?? []);
-          state.logs.set(saved.name, state.logs.get(v.name) ?? []);
-          Object.assign(v, { name: saved.name, url: saved.url, enabled: saved.enabled });
-        }
+        if (v) Object.assign(v, { name: saved.name, url: saved.url, enabled: saved.enabled });
       } else {
         state.settings.push(saved);
         const v = instanceFor(saved.name, nid - 1, "idle");
         v.url = saved.url;
-        v.lastJob = null;
-        v.status = { state: "connecting", detail: "starting", retryInMs: null, changedAtMs: Date.now() };
+        v.last_job = null;
+        v.status = { state: "connecting", detail: "starting", changed_at_ms: Date.now() };
         state.instances.push(v);
-        state.history.set(saved.name, []);
-        state.logs.set(saved.name, []);
+        state.history.set(v.id, []);
+        state.logs.set(v.id, []);
         setTimeout(() => {
-          v.status = { state: "connected", detail: "connected", retryInMs: null, changedAtMs: Date.now() };
-          void emitFromShell(EVENTS.instanceStatusChanged, { revision: bump(), instance: v.name, status: clone(v.status) });
+          v.status = { state: "connected", detail: "connected", changed_at_ms: Date.now() };
+          void emitFromShell(EVENTS.instanceStatusChanged, { revision: bump(), instance_id: v.id, status: clone(v.status) });
           log(v, "connected", "connected");
         }, 1200);
       }
@@ -513,28 +515,28 @@ function handle(command: string, args: unknown): unknown {
       };
     }
     case "submit_workflow": {
-      const inst = find(a.instance as string);
+      const inst = find(a.instance_id);
       let wf: Record<string, unknown>;
       try {
         wf = JSON.parse(a.workflow as string) as Record<string, unknown>;
       } catch (e) {
-        throw { code: "invalid_workflow", message: `this file is not JSON (${String(e)}); export the workflow with Workflow → Export (API)`, nodeErrors: [] };
+        throw { code: "invalid_workflow", message: `this file is not JSON (${String(e)}); export the workflow with Workflow → Export (API)`, node_errors: [] };
       }
       if ("nodes" in wf && "links" in wf) {
         throw {
           code: "ui_format_workflow",
           message: "this is a workflow saved from the editor (it has nodes and links). In ComfyUI, use Workflow → Export (API) and queue that file.",
-          nodeErrors: [],
+          node_errors: [],
         };
       }
-      if (inst.status.state !== "connected") throw { code: "not_connected", message: `${inst.name} is ${inst.status.state.replace("_", " ")}: ${inst.status.detail}`, nodeErrors: [] };
+      if (inst.status.state !== "connected") throw { code: "not_connected", message: `${inst.name} is ${inst.status.state.replace("_", " ")}: ${inst.status.detail}`, node_errors: [] };
       if (JSON.stringify(wf).includes("missing.safetensors")) {
         throw {
           code: "rejected",
           message: "the server refused the workflow: Prompt outputs failed validation",
-          nodeErrors: [
-            { nodeId: "4", classType: "CheckpointLoaderSimple", title: "Load SDXL", messages: ["Value not in list: ckpt_name: 'missing.safetensors' not in ['sdxl_base.safetensors', 'juggernaut.safetensors']"] },
-            { nodeId: "9", classType: "SaveImage", title: null, messages: ["Required input is missing: images"] },
+          node_errors: [
+            { node_id: "4", class_type: "CheckpointLoaderSimple", title: "Load SDXL", messages: ["Value not in list: ckpt_name: 'missing.safetensors' not in ['sdxl_base.safetensors', 'juggernaut.safetensors']"] },
+            { node_id: "9", class_type: "SaveImage", title: null, messages: ["Required input is missing: images"] },
           ],
         };
       }
@@ -544,21 +546,21 @@ function handle(command: string, args: unknown): unknown {
       startNext(inst);
       const partial = JSON.stringify(wf).includes("PreviewAny");
       return {
-        promptId: j.promptId,
-        nodeErrors: partial ? [{ nodeId: "12", classType: "PreviewAny", title: "Debug text", messages: ["Required input is missing: source"] }] : [],
+        prompt_id: j.prompt_id,
+        node_errors: partial ? [{ node_id: "12", class_type: "PreviewAny", title: "Debug text", messages: ["Required input is missing: source"] }] : [],
       };
     }
     case "resubmit_job": {
-      const inst = find(a.instance as string);
+      const inst = find(a.instance_id);
       const j = job({ state: "pending", number: 200 + state.seq });
       inst.jobs.push(j);
       sendJob(inst, j);
       startNext(inst);
-      return { promptId: j.promptId, nodeErrors: [] };
+      return { prompt_id: j.prompt_id, node_errors: [] };
     }
     case "cancel_job": {
-      const inst = find(a.instance as string);
-      const j = inst.jobs.find((x) => x.promptId === a.promptId);
+      const inst = find(a.instance_id);
+      const j = inst.jobs.find((x) => x.prompt_id === a.prompt_id);
       if (!j) return "not_found";
       if (j.state === "running") {
         finish(inst, j, "interrupted");
@@ -566,31 +568,32 @@ function handle(command: string, args: unknown): unknown {
       }
       inst.jobs = inst.jobs.filter((x) => x !== j);
       j.state = "deleted";
+      inst.last_job = j;
       sendJob(inst, j);
-      inst.lastJob = j;
       sendQueue(inst);
       return "removed";
     }
     case "clear_queue": {
-      const inst = find(a.instance as string);
-      for (const j of inst.jobs.filter((x) => x.state === "pending")) {
+      const inst = find(a.instance_id);
+      const removed = inst.jobs.filter((x) => x.state === "pending");
+      inst.jobs = inst.jobs.filter((x) => x.state === "running");
+      for (const j of removed) {
         j.state = "deleted";
         sendJob(inst, j);
       }
-      inst.jobs = inst.jobs.filter((x) => x.state === "running");
       sendQueue(inst);
       return null;
     }
     case "get_history": {
-      const h = state.history.get(find(a.instance as string).name) ?? [];
+      const h = state.history.get(find(a.instance_id).id) ?? [];
       const offset = (a.offset as number) ?? 0;
       return clone(h.slice(offset, offset + ((a.limit as number) ?? 50)));
     }
     case "get_event_log":
-      return clone(state.logs.get(find(a.instance as string).name) ?? []);
+      return clone(state.logs.get(find(a.instance_id).id) ?? []);
     case "save_output": {
-      const inst = find(a.instance as string);
-      const o = a.output as OutputRef;
+      const inst = find(a.instance_id);
+      const o = a.output as OutputFile;
       return { path: `/home/you/Downloads/comfy-monitor/${inst.name}/${o.filename}`, folder: `/home/you/Downloads/comfy-monitor/${inst.name}` };
     }
     case "open_folder":
@@ -601,7 +604,7 @@ function handle(command: string, args: unknown): unknown {
       state.app = clone(a.settings as AppSettings);
       return clone(state.app);
     default:
-      throw { code: "internal", message: `the dev shell does not know ${command}`, nodeErrors: [] };
+      throw { code: "internal", message: `the dev shell does not know ${command}`, node_errors: [] };
   }
 }
 
@@ -632,8 +635,8 @@ export function installDevShell(): void {
     const v = instanceFor(name, i, preset);
     state.instances.push(v);
     state.settings.push(settingsFor(v, preset));
-    state.history.set(name, makeHistory(name));
-    state.logs.set(name, makeLogs(name));
+    state.history.set(v.id, makeHistory(name));
+    state.logs.set(v.id, makeLogs(name));
   }
   mockShell(handle);
   mockMediaBase("/__media/");

@@ -1,18 +1,21 @@
 // Typed wrappers over the shell's commands. Errors come back as `IpcError` with the shell's
-// closed error code, so callers branch on `code`, never on message text.
+// closed error code, so callers branch on `code`, never on message text. Arguments go out as the
+// shell names them (`snake_case`, like every wire format of the app); instances are named by id.
 import { convertFileSrc, invoke, type InvokeArgs } from "@tauri-apps/api/core";
 import type { AppSettings } from "../bindings/AppSettings";
-import type { CancelResult } from "../bindings/CancelResult";
+import type { CancelOutcome } from "../bindings/CancelOutcome";
 import type { CommandError } from "../bindings/CommandError";
-import type { ConnectionTest } from "../bindings/ConnectionTest";
+import type { ConnectionCheck } from "../bindings/ConnectionCheck";
 import type { ErrorCode } from "../bindings/ErrorCode";
 import type { HistoryEntry } from "../bindings/HistoryEntry";
+import type { InstanceId } from "../bindings/InstanceId";
 import type { InstanceInput } from "../bindings/InstanceInput";
 import type { InstanceSettings } from "../bindings/InstanceSettings";
 import type { LogEntry } from "../bindings/LogEntry";
 import type { NodeErrorView } from "../bindings/NodeErrorView";
-import type { OutputRef } from "../bindings/OutputRef";
-import type { PreviewChoice } from "../bindings/PreviewChoice";
+import type { OutputFile } from "../bindings/OutputFile";
+import type { PreviewMethod } from "../bindings/PreviewMethod";
+import type { PromptId } from "../bindings/PromptId";
 import type { SavedOutput } from "../bindings/SavedOutput";
 import type { Snapshot } from "../bindings/Snapshot";
 import type { SubmitResult } from "../bindings/SubmitResult";
@@ -44,7 +47,7 @@ async function call<T>(command: string, args?: InvokeArgs): Promise<T> {
     return await invoke<T>(command, args);
   } catch (error) {
     if (isCommandError(error)) {
-      throw new IpcError(error.code, error.message, Array.isArray(error.nodeErrors) ? error.nodeErrors : []);
+      throw new IpcError(error.code, error.message, Array.isArray(error.node_errors) ? error.node_errors : []);
     }
     throw new IpcError("internal", error instanceof Error ? error.message : String(error));
   }
@@ -61,8 +64,8 @@ export function progressShown(batch: number): Promise<void> {
 }
 
 /** Asks an instance to re-read its queue now. */
-export function refreshInstance(instance: string): Promise<void> {
-  return call<void>("refresh_instance", { instance });
+export function refreshInstance(instanceId: InstanceId): Promise<void> {
+  return call<void>("refresh_instance", { instance_id: instanceId });
 }
 
 /** Every saved instance, for the settings screen. */
@@ -76,56 +79,56 @@ export function addInstance(input: InstanceInput): Promise<InstanceSettings> {
 }
 
 /** Saves an edited instance; its monitoring restarts with the new settings. */
-export function updateInstance(id: number, input: InstanceInput): Promise<InstanceSettings> {
+export function updateInstance(id: InstanceId, input: InstanceInput): Promise<InstanceSettings> {
   return call<InstanceSettings>("update_instance", { id, input });
 }
 
 /** Forgets an instance with its secrets and history. */
-export function removeInstance(id: number): Promise<void> {
+export function removeInstance(id: InstanceId): Promise<void> {
   return call<void>("remove_instance", { id });
 }
 
 /** Tries settings before saving: HTTP first, then the socket, with the same auth. `id` lends
  * the stored secrets of a saved instance for slots the form leaves empty. */
-export function testConnection(input: InstanceInput, id: number | null): Promise<ConnectionTest> {
-  return call<ConnectionTest>("test_connection", { input, id });
+export function testConnection(input: InstanceInput, id: InstanceId | null): Promise<ConnectionCheck> {
+  return call<ConnectionCheck>("test_connection", { input, id });
 }
 
 /** Queues an API-format workflow (the file's text) on an instance, with the previews it asks
  * for ("default": the server's own setting). */
-export function submitWorkflow(instance: string, workflow: string, preview: PreviewChoice = "default"): Promise<SubmitResult> {
-  return call<SubmitResult>("submit_workflow", { instance, workflow, preview });
+export function submitWorkflow(instanceId: InstanceId, workflow: string, preview: PreviewMethod = "default"): Promise<SubmitResult> {
+  return call<SubmitResult>("submit_workflow", { instance_id: instanceId, workflow, preview });
 }
 
 /** Queues again one of this app's jobs from the workflow kept in the journal. */
-export function resubmitJob(instance: string, promptId: string): Promise<SubmitResult> {
-  return call<SubmitResult>("resubmit_job", { instance, promptId });
+export function resubmitJob(instanceId: InstanceId, promptId: PromptId): Promise<SubmitResult> {
+  return call<SubmitResult>("resubmit_job", { instance_id: instanceId, prompt_id: promptId });
 }
 
 /** Cancels one job: removed when pending, interrupted when running. */
-export function cancelJob(instance: string, promptId: string): Promise<CancelResult> {
-  return call<CancelResult>("cancel_job", { instance, promptId });
+export function cancelJob(instanceId: InstanceId, promptId: PromptId): Promise<CancelOutcome> {
+  return call<CancelOutcome>("cancel_job", { instance_id: instanceId, prompt_id: promptId });
 }
 
 /** Removes every pending job of an instance. */
-export function clearQueue(instance: string): Promise<void> {
-  return call<void>("clear_queue", { instance });
+export function clearQueue(instanceId: InstanceId): Promise<void> {
+  return call<void>("clear_queue", { instance_id: instanceId });
 }
 
 /** Jobs from the journal, newest first. */
-export function getHistory(instance: string, limit = 50, offset = 0): Promise<HistoryEntry[]> {
-  return call<HistoryEntry[]>("get_history", { instance, limit, offset });
+export function getHistory(instanceId: InstanceId, limit = 50, offset = 0): Promise<HistoryEntry[]> {
+  return call<HistoryEntry[]>("get_history", { instance_id: instanceId, limit, offset });
 }
 
 /** The latest lines of an instance's event log, oldest first. */
-export function getEventLog(instance: string, limit = 200): Promise<LogEntry[]> {
-  return call<LogEntry[]>("get_event_log", { instance, limit });
+export function getEventLog(instanceId: InstanceId, limit = 200): Promise<LogEntry[]> {
+  return call<LogEntry[]>("get_event_log", { instance_id: instanceId, limit });
 }
 
 /** Downloads an output into the outputs folder; with the job's prompt id the journal records
  * where it went. */
-export function saveOutput(instance: string, output: OutputRef, promptId: string | null = null): Promise<SavedOutput> {
-  return call<SavedOutput>("save_output", { instance, output, promptId });
+export function saveOutput(instanceId: InstanceId, output: OutputFile, promptId: PromptId | null = null): Promise<SavedOutput> {
+  return call<SavedOutput>("save_output", { instance_id: instanceId, output, prompt_id: promptId });
 }
 
 /** Opens a folder of saved outputs in the file manager. */
@@ -151,13 +154,13 @@ function mediaBase(): string {
 }
 
 /** The latest preview frame of an instance; `seq` changes the URL so the image reloads. */
-export function previewUrl(instance: string, seq: number): string {
-  return `${mediaBase()}preview/${encodeURIComponent(instance)}?seq=${seq}`;
+export function previewUrl(instanceId: InstanceId, seq: number): string {
+  return `${mediaBase()}preview/${instanceId}?seq=${seq}`;
 }
 
 /** An output file of an instance, full size or as a small thumbnail. */
-export function outputUrl(instance: string, output: OutputRef, thumb = false): string {
-  const q = new URLSearchParams({ filename: output.filename, subfolder: output.subfolder, type: output.kind });
+export function outputUrl(instanceId: InstanceId, output: OutputFile, thumb = false): string {
+  const q = new URLSearchParams({ filename: output.filename, subfolder: output.subfolder, type: output.type });
   if (thumb) q.set("thumb", "1");
-  return `${mediaBase()}output/${encodeURIComponent(instance)}?${q.toString()}`;
+  return `${mediaBase()}output/${instanceId}?${q.toString()}`;
 }

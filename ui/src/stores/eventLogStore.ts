@@ -1,8 +1,9 @@
-// Each instance's event log (connection changes, custom and unknown server events): the latest
+// Each instance's event log (connection changes, custom and unknown server events), by id: the latest
 // lines from the journal, then every `event-logged` appended. Lines that arrive while the journal
 // read is in flight are merged by id, so none is lost or shown twice. The log is bounded.
 import { defineStore } from "pinia";
 import { ref } from "vue";
+import type { InstanceId } from "../bindings/InstanceId";
 import type { LogEntry } from "../bindings/LogEntry";
 import { EVENTS, getEventLog, onEvent, type Unsubscribe } from "../ipc";
 import { attempt, type Failure } from "./failure";
@@ -29,17 +30,17 @@ function merge(into: LogEntry[], more: LogEntry[]): LogEntry[] {
 }
 
 export const useEventLogStore = defineStore("eventLog", () => {
-  const byInstance = ref<Record<string, InstanceLog>>({});
+  const byInstance = ref<Record<InstanceId, InstanceLog>>({});
   let unsubscribe: Unsubscribe | null = null;
 
-  function slot(instance: string): InstanceLog {
+  function slot(instance: InstanceId): InstanceLog {
     if (!byInstance.value[instance]) {
       byInstance.value[instance] = { entries: [], loading: false, failure: null };
     }
     return byInstance.value[instance] as InstanceLog;
   }
 
-  async function load(instance: string): Promise<void> {
+  async function load(instance: InstanceId): Promise<void> {
     const log = slot(instance);
     log.loading = true;
     const outcome = await attempt(() => getEventLog(instance, INITIAL_LINES));
@@ -57,7 +58,7 @@ export const useEventLogStore = defineStore("eventLog", () => {
     if (unsubscribe) return;
     unsubscribe = await onEvent(EVENTS.eventLogged, (p) => {
       // Only logs someone looked at are kept live; the rest are read when first shown.
-      const log = byInstance.value[p.instance];
+      const log = byInstance.value[p.instance_id];
       if (log) log.entries = merge(log.entries, [p.entry]);
     });
   }

@@ -31,7 +31,6 @@ export async function attempt<T>(run: () => Promise<T>): Promise<Outcome<T>> {
 
 const HEADLINES: Record<ErrorCode, string> = {
   unknown_instance: "No such instance",
-  shutting_down: "The app is quitting",
   not_connected: "Not connected",
   unreachable: "Server unreachable",
   auth_failed: "Credentials refused",

@@ -1,13 +1,15 @@
-// Each instance's finished jobs, from the app's journal. Loaded when an instance's detail opens;
+// Each instance's finished jobs, from the app's journal, by instance id. Loaded when an instance's detail opens;
 // refetched when one of that instance's jobs reaches a terminal state (a short delay gathers a
 // burst of endings into one read, and lets the journal write land first).
 import { defineStore } from "pinia";
 import { ref } from "vue";
 import type { HistoryEntry } from "../bindings/HistoryEntry";
-import type { OutputRef } from "../bindings/OutputRef";
+import type { InstanceId } from "../bindings/InstanceId";
+import type { OutputFile } from "../bindings/OutputFile";
+import type { PromptId } from "../bindings/PromptId";
 import type { SavedOutput } from "../bindings/SavedOutput";
 import type { SubmitResult } from "../bindings/SubmitResult";
-import { isFinishedState } from "../format";
+import { isTerminal } from "../format";
 import { EVENTS, getHistory, onEvent, openFolder, resubmitJob, saveOutput, type Unsubscribe } from "../ipc";
 import { attempt, type Failure, type Outcome } from "./failure";
 
@@ -24,13 +26,13 @@ export interface InstanceHistory {
 }
 
 export const useHistoryStore = defineStore("history", () => {
-  const byInstance = ref<Record<string, InstanceHistory>>({});
+  const byInstance = ref<Record<InstanceId, InstanceHistory>>({});
   let unsubscribe: Unsubscribe | null = null;
-  const timers = new Map<string, ReturnType<typeof setTimeout>>();
+  const timers = new Map<InstanceId, ReturnType<typeof setTimeout>>();
   /** The newest read per instance wins: an older answer that arrives late is dropped. */
-  const generation = new Map<string, number>();
+  const generation = new Map<InstanceId, number>();
 
-  function slot(instance: string): InstanceHistory {
+  function slot(instance: InstanceId): InstanceHistory {
     if (!byInstance.value[instance]) {
       byInstance.value[instance] = { entries: [], loading: false, failure: null, more: false };
     }
@@ -39,7 +41,7 @@ export const useHistoryStore = defineStore("history", () => {
   }
 
   /** Reads the newest page (or as many entries as are shown, if more were loaded). */
-  async function load(instance: string): Promise<void> {
+  async function load(instance: InstanceId): Promise<void> {
     const h = slot(instance);
     const limit = Math.max(PAGE, h.entries.length);
     const gen = (generation.get(instance) ?? 0) + 1;
@@ -59,15 +61,15 @@ export const useHistoryStore = defineStore("history", () => {
   }
 
   /** Appends the next page. */
-  async function loadMore(instance: string): Promise<void> {
+  async function loadMore(instance: InstanceId): Promise<void> {
     const h = slot(instance);
     if (h.loading) return;
     h.loading = true;
     const outcome = await attempt(() => getHistory(instance, PAGE, h.entries.length));
     h.loading = false;
     if (outcome.ok) {
-      const known = new Set(h.entries.map((e) => e.promptId));
-      h.entries.push(...outcome.value.filter((e) => !known.has(e.promptId)));
+      const known = new Set(h.entries.map((e) => e.prompt_id));
+      h.entries.push(...outcome.value.filter((e) => !known.has(e.prompt_id)));
       h.more = outcome.value.length === PAGE;
       h.failure = null;
     } else {
@@ -75,7 +77,7 @@ export const useHistoryStore = defineStore("history", () => {
     }
   }
 
-  function scheduleRefetch(instance: string): void {
+  function scheduleRefetch(instance: InstanceId): void {
     if (!byInstance.value[instance]) return; // never shown: nothing to keep fresh
     const pending = timers.get(instance);
     if (pending !== undefined) clearTimeout(pending);
@@ -91,7 +93,7 @@ export const useHistoryStore = defineStore("history", () => {
   async function start(): Promise<void> {
     if (unsubscribe) return;
     unsubscribe = await onEvent(EVENTS.jobUpdated, (p) => {
-      if (isFinishedState(p.job.state)) scheduleRefetch(p.instance);
+      if (isTerminal(p.job.state)) scheduleRefetch(p.instance_id);
     });
   }
 
@@ -102,12 +104,12 @@ export const useHistoryStore = defineStore("history", () => {
     timers.clear();
   }
 
-  function resubmit(instance: string, promptId: string): Promise<Outcome<SubmitResult>> {
+  function resubmit(instance: InstanceId, promptId: PromptId): Promise<Outcome<SubmitResult>> {
     return attempt(() => resubmitJob(instance, promptId));
   }
 
   /** Downloads an output; with its job's prompt id the journal remembers where it went. */
-  function save(instance: string, output: OutputRef, promptId: string | null = null): Promise<Outcome<SavedOutput>> {
+  function save(instance: InstanceId, output: OutputFile, promptId: PromptId | null = null): Promise<Outcome<SavedOutput>> {
     return attempt(() => saveOutput(instance, output, promptId));
   }
 

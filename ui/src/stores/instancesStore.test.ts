@@ -4,8 +4,11 @@ import { flushPromises } from "@vue/test-utils";
 import { EVENTS } from "../ipc";
 import { emitFromShell, mockShell, resetShell } from "../ipc/testing";
 import type { Snapshot } from "../bindings/Snapshot";
-import { instance, job, liveJob, snapshot, stats, status } from "../test/fixtures";
+import { instance, job, liveJob, server, snapshot, stats, status } from "../test/fixtures";
 import { useInstancesStore } from "./instancesStore";
+
+const LOCAL = 1;
+const GPU = 2;
 
 function deferred<T>() {
   let resolve!: (value: T) => void;
@@ -20,12 +23,13 @@ describe("instances store", () => {
   beforeEach(() => {
     setActivePinia(createPinia());
     commands = [];
-    snapshotReply = () => snapshot(5, [instance("Local", { status: status({ state: "unreachable" }) }), instance("gpu")]);
+    snapshotReply = () =>
+      snapshot(5, [instance("Local", { id: LOCAL, status: status({ state: "unreachable" }) }), instance("gpu", { id: GPU })]);
     mockShell((command, args) => {
       commands.push({ command, args });
       if (command === "get_snapshot") return snapshotReply();
       if (command === "refresh_instance") {
-        throw { code: "unknown_instance", message: "no instance named `nope`" };
+        throw { code: "unknown_instance", message: "no instance with id 9" };
       }
       return null;
     });
@@ -41,20 +45,20 @@ describe("instances store", () => {
     expect(store.summary).toEqual({ total: 2, connected: 1, running: 0, pending: 0 });
   });
 
-  it("applies status, server and queue events to the named instance", async () => {
+  it("applies status, server and queue events to the instance they name by id", async () => {
     const store = useInstancesStore();
     await store.start();
     await emitFromShell(EVENTS.instanceStatusChanged, {
       revision: 6,
-      instance: "Local",
+      instance_id: LOCAL,
       status: status({ state: "auth_failed", detail: "auth failed: 401" }),
     });
     await emitFromShell(EVENTS.serverInfoChanged, {
       revision: 7,
-      instance: "gpu",
-      server: { version: "0.4.1", jobsApi: true, featureFlags: true },
+      instance_id: GPU,
+      server: server({ version: "0.4.1" }),
     });
-    await emitFromShell(EVENTS.queueChanged, { revision: 8, instance: "gpu", queue: { running: 1, pending: 3 } });
+    await emitFromShell(EVENTS.queueChanged, { revision: 8, instance_id: GPU, queue: { running: 1, pending: 3 } });
     await flushPromises();
 
     const [local, gpu] = store.instances;
@@ -66,7 +70,7 @@ describe("instances store", () => {
   it("ignores events the snapshot already reflects", async () => {
     const store = useInstancesStore();
     await store.start();
-    await emitFromShell(EVENTS.queueChanged, { revision: 5, instance: "gpu", queue: { running: 9, pending: 9 } });
+    await emitFromShell(EVENTS.queueChanged, { revision: 5, instance_id: GPU, queue: { running: 9, pending: 9 } });
     await flushPromises();
     expect(store.instances[1]?.queue).toEqual({ running: 0, pending: 0 });
   });
@@ -78,42 +82,66 @@ describe("instances store", () => {
     const started = store.start();
     await flushPromises();
 
-    await emitFromShell(EVENTS.queueChanged, { revision: 4, instance: "gpu", queue: { running: 7, pending: 7 } });
-    await emitFromShell(EVENTS.queueChanged, { revision: 6, instance: "gpu", queue: { running: 1, pending: 2 } });
+    await emitFromShell(EVENTS.queueChanged, { revision: 4, instance_id: GPU, queue: { running: 7, pending: 7 } });
+    await emitFromShell(EVENTS.queueChanged, { revision: 6, instance_id: GPU, queue: { running: 1, pending: 2 } });
     await flushPromises();
     expect(store.loaded).toBe(false);
 
-    reply.resolve(snapshot(5, [instance("gpu")]));
+    reply.resolve(snapshot(5, [instance("gpu", { id: GPU })]));
     await started;
     expect(store.instances[0]?.queue).toEqual({ running: 1, pending: 2 });
   });
 
-  it("keeps running jobs first and moves finished ones to the last job", async () => {
+  it("keeps the jobs in the order the shell sends and moves finished ones to the last job", async () => {
     const store = useInstancesStore();
     await store.start();
-    await emitFromShell(EVENTS.jobUpdated, { revision: 6, instance: "gpu", job: job("b", { state: "pending", number: 2 }) });
-    await emitFromShell(EVENTS.jobUpdated, { revision: 7, instance: "gpu", job: job("a", { percent: 40 }) });
+    await emitFromShell(EVENTS.jobUpdated, { revision: 6, instance_id: GPU, job: job("b", { state: "pending", number: 2 }), order: ["b"] });
+    // The running job arrives second; the shell puts it first.
+    await emitFromShell(EVENTS.jobUpdated, { revision: 7, instance_id: GPU, job: job("a", { percent: 40 }), order: ["a", "b"] });
     await flushPromises();
-    expect(store.instances[1]?.jobs.map((j) => j.promptId)).toEqual(["a", "b"]);
+    expect(store.instances[1]?.jobs.map((j) => j.prompt_id)).toEqual(["a", "b"]);
 
     await emitFromShell(EVENTS.jobUpdated, {
       revision: 8,
-      instance: "gpu",
-      job: job("a", { state: "success", elapsedMs: 12_000 }),
+      instance_id: GPU,
+      job: job("a", { state: "success", elapsed_ms: 12_000 }),
+      order: ["b"],
     });
     await flushPromises();
-    expect(store.instances[1]?.jobs.map((j) => j.promptId)).toEqual(["b"]);
-    expect(store.instances[1]?.lastJob?.state).toBe("success");
+    expect(store.instances[1]?.jobs.map((j) => j.prompt_id)).toEqual(["b"]);
+    expect(store.instances[1]?.last_job?.state).toBe("success");
+  });
+
+  it("follows the shell's order and never sorts the jobs itself", async () => {
+    const store = useInstancesStore();
+    await store.start();
+    // Without an order, a new job joins the end, whatever its state or number.
+    await emitFromShell(EVENTS.jobUpdated, { revision: 6, instance_id: GPU, job: job("p2", { state: "pending", number: 2 }) });
+    await emitFromShell(EVENTS.jobUpdated, { revision: 7, instance_id: GPU, job: job("p1", { state: "pending", number: 1 }) });
+    await emitFromShell(EVENTS.jobUpdated, { revision: 8, instance_id: GPU, job: job("r", { number: 0 }) });
+    await flushPromises();
+    expect(store.instances[1]?.jobs.map((j) => j.prompt_id)).toEqual(["p2", "p1", "r"]);
+
+    // An order puts them where the shell says; a job it does not name stays at the end.
+    await emitFromShell(EVENTS.jobUpdated, { revision: 9, instance_id: GPU, job: job("r", { number: 0 }), order: ["r", "p1"] });
+    await flushPromises();
+    expect(store.instances[1]?.jobs.map((j) => j.prompt_id)).toEqual(["r", "p1", "p2"]);
+
+    // An update without an order (progress) leaves the order alone.
+    await emitFromShell(EVENTS.jobUpdated, { revision: 10, instance_id: GPU, job: job("p2", { state: "pending", number: 2, percent: 5 }) });
+    await flushPromises();
+    expect(store.instances[1]?.jobs.map((j) => j.prompt_id)).toEqual(["r", "p1", "p2"]);
+    expect(store.instances[1]?.jobs[2]?.percent).toBe(5);
   });
 
   it("reports a failed refresh by the shell's error code", async () => {
     const store = useInstancesStore();
     await store.start();
-    await store.refresh("nope");
-    expect(commands.at(-1)).toEqual({ command: "refresh_instance", args: { instance: "nope" } });
-    expect(store.notes.nope?.tone).toBe("error");
-    expect(store.notes.nope?.failure?.code).toBe("unknown_instance");
-    expect(store.notes.nope?.text).toBe("No such instance: no instance named `nope`");
+    await store.refresh(9);
+    expect(commands.at(-1)).toEqual({ command: "refresh_instance", args: { instance_id: 9 } });
+    expect(store.notes[9]?.tone).toBe("error");
+    expect(store.notes[9]?.failure?.code).toBe("unknown_instance");
+    expect(store.notes[9]?.text).toBe("No such instance: no instance with id 9");
   });
 
   it("shows why loading failed", async () => {
@@ -127,7 +155,7 @@ describe("instances store", () => {
   });
 
   it("keeps the snapshot's notices for the banner", async () => {
-    snapshotReply = () => snapshot(1, [instance("gpu")], ["secrets are kept in a file"]);
+    snapshotReply = () => snapshot(1, [instance("gpu", { id: GPU })], ["secrets are kept in a file"]);
     const store = useInstancesStore();
     await store.start();
     expect(store.notices).toEqual(["secrets are kept in a file"]);
@@ -136,7 +164,7 @@ describe("instances store", () => {
   it("reloads the snapshot when instances change", async () => {
     const store = useInstancesStore();
     await store.start();
-    snapshotReply = () => snapshot(9, [instance("gpu"), instance("new")]);
+    snapshotReply = () => snapshot(9, [instance("gpu", { id: GPU }), instance("new", { id: 3 })]);
     await emitFromShell(EVENTS.instancesChanged, { revision: 9 });
     await flushPromises();
     expect(store.instances.map((i) => i.name)).toEqual(["gpu", "new"]);
@@ -158,36 +186,36 @@ describe("instances store", () => {
     const started = store.start();
     await flushPromises();
     await emitFromShell(EVENTS.instancesChanged, { revision: 7 });
-    snapshotReply = () => snapshot(7, [instance("gpu"), instance("added")]);
-    first.resolve(snapshot(6, [instance("gpu")]));
+    snapshotReply = () => snapshot(7, [instance("gpu", { id: GPU }), instance("added", { id: 3 })]);
+    first.resolve(snapshot(6, [instance("gpu", { id: GPU })]));
     await started;
     await flushPromises();
     expect(store.instances.map((i) => i.name)).toEqual(["gpu", "added"]);
   });
 
-  it("applies machine stats to the named instance", async () => {
+  it("applies machine stats to the instance they name", async () => {
     const store = useInstancesStore();
     await store.start();
-    await emitFromShell(EVENTS.statsChanged, { revision: 6, instance: "gpu", stats: stats({ vramFree: 1024 }) });
+    await emitFromShell(EVENTS.statsChanged, { revision: 6, instance_id: GPU, stats: stats({ vram_free: 1024 }) });
     await flushPromises();
-    expect(store.byName("gpu")?.stats?.vramFree).toBe(1024);
-    expect(store.byName("Local")?.stats).toBeNull();
+    expect(store.byId(GPU)?.stats?.vram_free).toBe(1024);
+    expect(store.byId(LOCAL)?.stats).toBeNull();
   });
 
   it("replaces a job with its latest picture, preview and node text included", async () => {
     const store = useInstancesStore();
     await store.start();
-    await emitFromShell(EVENTS.jobUpdated, { revision: 6, instance: "gpu", job: liveJob("a", { percent: 10 }) });
+    await emitFromShell(EVENTS.jobUpdated, { revision: 6, instance_id: GPU, job: liveJob("a", { percent: 10 }), order: ["a"] });
     await emitFromShell(EVENTS.jobUpdated, {
       revision: 7,
-      instance: "gpu",
-      job: liveJob("a", { percent: 20, preview: { seq: 3, width: 512, height: 512 }, nodeText: [{ node: "9", text: "hello" }] }),
+      instance_id: GPU,
+      job: liveJob("a", { percent: 20, preview: { seq: 3, width: 512, height: 512 }, node_text: [{ node: "9", text: "hello" }] }),
     });
     await flushPromises();
-    const a = store.byName("gpu")?.jobs[0];
+    const a = store.byId(GPU)?.jobs[0];
     expect(a?.percent).toBe(20);
     expect(a?.preview?.seq).toBe(3);
-    expect(a?.nodeText).toEqual([{ node: "9", text: "hello" }]);
+    expect(a?.node_text).toEqual([{ node: "9", text: "hello" }]);
   });
 
   it("applies a batch of progress to every instance it names, newer than the snapshot only", async () => {
@@ -196,15 +224,15 @@ describe("instances store", () => {
     await emitFromShell(EVENTS.jobsProgressed, {
       batch: 3,
       updates: [
-        { revision: 4, instance: "Local", job: liveJob("old", { percent: 99 }) },
-        { revision: 6, instance: "gpu", job: liveJob("a", { percent: 10 }) },
-        { revision: 7, instance: "Local", job: liveJob("b", { percent: 30 }) },
-        { revision: 8, instance: "nope", job: liveJob("c", { percent: 50 }) },
+        { revision: 4, instance_id: LOCAL, job: liveJob("old", { percent: 99 }) },
+        { revision: 6, instance_id: GPU, job: liveJob("a", { percent: 10 }) },
+        { revision: 7, instance_id: LOCAL, job: liveJob("b", { percent: 30 }) },
+        { revision: 8, instance_id: 9, job: liveJob("c", { percent: 50 }) },
       ],
     });
     await flushPromises();
-    expect(store.byName("gpu")?.jobs.map((j) => [j.promptId, j.percent])).toEqual([["a", 10]]);
-    expect(store.byName("Local")?.jobs.map((j) => [j.promptId, j.percent])).toEqual([["b", 30]]);
+    expect(store.byId(GPU)?.jobs.map((j) => [j.prompt_id, j.percent])).toEqual([["a", 10]]);
+    expect(store.byId(LOCAL)?.jobs.map((j) => [j.prompt_id, j.percent])).toEqual([["b", 30]]);
     expect(store.summary.total).toBe(2);
     // Once painted, the shell hears the batch was shown.
     await new Promise((resolve) => requestAnimationFrame(resolve));
@@ -221,25 +249,25 @@ describe("instances store", () => {
     });
     const store = useInstancesStore();
     await store.start();
-    const result = await store.cancel("gpu", "p1");
+    const result = await store.cancel(GPU, "p1");
     expect(result).toBe("already_finished");
-    expect(commands.at(-1)).toEqual({ command: "cancel_job", args: { instance: "gpu", promptId: "p1" } });
-    expect(store.notes.gpu).toMatchObject({ tone: "info", text: "That job had already finished." });
+    expect(commands.at(-1)).toEqual({ command: "cancel_job", args: { instance_id: GPU, prompt_id: "p1" } });
+    expect(store.notes[GPU]).toMatchObject({ tone: "info", text: "That job had already finished." });
   });
 
   it("clears a stale note when a cancel works", async () => {
     mockShell((command) => {
       if (command === "get_snapshot") return snapshotReply();
       if (command === "cancel_job") return "interrupted";
-      if (command === "clear_queue") throw { code: "not_connected", message: "gpu is reconnecting", nodeErrors: [] };
+      if (command === "clear_queue") throw { code: "not_connected", message: "gpu is reconnecting", node_errors: [] };
       return null;
     });
     const store = useInstancesStore();
     await store.start();
-    expect(await store.clearQueue("gpu")).toBe(false);
-    expect(store.notes.gpu?.failure?.code).toBe("not_connected");
-    await store.cancel("gpu", "p1");
-    expect(store.notes.gpu).toBeUndefined();
+    expect(await store.clearQueue(GPU)).toBe(false);
+    expect(store.notes[GPU]?.failure?.code).toBe("not_connected");
+    await store.cancel(GPU, "p1");
+    expect(store.notes[GPU]).toBeUndefined();
   });
 
   it("marks an action busy while it runs so it cannot fire twice", async () => {
@@ -255,33 +283,44 @@ describe("instances store", () => {
     });
     const store = useInstancesStore();
     await store.start();
-    const first = store.cancel("gpu", "p1");
+    const first = store.cancel(GPU, "p1");
     await flushPromises();
-    expect(store.isBusy("gpu:p1")).toBe(true);
-    expect(await store.cancel("gpu", "p1")).toBeNull();
+    expect(store.isCancelling(GPU, "p1")).toBe(true);
+    expect(await store.cancel(GPU, "p1")).toBeNull();
     reply.resolve("removed");
     expect(await first).toBe("removed");
     expect(calls).toBe(1);
-    expect(store.isBusy("gpu:p1")).toBe(false);
+    expect(store.isCancelling(GPU, "p1")).toBe(false);
   });
 
-  it("keeps a running job's preview and node text when a progress update comes without them", async () => {
+  it("keeps a running job's preview and node text through progress, as the shell carries them over", async () => {
     const store = useInstancesStore();
     await store.start();
+    const preview = { seq: 4, width: 64, height: 64 };
+    const text = [{ node: "2", text: "hi" }];
     await emitFromShell(EVENTS.jobUpdated, {
       revision: 6,
-      instance: "gpu",
-      job: liveJob("a", { percent: 10, preview: { seq: 4, width: 64, height: 64 }, nodeText: [{ node: "2", text: "hi" }] }),
+      instance_id: GPU,
+      job: liveJob("a", { percent: 10, preview, node_text: text }),
+      order: ["a"],
     });
-    await emitFromShell(EVENTS.jobUpdated, { revision: 7, instance: "gpu", job: liveJob("a", { percent: 12 }) });
+    // The shell's progress update is final: it still carries the preview and the node text.
+    await emitFromShell(EVENTS.jobsProgressed, {
+      batch: 1,
+      updates: [{ revision: 7, instance_id: GPU, job: liveJob("a", { percent: 12, preview, node_text: text }) }],
+    });
     await flushPromises();
-    const a = store.byName("gpu")?.jobs[0];
+    const a = store.byId(GPU)?.jobs[0];
     expect(a?.percent).toBe(12);
     expect(a?.preview?.seq).toBe(4);
-    expect(a?.nodeText).toEqual([{ node: "2", text: "hi" }]);
+    expect(a?.node_text).toEqual([{ node: "2", text: "hi" }]);
 
-    await emitFromShell(EVENTS.jobUpdated, { revision: 8, instance: "gpu", job: liveJob("a", { percent: 15, preview: { seq: 5, width: 64, height: 64 } }) });
+    await emitFromShell(EVENTS.jobUpdated, {
+      revision: 8,
+      instance_id: GPU,
+      job: liveJob("a", { percent: 15, preview: { seq: 5, width: 64, height: 64 }, node_text: text }),
+    });
     await flushPromises();
-    expect(store.byName("gpu")?.jobs[0]?.preview?.seq).toBe(5);
+    expect(store.byId(GPU)?.jobs[0]?.preview?.seq).toBe(5);
   });
 });

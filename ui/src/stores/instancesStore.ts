@@ -1,5 +1,5 @@
 // Projects the shell's events onto the list of instances the UI shows, and wraps the commands
-// that act on an instance's queue.
+// that act on an instance's queue. Every event and command names an instance by its id.
 //
 // Loading: subscribe first, then fetch a snapshot. Events that arrive while the snapshot is in
 // flight are held, then replayed if they are newer than the snapshot (each event carries the
@@ -7,12 +7,19 @@
 // nothing older overwrites something newer. `instances-changed` (an instance added, removed or
 // re-configured) is answered with a fresh snapshot; loads never overlap, a request made during one
 // runs once it is done.
+//
+// Jobs: the shell's overview is the one job-list projection (src-tauri/shell/overview.rs). Each
+// job summary it sends is final, its preview and node text included, so a job's copy here is
+// simply replaced; and the shell decides the order of an instance's unfinished jobs, sending it
+// with the update that changed it. The UI folds nothing and sorts nothing itself.
 import { defineStore } from "pinia";
 import { computed, ref } from "vue";
-import type { CancelResult } from "../bindings/CancelResult";
+import type { CancelOutcome } from "../bindings/CancelOutcome";
+import type { InstanceId } from "../bindings/InstanceId";
 import type { InstanceView } from "../bindings/InstanceView";
 import type { JobSummary } from "../bindings/JobSummary";
-import { isFinishedState } from "../format";
+import type { PromptId } from "../bindings/PromptId";
+import { isTerminal } from "../format";
 import {
   EVENTS,
   cancelJob,
@@ -37,28 +44,16 @@ export interface ActionNote {
   failure?: Failure;
 }
 
-export function isFinished(job: JobSummary): boolean {
-  return isFinishedState(job.state);
+/** The jobs in the shell's order. Jobs the order does not name (which should not happen) keep
+ * their places relative to each other, after the named ones. */
+function inOrder(jobs: JobSummary[], order: PromptId[]): JobSummary[] {
+  const rank = new Map(order.map((id, i) => [id, i]));
+  const place = (j: JobSummary) => rank.get(j.prompt_id) ?? order.length;
+  // Array.prototype.sort is stable: ties keep their current order.
+  return [...jobs].sort((a, b) => place(a) - place(b));
 }
 
-/** Running first, then by queue number (unknown last); the same order the shell keeps. */
-function jobOrder(a: JobSummary, b: JobSummary): number {
-  const running = (j: JobSummary) => (j.state === "running" ? 0 : 1);
-  const number = (j: JobSummary) => j.number ?? Number.POSITIVE_INFINITY;
-  return running(a) - running(b) || number(a) - number(b);
-}
-
-/** A job's preview and node text survive updates that do not carry them. Once a job has shown
- * a frame or streamed text it never loses them, but the shell's progress updates can come
- * without (they are built from the engine's view of the job, which has neither), and one of
- * those must not blank the preview that the previous update set. */
-function keepStreamed(previous: JobSummary, update: JobSummary): JobSummary {
-  const preview = update.preview ?? previous.preview;
-  const nodeText = update.nodeText.length ? update.nodeText : previous.nodeText;
-  return preview === update.preview && nodeText === update.nodeText ? update : { ...update, preview, nodeText };
-}
-
-const CANCEL_NOTES: Record<CancelResult, ActionNote | null> = {
+const CANCEL_NOTES: Record<CancelOutcome, ActionNote | null> = {
   interrupted: null,
   removed: null,
   already_finished: { tone: "info", text: "That job had already finished." },
@@ -71,9 +66,10 @@ export const useInstancesStore = defineStore("instances", () => {
   const notices = ref<string[]>([]);
   const loaded = ref(false);
   const loadError = ref<string | null>(null);
-  /** The last action's note per instance name, shown on its card and detail. */
-  const notes = ref<Record<string, ActionNote>>({});
-  /** Actions in flight, by `instance` or `instance:promptId`, so buttons cannot fire twice. */
+  /** The last action's note per instance id, shown on its card and detail. */
+  const notes = ref<Record<InstanceId, ActionNote>>({});
+  /** Actions in flight, by `<instance id>:<action>` or `<instance id>:<prompt id>`, so buttons
+   * cannot fire twice. */
   const busy = ref<Record<string, true>>({});
 
   let baseline = -1;
@@ -92,11 +88,7 @@ export const useInstancesStore = defineStore("instances", () => {
     };
   });
 
-  function byName(name: string): InstanceView | undefined {
-    return instances.value.find((i) => i.name === name);
-  }
-
-  function byId(id: number): InstanceView | undefined {
+  function byId(id: InstanceId): InstanceView | undefined {
     return instances.value.find((i) => i.id === id);
   }
 
@@ -108,49 +100,51 @@ export const useInstancesStore = defineStore("instances", () => {
     }
   }
 
-  function applyJob(instance: InstanceView, update: JobSummary): void {
-    const index = instance.jobs.findIndex((j) => j.promptId === update.promptId);
-    const job = index >= 0 ? keepStreamed(instance.jobs[index] as JobSummary, update) : update;
-    if (isFinished(job)) {
+  /** A job's new picture, as the shell sent it: it replaces the old one, or joins the list; an
+   * ended job leaves the list and becomes the last job. With an order, the list follows it. */
+  function applyJob(instance: InstanceView, job: JobSummary, order: PromptId[] | undefined): void {
+    const index = instance.jobs.findIndex((j) => j.prompt_id === job.prompt_id);
+    if (isTerminal(job.state)) {
       if (index >= 0) instance.jobs.splice(index, 1);
-      instance.lastJob = job;
-      return;
+      instance.last_job = job;
+    } else if (index >= 0) {
+      instance.jobs[index] = job;
+    } else {
+      instance.jobs.push(job);
     }
-    if (index >= 0) instance.jobs[index] = job;
-    else instance.jobs.push(job);
-    instance.jobs.sort(jobOrder);
+    if (order) instance.jobs = inOrder(instance.jobs, order);
   }
 
   async function subscribe(): Promise<void> {
     unsubscribers = await Promise.all([
       onEvent(EVENTS.instanceStatusChanged, (p) =>
         accept(p.revision, () => {
-          const i = byName(p.instance);
+          const i = byId(p.instance_id);
           if (i) i.status = p.status;
         }),
       ),
       onEvent(EVENTS.serverInfoChanged, (p) =>
         accept(p.revision, () => {
-          const i = byName(p.instance);
+          const i = byId(p.instance_id);
           if (i) i.server = p.server;
         }),
       ),
       onEvent(EVENTS.queueChanged, (p) =>
         accept(p.revision, () => {
-          const i = byName(p.instance);
+          const i = byId(p.instance_id);
           if (i) i.queue = p.queue;
         }),
       ),
       onEvent(EVENTS.statsChanged, (p) =>
         accept(p.revision, () => {
-          const i = byName(p.instance);
+          const i = byId(p.instance_id);
           if (i) i.stats = p.stats;
         }),
       ),
       onEvent(EVENTS.jobUpdated, (p) =>
         accept(p.revision, () => {
-          const i = byName(p.instance);
-          if (i) applyJob(i, p.job);
+          const i = byId(p.instance_id);
+          if (i) applyJob(i, p.job, p.order);
         }),
       ),
       // Running jobs' progress, batched per display frame: one event, one render. The shell
@@ -159,8 +153,8 @@ export const useInstancesStore = defineStore("instances", () => {
       onEvent(EVENTS.jobsProgressed, (batch) => {
         for (const p of batch.updates) {
           accept(p.revision, () => {
-            const i = byName(p.instance);
-            if (i) applyJob(i, p.job);
+            const i = byId(p.instance_id);
+            if (i) applyJob(i, p.job, p.order);
           });
         }
         requestAnimationFrame(() => void progressShown(batch.batch).catch(() => undefined));
@@ -219,25 +213,25 @@ export const useInstancesStore = defineStore("instances", () => {
     unsubscribers = [];
   }
 
-  function note(name: string, value: ActionNote | null): void {
-    if (value) notes.value[name] = value;
-    else delete notes.value[name];
+  function note(id: InstanceId, value: ActionNote | null): void {
+    if (value) notes.value[id] = value;
+    else delete notes.value[id];
   }
 
-  function dismissNote(name: string): void {
-    note(name, null);
+  function dismissNote(id: InstanceId): void {
+    note(id, null);
   }
 
-  async function run<T>(key: string, name: string, action: () => Promise<T>): Promise<T | null> {
+  async function run<T>(key: string, id: InstanceId, action: () => Promise<T>): Promise<T | null> {
     if (busy.value[key]) return null;
     busy.value[key] = true;
     try {
       const outcome = await attempt(action);
       if (outcome.ok) {
-        note(name, null);
+        note(id, null);
         return outcome.value;
       }
-      note(name, { tone: "error", text: failureText(outcome.failure), failure: outcome.failure });
+      note(id, { tone: "error", text: failureText(outcome.failure), failure: outcome.failure });
       return null;
     } finally {
       delete busy.value[key];
@@ -245,28 +239,34 @@ export const useInstancesStore = defineStore("instances", () => {
   }
 
   /** Asks an instance to re-read its queue now. */
-  async function refresh(name: string): Promise<void> {
-    await run(`${name}:refresh`, name, () => refreshInstance(name));
+  async function refresh(id: InstanceId): Promise<void> {
+    await run(`${id}:refresh`, id, () => refreshInstance(id));
   }
 
   /** Cancels one job (interrupts it if running, removes it if pending) and says what happened. */
-  async function cancel(name: string, promptId: string): Promise<CancelResult | null> {
-    const result = await run(`${name}:${promptId}`, name, () => cancelJob(name, promptId));
-    if (result) note(name, CANCEL_NOTES[result]);
+  async function cancel(id: InstanceId, promptId: PromptId): Promise<CancelOutcome | null> {
+    const result = await run(`${id}:${promptId}`, id, () => cancelJob(id, promptId));
+    if (result) note(id, CANCEL_NOTES[result]);
     return result;
   }
 
   /** Removes every pending job of an instance; the running one is left alone. */
-  async function clearQueue(name: string): Promise<boolean> {
-    const done = await run(`${name}:clear`, name, async () => {
-      await clearQueueCommand(name);
+  async function clearQueue(id: InstanceId): Promise<boolean> {
+    const done = await run(`${id}:clear`, id, async () => {
+      await clearQueueCommand(id);
       return true;
     });
     return done === true;
   }
 
-  function isBusy(key: string): boolean {
-    return busy.value[key] === true;
+  /** A cancel of this job is in flight. */
+  function isCancelling(id: InstanceId, promptId: PromptId): boolean {
+    return busy.value[`${id}:${promptId}`] === true;
+  }
+
+  /** Clearing this instance's queue is in flight. */
+  function isClearing(id: InstanceId): boolean {
+    return busy.value[`${id}:clear`] === true;
   }
 
   return {
@@ -276,7 +276,6 @@ export const useInstancesStore = defineStore("instances", () => {
     loadError,
     notes,
     summary,
-    byName,
     byId,
     start,
     stop,
@@ -284,7 +283,8 @@ export const useInstancesStore = defineStore("instances", () => {
     refresh,
     cancel,
     clearQueue,
-    isBusy,
+    isCancelling,
+    isClearing,
     dismissNote,
   };
 });

@@ -9,13 +9,13 @@ function input(overrides: Partial<InstanceInput> = {}): InstanceInput {
   return {
     name: "gpu",
     url: "http://gpu:8188",
-    authKind: "none",
+    auth_kind: "none",
     user: null,
-    headerNames: [],
+    header_names: [],
     secrets: {},
-    acceptInvalidCerts: false,
+    accept_invalid_certs: false,
     enabled: true,
-    previewFpsCap: 15,
+    preview_fps_cap: 15,
     notifications: notifications(),
     ...overrides,
   };
@@ -31,7 +31,7 @@ describe("settings store", () => {
       calls.push({ command, args });
       switch (command) {
         case "list_instances":
-          return [settings(1, "Local"), settings(2, "gpu", { authKind: "bearer", secretsSet: ["token"] })];
+          return [settings(1, "Local"), settings(2, "gpu", { auth_kind: "bearer", secrets_set: ["token"] })];
         case "add_instance":
           return settings(3, "new");
         case "update_instance":
@@ -67,7 +67,7 @@ describe("settings store", () => {
 
   it("returns a refused form as a failure with its code", async () => {
     mockShell(() => {
-      throw { code: "invalid_input", message: "an instance named gpu exists", nodeErrors: [] };
+      throw { code: "invalid_input", message: "an instance named gpu exists", node_errors: [] };
     });
     const store = useSettingsStore();
     const outcome = await store.add(input());

@@ -1,11 +1,13 @@
 // The saved instances as the settings screen edits them. Secrets only go out: the list says which
-// secret slots have a value stored (`secretsSet`), never the values.
+// secret slots have a value stored (`secrets_set`), never the values.
 import { defineStore } from "pinia";
 import { ref } from "vue";
-import type { ConnectionTest } from "../bindings/ConnectionTest";
+import type { ConnectionCheck } from "../bindings/ConnectionCheck";
+import { DEFAULT_NOTIFICATION_PREFS } from "../bindings/defaults";
+import type { InstanceId } from "../bindings/InstanceId";
 import type { InstanceInput } from "../bindings/InstanceInput";
 import type { InstanceSettings } from "../bindings/InstanceSettings";
-import type { NotificationSettings } from "../bindings/NotificationSettings";
+import type { NotificationPrefs } from "../bindings/NotificationPrefs";
 import { addInstance, listInstances, removeInstance, testConnection, updateInstance } from "../ipc";
 import { attempt, type Failure, type Outcome } from "./failure";
 
@@ -13,17 +15,10 @@ import { attempt, type Failure, type Outcome } from "./failure";
 export const DEFAULT_PREVIEW_FPS = 15;
 export const MAX_PREVIEW_FPS = 120;
 
-/** What a new instance notifies about, as the shell's own defaults. */
-export function defaultNotifications(): NotificationSettings {
-  return {
-    jobDone: true,
-    jobFailed: true,
-    jobInterruptedByOther: false,
-    queueDrained: true,
-    disconnected: true,
-    authRejected: false,
-    otherClientsJobs: false,
-  };
+/** What a new instance notifies about: a copy of the shell's own defaults (generated from the
+ * Rust side, so the two cannot drift apart). */
+export function defaultNotifications(): NotificationPrefs {
+  return { ...DEFAULT_NOTIFICATION_PREFS };
 }
 
 /** The secret slot that holds a custom header's value. */
@@ -59,20 +54,20 @@ export const useSettingsStore = defineStore("settings", () => {
     return outcome;
   }
 
-  async function update(id: number, input: InstanceInput): Promise<Outcome<InstanceSettings>> {
+  async function update(id: InstanceId, input: InstanceInput): Promise<Outcome<InstanceSettings>> {
     const outcome = await attempt(() => updateInstance(id, input));
     if (outcome.ok) replace(outcome.value);
     return outcome;
   }
 
-  async function remove(id: number): Promise<Outcome<void>> {
+  async function remove(id: InstanceId): Promise<Outcome<void>> {
     const outcome = await attempt(() => removeInstance(id));
     if (outcome.ok) instances.value = instances.value.filter((i) => i.id !== id);
     return outcome;
   }
 
   /** Tries the form's settings: `id` lends a saved instance's stored secrets for empty slots. */
-  function test(input: InstanceInput, id: number | null): Promise<Outcome<ConnectionTest>> {
+  function test(input: InstanceInput, id: InstanceId | null): Promise<Outcome<ConnectionCheck>> {
     return attempt(() => testConnection(input, id));
   }
 

@@ -29,14 +29,14 @@ describe("shell requests store", () => {
     const view = useViewStore();
     await requests.start();
     const loading = useInstancesStore().start();
-    await emitFromShell(EVENTS.showRequested, { instance: "gpu", promptId: "p-1" });
+    await emitFromShell(EVENTS.showRequested, { instance_id: 7, prompt_id: "p-1" });
     expect(view.screen).toEqual({ kind: "overview" });
 
     pendingSnapshot.resolve(snapshot(1, [instance("gpu", { id: 7 })]));
     await loading;
     await Promise.resolve();
     expect(view.screen).toEqual({ kind: "detail", instanceId: 7 });
-    expect(view.highlightRequest).toMatchObject({ instance: "gpu", promptId: "p-1" });
+    expect(view.highlightRequest).toMatchObject({ instanceId: 7, promptId: "p-1" });
   });
 
   it("leaves the screen alone for a Show without an instance", async () => {
@@ -45,18 +45,18 @@ describe("shell requests store", () => {
     pendingSnapshot.resolve(snapshot(1, [instance("gpu", { id: 7 })]));
     await useInstancesStore().start();
     view.showDetail(7);
-    await requests.show({ instance: null, promptId: null });
+    await requests.show({ instance_id: null, prompt_id: null });
     expect(view.screen).toEqual({ kind: "detail", instanceId: 7 });
-    await requests.show({ instance: "removed", promptId: null });
+    await requests.show({ instance_id: 8, prompt_id: null });
     expect(view.screen).toEqual({ kind: "overview" });
   });
 
   it("keeps the latest cancel request until it is answered", async () => {
     const requests = useShellRequestsStore();
     await requests.start();
-    await emitFromShell(EVENTS.cancelConfirmationRequested, { instance: "gpu", promptId: "a" });
-    await emitFromShell(EVENTS.cancelConfirmationRequested, { instance: "gpu", promptId: "b" });
-    expect(requests.pendingCancel).toEqual({ instance: "gpu", promptId: "b" });
+    await emitFromShell(EVENTS.cancelConfirmationRequested, { instance_id: 7, prompt_id: "a" });
+    await emitFromShell(EVENTS.cancelConfirmationRequested, { instance_id: 7, prompt_id: "b" });
+    expect(requests.pendingCancel).toEqual({ instance_id: 7, prompt_id: "b" });
     requests.keepJob();
     expect(requests.pendingCancel).toBeNull();
   });

@@ -42,16 +42,16 @@ export const useShellRequestsStore = defineStore("shellRequests", () => {
 
   async function show(request: ShowRequested): Promise<void> {
     const seq = ++showSeq;
-    if (request.instance === null) return;
+    if (request.instance_id === null) return;
     await whenLoaded();
     if (seq !== showSeq) return;
-    const target = instances.byName(request.instance);
+    const target = instances.byId(request.instance_id);
     if (!target) {
       view.showOverview();
       return;
     }
     view.showDetail(target.id);
-    if (request.promptId) view.highlightJob(target.name, request.promptId);
+    if (request.prompt_id) view.highlightJob(target.id, request.prompt_id);
   }
 
   function askCancel(request: CancelConfirmationRequested): void {
@@ -62,7 +62,7 @@ export const useShellRequestsStore = defineStore("shellRequests", () => {
   async function confirmCancel(): Promise<void> {
     const request = pendingCancel.value;
     pendingCancel.value = null;
-    if (request) await instances.cancel(request.instance, request.promptId);
+    if (request) await instances.cancel(request.instance_id, request.prompt_id);
   }
 
   /** No: the job is left alone. */

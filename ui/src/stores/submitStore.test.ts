@@ -20,22 +20,22 @@ describe("submit store", () => {
     let seen: unknown;
     mockShell((command, args) => {
       seen = { command, args };
-      return { promptId: "p1", nodeErrors: [] };
+      return { prompt_id: "p1", node_errors: [] };
     });
     const store = useSubmitStore();
-    const result = await store.submit("gpu", '{"1":{}}');
-    expect(seen).toEqual({ command: "submit_workflow", args: { instance: "gpu", workflow: '{"1":{}}', preview: "default" } });
-    expect(result).toEqual({ instance: "gpu", result: { promptId: "p1", nodeErrors: [] } });
+    const result = await store.submit(2, '{"1":{}}');
+    expect(seen).toEqual({ command: "submit_workflow", args: { instance_id: 2, workflow: '{"1":{}}', preview: "default" } });
+    expect(result).toEqual({ instance: 2, result: { prompt_id: "p1", node_errors: [] } });
     expect(store.submitting).toBe(false);
   });
 
   it("keeps a refusal with its per-node errors", async () => {
-    const nodeErrors = [{ nodeId: "4", classType: "CheckpointLoaderSimple", title: "Load", messages: ["Value not in list"] }];
+    const nodeErrors = [{ node_id: "4", class_type: "CheckpointLoaderSimple", title: "Load", messages: ["Value not in list"] }];
     mockShell(() => {
-      throw { code: "rejected", message: "the server refused the workflow", nodeErrors };
+      throw { code: "rejected", message: "the server refused the workflow", node_errors: nodeErrors };
     });
     const store = useSubmitStore();
-    expect(await store.submit("gpu", "{}")).toBeNull();
+    expect(await store.submit(2, "{}")).toBeNull();
     expect(store.failure).toEqual({ code: "rejected", message: "the server refused the workflow", nodeErrors });
   });
 });

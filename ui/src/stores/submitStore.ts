@@ -2,7 +2,8 @@
 // window can open it), and the submit itself with its failure kept by code.
 import { defineStore } from "pinia";
 import { ref } from "vue";
-import type { PreviewChoice } from "../bindings/PreviewChoice";
+import type { InstanceId } from "../bindings/InstanceId";
+import type { PreviewMethod } from "../bindings/PreviewMethod";
 import type { SubmitResult } from "../bindings/SubmitResult";
 import { submitWorkflow } from "../ipc";
 import { attempt, type Failure } from "./failure";
@@ -12,11 +13,11 @@ export interface Draft {
   /** The file it came from, if any. */
   fileName: string | null;
   /** The instance to preselect. */
-  instance: string | null;
+  instance: InstanceId | null;
 }
 
 export interface Submitted {
-  instance: string;
+  instance: InstanceId;
   result: SubmitResult;
 }
 
@@ -25,10 +26,10 @@ export const useSubmitStore = defineStore("submit", () => {
   const draft = ref<Draft>({ text: "", fileName: null, instance: null });
   const submitting = ref(false);
   const failure = ref<Failure | null>(null);
-  /** The last accepted submit; its `nodeErrors` are outputs the server dropped. */
+  /** The last accepted submit; its `node_errors` are outputs the server dropped. */
   const submitted = ref<Submitted | null>(null);
   /** The previews asked of the server; kept from one submit to the next while the app runs. */
-  const preview = ref<PreviewChoice>("default");
+  const preview = ref<PreviewMethod>("default");
 
   function openDialog(start: Partial<Draft> = {}): void {
     draft.value = { text: start.text ?? "", fileName: start.fileName ?? null, instance: start.instance ?? null };
@@ -43,7 +44,7 @@ export const useSubmitStore = defineStore("submit", () => {
   }
 
   /** Queues the workflow text on an instance; the result or the failure stays for the dialog. */
-  async function submit(instance: string, text: string): Promise<Submitted | null> {
+  async function submit(instance: InstanceId, text: string): Promise<Submitted | null> {
     if (submitting.value) return null;
     submitting.value = true;
     failure.value = null;

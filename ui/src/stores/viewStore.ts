@@ -2,28 +2,30 @@
 // state, no IPC; kept in a store so a card, the submit dialog and the top bar can all steer it.
 import { defineStore } from "pinia";
 import { ref } from "vue";
+import type { InstanceId } from "../bindings/InstanceId";
+import type { PromptId } from "../bindings/PromptId";
 
-export type Screen = { kind: "overview" } | { kind: "detail"; instanceId: number };
+export type Screen = { kind: "overview" } | { kind: "detail"; instanceId: InstanceId };
 
 export const useViewStore = defineStore("view", () => {
   const screen = ref<Screen>({ kind: "overview" });
   const settingsOpen = ref(false);
   /** The saved instance to edit when settings open, or null for the list. */
-  const settingsEditId = ref<number | null>(null);
+  const settingsEditId = ref<InstanceId | null>(null);
   /** An instance the overview should scroll to and focus, until its card has done so. */
-  const focusRequest = ref<{ name: string; nonce: number } | null>(null);
-  /** A job the detail of `instance` should scroll to and highlight, once its row is there. */
-  const highlightRequest = ref<{ instance: string; promptId: string; atMs: number } | null>(null);
+  const focusRequest = ref<{ instanceId: InstanceId; nonce: number } | null>(null);
+  /** A job the detail of `instanceId` should scroll to and highlight, once its row is there. */
+  const highlightRequest = ref<{ instanceId: InstanceId; promptId: PromptId; atMs: number } | null>(null);
 
   function showOverview(): void {
     screen.value = { kind: "overview" };
   }
 
-  function showDetail(instanceId: number): void {
+  function showDetail(instanceId: InstanceId): void {
     screen.value = { kind: "detail", instanceId };
   }
 
-  function openSettings(editId: number | null = null): void {
+  function openSettings(editId: InstanceId | null = null): void {
     settingsEditId.value = editId;
     settingsOpen.value = true;
   }
@@ -39,14 +41,14 @@ export const useViewStore = defineStore("view", () => {
   }
 
   /** Goes back to the overview and brings an instance's card into view. */
-  function focusInstance(name: string): void {
+  function focusInstance(instanceId: InstanceId): void {
     showOverview();
-    focusRequest.value = { name, nonce: Date.now() };
+    focusRequest.value = { instanceId, nonce: Date.now() };
   }
 
   /** Asks the detail of an instance to bring one job's row (queue or history) into view. */
-  function highlightJob(instance: string, promptId: string): void {
-    highlightRequest.value = { instance, promptId, atMs: Date.now() };
+  function highlightJob(instanceId: InstanceId, promptId: PromptId): void {
+    highlightRequest.value = { instanceId, promptId, atMs: Date.now() };
   }
 
   /** The detail found the row (or gave up): the request must not fire again. */

@@ -1,16 +1,23 @@
-// Builders for the shell's payloads, with sensible defaults and per-test overrides.
+// Builders for the shell's payloads, with sensible defaults and per-test overrides. They build
+// what the shell sends: `snake_case` fields, and a job's unknown figures left out, not null.
+import { DEFAULT_NOTIFICATION_PREFS } from "../bindings/defaults";
 import type { HistoryEntry } from "../bindings/HistoryEntry";
 import type { InstanceSettings } from "../bindings/InstanceSettings";
 import type { InstanceStatus } from "../bindings/InstanceStatus";
 import type { InstanceView } from "../bindings/InstanceView";
 import type { JobSummary } from "../bindings/JobSummary";
 import type { LogEntry } from "../bindings/LogEntry";
-import type { NotificationSettings } from "../bindings/NotificationSettings";
+import type { NotificationPrefs } from "../bindings/NotificationPrefs";
+import type { ServerInfo } from "../bindings/ServerInfo";
 import type { Snapshot } from "../bindings/Snapshot";
 import type { StatsView } from "../bindings/StatsView";
 
 export function status(overrides: Partial<InstanceStatus> = {}): InstanceStatus {
-  return { state: "connected", detail: "", retryInMs: null, changedAtMs: 0, ...overrides };
+  return { state: "connected", detail: "", changed_at_ms: 0, ...overrides };
+}
+
+export function server(overrides: Partial<ServerInfo> = {}): ServerInfo {
+  return { version: "0.3.60", jobs_api: true, feature_flags: true, client_id: "test-client", ...overrides };
 }
 
 let nextId = 1;
@@ -23,10 +30,10 @@ export function instance(name: string, overrides: Partial<InstanceView> = {}): I
     enabled: true,
     status: status(),
     stats: null,
-    server: { version: "0.3.60", jobsApi: true, featureFlags: true },
+    server: server(),
     queue: { running: 0, pending: 0 },
     jobs: [],
-    lastJob: null,
+    last_job: null,
     ...overrides,
   };
 }
@@ -34,42 +41,24 @@ export function instance(name: string, overrides: Partial<InstanceView> = {}): I
 export function stats(overrides: Partial<StatsView> = {}): StatsView {
   const gib = 1024 ** 3;
   return {
-    ramTotal: 32 * gib,
-    ramFree: 24 * gib,
+    ram_total: 32 * gib,
+    ram_free: 24 * gib,
     device: "cuda:0 NVIDIA GeForce RTX 4090",
-    vramTotal: 24 * gib,
-    vramFree: 6 * gib,
+    vram_total: 24 * gib,
+    vram_free: 6 * gib,
     ...overrides,
   };
 }
 
 export function job(promptId: string, overrides: Partial<JobSummary> = {}): JobSummary {
   return {
-    promptId,
+    prompt_id: promptId,
     state: "running",
     origin: "other",
     fidelity: "observed",
-    number: null,
-    percent: null,
-    node: null,
-    nodeType: null,
-    nodeTitle: null,
-    nodeValue: null,
-    nodeMax: null,
-    nodesDone: null,
-    nodesTotal: null,
-    etaMs: null,
-    stepsPerS: null,
-    queuedAtMs: 0,
-    startedAtMs: null,
-    endedAtMs: null,
-    elapsedMs: null,
-    error: null,
-    detail: null,
-    warnings: [],
-    outputs: [],
+    queued_at_ms: 0,
     preview: null,
-    nodeText: [],
+    node_text: [],
     ...overrides,
   };
 }
@@ -83,17 +72,9 @@ export function snapshot(revision: number, instances: InstanceView[], notices: s
   return { revision, instances, notices };
 }
 
-export function notifications(overrides: Partial<NotificationSettings> = {}): NotificationSettings {
-  return {
-    jobDone: true,
-    jobFailed: true,
-    jobInterruptedByOther: false,
-    queueDrained: true,
-    disconnected: true,
-    authRejected: false,
-    otherClientsJobs: false,
-    ...overrides,
-  };
+/** The shell's default switches, with overrides. */
+export function notifications(overrides: Partial<NotificationPrefs> = {}): NotificationPrefs {
+  return { ...DEFAULT_NOTIFICATION_PREFS, ...overrides };
 }
 
 export function settings(id: number, name: string, overrides: Partial<InstanceSettings> = {}): InstanceSettings {
@@ -101,13 +82,13 @@ export function settings(id: number, name: string, overrides: Partial<InstanceSe
     id,
     name,
     url: `http://${name}:8188/`,
-    authKind: "none",
+    auth_kind: "none",
     user: null,
-    headerNames: [],
-    secretsSet: [],
-    acceptInvalidCerts: false,
+    header_names: [],
+    secrets_set: [],
+    accept_invalid_certs: false,
     enabled: true,
-    previewFpsCap: 15,
+    preview_fps_cap: 15,
     notifications: notifications(),
     ...overrides,
   };
@@ -115,16 +96,16 @@ export function settings(id: number, name: string, overrides: Partial<InstanceSe
 
 export function historyEntry(promptId: string, overrides: Partial<HistoryEntry> = {}): HistoryEntry {
   return {
-    promptId,
+    prompt_id: promptId,
     state: "success",
     origin: "self",
-    queuedAtMs: 1_700_000_000_000,
-    startedAtMs: 1_700_000_001_000,
-    finishedAtMs: 1_700_000_013_000,
+    queued_at_ms: 1_700_000_000_000,
+    started_at_ms: 1_700_000_001_000,
+    finished_at_ms: 1_700_000_013_000,
     error: null,
     outputs: [],
     detail: null,
-    canResubmit: false,
+    can_resubmit: false,
     ...overrides,
   };
 }
