@@ -15,7 +15,7 @@ use tauri::{AppHandle, Manager, State};
 use ts_rs::TS;
 
 /// The current picture of every instance, for a UI that (re)loads.
-#[tauri::command]
+#[tauri::command(rename_all = "snake_case")]
 pub fn get_snapshot(state: State<'_, AppState>) -> Snapshot {
     let mut snapshot = state.overview.lock().snapshot();
     snapshot.notices = state.notices();
@@ -26,7 +26,7 @@ pub fn get_snapshot(state: State<'_, AppState>) -> Snapshot {
 pub struct ProgressShown(pub tokio::sync::watch::Sender<u64>);
 
 /// The webview has shown progress batch `batch`: the next one may go.
-#[tauri::command]
+#[tauri::command(rename_all = "snake_case")]
 pub fn progress_shown(shown: State<'_, ProgressShown>, batch: u64) {
     shown.0.send_replace(batch);
 }

@@ -16,7 +16,6 @@ use ts_rs::TS;
 pub enum ErrorCode {
     /// No instance has the given name or id.
     UnknownInstance,
-    /// The app is quitting; the engine is gone.
     /// The instance is not connected right now; the message says why.
     NotConnected,
     /// The server could not be reached, or answered something unexpected.
@@ -27,7 +26,7 @@ pub enum ErrorCode {
     InvalidWorkflow,
     /// A workflow saved from the editor ("nodes" and "links"): export the API format.
     UiFormatWorkflow,
-    /// The server refused the workflow; `nodeErrors` says which nodes.
+    /// The server refused the workflow; `node_errors` says which nodes.
     Rejected,
     /// A settings value is not acceptable (name taken, bad URL, ...).
     InvalidInput,

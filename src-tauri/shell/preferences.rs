@@ -39,12 +39,12 @@ pub fn load<R: Runtime>(app: &AppHandle<R>, state: &AppState) -> AppSettings {
     }
 }
 
-#[tauri::command]
+#[tauri::command(rename_all = "snake_case")]
 pub fn get_app_settings(app: AppHandle, state: State<'_, AppState>) -> AppSettings {
     load(&app, &state)
 }
 
-#[tauri::command]
+#[tauri::command(rename_all = "snake_case")]
 pub fn set_app_settings(
     app: AppHandle,
     state: State<'_, AppState>,

@@ -136,7 +136,7 @@ fn settings(profile: &Profile, rec: &InstanceRecord) -> InstanceSettings {
 }
 
 /// Every saved instance.
-#[tauri::command]
+#[tauri::command(rename_all = "snake_case")]
 pub fn list_instances(state: State<'_, AppState>) -> Result<Vec<InstanceSettings>, CommandError> {
     let profile = state.profile()?;
     let records = profile.instances()?;
@@ -144,7 +144,7 @@ pub fn list_instances(state: State<'_, AppState>) -> Result<Vec<InstanceSettings
 }
 
 /// Saves a new instance and starts monitoring it.
-#[tauri::command]
+#[tauri::command(rename_all = "snake_case")]
 pub async fn add_instance(
     app: AppHandle,
     state: State<'_, AppState>,
@@ -157,7 +157,7 @@ pub async fn add_instance(
 }
 
 /// Saves an edited instance and restarts its monitoring with the new settings.
-#[tauri::command]
+#[tauri::command(rename_all = "snake_case")]
 pub async fn update_instance(
     app: AppHandle,
     state: State<'_, AppState>,
@@ -182,7 +182,7 @@ pub async fn update_instance(
 }
 
 /// Stops monitoring an instance and forgets it, with its secrets and journal.
-#[tauri::command]
+#[tauri::command(rename_all = "snake_case")]
 pub async fn remove_instance(
     app: AppHandle,
     state: State<'_, AppState>,
@@ -195,7 +195,7 @@ pub async fn remove_instance(
 
 /// Tries settings before they are saved: the HTTP API, then the socket, with the same auth.
 /// Secrets not given in the form are taken from the saved instance `id`, if any.
-#[tauri::command]
+#[tauri::command(rename_all = "snake_case")]
 pub async fn test_connection(
     state: State<'_, AppState>,
     id: Option<InstanceId>,

@@ -6,7 +6,7 @@
 
 use comfy_model::{
     ConnectionStatus, ErrorDetails, InstanceId, JobOrigin, JobState, JobView, OutputFile,
-    ServerInfo,
+    PromptId, ServerInfo,
 };
 use serde::Serialize;
 use ts_rs::TS;
@@ -156,7 +156,7 @@ impl From<comfy_store::EventRecord> for LogEntry {
 /// A job from the journal.
 #[derive(Debug, Clone, PartialEq, Serialize, TS)]
 pub struct HistoryEntry {
-    pub prompt_id: String,
+    pub prompt_id: PromptId,
     pub state: JobState,
     pub origin: JobOrigin,
     pub queued_at_ms: i64,
@@ -182,7 +182,7 @@ impl From<comfy_store::JobRecord> for HistoryEntry {
             .and_then(|j| serde_json::from_str::<Vec<OutputFile>>(j).ok())
             .unwrap_or_default();
         Self {
-            prompt_id: r.prompt_id,
+            prompt_id: PromptId::from(r.prompt_id),
             can_resubmit: comfy_app::jobs::can_resubmit(r.origin, r.has_workflow, r.state),
             state: r.state,
             origin: r.origin,

@@ -3,11 +3,12 @@ import type { ErrorDetails } from "./ErrorDetails";
 import type { JobOrigin } from "./JobOrigin";
 import type { JobState } from "./JobState";
 import type { OutputFile } from "./OutputFile";
+import type { PromptId } from "./PromptId";
 
 /**
  * A job from the journal.
  */
-export type HistoryEntry = { prompt_id: string, state: JobState, origin: JobOrigin, queued_at_ms: number, started_at_ms: number | null, finished_at_ms: number | null, error: ErrorDetails | null, outputs: Array<OutputFile>, detail: string | null, 
+export type HistoryEntry = { prompt_id: PromptId, state: JobState, origin: JobOrigin, queued_at_ms: number, started_at_ms: number | null, finished_at_ms: number | null, error: ErrorDetails | null, outputs: Array<OutputFile>, detail: string | null, 
 /**
  * This app queued it and kept its workflow: it can be queued again.
  */
