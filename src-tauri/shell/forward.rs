@@ -15,12 +15,12 @@ use tokio::time::{sleep_until, Instant};
 /// Writes what the engine reports to the database: jobs to the journal (terminal states exactly
 /// once), connection changes and custom server events to the event log.
 /// Events name their instance by the store's id, so they are written under it as they come.
-pub struct Recorder {
+pub struct JournalWriter {
     journal: Option<Journal>,
     rule: EventLogRule,
 }
 
-impl Recorder {
+impl JournalWriter {
     pub fn new(journal: Option<Journal>) -> Self {
         Self {
             journal,
@@ -99,7 +99,7 @@ pub async fn forward(
     mut shown: watch::Receiver<u64>,
     overview: SharedOverview,
     previews: Previews,
-    mut recorder: Recorder,
+    mut writer: JournalWriter,
     mut observe: impl FnMut(&Event),
     mut emit: impl FnMut(Update),
 ) {
@@ -122,7 +122,7 @@ pub async fn forward(
                     _ => overview.lock().apply(&event),
                 };
                 // Journal first: a UI that refetches history on a job's final update finds it.
-                let logged = recorder.record(&event, now);
+                let logged = writer.record(&event, now);
                 if let Some(update) = update {
                     throttle.offer(update).into_iter().for_each(&mut emit);
                 }
@@ -197,13 +197,13 @@ mod tests {
         drop(tx);
 
         let mut sent = Vec::new();
-        let recorder = Recorder::new(None);
+        let writer = JournalWriter::new(None);
         forward(
             rx,
             watch::channel(0).1,
             overview.clone(),
             Previews::default(),
-            recorder,
+            writer,
             |_| {},
             |u| sent.push(u),
         )
@@ -276,7 +276,7 @@ mod tests {
             watch::channel(0).1,
             overview,
             Previews::default(),
-            Recorder::new(Some(journal)),
+            JournalWriter::new(Some(journal)),
             |_| {},
             |u| sent.push(u),
         )

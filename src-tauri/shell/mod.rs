@@ -104,7 +104,7 @@ pub fn start(app: &mut App, options: &Options) -> Result<(), Box<dyn std::error:
         shown_rx,
         state.overview.clone(),
         state.previews.clone(),
-        forward::Recorder::new(journal),
+        forward::JournalWriter::new(journal),
         move |event| bus.observe(event),
         move |update| emit(&handle, &update),
     )));
