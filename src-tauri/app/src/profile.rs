@@ -55,6 +55,20 @@ impl Profile {
         })
     }
 
+    /// Opens the profile at `db` with its secrets in the owner-only file at `secrets`, without
+    /// probing the OS keyring or recording a notice. For tests, which must not touch the
+    /// user's keyring; a host uses [`Profile::open`].
+    pub fn open_with_secrets_file(db: &Path, secrets: &Path) -> Result<Profile, AppError> {
+        let store = Store::open(db)?;
+        Ok(Profile {
+            journal: Mutex::new(Journal::new(store)),
+            path: db.to_path_buf(),
+            secrets_path: secrets.to_path_buf(),
+            secrets: Mutex::new(Some(Secrets::file_only(secrets)?)),
+            notices: Mutex::new(Vec::new()),
+        })
+    }
+
     /// The database file.
     pub fn path(&self) -> &Path {
         &self.path
@@ -365,5 +379,260 @@ pub fn slot_label(slot: &str) -> String {
     match slot.strip_prefix("header:") {
         Some(h) => format!("value of header {h}"),
         None => slot.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use comfy_engine::Auth;
+
+    /// A profile in a fresh database, its secrets in a file (never the user's keyring), and a
+    /// second handle on that file to look at it from outside.
+    fn profile() -> (tempfile::TempDir, Profile, Secrets) {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let secrets = dir.path().join("secrets").join("secrets.json");
+        let profile = Profile::open_with_secrets_file(&dir.path().join("profile.db"), &secrets)
+            .expect("profile");
+        let outside = Secrets::file_only(&secrets).expect("secrets file");
+        (dir, profile, outside)
+    }
+
+    fn given(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect()
+    }
+
+    fn bearer(name: &str) -> NewInstance {
+        let mut new = NewInstance::new(name, "http://127.0.0.1:8188/");
+        new.auth = AuthSettings::Bearer;
+        new
+    }
+
+    #[test]
+    fn adding_an_instance_without_a_secret_its_auth_needs_is_refused_and_saves_nothing() {
+        let (_dir, profile, _) = profile();
+        let before = profile.instances().expect("instances");
+        for secrets in [given(&[]), given(&[("token", "")])] {
+            let err = profile
+                .add_instance(&bearer("gpu"), &secrets, 1)
+                .expect_err("refused");
+            assert!(
+                matches!(&err, AppError::SecretRequired { slot } if slot == "token"),
+                "{err:?}"
+            );
+            assert_eq!(err.to_string(), "the token is required");
+        }
+        assert_eq!(profile.instances().expect("instances"), before);
+    }
+
+    #[test]
+    fn an_added_instance_keeps_its_secret_outside_the_database_and_its_spec_reads_it_back() {
+        let (_dir, profile, outside) = profile();
+        let rec = profile
+            .add_instance(&bearer("gpu"), &given(&[("token", "t0ps3cret")]), 1)
+            .expect("added");
+        assert_eq!(
+            outside.get(&secret_ref(rec.id, "token")).expect("read"),
+            Some("t0ps3cret".to_owned())
+        );
+        assert_eq!(profile.secrets_set(&rec), vec!["token".to_owned()]);
+        let spec = profile.spec(&rec).expect("spec");
+        assert_eq!(spec.auth, Auth::Bearer(Secret::new("t0ps3cret")));
+        assert_eq!(spec.client_id, rec.client_id);
+    }
+
+    #[test]
+    fn a_saved_instance_whose_secret_is_gone_names_the_slot_and_how_to_set_it_again() {
+        let (_dir, profile, outside) = profile();
+        let rec = profile
+            .add_instance(&bearer("gpu"), &given(&[("token", "t")]), 1)
+            .expect("added");
+        outside
+            .delete(&secret_ref(rec.id, "token"))
+            .expect("deleted");
+        let err = profile.spec(&rec).expect_err("no secret");
+        assert_eq!(
+            err.to_string(),
+            "the token of gpu is missing from the keyring; set it again in the instance \
+             settings or with `comfy-monitor instances edit gpu`"
+        );
+    }
+
+    #[test]
+    fn editing_an_instance_writes_the_new_secrets_and_deletes_those_of_slots_it_no_longer_has() {
+        let (_dir, profile, outside) = profile();
+        let mut new = NewInstance::new("gw", "http://127.0.0.1:8188/");
+        new.auth = AuthSettings::Headers {
+            names: vec!["X-Key".into(), "X-Other".into()],
+        };
+        let rec = profile
+            .add_instance(
+                &new,
+                &given(&[("header:x-key", "k1"), ("header:x-other", "o1")]),
+                1,
+            )
+            .expect("added");
+        let update = InstanceUpdate {
+            auth: Some(AuthSettings::Headers {
+                names: vec!["X-Key".into()],
+            }),
+            ..InstanceUpdate::default()
+        };
+        // The slot kept needs no new value: the stored one does.
+        let rec = profile
+            .update_instance(rec.id, &update, &given(&[]), 2)
+            .expect("updated");
+        assert_eq!(
+            outside
+                .get(&secret_ref(rec.id, "header:x-key"))
+                .expect("read"),
+            Some("k1".to_owned())
+        );
+        assert_eq!(
+            outside
+                .get(&secret_ref(rec.id, "header:x-other"))
+                .expect("read"),
+            None
+        );
+        let update = InstanceUpdate {
+            auth: Some(AuthSettings::Bearer),
+            ..InstanceUpdate::default()
+        };
+        let rec = profile
+            .update_instance(rec.id, &update, &given(&[("token", "t2")]), 3)
+            .expect("updated");
+        assert_eq!(
+            outside.get(&secret_ref(rec.id, "token")).expect("read"),
+            Some("t2".to_owned())
+        );
+        assert_eq!(
+            outside
+                .get(&secret_ref(rec.id, "header:x-key"))
+                .expect("read"),
+            None
+        );
+        assert_eq!(rec.auth, AuthSettings::Bearer);
+    }
+
+    #[test]
+    fn editing_to_an_auth_whose_secret_is_neither_given_nor_stored_is_refused_and_changes_nothing()
+    {
+        let (_dir, profile, _) = profile();
+        let rec = profile
+            .add_instance(
+                &NewInstance::new("plain", "http://127.0.0.1:8188/"),
+                &given(&[]),
+                1,
+            )
+            .expect("added");
+        let update = InstanceUpdate {
+            auth: Some(AuthSettings::Basic { user: "me".into() }),
+            ..InstanceUpdate::default()
+        };
+        let err = profile
+            .update_instance(rec.id, &update, &given(&[]), 2)
+            .expect_err("refused");
+        assert!(
+            matches!(&err, AppError::SecretRequired { slot } if slot == "password"),
+            "{err:?}"
+        );
+        assert_eq!(profile.instance(rec.id).expect("still there"), rec);
+    }
+
+    #[test]
+    fn removing_an_instance_deletes_its_secrets() {
+        let (_dir, profile, outside) = profile();
+        let rec = profile
+            .add_instance(&bearer("gpu"), &given(&[("token", "t")]), 1)
+            .expect("added");
+        let removed = profile.remove_instance(rec.id).expect("removed");
+        assert_eq!(removed.id, rec.id);
+        assert_eq!(
+            outside.get(&secret_ref(rec.id, "token")).expect("read"),
+            None
+        );
+        assert!(matches!(
+            profile.instance(rec.id),
+            Err(AppError::UnknownInstance(id)) if id == rec.id
+        ));
+        assert!(matches!(
+            profile.remove_instance(rec.id),
+            Err(AppError::UnknownInstance(_))
+        ));
+    }
+
+    #[test]
+    fn an_unknown_instance_name_is_told_with_the_names_there_are() {
+        let (_dir, profile, _) = profile();
+        profile
+            .add_instance(
+                &NewInstance::new("second", "http://127.0.0.1:8189/"),
+                &given(&[]),
+                1,
+            )
+            .expect("added");
+        assert_eq!(
+            profile
+                .instance_named("x")
+                .expect_err("unknown")
+                .to_string(),
+            "no instance named \"x\"; configured: Local, second"
+        );
+        for rec in profile.instances().expect("instances") {
+            profile.remove_instance(rec.id).expect("removed");
+        }
+        assert_eq!(
+            profile
+                .instance_named("x")
+                .expect_err("unknown")
+                .to_string(),
+            "no instance named \"x\"; configured: none"
+        );
+    }
+
+    #[test]
+    fn without_a_name_the_instance_whose_journal_has_the_job_is_chosen_else_the_only_one() {
+        let (_dir, profile, _) = profile();
+        let local = profile
+            .instance_named("Local")
+            .expect("a new profile has Local");
+        assert_eq!(profile.default_instance(None).expect("the only one"), local);
+        let second = profile
+            .add_instance(
+                &NewInstance::new("second", "http://127.0.0.1:8189/"),
+                &given(&[]),
+                1,
+            )
+            .expect("added");
+        assert_eq!(
+            profile.default_instance(None).expect_err("two").to_string(),
+            "2 saved instances (Local, second): name one with --instance NAME, or give --url"
+        );
+        profile
+            .journal()
+            .record_submitted(
+                second.id,
+                &comfy_model::PromptId::from("p1"),
+                &serde_json::json!({}),
+                1,
+            )
+            .expect("journalled");
+        assert_eq!(
+            profile.default_instance(Some("p1")).expect("known job"),
+            profile.instance(second.id).expect("second")
+        );
+        assert!(profile.default_instance(Some("unknown")).is_err());
+        profile.remove_instance(local.id).expect("removed");
+        profile.remove_instance(second.id).expect("removed");
+        assert_eq!(
+            profile
+                .default_instance(None)
+                .expect_err("none")
+                .to_string(),
+            "no saved instance: add one with `comfy-monitor instances add`, or give --url"
+        );
     }
 }

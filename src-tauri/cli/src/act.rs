@@ -2,11 +2,12 @@
 //! how it went, so scripts can rely on it.
 
 use crate::output::{Format, Printer};
-use crate::watch::{resolve, shutdown_signal, Saved};
+use crate::secrets::announce;
+use crate::watch::{resolve, Saved};
 use crate::{CancelArgs, FetchArgs, SubmitArgs};
 use anyhow::{anyhow, Context};
+use comfy_app::{jobs, AppError, Profile};
 use comfy_engine::actions::{ActionError, CancelOutcome, SubmitOptions};
-use comfy_engine::journal::Journal;
 use comfy_engine::tracker::Lookup;
 use comfy_engine::{
     ConnectionState, Engine, EngineError, Event, EventKind, InstanceId, InstanceSpec, JobState,
@@ -14,6 +15,7 @@ use comfy_engine::{
 };
 use comfy_protocol::http::OutputFile;
 use comfy_protocol::PromptId;
+use comfy_signal::shutdown_signal;
 use indicatif::{ProgressBar, ProgressStyle};
 use std::io::IsTerminal;
 use std::path::Path;
@@ -42,11 +44,22 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
         .context("starting the runtime")
 }
 
-/// Starts an engine on one instance and waits until it is connected, or says why not.
-async fn connect(spec: InstanceSpec) -> anyhow::Result<(Engine, InstanceId, Receiver<Event>)> {
+/// Starts an engine on one instance and waits until it is connected, or says why not. A saved
+/// instance runs under its store id (`saved`), so the journal and the engine name it alike; one
+/// from `--url` gets an id of its own.
+async fn connect(
+    spec: InstanceSpec,
+    saved: Option<InstanceId>,
+) -> anyhow::Result<(Engine, InstanceId, Receiver<Event>)> {
     let url = spec.base_url.clone();
     let (engine, mut rx) = Engine::new(comfy_engine::DEFAULT_EVENT_CAPACITY);
-    let id = engine.add_instance(spec)?;
+    let id = match saved {
+        Some(id) => {
+            engine.add_saved(id, spec, Vec::new())?;
+            id
+        }
+        None => engine.add_instance(spec)?,
+    };
     while let Some(e) = rx.recv().await {
         if let EventKind::Connection(c) = &e.kind {
             match c.state {
@@ -85,12 +98,16 @@ fn prepare(
     Ok((spec, saved, rt))
 }
 
-/// A journal to write one job's events to, when the instance is a saved one.
-type JobJournal = Option<(Journal, comfy_store::InstanceId)>;
+/// The profile whose journal gets one job's events, and the instance's id (the store's, which
+/// the engine uses too), when the instance is a saved one.
+type JobJournal<'a> = Option<(&'a Profile, InstanceId)>;
 
-fn record(journal: &mut JobJournal, job: &JobView) {
-    if let Some((j, instance)) = journal.as_mut() {
-        if let Err(e) = j.record(*instance, job, comfy_engine::now_ms()) {
+fn record(journal: &mut JobJournal<'_>, job: &JobView) {
+    if let Some((profile, instance)) = journal {
+        let recorded = profile
+            .journal()
+            .record(*instance, job, comfy_engine::now_ms());
+        if let Err(e) = recorded {
             eprintln!(
                 "comfy-monitor: the journal could not record {}: {e}",
                 job.prompt_id
@@ -113,7 +130,7 @@ pub fn submit(args: SubmitArgs, db: Option<&Path>) -> ExitCode {
         Ok(p) => p,
         Err(code) => return code,
     };
-    let journal = saved.map(|s| (Journal::new(s.profile.store), s.instance));
+    let journal = saved.as_ref().map(|s| (&s.profile, s.instance));
     let wait = args.wait || args.out.is_some();
     rt.block_on(submit_and_follow(
         spec,
@@ -129,29 +146,31 @@ pub fn submit(args: SubmitArgs, db: Option<&Path>) -> ExitCode {
 async fn submit_and_follow(
     spec: InstanceSpec,
     workflow: serde_json::Value,
-    mut journal: JobJournal,
+    mut journal: JobJournal<'_>,
     preview_method: Option<String>,
     wait: bool,
     out: Option<std::path::PathBuf>,
     json: bool,
 ) -> ExitCode {
     {
-        let (engine, id, mut rx) = match connect(spec).await {
+        let (engine, id, mut rx) = match connect(spec, journal.map(|(_, id)| id)).await {
             Ok(c) => c,
             Err(e) => return fail(e, exit::FAILED),
         };
         let options = SubmitOptions { preview_method };
-        let submission = match engine.submit(id, workflow.clone(), options).await {
-            Ok(s) => s,
-            Err(EngineError::Action(ActionError::Rejected(r))) => {
-                engine.shutdown().await;
-                return fail(ActionError::Rejected(r), exit::REJECTED);
-            }
-            Err(e) => {
-                engine.shutdown().await;
-                return fail(e, exit::FAILED);
-            }
-        };
+        let profile = journal.map(|(p, _)| p);
+        let (submission, unrecorded) =
+            match jobs::submit(&engine, profile, id, workflow, options).await {
+                Ok(s) => (s.submission, s.unrecorded),
+                Err(AppError::Engine(EngineError::Action(ActionError::Rejected(r)))) => {
+                    engine.shutdown().await;
+                    return fail(ActionError::Rejected(r), exit::REJECTED);
+                }
+                Err(e) => {
+                    engine.shutdown().await;
+                    return fail(e, exit::FAILED);
+                }
+            };
         for n in &submission.node_errors {
             for e in &n.errors {
                 eprintln!(
@@ -163,15 +182,8 @@ async fn submit_and_follow(
                 );
             }
         }
-        if let Some((j, instance)) = journal.as_mut() {
-            if let Err(e) = j.record_submitted(
-                *instance,
-                &submission.prompt_id,
-                &workflow,
-                comfy_engine::now_ms(),
-            ) {
-                eprintln!("comfy-monitor: the journal could not record the submission: {e}");
-            }
+        if let Some(e) = unrecorded {
+            eprintln!("comfy-monitor: the journal could not record the submission: {e}");
         }
         if json {
             println!(
@@ -232,7 +244,7 @@ async fn follow(
     rx: &mut Receiver<Event>,
     id: &PromptId,
     json: bool,
-    journal: &mut JobJournal,
+    journal: &mut JobJournal<'_>,
 ) -> Followed {
     let tty = !json && std::io::stderr().is_terminal();
     let bar = tty.then(|| {
@@ -323,41 +335,30 @@ async fn follow(
     }
 }
 
-/// Journals where a downloaded output went, with a thumbnail when the file is an image. A
-/// failure here costs the record, never the download.
-async fn record_download(journal: &mut JobJournal, job: &PromptId, file: &OutputFile, path: &Path) {
-    let Some((j, instance)) = journal.as_mut() else {
-        return;
-    };
-    let at = path.to_path_buf();
-    let thumbnail = tokio::task::spawn_blocking(move || comfy_engine::outputs::thumbnail_file(&at))
-        .await
-        .ok()
-        .and_then(Result::ok);
-    if let Err(e) = j.record_download(*instance, job, file, path, thumbnail.as_deref()) {
-        eprintln!(
-            "comfy-monitor: the journal could not record where {} went: {e}",
-            file.filename
-        );
-    }
-}
-
-/// Downloads `files` into `dir`, printing where each went. A failed file (a full disk, say)
-/// is named with the reason and how to get it later; the rest are still downloaded.
+/// Downloads `files` into `dir`, printing where each went; with a journal, each is journalled
+/// with a thumbnail (a failure there costs the record, never the download). A failed file (a
+/// full disk, say) is named with the reason and how to get it later; the rest are still
+/// downloaded.
 async fn download(
     engine: &Engine,
     id: InstanceId,
     job: &PromptId,
     files: &[OutputFile],
     dir: &Path,
-    journal: &mut JobJournal,
+    journal: &mut JobJournal<'_>,
 ) -> ExitCode {
+    let profile = journal.map(|(p, _)| p);
     let mut failed = 0;
     for file in files {
-        match engine.fetch_output(id, file, dir).await {
-            Ok(path) => {
-                println!("{}", path.display());
-                record_download(journal, job, file, &path).await;
+        match jobs::download(engine, profile, id, Some(job), file, dir).await {
+            Ok(done) => {
+                println!("{}", done.path.display());
+                if let Some(e) = done.unrecorded {
+                    eprintln!(
+                        "comfy-monitor: the journal could not record where {} went: {e}",
+                        file.filename
+                    );
+                }
             }
             Err(e) => {
                 failed += 1;
@@ -381,7 +382,7 @@ async fn finish(
     id: InstanceId,
     j: &JobView,
     out: Option<&Path>,
-    journal: &mut JobJournal,
+    journal: &mut JobJournal<'_>,
 ) -> ExitCode {
     let secs = j
         .elapsed_ms
@@ -439,13 +440,13 @@ async fn finish(
 }
 
 pub fn cancel(args: CancelArgs, db: Option<&Path>) -> ExitCode {
-    let (spec, _, rt) = match prepare(&args.server, db, Some(args.prompt_id.trim())) {
+    let (spec, saved, rt) = match prepare(&args.server, db, Some(args.prompt_id.trim())) {
         Ok(p) => p,
         Err(code) => return code,
     };
     let id = PromptId::from(args.prompt_id.trim());
     rt.block_on(async move {
-        let (engine, instance, _rx) = match connect(spec).await {
+        let (engine, instance, _rx) = match connect(spec, saved.map(|s| s.instance)).await {
             Ok(c) => c,
             Err(e) => return fail(e, exit::FAILED),
         };
@@ -483,30 +484,20 @@ pub fn fetch(args: FetchArgs, db: Option<&Path>) -> ExitCode {
     };
     let id = PromptId::from(prompt);
     // Journalled files, and a journal to record the downloads in, when the job is in it.
-    let (journalled, mut journal) = match saved {
-        Some(s) => match s.profile.store.job(s.instance, prompt) {
-            Ok(Some(rec)) => match s.profile.store.outputs(rec.id) {
-                Ok(outs) => (
-                    Some(
-                        outs.into_iter()
-                            .map(|o| OutputFile {
-                                filename: o.filename,
-                                subfolder: o.subfolder,
-                                kind: o.kind.as_str().to_owned(),
-                            })
-                            .collect::<Vec<_>>(),
-                    ),
-                    Some((Journal::new(s.profile.store), s.instance)),
-                ),
-                Err(e) => return fail(e, exit::FAILED),
-            },
-            Ok(None) => (None, None),
+    let journalled = match &saved {
+        Some(s) => match jobs::journalled_outputs(&s.profile, s.instance, prompt) {
+            Ok(files) => files,
             Err(e) => return fail(e, exit::FAILED),
         },
-        None => (None, None),
+        None => None,
     };
+    let saved_id = saved.as_ref().map(|s| s.instance);
+    let mut journal = saved
+        .as_ref()
+        .filter(|_| journalled.is_some())
+        .map(|s| (&s.profile, s.instance));
     rt.block_on(async move {
-        let (engine, instance, _rx) = match connect(spec).await {
+        let (engine, instance, _rx) = match connect(spec, saved_id).await {
             Ok(c) => c,
             Err(e) => return fail(e, exit::FAILED),
         };
@@ -537,8 +528,8 @@ pub fn fetch(args: FetchArgs, db: Option<&Path>) -> ExitCode {
 /// `comfy-monitor resubmit`: queue again one of this app's lost jobs, from the journal.
 pub fn resubmit(prompt_id: &str, wait: bool, db: Option<&Path>) -> ExitCode {
     let found = (|| -> anyhow::Result<_> {
-        let profile = crate::profile::Profile::open(db)?;
-        let lost = profile.store.lost_own_jobs(None)?;
+        let profile = Profile::open(db)?;
+        let lost = profile.journal().store().lost_own_jobs(None)?;
         let Some(job) = lost
             .into_iter()
             .find(|l| l.job.prompt_id == prompt_id.trim())
@@ -549,11 +540,12 @@ pub fn resubmit(prompt_id: &str, wait: bool, db: Option<&Path>) -> ExitCode {
         };
         let workflow: serde_json::Value = serde_json::from_str(&job.workflow_json)
             .context("the journalled workflow is not JSON")?;
-        let rec = profile.store.instance(job.job.instance)?;
-        let spec = profile.spec(&rec)?;
-        Ok((spec, workflow, (Journal::new(profile.store), rec.id)))
+        let rec = profile.journal().store().instance(job.job.instance)?;
+        let spec = profile.spec(&rec);
+        announce(&profile);
+        Ok((spec?, workflow, profile, rec.id))
     })();
-    let (spec, workflow, journal) = match found {
+    let (spec, workflow, profile, instance) = match found {
         Ok(f) => f,
         Err(e) => return fail(e, exit::FAILED),
     };
@@ -564,7 +556,7 @@ pub fn resubmit(prompt_id: &str, wait: bool, db: Option<&Path>) -> ExitCode {
     rt.block_on(submit_and_follow(
         spec,
         workflow,
-        Some(journal),
+        Some((&profile, instance)),
         None,
         wait,
         None,

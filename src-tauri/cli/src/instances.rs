@@ -1,9 +1,11 @@
 //! `comfy-monitor instances` and `history`: the saved instances and the job journal.
 
-use crate::profile::{read_secret, Profile};
+use crate::secrets::{announce, read_secret};
 use anyhow::{bail, Context};
 use clap::{Args, Subcommand};
-use comfy_store::{secret_ref, AuthSettings, InstanceRecord, InstanceUpdate, NewInstance};
+use comfy_app::Profile;
+use comfy_store::{AuthSettings, InstanceRecord, InstanceUpdate, NewInstance};
+use std::collections::BTreeMap;
 use std::path::Path;
 
 #[derive(Debug, Subcommand)]
@@ -156,11 +158,11 @@ fn normalise_url(url: &str) -> anyhow::Result<String> {
 }
 
 pub fn run(cmd: InstancesCommand, db: Option<&Path>) -> anyhow::Result<()> {
-    let mut profile = Profile::open(db)?;
+    let profile = Profile::open(db)?;
     let now = comfy_engine::now_ms();
     match cmd {
         InstancesCommand::List { json } => {
-            for r in profile.store.instances()? {
+            for r in profile.instances()? {
                 if json {
                     println!("{}", record_json(&r));
                 } else {
@@ -191,8 +193,9 @@ pub fn run(cmd: InstancesCommand, db: Option<&Path>) -> anyhow::Result<()> {
             new.auth = settings;
             new.accept_invalid_certs = insecure;
             new.enabled = !disabled;
-            let rec = profile.store.insert_instance(&new, now)?;
-            store_secrets(&profile, &rec, &secrets)?;
+            let rec = profile.add_instance(&new, &secrets.into_iter().collect(), now);
+            announce(&profile);
+            let rec = rec?;
             println!("added {} ({})", rec.name, rec.base_url);
         }
         InstancesCommand::Edit {
@@ -206,19 +209,19 @@ pub fn run(cmd: InstancesCommand, db: Option<&Path>) -> anyhow::Result<()> {
             enable,
             disable,
         } => {
-            let rec = profile.instance(&name)?;
+            let rec = profile.instance_named(&name)?;
             let mut update = InstanceUpdate {
                 name: rename,
                 base_url: url.as_deref().map(normalise_url).transpose()?,
                 ..InstanceUpdate::default()
             };
-            let mut secrets = Vec::new();
+            let mut secrets = BTreeMap::new();
             if no_auth {
                 update.auth = Some(AuthSettings::None);
             } else if auth.given() {
                 let (settings, s) = auth.resolve()?;
                 update.auth = Some(settings);
-                secrets = s;
+                secrets = s.into_iter().collect();
             }
             if insecure || secure {
                 update.accept_invalid_certs = Some(insecure);
@@ -226,43 +229,18 @@ pub fn run(cmd: InstancesCommand, db: Option<&Path>) -> anyhow::Result<()> {
             if enable || disable {
                 update.enabled = Some(enable);
             }
-            let old_slots = rec.secret_slots.clone();
-            let updated = profile.store.update_instance(rec.id, &update, now)?;
-            if update.auth.is_some() {
-                let s = profile.secrets()?;
-                for slot in old_slots {
-                    s.delete(&slot.secret_ref)?;
-                }
-                store_secrets(&profile, &updated, &secrets)?;
-            }
+            let updated = profile.update_instance(rec.id, &update, &secrets, now);
+            announce(&profile);
+            let updated = updated?;
             println!("updated {}", updated.name);
         }
         InstancesCommand::Remove { name } => {
-            let rec = profile.instance(&name)?;
-            let removed = profile.store.delete_instance(rec.id)?;
-            if !removed.secret_slots.is_empty() {
-                let s = profile.secrets()?;
-                for slot in &removed.secret_slots {
-                    s.delete(&slot.secret_ref)?;
-                }
-            }
+            let rec = profile.instance_named(&name)?;
+            let removed = profile.remove_instance(rec.id);
+            announce(&profile);
+            let removed = removed?;
             println!("removed {}", removed.name);
         }
-    }
-    Ok(())
-}
-
-fn store_secrets(
-    profile: &Profile,
-    rec: &InstanceRecord,
-    secrets: &[(String, String)],
-) -> anyhow::Result<()> {
-    if secrets.is_empty() {
-        return Ok(());
-    }
-    let s = profile.secrets()?;
-    for (slot, value) in secrets {
-        s.set(&secret_ref(rec.id, slot), value)?;
     }
     Ok(())
 }
@@ -275,20 +253,17 @@ pub fn history(
     db: Option<&Path>,
 ) -> anyhow::Result<()> {
     let profile = Profile::open(db)?;
-    let inst = instance.map(|n| profile.instance(n)).transpose()?;
+    let inst = instance.map(|n| profile.instance_named(n)).transpose()?;
     let names: std::collections::HashMap<_, _> = profile
-        .store
         .instances()?
         .into_iter()
         .map(|i| (i.id, i.name))
         .collect();
-    for j in profile
-        .store
-        .history(inst.as_ref().map(|i| i.id), limit, 0)?
-    {
+    let journal = profile.journal();
+    let store = journal.store();
+    for j in store.history(inst.as_ref().map(|i| i.id), limit, 0)? {
         let name = names.get(&j.instance).cloned().unwrap_or_default();
-        let downloaded: Vec<_> = profile
-            .store
+        let downloaded: Vec<_> = store
             .outputs(j.id)?
             .into_iter()
             .filter(|o| o.local_path.is_some())

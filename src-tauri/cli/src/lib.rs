@@ -1,4 +1,7 @@
-//! `comfy-monitor`'s headless subcommands: a host of the engine, like the desktop shell.
+//! `comfy-monitor`'s headless subcommands: a host of the application layer (`comfy-app`), like
+//! the desktop shell. Saved instances, their secrets, submit and download with their journal
+//! entries are `comfy-app`'s; what is the CLI's own is argv, the terminal (prompts, progress,
+//! NDJSON) and exit statuses.
 //!
 //! `run_cli` parses argv; with no subcommand it returns `None` and the caller opens the desktop
 //! app. This crate never imports tauri.
@@ -6,8 +9,8 @@
 mod act;
 mod instances;
 mod output;
-pub mod profile;
 pub mod replay;
+mod secrets;
 pub mod trace;
 mod watch;
 

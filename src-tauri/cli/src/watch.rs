@@ -1,14 +1,18 @@
 //! `comfy-monitor watch`: one instance, followed until interrupted.
 
 use crate::output::{Format, Printer};
+use crate::secrets::announce;
 use crate::{ServerArgs, WatchArgs};
 use anyhow::{bail, Context};
-use comfy_engine::{Engine, InstanceSpec, Secret, DEFAULT_EVENT_CAPACITY};
+use comfy_app::{AppError, Profile};
+use comfy_engine::{Engine, InstanceId, InstanceSpec, Secret, DEFAULT_EVENT_CAPACITY};
+use comfy_signal::shutdown_signal;
 
 /// A saved instance, opened for journalling.
 pub struct Saved {
-    pub profile: crate::profile::Profile,
-    pub instance: comfy_store::InstanceId,
+    pub profile: Profile,
+    /// The store's id, which is also the engine's id for it.
+    pub instance: InstanceId,
 }
 
 /// The instance to act on: a saved one (with its journal), or one built from the flags. With
@@ -28,14 +32,15 @@ pub fn resolve(
              (change them with `comfy-monitor instances edit`)"
         );
     }
-    let profile = crate::profile::Profile::open(db)?;
+    let profile = Profile::open(db)?;
     let rec = match &args.instance {
-        Some(name) => profile.instance(name)?,
+        Some(name) => profile.instance_named(name)?,
         None => profile.default_instance(job)?,
     };
-    let spec = profile.spec(&rec)?;
+    let spec = profile.spec(&rec);
+    announce(&profile);
     Ok((
-        spec,
+        spec?,
         Some(Saved {
             profile,
             instance: rec.id,
@@ -65,25 +70,24 @@ pub fn spec_from_args(args: &ServerArgs) -> anyhow::Result<InstanceSpec> {
     }
     spec.accept_invalid_certs = args.insecure;
     let (settings, secrets) = args.auth.resolve()?;
-    spec.auth = crate::profile::auth_from(&settings, |slot| {
+    spec.auth = comfy_app::auth_from(&settings, |slot| {
         secrets
             .iter()
             .find(|(s, _)| s == slot)
             .map(|(_, v)| Secret::new(v))
-            .with_context(|| format!("no {slot} was given"))
+            .ok_or_else(|| AppError::InvalidInput(format!("no {slot} was given")))
     })?;
     Ok(spec)
 }
 
 pub fn run(args: WatchArgs, db: Option<&std::path::Path>) -> anyhow::Result<()> {
     let (spec, saved) = resolve(&args.server, db, None)?;
-    let mut journal = match saved {
-        Some(s) => {
-            let j = comfy_engine::journal::Journal::new(s.profile.store);
-            let restored = j.restored_jobs(s.instance, &spec.client_id)?;
-            Some((j, s.instance, restored))
-        }
-        None => None,
+    let restored = match &saved {
+        Some(s) => s
+            .profile
+            .journal()
+            .restored_jobs(s.instance, &spec.client_id)?,
+        None => Vec::new(),
     };
     let format = if args.json {
         Format::Json
@@ -101,8 +105,12 @@ pub fn run(args: WatchArgs, db: Option<&std::path::Path>) -> anyhow::Result<()> 
             spec.base_url, spec.client_id
         );
         let (engine, mut events) = Engine::new(DEFAULT_EVENT_CAPACITY);
-        let restored = journal.as_mut().map(|j| std::mem::take(&mut j.2)).unwrap_or_default();
-        engine.add_instance_with(spec, restored)?;
+        match &saved {
+            Some(s) => engine.add_saved(s.instance, spec, restored)?,
+            None => {
+                engine.add_instance(spec)?;
+            }
+        }
         let mut printer = Printer::new(std::io::stdout().lock(), format);
         let stop = shutdown_signal();
         tokio::pin!(stop);
@@ -110,8 +118,9 @@ pub fn run(args: WatchArgs, db: Option<&std::path::Path>) -> anyhow::Result<()> 
             tokio::select! {
                 e = events.recv() => match e {
                     Some(e) => {
-                        if let (Some((j, instance, _)), comfy_engine::EventKind::Job(job)) = (journal.as_mut(), &e.kind) {
-                            if let Err(err) = j.record(*instance, job, comfy_engine::now_ms()) {
+                        if let (Some(s), comfy_engine::EventKind::Job(job)) = (saved.as_ref(), &e.kind) {
+                            let recorded = s.profile.journal().record(s.instance, job, comfy_engine::now_ms());
+                            if let Err(err) = recorded {
                                 eprintln!("comfy-monitor: the journal could not record {}: {err}", job.prompt_id);
                             }
                         }
@@ -129,26 +138,4 @@ pub fn run(args: WatchArgs, db: Option<&std::path::Path>) -> anyhow::Result<()> 
         engine.shutdown().await;
         Ok(())
     })
-}
-
-pub(crate) async fn shutdown_signal() {
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{signal, SignalKind};
-        match signal(SignalKind::terminate()) {
-            Ok(mut term) => {
-                tokio::select! {
-                    _ = tokio::signal::ctrl_c() => {}
-                    _ = term.recv() => {}
-                }
-            }
-            Err(_) => {
-                let _ = tokio::signal::ctrl_c().await;
-            }
-        }
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = tokio::signal::ctrl_c().await;
-    }
 }

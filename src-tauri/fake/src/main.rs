@@ -12,6 +12,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::Parser;
+use comfy_signal::shutdown_signal;
 use fake_comfyui::{FakeAuth, FakeComfy, FakeConfig, Load, SendLog, ServerVersion};
 
 #[derive(Debug, Parser)]
@@ -183,28 +184,6 @@ async fn main() -> failure::Result {
     shutdown_signal().await;
     drop(servers);
     Ok(())
-}
-
-async fn shutdown_signal() {
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{signal, SignalKind};
-        match signal(SignalKind::terminate()) {
-            Ok(mut term) => {
-                tokio::select! {
-                    _ = tokio::signal::ctrl_c() => {}
-                    _ = term.recv() => {}
-                }
-            }
-            Err(_) => {
-                let _ = tokio::signal::ctrl_c().await;
-            }
-        }
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = tokio::signal::ctrl_c().await;
-    }
 }
 
 /// The binary's error type: a message for stderr and exit code 1.
