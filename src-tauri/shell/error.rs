@@ -166,6 +166,7 @@ impl From<EngineError> for CommandError {
             EngineError::UnknownInstance(_) | EngineError::DuplicateInstance(_) => {
                 Self::new(ErrorCode::UnknownInstance, error.to_string())
             }
+            EngineError::ShutDown => Self::new(ErrorCode::NotConnected, error.to_string()),
             EngineError::NotConnected { .. } => {
                 Self::new(ErrorCode::NotConnected, error.to_string())
             }

@@ -5,8 +5,8 @@
 //! from `comfy-model`.
 
 use comfy_model::{
-    ConnectionStatus, ErrorDetails, InstanceId, JobOrigin, JobState, JobView, OutputFile,
-    PromptId, ServerInfo,
+    ConnectionStatus, ErrorDetails, InstanceId, JobOrigin, JobState, JobView, OutputFile, PromptId,
+    ServerInfo,
 };
 use serde::Serialize;
 use ts_rs::TS;

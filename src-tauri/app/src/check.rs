@@ -42,9 +42,11 @@ pub async fn test_connection(
             (Some(p), Some(id)) => p.stored_secret(id, slot)?,
             _ => None,
         };
-        stored.map(Secret::new).ok_or_else(|| AppError::SecretRequired {
-            slot: slot.to_owned(),
-        })
+        stored
+            .map(Secret::new)
+            .ok_or_else(|| AppError::SecretRequired {
+                slot: slot.to_owned(),
+            })
     })?;
     Ok(comfy_engine::probe::check_connection(&spec).await)
 }

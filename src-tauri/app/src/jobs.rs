@@ -97,7 +97,9 @@ pub fn journalled_workflow(
         .job(instance, prompt_id)?
         .ok_or_else(|| AppError::NotFound("no such job in the journal".into()))?;
     let text = journal.store().job_workflow(job.id)?.ok_or_else(|| {
-        AppError::NotFound("this job's workflow was not kept (it was not queued by this app)".into())
+        AppError::NotFound(
+            "this job's workflow was not kept (it was not queued by this app)".into(),
+        )
     })?;
     serde_json::from_str(&text)
         .map_err(|e| AppError::InvalidInput(format!("the journalled workflow is not JSON: {e}")))

@@ -52,6 +52,8 @@ pub enum EngineError {
     UnknownInstance(InstanceId),
     #[error("an instance with id {0} is already monitored")]
     DuplicateInstance(InstanceId),
+    #[error("the engine has shut down")]
+    ShutDown,
     #[error("{name} is not connected ({detail})")]
     NotConnected { name: String, detail: String },
     #[error(transparent)]
@@ -67,6 +69,11 @@ struct InstanceHandle {
     server: watch::Receiver<Option<supervisor::Connected>>,
     commands: mpsc::Sender<Command>,
     task: JoinHandle<()>,
+}
+
+/// Locks a mutex of the engine's; every value guarded stays valid after a panic elsewhere.
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 /// A job the server accepted.
@@ -104,7 +111,9 @@ pub struct Engine {
 }
 
 struct Inner {
-    events: mpsc::Sender<Event>,
+    /// Where supervisors send their events; taken by [`Engine::shutdown`], so the host's
+    /// receiver ends once the last supervisor is gone.
+    events: Mutex<Option<mpsc::Sender<Event>>>,
     dropped: Arc<AtomicU64>,
     instances: Mutex<HashMap<InstanceId, InstanceHandle>>,
     /// Ids for instances that are not saved, counting down from -1 so they never meet a
@@ -124,7 +133,7 @@ impl Engine {
     pub fn new(capacity: usize) -> (Self, mpsc::Receiver<Event>) {
         let (tx, rx) = mpsc::channel(capacity.max(1));
         let inner = Inner {
-            events: tx,
+            events: Mutex::new(Some(tx)),
             dropped: Arc::new(AtomicU64::new(0)),
             instances: Mutex::new(HashMap::new()),
             next_unsaved: AtomicI64::new(-1),
@@ -138,11 +147,7 @@ impl Engine {
     }
 
     fn instances_lock(&self) -> MutexGuard<'_, HashMap<InstanceId, InstanceHandle>> {
-        // Every value in the map stays valid after a panic elsewhere.
-        self.inner
-            .instances
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+        lock(&self.inner.instances)
     }
 
     /// Starts monitoring an instance that is not saved (it gets an id of its own, below zero).
@@ -172,6 +177,9 @@ impl Engine {
         restored: Vec<journal::RestoredJob>,
     ) -> Result<(), EngineError> {
         let api = api::Api::new(&spec)?;
+        let events = lock(&self.inner.events)
+            .clone()
+            .ok_or(EngineError::ShutDown)?;
         let mut instances = self.instances_lock();
         if instances.contains_key(&id) {
             return Err(EngineError::DuplicateInstance(id));
@@ -183,12 +191,7 @@ impl Engine {
         });
         let (cmd_tx, cmd_rx) = mpsc::channel(8);
         let (server_tx, server_rx) = watch::channel(None);
-        let sink = sink::EventSink::new(
-            id,
-            spec.name.clone(),
-            self.inner.events.clone(),
-            self.inner.dropped.clone(),
-        );
+        let sink = sink::EventSink::new(id, spec.name.clone(), events, self.inner.dropped.clone());
         let name = spec.name.clone();
         let client_id = spec.client_id.clone();
         let task = tokio::spawn(
@@ -390,8 +393,10 @@ impl Engine {
         self.inner.dropped.load(Ordering::Relaxed)
     }
 
-    /// Closes every socket cleanly and stops every supervisor (for every clone of the handle).
+    /// Closes every socket cleanly and stops every supervisor (for every clone of the handle);
+    /// the events receiver then ends, and no instance can be added any more.
     pub async fn shutdown(&self) {
+        lock(&self.inner.events).take();
         let handles: Vec<_> = self.instances_lock().drain().map(|(_, h)| h).collect();
         for h in handles {
             stop(h).await;
