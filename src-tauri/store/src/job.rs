@@ -466,24 +466,6 @@ mod tests {
     use super::*;
 
     #[test]
-    fn states_round_trip_through_their_column_text() {
-        for s in [
-            JobState::Pending,
-            JobState::Running,
-            JobState::Success,
-            JobState::Error,
-            JobState::Interrupted,
-            JobState::Deleted,
-            JobState::Lost,
-        ] {
-            assert_eq!(JobState::parse(s.as_str()), Some(s));
-        }
-        for o in [JobOrigin::SelfApp, JobOrigin::Other, JobOrigin::Anonymous] {
-            assert_eq!(JobOrigin::parse(o.as_str()), Some(o));
-        }
-    }
-
-    #[test]
     fn every_outcome_is_a_terminal_state() {
         for o in [
             JobOutcome::Success,
