@@ -390,6 +390,7 @@ mod tests {
             jobs_api: false,
             feature_flags: true,
             client_id: "c".into(),
+            companion: None,
         })));
         o.apply(&event(EventKind::Queue {
             running: vec!["a".into()],

@@ -1,5 +1,6 @@
 // Pure display helpers: what a status, a job or a duration reads like.
 import type { ConnectionState } from "./bindings/ConnectionState";
+import type { Fidelity } from "./bindings/Fidelity";
 import type { InstanceStatus } from "./bindings/InstanceStatus";
 import type { JobOrigin } from "./bindings/JobOrigin";
 import type { JobState } from "./bindings/JobState";
@@ -191,6 +192,13 @@ const TERMINAL: Record<JobState, boolean> = {
  * uses, as the shell's `JobState::is_terminal`. */
 export function isTerminal(state: JobState): boolean {
   return TERMINAL[state];
+}
+
+/** The job's execution messages reach the app (its own jobs, or another client's relayed by the
+ * server's companion): nodes, steps, percent, ETA and previews are known. As the shell's
+ * `Fidelity::is_followed`. */
+export function isFollowed(fidelity: Fidelity): boolean {
+  return fidelity === "live" || fidelity === "relayed";
 }
 
 export type Tone = "ok" | "warn" | "bad" | "accent" | "muted";

@@ -292,6 +292,21 @@ impl Api {
         self.has(&self.route("features")).await
     }
 
+    /// The comfy-monitor companion's version, when the server has one that speaks a protocol
+    /// revision we know (`docs/companion-protocol.md`); `None` when it has none.
+    pub async fn companion(&self) -> Result<Option<String>, ApiError> {
+        let (status, body) = self
+            .get(&self.route(comfy_protocol::COMPANION_STATE_ROUTE))
+            .await?;
+        if !status.is_success() {
+            return Ok(None);
+        }
+        Ok(wire::parse_companion_state(&body)
+            .ok()
+            .filter(|s| s.protocol >= 1)
+            .map(|s| s.companion))
+    }
+
     pub async fn has_jobs_api(&self) -> Result<bool, ApiError> {
         // Only ever under /api (protocol §2.6).
         self.has("api/jobs?limit=1").await

@@ -51,6 +51,9 @@ pub struct InstanceSpec {
     /// unique to this app: reusing another program's id steals its messages (protocol §2.1).
     pub client_id: String,
     pub enabled: bool,
+    /// Use the server's comfy-monitor companion when it has one: other clients' jobs are then
+    /// relayed to us and followed like our own (`docs/companion-protocol.md`).
+    pub use_companion: bool,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -71,6 +74,7 @@ impl InstanceSpec {
             accept_invalid_certs: false,
             client_id: new_client_id(),
             enabled: true,
+            use_companion: true,
         })
     }
 }

@@ -14,7 +14,7 @@ use crate::processor::Processor;
 use crate::sink::EventSink;
 use crate::tracker::{ActiveJob, Lookup, Millis, Request, Snapshot};
 use crate::ws::{self, Socket};
-use comfy_protocol::{PromptId, CLIENT_FEATURE_FLAGS};
+use comfy_protocol::{PromptId, CLIENT_FEATURE_FLAGS, CLIENT_FEATURE_FLAGS_WITH_RELAY};
 use futures_util::{SinkExt, StreamExt};
 use std::collections::HashSet;
 use std::time::Duration;
@@ -330,6 +330,13 @@ impl Supervisor {
         self.info.version = stats.system.comfyui_version;
         self.info.feature_flags = self.api.has_feature_flags().await?;
         self.info.jobs_api = self.api.has_jobs_api().await?;
+        // Probed on every connect: a server updated or restarted without the companion falls
+        // back to observing other clients' jobs, and gets it back when it returns.
+        self.info.companion = if self.spec.use_companion && self.info.feature_flags {
+            self.api.companion().await?
+        } else {
+            None
+        };
         let socket = ws::connect(&self.spec).await?;
         self.server.send_replace(Some(Connected {
             api: self.api.clone(),
@@ -340,7 +347,14 @@ impl Supervisor {
 
     async fn session(&mut self, mut socket: Socket) -> SessionEnd {
         // The first text frame is the only one the server reads for feature flags.
-        if let Err(e) = socket.send(Message::text(CLIENT_FEATURE_FLAGS)).await {
+        let relay = self.info.companion.is_some();
+        self.processor.tracker_mut().set_relay(relay);
+        let flags = if relay {
+            CLIENT_FEATURE_FLAGS_WITH_RELAY
+        } else {
+            CLIENT_FEATURE_FLAGS
+        };
+        if let Err(e) = socket.send(Message::text(flags)).await {
             return SessionEnd::Dropped(format!("send failed: {e}"));
         }
         self.set_status(

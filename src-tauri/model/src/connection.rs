@@ -58,6 +58,9 @@ pub struct ServerInfo {
     pub feature_flags: bool,
     /// The client id this app uses on the instance.
     pub client_id: String,
+    /// The comfy-monitor companion's version when the server has it and we use it (other
+    /// clients' jobs are then relayed to us), else `null`.
+    pub companion: Option<String>,
 }
 
 /// The steps of a connection test ("Test connection"), in the order they run.

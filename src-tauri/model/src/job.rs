@@ -48,6 +48,9 @@ pub enum Fidelity {
     Live,
     /// Queue position, elapsed time and outcome from HTTP polling only.
     Observed,
+    /// Another client's job, whose execution messages the server's comfy-monitor companion
+    /// relays to us: nodes, steps and previews, like our own.
+    Relayed,
 }
 
 impl Fidelity {
@@ -57,6 +60,12 @@ impl Fidelity {
             JobOrigin::SelfApp => Self::Live,
             JobOrigin::Other | JobOrigin::Anonymous => Self::Observed,
         }
+    }
+
+    /// Whether the job's execution messages reach us (our own, or relayed): nodes, steps,
+    /// percent, ETA and previews are then known, not just its place in the queue.
+    pub fn is_followed(self) -> bool {
+        matches!(self, Self::Live | Self::Relayed)
     }
 }
 

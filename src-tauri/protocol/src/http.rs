@@ -677,3 +677,34 @@ mod prompt_tests {
         );
     }
 }
+
+/// What the comfy-monitor companion says of itself at its state route
+/// (`docs/companion-protocol.md`); only the parts a monitor needs to decide to opt in.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct CompanionState {
+    /// The companion's version.
+    pub companion: String,
+    /// The protocol revision it speaks.
+    pub protocol: u32,
+}
+
+/// Parses the companion's state route body.
+pub fn parse_companion_state(body: &[u8]) -> Result<CompanionState, DecodeError> {
+    serde_json::from_slice(body).map_err(DecodeError::InvalidJson)
+}
+
+#[cfg(test)]
+mod companion_tests {
+    use super::*;
+
+    #[test]
+    fn the_companion_state_names_its_version_and_protocol_and_may_carry_more() {
+        let s = parse_companion_state(
+            br#"{"companion":"0.1.0","protocol":1,"comfyui":"0.26.0","running":null}"#,
+        )
+        .unwrap();
+        assert_eq!((s.companion.as_str(), s.protocol), ("0.1.0", 1));
+        assert!(parse_companion_state(b"<html>not found</html>").is_err());
+        assert!(parse_companion_state(br#"{"protocol":1}"#).is_err());
+    }
+}

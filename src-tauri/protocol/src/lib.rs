@@ -29,3 +29,11 @@ pub use message::{
 /// prompt and node ids that type-1 previews lack. Servers older than 0.3.45 ignore it.
 pub const CLIENT_FEATURE_FLAGS: &str =
     r#"{"type":"feature_flags","data":{"supports_preview_metadata":true}}"#;
+
+/// [`CLIENT_FEATURE_FLAGS`] plus the opt-in to the comfy-monitor companion's relay of every
+/// client's execution traffic (`docs/companion-protocol.md`, revision 1).
+pub const CLIENT_FEATURE_FLAGS_WITH_RELAY: &str =
+    r#"{"type":"feature_flags","data":{"supports_preview_metadata":true,"comfy_monitor_relay":1}}"#;
+
+/// The companion's read-only state route, under the server's API prefix.
+pub const COMPANION_STATE_ROUTE: &str = "comfy_monitor/v1/state";

@@ -3,4 +3,4 @@
 /**
  * How much of a job we can see.
  */
-export type Fidelity = "live" | "observed";
+export type Fidelity = "live" | "observed" | "relayed";

@@ -15,4 +15,9 @@ feature_flags: boolean,
 /**
  * The client id this app uses on the instance.
  */
-client_id: string, };
+client_id: string, 
+/**
+ * The comfy-monitor companion's version when the server has it and we use it (other
+ * clients' jobs are then relayed to us), else `null`.
+ */
+companion: string | null, };

@@ -36,6 +36,34 @@ describe("InstanceCard", () => {
     });
   }
 
+  it("shows another client's job relayed by the companion like its own, labelled as another client's", () => {
+    const w = mountCard(
+      instance("gpu", {
+        queue: { running: 1, pending: 0 },
+        jobs: [
+          job("r", {
+            origin: "other",
+            fidelity: "relayed",
+            percent: 42,
+            node: "3",
+            node_type: "KSampler",
+            node_title: "Base sampler",
+            node_value: 12,
+            node_max: 20,
+            eta_ms: 14_000,
+          }),
+        ],
+      }),
+    );
+    const section = w.get('[data-testid="job"]');
+    expect(section.classes()).toContain("live");
+    expect(section.attributes("data-origin")).toBe("other");
+    expect(section.text()).toContain("Base sampler");
+    expect(section.text()).toContain("42");
+    expect(section.text()).toContain("other client");
+    expect(section.text()).not.toContain("queue position, elapsed time and outcome only");
+  });
+
   it("shows a connected server with its version, memory, counts and the live job's progress", () => {
     const w = mountCard(
       instance("gpu", {

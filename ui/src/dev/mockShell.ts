@@ -178,7 +178,7 @@ function instanceFor(name: string, index: number, preset: Preset): InstanceView 
     enabled: true,
     status: { state: "connected", detail: "connected", changed_at_ms: now - 3_600_000 },
     stats: { ram_total: 64 * GIB, ram_free: (40 - index) * GIB, device: "cuda:0 NVIDIA GeForce RTX 4090 : cudaMallocAsync", vram_total: 24 * GIB, vram_free: (4 + (index % 5) * 3) * GIB },
-    server: { version: index % 3 === 0 ? "0.3.75" : "0.3.44", jobs_api: index % 3 === 0, feature_flags: true, client_id: `dev-client-${index + 1}` },
+    server: { version: index % 3 === 0 ? "0.3.75" : "0.3.44", jobs_api: index % 3 === 0, feature_flags: true, client_id: `dev-client-${index + 1}`, companion: index % 3 === 0 ? "0.1.0" : null },
     queue: { running: 0, pending: 0 },
     jobs: [],
     last_job: job({ state: "success", started_at_ms: now - 200_000, ended_at_ms: now - 180_000, elapsed_ms: 20_400, percent: 100, outputs: outputs(name, 2) }),

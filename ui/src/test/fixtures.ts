@@ -17,7 +17,7 @@ export function status(overrides: Partial<InstanceStatus> = {}): InstanceStatus 
 }
 
 export function server(overrides: Partial<ServerInfo> = {}): ServerInfo {
-  return { version: "0.3.60", jobs_api: true, feature_flags: true, client_id: "test-client", ...overrides };
+  return { version: "0.3.60", jobs_api: true, feature_flags: true, client_id: "test-client", companion: null, ...overrides };
 }
 
 let nextId = 1;

@@ -242,7 +242,7 @@ impl Job {
 
     /// Recomputes the overall percent; it never goes down and stays below 100 until success.
     pub(super) fn recompute_percent(&mut self) {
-        if self.fidelity != Fidelity::Live || self.plan.is_empty() {
+        if !self.fidelity.is_followed() || self.plan.is_empty() {
             return;
         }
         let total: f64 = self.plan.values().sum();
@@ -469,7 +469,7 @@ pub(super) fn apply_step(job: &mut Job, node: &NodeId, value: f64, max: f64, now
 
 /// The picture of the job the tracker publishes.
 pub(super) fn view(j: &Job) -> JobView {
-    let live = j.fidelity == Fidelity::Live;
+    let live = j.fidelity.is_followed();
     let node = j.current.last().cloned();
     let ns = node.as_ref().and_then(|n| j.nodes.get(n));
     let display = node.as_ref().map(|n| {
@@ -478,7 +478,7 @@ pub(super) fn view(j: &Job) -> JobView {
     });
     let ms_per_step = j.ms_per_step();
     let eta_ms = match (j.state, ms_per_step) {
-        (JobState::Running, Some(ms)) if j.fidelity == Fidelity::Live => {
+        (JobState::Running, Some(ms)) if j.fidelity.is_followed() => {
             Some((j.remaining_work() * ms).round().max(0.0) as u64)
         }
         _ => None,

@@ -24,7 +24,7 @@ impl Tracker {
         out: &mut Vec<Update>,
         req: &mut Vec<Request>,
     ) {
-        if let Some(job) = self.job_mut(prompt_id, JobOrigin::SelfApp, now) {
+        if let Some(job) = self.followed_mut(prompt_id, now) {
             job.mark_running(timestamp.unwrap_or(now));
             self.emit(prompt_id, out);
             if self.queue_mark_running(prompt_id) {
@@ -43,7 +43,7 @@ impl Tracker {
         now: Millis,
         out: &mut Vec<Update>,
     ) {
-        if let Some(job) = self.job_mut(prompt_id, JobOrigin::SelfApp, now) {
+        if let Some(job) = self.followed_mut(prompt_id, now) {
             job.mark_running(now);
             job.cached.extend(nodes.iter().cloned());
             if job.graph.is_some() {
@@ -94,7 +94,7 @@ impl Tracker {
         now: Millis,
         out: &mut Vec<Update>,
     ) {
-        if let Some(job) = self.job_mut(id, JobOrigin::SelfApp, now) {
+        if let Some(job) = self.followed_mut(id, now) {
             job.mark_running(now);
             let shown = display.clone().unwrap_or_else(|| node.clone());
             job.start_node(&shown, display.clone(), now);
@@ -109,7 +109,7 @@ impl Tracker {
     /// The end of our job. Reconcile with the server's record before the terminal state is
     /// published, so it carries the authoritative outputs.
     fn on_job_end(&mut self, id: PromptId, now: Millis, req: &mut Vec<Request>) {
-        if let Some(job) = self.job_mut(&id, JobOrigin::SelfApp, now) {
+        if let Some(job) = self.followed_mut(&id, now) {
             if job.ending.is_none() {
                 // Servers before July 2024 send no execution_success: the nodes still running
                 // were the last ones, and they are done.
@@ -134,7 +134,7 @@ impl Tracker {
     ) {
         let id = prompt_id.cloned().or_else(|| self.running.first().cloned());
         if let Some(id) = id {
-            if let Some(job) = self.job_mut(&id, JobOrigin::SelfApp, now) {
+            if let Some(job) = self.followed_mut(&id, now) {
                 job.mark_running(now);
                 for f in output_files(output) {
                     job.add_output(f, Some(node.clone()));
@@ -158,8 +158,7 @@ impl Tracker {
         self.last_progress = Some((prompt_id.cloned(), node.cloned()));
         let id = prompt_id.cloned().or_else(|| self.running.first().cloned());
         if let Some(id) = id {
-            let origin = self.origin_hint(&id);
-            if let Some(job) = self.job_mut(&id, origin, now) {
+            if let Some(job) = self.broadcast_mut(&id, now) {
                 job.mark_running(now);
                 let node = node.cloned().or_else(|| job.current.last().cloned());
                 if let Some(node) = node {
@@ -181,8 +180,7 @@ impl Tracker {
         now: Millis,
         out: &mut Vec<Update>,
     ) {
-        let origin = self.origin_hint(prompt_id);
-        if let Some(job) = self.job_mut(prompt_id, origin, now) {
+        if let Some(job) = self.broadcast_mut(prompt_id, now) {
             job.mark_running(now);
             job.apply_progress_state(nodes, now);
             job.recompute_percent();
@@ -201,7 +199,7 @@ impl Tracker {
         timestamp: Option<Millis>,
         now: Millis,
     ) {
-        if let Some(job) = self.job_mut(prompt_id, JobOrigin::SelfApp, now) {
+        if let Some(job) = self.followed_mut(prompt_id, now) {
             job.ending = Some(JobState::Success);
             job.ended = timestamp.or(Some(now));
             for n in job.current.clone() {
@@ -218,8 +216,7 @@ impl Tracker {
         now: Millis,
         out: &mut Vec<Update>,
     ) {
-        let origin = self.origin_hint(&e.prompt_id);
-        if let Some(job) = self.job_mut(&e.prompt_id, origin, now) {
+        if let Some(job) = self.broadcast_mut(&e.prompt_id, now) {
             if e.is_terminal() {
                 job.ending = Some(JobState::Error);
                 job.ended = e.timestamp.or(Some(now));

@@ -110,6 +110,8 @@ pub struct Tracker {
     after_reconnect: bool,
     /// Finished jobs listed before we started watching: not news.
     baseline_done: bool,
+    /// The server's companion relays other clients' execution messages to us.
+    relay: bool,
 }
 
 impl Tracker {
@@ -125,6 +127,7 @@ impl Tracker {
             last_progress: None,
             after_reconnect: false,
             baseline_done: false,
+            relay: false,
         }
     }
 
@@ -180,6 +183,55 @@ impl Tracker {
 
     fn remembers_finished(&self, id: &PromptId) -> bool {
         self.finished_set.contains(id)
+    }
+
+    /// The job an execution message is about. Without the companion only the submitter's
+    /// socket gets these messages, which proves the job is ours; with the companion relaying,
+    /// a job we did not queue is another client's, followed as `relayed`.
+    fn followed_mut(&mut self, id: &PromptId, now: Millis) -> Option<&mut Job> {
+        let relay = self.relay;
+        let origin = if relay {
+            self.jobs.get(id).map_or(JobOrigin::Other, |j| j.origin)
+        } else {
+            JobOrigin::SelfApp
+        };
+        let job = self.job_mut(id, origin, now)?;
+        if relay && job.origin != JobOrigin::SelfApp && job.fidelity != Fidelity::Relayed {
+            job.fidelity = Fidelity::Relayed;
+            job.replan();
+        }
+        Some(job)
+    }
+
+    /// The job a message that may be a broadcast is about (`progress`, `progress_state`, an
+    /// error, an interrupt): relayed jobs are followed; otherwise a job first seen this way is
+    /// someone else's (queued without a client id, or an old server's broadcast).
+    fn broadcast_mut(&mut self, id: &PromptId, now: Millis) -> Option<&mut Job> {
+        if self.relay {
+            return self.followed_mut(id, now);
+        }
+        let origin = self.origin_hint(id);
+        self.job_mut(id, origin, now)
+    }
+
+    /// Whether the server's companion relays other clients' jobs to us. Turned off (the
+    /// companion is gone after a restart), relayed jobs fall back to being observed.
+    pub fn set_relay(&mut self, on: bool) {
+        self.relay = on;
+        if on {
+            return;
+        }
+        for job in self.jobs.values_mut() {
+            if job.fidelity == Fidelity::Relayed {
+                job.fidelity = Fidelity::Observed;
+                job.percent = None;
+                job.current.clear();
+            }
+        }
+    }
+
+    pub fn relay(&self) -> bool {
+        self.relay
     }
 
     /// The job, created on first sight unless it already finished.
@@ -247,7 +299,7 @@ impl Tracker {
         job.vanished = None;
         job.ended.get_or_insert(now);
         job.current.clear();
-        if state == JobState::Success && job.fidelity == Fidelity::Live {
+        if state == JobState::Success && job.fidelity.is_followed() {
             job.percent = Some(100.0);
         }
         out.push(Update::Job(Box::new(view(job))));

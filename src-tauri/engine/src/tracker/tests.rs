@@ -679,3 +679,107 @@ fn outputs_keep_the_node_that_wrote_them_whoever_names_them_first() {
         .collect();
     assert_eq!(named, [("a.png", Some("2")), ("b.png", Some("7"))]);
 }
+
+#[test]
+fn with_the_companion_another_clients_job_is_followed_as_relayed_with_percent_and_eta() {
+    let mut t = Tracker::new(ME);
+    t.set_relay(true);
+    let a = active("a", 1.0, Some("browser"));
+    t.apply_snapshot(&snap(&[], std::slice::from_ref(&a)), 0);
+    msg(
+        &mut t,
+        r#"{"type":"execution_start","data":{"prompt_id":"a","timestamp":100}}"#,
+        100,
+    );
+    msg(
+        &mut t,
+        r#"{"type":"executing","data":{"node":"1","prompt_id":"a"}}"#,
+        110,
+    );
+    msg(
+        &mut t,
+        r#"{"type":"progress","data":{"value":1,"max":4,"prompt_id":"a","node":"1"}}"#,
+        200,
+    );
+    msg(
+        &mut t,
+        r#"{"type":"progress","data":{"value":2,"max":4,"prompt_id":"a","node":"1"}}"#,
+        300,
+    );
+    let view = t.job(&"a".into()).unwrap();
+    assert_eq!(view.origin, JobOrigin::Other, "still another client's job");
+    assert_eq!(view.fidelity, Fidelity::Relayed);
+    assert_eq!(view.state, JobState::Running);
+    assert!(
+        view.percent.is_some_and(|p| p > 0.0 && p < 100.0),
+        "{view:?}"
+    );
+    assert_eq!((view.node_value, view.node_max), (Some(2.0), Some(4.0)));
+}
+
+#[test]
+fn a_relayed_job_never_seen_in_a_snapshot_is_another_clients_not_ours() {
+    let mut t = Tracker::new(ME);
+    t.set_relay(true);
+    msg(
+        &mut t,
+        r#"{"type":"execution_start","data":{"prompt_id":"x","timestamp":100}}"#,
+        100,
+    );
+    let view = t.job(&"x".into()).unwrap();
+    assert_eq!(
+        (view.origin, view.fidelity),
+        (JobOrigin::Other, Fidelity::Relayed)
+    );
+    // Our own submission stays ours, relayed or not.
+    t.expect_job(&active("mine", 2.0, Some(ME)), 150);
+    msg(
+        &mut t,
+        r#"{"type":"execution_start","data":{"prompt_id":"mine","timestamp":200}}"#,
+        200,
+    );
+    let view = t.job(&"mine".into()).unwrap();
+    assert_eq!(
+        (view.origin, view.fidelity),
+        (JobOrigin::SelfApp, Fidelity::Live)
+    );
+}
+
+#[test]
+fn without_the_companion_execution_messages_still_prove_a_job_is_ours() {
+    let mut t = Tracker::new(ME);
+    msg(
+        &mut t,
+        r#"{"type":"execution_start","data":{"prompt_id":"x","timestamp":100}}"#,
+        100,
+    );
+    let view = t.job(&"x".into()).unwrap();
+    assert_eq!(
+        (view.origin, view.fidelity),
+        (JobOrigin::SelfApp, Fidelity::Live)
+    );
+}
+
+#[test]
+fn a_companion_that_goes_away_leaves_relayed_jobs_observed_without_invented_progress() {
+    let mut t = Tracker::new(ME);
+    t.set_relay(true);
+    let a = active("a", 1.0, Some("browser"));
+    t.apply_snapshot(&snap(std::slice::from_ref(&a), &[]), 0);
+    msg(
+        &mut t,
+        r#"{"type":"executing","data":{"node":"1","prompt_id":"a"}}"#,
+        110,
+    );
+    msg(
+        &mut t,
+        r#"{"type":"progress","data":{"value":2,"max":4,"prompt_id":"a","node":"1"}}"#,
+        300,
+    );
+    assert!(t.job(&"a".into()).unwrap().percent.is_some());
+    t.set_relay(false);
+    let view = t.job(&"a".into()).unwrap();
+    assert_eq!(view.fidelity, Fidelity::Observed);
+    assert_eq!(view.percent, None);
+    assert_eq!(view.eta_ms, None);
+}
