@@ -17,6 +17,7 @@ use axum::Router;
 
 use crate::auth;
 use crate::catalog;
+use crate::companion;
 use crate::images;
 use crate::jobs;
 use crate::json::J;
@@ -47,7 +48,8 @@ pub fn router(shared: Arc<Shared>, version: ServerVersion) -> Router {
         .route("/object_info/{class}", get(object_info_one))
         .route("/embeddings", get(empty_list))
         .route("/extensions", get(empty_list))
-        .route("/free", post(free));
+        .route("/free", post(free))
+        .route("/comfy_monitor/v1/state", get(companion_state));
     if version != ServerVersion::Legacy {
         common = common.route("/features", get(features));
     }
@@ -463,6 +465,17 @@ async fn object_info(State(shared): State<Arc<Shared>>) -> Response {
 async fn object_info_one(State(shared): State<Arc<Shared>>, Path(class): Path<String>) -> Response {
     let version = shared.lock().version;
     json(catalog::object_info_one(version, &class))
+}
+
+/// The companion's state route; a 404 like any unknown route without companion mode.
+async fn companion_state(State(shared): State<Arc<Shared>>) -> Response {
+    let s = shared.lock();
+    if !s.companion {
+        return reply(Reply::Empty(404));
+    }
+    let body = companion::state_json(&s);
+    drop(s);
+    json(body)
 }
 
 async fn empty_list() -> Response {

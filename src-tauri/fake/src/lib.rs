@@ -16,6 +16,11 @@
 //! written to a socket and every HTTP request when it arrives, so the client's latency can be
 //! measured against it.
 //!
+//! In companion mode ([`FakeConfig::companion`], [`FakeComfy::set_companion`]) it also speaks
+//! the comfy-monitor companion protocol (`docs/companion-protocol.md`): execution messages and
+//! previews of any job are copied to the sockets that opted in, and
+//! `GET /comfy_monitor/v1/state` describes the running job.
+//!
 //! It must stay a test double: no persistence, no real image processing, no models.
 //!
 //! ```no_run
@@ -38,6 +43,7 @@
 mod auth;
 mod busy;
 mod catalog;
+mod companion;
 mod frames;
 mod graph;
 mod http;
@@ -168,6 +174,8 @@ pub struct FakeConfig {
     /// Where to stamp progress writes, received requests (and previews, if the log asks for
     /// them); `None` = no stamping.
     pub send_log: Option<SendLog>,
+    /// Start in companion mode (see [`FakeComfy::set_companion`]).
+    pub companion: bool,
 }
 
 impl Default for FakeConfig {
@@ -178,6 +186,7 @@ impl Default for FakeConfig {
             bind: SocketAddr::from(([127, 0, 0, 1], 0)),
             step_delay: Duration::from_millis(20),
             send_log: None,
+            companion: false,
         }
     }
 }
@@ -283,6 +292,7 @@ impl FakeComfy {
         let replaying = script.is_some();
         state.replay = script.map(Arc::new);
         state.send_log = config.send_log;
+        state.companion = config.companion;
         let shared = Shared::new(state);
         let router = http::router(shared.clone(), config.version);
         let accept = tokio::spawn(accept_loop(listener, shared.clone(), router));
@@ -617,6 +627,48 @@ impl FakeComfy {
     /// request (`false` once a removal of that job arrived).
     pub fn removal_race_armed(&self) -> bool {
         self.shared.lock().start_before_removal.is_some()
+    }
+
+    /// Turns companion mode on or off, as if the comfy-monitor companion
+    /// (`docs/companion-protocol.md`) were installed or not. It takes effect at once, for the
+    /// next message and the next request: while on, every execution message (`execution_start`,
+    /// `execution_cached`, `executing`, `executed`, `progress`, `progress_state`,
+    /// `execution_success`, `execution_error`, `execution_interrupted`) sent to one sid is also
+    /// sent, unchanged and right after it, to every other registered socket whose first frame
+    /// was `feature_flags` with a truthy `comfy_monitor_relay`, and every preview sent to one
+    /// sid goes to them as binary type 4 with metadata; broadcasts are not copied. While off,
+    /// nothing is copied and `GET /comfy_monitor/v1/state` is a 404. The sockets' flags are
+    /// kept either way (ComfyUI keeps them), so switching back on relays to the sockets that
+    /// opted in before. Not reset by [`FakeComfy::restart`]: a companion that vanishes across a
+    /// restart is `set_companion(false)` then `restart().await`. Legacy servers never read the
+    /// flags, so there they have no subscribers (the state route still answers).
+    pub fn set_companion(&self, on: bool) {
+        self.shared.lock().companion = on;
+    }
+
+    /// Whether companion mode is on.
+    pub fn companion(&self) -> bool {
+        self.shared.lock().companion
+    }
+
+    /// What `GET /comfy_monitor/v1/state` answers now, or `None` without companion mode.
+    pub fn companion_state(&self) -> Option<serde_json::Value> {
+        let s = self.shared.lock();
+        s.companion.then(|| companion::state_json(&s).to_value())
+    }
+
+    /// Sids of the registered sockets that opted in to the companion's relay (whether or not
+    /// companion mode is on).
+    pub fn companion_subscribers(&self) -> Vec<String> {
+        let s = self.shared.lock();
+        let mut sids: Vec<String> = s
+            .routes
+            .keys()
+            .filter(|sid| s.sid_flags.get(*sid).is_some_and(companion::opted_in))
+            .cloned()
+            .collect();
+        sids.sort();
+        sids
     }
 
     /// Changes the authentication layer for all following requests and upgrades.

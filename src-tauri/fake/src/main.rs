@@ -90,6 +90,11 @@ struct Args {
     /// Also stamp every preview frame in the send log.
     #[arg(long, requires = "send_log")]
     send_log_previews: bool,
+    /// Act as if the comfy-monitor companion were installed: relay every job's execution
+    /// messages and previews to sockets that opt in (feature flag `comfy_monitor_relay`) and
+    /// answer `GET /comfy_monitor/v1/state` (docs/companion-protocol.md).
+    #[arg(long)]
+    companion: bool,
 }
 
 impl Args {
@@ -151,6 +156,7 @@ async fn main() -> failure::Result {
             bind: SocketAddr::new(args.host, port),
             step_delay: Duration::from_millis(args.step_delay_ms),
             send_log: send_log.clone(),
+            companion: args.companion,
         };
         let server = match (&args.replay, &args.replay_client) {
             (Some(trace), Some(client)) => {

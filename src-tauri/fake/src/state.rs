@@ -6,7 +6,8 @@
 //! lock and the relative order of messages is exactly the order they were produced in, as with
 //! ComfyUI's single publish queue. Routing follows ComfyUI's `send_sync`: a message for a sid goes
 //! to the socket currently registered under it (or nowhere), a message for no sid goes to every
-//! registered socket. This module must not await, sleep or touch the network.
+//! registered socket; in companion mode an execution message or preview for a sid is then copied to
+//! the subscribers (`companion`). This module must not await, sleep or touch the network.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -17,6 +18,7 @@ use rand::Rng;
 use tokio::sync::{mpsc, watch, Notify};
 use tokio::task::AbortHandle;
 
+use crate::companion;
 use crate::frames;
 use crate::graph::{self, Validation};
 use crate::json::J;
@@ -130,8 +132,13 @@ impl QueueItem {
 
 pub struct Running {
     pub item: QueueItem,
-    /// Display id of the node that last sent `executing`, for the reconnect replay.
+    /// Display id of the node that last sent `executing`, for the reconnect replay (and the
+    /// companion's state route).
     pub last_node: Option<String>,
+    /// When the worker took the job, ms since the Unix epoch (the companion's `started_at`).
+    pub started_at: i64,
+    /// The `nodes` of the job's latest `progress_state` (`{}` before the first one).
+    pub progress_state: J,
 }
 
 /// One finished job, as `/history` shows it.
@@ -253,6 +260,9 @@ pub struct State {
     pub replay: Option<Arc<ReplayScript>>,
     /// Stamps of progress (and optionally preview) writes and of received requests.
     pub send_log: Option<SendLog>,
+    /// Companion mode: copies of execution messages and previews go to the sockets that opted
+    /// in, and `/comfy_monitor/v1/state` answers. Read per message and per request.
+    pub companion: bool,
     pub signals: Signals,
 }
 
@@ -318,6 +328,7 @@ impl State {
             requests: Vec::new(),
             replay: None,
             send_log: None,
+            companion: false,
             signals: Signals::new(),
         }
     }
@@ -365,13 +376,43 @@ impl State {
         }
     }
 
-    /// ComfyUI's `send_sync(event, data, sid)`: `None` broadcasts.
+    /// ComfyUI's `send_sync(event, data, sid)`: `None` broadcasts. In companion mode an
+    /// execution message for one sid is then copied to every other subscriber.
     pub fn send_event(&self, event: &str, data: J, sid: Option<&str>) {
         let text = frames::event_text(event, data);
         match sid {
-            Some(sid) => self.send_to_sid(sid, Outbound::Text(text)),
+            Some(sid) => {
+                let copies = if companion::relays(event) {
+                    self.subscribers(Some(sid))
+                } else {
+                    Vec::new()
+                };
+                if copies.is_empty() {
+                    return self.send_to_sid(sid, Outbound::Text(text));
+                }
+                self.send_to_sid(sid, Outbound::Text(text.clone()));
+                for (conn, _) in copies {
+                    self.push(conn, Outbound::Text(text.clone()));
+                }
+            }
             None => self.broadcast_text(&text),
         }
+    }
+
+    /// The companion's subscribers that get a copy of a message for `sid`: in companion mode,
+    /// every registered socket whose feature flags opted in, except the one under `sid`.
+    /// Nobody for broadcasts (`None`) or without companion mode. Legacy servers never store
+    /// the flags, so they have no subscribers.
+    fn subscribers<'a>(&'a self, sid: Option<&str>) -> Vec<(u64, &'a str)> {
+        let Some(sid) = sid.filter(|_| self.companion) else {
+            return Vec::new();
+        };
+        self.routes
+            .iter()
+            .filter(|(to, _)| to.as_str() != sid)
+            .filter(|(to, _)| self.sid_flags.get(*to).is_some_and(companion::opted_in))
+            .map(|(to, conn)| (*conn, to.as_str()))
+            .collect()
     }
 
     pub fn send_binary(&self, bytes: Bytes, sid: Option<&str>) {
@@ -413,7 +454,9 @@ impl State {
             return self.send_event("progress", data, sid);
         };
         let text = frames::event_text("progress", data);
-        for (conn, to) in self.targets(sid) {
+        // Relayed copies are stamped like the original: one line per socket the frame goes to.
+        let copies = self.subscribers(sid);
+        for (conn, to) in self.targets(sid).into_iter().chain(copies) {
             let record = Record::Progress {
                 port: self.port,
                 sid: to.to_string(),
@@ -430,23 +473,44 @@ impl State {
         }
     }
 
-    /// A binary preview frame of `prompt_id`, routed like [`State::send_binary`]; stamped when
-    /// the send log records previews.
-    pub fn send_preview(&self, frame: Bytes, sid: Option<&str>, prompt_id: &str) {
-        let Some(log) = self.send_log.as_ref().filter(|l| l.logs_previews()) else {
-            return self.send_binary(frame, sid);
+    /// A binary preview frame of node `node_id` of `prompt_id`, routed like
+    /// [`State::send_binary`]; stamped when the send log records previews. In companion mode a
+    /// preview for one sid is then copied, as type 4 with metadata, to every other subscriber.
+    pub fn send_preview(&self, frame: Bytes, sid: Option<&str>, prompt_id: &str, node_id: &str) {
+        let subscribers = self.subscribers(sid);
+        let copy = if subscribers.is_empty() {
+            None
+        } else {
+            companion::preview_copy(&frame, node_id, prompt_id)
         };
-        for (conn, to) in self.targets(sid) {
-            let record = Record::Preview {
-                port: self.port,
-                sid: to.to_string(),
-                prompt_id: prompt_id.to_string(),
+        let copies = copy.into_iter().flat_map(|copy| {
+            subscribers
+                .iter()
+                .map(move |(c, to)| (*c, *to, copy.clone()))
+        });
+        let sends = self
+            .targets(sid)
+            .into_iter()
+            .map(|(c, to)| (c, to, frame.clone()))
+            .chain(copies);
+        let log = self.send_log.as_ref().filter(|l| l.logs_previews());
+        for (conn, to, bytes) in sends {
+            let out = match log {
+                Some(log) => {
+                    let record = Record::Preview {
+                        port: self.port,
+                        sid: to.to_string(),
+                        prompt_id: prompt_id.to_string(),
+                    };
+                    let stamp = Stamp {
+                        log: log.clone(),
+                        record,
+                    };
+                    Outbound::StampedBinary(bytes, stamp)
+                }
+                None => Outbound::Binary(bytes),
             };
-            let stamp = Stamp {
-                log: log.clone(),
-                record,
-            };
-            self.push(conn, Outbound::StampedBinary(frame.clone(), stamp));
+            self.push(conn, out);
         }
     }
 
@@ -531,6 +595,8 @@ impl State {
         self.running = Some(Running {
             item: item.clone(),
             last_node: None,
+            started_at: now_ms(),
+            progress_state: J::obj(),
         });
         // The flag is reset when a job starts, so a stale interrupt never hits the next job.
         self.interrupt_flag = false;

@@ -330,13 +330,14 @@ impl Job {
     }
 
     /// `progress_state` goes to the submitter, or to everyone for a job without client id.
-    fn send_progress_state(&self, s: &State) {
+    /// Its nodes are kept with the running job for the companion's state route.
+    fn send_progress_state(&self, s: &mut State) {
         if self.version != ServerVersion::Legacy {
-            s.send_event(
-                "progress_state",
-                self.progress_state_data(),
-                self.client.as_deref(),
-            );
+            let data = self.progress_state_data();
+            if let Some(running) = s.running.as_mut() {
+                running.progress_state = data.get("nodes").cloned().unwrap_or_else(J::obj);
+            }
+            s.send_event("progress_state", data, self.client.as_deref());
         }
     }
 
@@ -397,13 +398,13 @@ impl Job {
                 .filter(|c| version != ServerVersion::Legacy && s.wants_metadata(c));
             if let (Some((format, image)), Some(c)) = (&preview, metadata_client) {
                 let frame = frames::preview_with_metadata(*format, image, node_id, &prompt_id);
-                s.send_preview(frame, Some(c), &prompt_id);
+                s.send_preview(frame, Some(c), &prompt_id, node_id);
             }
             s.send_progress(&prompt_id, node_id, value, total, client.as_deref());
             if let Some((format, image)) = &preview {
                 if metadata_client.is_none() {
                     let frame = frames::preview_legacy(*format, image);
-                    s.send_preview(frame, client.as_deref(), &prompt_id);
+                    s.send_preview(frame, client.as_deref(), &prompt_id, node_id);
                 }
             }
         })?;
@@ -798,7 +799,7 @@ impl Job {
                     for _ in 0..preview_due {
                         let frame = previews.frame(sent_previews, metadata);
                         sent_previews += 1;
-                        s.send_preview(frame, client.as_deref(), &prompt_id);
+                        s.send_preview(frame, client.as_deref(), &prompt_id, &node.id);
                     }
                 }
             })?;

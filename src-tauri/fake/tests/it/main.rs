@@ -4,6 +4,7 @@
 //! `wait_idle`/`wait_for_client`, or for sentinels they broadcast themselves, with timeouts only
 //! as failure guards.
 
+mod companion;
 mod conformance;
 mod faults;
 mod http;
