@@ -48,6 +48,24 @@ def _problem(server_module):
     return instance, None
 
 
+def _advertise():
+    """Adds the companion to the server's feature flags (ComfyUI keeps them in
+    `comfy_api.feature_flags.SERVER_FEATURE_FLAGS` and copies that dict on every answer)."""
+    try:
+        from comfy_api import feature_flags
+
+        flags = feature_flags.SERVER_FEATURE_FLAGS
+        if not isinstance(flags, dict):
+            raise TypeError("SERVER_FEATURE_FLAGS is not a dict")
+        flags[wire.ADVERTISED] = wire.advertisement()
+    except Exception as error:
+        LOG.warning(
+            "comfy-monitor companion: not listed in the server's feature flags (%s); monitors "
+            "will not find it, but relaying works for sockets that opt in",
+            error,
+        )
+
+
 def install(server_module=None):
     """Hooks the running server; returns the Companion, or None when inactive."""
     try:
@@ -79,6 +97,7 @@ def install(server_module=None):
     send.__wrapped__ = original
     instance.send = send
     setattr(instance, MARKER, companion)
+    _advertise()
     LOG.info(
         "comfy-monitor companion %s active (protocol %d): relays to sockets with %r, GET %s",
         wire.VERSION,

@@ -13,6 +13,14 @@ PROTOCOL = 1
 # The feature flag a socket sets in its first `feature_flags` message to opt in.
 FLAG = "comfy_monitor_relay"
 
+# The key the companion adds to the server's own feature flags (`GET /features` and the socket's
+# `feature_flags` reply), so a monitor finds it without probing a route that may not exist.
+ADVERTISED = "comfy_monitor_companion"
+
+
+def advertisement():
+    return {"version": VERSION, "protocol": PROTOCOL}
+
 # ComfyUI's binary event numbers (protocol.BinaryEventTypes); fixed on the wire.
 PREVIEW_IMAGE = 1
 UNENCODED_PREVIEW_IMAGE = 2

@@ -167,6 +167,13 @@ def load_companion(tmp_path, monkeypatch, caplog):
 
     def load(server_module):
         monkeypatch.setitem(sys.modules, "server", server_module)
+        # ComfyUI's feature-flag module, where the companion lists itself.
+        comfy_api = types.ModuleType("comfy_api")
+        flags = types.ModuleType("comfy_api.feature_flags")
+        flags.SERVER_FEATURE_FLAGS = {"supports_preview_metadata": True}
+        comfy_api.feature_flags = flags
+        monkeypatch.setitem(sys.modules, "comfy_api", comfy_api)
+        monkeypatch.setitem(sys.modules, "comfy_api.feature_flags", flags)
         folder = tmp_path / "custom_nodes" / f"comfy-monitor companion {next(_loads)}"
         shutil.copytree(PACKAGE, folder, ignore=shutil.ignore_patterns("tests", "__pycache__"))
         name = str(folder).replace(".", "_x_")

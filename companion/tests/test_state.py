@@ -88,3 +88,13 @@ def test_the_route_is_mirrored_under_api_as_comfyui_does(load_companion):
             assert (await client.post("/comfy_monitor/v1/state")).status == 405
 
     asyncio.run(main())
+
+
+def test_the_companion_lists_itself_in_the_servers_feature_flags(load_companion):
+    import sys
+
+    FakePromptServer()
+    load_companion(fake_server_module())
+    flags = sys.modules["comfy_api.feature_flags"].SERVER_FEATURE_FLAGS
+    assert flags["comfy_monitor_companion"] == {"version": "0.1.0", "protocol": 1}
+    assert flags["supports_preview_metadata"] is True, "the server's own flags are kept"

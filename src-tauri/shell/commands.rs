@@ -124,7 +124,7 @@ pub async fn cancel_job(
         instance: instance_id,
         prompt_id: prompt_id.clone(),
     });
-    Ok(state.engine.cancel(instance_id, &prompt_id).await?)
+    Ok(jobs::cancel(&state.engine, instance_id, &prompt_id).await?)
 }
 
 /// Removes every pending job of an instance (the running one is left alone).
@@ -133,7 +133,7 @@ pub async fn clear_queue(
     state: State<'_, AppState>,
     instance_id: InstanceId,
 ) -> Result<(), CommandError> {
-    Ok(state.engine.clear_pending(instance_id).await?)
+    Ok(jobs::clear_queue(&state.engine, instance_id).await?)
 }
 
 /// Jobs of an instance from the journal, newest first.

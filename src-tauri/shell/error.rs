@@ -55,11 +55,7 @@ pub struct NodeErrorView {
 
 impl NodeErrorView {
     pub fn from_validation(e: &NodeValidationError, workflow: Option<&serde_json::Value>) -> Self {
-        let title = workflow
-            .and_then(|w| w.get(&e.node_id))
-            .and_then(|n| n.pointer("/_meta/title"))
-            .and_then(|t| t.as_str())
-            .map(str::to_owned);
+        let title = workflow.and_then(|w| title_in(w, &e.node_id));
         Self {
             node_id: e.node_id.clone(),
             class_type: e.class_type.clone(),
@@ -77,6 +73,15 @@ impl NodeErrorView {
                 .collect(),
         }
     }
+}
+
+/// A node's title in an API-format workflow (`_meta.title`), if it has one.
+fn title_in(workflow: &serde_json::Value, node_id: &str) -> Option<String> {
+    workflow
+        .get(node_id)
+        .and_then(|node| node.pointer("/_meta/title"))
+        .and_then(|t| t.as_str())
+        .map(str::to_owned)
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, TS, thiserror::Error)]
@@ -104,11 +109,7 @@ impl CommandError {
     /// Names the refused nodes by their titles in this workflow.
     pub fn titled_by(mut self, workflow: &serde_json::Value) -> Self {
         for n in &mut self.node_errors {
-            n.title = workflow
-                .get(&n.node_id)
-                .and_then(|node| node.pointer("/_meta/title"))
-                .and_then(|t| t.as_str())
-                .map(str::to_owned);
+            n.title = title_in(workflow, &n.node_id);
         }
         self
     }

@@ -92,7 +92,7 @@ fn preview_shown(overview: &SharedOverview, a: &Announced) -> Option<Update> {
     )
 }
 
-/// Runs until the engine is dropped (its event channel closes). `shown` carries the number of
+/// Runs until the engine shuts down (its event channel closes). `shown` carries the number of
 /// the last progress batch the webview has shown.
 pub async fn forward(
     mut events: Receiver<Event>,
@@ -122,7 +122,10 @@ pub async fn forward(
                     _ => overview.lock().apply(&event),
                 };
                 // Journal first: a UI that refetches history on a job's final update finds it.
-                let logged = writer.record(&event, now);
+                // An event still in flight from an instance just removed is not written: its
+                // id may be given to the next instance saved.
+                let known = overview.lock().instance(event.instance_id).is_some();
+                let logged = known.then(|| writer.record(&event, now)).flatten();
                 if let Some(update) = update {
                     throttle.offer(update).into_iter().for_each(&mut emit);
                 }

@@ -167,12 +167,16 @@ async fn serve<R: Runtime>(app: &tauri::AppHandle<R>, asked: Asked) -> Response<
             file,
             thumb,
         } => {
-            let key = format!(
-                "{instance}\u{0}{}\u{0}{}\u{0}{}",
-                file.kind, file.subfolder, file.filename
-            );
-            if thumb {
-                if let Some(png) = lock(&thumbs).get(&key) {
+            // Keyed by the instance's client id, which no other saved instance ever gets (a
+            // store id may be given again after a removal).
+            let key = state.engine.client_id(instance).map(|client| {
+                format!(
+                    "{client}\u{0}{}\u{0}{}\u{0}{}",
+                    file.kind, file.subfolder, file.filename
+                )
+            });
+            if let (true, Some(key)) = (thumb, &key) {
+                if let Some(png) = lock(&thumbs).get(key) {
                     return respond(StatusCode::OK, "image/png", png.to_vec(), "max-age=3600");
                 }
             }
@@ -205,7 +209,9 @@ async fn serve<R: Runtime>(app: &tauri::AppHandle<R>, asked: Asked) -> Response<
             match made {
                 Ok(Ok(png)) => {
                     let png = Bytes::from(png);
-                    lock(&thumbs).put(key, png.clone());
+                    if let Some(key) = key {
+                        lock(&thumbs).put(key, png.clone());
+                    }
                     respond(StatusCode::OK, "image/png", png.to_vec(), "max-age=3600")
                 }
                 Ok(Err(e)) => text(StatusCode::UNPROCESSABLE_ENTITY, &e.to_string()),

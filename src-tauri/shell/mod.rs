@@ -5,10 +5,10 @@
 //! the UI can load or reload at any time, forwards each change as a typed event, and exposes a
 //! few thin commands. Preview image bytes never travel through here as JSON.
 //!
-//! Inside the shell, imports only run downwards: `state` (the managed state) knows the bus,
-//! the overview and the previews; the commands, `media`, `notify` (the monitor task), `tray`
-//! and `window` know `state` or the `bus`, never each other's insides; nothing imports this
-//! file's items.
+//! Inside the shell, imports only run downwards, with no circle: `state` (the managed state)
+//! knows the bus, the overview and the previews; the commands and `media` know `state`;
+//! `notify` (the monitor task) knows `state`, `tray` and `window`; `tray` and `window` know only
+//! the `bus`; nothing imports this file's items.
 
 #[cfg(test)]
 mod bindings;
@@ -112,8 +112,9 @@ pub fn start(app: &mut App, options: &Options) -> Result<(), Box<dyn std::error:
     Ok(())
 }
 
-/// Desktop notifications over D-Bus where there is one (Linux, BSD); elsewhere they are only
-/// logged for now.
+/// Desktop notifications over D-Bus where there is one (Linux, BSD). Elsewhere the recording
+/// test double stands in for now: nothing is shown there (a real notifier for Windows and
+/// macOS is still to come).
 fn notifier() -> (
     std::sync::Arc<dyn comfy_notify::Deliver>,
     Option<tokio::sync::mpsc::Receiver<comfy_notify::ActionInvoked>>,

@@ -38,6 +38,9 @@ pub struct AppState {
     notices: Mutex<Vec<String>>,
     /// The event task, the stats poll and the monitor: stopped when the state goes.
     tasks: Mutex<Vec<OwnedTask>>,
+    /// Held while an instance is stopped and started again, so two quick edits cannot
+    /// interleave and leave the engine running other settings than the saved ones.
+    restarts: tokio::sync::Mutex<()>,
 }
 
 impl AppState {
@@ -61,6 +64,7 @@ impl AppState {
             bus: Bus::default(),
             notices: Mutex::new(notices),
             tasks: Mutex::new(Vec::new()),
+            restarts: tokio::sync::Mutex::new(()),
         }
     }
 
@@ -129,7 +133,8 @@ impl AppState {
     /// Starts monitoring one saved instance (replacing it if it runs), resuming its unfinished
     /// journal entries. An instance whose secrets cannot be read is shown with the reason.
     pub async fn start(&self, rec: &InstanceRecord, emit: &(dyn Fn(Update) + Send + Sync)) {
-        self.stop(rec.id, emit).await;
+        let _one_at_a_time = self.restarts.lock().await;
+        self.stop_running(rec.id, emit).await;
         self.bus.control(Control::Instance {
             id: rec.id,
             name: rec.name.clone(),
@@ -177,6 +182,11 @@ impl AppState {
 
     /// Stops monitoring one instance and forgets it in the overview.
     pub async fn stop(&self, id: InstanceId, emit: &(dyn Fn(Update) + Send + Sync)) {
+        let _one_at_a_time = self.restarts.lock().await;
+        self.stop_running(id, emit).await;
+    }
+
+    async fn stop_running(&self, id: InstanceId, emit: &(dyn Fn(Update) + Send + Sync)) {
         if self.engine.remove_instance(id).await.is_ok() {
             self.previews.forget(id);
             self.bus.control(Control::Forget(id));

@@ -23,13 +23,13 @@ pub(crate) async fn fake(version: ServerVersion) -> FakeComfy {
     .expect("fake server starts")
 }
 
-fn spec(server: &FakeComfy, client_id: &str) -> InstanceSpec {
+pub(crate) fn spec(server: &FakeComfy, client_id: &str) -> InstanceSpec {
     let mut s = InstanceSpec::new("fake", &server.base_url()).unwrap();
     s.client_id = client_id.into();
     s
 }
 
-fn engine(spec: InstanceSpec) -> (Engine, Receiver<Event>) {
+pub(crate) fn engine(spec: InstanceSpec) -> (Engine, Receiver<Event>) {
     let (engine, rx) = Engine::new(4096);
     engine.add_instance(spec).unwrap();
     (engine, rx)
@@ -68,7 +68,7 @@ fn connection(e: &Event) -> Option<ConnectionState> {
     }
 }
 
-async fn connected(rx: &mut Receiver<Event>) {
+pub(crate) async fn connected(rx: &mut Receiver<Event>) {
     until(rx, "connected", |e| {
         connection(e) == Some(ConnectionState::Connected)
     })
@@ -115,7 +115,7 @@ pub(crate) fn sampler(steps: u32, delay_ms: u32, prefix: &str) -> serde_json::Va
     })
 }
 
-fn failing() -> serde_json::Value {
+pub(crate) fn failing() -> serde_json::Value {
     json!({
         "1": {"class_type": "MonitorTestFail", "inputs": {"steps": 4, "fail_after": 2, "step_delay_ms": 5, "preview_size": 32, "seed": rand_seed()}},
         "2": {"class_type": "SaveImage", "inputs": {"images": ["1", 0], "filename_prefix": "f"}}
@@ -126,7 +126,7 @@ fn rand_seed() -> u64 {
     rand::random::<u32>() as u64
 }
 
-async fn post(server: &FakeComfy, path: &str, body: serde_json::Value) {
+pub(crate) async fn post(server: &FakeComfy, path: &str, body: serde_json::Value) {
     let r = reqwest::Client::new()
         .post(format!("{}/{path}", server.base_url()))
         .json(&body)

@@ -5,6 +5,7 @@
 
 mod actions;
 mod cli;
+mod companion;
 mod journal;
 mod live;
 mod support;

@@ -1,5 +1,6 @@
 //! The job use cases, each with its journal entry: submit (the workflow kept for a resubmit),
-//! download (where the copy went, with a thumbnail), and what the journal knows of a job.
+//! download (where the copy went, with a thumbnail), cancel and clear (what really happened on
+//! the server), and what the journal knows of jobs (history, a job's workflow and outputs).
 //!
 //! A journal that cannot be written costs the record, never the action: the server already
 //! accepted the job, the file is already on disk. Such a failure comes back beside the result
@@ -8,7 +9,8 @@
 use crate::{AppError, Profile};
 use comfy_engine::actions::SubmitOptions;
 use comfy_engine::{Engine, Submission};
-use comfy_model::{InstanceId, JobOrigin, JobState, OutputFile, PromptId};
+use comfy_model::{CancelOutcome, InstanceId, JobOrigin, JobState, OutputFile, PromptId};
+use comfy_store::JobRecord;
 use std::path::{Path, PathBuf};
 
 /// A job the server accepted.
@@ -83,6 +85,31 @@ pub async fn download(
         .err()
         .map(AppError::from);
     Ok(Downloaded { path, unrecorded })
+}
+
+/// Cancels one job: removed if it is pending, interrupted if it runs; no other job is touched.
+/// The answer says what really happened (it may have finished meanwhile).
+pub async fn cancel(
+    engine: &Engine,
+    instance: InstanceId,
+    prompt_id: &PromptId,
+) -> Result<CancelOutcome, AppError> {
+    Ok(engine.cancel(instance, prompt_id).await?)
+}
+
+/// Removes every pending job of an instance; the running one is left alone.
+pub async fn clear_queue(engine: &Engine, instance: InstanceId) -> Result<(), AppError> {
+    Ok(engine.clear_pending(instance).await?)
+}
+
+/// Journalled jobs, newest first: of one instance, or of all.
+pub fn history(
+    profile: &Profile,
+    instance: Option<InstanceId>,
+    limit: u32,
+    offset: u32,
+) -> Result<Vec<JobRecord>, AppError> {
+    Ok(profile.journal().store().history(instance, limit, offset)?)
 }
 
 /// The workflow this app submitted for a job, from the journal, to queue it again.

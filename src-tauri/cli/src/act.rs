@@ -450,7 +450,7 @@ pub fn cancel(args: CancelArgs, db: Option<&Path>) -> ExitCode {
             Ok(c) => c,
             Err(e) => return fail(e, exit::FAILED),
         };
-        let result = engine.cancel(instance, &id).await;
+        let result = jobs::cancel(&engine, instance, &id).await;
         engine.shutdown().await;
         match result {
             Ok(CancelOutcome::Interrupted) => {

@@ -259,9 +259,10 @@ pub fn history(
         .into_iter()
         .map(|i| (i.id, i.name))
         .collect();
+    let records = comfy_app::jobs::history(&profile, inst.as_ref().map(|i| i.id), limit, 0)?;
     let journal = profile.journal();
     let store = journal.store();
-    for j in store.history(inst.as_ref().map(|i| i.id), limit, 0)? {
+    for j in records {
         let name = names.get(&j.instance).cloned().unwrap_or_default();
         let downloaded: Vec<_> = store
             .outputs(j.id)?

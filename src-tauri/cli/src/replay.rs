@@ -12,10 +12,10 @@ use comfy_engine::{ConnectionState, ConnectionStatus, Event, EventKind, Instance
 use comfy_protocol::http::{parse_history, parse_job};
 use comfy_protocol::PromptId;
 use serde_json::Value;
+use std::time::Duration;
 
 /// The id a replayed session's instance goes by (it is not saved).
 const REPLAYED: InstanceId = InstanceId(-1);
-use std::time::Duration;
 
 pub fn run(args: ReplayArgs) -> anyhow::Result<()> {
     let trace = Trace::load(&args.trace)?;

@@ -288,23 +288,16 @@ impl Api {
         Ok(status.is_success())
     }
 
-    pub async fn has_feature_flags(&self) -> Result<bool, ApiError> {
-        self.has(&self.route("features")).await
-    }
-
-    /// The comfy-monitor companion's version, when the server has one that speaks a protocol
-    /// revision we know (`docs/companion-protocol.md`); `None` when it has none.
-    pub async fn companion(&self) -> Result<Option<String>, ApiError> {
-        let (status, body) = self
-            .get(&self.route(comfy_protocol::COMPANION_STATE_ROUTE))
-            .await?;
+    /// The server's feature flags (`/features`, ≥0.3.45), or `None` on older servers.
+    pub async fn features(&self) -> Result<Option<serde_json::Value>, ApiError> {
+        let (status, body) = self.get(&self.route("features")).await?;
         if !status.is_success() {
             return Ok(None);
         }
-        Ok(wire::parse_companion_state(&body)
-            .ok()
-            .filter(|s| s.protocol >= 1)
-            .map(|s| s.companion))
+        // A 200 that is not JSON (a proxy's page) still says the route exists.
+        Ok(Some(
+            serde_json::from_slice(&body).unwrap_or(serde_json::Value::Null),
+        ))
     }
 
     pub async fn has_jobs_api(&self) -> Result<bool, ApiError> {

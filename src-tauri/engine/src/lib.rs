@@ -177,10 +177,12 @@ impl Engine {
         restored: Vec<journal::RestoredJob>,
     ) -> Result<(), EngineError> {
         let api = api::Api::new(&spec)?;
+        // The sender is read under the instances lock: a shutdown either took it already (and
+        // nothing is added) or drains this instance after the lock is released.
+        let mut instances = self.instances_lock();
         let events = lock(&self.inner.events)
             .clone()
             .ok_or(EngineError::ShutDown)?;
-        let mut instances = self.instances_lock();
         if instances.contains_key(&id) {
             return Err(EngineError::DuplicateInstance(id));
         }

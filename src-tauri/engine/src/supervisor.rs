@@ -328,15 +328,15 @@ impl Supervisor {
     async fn connect(&mut self) -> Result<Socket, ApiError> {
         let stats = self.api.probe().await?;
         self.info.version = stats.system.comfyui_version;
-        self.info.feature_flags = self.api.has_feature_flags().await?;
+        let features = self.api.features().await?;
+        self.info.feature_flags = features.is_some();
         self.info.jobs_api = self.api.has_jobs_api().await?;
-        // Probed on every connect: a server updated or restarted without the companion falls
+        // Read on every connect: a server updated or restarted without the companion falls
         // back to observing other clients' jobs, and gets it back when it returns.
-        self.info.companion = if self.spec.use_companion && self.info.feature_flags {
-            self.api.companion().await?
-        } else {
-            None
-        };
+        self.info.companion = features
+            .as_ref()
+            .filter(|_| self.spec.use_companion)
+            .and_then(comfy_protocol::http::companion_in);
         let socket = ws::connect(&self.spec).await?;
         self.server.send_replace(Some(Connected {
             api: self.api.clone(),

@@ -542,6 +542,13 @@ impl State {
             flags.set("node_replacements", true);
             flags.set("assets", false);
         }
+        if self.companion {
+            // As the companion does: it lists itself in the server's feature flags.
+            flags.set(
+                "comfy_monitor_companion",
+                obj! { "version" => companion::VERSION, "protocol" => 1i64 },
+            );
+        }
         flags
     }
 

@@ -19,20 +19,6 @@ pub enum ConnectionState {
     Disabled,
 }
 
-impl ConnectionState {
-    /// The wire and database name (`connected`, `auth_failed`, …).
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Connecting => "connecting",
-            Self::Connected => "connected",
-            Self::Reconnecting => "reconnecting",
-            Self::Unreachable => "unreachable",
-            Self::AuthFailed => "auth_failed",
-            Self::Disabled => "disabled",
-        }
-    }
-}
-
 /// Connection state plus the reason, for display ("auth failed: 401", "reconnecting in 4 s").
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[cfg_attr(feature = "ts", derive(ts_rs::TS))]
@@ -89,9 +75,9 @@ pub struct StepResult {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 pub struct ConnectionCheck {
-    /// Every step passed.
-    pub ok: bool,
-    pub steps: Vec<StepResult>,
+    /// Every step passed (made from the steps, never set on its own).
+    ok: bool,
+    steps: Vec<StepResult>,
 }
 
 impl ConnectionCheck {
@@ -104,6 +90,10 @@ impl ConnectionCheck {
 
     pub fn ok(&self) -> bool {
         self.ok
+    }
+
+    pub fn steps(&self) -> &[StepResult] {
+        &self.steps
     }
 }
 

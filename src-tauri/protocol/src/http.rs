@@ -678,33 +678,41 @@ mod prompt_tests {
     }
 }
 
-/// What the comfy-monitor companion says of itself at its state route
-/// (`docs/companion-protocol.md`); only the parts a monitor needs to decide to opt in.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-pub struct CompanionState {
-    /// The companion's version.
-    pub companion: String,
-    /// The protocol revision it speaks.
-    pub protocol: u32,
+/// The comfy-monitor companion's version, when the server's feature flags (`/features`) list
+/// one that speaks a protocol revision this monitor knows (`docs/companion-protocol.md`).
+pub fn companion_in(features: &Value) -> Option<String> {
+    let c = features.get(COMPANION_FLAG)?;
+    let protocol = c.get("protocol").and_then(as_number)?;
+    let version = c.get("version").and_then(Value::as_str)?;
+    (protocol >= 1.0).then(|| version.to_owned())
 }
 
-/// Parses the companion's state route body.
-pub fn parse_companion_state(body: &[u8]) -> Result<CompanionState, DecodeError> {
-    serde_json::from_slice(body).map_err(DecodeError::InvalidJson)
-}
+/// The key the companion adds to the server's feature flags.
+pub const COMPANION_FLAG: &str = "comfy_monitor_companion";
 
 #[cfg(test)]
 mod companion_tests {
     use super::*;
+    use serde_json::json;
 
     #[test]
-    fn the_companion_state_names_its_version_and_protocol_and_may_carry_more() {
-        let s = parse_companion_state(
-            br#"{"companion":"0.1.0","protocol":1,"comfyui":"0.26.0","running":null}"#,
-        )
-        .unwrap();
-        assert_eq!((s.companion.as_str(), s.protocol), ("0.1.0", 1));
-        assert!(parse_companion_state(b"<html>not found</html>").is_err());
-        assert!(parse_companion_state(br#"{"protocol":1}"#).is_err());
+    fn the_companion_is_found_in_the_servers_feature_flags() {
+        let with = json!({"supports_preview_metadata": true,
+            "comfy_monitor_companion": {"version": "0.1.0", "protocol": 1}});
+        assert_eq!(companion_in(&with).as_deref(), Some("0.1.0"));
+        assert_eq!(
+            companion_in(&json!({"supports_preview_metadata": true})),
+            None
+        );
+        let unknown = json!({"comfy_monitor_companion": {"version": "9", "protocol": 0}});
+        assert_eq!(
+            companion_in(&unknown),
+            None,
+            "no revision this monitor speaks"
+        );
+        assert_eq!(
+            companion_in(&json!({"comfy_monitor_companion": "yes"})),
+            None
+        );
     }
 }

@@ -34,6 +34,3 @@ pub const CLIENT_FEATURE_FLAGS: &str =
 /// client's execution traffic (`docs/companion-protocol.md`, revision 1).
 pub const CLIENT_FEATURE_FLAGS_WITH_RELAY: &str =
     r#"{"type":"feature_flags","data":{"supports_preview_metadata":true,"comfy_monitor_relay":1}}"#;
-
-/// The companion's read-only state route, under the server's API prefix.
-pub const COMPANION_STATE_ROUTE: &str = "comfy_monitor/v1/state";

@@ -6,6 +6,6 @@ import type { StepResult } from "./StepResult";
  */
 export type ConnectionCheck = { 
 /**
- * Every step passed.
+ * Every step passed (made from the steps, never set on its own).
  */
 ok: boolean, steps: Array<StepResult>, };
