@@ -202,3 +202,40 @@ async fn a_monitor_that_does_not_want_the_companion_observes_as_before() {
         (JobState::Success, Fidelity::Observed)
     );
 }
+
+#[tokio::test]
+async fn a_monitor_that_connects_mid_job_reads_the_companions_state_and_follows_the_job() {
+    let server = with_companion(ServerVersion::V0_26).await;
+    // An early monitor sees the job step: it is well under way before the late one exists.
+    let (_early, mut early) = engine(spec(&server, "cm-early"));
+    connected(&mut early).await;
+    server.wait_for_client(Some("cm-early")).await;
+    let id = server.submit(sampler(400, 10, "midjob"), Some("browser"));
+    until(&mut early, "the job steps", |e| {
+        job(e).is_some_and(|j| j.prompt_id.as_str() == id && j.node_value.is_some())
+    })
+    .await;
+    let (_engine, mut rx) = engine(spec(&server, "cm-late"));
+    connected(&mut rx).await;
+    let (e, _) = until(&mut rx, "the running job with its node", |e| {
+        job(e).is_some_and(|j| {
+            j.prompt_id.as_str() == id && j.state == JobState::Running && j.node.is_some()
+        })
+    })
+    .await;
+    let j = job(&e).unwrap();
+    assert_eq!(
+        (j.origin, j.fidelity),
+        (JobOrigin::Other, Fidelity::Relayed)
+    );
+    assert!(
+        server
+            .request_log()
+            .iter()
+            .any(|r| r.path.ends_with("comfy_monitor/v1/state") && r.status == 200),
+        "the state route was read"
+    );
+    post(&server, "interrupt", json!({"prompt_id": id})).await;
+    let (end, _) = terminal(&mut rx, &id).await;
+    assert_eq!(end.state, JobState::Interrupted);
+}

@@ -300,6 +300,15 @@ impl Api {
         ))
     }
 
+    /// The companion's picture of the running job, as messages to feed the tracker (see
+    /// [`wire::companion_catch_up`]); nothing when it cannot be read.
+    pub async fn companion_catch_up(&self) -> Vec<String> {
+        match self.get(&self.route(wire::COMPANION_STATE_ROUTE)).await {
+            Ok((status, body)) if status.is_success() => wire::companion_catch_up(&body),
+            _ => Vec::new(),
+        }
+    }
+
     pub async fn has_jobs_api(&self) -> Result<bool, ApiError> {
         // Only ever under /api (protocol §2.6).
         self.has("api/jobs?limit=1").await

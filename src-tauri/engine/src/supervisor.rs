@@ -371,6 +371,14 @@ impl Supervisor {
         )
         .await;
         self.sink.send(EventKind::Server(self.info.clone())).await;
+        if relay {
+            // Connected mid-job: the companion's picture of it, through the same tracker path
+            // as the relayed stream that follows.
+            for frame in self.api.companion_catch_up().await {
+                let (events, _) = self.processor.text(&frame, now_ms());
+                self.publish(events).await;
+            }
+        }
 
         let mut http: JoinSet<HttpResult> = JoinSet::new();
         // One snapshot in flight at a time; another is owed when asked meanwhile (`Some(recent)`).

@@ -690,10 +690,72 @@ pub fn companion_in(features: &Value) -> Option<String> {
 /// The key the companion adds to the server's feature flags.
 pub const COMPANION_FLAG: &str = "comfy_monitor_companion";
 
+/// The companion's read-only state route, under the server's API prefix.
+pub const COMPANION_STATE_ROUTE: &str = "comfy_monitor/v1/state";
+
+/// The running job in the companion's state route, as the socket messages that would have told
+/// it (`executing` for its current node, then its latest `progress_state`), so a monitor that
+/// connects mid-job feeds them through the same decoder and tracker as the relayed stream.
+/// Nothing when no job runs or the body is not the companion's.
+pub fn companion_catch_up(body: &[u8]) -> Vec<String> {
+    let Ok(state) = serde_json::from_slice::<Value>(body) else {
+        return Vec::new();
+    };
+    let Some(running) = state.get("running").filter(|r| r.is_object()) else {
+        return Vec::new();
+    };
+    let Some(prompt_id) = running.get("prompt_id").and_then(Value::as_str) else {
+        return Vec::new();
+    };
+    let mut frames = Vec::new();
+    if let Some(node) = running.get("node").and_then(Value::as_str) {
+        frames.push(
+            serde_json::json!({"type": "executing",
+                "data": {"node": node, "display_node": node, "prompt_id": prompt_id}})
+            .to_string(),
+        );
+    }
+    if let Some(nodes) = running
+        .get("progress_state")
+        .filter(|n| n.as_object().is_some_and(|o| !o.is_empty()))
+    {
+        frames.push(
+            serde_json::json!({"type": "progress_state",
+                "data": {"prompt_id": prompt_id, "nodes": nodes}})
+            .to_string(),
+        );
+    }
+    frames
+}
+
 #[cfg(test)]
 mod companion_tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn a_job_running_at_the_companion_becomes_the_messages_that_would_have_told_it() {
+        let body = json!({"companion": "0.1.0", "protocol": 1, "comfyui": "0.26.0",
+            "running": {"prompt_id": "p", "client_id": "browser", "started_at": 1, "node": "3",
+                "nodes": {"3": {"class_type": "KSampler", "title": null}},
+                "progress_state": {"3": {"value": 4, "max": 20, "state": "running",
+                    "node_id": "3", "display_node_id": "3", "prompt_id": "p",
+                    "parent_node_id": null, "real_node_id": "3"}}}})
+        .to_string();
+        let frames = companion_catch_up(body.as_bytes());
+        assert_eq!(frames.len(), 2);
+        assert!(matches!(
+            crate::decode_text(&frames[0]),
+            Ok(crate::ServerMessage::Executing { .. })
+        ));
+        assert!(matches!(
+            crate::decode_text(&frames[1]),
+            Ok(crate::ServerMessage::ProgressState { .. })
+        ));
+        let idle = json!({"companion": "0.1.0", "protocol": 1, "running": null}).to_string();
+        assert!(companion_catch_up(idle.as_bytes()).is_empty());
+        assert!(companion_catch_up(b"not json").is_empty());
+    }
 
     #[test]
     fn the_companion_is_found_in_the_servers_feature_flags() {
