@@ -178,9 +178,14 @@ mod tests {
     #[tokio::test]
     async fn a_burst_of_progress_collapses_but_the_final_state_always_arrives() {
         let overview = SharedOverview::default();
-        overview
-            .lock()
-            .add_instance(comfy_model::InstanceId(1), "gpu", "http://gpu/", true, None);
+        overview.lock().add_instance(
+            comfy_model::InstanceId(1),
+            "gpu",
+            "http://gpu/",
+            true,
+            true,
+            None,
+        );
         let (tx, rx) = tokio::sync::mpsc::channel(64);
         tx.send(event(EventKind::Connection(ConnectionStatus {
             state: ConnectionState::Connected,
@@ -238,7 +243,7 @@ mod tests {
         let overview = SharedOverview::default();
         overview
             .lock()
-            .add_instance(rec.id, "gpu", "http://gpu:8188/", true, None);
+            .add_instance(rec.id, "gpu", "http://gpu:8188/", true, true, None);
         let (tx, rx) = tokio::sync::mpsc::channel(64);
         let connected = || {
             event(EventKind::Connection(ConnectionStatus {

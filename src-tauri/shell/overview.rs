@@ -50,6 +50,7 @@ impl Overview {
         name: &str,
         url: &str,
         enabled: bool,
+        use_companion: bool,
         status: Option<&ConnectionStatus>,
     ) -> Update {
         let now = unix_ms(OffsetDateTime::now_utc());
@@ -67,6 +68,7 @@ impl Overview {
             name: name.to_owned(),
             url: url.to_owned(),
             enabled,
+            use_companion,
             status,
             stats: None,
             server: None,
@@ -331,7 +333,7 @@ mod tests {
 
     fn overview() -> Overview {
         let mut o = Overview::default();
-        o.add_instance(GPU, "gpu", "http://gpu:8188/", true, None);
+        o.add_instance(GPU, "gpu", "http://gpu:8188/", true, true, None);
         o
     }
 
@@ -536,11 +538,14 @@ mod tests {
     #[test]
     fn instances_stay_in_saved_order_and_can_be_replaced_or_removed() {
         let mut o = Overview::default();
-        o.add_instance(InstanceId(2), "b", "http://b/", true, None);
-        o.add_instance(InstanceId(1), "a", "http://a/", true, None);
-        o.add_instance(InstanceId(2), "b2", "http://b2/", false, None);
-        let names: Vec<_> = o.snapshot().instances.into_iter().map(|i| i.name).collect();
+        o.add_instance(InstanceId(2), "b", "http://b/", true, true, None);
+        o.add_instance(InstanceId(1), "a", "http://a/", true, true, None);
+        o.add_instance(InstanceId(2), "b2", "http://b2/", false, false, None);
+        let snapshot = o.snapshot().instances;
+        let names: Vec<_> = snapshot.iter().map(|i| i.name.as_str()).collect();
         assert_eq!(names, ["a", "b2"]);
+        assert!(snapshot[0].use_companion);
+        assert!(!snapshot[1].use_companion, "the replacement's settings");
         assert!(o.remove_instance(InstanceId(1)).is_some());
         assert!(o.remove_instance(InstanceId(1)).is_none());
     }

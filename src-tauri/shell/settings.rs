@@ -42,6 +42,9 @@ pub struct InstanceSettings {
     pub enabled: bool,
     pub preview_fps_cap: u32,
     pub notifications: NotificationPrefs,
+    /// Use the server's comfy-monitor companion (every client's jobs followed live) when it
+    /// has one.
+    pub use_companion: bool,
 }
 
 /// What the dialog sends to add or edit an instance.
@@ -58,6 +61,9 @@ pub struct InstanceInput {
     pub enabled: bool,
     pub preview_fps_cap: u32,
     pub notifications: NotificationPrefs,
+    /// Use the server's comfy-monitor companion (every client's jobs followed live) when it
+    /// has one.
+    pub use_companion: bool,
 }
 
 impl InstanceInput {
@@ -94,6 +100,7 @@ impl InstanceInput {
             enabled: self.enabled,
             preview_fps_cap: self.preview_fps_cap,
             notifications: self.notifications,
+            use_companion: self.use_companion,
         })
     }
 
@@ -132,6 +139,7 @@ fn settings(profile: &Profile, rec: &InstanceRecord) -> InstanceSettings {
         enabled: rec.enabled,
         preview_fps_cap: rec.preview_fps_cap,
         notifications: rec.notifications,
+        use_companion: rec.use_companion,
     }
 }
 
@@ -175,6 +183,7 @@ pub async fn update_instance(
         enabled: Some(new.enabled),
         preview_fps_cap: Some(new.preview_fps_cap),
         notifications: Some(new.notifications),
+        use_companion: Some(new.use_companion),
     };
     let rec = profile.update_instance(id, &update, &input.secrets, now())?;
     state.start(&rec, &|u| emit(&app, &u)).await;

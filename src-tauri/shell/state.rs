@@ -175,6 +175,7 @@ impl AppState {
             &rec.name,
             &rec.base_url,
             rec.enabled,
+            rec.use_companion,
             status.as_ref(),
         );
         emit(update);

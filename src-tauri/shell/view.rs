@@ -30,6 +30,9 @@ pub struct InstanceView {
     pub name: String,
     pub url: String,
     pub enabled: bool,
+    /// Whether the user lets the app use the server's comfy-monitor companion (the instance's
+    /// setting; `server.companion` says whether the server has one and it is used).
+    pub use_companion: bool,
     pub status: InstanceStatus,
     /// RAM and VRAM while connected: read every 5 s while jobs are queued, every 30 s when idle.
     pub stats: Option<StatsView>,

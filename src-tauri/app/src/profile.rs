@@ -188,6 +188,7 @@ impl Profile {
         spec.client_id = rec.client_id.clone();
         spec.accept_invalid_certs = rec.accept_invalid_certs;
         spec.enabled = rec.enabled;
+        spec.use_companion = rec.use_companion;
         spec.auth = if rec.secret_slots.is_empty() {
             auth_from(&rec.auth, |slot| {
                 Err(AppError::MissingSecret {
@@ -540,6 +541,34 @@ mod tests {
             "{err:?}"
         );
         assert_eq!(profile.instance(rec.id).expect("still there"), rec);
+    }
+
+    #[test]
+    fn the_spec_uses_the_companion_as_the_instance_says() {
+        let (_dir, profile, _) = profile();
+        let on = profile
+            .instance_named("Local")
+            .expect("a new profile has Local");
+        assert!(profile.spec(&on).expect("spec").use_companion);
+        let off = profile
+            .add_instance(
+                &NewInstance {
+                    use_companion: false,
+                    ..NewInstance::new("plain", "http://127.0.0.1:8189/")
+                },
+                &given(&[]),
+                1,
+            )
+            .expect("added");
+        assert!(!profile.spec(&off).expect("spec").use_companion);
+        let update = InstanceUpdate {
+            use_companion: Some(true),
+            ..InstanceUpdate::default()
+        };
+        let back_on = profile
+            .update_instance(off.id, &update, &given(&[]), 2)
+            .expect("updated");
+        assert!(profile.spec(&back_on).expect("spec").use_companion);
     }
 
     #[test]

@@ -29,6 +29,9 @@ pub enum InstancesCommand {
         /// Saved but not monitored.
         #[arg(long)]
         disabled: bool,
+        /// Do not use the server's comfy-monitor companion even when it has one.
+        #[arg(long)]
+        no_companion: bool,
     },
     /// Change a saved instance; only the options given change.
     Edit {
@@ -51,6 +54,12 @@ pub enum InstancesCommand {
         enable: bool,
         #[arg(long)]
         disable: bool,
+        /// Use the server's comfy-monitor companion when it has one (the default).
+        #[arg(long, conflicts_with = "no_companion")]
+        companion: bool,
+        /// Do not use the server's comfy-monitor companion.
+        #[arg(long)]
+        no_companion: bool,
     },
     /// Forget an instance (its secrets too; its journal entries go with it).
     Remove { name: String },
@@ -150,7 +159,29 @@ fn record_json(r: &InstanceRecord) -> serde_json::Value {
         "name": r.name, "url": r.base_url, "auth": auth_label(&r.auth),
         "insecure": r.accept_invalid_certs, "enabled": r.enabled, "client_id": r.client_id,
         "last_status": r.last_status, "last_connected": r.last_connected,
+        "use_companion": r.use_companion,
     })
+}
+
+/// One line of `instances list`.
+fn record_line(r: &InstanceRecord) -> String {
+    format!(
+        "{:<16} {:<36} auth: {:<20}{}{}{}",
+        r.name,
+        r.base_url,
+        auth_label(&r.auth),
+        if r.enabled { "" } else { " (disabled)" },
+        if r.accept_invalid_certs {
+            " (self-signed ok)"
+        } else {
+            ""
+        },
+        if r.use_companion {
+            ""
+        } else {
+            " (no companion)"
+        },
+    )
 }
 
 fn normalise_url(url: &str) -> anyhow::Result<String> {
@@ -166,18 +197,7 @@ pub fn run(cmd: InstancesCommand, db: Option<&Path>) -> anyhow::Result<()> {
                 if json {
                     println!("{}", record_json(&r));
                 } else {
-                    println!(
-                        "{:<16} {:<36} auth: {:<20}{}{}",
-                        r.name,
-                        r.base_url,
-                        auth_label(&r.auth),
-                        if r.enabled { "" } else { " (disabled)" },
-                        if r.accept_invalid_certs {
-                            " (self-signed ok)"
-                        } else {
-                            ""
-                        }
-                    );
+                    println!("{}", record_line(&r));
                 }
             }
         }
@@ -187,12 +207,14 @@ pub fn run(cmd: InstancesCommand, db: Option<&Path>) -> anyhow::Result<()> {
             auth,
             insecure,
             disabled,
+            no_companion,
         } => {
             let (settings, secrets) = auth.resolve()?;
             let mut new = NewInstance::new(name, normalise_url(&url)?);
             new.auth = settings;
             new.accept_invalid_certs = insecure;
             new.enabled = !disabled;
+            new.use_companion = !no_companion;
             let rec = profile.add_instance(&new, &secrets.into_iter().collect(), now);
             announce(&profile);
             let rec = rec?;
@@ -208,6 +230,8 @@ pub fn run(cmd: InstancesCommand, db: Option<&Path>) -> anyhow::Result<()> {
             secure,
             enable,
             disable,
+            companion,
+            no_companion,
         } => {
             let rec = profile.instance_named(&name)?;
             let mut update = InstanceUpdate {
@@ -228,6 +252,9 @@ pub fn run(cmd: InstancesCommand, db: Option<&Path>) -> anyhow::Result<()> {
             }
             if enable || disable {
                 update.enabled = Some(enable);
+            }
+            if companion || no_companion {
+                update.use_companion = Some(companion);
             }
             let updated = profile.update_instance(rec.id, &update, &secrets, now);
             announce(&profile);
@@ -324,4 +351,56 @@ pub fn history(
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Debug, Parser)]
+    struct Wrapper {
+        #[command(subcommand)]
+        cmd: InstancesCommand,
+    }
+
+    fn parse(argv: &[&str]) -> Result<InstancesCommand, clap::Error> {
+        Wrapper::try_parse_from(std::iter::once("instances").chain(argv.iter().copied()))
+            .map(|w| w.cmd)
+    }
+
+    /// A saved instance, named, with a profile that has nothing else.
+    fn saved(db: &Path, argv: &[&str]) -> InstanceRecord {
+        run(parse(argv).expect("parses"), Some(db)).expect("runs");
+        Profile::open(Some(db))
+            .expect("profile")
+            .instance_named("gpu")
+            .expect("saved")
+    }
+
+    #[test]
+    fn add_uses_the_companion_unless_no_companion_is_given_and_edit_switches_it() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let db = dir.path().join("p.db");
+        let add = ["add", "--name", "gpu", "--url", "http://gpu:8188"];
+        assert!(saved(&db, &add).use_companion);
+        run(parse(&["remove", "gpu"]).expect("parses"), Some(&db)).expect("removed");
+        let rec = saved(&db, &[&add[..], &["--no-companion"]].concat());
+        assert!(!rec.use_companion);
+        assert!(
+            record_line(&rec).ends_with(" (no companion)"),
+            "{}",
+            record_line(&rec)
+        );
+        assert_eq!(record_json(&rec)["use_companion"], false);
+
+        let rec = saved(&db, &["edit", "gpu", "--companion"]);
+        assert!(rec.use_companion);
+        assert!(!record_line(&rec).contains("companion"));
+        let rec = saved(&db, &["edit", "gpu", "--no-companion"]);
+        assert!(!rec.use_companion);
+        let rec = saved(&db, &["edit", "gpu", "--disable"]);
+        assert!(!rec.use_companion, "an edit without the flags keeps it");
+        assert!(parse(&["edit", "gpu", "--companion", "--no-companion"]).is_err());
+    }
 }

@@ -141,6 +141,10 @@ pub struct ServerArgs {
     /// Use this client id instead of a fresh one (must not be another program's id).
     #[arg(long)]
     pub client_id: Option<String>,
+    /// Do not use the server's comfy-monitor companion even when it has one: other clients'
+    /// jobs are then seen only through the queue (a saved instance keeps its own setting).
+    #[arg(long)]
+    pub no_companion: bool,
 }
 
 #[derive(Debug, Args)]
@@ -249,5 +253,44 @@ mod tests {
             app_options_from(["comfy-monitor", "--nope"]),
             AppOptions::default()
         );
+    }
+
+    fn watch_args(argv: &[&str]) -> ServerArgs {
+        let cli = Cli::try_parse_from(argv).expect("parses");
+        match cli.command {
+            Some(Command::Watch(w)) => w.server,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_url_uses_the_companion_unless_no_companion_is_given() {
+        let on = watch_args(&["comfy-monitor", "watch", "--url", "http://127.0.0.1:8188"]);
+        assert!(watch::spec_from_args(&on).expect("spec").use_companion);
+        let off = watch_args(&[
+            "comfy-monitor",
+            "watch",
+            "--url",
+            "http://127.0.0.1:8188",
+            "--no-companion",
+        ]);
+        assert!(off.no_companion);
+        assert!(!watch::spec_from_args(&off).expect("spec").use_companion);
+    }
+
+    #[test]
+    fn no_companion_goes_with_url_not_with_a_saved_instance() {
+        let args = watch_args(&[
+            "comfy-monitor",
+            "watch",
+            "--instance",
+            "gpu",
+            "--no-companion",
+        ]);
+        let dir = tempfile::tempdir().expect("tempdir");
+        let err = watch::resolve(&args, Some(&dir.path().join("p.db")), None)
+            .map(|_| ())
+            .expect_err("refused");
+        assert!(err.to_string().contains("--no-companion"), "{err}");
     }
 }

@@ -26,10 +26,10 @@ pub fn resolve(
     if args.instance.is_none() && args.url.is_some() {
         return Ok((spec_from_args(args)?, None));
     }
-    if args.auth.given() || args.insecure {
+    if args.auth.given() || args.insecure || args.no_companion {
         bail!(
-            "credentials and --insecure go with --url; a saved instance uses its own \
-             (change them with `comfy-monitor instances edit`)"
+            "credentials, --insecure and --no-companion go with --url; a saved instance uses \
+             its own (change them with `comfy-monitor instances edit`)"
         );
     }
     let profile = Profile::open(db)?;
@@ -69,6 +69,7 @@ pub fn spec_from_args(args: &ServerArgs) -> anyhow::Result<InstanceSpec> {
         spec.client_id = id.clone();
     }
     spec.accept_invalid_certs = args.insecure;
+    spec.use_companion = !args.no_companion;
     let (settings, secrets) = args.auth.resolve()?;
     spec.auth = comfy_app::auth_from(&settings, |slot| {
         secrets

@@ -119,6 +119,9 @@ pub struct NewInstance {
     pub enabled: bool,
     pub preview_fps_cap: u32,
     pub notifications: NotificationPrefs,
+    /// Use the server's comfy-monitor companion (every client's jobs relayed live) when the
+    /// server has it.
+    pub use_companion: bool,
 }
 
 impl NewInstance {
@@ -132,6 +135,7 @@ impl NewInstance {
             enabled: true,
             preview_fps_cap: DEFAULT_PREVIEW_FPS_CAP,
             notifications: NotificationPrefs::default(),
+            use_companion: true,
         }
     }
 }
@@ -146,6 +150,7 @@ pub struct InstanceUpdate {
     pub enabled: Option<bool>,
     pub preview_fps_cap: Option<u32>,
     pub notifications: Option<NotificationPrefs>,
+    pub use_companion: Option<bool>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -162,6 +167,8 @@ pub struct InstanceRecord {
     pub client_id: String,
     pub preview_fps_cap: u32,
     pub notifications: NotificationPrefs,
+    /// Use the server's comfy-monitor companion when it has one (on by default).
+    pub use_companion: bool,
     pub created_at: i64,
     pub updated_at: i64,
     pub last_status: Option<String>,
@@ -300,7 +307,8 @@ fn duplicate_name(e: rusqlite::Error, name: &str) -> StoreError {
 }
 
 const COLUMNS: &str = "id, name, base_url, auth_kind, auth_json, accept_invalid_certs, enabled, \
-     client_id, preview_fps_cap, notify_json, created_at, updated_at, last_status, last_connected";
+     client_id, preview_fps_cap, notify_json, created_at, updated_at, last_status, last_connected, \
+     use_companion";
 
 /// A row as SQLite returns it, before the JSON columns are read.
 struct RawInstance {
@@ -318,6 +326,7 @@ struct RawInstance {
     updated_at: i64,
     last_status: Option<String>,
     last_connected: Option<i64>,
+    use_companion: bool,
 }
 
 impl RawInstance {
@@ -337,6 +346,7 @@ impl RawInstance {
             updated_at: r.get(11)?,
             last_status: r.get(12)?,
             last_connected: r.get(13)?,
+            use_companion: r.get(14)?,
         })
     }
 
@@ -357,6 +367,7 @@ impl RawInstance {
             client_id: self.client_id,
             preview_fps_cap: u32::try_from(self.preview_fps_cap).unwrap_or(0),
             notifications,
+            use_companion: self.use_companion,
             created_at: self.created_at,
             updated_at: self.updated_at,
             last_status: self.last_status,
@@ -395,8 +406,8 @@ pub(crate) fn insert(
     let id: i64 = conn
         .query_row(
             "INSERT INTO instances (name, base_url, auth_kind, accept_invalid_certs, enabled, \
-                 preview_fps_cap, notify_json, created_at, updated_at) \
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?8) RETURNING id",
+                 preview_fps_cap, notify_json, use_companion, created_at, updated_at) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?9) RETURNING id",
             params![
                 name,
                 base_url,
@@ -405,6 +416,7 @@ pub(crate) fn insert(
                 new.enabled,
                 fps,
                 notify_json(&new.notifications)?,
+                new.use_companion,
                 now
             ],
             |r| r.get(0),
@@ -499,8 +511,8 @@ impl Store {
             tx.execute(
                 "UPDATE instances SET name = ?1, base_url = ?2, auth_kind = ?3, auth_json = ?4, \
                      accept_invalid_certs = ?5, enabled = ?6, preview_fps_cap = ?7, \
-                     notify_json = ?8, updated_at = ?9 \
-                 WHERE id = ?10",
+                     notify_json = ?8, use_companion = ?9, updated_at = ?10 \
+                 WHERE id = ?11",
                 params![
                     name,
                     base_url,
@@ -512,6 +524,7 @@ impl Store {
                     update.enabled.unwrap_or(old.enabled),
                     fps,
                     notify_json(&notifications)?,
+                    update.use_companion.unwrap_or(old.use_companion),
                     now,
                     id.0
                 ],

@@ -14,6 +14,7 @@ use std::path::Path;
 const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0001_initial.sql"),
     include_str!("migrations/0002_job_retention.sql"),
+    include_str!("migrations/0003_use_companion.sql"),
 ];
 
 /// The schema version this build writes and understands.
@@ -184,6 +185,48 @@ mod tests {
         // The migrated file prunes like a new one.
         assert_eq!(store.prune_jobs(i64::MAX / 2).unwrap(), 1);
         assert_eq!(store.job_count().unwrap(), 1);
+    }
+
+    /// A file of schema version 2 (before `use_companion`): its instances come out with the
+    /// companion on, as a new instance would.
+    #[test]
+    fn a_version_2_instance_is_migrated_with_the_companion_on() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("v2.db");
+        {
+            let conn = Connection::open(&path).unwrap();
+            conn.execute_batch(MIGRATIONS[0]).unwrap();
+            conn.execute_batch(MIGRATIONS[1]).unwrap();
+            conn.pragma_update(None, "application_id", APPLICATION_ID)
+                .unwrap();
+            conn.pragma_update(None, "user_version", 2).unwrap();
+            conn.execute_batch(
+                "INSERT INTO meta (key, value) VALUES ('default_instance_seeded_at', '1');
+                 INSERT INTO instances (id, name, base_url, enabled, created_at, updated_at)
+                     VALUES (1, 'Local', 'http://127.0.0.1:8188/', 1, 1, 1),
+                            (2, 'gpu', 'http://gpu:8188/', 0, 1, 1);",
+            )
+            .unwrap();
+        }
+
+        let mut store = crate::Store::open(&path).unwrap();
+        assert_eq!(store.schema_version().unwrap(), SCHEMA_VERSION);
+        let all = store.instances().unwrap();
+        assert_eq!(all.len(), 2, "not seeded twice");
+        assert!(all.iter().all(|i| i.use_companion), "{all:?}");
+        assert!(!all[1].enabled, "other columns kept");
+        // The migrated column is writable like a new one.
+        let off = store
+            .update_instance(
+                crate::InstanceId(2),
+                &crate::InstanceUpdate {
+                    use_companion: Some(false),
+                    ..crate::InstanceUpdate::default()
+                },
+                2,
+            )
+            .unwrap();
+        assert!(!off.use_companion);
     }
 
     #[test]

@@ -9,4 +9,9 @@ export type InstanceInput = { name: string, url: string, auth_kind: AuthKind, us
 /**
  * New secret values by slot. A slot left out keeps its stored value.
  */
-secrets: { [key in string]: string }, accept_invalid_certs: boolean, enabled: boolean, preview_fps_cap: number, notifications: NotificationPrefs, };
+secrets: { [key in string]: string }, accept_invalid_certs: boolean, enabled: boolean, preview_fps_cap: number, notifications: NotificationPrefs, 
+/**
+ * Use the server's comfy-monitor companion (every client's jobs followed live) when it
+ * has one.
+ */
+use_companion: boolean, };

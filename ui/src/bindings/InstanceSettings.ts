@@ -18,4 +18,9 @@ header_names: Array<string>,
 /**
  * The secret slots that have a value stored (`token`, `password`, `header:<name>`).
  */
-secrets_set: Array<string>, accept_invalid_certs: boolean, enabled: boolean, preview_fps_cap: number, notifications: NotificationPrefs, };
+secrets_set: Array<string>, accept_invalid_certs: boolean, enabled: boolean, preview_fps_cap: number, notifications: NotificationPrefs, 
+/**
+ * Use the server's comfy-monitor companion (every client's jobs followed live) when it
+ * has one.
+ */
+use_companion: boolean, };

@@ -14,7 +14,12 @@ id: InstanceId,
 /**
  * Unique among instances, for people.
  */
-name: string, url: string, enabled: boolean, status: InstanceStatus, 
+name: string, url: string, enabled: boolean, 
+/**
+ * Whether the user lets the app use the server's comfy-monitor companion (the instance's
+ * setting; `server.companion` says whether the server has one and it is used).
+ */
+use_companion: boolean, status: InstanceStatus, 
 /**
  * RAM and VRAM while connected: read every 5 s while jobs are queued, every 30 s when idle.
  */

@@ -1,4 +1,4 @@
-import { afterEach, beforeEach, describe, expect, it } from "vitest";
+import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
 import { enableAutoUnmount, flushPromises, mount } from "@vue/test-utils";
 import { createPinia, setActivePinia } from "pinia";
 import InstanceDetail from "./InstanceDetail.vue";
@@ -9,7 +9,7 @@ import { mockShell, resetShell } from "../ipc/testing";
 import { useInstancesStore } from "../stores/instancesStore";
 import { useShellRequestsStore } from "../stores/shellRequestsStore";
 import { useViewStore } from "../stores/viewStore";
-import { historyEntry, instance, job, liveJob, logEntry, server } from "../test/fixtures";
+import { historyEntry, instance, job, liveJob, logEntry, server, status } from "../test/fixtures";
 
 enableAutoUnmount(afterEach);
 
@@ -139,6 +139,51 @@ describe("InstanceDetail", () => {
     expect(without.get('[data-testid="visibility-note"]').text()).toBe(
       "Other clients' jobs are seen through the queue and history only: position, elapsed time and outcome, no progress.",
     );
+  });
+
+  it("says when the server's companion follows every client's jobs live", () => {
+    const w = mountDetail(gpu({ server: server({ companion: "0.1.0" }) }));
+    const note = w.get('[data-testid="companion-note"]');
+    expect(note.attributes("data-companion")).toBe("present");
+    expect(note.text()).toBe("The comfy-monitor companion 0.1.0 is installed: every client's jobs are followed live.");
+    expect(w.find('[data-testid="companion-install"]').exists()).toBe(false);
+    // No "no progress" next to it: the companion brings the progress.
+    w.unmount();
+    const old = mountDetail(gpu({ server: server({ jobs_api: false, companion: "0.1.0" }) }));
+    expect(old.get('[data-testid="visibility-note"]').text()).not.toContain("no progress");
+  });
+
+  it("tells what the companion would add and how to install it, with a command to copy", async () => {
+    const writeText = vi.fn(() => Promise.resolve());
+    Object.defineProperty(navigator, "clipboard", { value: { writeText }, configurable: true });
+    try {
+      const w = mountDetail(gpu());
+      const note = w.get('[data-testid="companion-note"]');
+      expect(note.attributes("data-companion")).toBe("absent");
+      expect(note.text()).toContain("other clients' jobs (the browser tab, scripts) would be followed live, with progress, ETA and previews, not just their place in the queue");
+      expect(note.text()).toContain("then restart ComfyUI");
+      const command = "cp -r companion /path/to/ComfyUI/custom_nodes/comfy-monitor-companion";
+      expect(w.get('[data-testid="companion-install"]').text()).toBe(command);
+      await w.get('[data-testid="copy-companion-install"]').trigger("click");
+      await flushPromises();
+      expect(writeText).toHaveBeenCalledWith(command);
+      expect(note.text()).toContain("Copied");
+    } finally {
+      Reflect.deleteProperty(navigator, "clipboard");
+    }
+  });
+
+  it("says the companion is turned off when the user turned it off", () => {
+    const w = mountDetail(gpu({ use_companion: false }));
+    const note = w.get('[data-testid="companion-note"]');
+    expect(note.attributes("data-companion")).toBe("off");
+    expect(note.text()).toContain("turned off for this instance");
+    expect(w.find('[data-testid="companion-install"]').exists()).toBe(false);
+  });
+
+  it("says nothing about the companion while the server is not connected", () => {
+    const w = mountDetail(gpu({ status: status({ state: "reconnecting", detail: "reset" }), server: null }));
+    expect(w.find('[data-testid="companion-note"]').exists()).toBe(false);
   });
 
   it("reads the history and the event log when it opens", async () => {

@@ -110,6 +110,40 @@ describe("InstanceForm", () => {
     expect(sent("update_instance")?.input?.notifications).toEqual(own);
   });
 
+  it("uses the companion for a new instance unless it is unticked", async () => {
+    const w = mountForm(null);
+    const box = w.get<HTMLInputElement>('[data-testid="instance-companion"]');
+    expect(box.element.checked).toBe(true);
+    expect(w.text()).toContain("Use the comfy-monitor companion when the server has it");
+    await w.get('[data-testid="instance-name"]').setValue("gpu");
+    await w.get('[data-testid="instance-url"]').setValue("http://gpu:8188");
+    await w.get("form").trigger("submit");
+    await flushPromises();
+    expect(sent("add_instance")?.input?.use_companion).toBe(true);
+
+    calls = [];
+    await box.setValue(false);
+    await w.get("form").trigger("submit");
+    await flushPromises();
+    expect(sent("add_instance")?.input?.use_companion).toBe(false);
+  });
+
+  it("keeps an edited instance's companion setting, on or off", async () => {
+    const off = mountForm(settings(2, "gpu", { use_companion: false }));
+    expect(off.get<HTMLInputElement>('[data-testid="instance-companion"]').element.checked).toBe(false);
+    await off.get("form").trigger("submit");
+    await flushPromises();
+    expect(sent("update_instance")?.input?.use_companion).toBe(false);
+
+    calls = [];
+    const on = mountForm(settings(3, "box"));
+    expect(on.get<HTMLInputElement>('[data-testid="instance-companion"]').element.checked).toBe(true);
+    await on.get('[data-testid="instance-companion"]').setValue(false);
+    await on.get("form").trigger("submit");
+    await flushPromises();
+    expect(sent("update_instance")).toMatchObject({ id: 3, input: { use_companion: false } });
+  });
+
   it("keeps the preview rate cap within 0–120", async () => {
     const w = mountForm(settings(2, "gpu"));
     await w.get('[data-testid="instance-fps"]').setValue("500");

@@ -176,6 +176,8 @@ function instanceFor(name: string, index: number, preset: Preset): InstanceView 
     name,
     url: `http://${index === 2 ? "127.0.0.1" : `10.0.0.${20 + index}`}:8188/`,
     enabled: true,
+    // One idle server (with ?n=9 or more) has the companion turned off in its settings.
+    use_companion: index !== 8,
     status: { state: "connected", detail: "connected", changed_at_ms: now - 3_600_000 },
     stats: { ram_total: 64 * GIB, ram_free: (40 - index) * GIB, device: "cuda:0 NVIDIA GeForce RTX 4090 : cudaMallocAsync", vram_total: 24 * GIB, vram_free: (4 + (index % 5) * 3) * GIB },
     server: { version: index % 3 === 0 ? "0.3.75" : "0.3.44", jobs_api: index % 3 === 0, feature_flags: true, client_id: `dev-client-${index + 1}`, companion: index % 3 === 0 ? "0.1.0" : null },
@@ -257,6 +259,7 @@ function settingsFor(v: InstanceView, preset: Preset): InstanceSettings {
     enabled: v.enabled,
     preview_fps_cap: 15,
     notifications: { ...DEFAULT_NOTIFICATION_PREFS },
+    use_companion: v.use_companion,
   };
 }
 
@@ -459,13 +462,18 @@ function handle(command: string, args: unknown): unknown {
         enabled: i.enabled,
         preview_fps_cap: i.preview_fps_cap,
         notifications: i.notifications,
+        use_companion: i.use_companion,
       };
       if (editId !== null) {
         const old = state.settings.find((s) => s.id === editId);
         saved.secrets_set = [...new Set([...(old?.secrets_set ?? []), ...Object.keys(i.secrets)])];
         state.settings = state.settings.map((s) => (s.id === editId ? saved : s));
         const v = state.instances.find((x) => x.id === editId);
-        if (v) Object.assign(v, { name: saved.name, url: saved.url, enabled: saved.enabled });
+        if (v) {
+          Object.assign(v, { name: saved.name, url: saved.url, enabled: saved.enabled, use_companion: saved.use_companion });
+          // Like the engine: a companion the user turned off is not reported (nor used).
+          if (v.server) v.server.companion = saved.use_companion && (v.id - 1) % 3 === 0 ? "0.1.0" : null;
+        }
       } else {
         state.settings.push(saved);
         const v = instanceFor(saved.name, nid - 1, "idle");

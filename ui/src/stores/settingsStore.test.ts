@@ -17,6 +17,7 @@ function input(overrides: Partial<InstanceInput> = {}): InstanceInput {
     enabled: true,
     preview_fps_cap: 15,
     notifications: notifications(),
+    use_companion: true,
     ...overrides,
   };
 }

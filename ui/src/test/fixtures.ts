@@ -28,6 +28,7 @@ export function instance(name: string, overrides: Partial<InstanceView> = {}): I
     name,
     url: `http://${name}:8188/`,
     enabled: true,
+    use_companion: true,
     status: status(),
     stats: null,
     server: server(),
@@ -90,6 +91,7 @@ export function settings(id: number, name: string, overrides: Partial<InstanceSe
     enabled: true,
     preview_fps_cap: 15,
     notifications: notifications(),
+    use_companion: true,
     ...overrides,
   };
 }

@@ -82,6 +82,51 @@ fn an_update_changes_only_the_given_fields_and_bumps_updated_at() {
 }
 
 #[test]
+fn a_new_instance_uses_the_companion_unless_told_not_to() {
+    let (_dir, mut store, id) = store_with_instance();
+    assert!(store.instance(id).unwrap().use_companion);
+    assert!(store.instance_by_name("Local").unwrap().use_companion);
+    let off = store
+        .insert_instance(
+            &NewInstance {
+                use_companion: false,
+                ..NewInstance::new("plain", "http://plain:8188")
+            },
+            2,
+        )
+        .unwrap();
+    assert!(!off.use_companion);
+    assert!(!store.instance(off.id).unwrap().use_companion);
+}
+
+#[test]
+fn an_update_turns_the_companion_off_and_on_and_other_edits_keep_it() {
+    let (_dir, mut store, id) = store_with_instance();
+    let off = InstanceUpdate {
+        use_companion: Some(false),
+        ..InstanceUpdate::default()
+    };
+    let rec = store.update_instance(id, &off, 2_000).unwrap();
+    assert!(!rec.use_companion);
+    assert_eq!(rec.updated_at, 2_000);
+    assert!(rec.enabled, "only the given field changes");
+
+    let rename = InstanceUpdate {
+        name: Some("gpu2".into()),
+        ..InstanceUpdate::default()
+    };
+    let rec = store.update_instance(id, &rename, 3_000).unwrap();
+    assert!(!rec.use_companion, "an edit without the field keeps it");
+
+    let on = InstanceUpdate {
+        use_companion: Some(true),
+        ..InstanceUpdate::default()
+    };
+    assert!(store.update_instance(id, &on, 4_000).unwrap().use_companion);
+    assert!(store.instance(id).unwrap().use_companion);
+}
+
+#[test]
 fn renaming_onto_another_instance_is_a_duplicate() {
     let (_dir, mut store, id) = store_with_instance();
     let err = store
