@@ -239,3 +239,36 @@ async fn a_monitor_that_connects_mid_job_reads_the_companions_state_and_follows_
     let (end, _) = terminal(&mut rx, &id).await;
     assert_eq!(end.state, JobState::Interrupted);
 }
+
+#[tokio::test]
+async fn a_relayed_job_answered_from_the_cache_ends_as_a_success() {
+    let server = with_companion(ServerVersion::V0_26).await;
+    let (_engine, mut rx) = engine(spec(&server, "cm-relay"));
+    connected(&mut rx).await;
+    server.wait_for_client(Some("cm-relay")).await;
+    let workflow = json!({
+        "1": {"class_type": "MonitorTestSampler", "inputs": {"steps": 3, "step_delay_ms": 5, "preview_size": 32, "seed": 7}},
+        "2": {"class_type": "SaveImage", "inputs": {"images": ["1", 0], "filename_prefix": "cached"}}
+    });
+    let first = server.submit(workflow.clone(), Some("browser"));
+    let (end, _) = terminal(&mut rx, &first).await;
+    assert_eq!(
+        (end.state, end.fidelity),
+        (JobState::Success, Fidelity::Relayed)
+    );
+    // The same graph again: the server answers it from its cache (execution_cached, no steps).
+    let again = server.submit(workflow, Some("browser"));
+    let (end, seen) = terminal(&mut rx, &again).await;
+    assert_eq!(
+        (end.state, end.fidelity),
+        (JobState::Success, Fidelity::Relayed)
+    );
+    assert_eq!(end.percent, Some(100.0));
+    assert!(
+        !seen
+            .iter()
+            .filter_map(job)
+            .any(|j| j.prompt_id.as_str() == again && j.node_value.is_some()),
+        "no step of a cached run"
+    );
+}
