@@ -394,6 +394,9 @@ pub(crate) fn not_found(id: InstanceId) -> StoreError {
 }
 
 /// Inserts an instance; shared by [`Store::insert_instance`] and the first-run seed.
+/// The `meta` key that keeps the highest instance id ever given.
+const LAST_INSTANCE_ID_KEY: &str = "last_instance_id";
+
 pub(crate) fn insert(
     conn: &Connection,
     new: &NewInstance,
@@ -403,11 +406,21 @@ pub(crate) fn insert(
     let base_url = validate_url(&new.base_url)?;
     let fps = validate_fps(new.preview_fps_cap)?;
     new.auth.validate()?;
+    // An id is never given twice, even after the newest instance was removed: it names the
+    // instance everywhere (the engine, the journal, the webview, keyring references), so a
+    // reused one could show one instance's leftovers under another. The highest id ever given
+    // is kept in `meta`.
+    let next: i64 = conn.query_row(
+        "SELECT MAX(COALESCE((SELECT CAST(value AS INTEGER) FROM meta WHERE key = ?1), 0), \
+                    COALESCE((SELECT MAX(id) FROM instances), 0)) + 1",
+        [LAST_INSTANCE_ID_KEY],
+        |r| r.get(0),
+    )?;
     let id: i64 = conn
         .query_row(
-            "INSERT INTO instances (name, base_url, auth_kind, accept_invalid_certs, enabled, \
+            "INSERT INTO instances (id, name, base_url, auth_kind, accept_invalid_certs, enabled, \
                  preview_fps_cap, notify_json, use_companion, created_at, updated_at) \
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?9) RETURNING id",
+             VALUES (?10, ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?9) RETURNING id",
             params![
                 name,
                 base_url,
@@ -417,11 +430,17 @@ pub(crate) fn insert(
                 fps,
                 notify_json(&new.notifications)?,
                 new.use_companion,
-                now
+                now,
+                next
             ],
             |r| r.get(0),
         )
         .map_err(|e| duplicate_name(e, &name))?;
+    conn.execute(
+        "INSERT INTO meta (key, value) VALUES (?1, ?2) \
+         ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+        params![LAST_INSTANCE_ID_KEY, id.to_string()],
+    )?;
     let id = InstanceId(id);
     // The secret references embed the id, which exists only now.
     conn.execute(

@@ -254,3 +254,26 @@ fn unknown_instances_are_not_found() {
         Err(StoreError::NotFound { .. })
     ));
 }
+
+#[test]
+fn an_instance_id_is_never_given_twice_even_after_the_newest_is_removed() {
+    let (dir, mut store, gpu) = store_with_instance();
+    let lab = store
+        .insert_instance(&NewInstance::new("lab", "http://lab:8188"), 2)
+        .unwrap();
+    store.delete_instance(lab.id).unwrap();
+    let next = store
+        .insert_instance(&NewInstance::new("lab", "http://lab:8188"), 3)
+        .unwrap();
+    assert!(next.id > lab.id, "{:?} after {:?}", next.id, lab.id);
+    assert!(next.id > gpu);
+    // Across a reopening of the file too.
+    store.delete_instance(next.id).unwrap();
+    drop(store);
+    let mut store = Store::open(dir.path().join("monitor.db")).unwrap();
+    let again = store
+        .insert_instance(&NewInstance::new("lab", "http://lab:8188"), 4)
+        .unwrap();
+    assert!(again.id > next.id);
+    assert!(again.secret_slots.is_empty());
+}
