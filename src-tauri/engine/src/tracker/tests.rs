@@ -680,32 +680,33 @@ fn outputs_keep_the_node_that_wrote_them_whoever_names_them_first() {
     assert_eq!(named, [("a.png", Some("2")), ("b.png", Some("7"))]);
 }
 
+/// The messages of a job's run, as the submitter (or, relayed, any subscriber) receives them.
+fn started(t: &mut Tracker, id: &str, at: Millis) {
+    let text = json!({"type": "execution_start", "data": {"prompt_id": id, "timestamp": at}});
+    msg(t, &text.to_string(), at);
+}
+
+fn node_starts(t: &mut Tracker, id: &str, node: &str, at: Millis) {
+    let text = json!({"type": "executing", "data": {"node": node, "prompt_id": id}});
+    msg(t, &text.to_string(), at);
+}
+
+fn steps(t: &mut Tracker, id: &str, node: &str, value: u32, max: u32, at: Millis) {
+    let text = json!({"type": "progress",
+        "data": {"value": value, "max": max, "prompt_id": id, "node": node}});
+    msg(t, &text.to_string(), at);
+}
+
 #[test]
 fn with_the_companion_another_clients_job_is_followed_as_relayed_with_percent_and_eta() {
     let mut t = Tracker::new(ME);
     t.set_relay(true);
     let a = active("a", 1.0, Some("browser"));
     t.apply_snapshot(&snap(&[], std::slice::from_ref(&a)), 0);
-    msg(
-        &mut t,
-        r#"{"type":"execution_start","data":{"prompt_id":"a","timestamp":100}}"#,
-        100,
-    );
-    msg(
-        &mut t,
-        r#"{"type":"executing","data":{"node":"1","prompt_id":"a"}}"#,
-        110,
-    );
-    msg(
-        &mut t,
-        r#"{"type":"progress","data":{"value":1,"max":4,"prompt_id":"a","node":"1"}}"#,
-        200,
-    );
-    msg(
-        &mut t,
-        r#"{"type":"progress","data":{"value":2,"max":4,"prompt_id":"a","node":"1"}}"#,
-        300,
-    );
+    started(&mut t, "a", 100);
+    node_starts(&mut t, "a", "1", 110);
+    steps(&mut t, "a", "1", 1, 4, 200);
+    steps(&mut t, "a", "1", 2, 4, 300);
     let view = t.job(&"a".into()).unwrap();
     assert_eq!(view.origin, JobOrigin::Other, "still another client's job");
     assert_eq!(view.fidelity, Fidelity::Relayed);
@@ -721,11 +722,7 @@ fn with_the_companion_another_clients_job_is_followed_as_relayed_with_percent_an
 fn a_relayed_job_never_seen_in_a_snapshot_is_another_clients_not_ours() {
     let mut t = Tracker::new(ME);
     t.set_relay(true);
-    msg(
-        &mut t,
-        r#"{"type":"execution_start","data":{"prompt_id":"x","timestamp":100}}"#,
-        100,
-    );
+    started(&mut t, "x", 100);
     let view = t.job(&"x".into()).unwrap();
     assert_eq!(
         (view.origin, view.fidelity),
@@ -733,11 +730,7 @@ fn a_relayed_job_never_seen_in_a_snapshot_is_another_clients_not_ours() {
     );
     // Our own submission stays ours, relayed or not.
     t.expect_job(&active("mine", 2.0, Some(ME)), 150);
-    msg(
-        &mut t,
-        r#"{"type":"execution_start","data":{"prompt_id":"mine","timestamp":200}}"#,
-        200,
-    );
+    started(&mut t, "mine", 200);
     let view = t.job(&"mine".into()).unwrap();
     assert_eq!(
         (view.origin, view.fidelity),
@@ -748,11 +741,7 @@ fn a_relayed_job_never_seen_in_a_snapshot_is_another_clients_not_ours() {
 #[test]
 fn without_the_companion_execution_messages_still_prove_a_job_is_ours() {
     let mut t = Tracker::new(ME);
-    msg(
-        &mut t,
-        r#"{"type":"execution_start","data":{"prompt_id":"x","timestamp":100}}"#,
-        100,
-    );
+    started(&mut t, "x", 100);
     let view = t.job(&"x".into()).unwrap();
     assert_eq!(
         (view.origin, view.fidelity),
@@ -766,16 +755,8 @@ fn a_companion_that_goes_away_leaves_relayed_jobs_observed_without_invented_prog
     t.set_relay(true);
     let a = active("a", 1.0, Some("browser"));
     t.apply_snapshot(&snap(std::slice::from_ref(&a), &[]), 0);
-    msg(
-        &mut t,
-        r#"{"type":"executing","data":{"node":"1","prompt_id":"a"}}"#,
-        110,
-    );
-    msg(
-        &mut t,
-        r#"{"type":"progress","data":{"value":2,"max":4,"prompt_id":"a","node":"1"}}"#,
-        300,
-    );
+    node_starts(&mut t, "a", "1", 110);
+    steps(&mut t, "a", "1", 2, 4, 300);
     assert!(t.job(&"a".into()).unwrap().percent.is_some());
     t.set_relay(false);
     let view = t.job(&"a".into()).unwrap();
