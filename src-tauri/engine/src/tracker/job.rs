@@ -111,10 +111,7 @@ impl Job {
         Self {
             prompt_id,
             origin,
-            fidelity: match origin {
-                JobOrigin::SelfApp => Fidelity::Live,
-                _ => Fidelity::Observed,
-            },
+            fidelity: Fidelity::of(origin),
             state: JobState::Pending,
             number: None,
             graph: None,

@@ -230,10 +230,6 @@ impl Tracker {
         }
     }
 
-    pub fn relay(&self) -> bool {
-        self.relay
-    }
-
     /// The job, created on first sight unless it already finished.
     fn job_mut(&mut self, id: &PromptId, origin: JobOrigin, now: Millis) -> Option<&mut Job> {
         if self.remembers_finished(id) {
