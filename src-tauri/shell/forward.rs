@@ -28,6 +28,15 @@ impl JournalWriter {
         }
     }
 
+    /// Whether [`JournalWriter::record`] writes anything for this kind of event: jobs go to the
+    /// journal, connection changes and custom server events to the event log.
+    fn records(kind: &EventKind) -> bool {
+        matches!(
+            kind,
+            EventKind::Job(_) | EventKind::Connection(_) | EventKind::ServerEvent { .. }
+        )
+    }
+
     /// Records one event; returns the log line to show, if one was written.
     fn record(&mut self, event: &Event, now: Instant) -> Option<Update> {
         let instance = event.instance_id;
@@ -124,8 +133,11 @@ pub async fn forward(
                 // Journal first: a UI that refetches history on a job's final update finds it.
                 // An event still in flight from an instance just removed is not written: its
                 // id may be given to the next instance saved.
-                let known = overview.lock().instance(event.instance_id).is_some();
-                let logged = known.then(|| writer.record(&event, now)).flatten();
+                // Previews and progress-only kinds write nothing, so they take no second lock.
+                let logged = (JournalWriter::records(&event.kind)
+                    && overview.lock().instance(event.instance_id).is_some())
+                .then(|| writer.record(&event, now))
+                .flatten();
                 if let Some(update) = update {
                     throttle.offer(update).into_iter().for_each(&mut emit);
                 }
