@@ -141,6 +141,20 @@ mod tests {
         }
     }
 
+    /// A file at an older schema `version`, as that release left it (its migrations applied and
+    /// marked), for the rows a test then puts in.
+    fn older_file(path: &std::path::Path, version: usize) -> Connection {
+        let conn = Connection::open(path).unwrap();
+        for sql in &MIGRATIONS[..version] {
+            conn.execute_batch(sql).unwrap();
+        }
+        conn.pragma_update(None, "application_id", APPLICATION_ID)
+            .unwrap();
+        conn.pragma_update(None, "user_version", version as i64)
+            .unwrap();
+        conn
+    }
+
     /// A file as the first release left it: schema version 1 with an instance, jobs and
     /// outputs. Opening it with this build migrates it and keeps every row.
     #[test]
@@ -148,11 +162,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("v1.db");
         {
-            let conn = Connection::open(&path).unwrap();
-            conn.execute_batch(MIGRATIONS[0]).unwrap();
-            conn.pragma_update(None, "application_id", APPLICATION_ID)
-                .unwrap();
-            conn.pragma_update(None, "user_version", 1).unwrap();
+            let conn = older_file(&path, 1);
             conn.execute_batch(
                 "INSERT INTO meta (key, value) VALUES ('default_instance_seeded_at', '1');
                  INSERT INTO instances (id, name, base_url, created_at, updated_at)
@@ -194,12 +204,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("v2.db");
         {
-            let conn = Connection::open(&path).unwrap();
-            conn.execute_batch(MIGRATIONS[0]).unwrap();
-            conn.execute_batch(MIGRATIONS[1]).unwrap();
-            conn.pragma_update(None, "application_id", APPLICATION_ID)
-                .unwrap();
-            conn.pragma_update(None, "user_version", 2).unwrap();
+            let conn = older_file(&path, 2);
             conn.execute_batch(
                 "INSERT INTO meta (key, value) VALUES ('default_instance_seeded_at', '1');
                  INSERT INTO instances (id, name, base_url, enabled, created_at, updated_at)
