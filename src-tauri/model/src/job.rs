@@ -173,7 +173,7 @@ pub struct ErrorDetails {
 /// How long one node of a live job ran: from its first sign of running (`executing`,
 /// `progress_state` running, a step) to its end (`progress_state` finished, the next node on old
 /// servers, the job's success), in the app's clock.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 pub struct NodeDuration {
     /// The node's id as shown (its display id).
@@ -183,6 +183,12 @@ pub struct NodeDuration {
     #[cfg_attr(feature = "ts", ts(optional))]
     pub node_type: Option<String>,
     pub ms: u64,
+    /// How much work the node had, in the units its class's timing is learned in (steps ×
+    /// megapixels × frames, each where the graph says; 1 otherwise). Written so a node class's
+    /// speed can be learned again from the journal; absent in entries from earlier versions.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "ts", ts(optional))]
+    pub work: Option<f64>,
 }
 
 /// One file a node produced (`{"filename", "subfolder", "type"}` inside a UI output), as
@@ -229,6 +235,50 @@ impl PreviewMethod {
             Self::None => Some("none"),
         }
     }
+}
+
+/// What an [`Estimate`] is learned from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
+#[serde(rename_all = "snake_case")]
+pub enum EstimateBasis {
+    /// Earlier runs of this very workflow (same graph and cost inputs) on this instance.
+    Workflow,
+    /// This instance's speed per node class, scaled by each node's work: a workflow not seen
+    /// before.
+    Nodes,
+}
+
+/// Timing learned from a server's past jobs, for a job whose own progress does not say (or not
+/// yet) how long it will take. Never mixed with what was measured: a job's `percent` and
+/// `eta_ms` are measured, these are estimated, and every host marks them so ("≈").
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
+pub struct Estimate {
+    pub basis: EstimateBasis,
+    /// How many earlier runs the estimate stands on (for `nodes`, the fewest of any node class
+    /// it uses).
+    pub samples: u32,
+    /// How long the job is expected to run, queue wait excluded.
+    pub typical_ms: u64,
+    /// Running jobs: the estimated share done, 0–99; never 100 before the outcome, absent once
+    /// the job runs longer than usual.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "ts", ts(optional))]
+    pub percent: Option<f64>,
+    /// Running jobs: until the job ends. Pending jobs: until it ends, its wait included (known
+    /// when every job ahead of it has an estimate).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "ts", ts(optional))]
+    pub eta_ms: Option<u64>,
+    /// Pending jobs: until it starts, from the estimates of every job ahead of it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "ts", ts(optional))]
+    pub starts_in_ms: Option<u64>,
+    /// A running job that has run past what was expected of it: "longer than usual", not 99 %.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    #[cfg_attr(feature = "ts", ts(optional))]
+    pub longer_than_usual: bool,
 }
 
 /// The picture of one job at one moment: what the NDJSON prints and what the webview shows.
@@ -320,6 +370,18 @@ pub struct JobView {
     #[serde(skip_serializing_if = "Option::is_none")]
     #[cfg_attr(feature = "ts", ts(optional))]
     pub last_text: Option<String>,
+    /// Timing learned from this server's past jobs (pending and running jobs only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "ts", ts(optional))]
+    pub estimate: Option<Estimate>,
+    /// The workflow's timing fingerprint (its graph and the inputs that change its cost), when
+    /// the graph is known; the journal keeps it to learn from. Not serialised.
+    #[serde(skip)]
+    pub fingerprint: Option<String>,
+    /// How long a job that succeeded ran, queue wait excluded, when both ends were seen on one
+    /// clock: what timing is learned from. Not serialised (the journal stores it).
+    #[serde(skip)]
+    pub run_ms: Option<u64>,
 }
 
 impl JobView {
@@ -354,6 +416,9 @@ impl JobView {
             node_durations: Vec::new(),
             detail: None,
             last_text: None,
+            estimate: None,
+            fingerprint: None,
+            run_ms: None,
         }
     }
 

@@ -1,0 +1,288 @@
+//! The timing model of one instance: what its past jobs took.
+
+use crate::shape::Shape;
+use crate::stats::Series;
+use comfy_model::{EstimateBasis, NodeDuration, NodeId};
+use std::collections::{BTreeMap, HashMap};
+
+/// Workflows remembered per instance; the least recently run is forgotten first.
+const MAX_WORKFLOWS: usize = 256;
+/// Node classes remembered per instance.
+const MAX_CLASSES: usize = 512;
+/// Nodes remembered per workflow (a graph larger than this keeps its total only).
+const MAX_NODES: usize = 512;
+
+/// What one job that succeeded teaches.
+#[derive(Debug, Clone, Copy)]
+pub struct Run<'a> {
+    pub fingerprint: Option<&'a str>,
+    /// How long the job ran, queue wait excluded, when known.
+    pub run_ms: Option<u64>,
+    /// How long each node ran, for jobs whose nodes we saw (empty otherwise).
+    pub nodes: &'a [NodeDuration],
+}
+
+/// A workflow's typical run time, and how many runs it stands on.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Typical {
+    pub ms: f64,
+    pub samples: u32,
+}
+
+/// What a job is expected to take.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Expectation {
+    pub basis: EstimateBasis,
+    pub samples: u32,
+    /// The whole run, queue wait excluded.
+    pub total_ms: f64,
+    /// Expected milliseconds per node, for the nodes that are known (empty when only whole
+    /// runs were seen).
+    pub nodes: BTreeMap<NodeId, f64>,
+}
+
+#[derive(Debug, Clone, Default)]
+struct Workflow {
+    totals: Series,
+    nodes: HashMap<NodeId, Series>,
+    used: u64,
+}
+
+#[derive(Debug, Clone, Default)]
+struct Class {
+    /// Milliseconds per unit of work.
+    per_work: Series,
+    used: u64,
+}
+
+/// See the [crate docs](crate).
+#[derive(Debug, Clone, Default)]
+pub struct TimingModel {
+    workflows: HashMap<String, Workflow>,
+    classes: HashMap<String, Class>,
+    /// Counts runs learned: the recency order for forgetting.
+    clock: u64,
+}
+
+impl TimingModel {
+    /// Learns from a job that succeeded. Runs are learned in the order they ended.
+    pub fn learn(&mut self, run: &Run<'_>) {
+        self.clock += 1;
+        let clock = self.clock;
+        for n in run.nodes {
+            let Some(class) = n.node_type.as_deref() else {
+                continue;
+            };
+            let work = n.work.filter(|w| w.is_finite() && *w > 0.0).unwrap_or(1.0);
+            if !self.classes.contains_key(class) {
+                forget_oldest(&mut self.classes, MAX_CLASSES, |c| c.used);
+            }
+            let c = self.classes.entry(class.to_owned()).or_default();
+            c.per_work.push(n.ms as f64 / work);
+            c.used = clock;
+        }
+        let Some(fp) = run.fingerprint else {
+            return;
+        };
+        if run.run_ms.is_none() && run.nodes.is_empty() {
+            return;
+        }
+        if !self.workflows.contains_key(fp) {
+            forget_oldest(&mut self.workflows, MAX_WORKFLOWS, |w| w.used);
+        }
+        let w = self.workflows.entry(fp.to_owned()).or_default();
+        w.used = clock;
+        if let Some(ms) = run.run_ms {
+            w.totals.push(ms as f64);
+        }
+        for n in run.nodes {
+            if w.nodes.len() >= MAX_NODES && !w.nodes.contains_key(&n.node) {
+                continue;
+            }
+            w.nodes.entry(n.node.clone()).or_default().push(n.ms as f64);
+        }
+    }
+
+    /// The typical run time of a workflow, by fingerprint.
+    pub fn typical(&self, fingerprint: &str) -> Option<Typical> {
+        let w = self.workflows.get(fingerprint)?;
+        let ms = w.totals.typical()?;
+        Some(Typical {
+            ms,
+            samples: w.totals.len() as u32,
+        })
+    }
+
+    /// What a job of this shape is expected to take: from earlier runs of the same workflow,
+    /// else from each node class's speed scaled by the node's work. `None` when nothing of it
+    /// was seen before.
+    pub fn expect(&self, shape: &Shape) -> Option<Expectation> {
+        if let Some(w) = self.workflows.get(&shape.fingerprint) {
+            let nodes: BTreeMap<NodeId, f64> = w
+                .nodes
+                .iter()
+                .filter_map(|(id, s)| Some((id.clone(), s.typical()?)))
+                .collect();
+            let (total_ms, samples) = match w.totals.typical() {
+                Some(t) => (t, w.totals.len()),
+                None => (
+                    nodes.values().sum(),
+                    w.nodes.values().map(Series::len).max().unwrap_or(0),
+                ),
+            };
+            if total_ms > 0.0 {
+                return Some(Expectation {
+                    basis: EstimateBasis::Workflow,
+                    samples: samples as u32,
+                    total_ms,
+                    nodes,
+                });
+            }
+        }
+        let mut nodes = BTreeMap::new();
+        let mut samples = usize::MAX;
+        for (id, cost) in &shape.nodes {
+            let Some(class) = self.classes.get(&cost.class) else {
+                continue;
+            };
+            let Some(per_work) = class.per_work.typical() else {
+                continue;
+            };
+            nodes.insert(id.clone(), per_work * cost.work);
+            samples = samples.min(class.per_work.len());
+        }
+        let total_ms: f64 = nodes.values().sum();
+        (total_ms > 0.0).then(|| Expectation {
+            basis: EstimateBasis::Nodes,
+            samples: samples as u32,
+            total_ms,
+            nodes,
+        })
+    }
+}
+
+/// Makes room for one more entry by forgetting the least recently used one.
+fn forget_oldest<V>(map: &mut HashMap<String, V>, max: usize, used: impl Fn(&V) -> u64) {
+    if map.len() < max {
+        return;
+    }
+    if let Some(oldest) = map
+        .iter()
+        .min_by_key(|(_, v)| used(v))
+        .map(|(k, _)| k.clone())
+    {
+        map.remove(&oldest);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn shape(steps: u32, width: u32) -> Shape {
+        Shape::of(&json!({
+            "1": {"class_type": "EmptyLatentImage", "inputs": {"width": width, "height": 1000, "batch_size": 1}},
+            "2": {"class_type": "KSampler", "inputs": {"steps": steps, "seed": 5, "latent_image": ["1", 0]}},
+            "3": {"class_type": "VAEDecode", "inputs": {"samples": ["2", 0]}}
+        }))
+        .unwrap()
+    }
+
+    fn durations(shape: &Shape, ms: &[(&str, u64)]) -> Vec<NodeDuration> {
+        ms.iter()
+            .map(|(id, ms)| {
+                let cost = &shape.nodes[&NodeId::from(*id)];
+                NodeDuration {
+                    node: NodeId::from(*id),
+                    node_type: Some(cost.class.clone()),
+                    ms: *ms,
+                    work: Some(cost.work),
+                }
+            })
+            .collect()
+    }
+
+    #[test]
+    fn nothing_is_expected_of_what_was_never_seen() {
+        assert_eq!(TimingModel::default().expect(&shape(20, 1000)), None);
+    }
+
+    #[test]
+    fn a_workflow_seen_before_is_expected_to_take_what_it_took() {
+        let s = shape(20, 1000);
+        let mut m = TimingModel::default();
+        for ms in [12_000, 10_000, 10_200] {
+            m.learn(&Run {
+                fingerprint: Some(&s.fingerprint),
+                run_ms: Some(ms),
+                nodes: &[],
+            });
+        }
+        let e = m.expect(&s).unwrap();
+        assert_eq!(e.basis, EstimateBasis::Workflow);
+        assert_eq!(e.samples, 3);
+        assert_eq!(e.total_ms, 10_200.0);
+        assert!(e.nodes.is_empty(), "only whole runs were seen");
+        assert_eq!(m.typical(&s.fingerprint).unwrap().ms, 10_200.0);
+    }
+
+    #[test]
+    fn a_new_workflow_is_expected_from_its_node_classes_scaled_by_their_work() {
+        let seen = shape(20, 1000);
+        let mut m = TimingModel::default();
+        m.learn(&Run {
+            fingerprint: Some(&seen.fingerprint),
+            run_ms: Some(10_500),
+            nodes: &durations(&seen, &[("1", 10), ("2", 10_000), ("3", 500)]),
+        });
+        // Twice the steps, twice the width: the sampler does four times the work, the decode
+        // twice.
+        let new = shape(40, 2000);
+        let e = m.expect(&new).unwrap();
+        assert_eq!(e.basis, EstimateBasis::Nodes);
+        assert_eq!(e.samples, 1);
+        assert!((e.nodes[&NodeId::from("2")] - 40_000.0).abs() < 1e-6);
+        assert!((e.nodes[&NodeId::from("3")] - 1_000.0).abs() < 1e-6);
+        assert!((e.total_ms - 41_020.0).abs() < 1e-6, "{}", e.total_ms);
+    }
+
+    #[test]
+    fn a_workflow_seen_node_by_node_knows_each_node() {
+        let s = shape(20, 1000);
+        let mut m = TimingModel::default();
+        m.learn(&Run {
+            fingerprint: Some(&s.fingerprint),
+            run_ms: Some(10_600),
+            nodes: &durations(&s, &[("1", 10), ("2", 10_000), ("3", 500)]),
+        });
+        let e = m.expect(&s).unwrap();
+        assert_eq!(e.basis, EstimateBasis::Workflow);
+        assert_eq!(e.total_ms, 10_600.0);
+        assert_eq!(e.nodes[&NodeId::from("2")], 10_000.0);
+    }
+
+    #[test]
+    fn the_model_stays_bounded_forgetting_the_least_recently_run() {
+        let mut m = TimingModel::default();
+        let keep = "keep";
+        for i in 0..(MAX_WORKFLOWS * 2) {
+            let fp = format!("{i:016x}");
+            m.learn(&Run {
+                fingerprint: Some(&fp),
+                run_ms: Some(1_000),
+                nodes: &[],
+            });
+            if i % 10 == 0 {
+                m.learn(&Run {
+                    fingerprint: Some(keep),
+                    run_ms: Some(7),
+                    nodes: &[],
+                });
+            }
+        }
+        assert!(m.workflows.len() <= MAX_WORKFLOWS);
+        assert_eq!(m.typical(keep).unwrap().ms, 7.0, "run often, kept");
+        assert!(m.typical(&format!("{:016x}", 0)).is_none(), "oldest forgotten");
+    }
+}
