@@ -147,10 +147,10 @@ impl AppState {
                 let spec = profile.spec(rec).map_err(|e| e.to_string())?;
                 let restored = profile
                     .journal()
-                    .restored_jobs(rec.id, &rec.client_id)
+                    .restore(rec.id, &rec.client_id)
                     .unwrap_or_else(|e| {
-                        tracing::warn!(instance = %rec.name, error = %e, "unfinished jobs not restored");
-                        Vec::new()
+                        tracing::warn!(instance = %rec.name, error = %e, "unfinished jobs and timing not restored");
+                        Default::default()
                     });
                 self.engine
                     .add_saved(rec.id, spec, restored)

@@ -34,7 +34,7 @@ async fn start_app(server: &FakeComfy, db: &std::path::Path) -> App {
             .unwrap(),
     };
     let journal = Journal::new(store);
-    let restored = journal.restored_jobs(rec.id, &rec.client_id).unwrap();
+    let restored = journal.restore(rec.id, &rec.client_id).unwrap();
     let mut spec = InstanceSpec::new("fake", &server.base_url()).unwrap();
     spec.client_id = rec.client_id.clone();
     let (engine, mut rx) = Engine::new(4096);

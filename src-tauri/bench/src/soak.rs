@@ -224,7 +224,7 @@ async fn measure(cfg: &Config, server: &mut ServerProcess, db: &Path) -> anyhow:
     let journal = Journal::new(store);
     let mut spec = InstanceSpec::new(rec.name.clone(), &rec.base_url)?;
     spec.client_id = rec.client_id.clone();
-    let restored = journal.restored_jobs(rec.id, &rec.client_id)?;
+    let restored = journal.restore(rec.id, &rec.client_id)?;
     let (engine, mut events) = Engine::new(DEFAULT_EVENT_CAPACITY);
     engine.add_instance_with(spec, restored)?;
     let counts = Arc::new(Counts::default());

@@ -49,13 +49,23 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
 /// from `--url` gets an id of its own.
 async fn connect(
     spec: InstanceSpec,
-    saved: Option<InstanceId>,
+    saved: Option<(&Profile, InstanceId)>,
 ) -> anyhow::Result<(Engine, InstanceId, Receiver<Event>)> {
     let url = spec.base_url.clone();
     let (engine, mut rx) = Engine::new(comfy_engine::DEFAULT_EVENT_CAPACITY);
     let id = match saved {
-        Some(id) => {
-            engine.add_saved(id, spec, Vec::new())?;
+        Some((profile, id)) => {
+            // Timing learned from the journal, for estimates from the first moment; the
+            // instance's other unfinished jobs are the monitor's business, not this command's.
+            let timings = profile.journal().timings(id).unwrap_or_else(|e| {
+                eprintln!("comfy-monitor: no estimates from the journal: {e}");
+                Default::default()
+            });
+            let restore = comfy_engine::journal::Restore {
+                jobs: Vec::new(),
+                timings,
+            };
+            engine.add_saved(id, spec, restore)?;
             id
         }
         None => engine.add_instance(spec)?,
@@ -153,7 +163,7 @@ async fn submit_and_follow(
     json: bool,
 ) -> ExitCode {
     {
-        let (engine, id, mut rx) = match connect(spec, journal.map(|(_, id)| id)).await {
+        let (engine, id, mut rx) = match connect(spec, journal).await {
             Ok(c) => c,
             Err(e) => return fail(e, exit::FAILED),
         };
@@ -446,7 +456,7 @@ pub fn cancel(args: CancelArgs, db: Option<&Path>) -> ExitCode {
     };
     let id = PromptId::from(args.prompt_id.trim());
     rt.block_on(async move {
-        let (engine, instance, _rx) = match connect(spec, saved.map(|s| s.instance)).await {
+        let (engine, instance, _rx) = match connect(spec, saved.as_ref().map(|s| (&s.profile, s.instance))).await {
             Ok(c) => c,
             Err(e) => return fail(e, exit::FAILED),
         };
@@ -491,7 +501,7 @@ pub fn fetch(args: FetchArgs, db: Option<&Path>) -> ExitCode {
         },
         None => None,
     };
-    let saved_id = saved.as_ref().map(|s| s.instance);
+    let saved_id = saved.as_ref().map(|s| (&s.profile, s.instance));
     let mut journal = saved
         .as_ref()
         .filter(|_| journalled.is_some())

@@ -87,8 +87,8 @@ pub fn run(args: WatchArgs, db: Option<&std::path::Path>) -> anyhow::Result<()> 
         Some(s) => s
             .profile
             .journal()
-            .restored_jobs(s.instance, &spec.client_id)?,
-        None => Vec::new(),
+            .restore(s.instance, &spec.client_id)?,
+        None => Default::default(),
     };
     let format = if args.json {
         Format::Json

@@ -14,6 +14,8 @@ use comfy_store::{
     InstanceId, JobEnd, JobSeen, NewOutput, OutputId, OutputKind, Store, StoreError,
 };
 use serde::Serialize;
+use comfy_model::NodeDuration;
+use comfy_timing::{Run, Shape, TimingModel};
 use std::collections::HashMap;
 use std::path::Path;
 use std::time::Duration;
@@ -83,6 +85,17 @@ impl EventLogRule {
             _ => None,
         }
     }
+}
+
+/// How many of an instance's latest successful jobs its timing is learned from at start.
+pub const TIMING_RUNS: usize = 2_000;
+
+/// What an instance's monitoring starts from: the jobs the journal left unfinished, and the
+/// timing learned from the ones that succeeded.
+#[derive(Debug, Default)]
+pub struct Restore {
+    pub jobs: Vec<RestoredJob>,
+    pub timings: TimingModel,
 }
 
 /// An unfinished journal entry, to restore into the tracker.
@@ -228,6 +241,8 @@ impl Journal {
                     .then(|| serde_json::to_string(&job.node_durations).ok())
                     .flatten(),
                 detail: job.detail.clone(),
+                fingerprint: job.fingerprint.clone(),
+                run_ms: job.run_ms,
             },
             now,
         )?;
@@ -289,6 +304,54 @@ impl Journal {
             self.store.set_output_thumbnail(id, thumbnail)?;
         }
         Ok(id)
+    }
+
+    /// What monitoring an instance starts from: its unfinished jobs and its learned timing.
+    pub fn restore(&self, instance: InstanceId, client_id: &str) -> Result<Restore, StoreError> {
+        Ok(Restore {
+            jobs: self.restored_jobs(instance, client_id)?,
+            timings: self.timings(instance)?,
+        })
+    }
+
+    /// The timing learned from an instance's latest [`TIMING_RUNS`] successful jobs, in the
+    /// order they ended. Jobs this app queued before fingerprints were kept are fingerprinted
+    /// again from their stored workflow (their start and end are both our clock's).
+    pub fn timings(&self, instance: InstanceId) -> Result<TimingModel, StoreError> {
+        let mut model = TimingModel::default();
+        for run in self.store.timing_runs(instance, TIMING_RUNS)? {
+            let mut nodes: Vec<NodeDuration> = run
+                .node_durations_json
+                .as_deref()
+                .and_then(|j| serde_json::from_str(j).ok())
+                .unwrap_or_default();
+            let (fingerprint, run_ms) = match (run.fingerprint, run.run_ms) {
+                (Some(fp), ms) => (Some(fp), ms),
+                (None, _) if run.origin == JobOrigin::SelfApp && run.has_workflow => {
+                    let shape = self
+                        .store
+                        .job_workflow(run.id)?
+                        .and_then(|w| serde_json::from_str(&w).ok())
+                        .and_then(|g| Shape::of(&g));
+                    let Some(shape) = shape else { continue };
+                    for n in nodes.iter_mut().filter(|n| n.work.is_none()) {
+                        n.work = shape.nodes.get(&n.node).map(|c| c.work);
+                    }
+                    let ms = run
+                        .started_at
+                        .zip(run.finished_at)
+                        .map(|(s, e)| (e - s).max(0) as u64);
+                    (Some(shape.fingerprint), ms)
+                }
+                (None, ms) => (None, ms),
+            };
+            model.learn(&Run {
+                fingerprint: fingerprint.as_deref(),
+                run_ms,
+                nodes: &nodes,
+            });
+        }
+        Ok(model)
     }
 
     /// Unfinished entries of an instance, to hand to the tracker when monitoring starts.

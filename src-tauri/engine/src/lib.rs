@@ -153,15 +153,16 @@ impl Engine {
     /// Starts monitoring an instance that is not saved (it gets an id of its own, below zero).
     /// Must be called inside a tokio runtime.
     pub fn add_instance(&self, spec: InstanceSpec) -> Result<InstanceId, EngineError> {
-        self.add_instance_with(spec, Vec::new())
+        self.add_instance_with(spec, journal::Restore::default())
     }
 
-    /// [`Engine::add_instance`], resuming jobs the journal left unfinished: the first snapshot
-    /// gives each its real outcome, or `lost` if the server has no record of it.
+    /// [`Engine::add_instance`], resuming jobs the journal left unfinished (the first snapshot
+    /// gives each its real outcome, or `lost` if the server has no record of it) and with the
+    /// timing the journal learned.
     pub fn add_instance_with(
         &self,
         spec: InstanceSpec,
-        restored: Vec<journal::RestoredJob>,
+        restored: journal::Restore,
     ) -> Result<InstanceId, EngineError> {
         let id = InstanceId(self.inner.next_unsaved.fetch_sub(1, Ordering::Relaxed));
         self.add_saved(id, spec, restored)?;
@@ -174,7 +175,7 @@ impl Engine {
         &self,
         id: InstanceId,
         spec: InstanceSpec,
-        restored: Vec<journal::RestoredJob>,
+        restored: journal::Restore,
     ) -> Result<(), EngineError> {
         let api = api::Api::new(&spec)?;
         // The sender is read under the instances lock: a shutdown either took it already (and

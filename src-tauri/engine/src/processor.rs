@@ -130,6 +130,11 @@ impl Processor {
     pub fn outcome(&mut self, id: &PromptId, lookup: Lookup, now: Millis) -> Vec<EventKind> {
         events(self.tracker.apply_outcome(id, lookup, now))
     }
+
+    /// The clock moved: jobs whose estimate moved enough to publish again.
+    pub fn tick(&mut self, now: Millis) -> Vec<EventKind> {
+        events(self.tracker.tick(now))
+    }
 }
 
 fn event(u: Update) -> Option<EventKind> {

@@ -30,6 +30,9 @@ pub const LIVENESS: Duration = Duration::from_secs(8);
 /// Safety poll of the queue while work is pending or running, and while idle.
 pub const POLL_BUSY: Duration = Duration::from_secs(2);
 pub const POLL_IDLE: Duration = Duration::from_secs(10);
+/// How often estimates are looked at while anything is queued (they move with the clock; only
+/// the ones that moved noticeably are published).
+pub const ESTIMATE_EVERY: Duration = Duration::from_secs(1);
 /// A session shorter than this does not reset the backoff (a server that accepts and drops).
 const STABLE_SESSION: Duration = Duration::from_secs(10);
 
@@ -136,12 +139,12 @@ impl Supervisor {
         }
     }
 
-    /// Hands the tracker the jobs the journal left unfinished.
-    pub(crate) fn restore(mut self, restored: Vec<crate::journal::RestoredJob>) -> Self {
-        for r in restored {
-            self.processor
-                .tracker_mut()
-                .restore_job(&r.item, r.state, r.queued_at);
+    /// Hands the tracker the jobs the journal left unfinished and the timing it learned.
+    pub(crate) fn restore(mut self, restored: crate::journal::Restore) -> Self {
+        let tracker = self.processor.tracker_mut();
+        tracker.set_timings(restored.timings);
+        for r in restored.jobs {
+            tracker.restore_job(&r.item, r.state, r.queued_at);
         }
         self
     }
@@ -394,6 +397,8 @@ impl Supervisor {
         tokio::pin!(liveness);
         let poll = sleep(POLL_BUSY);
         tokio::pin!(poll);
+        let mut estimates = tokio::time::interval_at(Instant::now() + ESTIMATE_EVERY, ESTIMATE_EVERY);
+        estimates.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
 
         loop {
             let mut requests = Vec::new();
@@ -429,6 +434,10 @@ impl Supervisor {
                     // Half-open: say goodbye without waiting for an answer, then drop it.
                     let _ = tokio::time::timeout(Duration::from_millis(200), socket.close(None)).await;
                     return SessionEnd::Dropped(format!("no answer for {} s", LIVENESS.as_secs()));
+                }
+                _ = estimates.tick(), if self.processor.tracker().busy() => {
+                    let events = self.processor.tick(now_ms());
+                    self.publish(events).await;
                 }
                 _ = &mut poll => {
                     // The safety poll: cheap, without the recent-history read.

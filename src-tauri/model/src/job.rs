@@ -277,7 +277,7 @@ pub struct Estimate {
     pub starts_in_ms: Option<u64>,
     /// A running job that has run past what was expected of it: "longer than usual", not 99 %.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
-    #[cfg_attr(feature = "ts", ts(optional))]
+    #[cfg_attr(feature = "ts", ts(as = "Option<bool>", optional))]
     pub longer_than_usual: bool,
 }
 

@@ -50,6 +50,24 @@ pub struct JobEnd {
     pub node_durations_json: Option<String>,
     /// Why, in words (e.g. why a job counts as lost).
     pub detail: Option<String>,
+    /// The workflow's timing fingerprint, when its graph was known.
+    pub fingerprint: Option<String>,
+    /// How long a successful job ran, queue wait excluded, when both ends were seen.
+    pub run_ms: Option<u64>,
+}
+
+/// What a successful job teaches about timing (see [`Store::timing_runs`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct TimingRun {
+    pub id: JobId,
+    pub origin: JobOrigin,
+    pub has_workflow: bool,
+    pub fingerprint: Option<String>,
+    pub run_ms: Option<u64>,
+    /// Start and end, for rows written before `run_ms` was kept.
+    pub started_at: Option<i64>,
+    pub finished_at: Option<i64>,
+    pub node_durations_json: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -70,6 +88,8 @@ pub struct JobRecord {
     pub node_durations_json: Option<String>,
     pub detail: Option<String>,
     pub updated_at: i64,
+    /// The workflow's timing fingerprint (finished jobs whose graph was known).
+    pub fingerprint: Option<String>,
 }
 
 /// A job this app queued that was lost, with what is needed to queue it again.
@@ -81,7 +101,7 @@ pub struct LostJob {
 
 const COLUMNS: &str = "id, instance_id, prompt_id, origin, workflow_json IS NOT NULL, number, \
      queued_at, started_at, finished_at, state, error_json, outputs_json, node_durations_json, \
-     detail, updated_at";
+     detail, updated_at, fingerprint";
 
 /// Reads a row selected with [`COLUMNS`].
 fn from_row(r: &Row<'_>) -> rusqlite::Result<JobRecord> {
@@ -110,6 +130,7 @@ fn from_row(r: &Row<'_>) -> rusqlite::Result<JobRecord> {
         node_durations_json: r.get(12)?,
         detail: r.get(13)?,
         updated_at: r.get(14)?,
+        fingerprint: r.get(15)?,
     })
 }
 
@@ -304,7 +325,8 @@ impl Store {
             let changed = tx.execute(
                 "UPDATE jobs SET state = ?1, started_at = coalesce(started_at, ?2), \
                      finished_at = ?3, error_json = ?4, outputs_json = ?5, \
-                     node_durations_json = ?6, detail = coalesce(?7, detail), updated_at = ?8 \
+                     node_durations_json = ?6, detail = coalesce(?7, detail), updated_at = ?8, \
+                     fingerprint = ?11, run_ms = ?12 \
                  WHERE instance_id = ?9 AND prompt_id = ?10 AND state IN ('pending', 'running')",
                 params![
                     JobState::from(end.outcome).as_str(),
@@ -316,7 +338,9 @@ impl Store {
                     end.detail,
                     now,
                     end.instance.0,
-                    end.prompt_id
+                    end.prompt_id,
+                    end.fingerprint,
+                    end.run_ms.map(|ms| ms.min(i64::MAX as u64) as i64),
                 ],
             )?;
             if changed == 0 {
@@ -335,6 +359,38 @@ impl Store {
             Ok(true)
         })();
         self.check(r)
+    }
+
+    /// The newest `limit` jobs of an instance that succeeded, oldest first: what its timing is
+    /// learned from at start.
+    pub fn timing_runs(
+        &self,
+        instance: InstanceId,
+        limit: usize,
+    ) -> Result<Vec<TimingRun>, StoreError> {
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT id, origin, workflow_json IS NOT NULL, fingerprint, run_ms, started_at, \
+                 finished_at, node_durations_json FROM jobs \
+             WHERE instance_id = ?1 AND state = 'success' \
+             ORDER BY finished_at DESC, id DESC LIMIT ?2",
+        )?;
+        let mut runs = stmt
+            .query_map(params![instance.0, limit as i64], |r| {
+                let origin: String = r.get(1)?;
+                Ok(TimingRun {
+                    id: JobId(r.get(0)?),
+                    origin: JobOrigin::parse(&origin).unwrap_or(JobOrigin::Other),
+                    has_workflow: r.get(2)?,
+                    fingerprint: r.get(3)?,
+                    run_ms: r.get::<_, Option<i64>>(4)?.map(|ms| ms.max(0) as u64),
+                    started_at: r.get(5)?,
+                    finished_at: r.get(6)?,
+                    node_durations_json: r.get(7)?,
+                })
+            })?
+            .collect::<Result<Vec<_>, _>>()?;
+        runs.reverse();
+        Ok(runs)
     }
 
     /// Enforces the [`JobRetention`] policy now, with `now` as the current time: of each
@@ -440,7 +496,7 @@ impl Store {
             let rows = stmt.query_map([instance.map(|i| i.0)], |r| {
                 Ok(LostJob {
                     job: from_row(r)?,
-                    workflow_json: r.get(15)?,
+                    workflow_json: r.get(16)?,
                 })
             })?;
             Ok(rows.collect::<Result<Vec<_>, _>>()?)

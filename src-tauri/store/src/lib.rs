@@ -72,7 +72,7 @@ pub use instance::{
     secret_ref, AuthSettings, InstanceRecord, InstanceUpdate, NewInstance, SecretSlot,
     DEFAULT_PREVIEW_FPS_CAP, MAX_PREVIEW_FPS_CAP,
 };
-pub use job::{JobEnd, JobId, JobRecord, JobSeen, LostJob};
+pub use job::{JobEnd, JobId, JobRecord, JobSeen, LostJob, TimingRun};
 pub use migrate::{DEFAULT_INSTANCE_NAME, DEFAULT_INSTANCE_URL, SCHEMA_VERSION};
 pub use output::{KeptCopy, NewOutput, OutputId, OutputKind, OutputRecord, MAX_THUMBNAIL_BYTES};
 pub use store::{

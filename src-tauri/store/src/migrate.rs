@@ -15,6 +15,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0001_initial.sql"),
     include_str!("migrations/0002_job_retention.sql"),
     include_str!("migrations/0003_use_companion.sql"),
+    include_str!("migrations/0004_timing.sql"),
 ];
 
 /// The schema version this build writes and understands.

@@ -14,4 +14,10 @@ node: NodeId,
 /**
  * `class_type`, when the graph is known.
  */
-node_type?: string, ms: number, };
+node_type?: string, ms: number, 
+/**
+ * How much work the node had, in the units its class's timing is learned in (steps ×
+ * megapixels × frames, each where the graph says; 1 otherwise). Written so a node class's
+ * speed can be learned again from the journal; absent in entries from earlier versions.
+ */
+work?: number, };

@@ -4,6 +4,8 @@
 
 use super::Millis;
 use crate::event::{ErrorDetails, Fidelity, JobOrigin, JobState, JobView, NodeDuration};
+use comfy_model::Estimate;
+use comfy_timing::{CurrentNode, Progress, Shape};
 use comfy_protocol::http::OutputFile;
 use comfy_protocol::{NodeId, NodeProgress, NodeRunState, PromptId};
 use serde_json::Value;
@@ -36,6 +38,22 @@ impl NodeState {
         if self.started.is_some() && self.ended.is_none() {
             self.ended = Some(now);
         }
+    }
+}
+
+/// When a job ran, by each clock: ours, and the server's where it said. A duration is only
+/// ever taken between two times of one clock.
+#[derive(Debug, Clone, Default)]
+pub(super) struct RunTimes {
+    pub(super) local: (Option<Millis>, Option<Millis>),
+    pub(super) server: (Option<Millis>, Option<Millis>),
+}
+
+impl RunTimes {
+    /// How long the job ran: by the server's clock when it gave both ends, else by ours.
+    pub(super) fn run_ms(&self) -> Option<u64> {
+        let span = |(s, e): (Option<Millis>, Option<Millis>)| Some((e? - s?).max(0) as u64);
+        span(self.server).or_else(|| span(self.local))
     }
 }
 
@@ -81,6 +99,12 @@ pub(super) struct Job {
     pub(super) known_since: Millis,
     /// We are submitting it and the server has not answered yet: absent from snapshots is normal.
     pub(super) awaiting_ack: bool,
+    /// What of the graph decides its cost, once the graph is known.
+    pub(super) shape: Option<Shape>,
+    pub(super) times: RunTimes,
+    /// The current estimate, and the last one published with when it was.
+    pub(super) estimate: Option<Estimate>,
+    pub(super) published: Option<(Estimate, Millis)>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -137,6 +161,10 @@ impl Job {
             seen_at: now,
             known_since: now,
             awaiting_ack: false,
+            shape: None,
+            times: RunTimes::default(),
+            estimate: None,
+            published: None,
         }
     }
 
@@ -175,6 +203,9 @@ impl Job {
 
     /// Rebuilds the plan from the graph, outputs and cache (see the module docs).
     pub(super) fn replan(&mut self) {
+        if self.shape.is_none() {
+            self.shape = self.graph.as_ref().and_then(Shape::of);
+        }
         let Some(graph) = self.graph.as_ref().and_then(Value::as_object) else {
             return;
         };
@@ -287,8 +318,57 @@ impl Job {
                 node: id.clone(),
                 node_type: self.node_class(id),
                 ms: (end - start).max(0) as u64,
+                work: self
+                    .shape
+                    .as_ref()
+                    .and_then(|s| s.nodes.get(id))
+                    .map(|c| c.work),
             })
             .collect()
+    }
+
+    /// How long the job has run, by our clock.
+    pub(super) fn running_for(&self, now: Millis) -> u64 {
+        self.times.local.0.map_or(0, |s| (now - s).max(0) as u64)
+    }
+
+    /// What is seen of the run, for the estimate of a followed job: the plan, the nodes done
+    /// (finished or cached) and the nodes running, by the id the plan knows them by.
+    pub(super) fn progress(&self, now: Millis) -> Progress {
+        let settled = self
+            .plan
+            .keys()
+            .filter(|id| self.fraction(id) >= 1.0)
+            .cloned()
+            .collect();
+        let stepping = self.ms_per_step().and_then(|ms| {
+            let (node, _, _) = self.last_step.as_ref()?;
+            Some((node.clone(), ms))
+        });
+        let mut current: Vec<CurrentNode> = Vec::new();
+        for raw in &self.current {
+            let Some(n) = self.nodes.get(raw) else {
+                continue;
+            };
+            let shown = n.display.clone().unwrap_or_else(|| raw.clone());
+            if self.fraction(&shown) >= 1.0 || current.iter().any(|c| c.node == shown) {
+                continue;
+            }
+            let steps = stepping
+                .as_ref()
+                .filter(|(node, _)| node == raw && n.max > 1.0)
+                .map(|(_, ms)| (n.max - n.value, *ms));
+            current.push(CurrentNode {
+                node: shown,
+                ran_ms: n.started.map_or(0, |s| (now - s).max(0) as u64),
+                steps,
+            });
+        }
+        Progress {
+            planned: self.plan.keys().cloned().collect(),
+            settled,
+            current,
+        }
     }
 
     /// Records an output file once, whether the socket or the server's record names it first.
@@ -310,6 +390,7 @@ impl Job {
         if self.started.is_none() {
             self.started = Some(now);
         }
+        self.times.local.0.get_or_insert(now);
     }
 
     pub(super) fn finish_node(&mut self, node: &NodeId, now: Millis) {
@@ -519,5 +600,14 @@ pub(super) fn view(j: &Job) -> JobView {
         },
         detail: j.detail.clone(),
         last_text: j.texts.back().map(|(_, t)| t.clone()),
+        estimate: if j.state.is_terminal() {
+            None
+        } else {
+            j.estimate.clone()
+        },
+        fingerprint: j.shape.as_ref().map(|s| s.fingerprint.clone()),
+        run_ms: (j.state == JobState::Success)
+            .then(|| j.times.run_ms())
+            .flatten(),
     }
 }

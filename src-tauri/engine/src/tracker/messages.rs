@@ -25,7 +25,12 @@ impl Tracker {
         req: &mut Vec<Request>,
     ) {
         if let Some(job) = self.followed_mut(prompt_id, now) {
-            job.mark_running(timestamp.unwrap_or(now));
+            if let Some(ts) = timestamp {
+                // The server's time of the start is shown; ours measures the run.
+                job.started.get_or_insert(ts);
+                job.times.server.0.get_or_insert(ts);
+            }
+            job.mark_running(now);
             self.emit(prompt_id, out);
             if self.queue_mark_running(prompt_id) {
                 out.push(self.queue_update());
@@ -202,6 +207,8 @@ impl Tracker {
         if let Some(job) = self.followed_mut(prompt_id, now) {
             job.ending = Some(JobState::Success);
             job.ended = timestamp.or(Some(now));
+            job.times.local.1 = Some(now);
+            job.times.server.1 = timestamp;
             for n in job.current.clone() {
                 job.finish_node(&n, now);
             }

@@ -35,6 +35,7 @@
 //! per kind of socket message; `snapshot` reconciles the picture with what HTTP says (queue
 //! snapshots, outcome lookups).
 
+mod estimates;
 mod job;
 mod messages;
 mod snapshot;
@@ -112,6 +113,8 @@ pub struct Tracker {
     baseline_done: bool,
     /// The server's companion relays other clients' execution messages to us.
     relay: bool,
+    /// What this instance's past jobs took: the source of every estimate.
+    timings: comfy_timing::TimingModel,
 }
 
 impl Tracker {
@@ -128,6 +131,7 @@ impl Tracker {
             after_reconnect: false,
             baseline_done: false,
             relay: false,
+            timings: comfy_timing::TimingModel::default(),
         }
     }
 
@@ -294,11 +298,13 @@ impl Tracker {
         job.ending = None;
         job.vanished = None;
         job.ended.get_or_insert(now);
+        job.times.local.1.get_or_insert(now);
         job.current.clear();
         if state == JobState::Success && job.fidelity.is_followed() {
             job.percent = Some(100.0);
         }
         out.push(Update::Job(Box::new(view(job))));
+        self.learn(id);
         let changed = self.queue_remove(id);
         if changed {
             out.push(self.queue_update());
@@ -403,6 +409,7 @@ impl Tracker {
                 data: data.clone(),
             }),
         }
+        self.annotate(&mut out, now);
         (out, req)
     }
 
@@ -494,6 +501,7 @@ impl Tracker {
         if !known {
             self.emit(&item.prompt_id, &mut out);
         }
+        self.annotate(&mut out, now);
         out
     }
 

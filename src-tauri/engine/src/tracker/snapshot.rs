@@ -162,6 +162,7 @@ impl Tracker {
             self.pending = pending;
             out.push(self.queue_update());
         }
+        self.annotate(&mut out, now);
         (out, req)
     }
 
@@ -192,6 +193,9 @@ impl Tracker {
                 }
                 if let Some(e) = f.ended_ms {
                     job.ended = Some(e);
+                }
+                if f.started_ms.is_some() && f.ended_ms.is_some() {
+                    job.times.server = (f.started_ms, f.ended_ms);
                 }
                 let state = match &f.outcome {
                     Outcome::Success => JobState::Success,
@@ -251,6 +255,7 @@ impl Tracker {
                 }
             }
         }
+        self.annotate(&mut out, now);
         out
     }
 }

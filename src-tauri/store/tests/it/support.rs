@@ -54,5 +54,7 @@ pub fn end(instance: InstanceId, prompt_id: &str, outcome: JobOutcome, at: i64) 
         outputs_json: None,
         node_durations_json: None,
         detail: None,
+        fingerprint: None,
+        run_ms: None,
     }
 }
