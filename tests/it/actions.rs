@@ -9,7 +9,7 @@ use comfy_engine::{
 use fake_comfyui::{FakeComfy, ServerVersion};
 use serde_json::json;
 
-async fn connected_engine(
+pub(crate) async fn connected_engine(
     server: &FakeComfy,
     client_id: &str,
 ) -> (

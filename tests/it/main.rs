@@ -9,4 +9,5 @@ mod companion;
 mod journal;
 mod live;
 mod support;
+mod timing;
 mod traces;

@@ -429,6 +429,71 @@ mod tests {
         )
     }
 
+    fn graph(seed: u64, steps: u32) -> serde_json::Value {
+        serde_json::json!({
+            "1": {"class_type": "KSampler", "inputs": {"steps": steps, "seed": seed}},
+            "2": {"class_type": "SaveImage", "inputs": {"images": ["1", 0]}}
+        })
+    }
+
+    fn ended(id: &str, origin: JobOrigin, start: i64, run_ms: Option<u64>) -> JobView {
+        let mut v = JobView::new(PromptId::from(id), origin, JobState::Success);
+        v.queued_at_ms = start - 5_000;
+        v.started_at_ms = Some(start);
+        v.ended_at_ms = Some(start + run_ms.unwrap_or(9_000) as i64);
+        v.fingerprint = comfy_timing::Shape::of(&graph(1, 20)).map(|s| s.fingerprint);
+        v.run_ms = run_ms;
+        v
+    }
+
+    #[test]
+    fn timing_is_rebuilt_from_the_journal_including_rows_from_before_it_was_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = Store::open(dir.path().join("j.sqlite")).unwrap();
+        let rec = store
+            .insert_instance(&comfy_store::NewInstance::new("gpu", "http://gpu:8188"), 0)
+            .unwrap();
+        let mut journal = Journal::new(store);
+        // Another client's runs, as this version writes them.
+        for (i, ms) in [10_000u64, 11_000, 10_500].into_iter().enumerate() {
+            let v = ended(&format!("o{i}"), JobOrigin::Other, 100_000 * (i as i64 + 1), Some(ms));
+            journal.record(rec.id, &v, 0).unwrap();
+        }
+        // A failure teaches nothing.
+        let mut bad = ended("bad", JobOrigin::Other, 900_000, Some(1));
+        bad.state = JobState::Error;
+        journal.record(rec.id, &bad, 0).unwrap();
+        let fp = comfy_timing::Shape::of(&graph(1, 20)).unwrap().fingerprint;
+        let typical = journal.timings(rec.id).unwrap().typical(&fp).unwrap();
+        assert_eq!(typical.samples, 3);
+        assert_eq!(typical.ms, 10_500.0);
+
+        // Our own job recorded by an earlier version: no fingerprint, no run time, but its
+        // workflow (another seed: the same workflow) and its start and end.
+        let other_steps = comfy_timing::Shape::of(&graph(7, 30)).unwrap().fingerprint;
+        journal
+            .record_submitted(rec.id, &PromptId::from("mine"), &graph(7, 30), 1_000_000)
+            .unwrap();
+        let mut mine = ended("mine", JobOrigin::SelfApp, 1_000_000, None);
+        mine.fingerprint = None;
+        mine.node_durations = vec![NodeDuration {
+            node: NodeId::from("1"),
+            node_type: Some("KSampler".into()),
+            ms: 8_000,
+            work: None,
+        }];
+        journal.record(rec.id, &mine, 0).unwrap();
+        let model = journal.timings(rec.id).unwrap();
+        let t = model.typical(&other_steps).unwrap();
+        assert_eq!((t.ms, t.samples), (9_000.0, 1), "from its start and end");
+        // Its sampler's speed was learned per unit of work (30 steps), so a 60-step run of a
+        // workflow never seen is expected to take twice as long.
+        let never = comfy_timing::Shape::of(&graph(1, 60)).unwrap();
+        let e = model.expect(&never).unwrap();
+        assert_eq!(e.basis, comfy_model::EstimateBasis::Nodes);
+        assert!((e.total_ms - 16_000.0).abs() < 1e-6, "{}", e.total_ms);
+    }
+
     #[test]
     fn a_connection_is_logged_once_per_change_of_state_per_instance() {
         let mut rule = EventLogRule::default();

@@ -21,8 +21,8 @@ pub mod tracker;
 pub mod ws;
 
 pub use event::{
-    ConnectionState, ConnectionStatus, ErrorDetails, Event, EventKind, Fidelity, InstanceId,
-    JobOrigin, JobState, JobView, NodeDuration, Preview, ServerInfo,
+    ConnectionState, ConnectionStatus, ErrorDetails, Estimate, EstimateBasis, Event, EventKind,
+    Fidelity, InstanceId, JobOrigin, JobState, JobView, NodeDuration, Preview, ServerInfo,
 };
 pub use instance::{Auth, InstanceSpec, Secret, SpecError};
 

@@ -235,6 +235,38 @@ mod tests {
         assert!(!off.use_companion);
     }
 
+    /// A file of schema version 3 (before timing was kept): its finished jobs stay, without a
+    /// fingerprint or run time, and are listed for the timing model with their start and end.
+    #[test]
+    fn a_version_3_job_is_migrated_and_still_teaches_timing() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("v3.db");
+        {
+            let conn = older_file(&path, 3);
+            conn.execute_batch(
+                "INSERT INTO meta (key, value) VALUES ('default_instance_seeded_at', '1');
+                 INSERT INTO instances (id, name, base_url, enabled, created_at, updated_at)
+                     VALUES (1, 'Local', 'http://127.0.0.1:8188/', 1, 1, 1);
+                 INSERT INTO jobs (instance_id, prompt_id, origin, workflow_json, queued_at,
+                                   started_at, finished_at, state, updated_at)
+                     VALUES (1, 'p1', 'self', '{\"1\":{\"class_type\":\"KSampler\",\"inputs\":{}}}',
+                             10, 20, 9020, 'success', 9020),
+                            (1, 'p2', 'other', NULL, 10, 20, 30, 'error', 30);",
+            )
+            .unwrap();
+        }
+        let mut store = crate::Store::open(&path).unwrap();
+        assert_eq!(store.schema_version().unwrap(), SCHEMA_VERSION);
+        let runs = store.timing_runs(crate::InstanceId(1), 10).unwrap();
+        assert_eq!(runs.len(), 1, "only the success: {runs:?}");
+        let r = &runs[0];
+        assert!(r.has_workflow && r.fingerprint.is_none() && r.run_ms.is_none());
+        assert_eq!((r.started_at, r.finished_at), (Some(20), Some(9020)));
+        let job = store.job(crate::InstanceId(1), "p1").unwrap().unwrap();
+        assert_eq!(job.fingerprint, None);
+        assert_eq!(store.job_count().unwrap(), 2);
+    }
+
     #[test]
     fn application_id_spells_cmon() {
         assert_eq!(&APPLICATION_ID.to_be_bytes(), b"CMON");

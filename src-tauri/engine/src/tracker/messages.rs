@@ -124,6 +124,7 @@ impl Tracker {
                 }
             }
             job.ended.get_or_insert(now);
+            job.times.local.1.get_or_insert(now);
             req.push(Request::Outcome(id));
         }
     }

@@ -764,3 +764,239 @@ fn a_companion_that_goes_away_leaves_relayed_jobs_observed_without_invented_prog
     assert_eq!(view.percent, None);
     assert_eq!(view.eta_ms, None);
 }
+
+// --- Estimates learned from past runs -----------------------------------------------------
+
+fn sampler_graph(seed: u64) -> serde_json::Value {
+    json!({
+        "1": {"class_type": "KSampler", "inputs": {"steps": 6, "seed": seed}},
+        "2": {"class_type": "SaveImage", "inputs": {"images": ["1", 0]}}
+    })
+}
+
+fn other_job(id: &str, number: f64, seed: u64) -> ActiveJob {
+    ActiveJob {
+        graph: Some(sampler_graph(seed)),
+        ..active(id, number, Some("browser"))
+    }
+}
+
+/// Another client's job seen running from `start`, ending after `run_ms` by the server's
+/// record (whose clock is an hour off ours: only its differences count).
+fn observe_run(t: &mut Tracker, id: &str, start: Millis, run_ms: Millis) {
+    let j = other_job(id, 1.0, start as u64);
+    t.apply_snapshot(&snap(std::slice::from_ref(&j), &[]), start);
+    t.apply_snapshot(&snap(&[], &[]), start + run_ms + 500);
+    let server_start = start + 3_600_000;
+    let lookup = Lookup::Found(Box::new(FinishedJob {
+        prompt_id: id.into(),
+        outcome: Outcome::Success,
+        outputs: Default::default(),
+        client_id: Some("browser".into()),
+        started_ms: Some(server_start),
+        ended_ms: Some(server_start + run_ms),
+    }));
+    t.apply_outcome(&id.into(), lookup, start + run_ms + 600);
+}
+
+fn estimate_of(t: &Tracker, id: &str) -> Option<comfy_model::Estimate> {
+    t.job(&id.into()).unwrap().estimate
+}
+
+#[test]
+fn an_observed_job_is_estimated_from_earlier_runs_of_its_workflow() {
+    let mut t = Tracker::new(ME);
+    observe_run(&mut t, "r1", 0, 10_000);
+    assert!(
+        t.job(&"r1".into()).unwrap().estimate.is_none(),
+        "an ended job has no estimate"
+    );
+    observe_run(&mut t, "r2", 20_000, 12_000);
+    observe_run(&mut t, "r3", 40_000, 10_000);
+
+    // Same graph, new seed, queued by another client: 2.5 s into its run.
+    let d = other_job("d", 4.0, 777);
+    t.apply_snapshot(&snap(std::slice::from_ref(&d), &[]), 60_000);
+    let (u, _) = t.apply_snapshot(&snap(std::slice::from_ref(&d), &[]), 62_500);
+    assert!(u.is_empty(), "a snapshot that changes nothing publishes nothing");
+    t.tick(62_500);
+    let e = estimate_of(&t, "d").unwrap();
+    assert_eq!(e.basis, comfy_model::EstimateBasis::Workflow);
+    assert_eq!(e.samples, 3);
+    assert_eq!(e.typical_ms, 10_000, "weighted toward the latest runs");
+    assert_eq!(e.percent, Some(25.0));
+    assert_eq!(e.eta_ms, Some(7_500));
+    let v = t.job(&"d".into()).unwrap();
+    assert_eq!(v.percent, None, "measured figures stay empty");
+    assert_eq!(v.eta_ms, None);
+
+    // Past its usual time it says so, and never sits at 99 %.
+    t.tick(69_950);
+    assert_eq!(estimate_of(&t, "d").unwrap().percent, Some(99.0));
+    let u = t.tick(75_000);
+    assert_eq!(job_states(&u), [("d".into(), JobState::Running)]);
+    let e = estimate_of(&t, "d").unwrap();
+    assert!(e.longer_than_usual);
+    assert_eq!((e.percent, e.eta_ms), (None, None));
+}
+
+#[test]
+fn only_successes_teach_and_a_different_workflow_is_not_taken_for_this_one() {
+    let mut t = Tracker::new(ME);
+    let j = other_job("bad", 1.0, 1);
+    t.apply_snapshot(&snap(std::slice::from_ref(&j), &[]), 0);
+    t.apply_snapshot(&snap(&[], &[]), 3_000);
+    t.apply_outcome(
+        &"bad".into(),
+        finished("bad", Outcome::Failed),
+        3_100,
+    );
+    let again = other_job("again", 2.0, 2);
+    t.apply_snapshot(&snap(std::slice::from_ref(&again), &[]), 10_000);
+    t.tick(11_000);
+    assert_eq!(estimate_of(&t, "again"), None, "a failure says nothing of its length");
+
+    observe_run(&mut t, "ok", 20_000, 8_000);
+    let mut bigger = other_job("bigger", 3.0, 3);
+    bigger.graph = Some(json!({
+        "1": {"class_type": "KSampler", "inputs": {"steps": 40, "seed": 3}},
+        "2": {"class_type": "SaveImage", "inputs": {"images": ["1", 0]}}
+    }));
+    t.apply_snapshot(&snap(std::slice::from_ref(&bigger), &[]), 40_000);
+    t.tick(41_000);
+    assert_eq!(
+        estimate_of(&t, "bigger"),
+        None,
+        "ten times the steps is another workflow; an observed run teaches no node's speed"
+    );
+}
+
+#[test]
+fn pending_jobs_start_when_the_jobs_ahead_are_expected_to_end() {
+    let mut t = Tracker::new(ME);
+    for (i, start) in [0, 20_000, 40_000].into_iter().enumerate() {
+        observe_run(&mut t, &format!("r{i}"), start, 10_000);
+    }
+    let run = other_job("run", 10.0, 5);
+    let p1 = other_job("p1", 11.0, 6);
+    let p2 = other_job("p2", 12.0, 7);
+    t.apply_snapshot(&snap(std::slice::from_ref(&run), &[p1.clone(), p2.clone()]), 100_000);
+    let (u, _) = t.apply_snapshot(&snap(&[run], &[p1, p2]), 104_000);
+    assert!(u.is_empty());
+    t.tick(104_000);
+    let p1 = estimate_of(&t, "p1").unwrap();
+    assert_eq!(p1.starts_in_ms, Some(6_000));
+    assert_eq!(p1.eta_ms, Some(16_000));
+    assert_eq!(p1.percent, None);
+    let p2 = estimate_of(&t, "p2").unwrap();
+    assert_eq!(p2.starts_in_ms, Some(16_000));
+    assert_eq!(p2.eta_ms, Some(26_000), "the queue drains in 26 s");
+}
+
+#[test]
+fn a_job_ahead_without_an_estimate_leaves_the_start_of_those_behind_it_unknown() {
+    let mut t = Tracker::new(ME);
+    observe_run(&mut t, "r0", 0, 10_000);
+    let mut stranger = other_job("stranger", 10.0, 5);
+    stranger.graph = Some(json!({"9": {"class_type": "Mystery", "inputs": {}}}));
+    let p = other_job("p", 11.0, 6);
+    t.apply_snapshot(&snap(&[stranger], std::slice::from_ref(&p)), 100_000);
+    t.tick(101_000);
+    assert_eq!(estimate_of(&t, "stranger"), None);
+    let e = estimate_of(&t, "p").unwrap();
+    assert_eq!(e.typical_ms, 10_000, "its own length is still known");
+    assert_eq!((e.starts_in_ms, e.eta_ms), (None, None));
+}
+
+#[test]
+fn estimates_are_published_again_only_when_they_move() {
+    let mut t = Tracker::new(ME);
+    observe_run(&mut t, "r0", 0, 1_000_000);
+    let j = other_job("long", 2.0, 9);
+    let (u, _) = t.apply_snapshot(&snap(std::slice::from_ref(&j), &[]), 2_000_000);
+    let Some(Update::Job(v)) = u.first() else {
+        panic!("{u:?}")
+    };
+    assert_eq!(v.estimate.as_ref().unwrap().eta_ms, Some(1_000_000));
+    // A second later the estimate's end is where it was, and the percent still rounds to 0.
+    assert!(t.tick(2_001_000).is_empty());
+    assert!(t.tick(2_005_000).is_empty());
+    // Twenty seconds in: 2 %.
+    let u = t.tick(2_020_000);
+    assert_eq!(job_states(&u), [("long".into(), JobState::Running)]);
+    assert!(t.tick(2_020_500).is_empty());
+    // Nothing queued, nothing to look at.
+    let mut idle = Tracker::new(ME);
+    assert!(idle.tick(1).is_empty());
+}
+
+#[test]
+fn a_live_job_has_an_eta_from_history_before_its_first_step_then_counts_its_steps() {
+    let mut t = Tracker::new(ME);
+    let graph = sampler_graph(1);
+    let run = |t: &mut Tracker, id: &str, start: Millis, per_step: Millis| {
+        let item = ActiveJob {
+            graph: Some(graph.clone()),
+            ..active(id, 1.0, Some(ME))
+        };
+        t.describe_job(&item, start);
+        let p = format!(r#""prompt_id":"{id}""#);
+        msg(t, &format!(r#"{{"type":"execution_start","data":{{{p}}}}}"#), start);
+        msg(t, &format!(r#"{{"type":"executing","data":{{"node":"1",{p}}}}}"#), start);
+        let mut now = start;
+        for step in 1..=6 {
+            now += per_step;
+            msg(
+                t,
+                &format!(r#"{{"type":"progress","data":{{"value":{step},"max":6,"node":"1",{p}}}}}"#),
+                now,
+            );
+        }
+        msg(t, &format!(r#"{{"type":"executing","data":{{"node":"2",{p}}}}}"#), now);
+        now += 2_000;
+        msg(t, &format!(r#"{{"type":"execution_success","data":{{{p}}}}}"#), now);
+        msg(t, &format!(r#"{{"type":"executing","data":{{"node":null,{p}}}}}"#), now);
+        // The server's record is not needed to end it.
+        t.apply_outcome(&id.into(), Lookup::Unavailable, now + 3_000);
+        now
+    };
+    let end = run(&mut t, "first", 0, 1_000);
+    let v = t.job(&"first".into()).unwrap();
+    assert_eq!(v.state, JobState::Success);
+    assert_eq!(v.run_ms, Some(8_000));
+    assert_eq!(v.node_durations.len(), 2);
+
+    // The second run: 8 s expected from the first moment.
+    let item = ActiveJob {
+        graph: Some(graph.clone()),
+        ..active("second", 2.0, Some(ME))
+    };
+    t.describe_job(&item, end + 1_000);
+    let p = r#""prompt_id":"second""#;
+    let (u, _) = msg(&mut t, &format!(r#"{{"type":"execution_start","data":{{{p}}}}}"#), end + 5_000);
+    let Some(Update::Job(v)) = u.iter().find(|u| matches!(u, Update::Job(_))) else {
+        panic!("{u:?}")
+    };
+    let e = v.estimate.clone().unwrap();
+    assert_eq!(e.eta_ms, Some(8_000), "the wait in the queue is not part of it");
+    assert_eq!(v.eta_ms, None, "no step rate yet");
+    // Sampling twice as slow as last time: after four steps, two left at 2 s, then the
+    // save's 2 s.
+    let t0 = end + 5_000;
+    msg(&mut t, &format!(r#"{{"type":"executing","data":{{"node":"1",{p}}}}}"#), t0);
+    let mut last = Vec::new();
+    for step in 1..=4 {
+        (last, _) = msg(
+            &mut t,
+            &format!(r#"{{"type":"progress","data":{{"value":{step},"max":6,"node":"1",{p}}}}}"#),
+            t0 + step * 2_000,
+        );
+    }
+    let Some(Update::Job(v)) = last.iter().find(|u| matches!(u, Update::Job(_))) else {
+        panic!("{last:?}")
+    };
+    let e = v.estimate.clone().unwrap();
+    assert_eq!(e.eta_ms, Some(6_000), "two steps at 2 s, then 2 s of save");
+    // The step rate alone weighs the sampler at 1 + steps and the save at one step.
+    assert_eq!(v.eta_ms, Some(6_667));
+}
