@@ -6,6 +6,11 @@ use std::collections::HashSet;
 
 /// A running estimate's percent stops here: only the outcome makes a job 100 % done.
 const MAX_PERCENT: f64 = 99.0;
+/// A job at the end of its expected time is "about to end" (99 %, nothing left) for this share
+/// of it, at least [`GRACE_MIN_MS`], before it runs "longer than usual": a run a hair over
+/// the usual one (or seen starting a poll early) is not news.
+const GRACE_SHARE: f64 = 0.1;
+const GRACE_MIN_MS: f64 = 1_000.0;
 
 /// One node running now.
 #[derive(Debug, Clone, PartialEq)]
@@ -50,7 +55,12 @@ pub fn running(e: &Expectation, elapsed_ms: u64, progress: Option<&Progress>) ->
         longer_than_usual: false,
     };
     if remaining < 1.0 {
-        estimate.longer_than_usual = true;
+        if elapsed <= e.total_ms + (e.total_ms * GRACE_SHARE).max(GRACE_MIN_MS) {
+            estimate.percent = Some(MAX_PERCENT);
+            estimate.eta_ms = Some(0);
+        } else {
+            estimate.longer_than_usual = true;
+        }
         return estimate;
     }
     let percent = (100.0 * elapsed / (elapsed + remaining)).min(MAX_PERCENT);
@@ -140,6 +150,9 @@ mod tests {
     fn it_never_says_100_and_a_job_past_its_usual_run_says_so_instead_of_99() {
         let near = running(&whole(10_000.0), 9_995, None);
         assert_eq!(near.percent, Some(99.0), "held below 100");
+        let due = running(&whole(10_000.0), 10_800, None);
+        assert_eq!((due.percent, due.eta_ms), (Some(99.0), Some(0)), "a hair over: due");
+        assert!(!due.longer_than_usual);
         let past = running(&whole(10_000.0), 14_000, None);
         assert!(past.longer_than_usual);
         assert_eq!(past.percent, None);
@@ -211,7 +224,7 @@ mod tests {
             }],
         };
         assert_eq!(running(&by_node(), 11_000, Some(&p)).eta_ms, Some(1_000));
-        assert!(running(&by_node(), 13_000, Some(&p)).longer_than_usual);
+        assert!(running(&by_node(), 14_000, Some(&p)).longer_than_usual);
     }
 
     #[test]

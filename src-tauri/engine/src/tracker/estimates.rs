@@ -131,6 +131,8 @@ impl Tracker {
                 continue;
             }
             job.published = job.estimate.clone().map(|e| (e, now));
+            // Its elapsed time is as of this picture too.
+            job.seen_at = job.seen_at.max(now);
             out.push(Update::Job(Box::new(view(job))));
         }
         out
