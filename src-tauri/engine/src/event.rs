@@ -4,8 +4,8 @@
 //! they carry (a job's picture, a connection's state) are `comfy-model`'s, re-exported here.
 
 pub use comfy_model::{
-    ConnectionState, ConnectionStatus, ErrorDetails, Estimate, EstimateBasis, Fidelity,
-    InstanceId, JobOrigin, JobState, JobView, NodeDuration, ServerInfo,
+    ConnectionState, ConnectionStatus, ErrorDetails, Estimate, EstimateBasis, Fidelity, InstanceId,
+    JobOrigin, JobState, JobView, NodeDuration, ServerInfo,
 };
 use comfy_protocol::{NodeId, PromptId};
 use serde::Serialize;

@@ -8,14 +8,14 @@
 
 use crate::event::{ConnectionState, Event, EventKind, JobOrigin, JobState, JobView};
 use crate::tracker::ActiveJob;
+use comfy_model::NodeDuration;
 use comfy_protocol::http::OutputFile;
 use comfy_protocol::{NodeId, PromptId};
 use comfy_store::{
     InstanceId, JobEnd, JobSeen, NewOutput, OutputId, OutputKind, Store, StoreError,
 };
-use serde::Serialize;
-use comfy_model::NodeDuration;
 use comfy_timing::{Run, Shape, TimingModel};
+use serde::Serialize;
 use std::collections::HashMap;
 use std::path::Path;
 use std::time::Duration;
@@ -456,7 +456,12 @@ mod tests {
         let mut journal = Journal::new(store);
         // Another client's runs, as this version writes them.
         for (i, ms) in [10_000u64, 11_000, 10_500].into_iter().enumerate() {
-            let v = ended(&format!("o{i}"), JobOrigin::Other, 100_000 * (i as i64 + 1), Some(ms));
+            let v = ended(
+                &format!("o{i}"),
+                JobOrigin::Other,
+                100_000 * (i as i64 + 1),
+                Some(ms),
+            );
             journal.record(rec.id, &v, 0).unwrap();
         }
         // A failure teaches nothing.

@@ -397,7 +397,8 @@ impl Supervisor {
         tokio::pin!(liveness);
         let poll = sleep(POLL_BUSY);
         tokio::pin!(poll);
-        let mut estimates = tokio::time::interval_at(Instant::now() + ESTIMATE_EVERY, ESTIMATE_EVERY);
+        let mut estimates =
+            tokio::time::interval_at(Instant::now() + ESTIMATE_EVERY, ESTIMATE_EVERY);
         estimates.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
 
         loop {

@@ -27,7 +27,7 @@ pub use connection::{
 };
 pub use ids::{InstanceId, NodeId, PromptId};
 pub use job::{
-    ErrorDetails, Estimate, EstimateBasis, Fidelity, JobOrigin, JobOutcome, JobState, JobView, NodeDuration, OutputFile,
-    PreviewMethod,
+    ErrorDetails, Estimate, EstimateBasis, Fidelity, JobOrigin, JobOutcome, JobState, JobView,
+    NodeDuration, OutputFile, PreviewMethod,
 };
 pub use prefs::NotificationPrefs;

@@ -255,7 +255,7 @@ mod tests {
             )
             .unwrap();
         }
-        let mut store = crate::Store::open(&path).unwrap();
+        let store = crate::Store::open(&path).unwrap();
         assert_eq!(store.schema_version().unwrap(), SCHEMA_VERSION);
         let runs = store.timing_runs(crate::InstanceId(1), 10).unwrap();
         assert_eq!(runs.len(), 1, "only the success: {runs:?}");

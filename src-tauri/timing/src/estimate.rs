@@ -151,7 +151,11 @@ mod tests {
         let near = running(&whole(10_000.0), 9_995, None);
         assert_eq!(near.percent, Some(99.0), "held below 100");
         let due = running(&whole(10_000.0), 10_800, None);
-        assert_eq!((due.percent, due.eta_ms), (Some(99.0), Some(0)), "a hair over: due");
+        assert_eq!(
+            (due.percent, due.eta_ms),
+            (Some(99.0), Some(0)),
+            "a hair over: due"
+        );
         assert!(!due.longer_than_usual);
         let past = running(&whole(10_000.0), 14_000, None);
         assert!(past.longer_than_usual);

@@ -65,6 +65,12 @@ pub struct TimingModel {
 }
 
 impl TimingModel {
+    /// Changes whenever the model learns: an [`Expectation`] worked out at one version holds
+    /// until the next.
+    pub fn version(&self) -> u64 {
+        self.clock
+    }
+
     /// Learns from a job that succeeded. Runs are learned in the order they ended.
     pub fn learn(&mut self, run: &Run<'_>) {
         self.clock += 1;
@@ -152,7 +158,7 @@ impl TimingModel {
             samples = samples.min(class.per_work.len());
         }
         let total_ms: f64 = nodes.values().sum();
-        (total_ms > 0.0).then(|| Expectation {
+        (total_ms > 0.0).then_some(Expectation {
             basis: EstimateBasis::Nodes,
             samples: samples as u32,
             total_ms,
@@ -283,6 +289,9 @@ mod tests {
         }
         assert!(m.workflows.len() <= MAX_WORKFLOWS);
         assert_eq!(m.typical(keep).unwrap().ms, 7.0, "run often, kept");
-        assert!(m.typical(&format!("{:016x}", 0)).is_none(), "oldest forgotten");
+        assert!(
+            m.typical(&format!("{:016x}", 0)).is_none(),
+            "oldest forgotten"
+        );
     }
 }

@@ -16,7 +16,13 @@ const COST_FLOATS: &[&str] = &[
 
 /// Text inputs that change a graph's cost besides every `*_name` (checkpoint, sampler, VAE,
 /// upscale model…). Prompt text, filename prefixes and input file names do not.
-const COST_TEXTS: &[&str] = &["model", "scheduler", "upscale_method", "method", "precision"];
+const COST_TEXTS: &[&str] = &[
+    "model",
+    "scheduler",
+    "upscale_method",
+    "method",
+    "precision",
+];
 
 /// Inputs that multiply the work of a node and everything downstream of it.
 const FRAME_INPUTS: &[&str] = &[
@@ -161,12 +167,7 @@ fn size_of(
         return 0.0;
     }
     memo.insert(id.to_owned(), 0.0);
-    let factor = |names: &[&str]| {
-        names
-            .iter()
-            .find_map(|n| number(node, n))
-            .unwrap_or(1.0)
-    };
+    let factor = |names: &[&str]| names.iter().find_map(|n| number(node, n)).unwrap_or(1.0);
     let own = match (number(node, "width"), number(node, "height")) {
         (Some(w), Some(h)) => Some(w * h / 1_000_000.0),
         _ => None,
@@ -283,7 +284,10 @@ mod tests {
         let mp = 1024.0 * 512.0 * 2.0 / 1e6;
         assert!((work("5") - mp).abs() < 1e-9);
         assert!((work("3") - 20.0 * mp).abs() < 1e-9);
-        assert!((work("8") - mp).abs() < 1e-9, "decode follows the sampler's size");
+        assert!(
+            (work("8") - mp).abs() < 1e-9,
+            "decode follows the sampler's size"
+        );
         assert!((work("4") - 1.0).abs() < 1e-9, "a loader has no size");
         assert_eq!(s.nodes[&NodeId::from("3")].class, "KSampler");
     }

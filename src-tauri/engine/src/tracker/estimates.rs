@@ -17,6 +17,9 @@ impl Tracker {
     /// Takes the timing learned from the journal (replacing what this tracker learned so far).
     pub fn set_timings(&mut self, timings: TimingModel) {
         self.timings = timings;
+        for job in self.jobs.values_mut() {
+            job.expected = None;
+        }
     }
 
     pub fn timings(&self) -> &TimingModel {
@@ -69,11 +72,11 @@ impl Tracker {
             if job.state != JobState::Pending {
                 continue;
             }
-            let expected = job.shape.as_ref().and_then(|s| self.timings.expect(s));
-            job.estimate = expected
-                .as_ref()
-                .map(|e| comfy_timing::pending(e, ahead));
-            ahead = ahead.zip(expected).map(|(a, e)| a + e.total_ms);
+            let expected = expectation(&self.timings, job);
+            let estimate = expected.map(|e| comfy_timing::pending(e, ahead));
+            let total = expected.map(|e| e.total_ms);
+            job.estimate = estimate;
+            ahead = ahead.zip(total).map(|(a, t)| a + t);
         }
         // Unfinished jobs outside the queue view (a submission not yet listed, a job seen
         // running on the socket before any snapshot): their own estimate, without a place.
@@ -86,11 +89,7 @@ impl Tracker {
             }
             job.estimate = match job.state {
                 JobState::Running => running_estimate(&self.timings, job, now),
-                _ => job
-                    .shape
-                    .as_ref()
-                    .and_then(|s| self.timings.expect(s))
-                    .map(|e| comfy_timing::pending(&e, None)),
+                _ => expectation(&self.timings, job).map(|e| comfy_timing::pending(e, None)),
             };
         }
     }
@@ -139,9 +138,22 @@ impl Tracker {
     }
 }
 
+/// What the job is expected to take, worked out once per version of the model.
+fn expectation<'j>(
+    timings: &TimingModel,
+    job: &'j mut Job,
+) -> Option<&'j comfy_timing::Expectation> {
+    let version = timings.version();
+    if job.expected.as_ref().is_none_or(|(v, _)| *v != version) {
+        let e = job.shape.as_ref().and_then(|s| timings.expect(s));
+        job.expected = Some((version, e));
+    }
+    job.expected.as_ref().and_then(|(_, e)| e.as_ref())
+}
+
 /// A running job's estimate, its percent never going down while its basis stays.
-fn running_estimate(timings: &TimingModel, job: &Job, now: Millis) -> Option<Estimate> {
-    let expected = timings.expect(job.shape.as_ref()?)?;
+fn running_estimate(timings: &TimingModel, job: &mut Job, now: Millis) -> Option<Estimate> {
+    let expected = expectation(timings, job)?.clone();
     let progress = job.fidelity.is_followed().then(|| job.progress(now));
     let mut e = comfy_timing::running(&expected, job.running_for(now), progress.as_ref());
     if let (Some(p), Some(prev)) = (e.percent.as_mut(), job.estimate.as_ref()) {
@@ -152,7 +164,11 @@ fn running_estimate(timings: &TimingModel, job: &Job, now: Millis) -> Option<Est
     Some(e)
 }
 
-fn moved(published: Option<&(Estimate, Millis)>, now_estimate: Option<&Estimate>, now: Millis) -> bool {
+fn moved(
+    published: Option<&(Estimate, Millis)>,
+    now_estimate: Option<&Estimate>,
+    now: Millis,
+) -> bool {
     let (p, at, n) = match (published, now_estimate) {
         (None, None) => return false,
         (Some((p, at)), Some(n)) => (p, *at, n),

@@ -5,9 +5,9 @@
 use super::Millis;
 use crate::event::{ErrorDetails, Fidelity, JobOrigin, JobState, JobView, NodeDuration};
 use comfy_model::Estimate;
-use comfy_timing::{CurrentNode, Progress, Shape};
 use comfy_protocol::http::OutputFile;
 use comfy_protocol::{NodeId, NodeProgress, NodeRunState, PromptId};
+use comfy_timing::{CurrentNode, Progress, Shape};
 use serde_json::Value;
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 
@@ -102,6 +102,9 @@ pub(super) struct Job {
     /// What of the graph decides its cost, once the graph is known.
     pub(super) shape: Option<Shape>,
     pub(super) times: RunTimes,
+    /// What the job is expected to take, as of a version of the timing model (worked out again
+    /// only when the model learns).
+    pub(super) expected: Option<(u64, Option<comfy_timing::Expectation>)>,
     /// The current estimate, and the last one published with when it was.
     pub(super) estimate: Option<Estimate>,
     pub(super) published: Option<(Estimate, Millis)>,
@@ -162,6 +165,7 @@ impl Job {
             known_since: now,
             awaiting_ack: false,
             shape: None,
+            expected: None,
             times: RunTimes::default(),
             estimate: None,
             published: None,

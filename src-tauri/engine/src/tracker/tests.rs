@@ -818,7 +818,10 @@ fn an_observed_job_is_estimated_from_earlier_runs_of_its_workflow() {
     let d = other_job("d", 4.0, 777);
     t.apply_snapshot(&snap(std::slice::from_ref(&d), &[]), 60_000);
     let (u, _) = t.apply_snapshot(&snap(std::slice::from_ref(&d), &[]), 62_500);
-    assert!(u.is_empty(), "a snapshot that changes nothing publishes nothing");
+    assert!(
+        u.is_empty(),
+        "a snapshot that changes nothing publishes nothing"
+    );
     t.tick(62_500);
     let e = estimate_of(&t, "d").unwrap();
     assert_eq!(e.basis, comfy_model::EstimateBasis::Workflow);
@@ -846,15 +849,15 @@ fn only_successes_teach_and_a_different_workflow_is_not_taken_for_this_one() {
     let j = other_job("bad", 1.0, 1);
     t.apply_snapshot(&snap(std::slice::from_ref(&j), &[]), 0);
     t.apply_snapshot(&snap(&[], &[]), 3_000);
-    t.apply_outcome(
-        &"bad".into(),
-        finished("bad", Outcome::Failed),
-        3_100,
-    );
+    t.apply_outcome(&"bad".into(), finished("bad", Outcome::Failed), 3_100);
     let again = other_job("again", 2.0, 2);
     t.apply_snapshot(&snap(std::slice::from_ref(&again), &[]), 10_000);
     t.tick(11_000);
-    assert_eq!(estimate_of(&t, "again"), None, "a failure says nothing of its length");
+    assert_eq!(
+        estimate_of(&t, "again"),
+        None,
+        "a failure says nothing of its length"
+    );
 
     observe_run(&mut t, "ok", 20_000, 8_000);
     let mut bigger = other_job("bigger", 3.0, 3);
@@ -880,7 +883,10 @@ fn pending_jobs_start_when_the_jobs_ahead_are_expected_to_end() {
     let run = other_job("run", 10.0, 5);
     let p1 = other_job("p1", 11.0, 6);
     let p2 = other_job("p2", 12.0, 7);
-    t.apply_snapshot(&snap(std::slice::from_ref(&run), &[p1.clone(), p2.clone()]), 100_000);
+    t.apply_snapshot(
+        &snap(std::slice::from_ref(&run), &[p1.clone(), p2.clone()]),
+        100_000,
+    );
     let (u, _) = t.apply_snapshot(&snap(&[run], &[p1, p2]), 104_000);
     assert!(u.is_empty());
     t.tick(104_000);
@@ -941,21 +947,43 @@ fn a_live_job_has_an_eta_from_history_before_its_first_step_then_counts_its_step
         };
         t.describe_job(&item, start);
         let p = format!(r#""prompt_id":"{id}""#);
-        msg(t, &format!(r#"{{"type":"execution_start","data":{{{p}}}}}"#), start);
-        msg(t, &format!(r#"{{"type":"executing","data":{{"node":"1",{p}}}}}"#), start);
+        msg(
+            t,
+            &format!(r#"{{"type":"execution_start","data":{{{p}}}}}"#),
+            start,
+        );
+        msg(
+            t,
+            &format!(r#"{{"type":"executing","data":{{"node":"1",{p}}}}}"#),
+            start,
+        );
         let mut now = start;
         for step in 1..=6 {
             now += per_step;
             msg(
                 t,
-                &format!(r#"{{"type":"progress","data":{{"value":{step},"max":6,"node":"1",{p}}}}}"#),
+                &format!(
+                    r#"{{"type":"progress","data":{{"value":{step},"max":6,"node":"1",{p}}}}}"#
+                ),
                 now,
             );
         }
-        msg(t, &format!(r#"{{"type":"executing","data":{{"node":"2",{p}}}}}"#), now);
+        msg(
+            t,
+            &format!(r#"{{"type":"executing","data":{{"node":"2",{p}}}}}"#),
+            now,
+        );
         now += 2_000;
-        msg(t, &format!(r#"{{"type":"execution_success","data":{{{p}}}}}"#), now);
-        msg(t, &format!(r#"{{"type":"executing","data":{{"node":null,{p}}}}}"#), now);
+        msg(
+            t,
+            &format!(r#"{{"type":"execution_success","data":{{{p}}}}}"#),
+            now,
+        );
+        msg(
+            t,
+            &format!(r#"{{"type":"executing","data":{{"node":null,{p}}}}}"#),
+            now,
+        );
         // The server's record is not needed to end it.
         t.apply_outcome(&id.into(), Lookup::Unavailable, now + 3_000);
         now
@@ -973,17 +1001,29 @@ fn a_live_job_has_an_eta_from_history_before_its_first_step_then_counts_its_step
     };
     t.describe_job(&item, end + 1_000);
     let p = r#""prompt_id":"second""#;
-    let (u, _) = msg(&mut t, &format!(r#"{{"type":"execution_start","data":{{{p}}}}}"#), end + 5_000);
+    let (u, _) = msg(
+        &mut t,
+        &format!(r#"{{"type":"execution_start","data":{{{p}}}}}"#),
+        end + 5_000,
+    );
     let Some(Update::Job(v)) = u.iter().find(|u| matches!(u, Update::Job(_))) else {
         panic!("{u:?}")
     };
     let e = v.estimate.clone().unwrap();
-    assert_eq!(e.eta_ms, Some(8_000), "the wait in the queue is not part of it");
+    assert_eq!(
+        e.eta_ms,
+        Some(8_000),
+        "the wait in the queue is not part of it"
+    );
     assert_eq!(v.eta_ms, None, "no step rate yet");
     // Sampling twice as slow as last time: after four steps, two left at 2 s, then the
     // save's 2 s.
     let t0 = end + 5_000;
-    msg(&mut t, &format!(r#"{{"type":"executing","data":{{"node":"1",{p}}}}}"#), t0);
+    msg(
+        &mut t,
+        &format!(r#"{{"type":"executing","data":{{"node":"1",{p}}}}}"#),
+        t0,
+    );
     let mut last = Vec::new();
     for step in 1..=4 {
         (last, _) = msg(
