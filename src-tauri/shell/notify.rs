@@ -10,7 +10,8 @@ use crate::shell::{tray, window};
 use comfy_engine::{Event, JobOrigin};
 use comfy_model::InstanceId;
 use comfy_notify::{
-    render_icon, ActionInvoked, Deliver, Notification, Policy, RepaintGate, Settings, TrayModel,
+    render_icon, ActionInvoked, Deliver, LocalZone, Notification, Policy, RepaintGate, Settings,
+    TrayModel,
 };
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -35,7 +36,7 @@ pub fn spawn<R: Runtime>(
         app,
         deliver,
         policy: Policy::new(settings),
-        tray: TrayModel::default(),
+        tray: TrayModel::new(local_zone()),
         gate: RepaintGate::default(),
         menu: None,
         names: HashMap::new(),
@@ -270,6 +271,8 @@ impl<R: Runtime> Task<R> {
             {
                 tracing::debug!(%error, "tray tooltip not updated");
             }
+        }
+        if repaint.tooltip || repaint.menu {
             let paused = self.policy.paused(Instant::now().into_std()).is_some();
             let shape = tray::MenuShape::new(&self.tray, paused);
             match &mut self.menu {
@@ -289,6 +292,17 @@ impl<R: Runtime> Task<R> {
             }
         }
     }
+}
+
+/// The zone the tray tells "queue done ≈ 14:32" in; without one, it tells UTC and says so.
+fn local_zone() -> Option<LocalZone> {
+    let zone = LocalZone::system();
+    if zone.is_none() {
+        tracing::info!(
+            "no local time zone found (TZ, /etc/localtime); the tray tells times in UTC"
+        );
+    }
+    zone
 }
 
 async fn next_action(actions: &mut Option<mpsc::Receiver<ActionInvoked>>) -> Option<ActionInvoked> {

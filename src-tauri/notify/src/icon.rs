@@ -1,7 +1,7 @@
 //! The tray icon, drawn: a glyph in the state's colour inside a progress ring. Pure pixels; the
 //! shell hands the RGBA to the tray.
 
-use crate::tray::IconState;
+use crate::tray::{Figure, IconState};
 use image::{Rgba, RgbaImage};
 use std::f32::consts::TAU;
 
@@ -28,13 +28,19 @@ const GLYPH: f32 = 0.26;
 const HOLE: f32 = 0.14;
 /// Subsamples per pixel side, for smooth edges.
 const SUPERSAMPLE: u32 = 4;
+/// An estimated percent fills the ring in dashes: this many around the whole ring…
+const DASHES: f32 = 16.0;
+/// …each this share of its period, the track showing between them.
+const DASH: f32 = 0.6;
 
 /// A `size`×`size` icon. With `percent`, a ring around the glyph fills clockwise from twelve
-/// o'clock; without, there is no ring (idle, or only jobs without a known progress).
-pub fn render_icon(state: IconState, percent: Option<u8>, size: u32) -> RgbaImage {
+/// o'clock, solid when the percent is measured and dashed when it is estimated; without, there
+/// is no ring (idle, or only jobs without a known progress).
+pub fn render_icon(state: IconState, percent: Option<Figure<u8>>, size: u32) -> RgbaImage {
     let s = size as f32;
     let centre = s / 2.0;
-    let filled = percent.map(|p| f32::from(p.min(100)) / 100.0 * TAU);
+    let filled = percent.map(|p| f32::from(p.value.min(100)) / 100.0 * TAU);
+    let dashed = percent.is_some_and(|p| p.estimated);
     let glyph = state_colour(state);
     let hollow = state == IconState::Disconnected;
     let at = |x: f32, y: f32| -> Option<Rgba<u8>> {
@@ -52,7 +58,12 @@ pub fn render_icon(state: IconState, percent: Option<u8>, size: u32) -> RgbaImag
         if angle < 0.0 {
             angle += TAU;
         }
-        Some(if angle < filled { PROGRESS } else { TRACK })
+        let on_dash = !dashed || (angle / TAU * DASHES).fract() < DASH;
+        Some(if angle < filled && on_dash {
+            PROGRESS
+        } else {
+            TRACK
+        })
     };
     RgbaImage::from_fn(size, size, |px, py| {
         // Premultiplied sums over the subsamples.
@@ -88,6 +99,10 @@ pub fn render_icon(state: IconState, percent: Option<u8>, size: u32) -> RgbaImag
 mod tests {
     use super::*;
 
+    fn measured(p: u8) -> Option<Figure<u8>> {
+        Some(Figure::measured(p))
+    }
+
     const SIZE: u32 = 64;
 
     /// The pixel in the middle of the ring at `degrees` clockwise from twelve o'clock.
@@ -102,7 +117,7 @@ mod tests {
 
     #[test]
     fn at_zero_percent_the_ring_is_all_track() {
-        let img = render_icon(IconState::Running, Some(0), SIZE);
+        let img = render_icon(IconState::Running, measured(0), SIZE);
         for d in QUARTERS {
             assert_eq!(ring_at(&img, d), TRACK, "at {d}°");
         }
@@ -110,7 +125,7 @@ mod tests {
 
     #[test]
     fn at_fifty_percent_the_right_half_is_filled() {
-        let img = render_icon(IconState::Running, Some(50), SIZE);
+        let img = render_icon(IconState::Running, measured(50), SIZE);
         assert_eq!(ring_at(&img, 45.0), PROGRESS);
         assert_eq!(ring_at(&img, 135.0), PROGRESS);
         assert_eq!(ring_at(&img, 170.0), PROGRESS);
@@ -121,10 +136,40 @@ mod tests {
 
     #[test]
     fn at_a_hundred_percent_the_ring_is_full() {
-        let img = render_icon(IconState::Running, Some(100), SIZE);
+        let img = render_icon(IconState::Running, measured(100), SIZE);
         for d in QUARTERS.into_iter().chain([355.0]) {
             assert_eq!(ring_at(&img, d), PROGRESS, "at {d}°");
         }
+    }
+
+    #[test]
+    fn an_estimated_percent_fills_in_dashes_where_a_measured_one_is_solid() {
+        let measured = render_icon(IconState::Running, measured(50), SIZE);
+        let estimated = render_icon(IconState::Running, Some(Figure::estimated(50)), SIZE);
+        assert_ne!(measured, estimated);
+        let period = 360.0 / DASHES;
+        // Two periods into the ring: the middle of a dash, then of the gap after it.
+        let dash = 2.0 * period + DASH / 2.0 * period;
+        let gap = 2.0 * period + (1.0 + DASH) / 2.0 * period;
+        assert_eq!(ring_at(&measured, dash), PROGRESS);
+        assert_eq!(ring_at(&measured, gap), PROGRESS);
+        assert_eq!(ring_at(&estimated, dash), PROGRESS);
+        assert_eq!(
+            ring_at(&estimated, gap),
+            TRACK,
+            "the track shows between dashes"
+        );
+        // The unfilled half is the same track either way, and so is the glyph.
+        for d in [225.0, 315.0] {
+            assert_eq!(ring_at(&estimated, d), ring_at(&measured, d), "at {d}°");
+        }
+        assert_eq!(
+            estimated.get_pixel(SIZE / 2, SIZE / 2),
+            measured.get_pixel(SIZE / 2, SIZE / 2)
+        );
+        // Less of the ring is green.
+        let green = |img: &RgbaImage| img.pixels().filter(|p| **p == PROGRESS).count();
+        assert!(green(&estimated) < green(&measured) * 3 / 4);
     }
 
     #[test]
@@ -142,7 +187,7 @@ mod tests {
 
     #[test]
     fn each_state_has_its_own_glyph_colour() {
-        let centre = |state| *render_icon(state, Some(30), SIZE).get_pixel(SIZE / 2, SIZE / 2);
+        let centre = |state| *render_icon(state, measured(30), SIZE).get_pixel(SIZE / 2, SIZE / 2);
         assert_eq!(centre(IconState::Idle), state_colour(IconState::Idle));
         assert_eq!(centre(IconState::Running), state_colour(IconState::Running));
         assert_eq!(centre(IconState::Error), state_colour(IconState::Error));
@@ -172,7 +217,7 @@ mod tests {
 
     #[test]
     fn edges_are_smoothed() {
-        let img = render_icon(IconState::Running, Some(100), SIZE);
+        let img = render_icon(IconState::Running, measured(100), SIZE);
         let partial = img.pixels().filter(|p| p.0[3] > 0 && p.0[3] < 255).count();
         assert!(partial > 0);
     }

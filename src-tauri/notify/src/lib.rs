@@ -33,8 +33,18 @@
 //! # The tray
 //!
 //! [`TrayModel`] follows events into per-instance status, [`TrayState`] aggregates it (icon
-//! state, running count, percent, ETA, tooltip), [`RepaintGate`] decides when to repaint, and
-//! [`render_icon`] draws the RGBA icon: a glyph in the state's colour inside a progress ring.
+//! state, running count, percent, ETA, when the queues are expected to be done, tooltip),
+//! [`RepaintGate`] decides when to repaint, and [`render_icon`] draws the RGBA icon: a glyph in
+//! the state's colour inside a progress ring.
+//!
+//! A job's percent and ETA are each a [`Figure`]: measured (the job's own progress, only for
+//! jobs followed live) or estimated (the engine's `Estimate`, learned from the server's past
+//! runs), never mixed up. A measured percent wins over an estimated one; an estimated ETA over a
+//! measured one. Estimated figures read "≈ 42%" in the tooltip and the menu and draw a dashed
+//! ring; a job past its usual run time with no measured percent says "longer than usual". The
+//! tooltip's second line, "queue done ≈ 14:32", is the latest expected end over the busy
+//! instances (each one's last pending job, else its running jobs), kept as an absolute time and
+//! told in the local zone ([`LocalZone`]), or in UTC saying so.
 //!
 //! # Delivery
 //!
@@ -58,6 +68,7 @@
 //!     let repaint = gate.check(&tray.state(), Instant::now());
 //!     if repaint.icon { set_icon(render_icon(state.icon, state.percent, 32)) }
 //!     if repaint.tooltip { set_tooltip(state.tooltip()) }
+//!     if repaint.menu { set_menu_lines(state.lines) }
 //! }
 //! show(n) = fetch n.image through the engine, notification_image(bytes), deliverer.deliver(n, image)
 //! ```
@@ -67,6 +78,7 @@
 
 mod deliver;
 mod icon;
+mod local_time;
 mod notification;
 mod policy;
 mod tray;
@@ -79,6 +91,9 @@ pub use deliver::{
     NOTIFICATION_IMAGE_SIDE,
 };
 pub use icon::{render_icon, state_colour, PROGRESS, TRACK};
+pub use local_time::{wall_clock, LocalZone};
 pub use notification::{clock, Action, ImageRef, Notification, NotificationKind};
 pub use policy::{Pause, Policy, Settings, Timing};
-pub use tray::{IconState, InstanceStatus, Repaint, RepaintGate, RunningJob, TrayModel, TrayState};
+pub use tray::{
+    Figure, IconState, InstanceStatus, Repaint, RepaintGate, RunningJob, TrayModel, TrayState,
+};

@@ -1,12 +1,14 @@
 //! The tray's picture of every instance: the icon state, the aggregate progress and tooltip, the
 //! menu lines, and when a repaint is worth it. Pure: events and instants in, values out.
 
+use crate::local_time::{wall_clock, LocalZone};
 use crate::notification::clock;
-use comfy_engine::{ConnectionState, Event, EventKind, JobOrigin, JobState};
+use comfy_engine::{ConnectionState, Event, EventKind, JobOrigin, JobState, JobView};
 use comfy_protocol::PromptId;
 use serde::Serialize;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::time::{Duration, Instant};
+use time::{OffsetDateTime, UtcOffset};
 
 /// What the icon shows at a glance, most urgent first.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
@@ -20,13 +22,114 @@ pub enum IconState {
     Idle,
 }
 
+/// A figure shown, and whether it was measured (the job's own progress) or estimated (learned
+/// from the server's past runs). Estimated figures are marked: "≈ 42%", a dashed ring.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct Figure<T> {
+    pub value: T,
+    pub estimated: bool,
+}
+
+impl<T> Figure<T> {
+    pub fn measured(value: T) -> Self {
+        Self {
+            value,
+            estimated: false,
+        }
+    }
+
+    pub fn estimated(value: T) -> Self {
+        Self {
+            value,
+            estimated: true,
+        }
+    }
+
+    /// "≈ " before an estimated figure, nothing before a measured one.
+    fn mark(&self) -> &'static str {
+        if self.estimated {
+            "≈ "
+        } else {
+            ""
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct RunningJob {
     pub prompt_id: PromptId,
     pub origin: JobOrigin,
-    /// 0–100; `None` for other clients' jobs, which get no invented progress.
-    pub percent: Option<f64>,
-    pub eta: Option<Duration>,
+    /// 0–100: measured when the job is followed live, else estimated; `None` when neither is
+    /// known (no invented progress).
+    pub percent: Option<Figure<f64>>,
+    /// Until the job ends: estimated when there is an estimate, else measured.
+    pub eta: Option<Figure<Duration>>,
+    /// Running past what its earlier runs took, with no measured percent: said instead of one.
+    pub longer_than_usual: bool,
+}
+
+impl RunningJob {
+    /// A job known only by its id: nothing to show but that it runs.
+    pub fn unknown(prompt_id: PromptId) -> Self {
+        Self {
+            prompt_id,
+            origin: JobOrigin::Other,
+            percent: None,
+            eta: None,
+            longer_than_usual: false,
+        }
+    }
+
+    /// The figures of a job's picture: a measured percent over an estimated one, an estimated
+    /// ETA over a measured one (the estimate knows the nodes still to come).
+    pub fn from_view(job: &JobView) -> Self {
+        let estimate = job.estimate.as_ref();
+        let percent = job
+            .percent
+            .map(Figure::measured)
+            .or_else(|| estimate.and_then(|e| e.percent).map(Figure::estimated));
+        let eta = estimate
+            .and_then(|e| e.eta_ms)
+            .map(|ms| Figure::estimated(Duration::from_millis(ms)))
+            .or_else(|| {
+                job.eta_ms
+                    .map(|ms| Figure::measured(Duration::from_millis(ms)))
+            });
+        Self {
+            prompt_id: job.prompt_id.clone(),
+            origin: job.origin,
+            longer_than_usual: percent.is_none() && estimate.is_some_and(|e| e.longer_than_usual),
+            percent,
+            eta,
+        }
+    }
+
+    /// "≈ 42% · ≈ 1m 20s left", "longer than usual", or nothing.
+    fn progress(&self) -> Option<String> {
+        let mut parts = Vec::new();
+        if let Some(p) = &self.percent {
+            parts.push(format!("{}{}%", p.mark(), whole_percent(p.value)));
+        } else if self.longer_than_usual {
+            parts.push("longer than usual".to_owned());
+        }
+        if let Some(eta) = &self.eta {
+            parts.push(format!("{}{} left", eta.mark(), short_duration(eta.value)));
+        }
+        (!parts.is_empty()).then(|| parts.join(" · "))
+    }
+}
+
+/// "45s", "1m 20s", "2h 5m".
+fn short_duration(d: Duration) -> String {
+    let s = d.as_secs();
+    let (h, m, s) = (s / 3600, (s / 60) % 60, s % 60);
+    if h > 0 {
+        format!("{h}h {m}m")
+    } else if m > 0 {
+        format!("{m}m {s}s")
+    } else {
+        format!("{s}s")
+    }
 }
 
 /// One instance as the tray sees it.
@@ -37,6 +140,9 @@ pub struct InstanceStatus {
     pub connection: Option<ConnectionState>,
     pub running: Vec<RunningJob>,
     pub pending: usize,
+    /// When the queue is expected to be empty: the last pending job's estimated end, or the
+    /// running jobs' when nothing waits. `None` when idle or not known.
+    pub queue_done: Option<OffsetDateTime>,
 }
 
 impl InstanceStatus {
@@ -46,7 +152,13 @@ impl InstanceStatus {
             connection: None,
             running: Vec::new(),
             pending: 0,
+            queue_done: None,
         }
+    }
+
+    /// Anything running or waiting.
+    pub fn is_busy(&self) -> bool {
+        !self.running.is_empty() || self.pending > 0
     }
 
     /// Down, as far as the icon is concerned: the engine is failing to reach it.
@@ -67,7 +179,8 @@ impl InstanceStatus {
         self.running.first()
     }
 
-    /// The menu line: "Local — running 47%", "Studio — disconnected".
+    /// The menu line: "Local — running 47% · 1m 20s left", "GPU box — running ≈ 42% · ≈ 1m 20s
+    /// left", "Studio — disconnected".
     pub fn line(&self) -> String {
         let state = match self.connection {
             Some(ConnectionState::Disabled) => "disabled".to_owned(),
@@ -77,8 +190,8 @@ impl InstanceStatus {
             Some(ConnectionState::Connecting) | None => "connecting".to_owned(),
             Some(ConnectionState::Connected) => match self.current_job() {
                 Some(job) => {
-                    let mut s = match job.percent {
-                        Some(p) => format!("running {}%", whole_percent(p)),
+                    let mut s = match job.progress() {
+                        Some(progress) => format!("running {progress}"),
                         None => "running".to_owned(),
                     };
                     if job.origin != JobOrigin::SelfApp {
@@ -108,12 +221,21 @@ fn whole_percent(p: f64) -> u8 {
 pub struct TrayState {
     pub icon: IconState,
     pub running: usize,
-    /// The mean progress of the running jobs that have one.
-    pub percent: Option<u8>,
-    /// Until the last running job is expected to end.
-    pub eta: Option<Duration>,
+    /// The mean progress of the running jobs that have one; estimated if any of them is.
+    pub percent: Option<Figure<u8>>,
+    /// Until the last running job is expected to end; estimated if that job's is.
+    pub eta: Option<Figure<Duration>>,
+    /// No running job has a percent, and one runs longer than usual.
+    pub longer_than_usual: bool,
+    /// When every queue is expected to be empty: the latest over the instances, known only
+    /// when every busy instance's is.
+    pub queue_done: Option<OffsetDateTime>,
+    /// The local offset at `queue_done`; `None` shows it in UTC, saying so.
+    pub queue_done_offset: Option<UtcOffset>,
     pub disconnected: usize,
     pub unseen_failures: usize,
+    /// The menu's instance lines ([`InstanceStatus::line`]), in name order.
+    pub lines: Vec<String>,
 }
 
 impl TrayState {
@@ -122,24 +244,46 @@ impl TrayState {
         unseen_failures: usize,
     ) -> Self {
         let (mut running, mut disconnected) = (0, 0);
-        let (mut sum, mut with_percent) = (0.0, 0u32);
-        let mut eta: Option<Duration> = None;
+        let (mut sum, mut with_percent, mut percent_estimated) = (0.0, 0u32, false);
+        let mut eta: Option<Figure<Duration>> = None;
+        let mut longer_than_usual = false;
+        // `Some(None)`: busy, end not known.
+        let mut queue_done: Option<Option<OffsetDateTime>> = None;
+        let mut lines = Vec::new();
         for inst in instances {
+            lines.push(inst.line());
             if inst.is_down() {
                 disconnected += 1;
                 continue;
             }
+            if inst.is_busy() {
+                queue_done = Some(match (queue_done, inst.queue_done) {
+                    (Some(None), _) | (_, None) => None,
+                    (Some(Some(a)), Some(b)) => Some(a.max(b)),
+                    (None, Some(b)) => Some(b),
+                });
+            }
             for job in &inst.running {
                 running += 1;
                 if let Some(p) = job.percent {
-                    sum += p;
+                    sum += p.value;
                     with_percent += 1;
+                    percent_estimated |= p.estimated;
                 }
+                longer_than_usual |= job.longer_than_usual;
                 if let Some(e) = job.eta {
-                    eta = Some(eta.map_or(e, |m| m.max(e)));
+                    // The later end; of two equal ones, the estimated (the humbler claim).
+                    eta = Some(match eta {
+                        Some(m) if (m.value, m.estimated) >= (e.value, e.estimated) => m,
+                        _ => e,
+                    });
                 }
             }
         }
+        let percent = (with_percent > 0).then(|| Figure {
+            value: whole_percent(sum / f64::from(with_percent)),
+            estimated: percent_estimated,
+        });
         let icon = if disconnected > 0 {
             IconState::Disconnected
         } else if unseen_failures > 0 {
@@ -152,23 +296,30 @@ impl TrayState {
         Self {
             icon,
             running,
-            percent: (with_percent > 0).then(|| whole_percent(sum / f64::from(with_percent))),
+            longer_than_usual: longer_than_usual && percent.is_none(),
+            percent,
             eta,
+            queue_done: queue_done.flatten(),
+            queue_done_offset: None,
             disconnected,
             unseen_failures,
+            lines,
         }
     }
 
-    /// "2 running · 47% · ETA 1:20 · 1 disconnected", or "Idle".
+    /// "2 running · 47% · ETA 1:20 · 1 disconnected", or "Idle"; estimated figures marked
+    /// ("≈ 47% · ETA ≈ 1:20"), and a second line "queue done ≈ 14:32" when that is known.
     pub fn tooltip(&self) -> String {
         let mut parts = Vec::new();
         if self.running > 0 {
             parts.push(format!("{} running", self.running));
             if let Some(p) = self.percent {
-                parts.push(format!("{p}%"));
+                parts.push(format!("{}{}%", p.mark(), p.value));
+            } else if self.longer_than_usual {
+                parts.push("longer than usual".to_owned());
             }
             if let Some(eta) = self.eta {
-                parts.push(format!("ETA {}", clock(eta)));
+                parts.push(format!("ETA {}{}", eta.mark(), clock(eta.value)));
             }
         }
         if self.disconnected > 0 {
@@ -177,11 +328,16 @@ impl TrayState {
         if self.unseen_failures > 0 {
             parts.push(format!("{} failed", self.unseen_failures));
         }
-        if parts.is_empty() {
+        let mut text = if parts.is_empty() {
             "Idle".to_owned()
         } else {
             parts.join(" · ")
+        };
+        if let Some(at) = self.queue_done {
+            text.push_str("\nqueue done ≈ ");
+            text.push_str(&wall_clock(at, self.queue_done_offset));
         }
+        text
     }
 }
 
@@ -190,16 +346,56 @@ impl TrayState {
 #[derive(Debug, Default)]
 pub struct TrayModel {
     instances: BTreeMap<String, InstanceStatus>,
+    ends: BTreeMap<String, QueueEnds>,
     unseen_failures: usize,
+    /// The zone "queue done" is told in; without one, UTC.
+    zone: Option<LocalZone>,
+}
+
+/// When each job of one instance's queue is expected to end, as absolute times (the event's
+/// time plus its estimate), so nothing needs working out again as the clock moves.
+#[derive(Debug, Default)]
+struct QueueEnds {
+    /// Every job the last queue listing named, running or pending.
+    listed: Vec<PromptId>,
+    /// The last pending job, in run order.
+    last_pending: Option<PromptId>,
+    ends: HashMap<PromptId, OffsetDateTime>,
+}
+
+impl QueueEnds {
+    /// The last pending job's end, else the latest running job's; `None` when any of those is
+    /// not known, or nothing is queued.
+    fn done(&self, running: &[RunningJob]) -> Option<OffsetDateTime> {
+        if let Some(last) = &self.last_pending {
+            return self.ends.get(last).copied();
+        }
+        running
+            .iter()
+            .map(|j| self.ends.get(&j.prompt_id).copied())
+            .try_fold(None, |latest: Option<OffsetDateTime>, end| {
+                end.map(|e| Some(latest.map_or(e, |l| l.max(e))))
+            })
+            .flatten()
+    }
 }
 
 impl TrayModel {
+    /// A model that tells times in `zone` ([`LocalZone::system`] for the user's own).
+    pub fn new(zone: Option<LocalZone>) -> Self {
+        Self {
+            zone,
+            ..Self::default()
+        }
+    }
+
     pub fn apply(&mut self, event: &Event) {
         let name = event.instance.as_str();
         let inst = self
             .instances
             .entry(name.to_owned())
             .or_insert_with(|| InstanceStatus::new(name));
+        let ends = self.ends.entry(name.to_owned()).or_default();
         match &event.kind {
             EventKind::Connection(status) => {
                 inst.connection = Some(status.state);
@@ -207,6 +403,7 @@ impl TrayModel {
                     // Whatever ran is unknown now; the snapshot after reconnecting tells.
                     inst.running.clear();
                     inst.pending = 0;
+                    *ends = QueueEnds::default();
                 }
             }
             EventKind::Queue { running, pending } => {
@@ -214,14 +411,22 @@ impl TrayModel {
                 inst.running.retain(|j| running.contains(&j.prompt_id));
                 for id in running {
                     if !inst.running.iter().any(|j| j.prompt_id == *id) {
-                        inst.running.push(RunningJob {
-                            prompt_id: id.clone(),
-                            origin: JobOrigin::Other,
-                            percent: None,
-                            eta: None,
-                        });
+                        inst.running.push(RunningJob::unknown(id.clone()));
                     }
                 }
+                // Jobs that left the queue take their ends along; a job not listed yet (just
+                // submitted) keeps its own.
+                let listed: Vec<PromptId> = running.iter().chain(pending).cloned().collect();
+                let gone: Vec<&PromptId> = ends
+                    .listed
+                    .iter()
+                    .filter(|id| !listed.contains(id))
+                    .collect();
+                for id in gone {
+                    ends.ends.remove(id);
+                }
+                ends.listed = listed;
+                ends.last_pending = pending.last().cloned();
             }
             EventKind::Job(job) => {
                 let slot = inst
@@ -230,12 +435,7 @@ impl TrayModel {
                     .position(|j| j.prompt_id == job.prompt_id);
                 match (job.state, slot) {
                     (JobState::Running, _) => {
-                        let running = RunningJob {
-                            prompt_id: job.prompt_id.clone(),
-                            origin: job.origin,
-                            percent: job.percent,
-                            eta: job.eta_ms.map(Duration::from_millis),
-                        };
+                        let running = RunningJob::from_view(job);
                         match slot {
                             Some(i) => inst.running[i] = running,
                             None => inst.running.push(running),
@@ -246,16 +446,36 @@ impl TrayModel {
                     }
                     (_, None) => {}
                 }
+                let end = match job.state {
+                    JobState::Running | JobState::Pending => job
+                        .estimate
+                        .as_ref()
+                        .and_then(|e| e.eta_ms)
+                        .or(job.eta_ms.filter(|_| job.state == JobState::Running))
+                        .and_then(|ms| i64::try_from(ms).ok())
+                        .and_then(|ms| event.ts.checked_add(time::Duration::milliseconds(ms))),
+                    _ => None,
+                };
+                match end {
+                    Some(end) => ends.ends.insert(job.prompt_id.clone(), end),
+                    None => ends.ends.remove(&job.prompt_id),
+                };
                 if job.state == JobState::Error {
                     self.unseen_failures += 1;
                 }
             }
             _ => {}
         }
+        inst.queue_done = ends.done(&inst.running);
     }
 
     pub fn state(&self) -> TrayState {
-        TrayState::from_instances(self.instances.values(), self.unseen_failures)
+        let mut state = TrayState::from_instances(self.instances.values(), self.unseen_failures);
+        state.queue_done_offset = match (&self.zone, state.queue_done) {
+            (Some(zone), Some(at)) => Some(zone.offset_at(at)),
+            _ => None,
+        };
+        state
     }
 
     /// The instances in name order, for the menu.
@@ -270,6 +490,7 @@ impl TrayModel {
 
     pub fn forget_instance(&mut self, name: &str) {
         self.instances.remove(name);
+        self.ends.remove(name);
     }
 }
 
@@ -278,22 +499,25 @@ impl TrayModel {
 pub struct Repaint {
     pub icon: bool,
     pub tooltip: bool,
+    /// The menu's instance lines.
+    pub menu: bool,
 }
 
 impl Repaint {
     pub fn any(self) -> bool {
-        self.icon || self.tooltip
+        self.icon || self.tooltip || self.menu
     }
 }
 
-/// Repaints only on a visible change (icon state or integer percent; tooltip text), and at most
-/// once per interval. A change that comes too soon is not lost: [`retry_at`](Self::retry_at)
+/// Repaints only on a visible change (icon state, integer percent or whether it is estimated;
+/// tooltip text; menu lines), and at most once per interval. A change that comes too soon is not lost: [`retry_at`](Self::retry_at)
 /// says when to check again.
 #[derive(Debug)]
 pub struct RepaintGate {
     min_interval: Duration,
-    icon: Option<(IconState, Option<u8>)>,
+    icon: Option<(IconState, Option<Figure<u8>>)>,
     tooltip: Option<String>,
+    lines: Option<Vec<String>>,
     last: Option<Instant>,
     withheld: bool,
 }
@@ -311,6 +535,7 @@ impl RepaintGate {
             min_interval,
             icon: None,
             tooltip: None,
+            lines: None,
             last: None,
             withheld: false,
         }
@@ -322,6 +547,7 @@ impl RepaintGate {
         let wanted = Repaint {
             icon: self.icon != Some(icon),
             tooltip: self.tooltip.as_deref() != Some(tooltip.as_str()),
+            menu: self.lines.as_ref() != Some(&state.lines),
         };
         if !wanted.any() {
             self.withheld = false;
@@ -333,6 +559,7 @@ impl RepaintGate {
         }
         self.icon = Some(icon);
         self.tooltip = Some(tooltip);
+        self.lines = Some(state.lines.clone());
         self.last = Some(now);
         self.withheld = false;
         wanted
@@ -356,8 +583,9 @@ mod tests {
         RunningJob {
             prompt_id: id.into(),
             origin: JobOrigin::SelfApp,
-            percent,
-            eta: eta_s.map(Duration::from_secs),
+            percent: percent.map(Figure::measured),
+            eta: eta_s.map(|s| Figure::measured(Duration::from_secs(s))),
+            longer_than_usual: false,
         }
     }
 
@@ -367,6 +595,7 @@ mod tests {
             connection: Some(state),
             running,
             pending: 0,
+            queue_done: None,
         }
     }
 
@@ -422,8 +651,11 @@ mod tests {
         );
         i.pending = 2;
         assert_eq!(i.line(), "Local — running 47%, 2 queued");
+        i.running[0].eta = Some(Figure::measured(Duration::from_secs(80)));
+        assert_eq!(i.line(), "Local — running 47% · 1m 20s left, 2 queued");
         i.running[0].origin = JobOrigin::Other;
         i.running[0].percent = None;
+        i.running[0].eta = None;
         i.pending = 0;
         assert_eq!(i.line(), "Local — running (another client's job)");
         assert_eq!(
@@ -464,9 +696,9 @@ mod tests {
         let s = m.state();
         assert_eq!(
             (s.icon, s.running, s.percent),
-            (IconState::Running, 1, Some(25))
+            (IconState::Running, 1, Some(Figure::measured(25)))
         );
-        assert_eq!(s.eta, Some(Duration::from_secs(5)));
+        assert_eq!(s.eta, Some(Figure::measured(Duration::from_secs(5))));
         m.apply(&job_event("a", JobState::Error, None));
         m.apply(&ev(EventKind::Queue {
             running: vec![],
@@ -485,6 +717,364 @@ mod tests {
         assert_eq!(
             m.instances().map(InstanceStatus::line).collect::<Vec<_>>(),
             ["Local — reconnecting"]
+        );
+    }
+
+    fn estimate(percent: Option<f64>, eta_ms: Option<u64>) -> comfy_model::Estimate {
+        comfy_model::Estimate {
+            basis: comfy_model::EstimateBasis::Workflow,
+            samples: 3,
+            typical_ms: 100_000,
+            percent,
+            eta_ms,
+            starts_in_ms: None,
+            longer_than_usual: false,
+        }
+    }
+
+    fn view(
+        id: &str,
+        state: JobState,
+        measured: (Option<f64>, Option<u64>),
+        estimate: Option<comfy_model::Estimate>,
+    ) -> JobView {
+        let mut v = JobView::new(id.into(), JobOrigin::SelfApp, state);
+        (v.percent, v.eta_ms) = measured;
+        v.estimate = estimate;
+        v
+    }
+
+    #[test]
+    fn a_measured_percent_wins_over_an_estimated_one_and_an_estimated_eta_over_a_measured_one() {
+        let live = RunningJob::from_view(&view(
+            "a",
+            JobState::Running,
+            (Some(47.6), Some(30_000)),
+            Some(estimate(Some(42.0), Some(80_000))),
+        ));
+        assert_eq!(live.percent, Some(Figure::measured(47.6)));
+        assert_eq!(
+            live.eta,
+            Some(Figure::estimated(Duration::from_secs(80))),
+            "the estimate knows the nodes still to come"
+        );
+        let watched = RunningJob::from_view(&view(
+            "b",
+            JobState::Running,
+            (None, None),
+            Some(estimate(Some(42.0), Some(80_000))),
+        ));
+        assert_eq!(watched.percent, Some(Figure::estimated(42.0)));
+        assert_eq!(
+            watched.eta,
+            Some(Figure::estimated(Duration::from_secs(80)))
+        );
+        let unlearned = RunningJob::from_view(&view(
+            "c",
+            JobState::Running,
+            (Some(10.0), Some(30_000)),
+            None,
+        ));
+        assert_eq!(
+            (unlearned.percent, unlearned.eta),
+            (
+                Some(Figure::measured(10.0)),
+                Some(Figure::measured(Duration::from_secs(30)))
+            )
+        );
+        let unknown = RunningJob::from_view(&view("d", JobState::Running, (None, None), None));
+        assert_eq!((unknown.percent, unknown.eta), (None, None));
+        assert!(!unknown.longer_than_usual);
+    }
+
+    #[test]
+    fn estimated_figures_carry_an_approximately_sign_in_the_menu_and_the_tooltip() {
+        let mut gpu = inst("GPU box", ConnectionState::Connected, vec![]);
+        let mut other = RunningJob::from_view(&view(
+            "a",
+            JobState::Running,
+            (None, None),
+            Some(estimate(Some(42.4), Some(80_000))),
+        ));
+        other.origin = JobOrigin::Other;
+        gpu.running.push(other);
+        gpu.pending = 1;
+        assert_eq!(
+            gpu.line(),
+            "GPU box — running ≈ 42% · ≈ 1m 20s left (another client's job), 1 queued"
+        );
+        let s = TrayState::from_instances([&gpu], 0);
+        assert_eq!(s.percent, Some(Figure::estimated(42)));
+        assert_eq!(s.tooltip(), "1 running · ≈ 42% · ETA ≈ 1:20");
+
+        // A measured percent beside an estimated one: the mean is marked estimated; the ETA is
+        // the later end's, marked as that one is.
+        let local = inst(
+            "Local",
+            ConnectionState::Connected,
+            vec![job("b", Some(50.0), Some(200))],
+        );
+        assert_eq!(local.line(), "Local — running 50% · 3m 20s left");
+        let s = TrayState::from_instances([&gpu, &local], 0);
+        assert_eq!(s.tooltip(), "2 running · ≈ 46% · ETA 3:20");
+        assert_eq!(
+            s.lines,
+            [gpu.line(), local.line()],
+            "the menu lines, in the order given"
+        );
+    }
+
+    #[test]
+    fn a_job_past_its_usual_run_says_so_instead_of_a_percent() {
+        let mut late = estimate(None, None);
+        late.longer_than_usual = true;
+        let j = RunningJob::from_view(&view(
+            "a",
+            JobState::Running,
+            (None, None),
+            Some(late.clone()),
+        ));
+        assert!(j.longer_than_usual);
+        let i = inst("Local", ConnectionState::Connected, vec![j]);
+        assert_eq!(i.line(), "Local — running longer than usual");
+        let s = TrayState::from_instances([&i], 0);
+        assert_eq!((s.percent, s.longer_than_usual), (None, true));
+        assert_eq!(s.tooltip(), "1 running · longer than usual");
+        // A measured percent is the truth: it is shown, not the hunch.
+        let followed = RunningJob::from_view(&view(
+            "b",
+            JobState::Running,
+            (Some(99.0), None),
+            Some(late),
+        ));
+        assert!(!followed.longer_than_usual);
+        let i = inst("Local", ConnectionState::Connected, vec![followed]);
+        assert_eq!(i.line(), "Local — running 99%");
+    }
+
+    fn at(instance: &str, ts: OffsetDateTime, kind: EventKind) -> Event {
+        Event {
+            ts,
+            instance_id: comfy_engine::InstanceId(1),
+            instance: instance.into(),
+            kind,
+        }
+    }
+
+    fn connected(m: &mut TrayModel, instance: &str) {
+        m.apply(&at(
+            instance,
+            OffsetDateTime::UNIX_EPOCH,
+            EventKind::Connection(ConnectionStatus {
+                state: ConnectionState::Connected,
+                detail: String::new(),
+                retry_in_ms: None,
+            }),
+        ));
+    }
+
+    fn queue(instance: &str, ts: OffsetDateTime, running: &[&str], pending: &[&str]) -> Event {
+        let ids = |ids: &[&str]| ids.iter().map(|&id| PromptId::from(id)).collect();
+        at(
+            instance,
+            ts,
+            EventKind::Queue {
+                running: ids(running),
+                pending: ids(pending),
+            },
+        )
+    }
+
+    fn with_estimate(
+        instance: &str,
+        ts: OffsetDateTime,
+        id: &str,
+        state: JobState,
+        eta_ms: Option<u64>,
+    ) -> Event {
+        let e = estimate(None, eta_ms);
+        at(
+            instance,
+            ts,
+            EventKind::Job(Box::new(view(id, state, (None, None), Some(e)))),
+        )
+    }
+
+    #[test]
+    fn the_queue_is_done_at_the_latest_end_over_the_instances_and_only_when_all_are_known() {
+        use time::macros::datetime;
+        let t0 = datetime!(2025-07-01 12:00 UTC);
+        let later = t0 + Duration::from_secs(30);
+        let mut m = TrayModel::default();
+        connected(&mut m, "Local");
+        connected(&mut m, "Studio");
+        // Local: "a" running, "b" and "c" waiting; "c" ends last, at 12:20.
+        m.apply(&queue("Local", t0, &["a"], &["b", "c"]));
+        m.apply(&with_estimate(
+            "Local",
+            t0,
+            "a",
+            JobState::Running,
+            Some(60_000),
+        ));
+        m.apply(&with_estimate(
+            "Local",
+            t0,
+            "b",
+            JobState::Pending,
+            Some(600_000),
+        ));
+        assert_eq!(
+            m.state().queue_done,
+            None,
+            "the last pending job's end is not known"
+        );
+        m.apply(&with_estimate(
+            "Local",
+            t0,
+            "c",
+            JobState::Pending,
+            Some(1_200_000),
+        ));
+        assert_eq!(m.state().queue_done, Some(datetime!(2025-07-01 12:20 UTC)));
+        // Studio runs one job, with nothing waiting, and it ends later: 12:32, told 30 s on.
+        m.apply(&queue("Studio", later, &["x"], &[]));
+        assert_eq!(
+            m.state().queue_done,
+            None,
+            "Studio is busy and its end not known"
+        );
+        m.apply(&with_estimate(
+            "Studio",
+            later,
+            "x",
+            JobState::Running,
+            Some(1_890_000),
+        ));
+        let s = m.state();
+        assert_eq!(s.queue_done, Some(datetime!(2025-07-01 12:32 UTC)));
+        assert_eq!(
+            s.tooltip(),
+            "2 running · ETA ≈ 31:30\nqueue done ≈ 12:32 UTC",
+            "no zone: UTC, saying so"
+        );
+        // Kept as a time, not a countdown: later events that do not touch it leave it be.
+        m.apply(&at(
+            "Local",
+            later + Duration::from_secs(60),
+            EventKind::Text {
+                prompt_id: None,
+                node: "3".into(),
+                text: "step".into(),
+            },
+        ));
+        assert_eq!(m.state().queue_done, Some(datetime!(2025-07-01 12:32 UTC)));
+        // Studio's job ends: Local's queue is the last to drain.
+        m.apply(&at(
+            "Studio",
+            later,
+            EventKind::Job(Box::new(view("x", JobState::Success, (None, None), None))),
+        ));
+        m.apply(&queue("Studio", later, &[], &[]));
+        assert_eq!(m.state().queue_done, Some(datetime!(2025-07-01 12:20 UTC)));
+        // Local's queue empties: nothing is expected, and the tooltip says nothing of it.
+        m.apply(&queue("Local", later, &[], &[]));
+        let s = m.state();
+        assert_eq!(s.queue_done, None);
+        assert_eq!(s.tooltip(), "Idle");
+    }
+
+    #[test]
+    fn the_queue_done_line_is_told_in_the_local_zone() {
+        use time::macros::{datetime, offset};
+        let t0 = datetime!(2025-07-01 12:00 UTC);
+        let mut m = TrayModel::new(LocalZone::posix("CET-1CEST,M3.5.0,M10.5.0/3"));
+        connected(&mut m, "Local");
+        m.apply(&queue("Local", t0, &["a"], &[]));
+        m.apply(&with_estimate(
+            "Local",
+            t0,
+            "a",
+            JobState::Running,
+            Some(32 * 60_000),
+        ));
+        let s = m.state();
+        assert_eq!(s.queue_done_offset, Some(offset!(+2)));
+        assert!(
+            s.tooltip().ends_with("\nqueue done ≈ 14:32"),
+            "{}",
+            s.tooltip()
+        );
+        // A link lost: what ran is unknown, and so is when it ends.
+        m.apply(&at(
+            "Local",
+            t0,
+            EventKind::Connection(ConnectionStatus {
+                state: ConnectionState::Reconnecting,
+                detail: String::new(),
+                retry_in_ms: None,
+            }),
+        ));
+        assert_eq!(m.state().queue_done, None);
+    }
+
+    #[test]
+    fn a_job_listed_after_its_estimate_keeps_its_end() {
+        use time::macros::datetime;
+        let t0 = datetime!(2025-07-01 12:00 UTC);
+        let mut m = TrayModel::default();
+        connected(&mut m, "Local");
+        m.apply(&queue("Local", t0, &["a"], &[]));
+        m.apply(&with_estimate(
+            "Local",
+            t0,
+            "a",
+            JobState::Running,
+            Some(60_000),
+        ));
+        // Just submitted: its picture comes before the queue lists it.
+        m.apply(&with_estimate(
+            "Local",
+            t0,
+            "b",
+            JobState::Pending,
+            Some(300_000),
+        ));
+        m.apply(&queue("Local", t0, &["a"], &["b"]));
+        assert_eq!(m.state().queue_done, Some(datetime!(2025-07-01 12:05 UTC)));
+    }
+
+    #[test]
+    fn a_changed_menu_line_repaints_the_menu_even_when_the_tooltip_stays() {
+        let t0 = Instant::now();
+        let mut g = RepaintGate::default();
+        let mk = |eta_a, eta_b| {
+            TrayState::from_instances(
+                [
+                    &inst(
+                        "A",
+                        ConnectionState::Connected,
+                        vec![job("a", None, Some(eta_a))],
+                    ),
+                    &inst(
+                        "B",
+                        ConnectionState::Connected,
+                        vec![job("b", None, Some(eta_b))],
+                    ),
+                ],
+                0,
+            )
+        };
+        assert!(g.check(&mk(100, 50), t0).menu);
+        // B's ETA moves; the tooltip shows A's (the later).
+        let r = g.check(&mk(100, 40), t0 + Duration::from_secs(1));
+        assert_eq!(
+            r,
+            Repaint {
+                icon: false,
+                tooltip: false,
+                menu: true
+            }
         );
     }
 
