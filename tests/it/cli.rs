@@ -687,3 +687,142 @@ fn full_disk_scenario() {
     let rows = store.outputs(job.id).unwrap();
     assert_eq!(rows[0].local_path.as_deref(), Some(files[0].as_path()));
 }
+
+/// What `history` prints, as lines.
+fn history_lines(db: &str, json: bool) -> Vec<String> {
+    let mut out = Vec::new();
+    comfy_cli::print_history(&mut out, Some(std::path::Path::new(db)), None, 50, json).unwrap();
+    String::from_utf8(out)
+        .unwrap()
+        .lines()
+        .map(str::to_owned)
+        .collect()
+}
+
+#[test]
+fn history_shows_the_typical_run_time_learned_for_each_jobs_workflow() {
+    let (url, _stop) = serve(ServerVersion::V0_26);
+    let dir = tempfile::tempdir().unwrap();
+    let (db, wf) = profile_with_local(dir.path(), &url, "typical");
+    // The same workflow again with another seed (not a cost: the same fingerprint), so that
+    // the server runs it instead of answering from its cache.
+    let again = sampler_workflow(dir.path(), "again.json", 2, 5, 9, "typical");
+    for wf in [wf.as_str(), again.to_str().unwrap()] {
+        assert_eq!(
+            run(&["--db", &db, "submit", wf, "--wait"]),
+            ExitCode::SUCCESS
+        );
+    }
+    // Another workflow (more steps cost more), run once.
+    let other = sampler_workflow(dir.path(), "other.json", 4, 5, 8, "typical");
+    assert_eq!(
+        run(&["--db", &db, "submit", other.to_str().unwrap(), "--wait"]),
+        ExitCode::SUCCESS
+    );
+
+    let lines = history_lines(&db, false);
+    assert_eq!(lines.len(), 3, "{lines:#?}");
+    // Newest first: the other workflow, then the two runs of the first.
+    assert!(
+        lines[0].contains(" · typical ≈") && lines[0].ends_with(" (1 run)"),
+        "{lines:#?}"
+    );
+    for l in &lines[1..] {
+        assert!(l.contains(" success ") && l.contains(" · typical ≈"), "{l}");
+        assert!(l.ends_with(" (2 runs)"), "{l}");
+    }
+
+    let rows: Vec<serde_json::Value> = history_lines(&db, true)
+        .iter()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(rows[0]["typical_samples"], 1);
+    for r in &rows[1..] {
+        assert_eq!(r["typical_samples"], 2, "{r}");
+    }
+    assert!(
+        rows.iter().all(|r| r["typical_ms"].as_u64().is_some()),
+        "{rows:#?}"
+    );
+}
+
+/// `submit --wait` on a saved instance (an engine with the journal's timing, as `act` starts
+/// it): the first line printed of the job, before any step, carries the ETA learned from the
+/// workflow's earlier run.
+#[test]
+fn a_submission_of_a_workflow_that_ran_before_is_printed_with_its_learned_eta_before_its_first_step(
+) {
+    let (url, _stop) = serve(ServerVersion::V0_26);
+    let dir = tempfile::tempdir().unwrap();
+    let (db, _) = profile_with_local(dir.path(), &url, "eta");
+    let wf = sampler_workflow(dir.path(), "slow.json", 5, 40, 3, "eta");
+    assert_eq!(
+        run(&["--db", &db, "submit", wf.to_str().unwrap(), "--wait"]),
+        ExitCode::SUCCESS
+    );
+    // Another seed: the same workflow to the timing model, not to the server's cache.
+    let again = sampler_workflow(dir.path(), "again.json", 5, 40, 4, "eta");
+    let workflow: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&again).unwrap()).unwrap();
+    let profile = comfy_app::Profile::open(Some(std::path::Path::new(&db))).unwrap();
+    let rec = profile.instance_named("Local").unwrap();
+    let spec = profile.spec(&rec).unwrap();
+    let timings = profile.journal().timings(rec.id).unwrap();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let lines = rt.block_on(async {
+        let (engine, mut rx) = comfy_engine::Engine::new(comfy_engine::DEFAULT_EVENT_CAPACITY);
+        let restore = comfy_engine::journal::Restore {
+            jobs: Vec::new(),
+            timings,
+        };
+        engine.add_saved(rec.id, spec, restore).unwrap();
+        while let Some(e) = rx.recv().await {
+            if let comfy_engine::EventKind::Connection(c) = &e.kind {
+                if c.state == comfy_engine::ConnectionState::Connected {
+                    break;
+                }
+            }
+        }
+        let submitted = comfy_app::jobs::submit(
+            &engine,
+            Some(&profile),
+            rec.id,
+            workflow,
+            Default::default(),
+        )
+        .await
+        .unwrap();
+        let id = submitted.submission.prompt_id;
+        let mut printer = comfy_cli::Printer::new(Vec::new(), comfy_cli::Format::Human);
+        while let Some(e) = rx.recv().await {
+            let comfy_engine::EventKind::Job(j) = &e.kind else {
+                continue;
+            };
+            if j.prompt_id != id {
+                continue;
+            }
+            printer.print(&e).unwrap();
+            if j.state.is_terminal() {
+                break;
+            }
+        }
+        engine.shutdown().await;
+        String::from_utf8(printer.into_inner()).unwrap()
+    });
+    let lines: Vec<&str> = lines.lines().collect();
+    let first = lines.first().expect("the job was printed");
+    assert!(
+        first.contains("≈") && first.contains("(1 run)") && !first.contains("/5"),
+        "{lines:#?}"
+    );
+    assert!(
+        first.contains(" pending · ≈") || first.contains(" left (1 run)"),
+        "an ETA from history: {lines:#?}"
+    );
+    let stepping = lines
+        .iter()
+        .position(|l| l.contains("/5"))
+        .unwrap_or_else(|| panic!("steps: {lines:#?}"));
+    assert!(stepping > 0, "{lines:#?}");
+    assert!(lines.last().unwrap().contains(" success"), "{lines:#?}");
+}

@@ -1,7 +1,7 @@
 //! `comfy-monitor submit` and `cancel`: acting on one server, with an exit status that says
 //! how it went, so scripts can rely on it.
 
-use crate::output::{Format, Printer};
+use crate::output::{approx, runs, Format, Printer};
 use crate::secrets::announce;
 use crate::watch::{resolve, Saved};
 use crate::{CancelArgs, FetchArgs, SubmitArgs};
@@ -313,20 +313,7 @@ async fn follow(
         }
         if let (Some(bar), EventKind::Job(j)) = (&bar, &e.kind) {
             bar.set_position((j.percent.unwrap_or(0.0) * 10.0) as u64);
-            let node = j
-                .node_title
-                .as_deref()
-                .or(j.node_type.as_deref())
-                .unwrap_or("");
-            let steps = match (j.node_value, j.node_max) {
-                (Some(v), Some(m)) if m > 1.0 => format!(" {v:.0}/{m:.0}"),
-                _ => String::new(),
-            };
-            let eta = j
-                .eta_ms
-                .map(|ms| format!("  ETA {}s", ms.div_ceil(1000)))
-                .unwrap_or_default();
-            bar.set_message(format!("{node}{steps}{eta}"));
+            bar.set_message(bar_message(j));
         }
         if let (Some(bar), EventKind::Connection(c)) = (&bar, &e.kind) {
             if c.state != ConnectionState::Connected {
@@ -343,6 +330,45 @@ async fn follow(
             }
         }
     }
+}
+
+/// The progress bar's message: the current node and its steps, and the time left: learned
+/// from the server's past runs of the workflow when the engine has an estimate ("≈", from the
+/// moment the job is queued), else as measured while a node steps.
+fn bar_message(j: &JobView) -> String {
+    let node = match j.state {
+        JobState::Pending => "queued",
+        _ => j
+            .node_title
+            .as_deref()
+            .or(j.node_type.as_deref())
+            .unwrap_or(""),
+    };
+    let steps = match (j.node_value, j.node_max) {
+        (Some(v), Some(m)) if m > 1.0 => format!(" {v:.0}/{m:.0}"),
+        _ => String::new(),
+    };
+    let from = runs(j).unwrap_or_default();
+    let learned = j.estimate.as_ref().and_then(|e| {
+        if e.longer_than_usual {
+            Some(format!(
+                "  longer than usual (typically {})",
+                approx(e.typical_ms)
+            ))
+        } else {
+            e.eta_ms
+                .map(|ms| format!("  ETA ≈ {} (from {from})", approx(ms)))
+        }
+    });
+    let eta = learned
+        .or_else(|| j.eta_ms.map(|ms| format!("  ETA {}s", ms.div_ceil(1000))))
+        .or_else(|| {
+            j.estimate
+                .as_ref()
+                .map(|e| format!("  ≈ {} run (from {from})", approx(e.typical_ms)))
+        })
+        .unwrap_or_default();
+    format!("{node}{steps}{eta}").trim_start().to_owned()
 }
 
 /// Downloads `files` into `dir`, printing where each went; with a journal, each is journalled
@@ -456,10 +482,11 @@ pub fn cancel(args: CancelArgs, db: Option<&Path>) -> ExitCode {
     };
     let id = PromptId::from(args.prompt_id.trim());
     rt.block_on(async move {
-        let (engine, instance, _rx) = match connect(spec, saved.as_ref().map(|s| (&s.profile, s.instance))).await {
-            Ok(c) => c,
-            Err(e) => return fail(e, exit::FAILED),
-        };
+        let (engine, instance, _rx) =
+            match connect(spec, saved.as_ref().map(|s| (&s.profile, s.instance))).await {
+                Ok(c) => c,
+                Err(e) => return fail(e, exit::FAILED),
+            };
         let result = jobs::cancel(&engine, instance, &id).await;
         engine.shutdown().await;
         match result {
@@ -633,5 +660,60 @@ mod tests {
         assert_eq!(why, "timed out", "the latest reason is reported");
         // Out of reach from 110 s on (the first outage ended at 100 s): given up at 230 s.
         assert_eq!(started.elapsed(), Duration::from_secs(110) + GIVE_UP_AFTER);
+    }
+
+    fn own(state: JobState, estimate: serde_json::Value) -> JobView {
+        let mut j = JobView::new("p".into(), comfy_engine::JobOrigin::SelfApp, state);
+        j.estimate = serde_json::from_value(estimate).expect("an estimate");
+        j
+    }
+
+    #[test]
+    fn the_bar_shows_the_learned_eta_from_the_moment_the_job_is_queued() {
+        let pending = own(
+            JobState::Pending,
+            serde_json::json!({"basis": "workflow", "samples": 3, "typical_ms": 80_000,
+                               "starts_in_ms": 0, "eta_ms": 80_000}),
+        );
+        assert_eq!(bar_message(&pending), "queued  ETA ≈ 1m20s (from 3 runs)");
+        let started = own(
+            JobState::Running,
+            serde_json::json!({"basis": "workflow", "samples": 3, "typical_ms": 80_000,
+                               "percent": 1.0, "eta_ms": 79_000}),
+        );
+        assert_eq!(bar_message(&started), "ETA ≈ 1m19s (from 3 runs)");
+        let unplaced = own(
+            JobState::Pending,
+            serde_json::json!({"basis": "nodes", "samples": 2, "typical_ms": 80_000}),
+        );
+        assert_eq!(
+            bar_message(&unplaced),
+            "queued  ≈ 1m20s run (from 2 runs of its nodes)"
+        );
+    }
+
+    #[test]
+    fn while_sampling_the_bar_prefers_the_learned_eta_and_falls_back_to_the_measured_one() {
+        let mut j = own(
+            JobState::Running,
+            serde_json::json!({"basis": "workflow", "samples": 4, "typical_ms": 80_000,
+                               "percent": 50.0, "eta_ms": 40_000}),
+        );
+        j.node = Some("3".into());
+        j.node_type = Some("KSampler".into());
+        j.node_value = Some(8.0);
+        j.node_max = Some(20.0);
+        j.eta_ms = Some(4_200);
+        assert_eq!(bar_message(&j), "KSampler 8/20  ETA ≈ 40s (from 4 runs)");
+        j.estimate = serde_json::from_value(serde_json::json!(
+            {"basis": "workflow", "samples": 4, "typical_ms": 80_000, "longer_than_usual": true}
+        ))
+        .expect("an estimate");
+        assert_eq!(
+            bar_message(&j),
+            "KSampler 8/20  longer than usual (typically 1m20s)"
+        );
+        j.estimate = None;
+        assert_eq!(bar_message(&j), "KSampler 8/20  ETA 5s", "as before");
     }
 }

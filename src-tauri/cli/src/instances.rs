@@ -1,11 +1,13 @@
 //! `comfy-monitor instances` and `history`: the saved instances and the job journal.
 
+use crate::output::approx;
 use crate::secrets::{announce, read_secret};
 use anyhow::{bail, Context};
 use clap::{Args, Subcommand};
 use comfy_app::Profile;
 use comfy_store::{AuthSettings, InstanceRecord, InstanceUpdate, NewInstance};
 use std::collections::BTreeMap;
+use std::io::Write;
 use std::path::Path;
 
 #[derive(Debug, Subcommand)]
@@ -272,8 +274,10 @@ pub fn run(cmd: InstancesCommand, db: Option<&Path>) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// `comfy-monitor history`.
+/// `comfy-monitor history`, written to `out`: each job with, when its workflow's fingerprint is
+/// known, the typical run time learned from its instance's past runs of that workflow.
 pub fn history(
+    out: &mut dyn Write,
     instance: Option<&str>,
     limit: u32,
     json: bool,
@@ -289,30 +293,45 @@ pub fn history(
     let records = comfy_app::jobs::history(&profile, inst.as_ref().map(|i| i.id), limit, 0)?;
     let journal = profile.journal();
     let store = journal.store();
+    // Each listed instance's timing model, learned once from its journal.
+    let mut timings = std::collections::HashMap::new();
+    for j in &records {
+        if j.fingerprint.is_some() && !timings.contains_key(&j.instance) {
+            timings.insert(j.instance, journal.timings(j.instance)?);
+        }
+    }
     for j in records {
         let name = names.get(&j.instance).cloned().unwrap_or_default();
+        let typical = j
+            .fingerprint
+            .as_deref()
+            .zip(timings.get(&j.instance))
+            .and_then(|(fp, model)| model.typical(fp))
+            .map(|t| (t.ms.round().max(0.0) as u64, t.samples));
         let downloaded: Vec<_> = store
             .outputs(j.id)?
             .into_iter()
             .filter(|o| o.local_path.is_some())
             .collect();
         if json {
-            println!(
-                "{}",
-                serde_json::json!({
-                    "instance": name, "prompt_id": j.prompt_id, "origin": j.origin.as_str(),
-                    "state": format!("{:?}", j.state).to_lowercase(), "queued_at_ms": j.queued_at,
-                    "started_at_ms": j.started_at, "finished_at_ms": j.finished_at,
-                    "outputs": j.outputs_json.as_deref().and_then(|o| serde_json::from_str::<serde_json::Value>(o).ok()),
-                    "error": j.error_json.as_deref().and_then(|o| serde_json::from_str::<serde_json::Value>(o).ok()),
-                    "detail": j.detail, "resubmittable": j.has_workflow && j.state == comfy_store::JobState::Lost,
-                    "downloads": downloaded.iter().map(|o| serde_json::json!({
-                        "node": (!o.node_id.is_empty()).then_some(&o.node_id),
-                        "filename": o.filename, "subfolder": o.subfolder, "type": o.kind.as_str(),
-                        "local_path": o.local_path.as_ref().map(|p| p.display().to_string()), "thumbnail": o.has_thumbnail,
-                    })).collect::<Vec<_>>(),
-                })
-            );
+            let mut line = serde_json::json!({
+                "instance": name, "prompt_id": j.prompt_id, "origin": j.origin.as_str(),
+                "state": format!("{:?}", j.state).to_lowercase(), "queued_at_ms": j.queued_at,
+                "started_at_ms": j.started_at, "finished_at_ms": j.finished_at,
+                "outputs": j.outputs_json.as_deref().and_then(|o| serde_json::from_str::<serde_json::Value>(o).ok()),
+                "error": j.error_json.as_deref().and_then(|o| serde_json::from_str::<serde_json::Value>(o).ok()),
+                "detail": j.detail, "resubmittable": j.has_workflow && j.state == comfy_store::JobState::Lost,
+                "downloads": downloaded.iter().map(|o| serde_json::json!({
+                    "node": (!o.node_id.is_empty()).then_some(&o.node_id),
+                    "filename": o.filename, "subfolder": o.subfolder, "type": o.kind.as_str(),
+                    "local_path": o.local_path.as_ref().map(|p| p.display().to_string()), "thumbnail": o.has_thumbnail,
+                })).collect::<Vec<_>>(),
+            });
+            if let (Some((ms, samples)), Some(fields)) = (typical, line.as_object_mut()) {
+                fields.insert("typical_ms".into(), ms.into());
+                fields.insert("typical_samples".into(), samples.into());
+            }
+            writeln!(out, "{line}")?;
         } else {
             let when =
                 time::OffsetDateTime::from_unix_timestamp_nanos(j.queued_at as i128 * 1_000_000)
@@ -333,24 +352,37 @@ pub fn history(
             } else {
                 String::new()
             };
-            println!(
-                "{when} {name:<12} {} {:<11} {:<9}{took}{}{hint}",
+            writeln!(
+                out,
+                "{when} {name:<12} {} {:<11} {:<9}{took}{}{}{hint}",
                 j.prompt_id.chars().take(8).collect::<String>(),
                 format!("{:?}", j.state).to_lowercase(),
                 j.origin.as_str(),
+                typical
+                    .map(|(ms, samples)| typical_label(ms, samples))
+                    .unwrap_or_default(),
                 j.detail
                     .as_deref()
                     .map(|d| format!(" ({d})"))
                     .unwrap_or_default(),
-            );
+            )?;
             for o in &downloaded {
                 if let Some(p) = &o.local_path {
-                    println!("    {} -> {}", o.filename, p.display());
+                    writeln!(out, "    {} -> {}", o.filename, p.display())?;
                 }
             }
         }
     }
     Ok(())
+}
+
+/// A history line's typical run time of the job's workflow: " · typical ≈2m10s (5 runs)".
+fn typical_label(ms: u64, samples: u32) -> String {
+    format!(
+        " · typical ≈{} ({samples} run{})",
+        approx(ms),
+        if samples == 1 { "" } else { "s" }
+    )
 }
 
 #[cfg(test)]
@@ -402,5 +434,11 @@ mod tests {
         let rec = saved(&db, &["edit", "gpu", "--disable"]);
         assert!(!rec.use_companion, "an edit without the flags keeps it");
         assert!(parse(&["edit", "gpu", "--companion", "--no-companion"]).is_err());
+    }
+
+    #[test]
+    fn a_history_line_gives_the_typical_run_time_and_the_runs_it_stands_on() {
+        assert_eq!(typical_label(130_000, 5), " · typical ≈2m10s (5 runs)");
+        assert_eq!(typical_label(4_200, 1), " · typical ≈4.2s (1 run)");
     }
 }

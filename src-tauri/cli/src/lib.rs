@@ -216,7 +216,13 @@ where
             instance,
             limit,
             json,
-        } => instances::history(instance.as_deref(), limit, json, db),
+        } => instances::history(
+            &mut std::io::stdout().lock(),
+            instance.as_deref(),
+            limit,
+            json,
+            db,
+        ),
         Command::Resubmit { prompt_id, wait } => return Some(act::resubmit(&prompt_id, wait, db)),
     };
     Some(match result {
@@ -226,6 +232,18 @@ where
             ExitCode::from(1)
         }
     })
+}
+
+/// What `comfy-monitor history` prints (`--instance`, `--limit`, `--json` as given), written to
+/// `out` instead of stdout.
+pub fn print_history(
+    out: &mut dyn std::io::Write,
+    db: Option<&std::path::Path>,
+    instance: Option<&str>,
+    limit: u32,
+    json: bool,
+) -> anyhow::Result<()> {
+    instances::history(out, instance, limit, json, db)
 }
 
 fn init_logging() {

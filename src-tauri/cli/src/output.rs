@@ -4,6 +4,7 @@ use comfy_engine::{ConnectionState, Event, EventKind, Fidelity, JobOrigin, JobSt
 use std::collections::HashMap;
 use std::io::Write;
 use time::format_description::well_known::Rfc3339;
+use time::OffsetDateTime;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Format {
@@ -38,7 +39,7 @@ impl<W: Write> Printer<W> {
                 self.out.write_all(b"\n")?;
             }
             Format::Human => {
-                let Some(line) = human(&event.kind) else {
+                let Some(line) = human(&event.kind, event.ts) else {
                     return Ok(());
                 };
                 if let EventKind::Job(j) = &event.kind {
@@ -80,6 +81,90 @@ fn duration(ms: u64) -> String {
     }
 }
 
+/// A learned duration, always shown after "≈": "4.2s", "42s", "1m20s", "3m", "2h05m". Rougher
+/// than a measured one ([`duration`]), as an estimate is.
+pub(crate) fn approx(ms: u64) -> String {
+    if ms < 10_000 {
+        return format!("{:.1}s", ms as f64 / 1000.0);
+    }
+    let s = (ms + 500) / 1000;
+    if s < 60 {
+        format!("{s}s")
+    } else if s < 3600 {
+        match s % 60 {
+            0 => format!("{}m", s / 60),
+            r => format!("{}m{r:02}s", s / 60),
+        }
+    } else {
+        format!("{}h{:02}m", s / 3600, (s / 60) % 60)
+    }
+}
+
+/// What an estimate stands on: "3 runs" of this workflow, or "3 runs of its nodes" for a
+/// workflow not seen before (estimated from its node classes; the fewest runs of any of them).
+pub(crate) fn runs(j: &JobView) -> Option<String> {
+    let e = j.estimate.as_ref()?;
+    let runs = match e.samples {
+        1 => "1 run".to_owned(),
+        n => format!("{n} runs"),
+    };
+    // The basis by its NDJSON name: this crate does not name the model's types.
+    let by_nodes = serde_json::to_value(e.basis).is_ok_and(|b| b == "nodes");
+    Some(if by_nodes {
+        format!("{runs} of its nodes")
+    } else {
+        runs
+    })
+}
+
+/// A wall-clock time as the lines' own timestamps show it (their offset), to the minute.
+fn clock(at: OffsetDateTime) -> String {
+    at.format(&time::macros::format_description!("[hour]:[minute]"))
+        .unwrap_or_default()
+}
+
+/// The estimate of an unfinished job, from the server's past runs, every figure marked "≈"
+/// (measured ones are never replaced): a running job's share done (when nothing measured says)
+/// and time left, or that it runs longer than usual; a pending job's run time and, when its
+/// place in the queue is known, when it starts and ends. `at` is the event's time.
+fn estimate_part(j: &JobView, at: OffsetDateTime) -> Option<String> {
+    let e = j.estimate.as_ref()?;
+    let runs = runs(j)?;
+    match j.state {
+        JobState::Running => {
+            if e.longer_than_usual {
+                return Some(format!(
+                    "longer than usual (typically {})",
+                    approx(e.typical_ms)
+                ));
+            }
+            let mut parts = Vec::new();
+            if let Some(p) = e.percent.filter(|_| j.percent.is_none()) {
+                parts.push(format!("≈{:.0}%", p.floor()));
+            }
+            match e.eta_ms {
+                Some(eta) => parts.push(format!("≈{} left", approx(eta))),
+                None => parts.push(format!("≈{} run", approx(e.typical_ms))),
+            }
+            Some(format!("{} ({runs})", parts.join(" ")))
+        }
+        JobState::Pending => {
+            let run = format!("≈{} run", approx(e.typical_ms));
+            let Some(eta) = e.eta_ms else {
+                return Some(format!("{run} ({runs})"));
+            };
+            let starts = e
+                .starts_in_ms
+                .filter(|s| *s >= 1000)
+                .map(|s| format!(", starts in ≈{}", approx(s)))
+                .unwrap_or_default();
+            let done = at + time::Duration::milliseconds(i64::try_from(eta).unwrap_or(i64::MAX));
+            Some(format!("{run}{starts}, done ≈{} ({runs})", clock(done)))
+        }
+        _ => None,
+    }
+}
+
 fn origin(o: JobOrigin) -> &'static str {
     match o {
         JobOrigin::SelfApp => "this app",
@@ -88,7 +173,7 @@ fn origin(o: JobOrigin) -> &'static str {
     }
 }
 
-fn job_line(j: &JobView) -> String {
+fn job_line(j: &JobView, at: OffsetDateTime) -> String {
     let state = match j.state {
         JobState::Pending => "pending",
         JobState::Running => "running",
@@ -124,6 +209,9 @@ fn job_line(j: &JobView) -> String {
         }
         if let Some(eta) = j.eta_ms {
             s.push_str(&format!(" · ETA {}", duration(eta)));
+        }
+        if let Some(e) = estimate_part(j, at) {
+            s.push_str(&format!(" · {e}"));
         }
         if j.state == JobState::Running && j.fidelity == Fidelity::Observed && j.node.is_none() {
             s.push_str(" (observed: ComfyUI sends progress only to the client that queued it)");
@@ -163,7 +251,7 @@ fn job_line(j: &JobView) -> String {
     s
 }
 
-fn human(kind: &EventKind) -> Option<String> {
+fn human(kind: &EventKind, at: OffsetDateTime) -> Option<String> {
     Some(match kind {
         EventKind::Connection(c) => {
             let state = match c.state {
@@ -200,7 +288,7 @@ fn human(kind: &EventKind) -> Option<String> {
             running.len(),
             pending.len()
         ),
-        EventKind::Job(j) => job_line(j),
+        EventKind::Job(j) => job_line(j, at),
         // A line per preview frame would drown everything else.
         EventKind::Preview(_) => return None,
         EventKind::Text { node, text, .. } => format!("text #{node}: {}", text.trim_end()),
@@ -226,11 +314,14 @@ mod tests {
     use comfy_engine::ConnectionStatus;
 
     fn line(state: ConnectionState, detail: &str, retry_in_ms: Option<u64>) -> String {
-        human(&EventKind::Connection(ConnectionStatus {
-            state,
-            detail: detail.into(),
-            retry_in_ms,
-        }))
+        human(
+            &EventKind::Connection(ConnectionStatus {
+                state,
+                detail: detail.into(),
+                retry_in_ms,
+            }),
+            OffsetDateTime::UNIX_EPOCH,
+        )
         .unwrap()
     }
 
@@ -259,6 +350,173 @@ mod tests {
                 Some(1_000)
             ),
             "reconnecting: server restarted, retrying in 1.0 s"
+        );
+    }
+
+    /// A job picture in `state`, with the estimate given by its NDJSON fields.
+    fn job(origin: JobOrigin, state: JobState, estimate: serde_json::Value) -> JobView {
+        let mut j = JobView::new("0b5c1d70-6a8e-4b3f".into(), origin, state);
+        j.estimate = serde_json::from_value(estimate).expect("an estimate");
+        j
+    }
+
+    fn at(hms: (u8, u8, u8)) -> OffsetDateTime {
+        OffsetDateTime::UNIX_EPOCH
+            .replace_time(time::Time::from_hms(hms.0, hms.1, hms.2).expect("a time"))
+    }
+
+    const OBSERVED: &str = " (observed: ComfyUI sends progress only to the client that queued it)";
+
+    #[test]
+    fn learned_durations_are_rough() {
+        assert_eq!(approx(420), "0.4s");
+        assert_eq!(approx(4_240), "4.2s");
+        assert_eq!(approx(42_400), "42s");
+        assert_eq!(approx(80_000), "1m20s");
+        assert_eq!(approx(65_000), "1m05s");
+        assert_eq!(approx(180_200), "3m");
+        assert_eq!(approx(7_500_000), "2h05m");
+    }
+
+    #[test]
+    fn a_running_observed_job_shows_its_estimated_share_and_time_left() {
+        let j = job(
+            JobOrigin::Other,
+            JobState::Running,
+            serde_json::json!({"basis": "workflow", "samples": 3, "typical_ms": 140_000,
+                               "percent": 42.7, "eta_ms": 80_000}),
+        );
+        assert_eq!(
+            job_line(&j, at((14, 0, 0))),
+            format!("job 0b5c1d70 [other client] running · ≈42% ≈1m20s left (3 runs){OBSERVED}")
+        );
+        let one = job(
+            JobOrigin::Other,
+            JobState::Running,
+            serde_json::json!({"basis": "nodes", "samples": 1, "typical_ms": 140_000,
+                               "percent": 5.0, "eta_ms": 133_000}),
+        );
+        assert_eq!(
+            job_line(&one, at((14, 0, 0))),
+            format!("job 0b5c1d70 [other client] running · ≈5% ≈2m13s left (1 run of its nodes){OBSERVED}")
+        );
+    }
+
+    #[test]
+    fn a_running_job_past_its_usual_time_says_so_instead_of_a_share() {
+        let j = job(
+            JobOrigin::Anonymous,
+            JobState::Running,
+            serde_json::json!({"basis": "workflow", "samples": 5, "typical_ms": 130_000,
+                               "longer_than_usual": true}),
+        );
+        assert_eq!(
+            job_line(&j, at((14, 0, 0))),
+            format!("job 0b5c1d70 [no client id] running · longer than usual (typically 2m10s){OBSERVED}")
+        );
+    }
+
+    #[test]
+    fn a_followed_job_keeps_its_measured_figures_and_adds_the_estimate_after_them() {
+        let mut j = job(
+            JobOrigin::SelfApp,
+            JobState::Running,
+            serde_json::json!({"basis": "workflow", "samples": 3, "typical_ms": 140_000,
+                               "percent": 30.0, "eta_ms": 80_000}),
+        );
+        j.percent = Some(40.0);
+        j.node = Some("3".into());
+        j.node_type = Some("KSampler".into());
+        j.node_value = Some(8.0);
+        j.node_max = Some(20.0);
+        j.steps_per_s = Some(3.1);
+        j.eta_ms = Some(4_000);
+        let measured =
+            "job 0b5c1d70 [this app] running 40% · KSampler (#3) 8/20 · 3.1 it/s · ETA 4.0 s";
+        assert_eq!(
+            job_line(&j, at((14, 0, 0))),
+            format!("{measured} · ≈1m20s left (3 runs)"),
+            "no estimated share beside the measured one"
+        );
+        j.estimate = None;
+        assert_eq!(
+            job_line(&j, at((14, 0, 0))),
+            measured,
+            "unchanged without one"
+        );
+    }
+
+    #[test]
+    fn a_pending_job_shows_when_it_starts_and_ends_when_its_place_is_known() {
+        let placed = job(
+            JobOrigin::SelfApp,
+            JobState::Pending,
+            serde_json::json!({"basis": "workflow", "samples": 3, "typical_ms": 130_000,
+                               "starts_in_ms": 180_000, "eta_ms": 310_000}),
+        );
+        assert_eq!(
+            job_line(&placed, at((14, 29, 0))),
+            "job 0b5c1d70 [this app] pending · ≈2m10s run, starts in ≈3m, done ≈14:34 (3 runs)"
+        );
+        let next = job(
+            JobOrigin::SelfApp,
+            JobState::Pending,
+            serde_json::json!({"basis": "workflow", "samples": 2, "typical_ms": 80_000,
+                               "starts_in_ms": 0, "eta_ms": 80_000}),
+        );
+        assert_eq!(
+            job_line(&next, at((23, 59, 0))),
+            "job 0b5c1d70 [this app] pending · ≈1m20s run, done ≈00:00 (2 runs)",
+            "nothing ahead: no start to wait for"
+        );
+        let unplaced = job(
+            JobOrigin::Other,
+            JobState::Pending,
+            serde_json::json!({"basis": "nodes", "samples": 5, "typical_ms": 130_000}),
+        );
+        assert_eq!(
+            job_line(&unplaced, at((14, 29, 0))),
+            "job 0b5c1d70 [other client] pending · ≈2m10s run (5 runs of its nodes)"
+        );
+        let unknown = job(
+            JobOrigin::SelfApp,
+            JobState::Pending,
+            serde_json::Value::Null,
+        );
+        assert_eq!(
+            job_line(&unknown, at((14, 29, 0))),
+            "job 0b5c1d70 [this app] pending"
+        );
+    }
+
+    #[test]
+    fn the_printer_prints_the_estimate_of_a_queued_job_and_again_only_when_its_line_changes() {
+        let mut j = job(
+            JobOrigin::SelfApp,
+            JobState::Pending,
+            serde_json::json!({"basis": "workflow", "samples": 3, "typical_ms": 80_000,
+                               "starts_in_ms": 0, "eta_ms": 80_000}),
+        );
+        let event = |j: &JobView, ts| Event {
+            ts,
+            instance_id: comfy_engine::InstanceId(1),
+            instance: "gpu".into(),
+            kind: EventKind::Job(Box::new(j.clone())),
+        };
+        let mut p = Printer::new(Vec::new(), Format::Human);
+        p.print(&event(&j, at((14, 29, 0)))).expect("printed");
+        p.print(&event(&j, at((14, 29, 10)))).expect("printed");
+        j.state = JobState::Running;
+        j.estimate = serde_json::from_value(serde_json::json!(
+            {"basis": "workflow", "samples": 3, "typical_ms": 80_000, "percent": 0.0, "eta_ms": 80_000}
+        ))
+        .expect("an estimate");
+        p.print(&event(&j, at((14, 29, 1)))).expect("printed");
+        let out = String::from_utf8(p.into_inner()).expect("utf-8");
+        assert_eq!(
+            out,
+            "14:29:00 gpu          job 0b5c1d70 [this app] pending · ≈1m20s run, done ≈14:30 (3 runs)\n\
+             14:29:01 gpu          job 0b5c1d70 [this app] running · ≈0% ≈1m20s left (3 runs)\n"
         );
     }
 }
