@@ -8,6 +8,8 @@ use comfy_model::{Estimate, JobState};
 use comfy_protocol::PromptId;
 use comfy_timing::{Run, TimingModel};
 
+/// An observed run shorter than this was answered from the server's cache, not run.
+const MIN_OBSERVED_RUN_MS: u64 = 50;
 /// A published estimate is published again when its end moves by more than this…
 const DRIFT_MS: i64 = 2_000;
 /// …or by more than this share of what remains.
@@ -35,6 +37,17 @@ impl Tracker {
             return;
         }
         let v = view(job);
+        // A run answered from the server's cache (the same workflow and seed again) says
+        // nothing of how long the workflow takes: for a followed job, no node ran; for an
+        // observed one, it took a few milliseconds.
+        let ran = if job.fidelity.is_followed() {
+            !v.node_durations.is_empty()
+        } else {
+            v.run_ms.is_some_and(|ms| ms >= MIN_OBSERVED_RUN_MS)
+        };
+        if !ran {
+            return;
+        }
         self.timings.learn(&Run {
             fingerprint: v.fingerprint.as_deref(),
             run_ms: v.run_ms,

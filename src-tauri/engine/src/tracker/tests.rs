@@ -859,6 +859,13 @@ fn only_successes_teach_and_a_different_workflow_is_not_taken_for_this_one() {
         "a failure says nothing of its length"
     );
 
+    // The same workflow and seed again: the server answers from its cache at once.
+    observe_run(&mut t, "cached", 15_000, 4);
+    let again = other_job("again2", 2.5, 2);
+    t.apply_snapshot(&snap(std::slice::from_ref(&again), &[]), 16_000);
+    t.tick(16_500);
+    assert_eq!(estimate_of(&t, "again2"), None, "a cached answer is not a run");
+
     observe_run(&mut t, "ok", 20_000, 8_000);
     let mut bigger = other_job("bigger", 3.0, 3);
     bigger.graph = Some(json!({
