@@ -1,21 +1,32 @@
 import { describe, expect, it } from "vitest";
 import {
+  approxDuration,
   displayUrl,
+  estimateLeft,
+  estimateLine,
+  estimateTooltip,
   formatAgo,
   formatClock,
   formatDuration,
   formatPercent,
   formatRate,
+  formatTimeOfDay,
   isTerminal,
   jobCounters,
   memoryUse,
   nodeLabel,
   nodeName,
+  longerThanUsualTooltip,
   originLabel,
+  pendingEstimate,
+  pendingTooltip,
+  queueDrainLine,
+  queueDrainsAt,
+  runningEstimate,
   stateWord,
   statusDetail,
 } from "./format";
-import { job, status } from "./test/fixtures";
+import { estimate, job, status } from "./test/fixtures";
 
 describe("connection text", () => {
   it("says the state in plain words", () => {
@@ -118,5 +129,142 @@ describe("displayUrl", () => {
   it("drops the scheme and the trailing slash but keeps a path prefix", () => {
     expect(displayUrl("http://127.0.0.1:8188/")).toBe("127.0.0.1:8188");
     expect(displayUrl("https://host/comfy/")).toBe("host/comfy");
+  });
+});
+
+describe("estimates", () => {
+  // Local time, so the expectations hold in every time zone.
+  const NOW = new Date(2026, 10, 4, 14, 20, 0).getTime();
+
+  it("says what an estimate stands on, in the singular for one run", () => {
+    expect(estimateTooltip(estimate({ basis: "workflow", samples: 3 }))).toBe("Estimated from 3 earlier runs of this workflow on this server");
+    expect(estimateTooltip(estimate({ basis: "workflow", samples: 1 }))).toBe("Estimated from 1 earlier run of this workflow on this server");
+    expect(estimateTooltip(estimate({ basis: "nodes", samples: 2 }))).toBe(
+      "Estimated from this server's speed per node (a workflow not run here before; fewest samples 2)",
+    );
+  });
+
+  it("rounds estimated spans no finer than they deserve", () => {
+    expect(approxDuration(42_400)).toBe("≈ 42 s");
+    expect(approxDuration(207_000)).toBe("≈ 3 min 30 s");
+    expect(approxDuration(178_000)).toBe("≈ 3 min");
+    expect(approxDuration(598_000)).toBe("≈ 10 min");
+    expect(approxDuration(14 * 60_000 + 29_000)).toBe("≈ 14 min");
+    expect(approxDuration(3_575_000)).toBe("≈ 1 h");
+    expect(approxDuration(3_900_000)).toBe("≈ 1 h 5 min");
+    expect(approxDuration(-5_000)).toBe("≈ 0 s");
+  });
+
+  it("reads the wall clock of a moment to come, with the day when it is not today", () => {
+    expect(formatTimeOfDay(NOW + 12 * 60_000, NOW)).toBe("14:32");
+    expect(formatTimeOfDay(NOW - 60_000, NOW)).toBe("14:20");
+    expect(formatTimeOfDay(NOW + 11 * 3_600_000, NOW)).toBe("tomorrow 01:20");
+    expect(formatTimeOfDay(NOW + 48 * 3_600_000, NOW)).toBe("2026-11-06 14:20");
+  });
+
+  it("says a running job's share and time left, or that it runs longer than usual", () => {
+    expect(runningEstimate(estimate({ percent: 41.6, eta_ms: 80_000 }), NOW, NOW)).toBe("≈ 42% · ≈ 1 min 20 s left");
+    expect(runningEstimate(estimate({ eta_ms: 80_000 }), NOW, NOW)).toBe("≈ 1 min 20 s left");
+    expect(runningEstimate(estimate({ longer_than_usual: true, eta_ms: 0 }), NOW, NOW)).toBe("longer than usual");
+    expect(estimateLeft(estimate({ longer_than_usual: true }), NOW, NOW)).toBe("longer than usual");
+    expect(estimateLeft(estimate(), NOW, NOW)).toBe("");
+    expect(longerThanUsualTooltip(estimate({ typical_ms: 130_000, samples: 1 }))).toBe(
+      "Usually runs ≈ 2 min 10 s\nEstimated from 1 earlier run of this workflow on this server",
+    );
+  });
+
+  it("counts the time left from when the estimate came, not from when it is shown", () => {
+    const e = estimate({ percent: 40, eta_ms: 80_000 });
+    expect(estimateLeft(e, NOW, NOW + 30_000)).toBe("≈ 50 s left");
+    expect(estimateLeft(e, NOW, NOW + 90_000)).toBe("≈ 0 s left");
+  });
+
+  it("says when a pending job starts and ends, else how long it runs", () => {
+    const known = estimate({ starts_in_ms: 180_000, eta_ms: 12 * 60_000 });
+    expect(pendingEstimate(known, NOW, NOW)).toBe("starts in ≈ 3 min · done ≈ 14:32");
+    expect(pendingTooltip(known)).toBe("Runs ≈ 2 min 10 s\nEstimated from 3 earlier runs of this workflow on this server");
+    const alone = estimate({ typical_ms: 130_000 });
+    expect(pendingEstimate(alone, NOW, NOW)).toBe("≈ 2 min 10 s run");
+    expect(pendingTooltip(alone)).toBe("Estimated from 3 earlier runs of this workflow on this server");
+  });
+
+  it("counts down to a pending job's start while its end stays put", () => {
+    const known = estimate({ starts_in_ms: 180_000, eta_ms: 12 * 60_000 });
+    expect(pendingEstimate(known, NOW, NOW + 60_000)).toBe("starts in ≈ 2 min · done ≈ 14:32");
+    expect(pendingEstimate(known, NOW, NOW + 200_000)).toBe("starts ≈ now · done ≈ 14:32");
+  });
+});
+
+describe("estimateLine", () => {
+  const NOW = new Date(2026, 10, 4, 14, 20, 0).getTime();
+
+  it("gives a followed job only its time left: its bar is measured", () => {
+    const e = estimate({ percent: 40, eta_ms: 80_000 });
+    expect(estimateLine(job("r", { fidelity: "live", percent: 38, estimate: e }), NOW, NOW)).toEqual({
+      parts: ["≈ 1 min 20 s left"],
+      text: "≈ 1 min 20 s left",
+      title: "Estimated from 3 earlier runs of this workflow on this server",
+    });
+    expect(estimateLine(job("r", { fidelity: "observed", estimate: e }), NOW, NOW)?.text).toBe("≈ 40% · ≈ 1 min 20 s left");
+  });
+
+  it("says longer than usual with the usual run time in the title", () => {
+    const line = estimateLine(job("r", { estimate: estimate({ longer_than_usual: true, typical_ms: 60_000 }) }), NOW, NOW);
+    expect(line).toEqual({ parts: ["longer than usual"], text: "longer than usual", title: "Usually runs ≈ 1 min\nEstimated from 3 earlier runs of this workflow on this server" });
+  });
+
+  it("gives a pending job its start and end, and nothing to a job without an estimate", () => {
+    const e = estimate({ basis: "nodes", samples: 1, starts_in_ms: 60_000, eta_ms: 190_000 });
+    expect(estimateLine(job("p", { state: "pending", estimate: e }), NOW, NOW)).toEqual({
+      parts: ["starts in ≈ 1 min", "done ≈ 14:23"],
+      text: "starts in ≈ 1 min · done ≈ 14:23",
+      title: "Runs ≈ 2 min 10 s\nEstimated from this server's speed per node (a workflow not run here before; fewest samples 1)",
+    });
+    expect(estimateLine(job("p", { state: "pending" }), NOW, NOW)).toBeNull();
+    expect(estimateLine(job("r", { estimate: estimate() }), NOW, NOW)).toBeNull();
+  });
+
+  it("says when the queue is done, and in how long in the title", () => {
+    expect(queueDrainLine(NOW + 12 * 60_000, NOW)).toEqual({
+      text: "queue done ≈ 14:32",
+      title: "When the last queued job is expected to end (in ≈ 12 min), estimated from this server's past runs",
+    });
+  });
+});
+
+describe("queueDrainsAt", () => {
+  const NOW = 1_800_000_000_000;
+  const at = () => NOW;
+  const running = (eta_ms?: number, more = {}) => job("r", { state: "running", estimate: estimate({ eta_ms, ...more }) });
+  const pending = (id: string, eta_ms?: number) => job(id, { state: "pending", estimate: estimate({ eta_ms }) });
+
+  it("is the latest end among the pending jobs", () => {
+    expect(queueDrainsAt([running(30_000), pending("a", 200_000), pending("b", 500_000)], at)).toBe(NOW + 500_000);
+  });
+
+  it("counts each end from when that job's estimate came", () => {
+    const a = pending("a", 200_000);
+    const b = pending("b", 500_000);
+    const when = new Map([
+      [a, NOW + 400_000],
+      [b, NOW],
+    ]);
+    expect(queueDrainsAt([a, b], (j) => when.get(j) ?? 0)).toBe(NOW + 600_000);
+  });
+
+  it("is unknown when the last pending job has no end, whatever the others say", () => {
+    expect(queueDrainsAt([running(30_000), pending("a", 200_000), pending("b")], at)).toBeNull();
+    expect(queueDrainsAt([running(30_000), pending("a", 200_000), job("c", { state: "pending" })], at)).toBeNull();
+  });
+
+  it("is the running job's end when nothing waits", () => {
+    expect(queueDrainsAt([running(30_000)], at)).toBe(NOW + 30_000);
+    expect(queueDrainsAt([running()], at)).toBeNull();
+    expect(queueDrainsAt([running(0, { longer_than_usual: true })], at)).toBeNull();
+    expect(queueDrainsAt([job("r", { state: "running" })], at)).toBeNull();
+  });
+
+  it("is unknown for an empty queue", () => {
+    expect(queueDrainsAt([], at)).toBeNull();
   });
 });

@@ -1,5 +1,6 @@
 // Pure display helpers: what a status, a job or a duration reads like.
 import type { ConnectionState } from "./bindings/ConnectionState";
+import type { Estimate } from "./bindings/Estimate";
 import type { Fidelity } from "./bindings/Fidelity";
 import type { InstanceStatus } from "./bindings/InstanceStatus";
 import type { JobOrigin } from "./bindings/JobOrigin";
@@ -116,6 +117,19 @@ export function formatAgo(thenMs: number, nowMs: number): string {
   return `${Math.floor(hours / 24)} d ago`;
 }
 
+/** Local wall-clock time of a moment to come: "14:32" today, "tomorrow 09:05", else
+ * "2026-11-05 14:32". */
+export function formatTimeOfDay(atMs: number, nowMs: number): string {
+  const at = new Date(Math.max(atMs, nowMs));
+  const stamp = formatTimestamp(at.getTime());
+  const time = stamp.slice(11, 16);
+  const today = new Date(nowMs);
+  if (at.toDateString() === today.toDateString()) return time;
+  const tomorrow = new Date(today.getFullYear(), today.getMonth(), today.getDate() + 1);
+  if (at.toDateString() === tomorrow.toDateString()) return `tomorrow ${time}`;
+  return stamp.slice(0, 16);
+}
+
 /** Local date and time for a tooltip or a log line: "2026-11-04 14:03:12". */
 export function formatTimestamp(ms: number): string {
   const d = new Date(ms);
@@ -228,4 +242,139 @@ const JOB_TONES: Record<JobState, Tone> = {
 
 export function jobTone(state: JobState): Tone {
   return JOB_TONES[state];
+}
+
+// Estimates: learned from the server's past jobs, never mixed with measured figures. Every
+// estimated figure reads "≈ …" and carries `estimateTooltip` as its title.
+//
+// An estimate's spans count from when the engine sent it, and the engine sends it again only
+// when the moment it points at moves (a job that keeps to its estimate is not re-sent). So each
+// span is taken as a moment, `receivedMs` + span, and shown against the clock the view already
+// runs (`nowMs`): "starts in ≈ 3 min" counts down, "done ≈ 14:32" stays put.
+
+/** An estimated span, no finer than an estimate deserves: "≈ 42 s", "≈ 3 min 20 s" (to 10 s),
+ * "≈ 3 min", "≈ 14 min" (to the minute from 10 min), "≈ 1 h 5 min", "≈ 2 h". */
+export function approxDuration(ms: number): string {
+  const seconds = Math.max(0, Math.round(ms / 1000));
+  if (seconds < 60) return `≈ ${seconds} s`;
+  const tens = Math.round(seconds / 10) * 10;
+  if (tens < 600) return tens % 60 ? `≈ ${Math.floor(tens / 60)} min ${tens % 60} s` : `≈ ${tens / 60} min`;
+  const minutes = Math.round(seconds / 60);
+  if (minutes < 60) return `≈ ${minutes} min`;
+  return minutes % 60 ? `≈ ${Math.floor(minutes / 60)} h ${minutes % 60} min` : `≈ ${minutes / 60} h`;
+}
+
+/** An estimated share done: "≈ 42%". */
+export function approxPercent(percent: number): string {
+  return `≈ ${formatPercent(percent)}`;
+}
+
+function plural(n: number, one: string, many: string): string {
+  return `${n} ${n === 1 ? one : many}`;
+}
+
+/** What an estimate stands on, for the title of a "≈" figure. */
+export function estimateTooltip(e: Estimate): string {
+  if (e.basis === "workflow") {
+    return `Estimated from ${plural(e.samples, "earlier run", "earlier runs")} of this workflow on this server`;
+  }
+  return `Estimated from this server's speed per node (a workflow not run here before; fewest samples ${e.samples})`;
+}
+
+/** The title of "longer than usual": how long the job usually runs, then the basis. */
+export function longerThanUsualTooltip(e: Estimate): string {
+  return `Usually runs ${approxDuration(e.typical_ms)}\n${estimateTooltip(e)}`;
+}
+
+/** A running job's estimated time left: "≈ 1 min 20 s left", or "longer than usual" once it runs
+ * past its usual time (never sitting at "≈ 0 s left" for long: the engine says so within a
+ * second). Empty when the estimate says neither. */
+export function estimateLeft(e: Estimate, receivedMs: number, nowMs: number): string {
+  if (e.longer_than_usual) return "longer than usual";
+  if (e.eta_ms == null) return "";
+  return `${approxDuration(receivedMs + e.eta_ms - nowMs)} left`;
+}
+
+function runningParts(e: Estimate, receivedMs: number, nowMs: number): string[] {
+  if (e.longer_than_usual) return ["longer than usual"];
+  const parts: string[] = [];
+  if (e.percent != null) parts.push(approxPercent(e.percent));
+  const left = estimateLeft(e, receivedMs, nowMs);
+  if (left) parts.push(left);
+  return parts;
+}
+
+/** A running job's estimate in one line: "≈ 42% · ≈ 1 min left", or "longer than usual". */
+export function runningEstimate(e: Estimate, receivedMs: number, nowMs: number): string {
+  return runningParts(e, receivedMs, nowMs).join(" · ");
+}
+
+function pendingParts(e: Estimate, receivedMs: number, nowMs: number): string[] {
+  const parts: string[] = [];
+  if (e.starts_in_ms != null) {
+    const wait = receivedMs + e.starts_in_ms - nowMs;
+    parts.push(wait >= 1000 ? `starts in ${approxDuration(wait)}` : "starts ≈ now");
+  }
+  if (e.eta_ms != null) parts.push(`done ≈ ${formatTimeOfDay(receivedMs + e.eta_ms, nowMs)}`);
+  return parts.length ? parts : [`${approxDuration(e.typical_ms)} run`];
+}
+
+/** A pending job's estimate: "starts in ≈ 3 min · done ≈ 14:32" when every job ahead has an
+ * estimate, else how long it will run, "≈ 2 min 10 s run". */
+export function pendingEstimate(e: Estimate, receivedMs: number, nowMs: number): string {
+  return pendingParts(e, receivedMs, nowMs).join(" · ");
+}
+
+/** The title of a pending job's estimate: how long it runs (when the line shows its start and
+ * end instead), then the basis. */
+export function pendingTooltip(e: Estimate): string {
+  const shown = e.starts_in_ms != null || e.eta_ms != null;
+  return shown ? `Runs ${approxDuration(e.typical_ms)}\n${estimateTooltip(e)}` : estimateTooltip(e);
+}
+
+/** When an instance's queue drains, as a moment (ms since the epoch): the latest end among its
+ * pending jobs, or the running job's end when nothing waits. Null when it cannot be said: the
+ * last pending job has no end (a job ahead of it has no estimate), the running job has none or
+ * runs longer than usual, or nothing is queued. `jobs` in the shell's order; `receivedAt` says
+ * when each job's picture (and so its estimate) came. */
+export function queueDrainsAt(jobs: readonly JobSummary[], receivedAt: (job: JobSummary) => number): number | null {
+  const pending = jobs.filter((j) => j.state === "pending");
+  const end = (j: JobSummary) => (j.estimate?.eta_ms == null ? null : receivedAt(j) + j.estimate.eta_ms);
+  const last = pending.at(-1);
+  if (last) {
+    if (end(last) === null) return null;
+    return Math.max(...pending.map((j) => end(j) ?? 0));
+  }
+  const running = jobs.find((j) => j.state === "running");
+  return running && !running.estimate?.longer_than_usual ? end(running) : null;
+}
+
+export interface EstimateLine {
+  /** The figures, each kept whole when a narrow row wraps: ["starts in ≈ 3 min", "done ≈ 14:32"]. */
+  parts: string[];
+  /** The parts joined: "starts in ≈ 3 min · done ≈ 14:32". */
+  text: string;
+  title: string;
+}
+
+/** A job's estimate as the queue and the cards show it beside the measured figures, with its
+ * title: a pending job's start and end (or run time); a running job's share and time left, or
+ * only its time left when the job is followed (its bar is measured). Null when there is none. */
+export function estimateLine(job: JobSummary, receivedMs: number, nowMs: number): EstimateLine | null {
+  const e = job.estimate;
+  if (!e) return null;
+  const line = (parts: string[], title: string) => (parts.length ? { parts, text: parts.join(" · "), title } : null);
+  if (job.state === "pending") return line(pendingParts(e, receivedMs, nowMs), pendingTooltip(e));
+  if (job.state !== "running") return null;
+  const left = estimateLeft(e, receivedMs, nowMs);
+  const parts = isFollowed(job.fidelity) ? (left ? [left] : []) : runningParts(e, receivedMs, nowMs);
+  return line(parts, e.longer_than_usual ? longerThanUsualTooltip(e) : estimateTooltip(e));
+}
+
+/** "queue done ≈ 14:32", for a queue that drains at `atMs` (see `queueDrainsAt`), with its title. */
+export function queueDrainLine(atMs: number, nowMs: number): { text: string; title: string } {
+  return {
+    text: `queue done ≈ ${formatTimeOfDay(atMs, nowMs)}`,
+    title: `When the last queued job is expected to end (in ${approxDuration(atMs - nowMs)}), estimated from this server's past runs`,
+  };
 }

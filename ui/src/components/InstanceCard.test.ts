@@ -7,7 +7,7 @@ import { IMAGE_LOADER } from "../composables/usePreloadedImage";
 import { mockShell, resetShell } from "../ipc/testing";
 import { useShellRequestsStore } from "../stores/shellRequestsStore";
 import { useViewStore } from "../stores/viewStore";
-import { instance, job, liveJob, stats, status } from "../test/fixtures";
+import { estimate, instance, job, liveJob, stats, status } from "../test/fixtures";
 
 enableAutoUnmount(afterEach);
 
@@ -127,6 +127,126 @@ describe("InstanceCard", () => {
     expect(block.find('[data-testid="job-percent"]').exists()).toBe(false);
     expect(block.find('[data-testid="preview"]').exists()).toBe(false);
     expect(block.find('[role="progressbar"]').exists()).toBe(false);
+  });
+
+  describe("estimates", () => {
+    // Local time, so the clock times read the same in every time zone.
+    const NOW = new Date(2026, 10, 4, 14, 20, 0).getTime();
+
+    it("shows another client's job with an estimate as a hatched bar with ≈ figures and their basis", () => {
+      vi.useFakeTimers();
+      vi.setSystemTime(NOW);
+      const w = mountCard(
+        instance("gpu", {
+          queue: { running: 1, pending: 0 },
+          jobs: [job("x", { fidelity: "observed", started_at_ms: NOW - 42_000, estimate: estimate({ samples: 3, percent: 41.6, eta_ms: 80_000 }) })],
+        }),
+      );
+      const block = w.get('[data-testid="job"]');
+      const bar = block.get('[role="progressbar"]');
+      expect(bar.classes()).toEqual(expect.arrayContaining(["bar", "estimated"]));
+      expect(bar.attributes("aria-label")).toBe("Estimated progress");
+      expect(bar.attributes("aria-valuenow")).toBe("42");
+      expect(bar.get(".fill").attributes("style")).toContain("width: 41.6%");
+      const percent = block.get('[data-testid="job-estimate-percent"]');
+      expect(percent.text()).toBe("≈ 42%");
+      expect(percent.attributes("title")).toBe("Estimated from 3 earlier runs of this workflow on this server");
+      const left = block.get('[data-testid="job-estimate"]');
+      expect(left.text()).toBe("≈ 1 min 20 s left");
+      expect(left.attributes("title")).toBe("Estimated from 3 earlier runs of this workflow on this server");
+      // Nothing measured is claimed, and the note says where the figures come from.
+      expect(block.find('[data-testid="job-percent"]').exists()).toBe(false);
+      expect(block.text()).toContain("0:42");
+      expect(block.text()).toContain("≈ figures estimated from its past runs");
+      expect(block.text()).not.toContain("Starting…");
+    });
+
+    it("counts the time left down from when the estimate came, on the card's own clock", async () => {
+      vi.useFakeTimers();
+      vi.setSystemTime(NOW);
+      const w = mountCard(instance("gpu", { jobs: [job("x", { estimate: estimate({ percent: 40, eta_ms: 80_000 }) })] }));
+      await vi.advanceTimersByTimeAsync(30_000);
+      expect(w.get('[data-testid="job-estimate"]').text()).toBe("≈ 50 s left");
+    });
+
+    it("says longer than usual instead of sitting at 99%, with the usual run time in the title", () => {
+      const w = mountCard(
+        instance("gpu", { jobs: [job("x", { estimate: estimate({ basis: "nodes", samples: 1, typical_ms: 130_000, longer_than_usual: true }) })] }),
+      );
+      const block = w.get('[data-testid="job"]');
+      expect(block.find('[data-testid="job-estimate-percent"]').exists()).toBe(false);
+      expect(block.get('[role="progressbar"]').classes()).toContain("over");
+      const left = block.get('[data-testid="job-estimate"]');
+      expect(left.text()).toBe("longer than usual");
+      expect(left.attributes("title")).toBe(
+        "Usually runs ≈ 2 min 10 s\nEstimated from this server's speed per node (a workflow not run here before; fewest samples 1)",
+      );
+    });
+
+    it("keeps a followed job's measured bar and prefers the estimated time left, marked ≈", () => {
+      const w = mountCard(
+        instance("gpu", { jobs: [liveJob("a", { percent: 42, steps_per_s: 3.456, eta_ms: 14_000, estimate: estimate({ percent: 50, eta_ms: 80_000 }) })] }),
+      );
+      const block = w.get('[data-testid="job"]');
+      expect(block.get('[data-testid="job-percent"]').text()).toBe("42%");
+      expect(block.find('[data-testid="job-estimate-percent"]').exists()).toBe(false);
+      expect(block.find(".bar.estimated").exists()).toBe(false);
+      expect(block.text()).toContain("3.46 it/s");
+      expect(block.text()).not.toContain("ETA 14 s");
+      const left = block.get('[data-testid="job-estimate"]');
+      expect(left.text()).toBe("≈ 1 min 20 s left");
+      expect(left.attributes("title")).toContain("Measured ETA (this sampler only): 14 s");
+    });
+
+    it("keeps a followed job's measured ETA when there is no estimate", () => {
+      const w = mountCard(instance("gpu", { jobs: [liveJob("a", { percent: 42, eta_ms: 14_000 })] }));
+      expect(w.get('[data-testid="job"]').text()).toContain("ETA 14 s");
+      expect(w.find('[data-testid="job-estimate"]').exists()).toBe(false);
+    });
+
+    it("says when the next pending job starts and ends, or how long it runs", () => {
+      vi.useFakeTimers();
+      vi.setSystemTime(NOW);
+      const known = mountCard(
+        instance("gpu", { jobs: [job("p", { state: "pending", estimate: estimate({ starts_in_ms: 90_000, eta_ms: 220_000 }) })] }),
+      );
+      const line = known.get('[data-testid="job"] [data-testid="job-estimate"]');
+      expect(line.text()).toBe("starts in ≈ 1 min 30 s · done ≈ 14:23");
+      expect(line.attributes("title")).toBe("Runs ≈ 2 min 10 s\nEstimated from 3 earlier runs of this workflow on this server");
+      const alone = mountCard(instance("gpu", { jobs: [job("p", { state: "pending", estimate: estimate() })] }));
+      expect(alone.get('[data-testid="job"] [data-testid="job-estimate"]').text()).toBe("≈ 2 min 10 s run");
+    });
+
+    it("shows when the queue drains: the last pending job's end", () => {
+      vi.useFakeTimers();
+      vi.setSystemTime(NOW);
+      const w = mountCard(
+        instance("gpu", {
+          queue: { running: 1, pending: 2 },
+          jobs: [
+            liveJob("r", { percent: 10, estimate: estimate({ eta_ms: 60_000 }) }),
+            job("p1", { state: "pending", estimate: estimate({ starts_in_ms: 60_000, eta_ms: 190_000 }) }),
+            job("p2", { state: "pending", estimate: estimate({ starts_in_ms: 190_000, eta_ms: 12 * 60_000 }) }),
+          ],
+        }),
+      );
+      const drain = w.get('[data-testid="queue-drain"]');
+      expect(drain.text()).toBe("queue done ≈ 14:32");
+      expect(drain.attributes("title")).toContain("in ≈ 12 min");
+    });
+
+    it("says nothing of the queue's end when the last pending job has no estimate, or the server is away", () => {
+      const unknown = mountCard(
+        instance("gpu", {
+          jobs: [liveJob("r", { estimate: estimate({ eta_ms: 60_000 }) }), job("p1", { state: "pending", estimate: estimate({ eta_ms: 190_000 }) }), job("p2", { state: "pending" })],
+        }),
+      );
+      expect(unknown.find('[data-testid="queue-drain"]').exists()).toBe(false);
+      const away = mountCard(
+        instance("gpu", { status: status({ state: "reconnecting" }), jobs: [liveJob("r", { estimate: estimate({ eta_ms: 60_000 }) })] }),
+      );
+      expect(away.find('[data-testid="queue-drain"]').exists()).toBe(false);
+    });
   });
 
   it("counts down to the next reconnection attempt", async () => {

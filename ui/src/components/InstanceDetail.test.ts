@@ -9,7 +9,7 @@ import { mockShell, resetShell } from "../ipc/testing";
 import { useInstancesStore } from "../stores/instancesStore";
 import { useShellRequestsStore } from "../stores/shellRequestsStore";
 import { useViewStore } from "../stores/viewStore";
-import { historyEntry, instance, job, liveJob, logEntry, server, status } from "../test/fixtures";
+import { estimate, historyEntry, instance, job, liveJob, logEntry, server, status } from "../test/fixtures";
 
 enableAutoUnmount(afterEach);
 
@@ -122,6 +122,72 @@ describe("InstanceDetail", () => {
     await w.get('[data-testid="confirm-clear"]').trigger("click");
     await flushPromises();
     expect(calls).toContainEqual({ command: "clear_queue", args: { instance_id: 5 } });
+  });
+
+  describe("estimates", () => {
+    // Local time, so the clock times read the same in every time zone. Only the date is faked:
+    // the history and the log still load through real timers.
+    const NOW = new Date(2026, 10, 4, 14, 20, 0).getTime();
+    beforeEach(() => {
+      vi.useFakeTimers({ toFake: ["Date"] });
+      vi.setSystemTime(NOW);
+    });
+    afterEach(() => vi.useRealTimers());
+
+    const estimated = () =>
+      gpu({
+        jobs: [
+          job("run", { state: "running", fidelity: "observed", started_at_ms: NOW - 42_000, estimate: estimate({ percent: 40, eta_ms: 80_000 }) }),
+          job("next", { state: "pending", estimate: estimate({ basis: "nodes", samples: 2, starts_in_ms: 80_000, eta_ms: 210_000 }) }),
+          job("last", { state: "pending", estimate: estimate({ starts_in_ms: 210_000, eta_ms: 12 * 60_000 }) }),
+        ],
+      });
+
+    it("shows each queued job's estimate beside its measured figures, marked ≈ with its basis", () => {
+      const w = mountDetail(estimated());
+      const row = (id: string) => w.get(`[data-testid="queue-row"][data-prompt-id="${id}"]`);
+      expect(row("run").text()).toContain("0:42 · ≈ 40% · ≈ 1 min 20 s left");
+      const next = row("next").get('[data-testid="job-estimate"]');
+      expect(next.text()).toBe("starts in ≈ 1 min 20 s · done ≈ 14:23");
+      expect(next.attributes("title")).toBe(
+        "Runs ≈ 2 min 10 s\nEstimated from this server's speed per node (a workflow not run here before; fewest samples 2)",
+      );
+      expect(row("last").get('[data-testid="job-estimate"]').text()).toBe("starts in ≈ 3 min 30 s · done ≈ 14:32");
+    });
+
+    it("gives a pending job without a start its run time, and a followed job only its time left", () => {
+      const w = mountDetail(
+        gpu({
+          jobs: [
+            liveJob("run", { percent: 30, estimate: estimate({ percent: 50, eta_ms: 80_000 }) }),
+            job("mine", { state: "pending", estimate: estimate({ typical_ms: 130_000 }) }),
+            job("theirs", { state: "pending" }),
+          ],
+        }),
+      );
+      const row = (id: string) => w.get(`[data-testid="queue-row"][data-prompt-id="${id}"]`);
+      expect(row("run").text()).toContain("30%");
+      expect(row("run").get('[data-testid="job-estimate"]').text()).toBe("≈ 1 min 20 s left");
+      expect(row("mine").get('[data-testid="job-estimate"]').text()).toBe("≈ 2 min 10 s run");
+      expect(row("theirs").find('[data-testid="job-estimate"]').exists()).toBe(false);
+      // The last pending job has no end: the queue's end cannot be said.
+      expect(w.find('[data-testid="queue-drain"]').exists()).toBe(false);
+    });
+
+    it("says when the queue drains", () => {
+      const w = mountDetail(estimated());
+      expect(w.get('.facts [data-testid="queue-drain"]').text()).toBe("queue done ≈ 14:32");
+    });
+
+    it("shows another client's running job with its estimated bar under Now running", () => {
+      const w = mountDetail(estimated());
+      const now = w.get(".area-now");
+      expect(now.get('[data-testid="job-progress"]').attributes("data-estimated")).toBe("true");
+      expect(now.get('[data-testid="job-estimate-percent"]').text()).toBe("≈ 40%");
+      expect(now.get('[data-testid="job-estimate"]').text()).toBe("≈ 1 min 20 s left");
+      expect(now.text()).toContain("≈ figures estimated from its past runs");
+      expect(now.find('[data-testid="cancel-job"]').exists()).toBe(true);
+    });
   });
 
   it("cannot clear a queue with nothing pending", () => {

@@ -196,15 +196,42 @@ function instanceFor(name: string, index: number, preset: Preset): InstanceView 
         running.node_text = [{ node: "17", text: "" }];
       }
       if (preset === "live-queue") {
-        base.jobs.push(job({ state: "pending", number: 13, origin: "self", fidelity: "live" }));
-        base.jobs.push(job({ state: "pending", number: 14, origin: "other", fidelity: "observed" }));
-        base.jobs.push(job({ state: "pending", number: 15, origin: "other", fidelity: "observed" }));
+        // Estimates as the engine sends them: the running job's end, then each pending job's
+        // start and end from the ones ahead; the last one's workflow is new to this server.
+        running.estimate = { basis: "workflow", samples: 6, typical_ms: 24_000, percent: 40, eta_ms: 15_000 };
+        base.jobs.push(
+          job({ state: "pending", number: 13, origin: "self", fidelity: "live", estimate: { basis: "workflow", samples: 6, typical_ms: 24_000, starts_in_ms: 15_000, eta_ms: 39_000 } }),
+        );
+        base.jobs.push(
+          job({ state: "pending", number: 14, origin: "other", fidelity: "observed", estimate: { basis: "workflow", samples: 1, typical_ms: 95_000, starts_in_ms: 39_000, eta_ms: 134_000 } }),
+        );
+        base.jobs.push(
+          job({ state: "pending", number: 15, origin: "other", fidelity: "observed", estimate: { basis: "nodes", samples: 2, typical_ms: 610_000, starts_in_ms: 134_000, eta_ms: 744_000 } }),
+        );
       }
       break;
     }
     case "observed":
-      base.jobs.push(job({ state: "running", origin: "other", fidelity: "observed", number: 40, started_at_ms: now - 42_000 }));
-      base.jobs.push(job({ state: "pending", origin: "other", fidelity: "observed", number: 41, queued_at_ms: now - 30_000 }));
+      base.jobs.push(
+        job({
+          state: "running",
+          origin: "other",
+          fidelity: "observed",
+          number: 40,
+          started_at_ms: now - 42_000,
+          estimate: { basis: "workflow", samples: 4, typical_ms: 100_000, percent: 42, eta_ms: 58_000 },
+        }),
+      );
+      base.jobs.push(
+        job({
+          state: "pending",
+          origin: "other",
+          fidelity: "observed",
+          number: 41,
+          queued_at_ms: now - 30_000,
+          estimate: { basis: "nodes", samples: 2, typical_ms: 75_000, starts_in_ms: 58_000, eta_ms: 133_000 },
+        }),
+      );
       break;
     case "reconnecting":
       base.status = { state: "reconnecting", detail: "connection reset by peer", retry_in_ms: 8000, changed_at_ms: now };
@@ -307,6 +334,7 @@ function finish(inst: InstanceView, j: JobSummary, outcome: JobSummary["state"])
   const now = Date.now();
   j.state = outcome;
   j.ended_at_ms = now;
+  j.estimate = undefined;
   j.elapsed_ms = j.started_at_ms ? now - j.started_at_ms : undefined;
   if (outcome === "success") {
     j.percent = j.fidelity === "live" ? 100 : undefined;
@@ -380,6 +408,8 @@ function step(inst: InstanceView, j: JobSummary, dt: number): void {
   j.steps_per_s = cur.steps ? sim.rate : undefined;
   const stepsLeft = NODES.slice(sim.node).reduce((n, x) => n + x.steps, 0) - (cur.steps ? sim.value : 0);
   j.eta_ms = Math.round((stepsLeft / sim.rate) * 1000 + 1500);
+  // The engine's estimate counts the nodes after the sampler too.
+  if (j.estimate) j.estimate = { ...j.estimate, percent: j.percent, eta_ms: j.eta_ms + 2500 };
   if (cur.steps) {
     state.seq += 1;
     j.preview = { seq: state.seq, width: 512, height: 512 };

@@ -1,11 +1,11 @@
-import { afterEach, beforeEach, describe, expect, it } from "vitest";
+import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
 import { createPinia, setActivePinia } from "pinia";
 import { flushPromises } from "@vue/test-utils";
 import { EVENTS } from "../ipc";
 import { emitFromShell, mockShell, resetShell } from "../ipc/testing";
 import type { Snapshot } from "../bindings/Snapshot";
-import { instance, job, liveJob, server, snapshot, stats, status } from "../test/fixtures";
-import { useInstancesStore } from "./instancesStore";
+import { estimate, instance, job, liveJob, server, snapshot, stats, status } from "../test/fixtures";
+import { receivedAt, useInstancesStore } from "./instancesStore";
 
 const LOCAL = 1;
 const GPU = 2;
@@ -216,6 +216,25 @@ describe("instances store", () => {
     expect(a?.percent).toBe(20);
     expect(a?.preview?.seq).toBe(3);
     expect(a?.node_text).toEqual([{ node: "9", text: "hello" }]);
+  });
+
+  it("notes when each job's picture came, so an estimate's spans count from then", async () => {
+    vi.useFakeTimers({ toFake: ["Date"] });
+    try {
+      vi.setSystemTime(1_000_000);
+      snapshotReply = () => snapshot(5, [instance("gpu", { id: GPU, jobs: [job("p", { state: "pending", estimate: estimate({ eta_ms: 60_000 }) })] })]);
+      const store = useInstancesStore();
+      await store.start();
+      vi.setSystemTime(1_004_000);
+      await emitFromShell(EVENTS.jobUpdated, { revision: 6, instance_id: GPU, job: job("q", { state: "pending", estimate: estimate({ eta_ms: 90_000 }) }) });
+      await flushPromises();
+      vi.setSystemTime(1_009_000);
+      const [p, q] = store.byId(GPU)?.jobs ?? [];
+      expect(p && receivedAt(p)).toBe(1_000_000);
+      expect(q && receivedAt(q)).toBe(1_004_000);
+    } finally {
+      vi.useRealTimers();
+    }
   });
 
   it("applies a batch of progress to every instance it names, newer than the snapshot only", async () => {

@@ -13,7 +13,7 @@
 // simply replaced; and the shell decides the order of an instance's unfinished jobs, sending it
 // with the update that changed it. The UI folds nothing and sorts nothing itself.
 import { defineStore } from "pinia";
-import { computed, ref } from "vue";
+import { computed, ref, toRaw } from "vue";
 import type { CancelOutcome } from "../bindings/CancelOutcome";
 import type { InstanceId } from "../bindings/InstanceId";
 import type { InstanceView } from "../bindings/InstanceView";
@@ -51,6 +51,25 @@ function inOrder(jobs: JobSummary[], order: PromptId[]): JobSummary[] {
   const place = (j: JobSummary) => rank.get(j.prompt_id) ?? order.length;
   // Array.prototype.sort is stable: ties keep their current order.
   return [...jobs].sort((a, b) => place(a) - place(b));
+}
+
+/** When each job picture came, by the object the shell sent. A job's estimate counts its spans
+ * from when the engine sent it, and is sent again only when the moment it points at moves, so
+ * the view needs this to tell when a job is due (see the estimates in `format.ts`). */
+const arrivals = new WeakMap<JobSummary, number>();
+
+function arrived(job: JobSummary, at: number): void {
+  arrivals.set(toRaw(job), at);
+}
+
+/** When this job's picture came (for one that came some other way, when it was first asked). */
+export function receivedAt(job: JobSummary): number {
+  const raw = toRaw(job);
+  const at = arrivals.get(raw);
+  if (at !== undefined) return at;
+  const now = Date.now();
+  arrivals.set(raw, now);
+  return now;
 }
 
 const CANCEL_NOTES: Record<CancelOutcome, ActionNote | null> = {
@@ -103,6 +122,7 @@ export const useInstancesStore = defineStore("instances", () => {
   /** A job's new picture, as the shell sent it: it replaces the old one, or joins the list; an
    * ended job leaves the list and becomes the last job. With an order, the list follows it. */
   function applyJob(instance: InstanceView, job: JobSummary, order: PromptId[] | undefined): void {
+    arrived(job, Date.now());
     const index = instance.jobs.findIndex((j) => j.prompt_id === job.prompt_id);
     if (isTerminal(job.state)) {
       if (index >= 0) instance.jobs.splice(index, 1);
@@ -167,6 +187,8 @@ export const useInstancesStore = defineStore("instances", () => {
     held ??= [];
     try {
       const snapshot = await getSnapshot();
+      const at = Date.now();
+      for (const i of snapshot.instances) for (const job of i.jobs) arrived(job, at);
       instances.value = snapshot.instances;
       notices.value = snapshot.notices;
       baseline = snapshot.revision;

@@ -1,6 +1,7 @@
 // Builders for the shell's payloads, with sensible defaults and per-test overrides. They build
 // what the shell sends: `snake_case` fields, and a job's unknown figures left out, not null.
 import { DEFAULT_NOTIFICATION_PREFS } from "../bindings/defaults";
+import type { Estimate } from "../bindings/Estimate";
 import type { HistoryEntry } from "../bindings/HistoryEntry";
 import type { InstanceSettings } from "../bindings/InstanceSettings";
 import type { InstanceStatus } from "../bindings/InstanceStatus";
@@ -62,6 +63,11 @@ export function job(promptId: string, overrides: Partial<JobSummary> = {}): JobS
     node_text: [],
     ...overrides,
   };
+}
+
+/** A job's estimate, learned from 3 earlier runs of its workflow unless told otherwise. */
+export function estimate(overrides: Partial<Estimate> = {}): Estimate {
+  return { basis: "workflow", samples: 3, typical_ms: 130_000, ...overrides };
 }
 
 /** A job this app queued and follows live. */
