@@ -2,11 +2,14 @@
 //!
 //! `comfy-bench engine [--smoke] --out PATH` runs four measures against the fake ComfyUI in a
 //! separate process: the cost of many idle instances, the CPU cost per frame against a bare
-//! socket reader, the reconnect latency after server restarts, and a soak of engine and journal. Hidden subcommands: `serve-fake`
+//! socket reader, the reconnect latency after server restarts, and a soak of engine and journal;
+//! and a fifth in virtual time, the accuracy of the estimates learned from past runs (beside the
+//! step-rate ETA) on a scripted series of repeated workflows. Hidden subcommands: `serve-fake`
 //! (the server side of those measures) and `seed-db` (a store with many instances and jobs for
 //! app-level start-up measures). Figures are medians and percentiles over repeated runs;
 //! nothing here asserts on time: the numbers are reported, the targets stand beside them.
 
+mod accuracy;
 mod frames;
 mod per_frame;
 mod reconnect;
@@ -38,6 +41,7 @@ enum Measure {
     Reconnect,
     Soak,
     Scale,
+    Accuracy,
 }
 
 #[derive(Subcommand)]
@@ -68,6 +72,12 @@ enum Command {
         /// Keep the soak's database at this path (else a temporary file).
         #[arg(long)]
         soak_db: Option<PathBuf>,
+        /// Sessions (independent seeded series) of the accuracy measure.
+        #[arg(long)]
+        accuracy_sessions: Option<u64>,
+        /// Write every reading of the accuracy measure to this file (JSON lines).
+        #[arg(long)]
+        accuracy_readings: Option<PathBuf>,
     },
     /// Hosts the fake ComfyUI for the measures (commands on stdin, answers on stdout).
     #[command(hide = true)]
@@ -115,6 +125,8 @@ struct Measures {
     soak: Option<soak::Report>,
     #[serde(skip_serializing_if = "Option::is_none")]
     scale: Option<scale::Report>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    accuracy: Option<accuracy::Report>,
 }
 
 #[derive(Serialize)]
@@ -178,6 +190,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             soak_jobs,
             soak_steps,
             soak_db,
+            accuracy_sessions,
+            accuracy_readings,
         } => {
             let wants = |m: Measure| only.is_empty() || only.contains(&m);
             let mut frame_cfg = per_frame::Config::new(smoke);
@@ -197,6 +211,11 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 soak_cfg.steps_per_job = s.max(1);
             }
             soak_cfg.db = soak_db;
+            let mut accuracy_cfg = accuracy::Config::new(smoke);
+            if let Some(s) = accuracy_sessions {
+                accuracy_cfg.sessions = s.max(1);
+            }
+            accuracy_cfg.readings = accuracy_readings;
 
             let rt = tokio::runtime::Builder::new_multi_thread()
                 .worker_threads(2)
@@ -253,6 +272,19 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                     }
                 }
             });
+            // Last: no server, no sockets, virtual time; it only costs CPU for a few seconds.
+            if wants(Measure::Accuracy) {
+                eprintln!(
+                    "accuracy: {} sessions × {} runs of each workflow, virtual time",
+                    accuracy_cfg.sessions, accuracy_cfg.runs_per_workflow
+                );
+                match accuracy::run(&accuracy_cfg) {
+                    Ok(r) => report.measures.accuracy = Some(r),
+                    Err(e) => {
+                        report.errors.insert("accuracy", format!("{e:#}"));
+                    }
+                }
+            }
             let json = serde_json::to_string_pretty(&report)?;
             if let Some(dir) = out.parent().filter(|d| !d.as_os_str().is_empty()) {
                 std::fs::create_dir_all(dir)
@@ -341,6 +373,49 @@ fn summary(report: &Report) {
             s.rss_idle_mib,
             s.rss_growth_mib,
             s.rss_growth_per_instance_kib,
+        );
+    }
+    if let Some(a) = &report.measures.accuracy {
+        let cell = |e: &accuracy::Errors| {
+            e.mean_error_percent
+                .map_or_else(|| "—".to_owned(), |m| format!("{m} %"))
+        };
+        eprintln!(
+            "  accuracy ({} sessions × {} jobs, {} workflows; mean |ETA error| / run at 25/50/75 %):",
+            a.sessions,
+            a.jobs,
+            a.workflows.len()
+        );
+        for row in &a.live {
+            let est: Vec<String> = row.at.iter().map(|p| cell(&p.estimate)).collect();
+            let step: Vec<String> = row
+                .at
+                .iter()
+                .map(|p| p.step_rate.as_ref().map_or_else(|| "—".to_owned(), cell))
+                .collect();
+            eprintln!(
+                "    after {:>2} runs: estimate {} | step rate {}",
+                row.earlier_runs,
+                est.join(" / "),
+                step.join(" / ")
+            );
+        }
+        for row in &a.observed {
+            let est: Vec<String> = row.at.iter().map(|p| cell(&p.estimate)).collect();
+            eprintln!(
+                "    observed, after {:>2} runs: estimate {}",
+                row.earlier_runs,
+                est.join(" / ")
+            );
+        }
+        let t = &a.targets;
+        eprintln!(
+            "    half-way after 3 runs: {} (target ≤ {} %); better than the step rate at {} of {} points",
+            t.half_way_after_3_percent
+                .map_or_else(|| "—".to_owned(), |m| format!("{m} %")),
+            t.half_way_after_3_max_percent,
+            t.step_rate_points_beaten,
+            t.step_rate_points,
         );
     }
     for (m, e) in &report.errors {
