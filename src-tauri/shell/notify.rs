@@ -10,7 +10,7 @@ use crate::shell::{tray, window};
 use comfy_engine::{Event, JobOrigin};
 use comfy_model::InstanceId;
 use comfy_notify::{
-    render_icon, ActionInvoked, Deliver, LocalZone, Notification, Policy, RepaintGate, Settings,
+    render_icon, ActionInvoked, Deliver, Notification, Policy, RepaintGate, Settings, TimeZone,
     TrayModel,
 };
 use std::collections::HashMap;
@@ -252,8 +252,12 @@ impl<R: Runtime> Task<R> {
     }
 
     fn repaint(&mut self) {
+        let now = Instant::now().into_std();
+        // Told every time: a pause from the menu shows at once, and one for an hour ends on its
+        // own (the loop wakes then, at the policy's deadline).
+        self.tray.set_paused(self.policy.paused(now).is_some());
         let state = self.tray.state();
-        let repaint = self.gate.check(&state, Instant::now().into_std());
+        let repaint = self.gate.check(&state, now);
         let Some(icon) = self.app.tray_by_id(tray::TRAY_ID) else {
             return;
         };
@@ -273,8 +277,7 @@ impl<R: Runtime> Task<R> {
             }
         }
         if repaint.tooltip || repaint.menu {
-            let paused = self.policy.paused(Instant::now().into_std()).is_some();
-            let shape = tray::MenuShape::new(&self.tray, paused);
+            let shape = tray::MenuShape::new(&state, &self.tray);
             match &mut self.menu {
                 Some((old, menu)) if old.same_structure(&shape) => {
                     tray::update_lines(menu, old, &shape);
@@ -295,14 +298,14 @@ impl<R: Runtime> Task<R> {
 }
 
 /// The zone the tray tells "queue done ≈ 14:32" in; without one, it tells UTC and says so.
-fn local_zone() -> Option<LocalZone> {
-    let zone = LocalZone::system();
-    if zone.is_none() {
-        tracing::info!(
-            "no local time zone found (TZ, /etc/localtime); the tray tells times in UTC"
-        );
+fn local_zone() -> Option<TimeZone> {
+    match TimeZone::try_system() {
+        Ok(zone) => Some(zone),
+        Err(error) => {
+            tracing::info!(%error, "no local time zone found; the tray tells times in UTC");
+            None
+        }
     }
-    zone
 }
 
 async fn next_action(actions: &mut Option<mpsc::Receiver<ActionInvoked>>) -> Option<ActionInvoked> {

@@ -3,13 +3,14 @@
 //! the menu as jobs run.
 //!
 //! Left click shows or hides the window. The menu has one line per instance (state and current
-//! job percent), "Cancel current job" per running instance, pausing notifications, the dashboard
-//! and Quit. Where no status-notifier host exists the tray is simply absent: the window stays
-//! reachable and closing it still only hides it.
+//! job percent) and, while it is known, "Queue done ≈ 14:32" (the tooltip's second line; Linux
+//! trays show no tooltip), "Cancel current job" per running instance, pausing notifications, the
+//! dashboard and Quit. Where no status-notifier host exists the tray is simply absent: the window
+//! stays reachable and closing it still only hides it.
 
 use crate::shell::bus::{self, Control};
 use crate::shell::window;
-use comfy_notify::TrayModel;
+use comfy_notify::{TrayModel, TrayState};
 use tauri::menu::{Menu, MenuItem, PredefinedMenuItem};
 use tauri::plugin::{Builder, TauriPlugin};
 use tauri::tray::{MouseButton, MouseButtonState, TrayIconBuilder, TrayIconEvent};
@@ -50,11 +51,12 @@ impl MenuChoice {
 }
 
 /// What the menu shows. The menu is rebuilt only when its structure changes (see
-/// [`MenuShape::same_structure`]); a new percent only changes a line's text, so the menu does not
-/// flicker (or close under the pointer) at every progress step.
+/// [`MenuShape::same_structure`]); a new percent or a later "queue done" only changes a line's
+/// text, so the menu does not flicker (or close under the pointer) at every progress step.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MenuShape {
-    /// One line per instance: "Local — running 47%".
+    /// The informational lines ([`TrayState::lines`]): one per instance, "Local — running 47%",
+    /// then "Queue done ≈ 14:32" while known.
     pub lines: Vec<String>,
     /// Instances with a running job: (name, whose job it is).
     pub cancellable: Vec<(String, bool)>,
@@ -62,9 +64,10 @@ pub struct MenuShape {
 }
 
 impl MenuShape {
-    pub fn new(tray: &TrayModel, paused: bool) -> Self {
+    /// The menu for the tray's state (`tray.state()`, its lines and pause) and its instances.
+    pub fn new(state: &TrayState, tray: &TrayModel) -> Self {
         Self {
-            lines: tray.instances().map(|i| i.line()).collect(),
+            lines: state.lines.clone(),
             cancellable: tray
                 .instances()
                 .filter_map(|i| {
@@ -72,7 +75,7 @@ impl MenuShape {
                         .map(|j| (i.name.clone(), j.origin == comfy_engine::JobOrigin::SelfApp))
                 })
                 .collect(),
-            paused,
+            paused: state.paused,
         }
     }
 }
@@ -85,7 +88,7 @@ impl MenuShape {
     }
 }
 
-/// Updates the instance lines of a menu built for a shape of the same structure.
+/// Updates the informational lines of a menu built for a shape of the same structure.
 pub fn update_lines<R: Runtime>(menu: &Menu<R>, old: &MenuShape, new: &MenuShape) {
     for (i, (was, now)) in old.lines.iter().zip(&new.lines).enumerate() {
         if was == now {
@@ -228,6 +231,44 @@ fn install<R: Runtime>(app: &AppHandle<R>) -> tauri::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn shape(lines: &[&str], paused: bool) -> MenuShape {
+        MenuShape {
+            lines: lines.iter().map(|&l| l.to_owned()).collect(),
+            cancellable: vec![("Local".into(), true)],
+            paused,
+        }
+    }
+
+    #[test]
+    fn a_later_queue_end_changes_only_a_lines_text_and_its_coming_or_going_rebuilds() {
+        let running = shape(&["Local — running 40%", "Queue done ≈ 14:32"], false);
+        let later = shape(&["Local — running 41%", "Queue done ≈ 14:45"], false);
+        assert!(running.same_structure(&later));
+        let unknown = shape(&["Local — running 41%"], false);
+        assert!(!running.same_structure(&unknown));
+    }
+
+    #[test]
+    fn pausing_or_resuming_rebuilds_the_menu() {
+        let idle = shape(&["Local — idle"], false);
+        assert!(!idle.same_structure(&shape(&["Local — idle"], true)));
+    }
+
+    #[test]
+    fn the_shape_follows_the_trays_state() {
+        let mut tray = TrayModel::default();
+        tray.set_paused(true);
+        let s = MenuShape::new(&tray.state(), &tray);
+        assert_eq!(
+            s,
+            MenuShape {
+                lines: Vec::new(),
+                cancellable: Vec::new(),
+                paused: true
+            }
+        );
+    }
 
     #[test]
     fn menu_ids_round_trip() {

@@ -33,9 +33,9 @@
 //! # The tray
 //!
 //! [`TrayModel`] follows events into per-instance status, [`TrayState`] aggregates it (icon
-//! state, running count, percent, ETA, when the queues are expected to be done, tooltip),
-//! [`RepaintGate`] decides when to repaint, and [`render_icon`] draws the RGBA icon: a glyph in
-//! the state's colour inside a progress ring.
+//! state, running count, percent, ETA, when the queues are expected to be done, tooltip, menu
+//! lines, whether notifications are paused), [`RepaintGate`] decides when to repaint, and
+//! [`render_icon`] draws the RGBA icon: a glyph in the state's colour inside a progress ring.
 //!
 //! A job's percent and ETA are each a [`Figure`]: measured (the job's own progress, only for
 //! jobs followed live) or estimated (the engine's `Estimate`, learned from the server's past
@@ -44,7 +44,8 @@
 //! ring; a job past its usual run time with no measured percent says "longer than usual". The
 //! tooltip's second line, "queue done ≈ 14:32", is the latest expected end over the busy
 //! instances (each one's last pending job, else its running jobs), kept as an absolute time and
-//! told in the local zone ([`LocalZone`]), or in UTC saying so.
+//! told in the local zone (a [`TimeZone`], from [`TimeZone::try_system`]), or in UTC saying so;
+//! the menu ends its lines with it too, since Linux trays show no tooltip.
 //!
 //! # Delivery
 //!
@@ -65,16 +66,18 @@
 //!         _ = sleep_until(gate.retry_at()) => {}
 //!         click = actions.recv() => open the dashboard or the folder
 //!     }
+//!     tray.set_paused(policy.paused(Instant::now()).is_some());
 //!     let repaint = gate.check(&tray.state(), Instant::now());
 //!     if repaint.icon { set_icon(render_icon(state.icon, state.percent, 32)) }
 //!     if repaint.tooltip { set_tooltip(state.tooltip()) }
-//!     if repaint.menu { set_menu_lines(state.lines) }
+//!     if repaint.menu { set_menu(state.lines, state.paused) }
 //! }
 //! show(n) = fetch n.image through the engine, notification_image(bytes), deliverer.deliver(n, image)
 //! ```
 //!
 //! Before cancelling a job the host calls [`Policy::cancelled_by_us`]; on focus changes,
-//! [`Policy::set_focused`]; when the window is shown, [`TrayModel::mark_seen`].
+//! [`Policy::set_focused`]; when the window is shown, [`TrayModel::mark_seen`]; before each
+//! repaint, [`TrayModel::set_paused`] with what [`Policy::paused`] says.
 
 mod deliver;
 mod icon;
@@ -91,7 +94,9 @@ pub use deliver::{
     NOTIFICATION_IMAGE_SIDE,
 };
 pub use icon::{render_icon, state_colour, PROGRESS, TRACK};
-pub use local_time::{wall_clock, LocalZone};
+/// The zone the tray tells times in (`jiff`'s).
+pub use jiff::tz::TimeZone;
+pub use local_time::wall_clock;
 pub use notification::{clock, Action, ImageRef, Notification, NotificationKind};
 pub use policy::{Pause, Policy, Settings, Timing};
 pub use tray::{

@@ -1,14 +1,15 @@
 //! The tray's picture of every instance: the icon state, the aggregate progress and tooltip, the
 //! menu lines, and when a repaint is worth it. Pure: events and instants in, values out.
 
-use crate::local_time::{wall_clock, LocalZone};
+use crate::local_time::wall_clock;
 use crate::notification::clock;
 use comfy_engine::{ConnectionState, Event, EventKind, JobOrigin, JobState, JobView};
 use comfy_protocol::PromptId;
+use jiff::tz::TimeZone;
 use serde::Serialize;
 use std::collections::{BTreeMap, HashMap};
 use std::time::{Duration, Instant};
-use time::{OffsetDateTime, UtcOffset};
+use time::OffsetDateTime;
 
 /// What the icon shows at a glance, most urgent first.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
@@ -216,7 +217,7 @@ fn whole_percent(p: f64) -> u8 {
     p.clamp(0.0, 100.0).floor() as u8
 }
 
-/// Everything the tray icon and tooltip show, aggregated over the instances.
+/// Everything the tray icon, tooltip and menu show, aggregated over the instances.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct TrayState {
     pub icon: IconState,
@@ -230,18 +231,32 @@ pub struct TrayState {
     /// When every queue is expected to be empty: the latest over the instances, known only
     /// when every busy instance's is.
     pub queue_done: Option<OffsetDateTime>,
-    /// The local offset at `queue_done`; `None` shows it in UTC, saying so.
-    pub queue_done_offset: Option<UtcOffset>,
+    /// `queue_done` on the wall clock: "14:32" in the local zone, "14:32 UTC" without one.
+    pub queue_done_clock: Option<String>,
     pub disconnected: usize,
     pub unseen_failures: usize,
-    /// The menu's instance lines ([`InstanceStatus::line`]), in name order.
+    /// The menu's informational lines: one per instance ([`InstanceStatus::line`]) in the order
+    /// given, then "Queue done ≈ 14:32" while that is known (the tooltip's second line, in the
+    /// menu too because some trays, such as Linux's, show no tooltip).
     pub lines: Vec<String>,
+    /// Notifications are paused: the menu offers "Resume" instead of "Pause".
+    pub paused: bool,
 }
 
 impl TrayState {
+    /// The state with times told in UTC (see [`in_zone`](Self::in_zone)), not paused.
     pub fn from_instances<'a>(
         instances: impl IntoIterator<Item = &'a InstanceStatus>,
         unseen_failures: usize,
+    ) -> Self {
+        Self::in_zone(instances, unseen_failures, None)
+    }
+
+    /// The state with times told in `zone`; without one, in UTC and saying so. Not paused.
+    pub fn in_zone<'a>(
+        instances: impl IntoIterator<Item = &'a InstanceStatus>,
+        unseen_failures: usize,
+        zone: Option<&TimeZone>,
     ) -> Self {
         let (mut running, mut disconnected) = (0, 0);
         let (mut sum, mut with_percent, mut percent_estimated) = (0.0, 0u32, false);
@@ -284,6 +299,11 @@ impl TrayState {
             value: whole_percent(sum / f64::from(with_percent)),
             estimated: percent_estimated,
         });
+        let queue_done = queue_done.flatten();
+        let queue_done_clock = queue_done.map(|at| wall_clock(at, zone));
+        if let Some(clock) = &queue_done_clock {
+            lines.push(format!("Queue done ≈ {clock}"));
+        }
         let icon = if disconnected > 0 {
             IconState::Disconnected
         } else if unseen_failures > 0 {
@@ -299,11 +319,12 @@ impl TrayState {
             longer_than_usual: longer_than_usual && percent.is_none(),
             percent,
             eta,
-            queue_done: queue_done.flatten(),
-            queue_done_offset: None,
+            queue_done,
+            queue_done_clock,
             disconnected,
             unseen_failures,
             lines,
+            paused: false,
         }
     }
 
@@ -333,9 +354,9 @@ impl TrayState {
         } else {
             parts.join(" · ")
         };
-        if let Some(at) = self.queue_done {
+        if let Some(clock) = &self.queue_done_clock {
             text.push_str("\nqueue done ≈ ");
-            text.push_str(&wall_clock(at, self.queue_done_offset));
+            text.push_str(clock);
         }
         text
     }
@@ -349,7 +370,9 @@ pub struct TrayModel {
     ends: BTreeMap<String, QueueEnds>,
     unseen_failures: usize,
     /// The zone "queue done" is told in; without one, UTC.
-    zone: Option<LocalZone>,
+    zone: Option<TimeZone>,
+    /// Notifications are paused (the policy decides; the menu shows it).
+    paused: bool,
 }
 
 /// When each job of one instance's queue is expected to end, as absolute times (the event's
@@ -381,8 +404,8 @@ impl QueueEnds {
 }
 
 impl TrayModel {
-    /// A model that tells times in `zone` ([`LocalZone::system`] for the user's own).
-    pub fn new(zone: Option<LocalZone>) -> Self {
+    /// A model that tells times in `zone` ([`TimeZone::try_system`] for the user's own).
+    pub fn new(zone: Option<TimeZone>) -> Self {
         Self {
             zone,
             ..Self::default()
@@ -470,12 +493,19 @@ impl TrayModel {
     }
 
     pub fn state(&self) -> TrayState {
-        let mut state = TrayState::from_instances(self.instances.values(), self.unseen_failures);
-        state.queue_done_offset = match (&self.zone, state.queue_done) {
-            (Some(zone), Some(at)) => Some(zone.offset_at(at)),
-            _ => None,
-        };
+        let mut state = TrayState::in_zone(
+            self.instances.values(),
+            self.unseen_failures,
+            self.zone.as_ref(),
+        );
+        state.paused = self.paused;
         state
+    }
+
+    /// Whether notifications are paused, for the menu; the host tells it whenever that may have
+    /// changed (a pause for an hour ends on its own).
+    pub fn set_paused(&mut self, paused: bool) {
+        self.paused = paused;
     }
 
     /// The instances in name order, for the menu.
@@ -499,7 +529,7 @@ impl TrayModel {
 pub struct Repaint {
     pub icon: bool,
     pub tooltip: bool,
-    /// The menu's instance lines.
+    /// The menu: its lines, or whether it offers "Pause" or "Resume".
     pub menu: bool,
 }
 
@@ -510,14 +540,15 @@ impl Repaint {
 }
 
 /// Repaints only on a visible change (icon state, integer percent or whether it is estimated;
-/// tooltip text; menu lines), and at most once per interval. A change that comes too soon is not lost: [`retry_at`](Self::retry_at)
-/// says when to check again.
+/// tooltip text; menu lines or pause), and at most once per interval. A change that comes too
+/// soon is not lost: [`retry_at`](Self::retry_at) says when to check again.
 #[derive(Debug)]
 pub struct RepaintGate {
     min_interval: Duration,
     icon: Option<(IconState, Option<Figure<u8>>)>,
     tooltip: Option<String>,
-    lines: Option<Vec<String>>,
+    /// The menu's lines, and whether it said notifications are paused.
+    menu: Option<(Vec<String>, bool)>,
     last: Option<Instant>,
     withheld: bool,
 }
@@ -535,7 +566,7 @@ impl RepaintGate {
             min_interval,
             icon: None,
             tooltip: None,
-            lines: None,
+            menu: None,
             last: None,
             withheld: false,
         }
@@ -547,7 +578,10 @@ impl RepaintGate {
         let wanted = Repaint {
             icon: self.icon != Some(icon),
             tooltip: self.tooltip.as_deref() != Some(tooltip.as_str()),
-            menu: self.lines.as_ref() != Some(&state.lines),
+            menu: self
+                .menu
+                .as_ref()
+                .is_none_or(|(lines, paused)| *lines != state.lines || *paused != state.paused),
         };
         if !wanted.any() {
             self.withheld = false;
@@ -559,7 +593,7 @@ impl RepaintGate {
         }
         self.icon = Some(icon);
         self.tooltip = Some(tooltip);
-        self.lines = Some(state.lines.clone());
+        self.menu = Some((state.lines.clone(), state.paused));
         self.last = Some(now);
         self.withheld = false;
         wanted
@@ -958,6 +992,15 @@ mod tests {
             "2 running · ETA ≈ 31:30\nqueue done ≈ 12:32 UTC",
             "no zone: UTC, saying so"
         );
+        assert_eq!(
+            s.lines,
+            [
+                "Local — running ≈ 1m 0s left, 2 queued",
+                "Studio — running ≈ 31m 30s left",
+                "Queue done ≈ 12:32 UTC"
+            ],
+            "the menu says it too, after the instances (Linux trays show no tooltip)"
+        );
         // Kept as a time, not a countdown: later events that do not touch it leave it be.
         m.apply(&at(
             "Local",
@@ -982,40 +1025,53 @@ mod tests {
         let s = m.state();
         assert_eq!(s.queue_done, None);
         assert_eq!(s.tooltip(), "Idle");
+        assert_eq!(s.lines, ["Local — idle", "Studio — idle"]);
     }
 
     #[test]
     fn the_queue_done_line_is_told_in_the_local_zone() {
-        use time::macros::{datetime, offset};
-        let t0 = datetime!(2025-07-01 12:00 UTC);
-        let mut m = TrayModel::new(LocalZone::posix("CET-1CEST,M3.5.0,M10.5.0/3"));
+        use time::macros::datetime;
+        let berlin = TimeZone::posix("CET-1CEST,M3.5.0,M10.5.0/3").unwrap();
+        let mut m = TrayModel::new(Some(berlin));
         connected(&mut m, "Local");
-        m.apply(&queue("Local", t0, &["a"], &[]));
-        m.apply(&with_estimate(
-            "Local",
-            t0,
-            "a",
-            JobState::Running,
-            Some(32 * 60_000),
-        ));
-        let s = m.state();
-        assert_eq!(s.queue_done_offset, Some(offset!(+2)));
-        assert!(
-            s.tooltip().ends_with("\nqueue done ≈ 14:32"),
-            "{}",
-            s.tooltip()
-        );
+        // Winter time, then summer time: the offset at the expected end, not a fixed one.
+        for (t0, told) in [
+            (datetime!(2025-01-15 12:00 UTC), "13:32"),
+            (datetime!(2025-07-01 12:00 UTC), "14:32"),
+        ] {
+            m.apply(&queue("Local", t0, &["a"], &[]));
+            m.apply(&with_estimate(
+                "Local",
+                t0,
+                "a",
+                JobState::Running,
+                Some(32 * 60_000),
+            ));
+            let s = m.state();
+            assert_eq!(s.queue_done_clock.as_deref(), Some(told));
+            assert!(
+                s.tooltip().ends_with(&format!("\nqueue done ≈ {told}")),
+                "{}",
+                s.tooltip()
+            );
+            assert_eq!(
+                s.lines.last().map(String::as_str),
+                Some(format!("Queue done ≈ {told}").as_str())
+            );
+        }
         // A link lost: what ran is unknown, and so is when it ends.
         m.apply(&at(
             "Local",
-            t0,
+            datetime!(2025-07-01 12:01 UTC),
             EventKind::Connection(ConnectionStatus {
                 state: ConnectionState::Reconnecting,
                 detail: String::new(),
                 retry_in_ms: None,
             }),
         ));
-        assert_eq!(m.state().queue_done, None);
+        let s = m.state();
+        assert_eq!((s.queue_done, s.queue_done_clock), (None, None));
+        assert_eq!(s.lines, ["Local — reconnecting"]);
     }
 
     #[test]
@@ -1076,6 +1132,75 @@ mod tests {
                 menu: true
             }
         );
+    }
+
+    #[test]
+    fn only_the_text_of_the_queue_done_line_changes_as_the_expected_end_moves() {
+        use time::macros::datetime;
+        let t0 = datetime!(2025-07-01 12:00 UTC);
+        let mut m = TrayModel::new(Some(TimeZone::fixed(jiff::tz::offset(2))));
+        connected(&mut m, "Local");
+        m.apply(&queue("Local", t0, &["a"], &[]));
+        assert_eq!(
+            m.state().lines,
+            ["Local — running (another client's job)"],
+            "not known yet: no line"
+        );
+        m.apply(&with_estimate(
+            "Local",
+            t0,
+            "a",
+            JobState::Running,
+            Some(32 * 60_000),
+        ));
+        let before = m.state().lines;
+        m.apply(&with_estimate(
+            "Local",
+            t0,
+            "a",
+            JobState::Running,
+            Some(45 * 60_000),
+        ));
+        let after = m.state().lines;
+        assert_eq!(before.len(), after.len());
+        assert_eq!(
+            (
+                before.last().unwrap().as_str(),
+                after.last().unwrap().as_str()
+            ),
+            ("Queue done ≈ 14:32", "Queue done ≈ 14:45")
+        );
+    }
+
+    #[test]
+    fn pausing_repaints_the_menu_at_once_even_when_nothing_else_changes() {
+        let t0 = Instant::now();
+        let mut g = RepaintGate::default();
+        let mut m = TrayModel::default();
+        m.apply(&ev(EventKind::Connection(ConnectionStatus {
+            state: ConnectionState::Connected,
+            detail: String::new(),
+            retry_in_ms: None,
+        })));
+        assert!(g.check(&m.state(), t0).menu);
+        let later = t0 + Duration::from_secs(5);
+        assert_eq!(g.check(&m.state(), later), Repaint::default(), "idle");
+        m.set_paused(true);
+        let s = m.state();
+        assert!(s.paused);
+        assert_eq!(
+            g.check(&s, later),
+            Repaint {
+                icon: false,
+                tooltip: false,
+                menu: true
+            }
+        );
+        // Resumed too soon after: withheld, then painted when the gate says.
+        m.set_paused(false);
+        assert_eq!(g.check(&m.state(), later), Repaint::default());
+        let retry = g.retry_at().unwrap();
+        assert!(g.check(&m.state(), retry).menu);
     }
 
     fn running_at(percent: f64) -> TrayState {
