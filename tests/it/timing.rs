@@ -34,7 +34,9 @@ async fn a_workflow_run_three_times_is_estimated_when_another_client_queues_it(
     assert_eq!(j.origin, JobOrigin::Other, "{version}");
     let est = j.estimate.clone().unwrap();
     assert_eq!(est.basis, EstimateBasis::Workflow, "{version}");
-    assert_eq!(est.samples, 3, "{version}");
+    // It runs right after our last run of it: estimated from the runs that did the same (the
+    // first of ours ran after nothing).
+    assert_eq!(est.samples, 2, "{version}");
     assert!(est.typical_ms >= 400, "{version}: {est:?}");
     assert_eq!(j.percent, None, "{version}: measured figures stay empty");
 

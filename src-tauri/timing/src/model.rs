@@ -41,10 +41,58 @@ pub struct Expectation {
     pub nodes: BTreeMap<NodeId, f64>,
 }
 
+/// Which of a workflow's two series a run belongs to. ComfyUI keeps the previous job's outputs
+/// and its models loaded: a workflow run right after itself finds its loaders cached and its
+/// model in place, and run after another workflow it loads them again, often taking twice as
+/// long. The two are learned apart, so neither is the average of both.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum After {
+    Itself = 0,
+    Another = 1,
+}
+
+impl After {
+    fn of(fingerprint: &str, previous: Option<&str>) -> Self {
+        if previous == Some(fingerprint) {
+            Self::Itself
+        } else {
+            Self::Another
+        }
+    }
+}
+
+/// Two series of one measure, by [`After`].
+#[derive(Debug, Clone, Default)]
+struct Split([Series; 2]);
+
+impl Split {
+    fn push(&mut self, after: After, v: f64) {
+        self.0[after as usize].push(v);
+    }
+
+    /// The series of `after`, or the other one while it has none.
+    fn get(&self, after: After) -> &Series {
+        let own = &self.0[after as usize];
+        if own.len() > 0 {
+            own
+        } else {
+            &self.0[1 - after as usize]
+        }
+    }
+
+    fn longest(&self) -> &Series {
+        if self.0[0].len() >= self.0[1].len() {
+            &self.0[0]
+        } else {
+            &self.0[1]
+        }
+    }
+}
+
 #[derive(Debug, Clone, Default)]
 struct Workflow {
-    totals: Series,
-    nodes: HashMap<NodeId, Series>,
+    totals: Split,
+    nodes: HashMap<NodeId, Split>,
     used: u64,
 }
 
@@ -62,6 +110,8 @@ pub struct TimingModel {
     classes: HashMap<String, Class>,
     /// Counts runs learned: the recency order for forgetting.
     clock: u64,
+    /// The fingerprint of the last run learned: what the next one runs after.
+    last: Option<String>,
 }
 
 impl TimingModel {
@@ -71,10 +121,17 @@ impl TimingModel {
         self.clock
     }
 
-    /// Learns from a job that succeeded. Runs are learned in the order they ended.
+    /// The fingerprint of the last run learned: the job a running one ran after.
+    pub fn last(&self) -> Option<&str> {
+        self.last.as_deref()
+    }
+
+    /// Learns from a job that succeeded. Runs are learned in the order they ran (one at a
+    /// time, so the order they ended).
     pub fn learn(&mut self, run: &Run<'_>) {
         self.clock += 1;
         let clock = self.clock;
+        let previous = std::mem::replace(&mut self.last, run.fingerprint.map(str::to_owned));
         for n in run.nodes {
             let Some(class) = n.node_type.as_deref() else {
                 continue;
@@ -96,44 +153,56 @@ impl TimingModel {
         if !self.workflows.contains_key(fp) {
             forget_oldest(&mut self.workflows, MAX_WORKFLOWS, |w| w.used);
         }
+        let after = After::of(fp, previous.as_deref());
         let w = self.workflows.entry(fp.to_owned()).or_default();
         w.used = clock;
         if let Some(ms) = run.run_ms {
-            w.totals.push(ms as f64);
+            w.totals.push(after, ms as f64);
         }
         for n in run.nodes {
             if w.nodes.len() >= MAX_NODES && !w.nodes.contains_key(&n.node) {
                 continue;
             }
-            w.nodes.entry(n.node.clone()).or_default().push(n.ms as f64);
+            w.nodes
+                .entry(n.node.clone())
+                .or_default()
+                .push(after, n.ms as f64);
         }
     }
 
-    /// The typical run time of a workflow, by fingerprint.
+    /// The typical run time of a workflow, by fingerprint (the way it ran most: after itself or
+    /// after another).
     pub fn typical(&self, fingerprint: &str) -> Option<Typical> {
         let w = self.workflows.get(fingerprint)?;
-        let ms = w.totals.typical()?;
+        let totals = w.totals.longest();
         Some(Typical {
-            ms,
-            samples: w.totals.len() as u32,
+            ms: totals.typical()?,
+            samples: totals.len() as u32,
         })
     }
 
-    /// What a job of this shape is expected to take: from earlier runs of the same workflow,
-    /// else from each node class's speed scaled by the node's work. `None` when nothing of it
-    /// was seen before.
-    pub fn expect(&self, shape: &Shape) -> Option<Expectation> {
+    /// What a job of this shape is expected to take when it runs after a job of fingerprint
+    /// `after`: from earlier runs of the same workflow (those after itself, or those after
+    /// another, as this one will be), else from each node class's speed scaled by the node's
+    /// work. `None` when nothing of it was seen before.
+    pub fn expect(&self, shape: &Shape, after: Option<&str>) -> Option<Expectation> {
         if let Some(w) = self.workflows.get(&shape.fingerprint) {
+            let after = After::of(&shape.fingerprint, after);
             let nodes: BTreeMap<NodeId, f64> = w
                 .nodes
                 .iter()
-                .filter_map(|(id, s)| Some((id.clone(), s.typical()?)))
+                .filter_map(|(id, s)| Some((id.clone(), s.get(after).typical()?)))
                 .collect();
-            let (total_ms, samples) = match w.totals.typical() {
-                Some(t) => (t, w.totals.len()),
+            let totals = w.totals.get(after);
+            let (total_ms, samples) = match totals.typical() {
+                Some(t) => (t, totals.len()),
                 None => (
                     nodes.values().sum(),
-                    w.nodes.values().map(Series::len).max().unwrap_or(0),
+                    w.nodes
+                        .values()
+                        .map(|s| s.get(after).len())
+                        .max()
+                        .unwrap_or(0),
                 ),
             };
             if total_ms > 0.0 {
@@ -211,7 +280,7 @@ mod tests {
 
     #[test]
     fn nothing_is_expected_of_what_was_never_seen() {
-        assert_eq!(TimingModel::default().expect(&shape(20, 1000)), None);
+        assert_eq!(TimingModel::default().expect(&shape(20, 1000), None), None);
     }
 
     #[test]
@@ -225,12 +294,30 @@ mod tests {
                 nodes: &[],
             });
         }
-        let e = m.expect(&s).unwrap();
+        // The first run came after something else (models loaded); the next two after itself.
+        let e = m.expect(&s, Some(&s.fingerprint)).unwrap();
         assert_eq!(e.basis, EstimateBasis::Workflow);
-        assert_eq!(e.samples, 3);
+        assert_eq!(e.samples, 2);
         assert_eq!(e.total_ms, 10_200.0);
         assert!(e.nodes.is_empty(), "only whole runs were seen");
-        assert_eq!(m.typical(&s.fingerprint).unwrap().ms, 10_200.0);
+        let cold = m.expect(&s, Some("0123456789abcdef")).unwrap();
+        assert_eq!((cold.total_ms, cold.samples), (12_000.0, 1));
+        assert_eq!(m.typical(&s.fingerprint).unwrap().ms, 10_200.0, "the way it ran most");
+        assert_eq!(m.last(), Some(s.fingerprint.as_str()));
+    }
+
+    #[test]
+    fn a_workflow_only_ever_run_one_way_is_expected_the_same_either_way() {
+        let s = shape(20, 1000);
+        let mut m = TimingModel::default();
+        m.learn(&Run {
+            fingerprint: Some(&s.fingerprint),
+            run_ms: Some(9_000),
+            nodes: &[],
+        });
+        let warm = m.expect(&s, Some(&s.fingerprint)).unwrap();
+        let cold = m.expect(&s, None).unwrap();
+        assert_eq!((warm.total_ms, cold.total_ms), (9_000.0, 9_000.0));
     }
 
     #[test]
@@ -245,7 +332,7 @@ mod tests {
         // Twice the steps, twice the width: the sampler does four times the work, the decode
         // twice.
         let new = shape(40, 2000);
-        let e = m.expect(&new).unwrap();
+        let e = m.expect(&new, None).unwrap();
         assert_eq!(e.basis, EstimateBasis::Nodes);
         assert_eq!(e.samples, 1);
         assert!((e.nodes[&NodeId::from("2")] - 40_000.0).abs() < 1e-6);
@@ -262,7 +349,7 @@ mod tests {
             run_ms: Some(10_600),
             nodes: &durations(&s, &[("1", 10), ("2", 10_000), ("3", 500)]),
         });
-        let e = m.expect(&s).unwrap();
+        let e = m.expect(&s, None).unwrap();
         assert_eq!(e.basis, EstimateBasis::Workflow);
         assert_eq!(e.total_ms, 10_600.0);
         assert_eq!(e.nodes[&NodeId::from("2")], 10_000.0);

@@ -59,6 +59,8 @@ impl Tracker {
     /// ones in run order, each starting when the ones ahead of it are expected to end.
     fn refresh_estimates(&mut self, now: Millis) {
         let mut ahead: Option<f64> = Some(0.0);
+        // The workflow each job runs after: what ran last, then each job ahead in turn.
+        let mut previous: Option<String> = self.timings.last().map(str::to_owned);
         let running = self.running.clone();
         for id in &running {
             let Some(job) = self.jobs.get_mut(id) else {
@@ -68,6 +70,7 @@ impl Tracker {
                 continue;
             }
             let e = running_estimate(&self.timings, job, now);
+            previous = job.shape.as_ref().map(|s| s.fingerprint.clone());
             // What is left of it: the estimate, else the measured ETA of a followed job.
             let left = e
                 .as_ref()
@@ -85,11 +88,12 @@ impl Tracker {
             if job.state != JobState::Pending {
                 continue;
             }
-            let expected = expectation(&self.timings, job);
+            let expected = expectation(&self.timings, job, previous.as_deref());
             let estimate = expected.map(|e| comfy_timing::pending(e, ahead));
             let total = expected.map(|e| e.total_ms);
             job.estimate = estimate;
             ahead = ahead.zip(total).map(|(a, t)| a + t);
+            previous = job.shape.as_ref().map(|s| s.fingerprint.clone());
         }
         // Unfinished jobs outside the queue view (a submission not yet listed, a job seen
         // running on the socket before any snapshot): their own estimate, without a place.
@@ -102,7 +106,7 @@ impl Tracker {
             }
             job.estimate = match job.state {
                 JobState::Running => running_estimate(&self.timings, job, now),
-                _ => expectation(&self.timings, job).map(|e| comfy_timing::pending(e, None)),
+                _ => expectation(&self.timings, job, None).map(|e| comfy_timing::pending(e, None)),
             };
         }
     }
@@ -151,22 +155,28 @@ impl Tracker {
     }
 }
 
-/// What the job is expected to take, worked out once per version of the model.
+/// What the job is expected to take when it runs after a job of fingerprint `after`, worked
+/// out once per version of the model and place in the queue.
 fn expectation<'j>(
     timings: &TimingModel,
     job: &'j mut Job,
+    after: Option<&str>,
 ) -> Option<&'j comfy_timing::Expectation> {
-    let version = timings.version();
-    if job.expected.as_ref().is_none_or(|(v, _)| *v != version) {
-        let e = job.shape.as_ref().and_then(|s| timings.expect(s));
-        job.expected = Some((version, e));
+    let key = (
+        timings.version(),
+        job.shape.as_ref().map(|s| s.fingerprint.as_str()) == after,
+    );
+    if job.expected.as_ref().is_none_or(|(k, _)| *k != key) {
+        let e = job.shape.as_ref().and_then(|s| timings.expect(s, after));
+        job.expected = Some((key, e));
     }
     job.expected.as_ref().and_then(|(_, e)| e.as_ref())
 }
 
 /// A running job's estimate, its percent never going down while its basis stays.
 fn running_estimate(timings: &TimingModel, job: &mut Job, now: Millis) -> Option<Estimate> {
-    let expected = expectation(timings, job)?.clone();
+    // It runs after the last job that ended (its own end is not learned yet).
+    let expected = expectation(timings, job, timings.last())?.clone();
     let progress = job.fidelity.is_followed().then(|| job.progress(now));
     let mut e = comfy_timing::running(&expected, job.running_for(now), progress.as_ref());
     if let (Some(p), Some(prev)) = (e.percent.as_mut(), job.estimate.as_ref()) {

@@ -104,7 +104,7 @@ pub(super) struct Job {
     pub(super) times: RunTimes,
     /// What the job is expected to take, as of a version of the timing model (worked out again
     /// only when the model learns).
-    pub(super) expected: Option<(u64, Option<comfy_timing::Expectation>)>,
+    pub(super) expected: Option<((u64, bool), Option<comfy_timing::Expectation>)>,
     /// The current estimate, and the last one published with when it was.
     pub(super) estimate: Option<Estimate>,
     pub(super) published: Option<(Estimate, Millis)>,
@@ -525,7 +525,11 @@ pub(super) fn apply_step(job: &mut Job, node: &NodeId, value: f64, max: f64, now
         .get(node)
         .and_then(|n| n.display.clone())
         .unwrap_or_else(|| node.clone());
-    // Step rate from consecutive updates of the same node.
+    // Step rate from consecutive updates of the same node; another node's steps (a hires
+    // sampler, an upscaler's tiles) have a rate of their own.
+    if job.last_step.as_ref().is_some_and(|(last, _, _)| last != node) {
+        job.step_ms.clear();
+    }
     if let Some((last_node, last_value, last_t)) = &job.last_step {
         if last_node == node && value > *last_value && now > *last_t {
             let per_step = (now - last_t) as f64 / (value - last_value);

@@ -23,7 +23,8 @@
 //! ## ETA
 //! Milliseconds per step are the median of the last [`STEP_SAMPLES`](job::STEP_SAMPLES)
 //! intervals between consecutive `progress` updates of one node (each divided by the steps it
-//! covers), published once there are three. Updates arrive bunched when the server's send loop is busy (two steps a
+//! covers), published once there are three; a node that starts stepping starts its own series
+//! (a hires sampler or an upscaler's tiles do not run at the previous sampler's rate). Updates arrive bunched when the server's send loop is busy (two steps a
 //! few milliseconds apart, then a long gap): a mean of consecutive intervals would flash
 //! "500 it/s, ETA 0 s" at the start of a sampler; the median ignores the one short and one long
 //! interval a bunch makes. ETA = remaining weighted work (`Σ weight·(1 − fraction)`) × ms per step.

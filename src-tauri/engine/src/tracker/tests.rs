@@ -825,7 +825,9 @@ fn an_observed_job_is_estimated_from_earlier_runs_of_its_workflow() {
     t.tick(62_500);
     let e = estimate_of(&t, "d").unwrap();
     assert_eq!(e.basis, comfy_model::EstimateBasis::Workflow);
-    assert_eq!(e.samples, 3);
+    // It runs right after r3, its own workflow: from the two runs that did too (r1 ran after
+    // something else, so loaded its models).
+    assert_eq!(e.samples, 2);
     assert_eq!(e.typical_ms, 10_000, "weighted toward the latest runs");
     assert_eq!(e.percent, Some(25.0));
     assert_eq!(e.eta_ms, Some(7_500));
@@ -1046,4 +1048,43 @@ fn a_live_job_has_an_eta_from_history_before_its_first_step_then_counts_its_step
     assert_eq!(e.eta_ms, Some(6_000), "two steps at 2 s, then 2 s of save");
     // The step rate alone weighs the sampler at 1 + steps and the save at one step.
     assert_eq!(v.eta_ms, Some(6_667));
+}
+
+#[test]
+fn a_workflow_after_itself_is_expected_as_fast_as_it_ran_after_itself() {
+    let mut t = Tracker::new(ME);
+    // Run after something else it loads its models (20 s); run again right after, 10 s.
+    for (i, (start, ms)) in [(0, 20_000), (30_000, 10_000), (50_000, 10_000)]
+        .into_iter()
+        .enumerate()
+    {
+        observe_run(&mut t, &format!("a{i}"), start, ms);
+    }
+    // Another workflow runs in between.
+    let mut b = other_job("b", 5.0, 1);
+    b.graph = Some(json!({"9": {"class_type": "Upscale", "inputs": {"scale_by": 2.0}}}));
+    t.apply_snapshot(&snap(std::slice::from_ref(&b), &[]), 70_000);
+    t.apply_snapshot(&snap(&[], &[]), 75_000);
+    t.apply_outcome(
+        &"b".into(),
+        Lookup::Found(Box::new(FinishedJob {
+            prompt_id: "b".into(),
+            outcome: Outcome::Success,
+            outputs: Default::default(),
+            client_id: Some("browser".into()),
+            started_ms: Some(70_000),
+            ended_ms: Some(74_000),
+        })),
+        75_100,
+    );
+    // Now the first workflow twice: after the other one, then after itself.
+    let cold = other_job("cold", 6.0, 2);
+    let warm = other_job("warm", 7.0, 3);
+    t.apply_snapshot(&snap(std::slice::from_ref(&cold), std::slice::from_ref(&warm)), 80_000);
+    t.tick(80_000);
+    let c = estimate_of(&t, "cold").unwrap();
+    assert_eq!((c.typical_ms, c.eta_ms), (20_000, Some(20_000)));
+    let w = estimate_of(&t, "warm").unwrap();
+    assert_eq!(w.typical_ms, 10_000);
+    assert_eq!((w.starts_in_ms, w.eta_ms), (Some(20_000), Some(30_000)));
 }
