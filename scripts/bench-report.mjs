@@ -109,7 +109,10 @@ function accuracySection() {
       ...points.map((p) => cell(at(r, p).step_rate)),
     ]),
   );
-  out.push("Head to head, on the readings where the step rate had an answer (estimate / step rate; p90 in brackets):", "");
+  out.push(
+    "Head to head, on the readings where the step rate had an answer: the ETA the app shows (the estimate; where nothing was learned yet, the step rate's) / the step rate alone; p90 in brackets:",
+    "",
+  );
   t(
     ["earlier runs", ...points.map((p) => `at ${p} %`)],
     (acc.live ?? []).map((r) => [
@@ -118,8 +121,9 @@ function accuracySection() {
         const x = at(r, p);
         if (!x.step_rate || x.step_rate.answered === 0) return "—";
         const est = x.estimate_where_step_rate;
-        const unanswered = est && est.answered < est.of ? `, estimate silent on ${est.of - est.answered}` : "";
-        return `${pct(est?.mean_error_percent)} (${pct(est?.p90_error_percent)}) / ${pct(x.step_rate.mean_error_percent)} (${pct(x.step_rate.p90_error_percent)}) on ${x.step_rate.answered}${unanswered}`;
+        const shown = x.shown_where_step_rate ?? est;
+        const unanswered = est && est.answered < est.of ? `, no estimate yet on ${est.of - est.answered}` : "";
+        return `${pct(shown?.mean_error_percent)} (${pct(shown?.p90_error_percent)}) / ${pct(x.step_rate.mean_error_percent)} (${pct(x.step_rate.p90_error_percent)}) on ${x.step_rate.answered}${unanswered}`;
       }),
     ]),
   );

@@ -120,6 +120,10 @@ pub struct Point {
     /// The estimate's error on just the readings where the step rate answered too.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub estimate_where_step_rate: Option<Errors>,
+    /// On the same readings, the ETA the app shows: the estimate, else (nothing learned yet)
+    /// the step rate's.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub shown_where_step_rate: Option<Errors>,
     /// Readings by the basis of the estimate: `workflow`, `nodes`, or `none`.
     pub basis: BTreeMap<String, usize>,
 }
@@ -275,6 +279,8 @@ fn rows(t: &Tally, live: bool) -> Vec<Row> {
                         estimate: errors(rs, |r| r.estimate_ms),
                         step_rate: live.then(|| errors(rs, |r| r.step_rate_ms)),
                         estimate_where_step_rate: live.then(|| errors(&paired, |r| r.estimate_ms)),
+                        shown_where_step_rate: live
+                            .then(|| errors(&paired, |r| r.estimate_ms.or(r.step_rate_ms))),
                         basis,
                     }
                 })
@@ -315,18 +321,15 @@ fn targets(live: &[Row]) -> Targets {
     let mut beaten = 0;
     for p in live.iter().flat_map(|r| &r.at) {
         let step = p.step_rate.as_ref().and_then(|s| s.mean_error_percent);
-        let est = p
-            .estimate_where_step_rate
+        // Compared on the same readings, as the app shows them: where nothing was learned yet
+        // (the first job on an instance) it shows the step rate's ETA, so it is no worse there.
+        let shown = p
+            .shown_where_step_rate
             .as_ref()
             .and_then(|s| s.mean_error_percent);
         if let Some(step) = step {
             points += 1;
-            // Compared on the same readings; an estimate with no answer there does not beat it.
-            let all_answered = p
-                .estimate_where_step_rate
-                .as_ref()
-                .is_some_and(|e| e.answered == e.of);
-            if est.is_some_and(|e| e < step) && all_answered {
+            if shown.is_some_and(|e| e < step) {
                 beaten += 1;
             }
         }

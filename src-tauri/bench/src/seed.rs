@@ -146,6 +146,7 @@ fn finished_job(rng: &mut StdRng, number: u64, queued_at: i64, counter: &mut u64
                         node_type: Some((*class).into()),
                         ms: (run as f64 * share) as u64,
                         work: None,
+                        models: None,
                     })
                     .collect();
             }

@@ -335,7 +335,9 @@ impl Journal {
                         .and_then(|g| Shape::of(&g));
                     let Some(shape) = shape else { continue };
                     for n in nodes.iter_mut().filter(|n| n.work.is_none()) {
-                        n.work = shape.nodes.get(&n.node).map(|c| c.work);
+                        let cost = shape.nodes.get(&n.node);
+                        n.work = cost.map(|c| c.work);
+                        n.models = cost.and_then(|c| c.models.clone());
                     }
                     let ms = run
                         .started_at
@@ -486,6 +488,7 @@ mod tests {
             node_type: Some("KSampler".into()),
             ms: 8_000,
             work: None,
+            models: None,
         }];
         journal.record(rec.id, &mine, 0).unwrap();
         let model = journal.timings(rec.id).unwrap();

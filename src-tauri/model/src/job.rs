@@ -189,6 +189,11 @@ pub struct NodeDuration {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[cfg_attr(feature = "ts", ts(optional))]
     pub work: Option<f64>,
+    /// The model files and methods the node works with (its own `*_name` inputs and those
+    /// upstream), as a 16-hex-digit hash: its class's speed is learned per model too.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "ts", ts(optional))]
+    pub models: Option<String>,
 }
 
 /// One file a node produced (`{"filename", "subfolder", "type"}` inside a UI output), as

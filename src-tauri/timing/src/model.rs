@@ -107,6 +107,8 @@ struct Class {
 #[derive(Debug, Clone, Default)]
 pub struct TimingModel {
     workflows: HashMap<String, Workflow>,
+    /// Speed per node class, and per node class with the models it works with
+    /// (`class` + `/` + [`NodeCost::models`](crate::NodeCost::models)), preferred when known.
     classes: HashMap<String, Class>,
     /// Counts runs learned: the recency order for forgetting.
     clock: u64,
@@ -137,12 +139,16 @@ impl TimingModel {
                 continue;
             };
             let work = n.work.filter(|w| w.is_finite() && *w > 0.0).unwrap_or(1.0);
-            if !self.classes.contains_key(class) {
-                forget_oldest(&mut self.classes, MAX_CLASSES, |c| c.used);
+            let keys = std::iter::once(class.to_owned())
+                .chain(n.models.as_deref().map(|m| class_key(class, m)));
+            for key in keys {
+                if !self.classes.contains_key(&key) {
+                    forget_oldest(&mut self.classes, MAX_CLASSES, |c| c.used);
+                }
+                let c = self.classes.entry(key).or_default();
+                c.per_work.push(n.ms as f64 / work);
+                c.used = clock;
             }
-            let c = self.classes.entry(class.to_owned()).or_default();
-            c.per_work.push(n.ms as f64 / work);
-            c.used = clock;
         }
         let Some(fp) = run.fingerprint else {
             return;
@@ -217,7 +223,11 @@ impl TimingModel {
         let mut nodes = BTreeMap::new();
         let mut samples = usize::MAX;
         for (id, cost) in &shape.nodes {
-            let Some(class) = self.classes.get(&cost.class) else {
+            let with_models = cost
+                .models
+                .as_deref()
+                .and_then(|m| self.classes.get(&class_key(&cost.class, m)));
+            let Some(class) = with_models.or_else(|| self.classes.get(&cost.class)) else {
                 continue;
             };
             let Some(per_work) = class.per_work.typical() else {
@@ -234,6 +244,10 @@ impl TimingModel {
             nodes,
         })
     }
+}
+
+fn class_key(class: &str, models: &str) -> String {
+    format!("{class}/{models}")
 }
 
 /// Makes room for one more entry by forgetting the least recently used one.
@@ -273,6 +287,7 @@ mod tests {
                     node_type: Some(cost.class.clone()),
                     ms: *ms,
                     work: Some(cost.work),
+                    models: cost.models.clone(),
                 }
             })
             .collect()

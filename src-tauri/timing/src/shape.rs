@@ -2,7 +2,7 @@
 
 use comfy_model::NodeId;
 use serde_json::{Map, Value};
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 /// Float inputs that change a graph's cost (other floats, like `cfg` or `denoise`, are tuned
 /// between runs without changing how long a step takes).
@@ -42,6 +42,10 @@ pub struct NodeCost {
     /// Steps × megapixels × batch × frames, each factor where the graph gives it (through links
     /// for sizes: a sampler's size is its latent's), else 1.
     pub work: f64,
+    /// The model files and methods the node works with (every `*_name` input of it and of the
+    /// nodes upstream of it), as 16 hex digits: a VAE decode of a video model is not as fast
+    /// per pixel as one of an image model. `None` when there are none.
+    pub models: Option<String>,
 }
 
 /// A graph as the timing model sees it.
@@ -88,6 +92,7 @@ impl Shape {
             }
         }
         let mut sizes = HashMap::new();
+        let mut names = HashMap::new();
         let nodes = ids
             .iter()
             .map(|id| {
@@ -95,9 +100,17 @@ impl Shape {
                 let steps = number(node, "steps").filter(|s| *s >= 1.0).unwrap_or(1.0);
                 let size = size_of(graph, id, &mut sizes, 0);
                 let size = if size > 0.0 { size } else { 1.0 };
+                let models = model_names(graph, id, &mut names, 0);
                 let cost = NodeCost {
                     class: class_of(node).unwrap_or_default().to_owned(),
                     work: steps * size,
+                    models: (!models.is_empty()).then(|| {
+                        let mut h = Fnv::new();
+                        for m in &models {
+                            h.field(m);
+                        }
+                        format!("{:016x}", h.0)
+                    }),
                 };
                 (NodeId::from(id.as_str()), cost)
             })
@@ -202,6 +215,45 @@ fn size_of(
     size
 }
 
+/// Every `name=value` of a `*_name` text input of the node and of everything upstream of it.
+fn model_names(
+    graph: &Map<String, Value>,
+    id: &str,
+    memo: &mut HashMap<String, BTreeSet<String>>,
+    depth: usize,
+) -> BTreeSet<String> {
+    if let Some(s) = memo.get(id) {
+        return s.clone();
+    }
+    let Some(inputs) = graph
+        .get(id)
+        .and_then(|n| n.get("inputs"))
+        .and_then(Value::as_object)
+    else {
+        return BTreeSet::new();
+    };
+    // As in `size_of`: a node met again while being worked out, or too deep, adds nothing.
+    if depth > 256 {
+        return BTreeSet::new();
+    }
+    memo.insert(id.to_owned(), BTreeSet::new());
+    let mut names = BTreeSet::new();
+    for (name, v) in inputs {
+        match v {
+            Value::String(s) if name.ends_with("_name") => {
+                names.insert(format!("{name}={s}"));
+            }
+            _ => {
+                if let Some((src, _)) = link(v) {
+                    names.extend(model_names(graph, &src, memo, depth + 1));
+                }
+            }
+        }
+    }
+    memo.insert(id.to_owned(), names.clone());
+    names
+}
+
 /// FNV-1a, 64 bits: small, and the same on every build (the standard hasher is not promised
 /// to be), which a fingerprint stored in the journal needs.
 struct Fnv(u64);
@@ -290,6 +342,21 @@ mod tests {
         );
         assert!((work("4") - 1.0).abs() < 1e-9, "a loader has no size");
         assert_eq!(s.nodes[&NodeId::from("3")].class, "KSampler");
+    }
+
+    #[test]
+    fn a_node_knows_the_models_it_works_with_through_its_inputs() {
+        let s = Shape::of(&txt2img(1, "x", 20, 512)).unwrap();
+        let models = |id: &str| s.nodes[&NodeId::from(id)].models.clone();
+        assert_eq!(models("5"), None, "an empty latent uses no model");
+        assert!(models("8").is_some());
+        let mut other = txt2img(1, "x", 20, 512);
+        other["4"]["inputs"]["ckpt_name"] = json!("video.safetensors");
+        let o = Shape::of(&other).unwrap();
+        assert_ne!(o.nodes[&NodeId::from("8")].models, models("8"));
+        // Steps and sizes are work, not models.
+        let bigger = Shape::of(&txt2img(9, "y", 40, 1024)).unwrap();
+        assert_eq!(bigger.nodes[&NodeId::from("8")].models, models("8"));
     }
 
     #[test]

@@ -20,4 +20,9 @@ node_type?: string, ms: number,
  * megapixels × frames, each where the graph says; 1 otherwise). Written so a node class's
  * speed can be learned again from the journal; absent in entries from earlier versions.
  */
-work?: number, };
+work?: number, 
+/**
+ * The model files and methods the node works with (its own `*_name` inputs and those
+ * upstream), as a 16-hex-digit hash: its class's speed is learned per model too.
+ */
+models?: string, };

@@ -327,6 +327,11 @@ impl Job {
                     .as_ref()
                     .and_then(|s| s.nodes.get(id))
                     .map(|c| c.work),
+                models: self
+                    .shape
+                    .as_ref()
+                    .and_then(|s| s.nodes.get(id))
+                    .and_then(|c| c.models.clone()),
             })
             .collect()
     }
