@@ -80,18 +80,13 @@ impl Split {
         }
     }
 
-    fn longest(&self) -> &Series {
-        if self.0[0].len() >= self.0[1].len() {
-            &self.0[0]
-        } else {
-            &self.0[1]
-        }
-    }
 }
 
 #[derive(Debug, Clone, Default)]
 struct Workflow {
     totals: Split,
+    /// Every run, either way: what the workflow typically takes, to tell a person.
+    all: Series,
     nodes: HashMap<NodeId, Split>,
     used: u64,
 }
@@ -164,6 +159,7 @@ impl TimingModel {
         w.used = clock;
         if let Some(ms) = run.run_ms {
             w.totals.push(after, ms as f64);
+            w.all.push(ms as f64);
         }
         for n in run.nodes {
             if w.nodes.len() >= MAX_NODES && !w.nodes.contains_key(&n.node) {
@@ -176,14 +172,12 @@ impl TimingModel {
         }
     }
 
-    /// The typical run time of a workflow, by fingerprint (the way it ran most: after itself or
-    /// after another).
+    /// The typical run time of a workflow, by fingerprint, over all its recent runs.
     pub fn typical(&self, fingerprint: &str) -> Option<Typical> {
         let w = self.workflows.get(fingerprint)?;
-        let totals = w.totals.longest();
         Some(Typical {
-            ms: totals.typical()?,
-            samples: totals.len() as u32,
+            ms: w.all.typical()?,
+            samples: w.all.len() as u32,
         })
     }
 
@@ -317,7 +311,8 @@ mod tests {
         assert!(e.nodes.is_empty(), "only whole runs were seen");
         let cold = m.expect(&s, Some("0123456789abcdef")).unwrap();
         assert_eq!((cold.total_ms, cold.samples), (12_000.0, 1));
-        assert_eq!(m.typical(&s.fingerprint).unwrap().ms, 10_200.0, "the way it ran most");
+        let typical = m.typical(&s.fingerprint).unwrap();
+        assert_eq!((typical.ms, typical.samples), (10_200.0, 3), "every run counts here");
         assert_eq!(m.last(), Some(s.fingerprint.as_str()));
     }
 
