@@ -84,10 +84,7 @@ pub fn spec_from_args(args: &ServerArgs) -> anyhow::Result<InstanceSpec> {
 pub fn run(args: WatchArgs, db: Option<&std::path::Path>) -> anyhow::Result<()> {
     let (spec, saved) = resolve(&args.server, db, None)?;
     let restored = match &saved {
-        Some(s) => s
-            .profile
-            .journal()
-            .restore(s.instance, &spec.client_id)?,
+        Some(s) => s.profile.journal().restore(s.instance, &spec.client_id)?,
         None => Default::default(),
     };
     let format = if args.json {

@@ -79,7 +79,6 @@ impl Split {
             &self.0[1 - after as usize]
         }
     }
-
 }
 
 #[derive(Debug, Clone, Default)]
@@ -312,7 +311,11 @@ mod tests {
         let cold = m.expect(&s, Some("0123456789abcdef")).unwrap();
         assert_eq!((cold.total_ms, cold.samples), (12_000.0, 1));
         let typical = m.typical(&s.fingerprint).unwrap();
-        assert_eq!((typical.ms, typical.samples), (10_200.0, 3), "every run counts here");
+        assert_eq!(
+            (typical.ms, typical.samples),
+            (10_200.0, 3),
+            "every run counts here"
+        );
         assert_eq!(m.last(), Some(s.fingerprint.as_str()));
     }
 

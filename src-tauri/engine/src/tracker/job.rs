@@ -532,7 +532,11 @@ pub(super) fn apply_step(job: &mut Job, node: &NodeId, value: f64, max: f64, now
         .unwrap_or_else(|| node.clone());
     // Step rate from consecutive updates of the same node; another node's steps (a hires
     // sampler, an upscaler's tiles) have a rate of their own.
-    if job.last_step.as_ref().is_some_and(|(last, _, _)| last != node) {
+    if job
+        .last_step
+        .as_ref()
+        .is_some_and(|(last, _, _)| last != node)
+    {
         job.step_ms.clear();
     }
     if let Some((last_node, last_value, last_t)) = &job.last_step {

@@ -866,7 +866,11 @@ fn only_successes_teach_and_a_different_workflow_is_not_taken_for_this_one() {
     let again = other_job("again2", 2.5, 2);
     t.apply_snapshot(&snap(std::slice::from_ref(&again), &[]), 16_000);
     t.tick(16_500);
-    assert_eq!(estimate_of(&t, "again2"), None, "a cached answer is not a run");
+    assert_eq!(
+        estimate_of(&t, "again2"),
+        None,
+        "a cached answer is not a run"
+    );
 
     observe_run(&mut t, "ok", 20_000, 8_000);
     let mut bigger = other_job("bigger", 3.0, 3);
@@ -1080,7 +1084,10 @@ fn a_workflow_after_itself_is_expected_as_fast_as_it_ran_after_itself() {
     // Now the first workflow twice: after the other one, then after itself.
     let cold = other_job("cold", 6.0, 2);
     let warm = other_job("warm", 7.0, 3);
-    t.apply_snapshot(&snap(std::slice::from_ref(&cold), std::slice::from_ref(&warm)), 80_000);
+    t.apply_snapshot(
+        &snap(std::slice::from_ref(&cold), std::slice::from_ref(&warm)),
+        80_000,
+    );
     t.tick(80_000);
     let c = estimate_of(&t, "cold").unwrap();
     assert_eq!((c.typical_ms, c.eta_ms), (20_000, Some(20_000)));
