@@ -155,6 +155,13 @@ describe("estimates", () => {
     expect(approxDuration(-5_000)).toBe("≈ 0 s");
   });
 
+  it("says a job due within the second is finishing, not 0 s away", () => {
+    const e = { basis: "workflow", samples: 3, typical_ms: 6_000, percent: 90, eta_ms: 600 } as const;
+    expect(estimateLeft(e, 1_000, 1_000)).toBe("finishing");
+    expect(estimateLeft(e, 1_000, 5_000)).toBe("finishing");
+    expect(estimateLeft({ ...e, eta_ms: 4_000 }, 1_000, 1_000)).toBe("≈ 4 s left");
+  });
+
   it("reads the wall clock of a moment to come, with the day when it is not today", () => {
     expect(formatTimeOfDay(NOW + 12 * 60_000, NOW)).toBe("14:32");
     expect(formatTimeOfDay(NOW - 60_000, NOW)).toBe("14:20");
@@ -176,7 +183,7 @@ describe("estimates", () => {
   it("counts the time left from when the estimate came, not from when it is shown", () => {
     const e = estimate({ percent: 40, eta_ms: 80_000 });
     expect(estimateLeft(e, NOW, NOW + 30_000)).toBe("≈ 50 s left");
-    expect(estimateLeft(e, NOW, NOW + 90_000)).toBe("≈ 0 s left");
+    expect(estimateLeft(e, NOW, NOW + 90_000)).toBe("finishing");
   });
 
   it("says when a pending job starts and ends, else how long it runs", () => {

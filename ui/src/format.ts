@@ -292,7 +292,10 @@ export function longerThanUsualTooltip(e: Estimate): string {
 export function estimateLeft(e: Estimate, receivedMs: number, nowMs: number): string {
   if (e.longer_than_usual) return "longer than usual";
   if (e.eta_ms == null) return "";
-  return `${approxDuration(receivedMs + e.eta_ms - nowMs)} left`;
+  const left = receivedMs + e.eta_ms - nowMs;
+  // Under a second (or due by now): not "≈ 0 s left".
+  if (left < 1_000) return "finishing";
+  return `${approxDuration(left)} left`;
 }
 
 function runningParts(e: Estimate, receivedMs: number, nowMs: number): string[] {
