@@ -20,7 +20,11 @@ async fn a_workflow_run_three_times_is_estimated_when_another_client_queues_it(
             .unwrap();
         let (j, _) = terminal(&mut rx, s.prompt_id.as_str()).await;
         assert_eq!(j.state, JobState::Success, "{version}");
-        assert!(j.run_ms.is_some_and(|ms| ms >= 400), "{version}: {:?}", j.run_ms);
+        assert!(
+            j.run_ms.is_some_and(|ms| ms >= 400),
+            "{version}: {:?}",
+            j.run_ms
+        );
     }
 
     // A browser queues it twice: the second waits behind the first.
@@ -44,7 +48,9 @@ async fn a_workflow_run_three_times_is_estimated_when_another_client_queues_it(
         job(e).is_some_and(|j| {
             j.prompt_id.as_str() == second
                 && j.state == JobState::Pending
-                && j.estimate.as_ref().is_some_and(|e| e.starts_in_ms.is_some())
+                && j.estimate
+                    .as_ref()
+                    .is_some_and(|e| e.starts_in_ms.is_some())
         })
     })
     .await;
@@ -60,7 +66,10 @@ async fn a_workflow_run_three_times_is_estimated_when_another_client_queues_it(
     );
     let (done, _) = terminal(&mut rx, &second).await;
     assert_eq!(done.state, JobState::Success, "{version}");
-    assert_eq!(done.estimate, None, "{version}: an ended job has no estimate");
+    assert_eq!(
+        done.estimate, None,
+        "{version}: an ended job has no estimate"
+    );
     engine.shutdown().await;
 }
 

@@ -104,6 +104,8 @@ pub struct RestoredJob {
     pub item: ActiveJob,
     pub state: JobState,
     pub queued_at: i64,
+    /// When it was seen to start running, if it was.
+    pub started_at: Option<i64>,
 }
 
 pub struct Journal {
@@ -390,6 +392,7 @@ impl Journal {
                     _ => JobState::Pending,
                 },
                 queued_at: rec.queued_at,
+                started_at: rec.started_at,
             });
         }
         Ok(out)

@@ -509,7 +509,13 @@ impl Tracker {
     /// A job the journal says was unfinished when the app last stopped. The first snapshot
     /// judges it as if across a reconnect: still queued → followed; in history → its real
     /// outcome; nowhere → lost.
-    pub fn restore_job(&mut self, item: &ActiveJob, state: JobState, queued_at: Millis) {
+    pub fn restore_job(
+        &mut self,
+        item: &ActiveJob,
+        state: JobState,
+        queued_at: Millis,
+        started_at: Option<Millis>,
+    ) {
         if self.remembers_finished(&item.prompt_id) || state.is_terminal() {
             return;
         }
@@ -523,6 +529,10 @@ impl Tracker {
         job.state = state;
         job.number = item.number;
         job.graph = item.graph.clone();
+        if state == JobState::Running {
+            job.started = started_at;
+            job.times.local.0 = started_at;
+        }
         job.replan();
         self.jobs.insert(item.prompt_id.clone(), job);
         self.after_reconnect = true;

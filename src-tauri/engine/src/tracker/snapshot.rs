@@ -101,6 +101,10 @@ impl Tracker {
             if running && job.state == JobState::Pending {
                 job.mark_running(now);
                 changed = true;
+            } else if running {
+                // Running before we saw it start (restored from the journal without a start):
+                // its run is measured from now, not never.
+                job.times.local.0.get_or_insert(now);
             }
             if changed {
                 self.emit(&item.prompt_id, &mut out);
