@@ -272,3 +272,32 @@ async fn a_relayed_job_answered_from_the_cache_ends_as_a_success() {
         "no step of a cached run"
     );
 }
+
+/// Relayed jobs teach timing node by node like our own, and the next run of the workflow by
+/// another client is estimated from its first moment, its nodes known.
+#[tokio::test]
+async fn relayed_runs_teach_the_estimate_of_the_next_one() {
+    let server = with_companion(ServerVersion::V0_26).await;
+    let (_engine, mut rx) = engine(spec(&server, "cm-relay-timing"));
+    connected(&mut rx).await;
+    server.wait_for_client(Some("cm-relay-timing")).await;
+    for _ in 0..2 {
+        let id = server.submit(sampler(8, 20, "r"), Some("browser"));
+        let (end, _) = terminal(&mut rx, &id).await;
+        assert_eq!(end.fidelity, Fidelity::Relayed);
+        assert!(end.run_ms.is_some() && !end.node_durations.is_empty(), "{end:?}");
+    }
+    let id = server.submit(sampler(8, 20, "r"), Some("browser"));
+    let (e, _) = until(&mut rx, "the third run estimated while it runs", |e| {
+        job(e).is_some_and(|j| {
+            j.prompt_id.as_str() == id
+                && j.state == JobState::Running
+                && j.fidelity == Fidelity::Relayed
+                && j.estimate.is_some()
+        })
+    })
+    .await;
+    let est = job(&e).unwrap().estimate.clone().unwrap();
+    assert_eq!(est.basis, comfy_engine::EstimateBasis::Workflow);
+    assert!(est.eta_ms.is_some() && est.typical_ms >= 160, "{est:?}");
+}
