@@ -21,6 +21,7 @@ use crate::companion;
 use crate::images;
 use crate::jobs;
 use crate::json::J;
+use crate::misbehave;
 use crate::obj;
 use crate::sendlog::{self, Record};
 use crate::state::{Reply, Shared};
@@ -156,11 +157,15 @@ async fn record(State(shared): State<Arc<Shared>>, req: Request, next: Next) -> 
     response
 }
 
-/// Authentication, then recorded answers when replaying.
+/// Authentication, then a fault set for the route, then recorded answers when replaying.
 async fn gate(State(shared): State<Arc<Shared>>, req: Request, next: Next) -> Response {
-    let (auth, replay) = {
+    let (auth, replay, fault) = {
         let s = shared.lock();
-        (s.auth.clone(), s.replay.clone())
+        let fault = (req.method() == axum::http::Method::GET)
+            .then(|| s.http_faults.get(misbehave::route(req.uri().path())))
+            .flatten()
+            .cloned();
+        (s.auth.clone(), s.replay.clone(), fault)
     };
     if req.uri().path() != "/login" {
         if let Some(auth) = auth {
@@ -168,6 +173,9 @@ async fn gate(State(shared): State<Arc<Shared>>, req: Request, next: Next) -> Re
                 return denied;
             }
         }
+    }
+    if let Some(fault) = fault {
+        return misbehave::answer(&fault);
     }
     if let Some(script) = replay {
         let path = req

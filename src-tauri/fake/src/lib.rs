@@ -51,6 +51,7 @@ mod images;
 mod jobs;
 mod json;
 mod load;
+mod misbehave;
 mod replay;
 mod sendlog;
 mod state;
@@ -76,6 +77,7 @@ use crate::json::J;
 use crate::state::{Outbound, Reply, Shared, State};
 
 pub use load::Load;
+pub use misbehave::HttpFault;
 pub use replay::{RecordedHttp, ReplayScript, TraceError};
 pub use sendlog::SendLog;
 
@@ -669,6 +671,17 @@ impl FakeComfy {
             .collect();
         sids.sort();
         sids
+    }
+
+    /// Makes every following GET of `route` (`"/view"`, `"/queue"`: given without `/api`, it
+    /// applies at `/X` and `/api/X` whatever the query) answer with `fault` once past the
+    /// authentication gate; `None` restores the normal answer.
+    pub fn set_http_fault(&self, route: &str, fault: Option<HttpFault>) {
+        let mut s = self.shared.lock();
+        match fault {
+            Some(f) => s.http_faults.insert(route.to_owned(), f),
+            None => s.http_faults.remove(route),
+        };
     }
 
     /// Changes the authentication layer for all following requests and upgrades.

@@ -263,6 +263,9 @@ pub struct State {
     /// Companion mode: copies of execution messages and previews go to the sockets that opted
     /// in, and `/comfy_monitor/v1/state` answers. Read per message and per request.
     pub companion: bool,
+    /// Routes (without `/api`) that misbehave on GET, set by
+    /// [`crate::FakeComfy::set_http_fault`].
+    pub http_faults: HashMap<String, crate::HttpFault>,
     pub signals: Signals,
 }
 
@@ -329,6 +332,7 @@ impl State {
             replay: None,
             send_log: None,
             companion: false,
+            http_faults: HashMap::new(),
             signals: Signals::new(),
         }
     }
