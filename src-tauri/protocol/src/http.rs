@@ -6,15 +6,18 @@ use crate::error::DecodeError;
 use crate::lenient;
 use crate::message::{ExecutionError, ExecutionInterrupted};
 use comfy_model::{NodeId, PromptId};
+use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
 use serde_json::{Map, Value};
+use std::fmt;
 
 /// One job in `/queue`: `[number, prompt_id, prompt, extra_data, outputs_to_execute]`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct QueueItem {
     pub number: f64,
     pub prompt_id: PromptId,
-    /// The API-format graph.
+    /// The API-format graph (`null` where it was not needed: history entries).
     pub prompt: Value,
     /// Who queued it (`extra_data.client_id`); `None` for jobs queued without one.
     pub client_id: Option<String>,
@@ -29,15 +32,19 @@ pub struct Queue {
     pub pending: Vec<QueueItem>,
 }
 
-fn bad(what: &'static str) -> DecodeError {
-    DecodeError::BadMessage {
-        kind: what.to_owned(),
-        source: serde::de::Error::custom(format!("unexpected shape of {what}")),
-    }
-}
-
-fn json(body: &[u8]) -> Result<Value, DecodeError> {
-    serde_json::from_slice(body).map_err(DecodeError::InvalidJson)
+/// Reads a body straight into the shape wanted: what that shape does not name (the UI workflow
+/// in `extra_data`, history's `meta`) is skipped unread instead of built into a tree.
+fn typed<'a, T: Deserialize<'a>>(body: &'a [u8], kind: &str) -> Result<T, DecodeError> {
+    serde_json::from_slice(body).map_err(|e| {
+        if e.is_syntax() || e.is_eof() {
+            DecodeError::InvalidJson(e)
+        } else {
+            DecodeError::BadMessage {
+                kind: kind.to_owned(),
+                source: e,
+            }
+        }
+    })
 }
 
 fn as_number(v: &Value) -> Option<f64> {
@@ -56,59 +63,205 @@ fn as_id(v: &Value) -> Option<String> {
     }
 }
 
-fn node_ids(v: &Value) -> Vec<NodeId> {
-    v.as_array()
-        .map(|a| a.iter().filter_map(as_id).map(NodeId::from).collect())
-        .unwrap_or_default()
+/// A millisecond timestamp from a loose JSON value (see [`lenient::millis`]).
+fn as_millis(v: &Value) -> Option<i64> {
+    as_number(v).and_then(lenient::millis)
+}
+
+/// An id that may arrive as a string or a number.
+struct Id(String);
+
+impl<'de> Deserialize<'de> for Id {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        as_id(&Value::deserialize(d)?)
+            .map(Id)
+            .ok_or_else(|| de::Error::custom("an id must be a string or a number"))
+    }
+}
+
+#[derive(Deserialize)]
+struct Num(#[serde(deserialize_with = "lenient::number")] f64);
+
+/// The fourth and fifth elements of a queue tuple: `extra_data` (of which only who queued the
+/// job and when is read) and `outputs_to_execute`, in either order.
+enum Tail {
+    Outputs(Vec<NodeId>),
+    Extra {
+        client_id: Option<String>,
+        create_time: Option<i64>,
+    },
+    Other,
+}
+
+impl<'de> Deserialize<'de> for Tail {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = Tail;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("extra_data or outputs_to_execute")
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Tail, A::Error> {
+                let mut ids = Vec::new();
+                while let Some(v) = seq.next_element::<Value>()? {
+                    ids.extend(as_id(&v).map(NodeId::from));
+                }
+                Ok(Tail::Outputs(ids))
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Tail, A::Error> {
+                let (mut client_id, mut create_time) = (None, None);
+                while let Some(key) = map.next_key::<String>()? {
+                    match key.as_str() {
+                        "client_id" => {
+                            client_id = map
+                                .next_value::<Value>()?
+                                .as_str()
+                                .filter(|s| !s.is_empty())
+                                .map(str::to_owned);
+                        }
+                        "create_time" => create_time = as_millis(&map.next_value::<Value>()?),
+                        _ => {
+                            map.next_value::<IgnoredAny>()?;
+                        }
+                    }
+                }
+                Ok(Tail::Extra {
+                    client_id,
+                    create_time,
+                })
+            }
+            fn visit_bool<E>(self, _: bool) -> Result<Tail, E> {
+                Ok(Tail::Other)
+            }
+            fn visit_i64<E>(self, _: i64) -> Result<Tail, E> {
+                Ok(Tail::Other)
+            }
+            fn visit_u64<E>(self, _: u64) -> Result<Tail, E> {
+                Ok(Tail::Other)
+            }
+            fn visit_f64<E>(self, _: f64) -> Result<Tail, E> {
+                Ok(Tail::Other)
+            }
+            fn visit_str<E>(self, _: &str) -> Result<Tail, E> {
+                Ok(Tail::Other)
+            }
+            fn visit_unit<E>(self) -> Result<Tail, E> {
+                Ok(Tail::Other)
+            }
+            fn visit_none<E>(self) -> Result<Tail, E> {
+                Ok(Tail::Other)
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+/// Reads one `[number, id, prompt, extra_data, outputs]` tuple; with `graph: false` the graph
+/// is skipped unread (a history entry needs only who queued the job).
+#[derive(Clone, Copy)]
+struct ItemSeed {
+    graph: bool,
+}
+
+impl<'de> DeserializeSeed<'de> for ItemSeed {
+    type Value = QueueItem;
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<QueueItem, D::Error> {
+        d.deserialize_seq(self)
+    }
+}
+
+impl<'de> Visitor<'de> for ItemSeed {
+    type Value = QueueItem;
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a queue item [number, prompt_id, prompt, extra_data, outputs_to_execute]")
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<QueueItem, A::Error> {
+        let Num(number) = seq
+            .next_element()?
+            .ok_or_else(|| de::Error::invalid_length(0, &self))?;
+        let Id(prompt_id) = seq
+            .next_element()?
+            .ok_or_else(|| de::Error::invalid_length(1, &self))?;
+        let mut ended = false;
+        let prompt = if self.graph {
+            seq.next_element::<Value>()?
+        } else {
+            seq.next_element::<IgnoredAny>()?.map(|_| Value::Null)
+        };
+        let mut next_tail = |ended: &mut bool| -> Result<Option<Tail>, A::Error> {
+            if *ended {
+                return Ok(None);
+            }
+            let t = seq.next_element::<Tail>()?;
+            *ended = t.is_none();
+            Ok(t)
+        };
+        ended |= prompt.is_none();
+        let third = next_tail(&mut ended)?;
+        let fourth = next_tail(&mut ended)?;
+        // Comfy Cloud swaps the last two (`[..., outputs, metadata]`).
+        let (extra, outputs) = match third {
+            Some(Tail::Outputs(o)) => (fourth, Some(o)),
+            extra => match fourth {
+                Some(Tail::Outputs(o)) => (extra, Some(o)),
+                _ => (extra, None),
+            },
+        };
+        if !ended {
+            while seq.next_element::<IgnoredAny>()?.is_some() {}
+        }
+        let (client_id, create_time) = match extra {
+            Some(Tail::Extra {
+                client_id,
+                create_time,
+            }) => (client_id, create_time),
+            _ => (None, None),
+        };
+        Ok(QueueItem {
+            number,
+            prompt_id: PromptId::from(prompt_id),
+            prompt: prompt.unwrap_or(Value::Null),
+            client_id,
+            create_time,
+            outputs_to_execute: outputs.unwrap_or_default(),
+        })
+    }
+}
+
+impl<'de> Deserialize<'de> for QueueItem {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        ItemSeed { graph: true }.deserialize(d)
+    }
 }
 
 /// Parses one `[number, id, prompt, extra_data, outputs]` tuple. Comfy Cloud swaps the last two
 /// (`[..., outputs, metadata]`); tell them apart by which one is an array.
 pub fn parse_queue_item(v: &Value) -> Result<QueueItem, DecodeError> {
-    let a = v.as_array().ok_or_else(|| bad("queue item"))?;
-    let number = a
-        .first()
-        .and_then(as_number)
-        .ok_or_else(|| bad("queue item number"))?;
-    let prompt_id = a
-        .get(1)
-        .and_then(as_id)
-        .ok_or_else(|| bad("queue item id"))?;
-    let prompt = a.get(2).cloned().unwrap_or(Value::Null);
-    let (extra, outputs) = match (a.get(3), a.get(4)) {
-        (Some(x @ Value::Array(_)), meta) => (meta, Some(x)),
-        (extra, outputs) => (extra, outputs),
-    };
-    let extra = extra.and_then(Value::as_object);
-    Ok(QueueItem {
-        number,
-        prompt_id: PromptId::from(prompt_id),
-        prompt,
-        client_id: extra
-            .and_then(|e| e.get("client_id"))
-            .and_then(Value::as_str)
-            .filter(|s| !s.is_empty())
-            .map(str::to_owned),
-        create_time: extra
-            .and_then(|e| e.get("create_time"))
-            .and_then(as_number)
-            .map(|n| n as i64),
-        outputs_to_execute: outputs.map(node_ids).unwrap_or_default(),
+    QueueItem::deserialize(v).map_err(|source| DecodeError::BadMessage {
+        kind: "queue item".into(),
+        source,
     })
 }
 
-/// Parses `GET /queue`.
+fn items<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<QueueItem>, D::Error> {
+    Option::<Vec<QueueItem>>::deserialize(d).map(Option::unwrap_or_default)
+}
+
+#[derive(Deserialize)]
+struct QueueBody {
+    #[serde(default, deserialize_with = "items")]
+    queue_running: Vec<QueueItem>,
+    #[serde(default, deserialize_with = "items")]
+    queue_pending: Vec<QueueItem>,
+}
+
+/// Parses `GET /queue`: each job's number, id, graph, submitter and outputs; the rest of
+/// `extra_data` (the UI workflow the frontend attaches to every job) is skipped unread.
 pub fn parse_queue(body: &[u8]) -> Result<Queue, DecodeError> {
-    let v = json(body)?;
-    let list = |key: &'static str| -> Result<Vec<QueueItem>, DecodeError> {
-        match v.get(key) {
-            None | Some(Value::Null) => Ok(Vec::new()),
-            Some(Value::Array(items)) => items.iter().map(parse_queue_item).collect(),
-            Some(_) => Err(bad(key)),
-        }
-    };
-    let running = list("queue_running")?;
-    let mut pending = list("queue_pending")?;
+    let QueueBody {
+        queue_running: running,
+        queue_pending: mut pending,
+    } = typed(body, "queue")?;
     sort_run_order(&mut pending);
     Ok(Queue { running, pending })
 }
@@ -176,7 +329,7 @@ struct HistoryStatus {
 }
 
 fn message_time(v: &Value) -> Option<i64> {
-    v.get("timestamp").and_then(as_number).map(|n| n as i64)
+    v.get("timestamp").and_then(as_millis)
 }
 
 /// Outcome from a history `status` object: `status_str` is `"error"` for both failures and
@@ -216,43 +369,96 @@ fn outcome_from_status(status: &HistoryStatus) -> (Outcome, Option<i64>, Option<
     (outcome, started, ended)
 }
 
-fn finished_from_history(id: &str, entry: &Value) -> Result<FinishedJob, DecodeError> {
-    let status: HistoryStatus = match entry.get("status") {
-        Some(s) if !s.is_null() => {
-            serde_json::from_value(s.clone()).map_err(|source| DecodeError::BadMessage {
-                kind: "history status".into(),
-                source,
-            })?
-        }
-        // Servers before 2024-01 have no status: a history entry then means it ran to the end.
-        _ => HistoryStatus {
-            status_str: Some("success".into()),
-            messages: Vec::new(),
-        },
-    };
+/// One `/history` entry as read: the graph inside `prompt` and `meta` are skipped unread.
+#[derive(Deserialize)]
+struct HistoryEntry<'a> {
+    #[serde(default, borrow)]
+    prompt: Option<&'a RawValue>,
+    #[serde(default)]
+    outputs: Value,
+    #[serde(default)]
+    status: Option<HistoryStatus>,
+}
+
+fn finished_from_history(id: &str, raw: &RawValue) -> Result<FinishedJob, serde_json::Error> {
+    let entry: HistoryEntry = serde_json::from_str(raw.get())?;
+    // Servers before 2024-01 have no status: a history entry then means it ran to the end.
+    let status = entry.status.unwrap_or(HistoryStatus {
+        status_str: Some("success".into()),
+        messages: Vec::new(),
+    });
     let (outcome, started_ms, ended_ms) = outcome_from_status(&status);
-    let item = entry.get("prompt").map(parse_queue_item).transpose()?;
+    // The tuple only tells who queued the job: one that cannot be read costs only that.
+    let client_id = entry.prompt.and_then(|p| {
+        ItemSeed { graph: false }
+            .deserialize(&mut serde_json::Deserializer::from_str(p.get()))
+            .ok()?
+            .client_id
+    });
     Ok(FinishedJob {
         prompt_id: PromptId::from(id),
         outcome,
-        outputs: entry
-            .get("outputs")
-            .and_then(Value::as_object)
-            .cloned()
-            .unwrap_or_default(),
-        client_id: item.and_then(|i| i.client_id),
+        outputs: match entry.outputs {
+            Value::Object(m) => m,
+            _ => Map::new(),
+        },
+        client_id,
         started_ms,
         ended_ms,
     })
 }
 
-/// Parses `GET /history` or `/history/{id}`: entries in the server's (completion) order.
+/// `/history` or `/history/{id}` as read.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct History {
+    /// The entries that could be read, in the server's (completion) order.
+    pub jobs: Vec<FinishedJob>,
+    /// Ids whose entries could not be read: they ended, but how is not known.
+    pub unreadable: Vec<PromptId>,
+}
+
+/// The top-level object of `/history`, each entry kept as its raw text so that one malformed
+/// entry is skipped alone.
+struct Entries<'a>(Vec<(String, &'a RawValue)>);
+
+impl<'de> Deserialize<'de> for Entries<'de> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = Entries<'de>;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("an object of history entries")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Entries<'de>, A::Error> {
+                let mut out = Vec::new();
+                while let Some(entry) = map.next_entry::<String, &'de RawValue>()? {
+                    out.push(entry);
+                }
+                Ok(Entries(out))
+            }
+        }
+        d.deserialize_map(V)
+    }
+}
+
+/// Reads `GET /history` or `/history/{id}`. An entry that cannot be read is skipped and named
+/// in [`History::unreadable`]; only a body that is not an object of entries is an error.
+pub fn read_history(body: &[u8]) -> Result<History, DecodeError> {
+    let Entries(entries) = typed(body, "history")?;
+    let mut history = History::default();
+    for (id, raw) in entries {
+        match finished_from_history(&id, raw) {
+            Ok(job) => history.jobs.push(job),
+            Err(_) => history.unreadable.push(PromptId::from(id)),
+        }
+    }
+    Ok(history)
+}
+
+/// Parses `GET /history` or `/history/{id}`: the readable entries in the server's (completion)
+/// order (see [`read_history`]).
 pub fn parse_history(body: &[u8]) -> Result<Vec<FinishedJob>, DecodeError> {
-    let v = json(body)?;
-    let map = v.as_object().ok_or_else(|| bad("history"))?;
-    map.iter()
-        .map(|(id, entry)| finished_from_history(id, entry))
-        .collect()
+    read_history(body).map(|h| h.jobs)
 }
 
 /// `/api/jobs` status values.
@@ -294,15 +500,29 @@ pub struct ApiJob {
     #[serde(default)]
     pub execution_status: Option<Value>,
     #[serde(default)]
-    pub workflow: Option<Value>,
+    pub workflow: Option<JobWorkflow>,
+}
+
+/// What a monitor reads of a job's `workflow` (`{prompt, extra_data}`): who queued it. The
+/// graph and the rest of `extra_data` (the UI workflow) are skipped unread.
+#[derive(Debug, Clone, PartialEq, Default, Deserialize)]
+pub struct JobWorkflow {
+    #[serde(default)]
+    extra_data: Option<JobExtra>,
+}
+
+#[derive(Debug, Clone, PartialEq, Default, Deserialize)]
+struct JobExtra {
+    #[serde(default)]
+    client_id: Option<Value>,
 }
 
 impl ApiJob {
     pub fn client_id(&self) -> Option<String> {
         self.workflow
             .as_ref()
-            .and_then(|w| w.get("extra_data"))
-            .and_then(|e| e.get("client_id"))
+            .and_then(|w| w.extra_data.as_ref())
+            .and_then(|e| e.client_id.as_ref())
             .and_then(Value::as_str)
             .filter(|s| !s.is_empty())
             .map(str::to_owned)
@@ -446,6 +666,88 @@ mod tests {
         assert!(matches!(h[0].outcome, Outcome::Interrupted(_)));
         assert_eq!((h[0].started_ms, h[0].ended_ms), (Some(10), Some(20)));
         assert_eq!(h[0].client_id.as_deref(), Some("x"));
+    }
+
+    #[test]
+    fn a_malformed_history_entry_is_skipped_and_the_good_ones_are_kept() {
+        let body = br#"{
+          "a":{"prompt":[1,"a",{},{"client_id":"x"},["3"]],"outputs":{},
+               "status":{"status_str":"success","messages":[]}},
+          "bad-status":{"prompt":[2,"bad-status",{},{},[]],"outputs":{},"status":"garbage"},
+          "not-an-object":5,
+          "bad-prompt":{"prompt":"nonsense","outputs":{"9":{"images":[]}},
+               "status":{"status_str":"success","messages":[]}},
+          "b":{"prompt":[3,"b",{},{},[]],"outputs":[],"status":null}}"#;
+        let h = read_history(body).unwrap();
+        let ids: Vec<_> = h.jobs.iter().map(|j| j.prompt_id.as_str()).collect();
+        assert_eq!(ids, ["a", "bad-prompt", "b"], "in the server's order");
+        assert_eq!(h.jobs[0].client_id.as_deref(), Some("x"));
+        assert_eq!(
+            h.jobs[1].client_id, None,
+            "an unreadable tuple only loses who queued it"
+        );
+        assert!(h.jobs[2].outputs.is_empty());
+        let unreadable: Vec<_> = h.unreadable.iter().map(PromptId::as_str).collect();
+        assert_eq!(unreadable, ["bad-status", "not-an-object"]);
+        assert_eq!(parse_history(body).unwrap().len(), 3);
+        assert!(
+            parse_history(b"[1, 2]").is_err(),
+            "not an object of entries"
+        );
+        assert!(matches!(
+            parse_history(b"{\"a\": {"),
+            Err(DecodeError::InvalidJson(_))
+        ));
+    }
+
+    #[test]
+    fn the_ui_workflow_and_the_history_graph_are_not_kept() {
+        let body = br#"{"queue_running":[[0,"a",{"1":{"class_type":"K","inputs":{}}},
+            {"client_id":"me","create_time":1700000000000,
+             "extra_pnginfo":{"workflow":{"nodes":[1,2,3],"links":[]}}},["1"]]],
+            "queue_pending":null}"#;
+        let q = parse_queue(body).unwrap();
+        let item = &q.running[0];
+        assert_eq!(item.prompt["1"]["class_type"], "K", "the graph is kept");
+        assert_eq!(item.client_id.as_deref(), Some("me"));
+        assert_eq!(item.create_time, Some(1_700_000_000_000));
+        assert_eq!(item.outputs_to_execute, vec![NodeId::from("1")]);
+        assert!(q.pending.is_empty());
+        let history = br#"{"a":{"prompt":[1,"a",{"1":{"class_type":"K"}},{"client_id":"me"},[]],
+            "outputs":{},"status":null}}"#;
+        let h = parse_history(history).unwrap();
+        assert_eq!(h[0].client_id.as_deref(), Some("me"));
+        let job = parse_job(
+            br#"{"id":"p","status":"completed",
+            "workflow":{"prompt":{"1":{}},"extra_data":{"client_id":"c","extra_pnginfo":{}}}}"#,
+        )
+        .unwrap();
+        assert_eq!(job.client_id().as_deref(), Some("c"));
+    }
+
+    #[test]
+    fn absurd_server_timestamps_are_absent() {
+        let body = br#"{"queue_running":[],"queue_pending":[
+            [1,"a",{},{"create_time":"inf"},[]],
+            [2,"b",{},{"create_time":1700000000000000},[]],
+            [3,"c",{},{"create_time":-5},[]]]}"#;
+        let q = parse_queue(body).unwrap();
+        assert!(q.pending.iter().all(|i| i.create_time.is_none()), "{q:?}");
+        let history = br#"{"p":{"outputs":{},"status":{"status_str":"success","messages":[
+            ["execution_start",{"prompt_id":"p","timestamp":"NaN"}],
+            ["execution_success",{"prompt_id":"p","timestamp":9.9e300}]]}}}"#;
+        let h = parse_history(history).unwrap();
+        assert_eq!((h[0].started_ms, h[0].ended_ms), (None, None));
+        assert!(matches!(h[0].outcome, Outcome::Success));
+        let job = parse_job(
+            br#"{"id":"p","status":"completed","create_time":"NaN","priority":"inf",
+            "execution_start_time":1e30,"execution_end_time":1700000000000}"#,
+        )
+        .unwrap();
+        assert_eq!(job.create_time, None);
+        assert_eq!(job.priority, None);
+        assert_eq!(job.execution_start_time, None);
+        assert_eq!(job.execution_end_time, Some(1_700_000_000_000));
     }
 
     #[test]
