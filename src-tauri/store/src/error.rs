@@ -12,6 +12,11 @@ pub enum StoreError {
     #[error("the database {} is locked by another program (still busy after waiting); close the other comfy-monitor and try again", path.display())]
     Locked { path: PathBuf },
 
+    /// The disk (or the quota) holding the database is full. SQLite rolled the write back: what
+    /// was recorded before is intact, and writing works again once space is freed.
+    #[error("the disk holding the database {} is full; what was recorded before is kept, but nothing new is recorded until space is freed", path.display())]
+    Full { path: PathBuf },
+
     /// The file, its directory or the connection is read-only.
     #[error("the database {} is read-only; check the permissions of the file and its directory", path.display())]
     ReadOnly { path: PathBuf },
@@ -87,6 +92,7 @@ impl StoreError {
         match e.sqlite_error_code() {
             Some(ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked) => Self::Locked { path },
             Some(ErrorCode::ReadOnly) => Self::ReadOnly { path },
+            Some(ErrorCode::DiskFull) => Self::Full { path },
             Some(ErrorCode::NotADatabase | ErrorCode::DatabaseCorrupt) => Self::Corrupt {
                 path,
                 detail: e.to_string(),
@@ -127,6 +133,18 @@ mod tests {
         assert!(msg.contains("/data/monitor.db"), "{msg}");
         assert!(msg.contains("untouched"), "{msg}");
         assert!(msg.contains("move it aside"), "{msg}");
+    }
+
+    #[test]
+    fn a_full_disk_is_named_and_says_what_is_kept() {
+        let e = failure(ffi::SQLITE_FULL).classify(Path::new("/data/monitor.db"));
+        let msg = e.to_string();
+        assert!(matches!(e, StoreError::Full { .. }), "{e:?}");
+        assert!(
+            msg.contains("/data/monitor.db") && msg.contains("full"),
+            "{msg}"
+        );
+        assert!(msg.contains("recorded before is kept"), "{msg}");
     }
 
     #[test]

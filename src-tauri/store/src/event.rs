@@ -69,6 +69,9 @@ fn prune(conn: &Connection, now: i64, max_rows: u32, max_age_ms: i64) -> rusqlit
              (SELECT id FROM events ORDER BY id DESC LIMIT 1 OFFSET ?1)",
         [max_rows],
     )?;
+    if by_age + by_count > 0 {
+        crate::store::release_free_pages(conn)?;
+    }
     Ok(by_age + by_count)
 }
 
@@ -101,13 +104,19 @@ impl Store {
                     Some(i) => missing_instance(e, i),
                     None => StoreError::Sqlite(e),
                 })?;
-            if id % every == 0 {
-                prune(&tx, event.ts, retention.max_rows, retention.max_age_ms)?;
-            }
+            let pruned = if id % every == 0 {
+                prune(&tx, event.ts, retention.max_rows, retention.max_age_ms)?
+            } else {
+                0
+            };
             tx.commit()?;
-            Ok(EventId(id))
+            Ok((EventId(id), pruned))
         })();
-        self.check(r)
+        let (id, pruned) = self.check(r)?;
+        if pruned > 0 {
+            self.shrink();
+        }
+        Ok(id)
     }
 
     /// Enforces the retention policy now: drops events older than the age limit, then all but
@@ -120,7 +129,11 @@ impl Store {
             tx.commit()?;
             Ok(n)
         })();
-        self.check(r)
+        let n = self.check(r)?;
+        if n > 0 {
+            self.shrink();
+        }
+        Ok(n)
     }
 
     /// The newest events first, of one instance or (with `None`) of everything.

@@ -7,6 +7,7 @@
 
 use crate::error::StoreError;
 use crate::instance;
+use crate::output::NewOutput;
 use crate::store::{JobRetention, Store};
 use comfy_model::{InstanceId, JobOrigin, JobOutcome, JobState};
 use rusqlite::{params, Connection, OptionalExtension, Row};
@@ -244,10 +245,31 @@ fn count_terminal_write(conn: &Connection) -> rusqlite::Result<i64> {
     )
 }
 
+/// Whether a finished job is one of this app's own that keeps something the user may want back:
+/// its workflow (to queue it again) or a downloaded copy of an output. [`prune`] counts these
+/// apart from the rest, so a busy shared server's other jobs never crowd them out.
+const KEPT_OWN: &str = "origin = 'self' AND (workflow_json IS NOT NULL OR EXISTS ( \
+     SELECT 1 FROM outputs WHERE outputs.job_id = jobs.id AND outputs.local_path IS NOT NULL))";
+
+/// The count limit's two statements (`?1` the instance, `?2` the limit): this app's own jobs
+/// that keep something, then the rest.
+fn by_count_sql() -> [String; 2] {
+    [KEPT_OWN.to_owned(), format!("NOT ({KEPT_OWN})")].map(|kept| {
+        format!(
+            "DELETE FROM jobs WHERE id IN ( \
+                 SELECT id FROM jobs \
+                 WHERE instance_id = ?1 AND state NOT IN ('pending', 'running') AND {kept} \
+                 ORDER BY finished_at DESC, id DESC LIMIT -1 OFFSET ?2)"
+        )
+    })
+}
+
 /// Deletes the finished jobs the retention policy no longer keeps, instance by instance (so each
 /// statement walks the `jobs_finished` index of one instance); returns how many went. Unfinished
 /// jobs are never matched. Their output rows go by `ON DELETE CASCADE` (foreign keys are on for
-/// every connection, see `Store::open_with`).
+/// every connection, see `Store::open_with`). `now` is always this machine's clock, never a
+/// server's: a server whose clock runs ahead (or that counts in microseconds) must not age out
+/// every job of every instance.
 fn prune(conn: &Connection, now: i64, retention: JobRetention) -> rusqlite::Result<usize> {
     let cutoff = now.saturating_sub(retention.max_age_ms.max(0));
     // Every job belongs to an instance (a foreign key), so this reaches all of them.
@@ -259,18 +281,97 @@ fn prune(conn: &Connection, now: i64, retention: JobRetention) -> rusqlite::Resu
         "DELETE FROM jobs WHERE instance_id = ?1 AND state NOT IN ('pending', 'running') \
              AND finished_at < ?2",
     )?;
-    let mut by_count = conn.prepare(
-        "DELETE FROM jobs WHERE id IN ( \
-             SELECT id FROM jobs \
-             WHERE instance_id = ?1 AND state NOT IN ('pending', 'running') \
-             ORDER BY finished_at DESC, id DESC LIMIT -1 OFFSET ?2)",
-    )?;
+    // This app's own jobs that keep a workflow or a copy, and all the others, each up to the
+    // limit.
+    let [own, rest] = by_count_sql();
+    let mut own_by_count = conn.prepare(&own)?;
+    let mut rest_by_count = conn.prepare(&rest)?;
     let mut deleted = 0;
     for id in instances {
         deleted += by_age.execute(params![id, cutoff])?;
-        deleted += by_count.execute(params![id, retention.max_finished_per_instance])?;
+        let limit = retention.max_finished_per_instance;
+        deleted += own_by_count.execute(params![id, limit])?;
+        deleted += rest_by_count.execute(params![id, limit])?;
+    }
+    if deleted > 0 {
+        crate::store::release_free_pages(conn)?;
     }
     Ok(deleted)
+}
+
+/// What [`write_terminal`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Terminal {
+    /// The job had already ended: nothing was written.
+    Unchanged,
+    /// The end was written, and this many jobs were pruned with it.
+    Written { pruned: usize },
+}
+
+/// The conditional write of a job's end. Every [`StoreOptions::prune_every`]-th write also
+/// prunes (see [`Store::record_terminal`]).
+///
+/// [`StoreOptions::prune_every`]: crate::StoreOptions::prune_every
+fn write_terminal(
+    conn: &Connection,
+    end: &JobEnd,
+    now: i64,
+    retention: JobRetention,
+    prune_every: u32,
+) -> Result<Terminal, StoreError> {
+    // One statement: SQLite's write lock makes the check and the write one step.
+    let changed = conn.execute(
+        "UPDATE jobs SET state = ?1, started_at = coalesce(started_at, ?2), \
+             finished_at = ?3, error_json = ?4, outputs_json = ?5, \
+             node_durations_json = ?6, detail = coalesce(?7, detail), updated_at = ?8, \
+             fingerprint = ?11, run_ms = ?12 \
+         WHERE instance_id = ?9 AND prompt_id = ?10 AND state IN ('pending', 'running')",
+        params![
+            JobState::from(end.outcome).as_str(),
+            end.started_at,
+            end.finished_at,
+            end.error_json,
+            end.outputs_json,
+            end.node_durations_json,
+            end.detail,
+            now,
+            end.instance.0,
+            end.prompt_id,
+            end.fingerprint,
+            end.run_ms.map(|ms| ms.min(i64::MAX as u64) as i64),
+        ],
+    )?;
+    if changed == 0 {
+        return match find(conn, end.instance, &end.prompt_id).optional()? {
+            Some(_) => Ok(Terminal::Unchanged),
+            None => Err(StoreError::NotFound {
+                what: format!("job {} on instance {}", end.prompt_id, end.instance),
+            }),
+        };
+    }
+    let pruned = if count_terminal_write(conn)? % i64::from(prune_every.max(1)) == 0 {
+        prune(conn, now, retention)?
+    } else {
+        0
+    };
+    Ok(Terminal::Written { pruned })
+}
+
+fn check_end(end: &JobEnd) -> Result<(), StoreError> {
+    check_json("the error", end.error_json.as_deref())?;
+    check_json("the outputs", end.outputs_json.as_deref())?;
+    check_json("the node durations", end.node_durations_json.as_deref())
+}
+
+/// One event of a job, as [`Store::record_job`] writes it: the job as seen (waiting, or running
+/// since `running_since`), and, when it ended, how and with which output files.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct JobEvent<'a> {
+    pub seen: &'a JobSeen,
+    pub running_since: Option<i64>,
+    pub end: Option<&'a JobEnd>,
+    /// Recorded only by the write that records the end.
+    pub outputs: &'a [NewOutput],
 }
 
 impl Store {
@@ -309,56 +410,72 @@ impl Store {
     /// [`Store::record_running`] first, else [`StoreError::NotFound`].
     ///
     /// Every [`StoreOptions::prune_every`]-th terminal write (counted in the file, so across
-    /// restarts and processes) also prunes the journal in the same transaction, with the job's
-    /// `finished_at` as "now" (see [`Store::prune_jobs`]).
+    /// restarts and processes) also prunes the journal in the same transaction, with `now` (this
+    /// machine's clock, never the job's finish time, which may be a server's) as "now" (see
+    /// [`Store::prune_jobs`]).
     ///
     /// [`StoreOptions::prune_every`]: crate::StoreOptions::prune_every
     pub fn record_terminal(&mut self, end: &JobEnd, now: i64) -> Result<bool, StoreError> {
-        let retention = self.options.job_retention;
-        let every = i64::from(self.options.prune_every.max(1));
+        let (retention, every) = (self.options.job_retention, self.options.prune_every);
         let r = (|| {
-            check_json("the error", end.error_json.as_deref())?;
-            check_json("the outputs", end.outputs_json.as_deref())?;
-            check_json("the node durations", end.node_durations_json.as_deref())?;
+            check_end(end)?;
             let tx = self.conn.transaction()?;
-            // One statement: SQLite's write lock makes the check and the write one step.
-            let changed = tx.execute(
-                "UPDATE jobs SET state = ?1, started_at = coalesce(started_at, ?2), \
-                     finished_at = ?3, error_json = ?4, outputs_json = ?5, \
-                     node_durations_json = ?6, detail = coalesce(?7, detail), updated_at = ?8, \
-                     fingerprint = ?11, run_ms = ?12 \
-                 WHERE instance_id = ?9 AND prompt_id = ?10 AND state IN ('pending', 'running')",
-                params![
-                    JobState::from(end.outcome).as_str(),
-                    end.started_at,
-                    end.finished_at,
-                    end.error_json,
-                    end.outputs_json,
-                    end.node_durations_json,
-                    end.detail,
-                    now,
-                    end.instance.0,
-                    end.prompt_id,
-                    end.fingerprint,
-                    end.run_ms.map(|ms| ms.min(i64::MAX as u64) as i64),
-                ],
-            )?;
-            if changed == 0 {
-                // Nothing was written; dropping the transaction ends it.
-                return match find(&tx, end.instance, &end.prompt_id).optional()? {
-                    Some(_) => Ok(false),
-                    None => Err(StoreError::NotFound {
-                        what: format!("job {} on instance {}", end.prompt_id, end.instance),
-                    }),
-                };
+            let written = write_terminal(&tx, end, now, retention, every)?;
+            // When nothing was written (the job had ended), dropping the transaction ends it.
+            if written != Terminal::Unchanged {
+                tx.commit()?;
             }
-            if count_terminal_write(&tx)? % every == 0 {
-                prune(&tx, end.finished_at, retention)?;
+            Ok(written)
+        })();
+        self.check(r).map(|written| self.terminal_written(written))
+    }
+
+    /// Writes one event of a job in one transaction: the job as seen or running (added if new),
+    /// then, if it ended, its terminal state and output rows. Either all of it is written or
+    /// none of it, so a failure (a full disk, a crash) never leaves a finished job without the
+    /// outputs its end named: the job stays unfinished in the journal, and the next start
+    /// reconciles it. Returns `true` if this call wrote the terminal state. Output rows come
+    /// only with that write; an output without a file name is refused before anything is
+    /// written.
+    pub fn record_job(&mut self, event: &JobEvent<'_>, now: i64) -> Result<bool, StoreError> {
+        let (retention, every) = (self.options.job_retention, self.options.prune_every);
+        let r = (|| {
+            check_seen(event.seen)?;
+            if let Some(end) = event.end {
+                check_end(end)?;
+                if end.instance != event.seen.instance || end.prompt_id != event.seen.prompt_id {
+                    return Err(StoreError::Invalid(
+                        "a job event's end must be of the job it saw".into(),
+                    ));
+                }
+            }
+            crate::output::check_outputs(event.outputs)?;
+            let tx = self.conn.transaction()?;
+            let rec = upsert(&tx, event.seen, event.running_since, now)?;
+            let written = match event.end {
+                Some(end) => write_terminal(&tx, end, now, retention, every)?,
+                None => Terminal::Unchanged,
+            };
+            if written != Terminal::Unchanged {
+                crate::output::insert_outputs(&tx, rec.id, event.outputs)?;
             }
             tx.commit()?;
-            Ok(true)
+            Ok(written)
         })();
-        self.check(r)
+        self.check(r).map(|written| self.terminal_written(written))
+    }
+
+    /// Whether a terminal write wrote, shrinking the file first if it pruned.
+    fn terminal_written(&self, written: Terminal) -> bool {
+        match written {
+            Terminal::Unchanged => false,
+            Terminal::Written { pruned } => {
+                if pruned > 0 {
+                    self.shrink();
+                }
+                true
+            }
+        }
     }
 
     /// The newest `limit` jobs of an instance that succeeded, oldest first: what its timing is
@@ -409,7 +526,11 @@ impl Store {
             tx.commit()?;
             Ok(n)
         })();
-        self.check(r)
+        let n = self.check(r)?;
+        if n > 0 {
+            self.shrink();
+        }
+        Ok(n)
     }
 
     /// How many jobs the journal holds, finished or not, over all instances.
@@ -551,13 +672,13 @@ mod tests {
                  AND finished_at < 5",
         );
         assert!(by_age.contains("USING INDEX jobs_finished"), "{by_age}");
-        let by_count = plan(
-            "DELETE FROM jobs WHERE id IN (SELECT id FROM jobs \
-                 WHERE instance_id = 1 AND state NOT IN ('pending', 'running') \
-                 ORDER BY finished_at DESC, id DESC LIMIT -1 OFFSET 3)",
-        );
-        assert!(by_count.contains("INDEX jobs_finished"), "{by_count}");
-        assert!(!by_count.contains("TEMP B-TREE"), "{by_count}");
+        for sql in by_count_sql() {
+            let by_count = plan(&sql.replace("?1", "1").replace("?2", "3"));
+            assert!(by_count.contains("INDEX jobs_finished"), "{by_count}");
+            assert!(!by_count.contains("TEMP B-TREE"), "{by_count}");
+            // Whether a job keeps a copy is looked up by job, not by scanning the outputs.
+            assert!(!by_count.contains("SCAN outputs"), "{by_count}");
+        }
     }
 
     #[test]

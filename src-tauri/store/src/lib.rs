@@ -47,12 +47,23 @@
 //!   (`http://127.0.0.1:8188/`) once, recorded in `meta` so deleting it sticks.
 //! - **The event log is bounded** by [`EventRetention`] (10 000 rows, 30 days by default).
 //! - **The job journal is bounded** by [`JobRetention`]: per instance, at most the newest 10 000
-//!   finished jobs (by finish time) and none finished more than 180 days ago, by default. Only
-//!   finished jobs are pruned; pending and running ones stay whatever their age, since recovery
-//!   after a crash reconciles them. A pruned job's `outputs` rows go with it (cascade); files
-//!   downloaded to disk are not touched. [`Store::record_terminal`] prunes by itself every
+//!   finished jobs (by finish time) and none finished more than 180 days ago, by default. This
+//!   app's own jobs that keep a workflow or a downloaded copy are counted apart from the rest,
+//!   so other clients' jobs on a busy server never push them out. Only finished jobs are
+//!   pruned; pending and running ones stay whatever their age, since recovery after a crash
+//!   reconciles them. A pruned job's `outputs` rows go with it (cascade); files downloaded to
+//!   disk are not touched. [`Store::record_terminal`] prunes by itself every
 //!   [`StoreOptions::prune_every`] terminal writes (counted in `meta`, so across restarts),
-//!   with the job's finish time as "now"; hosts call [`Store::prune_jobs`] at start-up.
+//!   with the caller's `now` (this machine's clock: never a job's finish time, which may be a
+//!   server's); hosts call [`Store::prune_jobs`] at start-up.
+//! - **One job event is one transaction** ([`Store::record_job`]): seen or running, its end and
+//!   its output rows are all written or none is.
+//! - **The file shrinks after pruning:** files are in incremental `auto_vacuum` mode (a file
+//!   from before is rebuilt once with `VACUUM` at its first writable open), pruning gives the
+//!   freed pages back and checkpoints, and the write-ahead log is cut back to
+//!   [`JOURNAL_SIZE_LIMIT`] when it resets.
+//! - **A full disk is reported** ([`StoreError::Full`]); SQLite rolls the write back, so what
+//!   was written before is intact.
 //! - **Concurrent use is safe:** WAL journal, a busy timeout, and write transactions that take
 //!   the lock up front; waiting longer than the timeout is [`StoreError::Locked`].
 
@@ -72,10 +83,10 @@ pub use instance::{
     secret_ref, AuthSettings, InstanceRecord, InstanceUpdate, NewInstance, SecretSlot,
     DEFAULT_PREVIEW_FPS_CAP, MAX_PREVIEW_FPS_CAP,
 };
-pub use job::{JobEnd, JobId, JobRecord, JobSeen, LostJob, TimingRun};
+pub use job::{JobEnd, JobEvent, JobId, JobRecord, JobSeen, LostJob, TimingRun};
 pub use migrate::{DEFAULT_INSTANCE_NAME, DEFAULT_INSTANCE_URL, SCHEMA_VERSION};
 pub use output::{KeptCopy, NewOutput, OutputId, OutputKind, OutputRecord, MAX_THUMBNAIL_BYTES};
 pub use store::{
     default_path, EventRetention, JobRetention, Store, StoreOptions, DB_ENV_VAR, DB_FILE_NAME,
-    DEFAULT_BUSY_TIMEOUT,
+    DEFAULT_BUSY_TIMEOUT, JOURNAL_SIZE_LIMIT,
 };

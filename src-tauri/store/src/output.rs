@@ -109,32 +109,9 @@ impl Store {
         outputs: &[NewOutput],
     ) -> Result<usize, StoreError> {
         let r = (|| {
-            if let Some(o) = outputs.iter().find(|o| o.filename.is_empty()) {
-                return Err(StoreError::Invalid(format!(
-                    "an output of node {} has no file name",
-                    o.node_id
-                )));
-            }
+            check_outputs(outputs)?;
             let tx = self.conn.transaction()?;
-            let mut added = 0;
-            {
-                let mut stmt = tx.prepare(
-                    "INSERT INTO outputs (job_id, node_id, filename, subfolder, kind) \
-                     VALUES (?1, ?2, ?3, ?4, ?5) \
-                     ON CONFLICT (job_id, node_id, filename, subfolder, kind) DO NOTHING",
-                )?;
-                for o in outputs {
-                    added += stmt
-                        .execute(params![
-                            job.0,
-                            o.node_id,
-                            o.filename,
-                            o.subfolder,
-                            o.kind.as_str()
-                        ])
-                        .map_err(|e| missing_job(e, job))?;
-                }
-            }
+            let added = insert_outputs(&tx, job, outputs)?;
             tx.commit()?;
             Ok(added)
         })();
@@ -255,6 +232,44 @@ fn found(changed: usize, id: OutputId) -> Result<(), StoreError> {
         });
     }
     Ok(())
+}
+
+/// Refuses outputs the table cannot keep, before anything is written.
+pub(crate) fn check_outputs(outputs: &[NewOutput]) -> Result<(), StoreError> {
+    match outputs.iter().find(|o| o.filename.is_empty()) {
+        Some(o) => Err(StoreError::Invalid(format!(
+            "an output of node {} has no file name",
+            o.node_id
+        ))),
+        None => Ok(()),
+    }
+}
+
+/// Adds a job's output rows inside the caller's transaction; ones already recorded are
+/// skipped. Returns how many were new.
+pub(crate) fn insert_outputs(
+    conn: &rusqlite::Connection,
+    job: JobId,
+    outputs: &[NewOutput],
+) -> Result<usize, StoreError> {
+    let mut stmt = conn.prepare_cached(
+        "INSERT INTO outputs (job_id, node_id, filename, subfolder, kind) \
+         VALUES (?1, ?2, ?3, ?4, ?5) \
+         ON CONFLICT (job_id, node_id, filename, subfolder, kind) DO NOTHING",
+    )?;
+    let mut added = 0;
+    for o in outputs {
+        added += stmt
+            .execute(params![
+                job.0,
+                o.node_id,
+                o.filename,
+                o.subfolder,
+                o.kind.as_str()
+            ])
+            .map_err(|e| missing_job(e, job))?;
+    }
+    Ok(added)
 }
 
 fn missing_job(e: rusqlite::Error, job: JobId) -> StoreError {

@@ -21,6 +21,10 @@ pub const DB_FILE_NAME: &str = "comfy-monitor.db";
 /// [`StoreError::Locked`].
 pub const DEFAULT_BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// The write-ahead log is cut back to this size whenever SQLite resets it (after a checkpoint),
+/// so a burst of writes does not leave a large `-wal` file behind for good.
+pub const JOURNAL_SIZE_LIMIT: i64 = 4 * 1024 * 1024;
+
 /// The database path when none is given on the command line: `COMFY_MONITOR_DB` if set and not
 /// empty, else `comfy-monitor.db` in the platform data directory (`~/.local/share/comfy-monitor`
 /// on Linux).
@@ -173,6 +177,15 @@ impl Store {
             // Under WAL, NORMAL never corrupts the file; a power cut may only lose the last
             // commits, which the next reconciliation with the server recovers.
             conn.pragma_update(None, "synchronous", "NORMAL")?;
+            conn.query_row(
+                &format!("PRAGMA journal_size_limit = {JOURNAL_SIZE_LIMIT}"),
+                [],
+                |_| Ok(()),
+            )?;
+            if version == 0 {
+                // Before the first table: a new file takes the mode without being rebuilt.
+                conn.pragma_update(None, "auto_vacuum", "INCREMENTAL")?;
+            }
         }
         if version < migrate::SCHEMA_VERSION {
             if options.read_only {
@@ -181,6 +194,9 @@ impl Store {
                 });
             }
             migrate::run(&mut conn)?;
+        }
+        if !options.read_only {
+            convert_to_incremental_vacuum(&conn)?;
         }
         Ok(Self {
             conn,
@@ -208,9 +224,73 @@ impl Store {
         )
     }
 
+    /// SQLite's `auto_vacuum` mode of the file: `2` (incremental) for every file this version
+    /// opened for writing.
+    pub fn auto_vacuum(&self) -> Result<i64, StoreError> {
+        self.check(
+            self.conn
+                .pragma_query_value(None, "auto_vacuum", |r| r.get::<_, i64>(0))
+                .map_err(StoreError::from),
+        )
+    }
+
+    /// After pruning: copies what the write-ahead log holds into the file without waiting for
+    /// anyone (`PASSIVE`), so the pages [`release_free_pages`] gave back are cut off the end of
+    /// the file, and the log is reset (and cut to [`JOURNAL_SIZE_LIMIT`]) by the next write.
+    /// Best effort: a reader holding an old snapshot only delays it to a later prune, and a
+    /// failure here loses nothing (the log keeps every commit).
+    pub(crate) fn shrink(&self) {
+        let _ = self
+            .conn
+            .query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()));
+    }
+
     /// Passes a result through [`StoreError::classify`] with this store's path.
     pub(crate) fn check<T>(&self, r: Result<T, StoreError>) -> Result<T, StoreError> {
         r.map_err(|e| e.classify(&self.path))
+    }
+}
+
+/// Gives the pages that deleted rows left free back to the file system (at the next checkpoint),
+/// inside the caller's transaction. Files this version opened are in incremental `auto_vacuum`
+/// mode; in any other mode this does nothing.
+pub(crate) fn release_free_pages(conn: &Connection) -> rusqlite::Result<()> {
+    // One page per step: the statement must run to its end.
+    let mut stmt = conn.prepare("PRAGMA incremental_vacuum")?;
+    let mut rows = stmt.query([])?;
+    while rows.next()?.is_some() {}
+    Ok(())
+}
+
+/// Puts a file made before this version into incremental `auto_vacuum` mode, so pruning can
+/// shrink it. SQLite takes the new mode only when the file is rebuilt, so this runs `VACUUM`
+/// once per file, at the first writable open (new files get the mode before their first table
+/// and skip it). It needs about the file's size in free space and the write lock for as long as
+/// it runs (a second or two for a journal at its retention limit); when it cannot run (another
+/// process holds the lock, the disk is full) the file stays as it was, fully usable, and the next
+/// open tries again.
+fn convert_to_incremental_vacuum(conn: &Connection) -> Result<(), StoreError> {
+    const INCREMENTAL: i64 = 2;
+    let mode: i64 = conn.pragma_query_value(None, "auto_vacuum", |r| r.get(0))?;
+    if mode == INCREMENTAL {
+        return Ok(());
+    }
+    conn.pragma_update(None, "auto_vacuum", "INCREMENTAL")?;
+    match conn.execute_batch("VACUUM") {
+        Ok(()) => Ok(()),
+        Err(e)
+            if matches!(
+                e.sqlite_error_code(),
+                Some(
+                    rusqlite::ErrorCode::DatabaseBusy
+                        | rusqlite::ErrorCode::DatabaseLocked
+                        | rusqlite::ErrorCode::DiskFull
+                )
+            ) =>
+        {
+            Ok(())
+        }
+        Err(e) => Err(e.into()),
     }
 }
 

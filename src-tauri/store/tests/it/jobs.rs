@@ -273,3 +273,72 @@ fn a_job_seen_by_polling_before_submission_was_recorded_becomes_ours() {
     assert_eq!(rec.origin, JobOrigin::SelfApp);
     assert!(rec.has_workflow);
 }
+
+/// One event of a job (seen or running, its end, its output rows) is one transaction: a failure
+/// between the steps (here a real SQLite error on the output insert) leaves nothing half
+/// written, so the job stays unfinished and the next start reconciles it whole.
+#[test]
+fn a_job_event_is_written_whole_or_not_at_all() {
+    let (_dir, mut store, id) = store_with_instance();
+    let image = comfy_store::NewOutput {
+        node_id: "9".into(),
+        filename: "ComfyUI_00001_.png".into(),
+        subfolder: String::new(),
+        kind: comfy_store::OutputKind::Output,
+    };
+    let seen_running = own(id, "p1", 1);
+    store.record_running(&seen_running, 2, 2).unwrap();
+    let never_seen = seen(id, "p2", 3);
+    let mut done = end(id, "p1", JobOutcome::Success, 10);
+    done.outputs_json = Some(r#"[{"filename":"ComfyUI_00001_.png"}]"#.into());
+    let done2 = end(id, "p2", JobOutcome::Success, 11);
+    let event = |seen, end| comfy_store::JobEvent {
+        seen,
+        running_since: Some(2),
+        end: Some(end),
+        outputs: std::slice::from_ref(&image),
+    };
+
+    let other = Connection::open(store.path()).unwrap();
+    other
+        .execute_batch(
+            "CREATE TRIGGER fail_outputs BEFORE INSERT ON outputs \
+             BEGIN SELECT RAISE(ABORT, 'injected: the write failed'); END;",
+        )
+        .unwrap();
+    assert!(store.record_job(&event(&seen_running, &done), 10).is_err());
+    assert!(store.record_job(&event(&never_seen, &done2), 11).is_err());
+    let rec = store.job(id, "p1").unwrap().unwrap();
+    assert_eq!(rec.state, JobState::Running, "no end without its outputs");
+    assert_eq!((rec.finished_at, rec.outputs_json), (None, None));
+    assert!(store.outputs(rec.id).unwrap().is_empty());
+    assert!(store.job(id, "p2").unwrap().is_none(), "not even seen");
+
+    other.execute_batch("DROP TRIGGER fail_outputs").unwrap();
+    assert!(store.record_job(&event(&seen_running, &done), 12).unwrap());
+    assert!(store.record_job(&event(&never_seen, &done2), 12).unwrap());
+    for p in ["p1", "p2"] {
+        let rec = store.job(id, p).unwrap().unwrap();
+        assert_eq!(rec.state, JobState::Success, "{p}");
+        assert_eq!(store.outputs(rec.id).unwrap().len(), 1, "{p}");
+    }
+    // A replay of the end writes nothing, outputs included.
+    assert!(!store.record_job(&event(&seen_running, &done), 13).unwrap());
+    let rec = store.job(id, "p1").unwrap().unwrap();
+    assert_eq!(store.outputs(rec.id).unwrap().len(), 1);
+}
+
+#[test]
+fn a_job_event_without_an_end_records_only_the_job() {
+    let (_dir, mut store, id) = store_with_instance();
+    let s = seen(id, "p1", 5);
+    let event = comfy_store::JobEvent {
+        seen: &s,
+        running_since: Some(7),
+        end: None,
+        outputs: &[],
+    };
+    assert!(!store.record_job(&event, 7).unwrap());
+    let rec = store.job(id, "p1").unwrap().unwrap();
+    assert_eq!((rec.state, rec.started_at), (JobState::Running, Some(7)));
+}

@@ -4,6 +4,7 @@
 #![allow(clippy::unwrap_used)]
 
 mod events;
+mod faults;
 mod instances;
 mod jobs;
 mod open;

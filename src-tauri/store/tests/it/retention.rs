@@ -252,3 +252,162 @@ fn a_terminal_write_that_changes_nothing_is_not_counted() {
     finish(&mut store, a, "j3", 3);
     assert_eq!(prompts(&store, a), ["j3"]);
 }
+
+/// A server whose clock runs 200 days ahead, or that counts in microseconds, writes finish
+/// times far in the future. The prune that a terminal write runs uses the caller's clock, so
+/// no job of any instance is aged out by them.
+#[test]
+fn a_terminal_write_prunes_with_this_machines_clock_not_the_jobs_finish_time() {
+    let (_dir, mut store, a, b) = store(JobRetention::default(), 1);
+    let now = 20_000 * DAY;
+    finish(&mut store, a, "yesterday", now - DAY);
+    finish(&mut store, b, "last-month", now - 30 * DAY);
+    for (prompt, finished_at) in [("ahead", now + 200 * DAY), ("micros", now * 1_000)] {
+        store.record_seen(&seen(a, prompt, now), now).unwrap();
+        let e = end(a, prompt, JobOutcome::Success, finished_at);
+        assert!(store.record_terminal(&e, now).unwrap());
+    }
+    assert_eq!(store.job_count().unwrap(), 4, "nothing pruned");
+    // And this machine's clock still ages out what is old by it.
+    store.record_seen(&seen(b, "ancient", 0), now).unwrap();
+    let e = end(b, "ancient", JobOutcome::Success, now - 181 * DAY);
+    assert!(store.record_terminal(&e, now).unwrap());
+    assert!(store.job(b, "ancient").unwrap().is_none());
+    assert_eq!(store.job_count().unwrap(), 4);
+}
+
+/// The count limit keeps this app's own jobs that keep a workflow (to queue again) or a
+/// downloaded copy apart from the rest: a busy shared server's other jobs never push them out.
+#[test]
+fn other_clients_jobs_never_crowd_out_this_apps_jobs_that_keep_a_workflow_or_a_copy() {
+    let (dir, mut store, a, _) = store(keep(3), 1_000);
+    // Ours, oldest first: two with their workflow, one whose output was downloaded, and one
+    // with neither (nothing to keep: it counts with the rest).
+    store.record_seen(&own(a, "wf1", 1), 1).unwrap();
+    store.record_seen(&own(a, "wf2", 2), 2).unwrap();
+    let mut copied = own(a, "copied", 3);
+    copied.workflow_json = None;
+    let copied_id = store.record_seen(&copied, 3).unwrap().id;
+    let mut bare = own(a, "bare", 4);
+    bare.workflow_json = None;
+    store.record_seen(&bare, 4).unwrap();
+    for (i, p) in ["wf1", "wf2", "copied", "bare"].into_iter().enumerate() {
+        let e = end(a, p, JobOutcome::Success, 10 + i as i64);
+        assert!(store.record_terminal(&e, 20).unwrap());
+    }
+    store
+        .record_outputs(
+            copied_id,
+            &[NewOutput {
+                node_id: "9".into(),
+                filename: "a.png".into(),
+                subfolder: String::new(),
+                kind: OutputKind::Output,
+            }],
+        )
+        .unwrap();
+    let out = store.outputs(copied_id).unwrap()[0].id;
+    store
+        .set_output_local_path(out, Some(&dir.path().join("a.png")))
+        .unwrap();
+    // Then a hundred of other clients' jobs, all newer.
+    for i in 0..100 {
+        finish(&mut store, a, &format!("theirs{i}"), 100 + i);
+    }
+
+    store.prune_jobs(1_000).unwrap();
+    let mut left = prompts(&store, a);
+    left.sort();
+    assert_eq!(
+        left,
+        ["copied", "theirs97", "theirs98", "theirs99", "wf1", "wf2"]
+    );
+
+    // Our own are limited too, by their own count.
+    for p in ["wf3", "wf4"] {
+        store.record_seen(&own(a, p, 50), 50).unwrap();
+        assert!(store
+            .record_terminal(&end(a, p, JobOutcome::Error, 50), 50)
+            .unwrap());
+    }
+    store.prune_jobs(1_000).unwrap();
+    let mut left = prompts(&store, a);
+    left.sort();
+    assert_eq!(
+        left,
+        ["copied", "theirs97", "theirs98", "theirs99", "wf3", "wf4"],
+        "the oldest own ones went"
+    );
+}
+
+/// Size of the database and its write-ahead log on disk.
+fn on_disk(store: &Store) -> (u64, u64) {
+    let size = |p: std::path::PathBuf| std::fs::metadata(p).map_or(0, |m| m.len());
+    let path = store.path().to_path_buf();
+    let mut wal = path.clone().into_os_string();
+    wal.push("-wal");
+    (size(path), size(wal.into()))
+}
+
+/// Pruning gives the space back: the file is in incremental auto-vacuum mode, pruning frees the
+/// pages and checkpoints, and the write-ahead log is cut back to its limit when it resets.
+#[test]
+fn pruning_gives_the_space_back_to_the_file_system() {
+    let (_dir, mut store, a, _) = store(keep(1_000), 1_000);
+    assert_eq!(store.auto_vacuum().unwrap(), 2, "incremental");
+    // About 12 MiB of workflows.
+    let big = format!(
+        r#"{{"1":{{"class_type":"Note","inputs":{{"text":"{}"}}}}}}"#,
+        "x".repeat(60_000)
+    );
+    for i in 0..200 {
+        let mut job = own(a, &format!("j{i}"), i);
+        job.workflow_json = Some(big.clone());
+        store.record_seen(&job, i).unwrap();
+        store
+            .record_terminal(&end(a, &format!("j{i}"), JobOutcome::Success, i), i)
+            .unwrap();
+    }
+    let before = on_disk(&store);
+    assert!(before.0 + before.1 > 10 << 20, "{before:?}");
+
+    let pruned = store.prune_jobs(1_000 * DAY).unwrap();
+    assert_eq!(pruned, 200);
+    // The next write resets the log and cuts it to the limit.
+    finish(&mut store, a, "after", 1_000 * DAY);
+    let (db, wal) = on_disk(&store);
+    assert!(
+        db < 1 << 20,
+        "the file shrank: {db} bytes (from {before:?})"
+    );
+    assert!(
+        wal <= comfy_store::JOURNAL_SIZE_LIMIT as u64,
+        "the log was cut back: {wal} bytes"
+    );
+}
+
+/// A file made before incremental auto-vacuum is rebuilt once, at its first writable open,
+/// keeping every row.
+#[test]
+fn a_file_from_before_is_switched_to_incremental_vacuum_once_keeping_its_rows() {
+    let (dir, path) = db_path();
+    {
+        let mut store = Store::open(&path).unwrap();
+        let a = store.instances().unwrap()[0].id;
+        finish(&mut store, a, "kept", 5);
+    }
+    {
+        let conn = Connection::open(&path).unwrap();
+        conn.execute_batch("PRAGMA auto_vacuum = NONE; VACUUM;")
+            .unwrap();
+        let mode: i64 = conn
+            .query_row("PRAGMA auto_vacuum", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(mode, 0, "as an older version left it");
+    }
+    let store = Store::open(&path).unwrap();
+    assert_eq!(store.auto_vacuum().unwrap(), 2);
+    let a = store.instances().unwrap()[0].id;
+    assert!(store.job(a, "kept").unwrap().is_some());
+    drop(dir);
+}
