@@ -85,8 +85,11 @@ impl Profile {
         Ok(Journal::new(Store::open(&self.path)?))
     }
 
-    /// Runs `f` with the secret store, opening it the first time (and keeping the notice that
-    /// the fallback file was chosen, for [`Profile::take_notices`]).
+    /// Runs `f` with the secret store, opening it the first time, and keeps what the store
+    /// says the user must be told (a credential kept in the fallback file, a keyring that
+    /// cannot be reached) for [`Profile::take_notices`]. Opening contacts no keyring, and the
+    /// store keeps no failure of the keyring for the session: a keyring locked now is used as
+    /// soon as it answers.
     pub fn with_secrets<T>(
         &self,
         f: impl FnOnce(&Secrets) -> Result<T, AppError>,
@@ -94,15 +97,18 @@ impl Profile {
         let mut guard = lock(&self.secrets);
         let secrets = match guard.take() {
             Some(s) => s,
-            None => {
-                let (secrets, opened) = Secrets::open(&self.secrets_path)?;
-                if let Some(notice) = opened.notice() {
-                    lock(&self.notices).push(notice);
-                }
-                secrets
-            }
+            None => Secrets::open(&self.secrets_path)?,
         };
         let result = f(&secrets);
+        let told = secrets.take_notices();
+        if !told.is_empty() {
+            let mut notices = lock(&self.notices);
+            for notice in told {
+                if !notices.contains(&notice) {
+                    notices.push(notice);
+                }
+            }
+        }
         *guard = Some(secrets);
         result
     }
@@ -229,8 +235,18 @@ impl Profile {
     }
 
     /// A stored secret of a saved instance, for checking settings before they are saved.
+    /// Only for the server it was entered for: see [`Profile::secrets_go_to`].
     pub fn stored_secret(&self, id: InstanceId, slot: &str) -> Result<Option<String>, AppError> {
         self.with_secrets(|s| Ok(s.get(&secret_ref(id, slot))?))
+    }
+
+    /// Whether the stored secrets of the saved instance `id` may be sent to `url`: only when it
+    /// is the same server (scheme, host and port) as the saved one. A secret is never sent to
+    /// a changed address without being entered again, so a typo or a tampered form cannot
+    /// hand it to another host.
+    pub fn secrets_go_to(&self, id: InstanceId, url: &str) -> bool {
+        self.instance(id)
+            .is_ok_and(|rec| same_server(&rec.base_url, url))
     }
 
     /// Saves a new instance with the secrets its auth needs (by slot). A secret left out is
@@ -261,7 +277,8 @@ impl Profile {
 
     /// Saves changes to an instance. Every slot the (new) auth needs must have a value, given
     /// here or already stored; given values are written, and the secrets of slots the instance
-    /// no longer has are deleted.
+    /// no longer has are deleted. When the address moves to another server (scheme, host or
+    /// port), stored secrets do not count: each one the auth needs must be given again.
     pub fn update_instance(
         &self,
         id: InstanceId,
@@ -270,10 +287,25 @@ impl Profile {
         now: i64,
     ) -> Result<InstanceRecord, AppError> {
         let old = self.instance(id)?;
-        if let Some(auth) = &update.auth {
+        let moved = update
+            .base_url
+            .as_deref()
+            .is_some_and(|url| !same_server(&old.base_url, url));
+        if update.auth.is_some() || moved {
+            let auth = update.auth.as_ref().unwrap_or(&old.auth);
             for slot in auth.secret_slots() {
-                let given = secrets.get(&slot).is_some_and(|v| !v.is_empty());
-                if !given && self.stored_secret(id, &slot)?.is_none() {
+                if secrets.get(&slot).is_some_and(|v| !v.is_empty()) {
+                    continue;
+                }
+                if moved {
+                    return Err(AppError::InvalidInput(format!(
+                        "the address now points to another server (its scheme, host or port \
+                         changed), so the {} must be entered again: stored credentials are only \
+                         sent to the server they were entered for",
+                        slot_label(&slot)
+                    )));
+                }
+                if self.stored_secret(id, &slot)?.is_none() {
                     return Err(AppError::SecretRequired { slot });
                 }
             }
@@ -373,6 +405,16 @@ pub fn auth_from(
                 .collect::<Result<_, AppError>>()?,
         ),
     })
+}
+
+/// Whether two instance addresses name the same server: the same scheme, host and port (a
+/// default port written out or not). An address that does not parse names no server.
+fn same_server(a: &str, b: &str) -> bool {
+    use comfy_engine::instance::parse_base_url;
+    match (parse_base_url(a), parse_base_url(b)) {
+        (Ok(a), Ok(b)) => a.origin() == b.origin(),
+        _ => false,
+    }
 }
 
 /// A secret slot as people say it: `token`, `password`, `value of header X-Key`.
@@ -541,6 +583,77 @@ mod tests {
             "{err:?}"
         );
         assert_eq!(profile.instance(rec.id).expect("still there"), rec);
+    }
+
+    #[test]
+    fn moving_an_instance_to_another_server_needs_its_secrets_entered_again() {
+        let (_dir, profile, outside) = profile();
+        let rec = profile
+            .add_instance(&bearer("gpu"), &given(&[("token", "t0ps3cret")]), 1)
+            .expect("added");
+        for elsewhere in [
+            "http://attacker.example:8188/",
+            "http://127.0.0.1:8189/",
+            "https://127.0.0.1:8188/",
+        ] {
+            let update = InstanceUpdate {
+                base_url: Some(elsewhere.into()),
+                ..InstanceUpdate::default()
+            };
+            let err = profile
+                .update_instance(rec.id, &update, &given(&[]), 2)
+                .expect_err("the stored token must not follow the address");
+            assert!(
+                matches!(&err, AppError::InvalidInput(m) if m.contains("token must be entered again")),
+                "{elsewhere}: {err:?}"
+            );
+            assert_eq!(profile.instance(rec.id).expect("unchanged"), rec);
+        }
+        // The same server under another path keeps its token.
+        let update = InstanceUpdate {
+            base_url: Some("http://127.0.0.1:8188/comfy/".into()),
+            ..InstanceUpdate::default()
+        };
+        let moved_path = profile
+            .update_instance(rec.id, &update, &given(&[]), 3)
+            .expect("same server");
+        assert_eq!(
+            profile.spec(&moved_path).expect("spec").auth,
+            Auth::Bearer(Secret::new("t0ps3cret"))
+        );
+        // Entered again, it goes to the new server.
+        let update = InstanceUpdate {
+            base_url: Some("http://gpu.example:8188/".into()),
+            ..InstanceUpdate::default()
+        };
+        let moved = profile
+            .update_instance(rec.id, &update, &given(&[("token", "n3w")]), 4)
+            .expect("moved with its token entered again");
+        assert_eq!(moved.base_url, "http://gpu.example:8188/");
+        assert_eq!(
+            outside.get(&secret_ref(rec.id, "token")).expect("read"),
+            Some("n3w".to_owned())
+        );
+    }
+
+    #[test]
+    fn stored_secrets_go_only_to_the_server_they_were_entered_for() {
+        let (_dir, profile, _) = profile();
+        let rec = profile
+            .add_instance(&bearer("gpu"), &given(&[("token", "t")]), 1)
+            .expect("added");
+        assert!(profile.secrets_go_to(rec.id, "http://127.0.0.1:8188"));
+        assert!(profile.secrets_go_to(rec.id, "127.0.0.1:8188/other/path"));
+        assert!(!profile.secrets_go_to(rec.id, "http://127.0.0.1:80/"));
+        assert!(!profile.secrets_go_to(rec.id, "https://127.0.0.1:8188/"));
+        assert!(!profile.secrets_go_to(rec.id, "http://localhost:8188/"));
+        assert!(!profile.secrets_go_to(rec.id, "not a url at all"));
+        assert!(!profile.secrets_go_to(InstanceId(999), "http://127.0.0.1:8188"));
+        assert!(same_server("http://h/", "http://h:80/"));
+        assert!(same_server(
+            "https://H.example/",
+            "https://h.example:443/x/"
+        ));
     }
 
     #[test]

@@ -11,6 +11,11 @@ pub enum SecretsError {
     #[error("the OS keyring failed: {0}")]
     Keyring(String),
 
+    /// The keyring could not be reached (locked, not started yet, not answering) and the
+    /// credential is not in the fallback file, so it may be in the keyring.
+    #[error("the OS keyring cannot be reached ({0}) and the credential may be kept there: unlock the keyring (log in to the desktop session) and try again")]
+    KeyringUnreachable(String),
+
     /// The fallback file or its directory could not be read, written or created.
     #[error("cannot use the secrets file {}: {source}", path.display())]
     Io {

@@ -75,12 +75,18 @@ impl FileStore {
     /// is `Insecure`, unparsable is `Corrupt`. A missing file is fine; the first `set` makes it.
     pub(crate) fn open(path: &Path) -> Result<Self, SecretsError> {
         ensure_private_dir(&dir_of(path))?;
-        let store = Self {
-            path: path.to_path_buf(),
-            lock: Mutex::new(()),
-        };
+        let store = Self::lazy(path);
         store.load()?;
         Ok(store)
+    }
+
+    /// The store at `path`, not touched until used: nothing is created before the first `set`,
+    /// and a missing file reads as empty. The checks of [`FileStore::open`] run at each use.
+    pub(crate) fn lazy(path: &Path) -> Self {
+        Self {
+            path: path.to_path_buf(),
+            lock: Mutex::new(()),
+        }
     }
 
     pub(crate) fn get(&self, secret_ref: &str) -> Result<Option<String>, SecretsError> {
@@ -96,6 +102,7 @@ impl FileStore {
             .lock
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
+        ensure_private_dir(&dir_of(&self.path))?;
         let mut doc = self.load()?;
         doc.secrets.insert(secret_ref.to_owned(), value.to_owned());
         self.save(&doc)
@@ -132,6 +139,13 @@ impl FileStore {
             return Err(self.io_error(io::Error::other("not a regular file")));
         }
         check_private(&self.path, &meta, PrivateKind::File)?;
+        // Others able to write to the directory could have swapped the file.
+        let dir = dir_of(&self.path);
+        let dir_meta = fs::metadata(&dir).map_err(|source| SecretsError::Io {
+            path: dir.clone(),
+            source,
+        })?;
+        check_private(&dir, &dir_meta, PrivateKind::Dir)?;
         let mut text = String::new();
         file.read_to_string(&mut text).map_err(|e| {
             if e.kind() == io::ErrorKind::InvalidData {
@@ -208,7 +222,7 @@ pub(crate) fn dir_of(path: &Path) -> PathBuf {
 
 /// Creates missing directories as owner-only (0700), then refuses a directory that others may
 /// write to. An existing directory's mode is not changed: it may belong to something else too.
-fn ensure_private_dir(dir: &Path) -> Result<(), SecretsError> {
+pub(crate) fn ensure_private_dir(dir: &Path) -> Result<(), SecretsError> {
     let io_error = |source| SecretsError::Io {
         path: dir.to_path_buf(),
         source,

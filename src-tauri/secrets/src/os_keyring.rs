@@ -8,8 +8,6 @@
 //!
 //! This module must not hold values longer than one call or put them into an error message.
 
-use crate::SecretsError;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc;
 use std::thread;
 use std::time::Duration;
@@ -17,74 +15,75 @@ use std::time::Duration;
 /// The keyring service every comfy-monitor item is filed under.
 pub const SERVICE: &str = "comfy-monitor";
 
-/// How long [`probe`] waits before deciding the keyring is unusable. Short, because it runs at
-/// every start and a headless box with a locked keyring would otherwise wait this long each time.
-pub(crate) const PROBE_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a call may take while the keyring is not known to work (the first call of a
+/// session, or the first after a failure). Short, because a headless box with a locked keyring
+/// would otherwise wait this long each time, yet long enough to answer an unlock prompt.
+pub(crate) const FIRST_CALL_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// How long one get/set/delete may take. Long enough for a person to answer an unlock prompt.
+/// How long one get/set/delete may take once the keyring has answered. Long enough for a
+/// person to answer an unlock prompt.
 pub(crate) const CALL_TIMEOUT: Duration = Duration::from_secs(60);
 
-/// The probe's item: one per call (process id and a counter), so two probes running at once,
-/// in one process or two, never read or delete each other's item.
-fn probe_account() -> String {
-    static PROBES: AtomicU64 = AtomicU64::new(0);
-    let n = PROBES.fetch_add(1, Ordering::Relaxed);
-    format!("probe/{}/{n}", std::process::id())
+/// Why a keyring call failed, in words for the user (never a value).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Failure {
+    /// The keyring did not answer, is locked, or is not there: it may work later.
+    Unreachable(String),
+    /// The keyring answered and refused this one call (an ambiguous or undecodable item).
+    Refused(String),
 }
 
-/// A harmless write, read back and delete of a throwaway item. `Err` says why the keyring cannot
-/// be used, in words for the fallback notice.
-pub(crate) fn probe() -> Result<(), String> {
-    run(PROBE_TIMEOUT, "probe", move || {
-        let entry = keyring::Entry::new(SERVICE, &probe_account())?;
-        let written = "comfy-monitor keyring probe";
-        entry.set_password(written)?;
-        let read = entry.get_password();
-        // Delete before judging, so a failed read still cleans up.
-        let deleted = entry.delete_credential();
-        if read? != written {
-            return Err(keyring::Error::Invalid(
-                "probe".into(),
-                "read back something other than what was written".into(),
-            ));
+impl Failure {
+    pub(crate) fn why(&self) -> &str {
+        match self {
+            Failure::Unreachable(why) | Failure::Refused(why) => why,
         }
-        deleted
-    })
+    }
 }
 
-pub(crate) fn set(secret_ref: &str, value: &str) -> Result<(), SecretsError> {
-    let (account, value) = (secret_ref.to_owned(), value.to_owned());
-    run(CALL_TIMEOUT, "store a secret", move || {
-        keyring::Entry::new(SERVICE, &account)?.set_password(&value)
-    })
-    .map_err(SecretsError::Keyring)
+/// A keyring: the OS one, or a stand-in in tests.
+pub(crate) trait Keyring: Send + Sync {
+    fn get(&self, account: &str, timeout: Duration) -> Result<Option<String>, Failure>;
+    fn set(&self, account: &str, value: &str, timeout: Duration) -> Result<(), Failure>;
+    /// Deleting a missing item is not a failure.
+    fn delete(&self, account: &str, timeout: Duration) -> Result<(), Failure>;
 }
 
-pub(crate) fn get(secret_ref: &str) -> Result<Option<String>, SecretsError> {
-    let account = secret_ref.to_owned();
-    run(
-        CALL_TIMEOUT,
-        "read a secret",
-        move || match keyring::Entry::new(SERVICE, &account)?.get_password() {
-            Ok(value) => Ok(Some(value)),
-            Err(keyring::Error::NoEntry) => Ok(None),
-            Err(e) => Err(e),
-        },
-    )
-    .map_err(SecretsError::Keyring)
-}
+/// The OS keyring, items under [`SERVICE`].
+pub(crate) struct OsKeyring;
 
-pub(crate) fn delete(secret_ref: &str) -> Result<(), SecretsError> {
-    let account = secret_ref.to_owned();
-    run(
-        CALL_TIMEOUT,
-        "delete a secret",
-        move || match keyring::Entry::new(SERVICE, &account)?.delete_credential() {
-            Ok(()) | Err(keyring::Error::NoEntry) => Ok(()),
-            Err(e) => Err(e),
-        },
-    )
-    .map_err(SecretsError::Keyring)
+impl Keyring for OsKeyring {
+    fn get(&self, account: &str, timeout: Duration) -> Result<Option<String>, Failure> {
+        let account = account.to_owned();
+        run(
+            timeout,
+            "read a secret",
+            move || match keyring::Entry::new(SERVICE, &account)?.get_password() {
+                Ok(value) => Ok(Some(value)),
+                Err(keyring::Error::NoEntry) => Ok(None),
+                Err(e) => Err(e),
+            },
+        )
+    }
+
+    fn set(&self, account: &str, value: &str, timeout: Duration) -> Result<(), Failure> {
+        let (account, value) = (account.to_owned(), value.to_owned());
+        run(timeout, "store a secret", move || {
+            keyring::Entry::new(SERVICE, &account)?.set_password(&value)
+        })
+    }
+
+    fn delete(&self, account: &str, timeout: Duration) -> Result<(), Failure> {
+        let account = account.to_owned();
+        run(
+            timeout,
+            "delete a secret",
+            move || match keyring::Entry::new(SERVICE, &account)?.delete_credential() {
+                Ok(()) | Err(keyring::Error::NoEntry) => Ok(()),
+                Err(e) => Err(e),
+            },
+        )
+    }
 }
 
 /// Runs `call` on its own thread and waits at most `timeout` for it.
@@ -92,24 +91,34 @@ fn run<T: Send + 'static>(
     timeout: Duration,
     what: &str,
     call: impl FnOnce() -> keyring::Result<T> + Send + 'static,
-) -> Result<T, String> {
+) -> Result<T, Failure> {
     let (tx, rx) = mpsc::sync_channel(1);
     thread::Builder::new()
         .name("comfy-secrets-keyring".into())
         .spawn(move || {
             // The receiver is gone when the caller stopped waiting; nothing to do then.
-            let _ = tx.send(call().map_err(|e| describe(&e)));
+            let _ = tx.send(call().map_err(|e| classify(&e)));
         })
-        .map_err(|e| format!("cannot start a thread to {what}: {e}"))?;
+        .map_err(|e| Failure::Unreachable(format!("cannot start a thread to {what}: {e}")))?;
     match rx.recv_timeout(timeout) {
         Ok(result) => result,
-        Err(mpsc::RecvTimeoutError::Timeout) => Err(format!(
+        Err(mpsc::RecvTimeoutError::Timeout) => Err(Failure::Unreachable(format!(
             "no answer within {} s to {what} (is the keyring locked with no one to unlock it?)",
             timeout.as_secs()
-        )),
-        Err(mpsc::RecvTimeoutError::Disconnected) => {
-            Err(format!("the keyring client crashed trying to {what}"))
+        ))),
+        Err(mpsc::RecvTimeoutError::Disconnected) => Err(Failure::Unreachable(format!(
+            "the keyring client crashed trying to {what}"
+        ))),
+    }
+}
+
+/// Whether the keyring may work later (locked, absent, not answering) or refused this item.
+fn classify(e: &keyring::Error) -> Failure {
+    match e {
+        keyring::Error::PlatformFailure(_) | keyring::Error::NoStorageAccess(_) => {
+            Failure::Unreachable(describe(e))
         }
+        _ => Failure::Refused(describe(e)),
     }
 }
 
@@ -130,7 +139,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_call_that_never_answers_times_out_with_a_reason() {
+    fn a_call_that_never_answers_times_out_as_unreachable_with_a_reason() {
         let (_never_sent, never_answers) = mpsc::channel::<()>();
         let err = run(Duration::from_millis(50), "read a secret", move || {
             // Blocks until the test ends and drops the sender.
@@ -138,12 +147,16 @@ mod tests {
             Ok(())
         })
         .unwrap_err();
-        assert!(err.contains("no answer within"), "{err}");
+        assert!(matches!(&err, Failure::Unreachable(_)), "{err:?}");
+        assert!(err.why().contains("no answer within"), "{err:?}");
     }
 
     #[test]
-    fn an_undecodable_item_is_described_without_its_bytes() {
-        let shown = describe(&keyring::Error::BadEncoding(b"hunter2-value\xff".to_vec()));
-        assert!(!shown.contains("hunter2"), "{shown}");
+    fn a_locked_store_is_unreachable_and_an_undecodable_item_is_refused_without_its_bytes() {
+        let locked = classify(&keyring::Error::NoStorageAccess("prompt dismissed".into()));
+        assert!(matches!(locked, Failure::Unreachable(_)), "{locked:?}");
+        let bad = classify(&keyring::Error::BadEncoding(b"hunter2-value\xff".to_vec()));
+        assert!(matches!(&bad, Failure::Refused(_)), "{bad:?}");
+        assert!(!bad.why().contains("hunter2"), "{bad:?}");
     }
 }
