@@ -8,7 +8,7 @@ use crate::shell::events::emit;
 use crate::shell::state::AppState;
 use comfy_app::check::{self, Candidate};
 use comfy_app::Profile;
-use comfy_model::{ConnectionCheck, InstanceId, NotificationPrefs};
+use comfy_model::{CertificateFingerprint, ConnectionCheck, InstanceId, NotificationPrefs};
 use comfy_store::{AuthSettings, InstanceRecord, InstanceUpdate, NewInstance};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -38,7 +38,10 @@ pub struct InstanceSettings {
     pub header_names: Vec<String>,
     /// The secret slots that have a value stored (`token`, `password`, `header:<name>`).
     pub secrets_set: Vec<String>,
+    /// The server uses its own certificate: only the pinned one is trusted.
     pub accept_invalid_certs: bool,
+    /// The pinned certificate, once one was accepted.
+    pub certificate_sha256: Option<CertificateFingerprint>,
     pub enabled: bool,
     pub preview_fps_cap: u32,
     pub notifications: NotificationPrefs,
@@ -57,7 +60,10 @@ pub struct InstanceInput {
     pub header_names: Vec<String>,
     /// New secret values by slot. A slot left out keeps its stored value.
     pub secrets: BTreeMap<String, String>,
+    /// The server uses its own certificate: only `certificate_sha256` is trusted.
     pub accept_invalid_certs: bool,
+    /// The certificate the user accepted (from a connection test), or none yet.
+    pub certificate_sha256: Option<CertificateFingerprint>,
     pub enabled: bool,
     pub preview_fps_cap: u32,
     pub notifications: NotificationPrefs,
@@ -97,6 +103,7 @@ impl InstanceInput {
             base_url: self.url()?,
             auth: self.auth()?,
             accept_invalid_certs: self.accept_invalid_certs,
+            certificate_sha256: self.certificate_sha256,
             enabled: self.enabled,
             preview_fps_cap: self.preview_fps_cap,
             notifications: self.notifications,
@@ -136,6 +143,7 @@ fn settings(profile: &Profile, rec: &InstanceRecord) -> InstanceSettings {
         header_names,
         secrets_set: profile.secrets_set(rec),
         accept_invalid_certs: rec.accept_invalid_certs,
+        certificate_sha256: rec.certificate_sha256,
         enabled: rec.enabled,
         preview_fps_cap: rec.preview_fps_cap,
         notifications: rec.notifications,
@@ -180,6 +188,7 @@ pub async fn update_instance(
         base_url: Some(new.base_url),
         auth: Some(new.auth),
         accept_invalid_certs: Some(new.accept_invalid_certs),
+        certificate_sha256: Some(new.certificate_sha256),
         enabled: Some(new.enabled),
         preview_fps_cap: Some(new.preview_fps_cap),
         notifications: Some(new.notifications),
@@ -217,6 +226,7 @@ pub async fn test_connection(
         url: &url,
         auth: &auth,
         accept_invalid_certs: input.accept_invalid_certs,
+        certificate_sha256: input.certificate_sha256,
         secrets: &input.secrets,
         saved: id,
     };

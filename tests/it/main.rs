@@ -10,4 +10,5 @@ mod journal;
 mod live;
 mod support;
 mod timing;
+mod tls;
 mod traces;

@@ -1,9 +1,10 @@
 //! "Test connection": settings tried before they are saved, on the same path the monitor will
-//! take (the HTTP API, then the socket, with the same credentials).
+//! take (the HTTP API, then the socket, with the same credentials), and the certificate a server
+//! presents, for pinning.
 
 use crate::{auth_from, AppError, Profile};
 use comfy_engine::{InstanceSpec, Secret};
-use comfy_model::{ConnectionCheck, InstanceId};
+use comfy_model::{CertificateFingerprint, ConnectionCheck, InstanceId};
 use comfy_store::AuthSettings;
 use std::collections::BTreeMap;
 
@@ -14,7 +15,10 @@ pub struct Candidate<'a> {
     pub name: &'a str,
     pub url: &'a str,
     pub auth: &'a AuthSettings,
+    /// The server uses its own certificate: only `certificate_sha256` is trusted (with none,
+    /// the test reports the certificate presented, to be accepted).
     pub accept_invalid_certs: bool,
+    pub certificate_sha256: Option<CertificateFingerprint>,
     /// Secret values typed in, by slot.
     pub secrets: &'a BTreeMap<String, String>,
     /// The saved instance being edited, whose stored secrets fill the slots not typed in.
@@ -34,6 +38,7 @@ pub async fn test_connection(
     };
     let mut spec = InstanceSpec::new(name, url.as_str())?;
     spec.accept_invalid_certs = candidate.accept_invalid_certs;
+    spec.certificate_sha256 = candidate.certificate_sha256;
     spec.auth = auth_from(candidate.auth, |slot| {
         if let Some(v) = candidate.secrets.get(slot).filter(|v| !v.is_empty()) {
             return Ok(Secret::new(v.clone()));
@@ -49,4 +54,13 @@ pub async fn test_connection(
             })
     })?;
     Ok(comfy_engine::probe::check_connection(&spec).await)
+}
+
+/// The certificate the `https://` server at `url` presents, read without trusting it and
+/// without sending a request, for the user to compare and accept (pin).
+pub async fn presented_certificate(url: &str) -> Result<CertificateFingerprint, AppError> {
+    let spec = InstanceSpec::new("certificate", url)?;
+    comfy_engine::tls::presented_certificate(&spec)
+        .await
+        .map_err(|e| AppError::Engine(e.into()))
 }

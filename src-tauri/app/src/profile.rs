@@ -193,6 +193,7 @@ impl Profile {
         let mut spec = InstanceSpec::new(&rec.name, &rec.base_url)?;
         spec.client_id = rec.client_id.clone();
         spec.accept_invalid_certs = rec.accept_invalid_certs;
+        spec.certificate_sha256 = rec.certificate_sha256;
         spec.enabled = rec.enabled;
         spec.use_companion = rec.use_companion;
         spec.auth = if rec.secret_slots.is_empty() {

@@ -5,6 +5,7 @@ use crate::secrets::{announce, read_secret};
 use anyhow::{bail, Context};
 use clap::{Args, Subcommand};
 use comfy_app::Profile;
+use comfy_model::CertificateFingerprint;
 use comfy_store::{AuthSettings, InstanceRecord, InstanceUpdate, NewInstance};
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -25,9 +26,15 @@ pub enum InstancesCommand {
         url: String,
         #[command(flatten)]
         auth: AuthArgs,
-        /// Accept a self-signed certificate.
+        /// The server uses its own (self-signed) certificate: trust exactly that one. Its
+        /// SHA-256 fingerprint is read from the server now, printed and pinned, unless
+        /// --certificate-sha256 gives it.
         #[arg(long)]
         insecure: bool,
+        /// The SHA-256 fingerprint of the server's own certificate, to pin without asking the
+        /// server (`openssl x509 -noout -fingerprint -sha256 -in cert.pem` prints it).
+        #[arg(long, value_name = "FINGERPRINT", requires = "insecure")]
+        certificate_sha256: Option<CertificateFingerprint>,
         /// Saved but not monitored.
         #[arg(long)]
         disabled: bool,
@@ -47,11 +54,20 @@ pub enum InstancesCommand {
         /// Remove any authentication.
         #[arg(long, conflicts_with_all = ["token_env", "basic_user", "header_env", "query_token_env"])]
         no_auth: bool,
+        /// The server uses its own certificate: trust exactly that one (read now, printed and
+        /// pinned, unless one is pinned already or --certificate-sha256 gives it).
         #[arg(long, conflicts_with = "secure")]
         insecure: bool,
-        /// Verify certificates again.
+        /// Verify certificates through the OS trust store again (forgets the pinned one).
         #[arg(long)]
         secure: bool,
+        /// Pin the certificate the server presents now, in place of the pinned one (after the
+        /// server's certificate changed, and only if you know why).
+        #[arg(long, conflicts_with_all = ["secure", "certificate_sha256"])]
+        accept_certificate: bool,
+        /// Pin the certificate with this SHA-256 fingerprint.
+        #[arg(long, value_name = "FINGERPRINT", conflicts_with = "secure")]
+        certificate_sha256: Option<CertificateFingerprint>,
         #[arg(long, conflicts_with = "disable")]
         enable: bool,
         #[arg(long)]
@@ -159,7 +175,9 @@ fn auth_label(a: &AuthSettings) -> String {
 fn record_json(r: &InstanceRecord) -> serde_json::Value {
     serde_json::json!({
         "name": r.name, "url": r.base_url, "auth": auth_label(&r.auth),
-        "insecure": r.accept_invalid_certs, "enabled": r.enabled, "client_id": r.client_id,
+        "insecure": r.accept_invalid_certs,
+        "certificate_sha256": r.certificate_sha256.map(|c| c.to_string()),
+        "enabled": r.enabled, "client_id": r.client_id,
         "last_status": r.last_status, "last_connected": r.last_connected,
         "use_companion": r.use_companion,
     })
@@ -173,10 +191,10 @@ fn record_line(r: &InstanceRecord) -> String {
         r.base_url,
         auth_label(&r.auth),
         if r.enabled { "" } else { " (disabled)" },
-        if r.accept_invalid_certs {
-            " (self-signed ok)"
-        } else {
-            ""
+        match (r.accept_invalid_certs, r.certificate_sha256) {
+            (false, _) => String::new(),
+            (true, Some(c)) => format!(" (own certificate {c})"),
+            (true, None) => " (own certificate, none pinned yet)".to_owned(),
         },
         if r.use_companion {
             ""
@@ -184,6 +202,28 @@ fn record_line(r: &InstanceRecord) -> String {
             " (no companion)"
         },
     )
+}
+
+/// Reads the certificate the server at `url` presents and tells the user what is about to be
+/// trusted; an unreachable server is refused with what to do instead.
+fn read_certificate(url: &str) -> anyhow::Result<CertificateFingerprint> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let presented = runtime
+        .block_on(comfy_app::check::presented_certificate(url))
+        .with_context(|| {
+            format!(
+                "cannot read the certificate of {url}; start the server and try again, or give \
+                 its fingerprint with --certificate-sha256"
+            )
+        })?;
+    println!(
+        "{url} presents a certificate with SHA-256 fingerprint\n  {presented}\npinned: only this \
+         certificate is trusted from now on (compare it with the server's own: `openssl x509 \
+         -noout -fingerprint -sha256 -in cert.pem`)"
+    );
+    Ok(presented)
 }
 
 fn normalise_url(url: &str) -> anyhow::Result<String> {
@@ -208,6 +248,7 @@ pub fn run(cmd: InstancesCommand, db: Option<&Path>) -> anyhow::Result<()> {
             url,
             auth,
             insecure,
+            certificate_sha256,
             disabled,
             no_companion,
         } => {
@@ -215,6 +256,12 @@ pub fn run(cmd: InstancesCommand, db: Option<&Path>) -> anyhow::Result<()> {
             let mut new = NewInstance::new(name, normalise_url(&url)?);
             new.auth = settings;
             new.accept_invalid_certs = insecure;
+            if insecure {
+                new.certificate_sha256 = Some(match certificate_sha256 {
+                    Some(given) => given,
+                    None => read_certificate(&new.base_url)?,
+                });
+            }
             new.enabled = !disabled;
             new.use_companion = !no_companion;
             let rec = profile.add_instance(&new, &secrets.into_iter().collect(), now);
@@ -230,6 +277,8 @@ pub fn run(cmd: InstancesCommand, db: Option<&Path>) -> anyhow::Result<()> {
             no_auth,
             insecure,
             secure,
+            accept_certificate,
+            certificate_sha256,
             enable,
             disable,
             companion,
@@ -249,8 +298,27 @@ pub fn run(cmd: InstancesCommand, db: Option<&Path>) -> anyhow::Result<()> {
                 update.auth = Some(settings);
                 secrets = s.into_iter().collect();
             }
-            if insecure || secure {
-                update.accept_invalid_certs = Some(insecure);
+            if secure {
+                update.accept_invalid_certs = Some(false);
+                update.certificate_sha256 = Some(None);
+            } else if insecure || accept_certificate || certificate_sha256.is_some() {
+                update.accept_invalid_certs = Some(true);
+                let url = update.base_url.as_deref().unwrap_or(&rec.base_url);
+                let pin = match certificate_sha256 {
+                    Some(given) => Some(given),
+                    None if accept_certificate || rec.certificate_sha256.is_none() => {
+                        Some(read_certificate(url)?)
+                    }
+                    None => None,
+                };
+                if let (Some(was), Some(now)) = (rec.certificate_sha256, pin) {
+                    if was != now {
+                        println!("replacing the pinned certificate {was}");
+                    }
+                }
+                if pin.is_some() {
+                    update.certificate_sha256 = Some(pin);
+                }
             }
             if enable || disable {
                 update.enabled = Some(enable);

@@ -135,9 +135,13 @@ pub struct ServerArgs {
     /// prompt with `-`, never from the command line (a saved instance keeps its own).
     #[command(flatten)]
     pub auth: instances::AuthArgs,
-    /// Accept a self-signed certificate on an https:// server.
+    /// The https:// server uses its own (self-signed) certificate: trust exactly the one given
+    /// with --certificate-sha256 (without it, the refusal names the certificate presented).
     #[arg(long)]
     pub insecure: bool,
+    /// The SHA-256 fingerprint of the server's own certificate (with --insecure).
+    #[arg(long, value_name = "FINGERPRINT", requires = "insecure")]
+    pub certificate_sha256: Option<comfy_model::CertificateFingerprint>,
     /// Use this client id instead of a fresh one (must not be another program's id).
     #[arg(long)]
     pub client_id: Option<String>,

@@ -69,6 +69,7 @@ pub fn spec_from_args(args: &ServerArgs) -> anyhow::Result<InstanceSpec> {
         spec.client_id = id.clone();
     }
     spec.accept_invalid_certs = args.insecure;
+    spec.certificate_sha256 = args.certificate_sha256;
     spec.use_companion = !args.no_companion;
     let (settings, secrets) = args.auth.resolve()?;
     spec.auth = comfy_app::auth_from(&settings, |slot| {

@@ -33,11 +33,18 @@ pub enum ApiError {
     },
     #[error("bad credentials: {0}")]
     BadCredentials(String),
+    /// TLS refused a certificate that is not the one pinned (or with none pinned yet); like
+    /// rejected credentials, it waits for the user to accept the certificate.
+    #[error("{0}")]
+    Certificate(comfy_model::CertificateRefusal),
 }
 
 impl ApiError {
     pub fn is_auth(&self) -> bool {
-        matches!(self, Self::Auth(_) | Self::BadCredentials(_))
+        matches!(
+            self,
+            Self::Auth(_) | Self::BadCredentials(_) | Self::Certificate(_)
+        )
     }
 }
 
@@ -101,6 +108,11 @@ pub fn auth_failure(status: StatusCode, location: Option<&str>) -> Option<String
     }
 }
 
+/// A request that got no answer; when TLS refused the certificate, which one and why.
+fn request_failed(e: &reqwest::Error) -> ApiError {
+    crate::tls::refused(e).unwrap_or_else(|| ApiError::Unreachable(describe(e)))
+}
+
 fn describe(e: &reqwest::Error) -> String {
     use std::error::Error as _;
     let mut s = if e.is_timeout() {
@@ -126,13 +138,17 @@ fn describe(e: &reqwest::Error) -> String {
 impl Api {
     pub fn new(spec: &InstanceSpec) -> Result<Self, ApiError> {
         crate::install_crypto_provider();
-        let client = reqwest::Client::builder()
+        let mut builder = reqwest::Client::builder()
             .default_headers(auth_headers(&spec.auth)?)
             .redirect(reqwest::redirect::Policy::none())
             .timeout(REQUEST_TIMEOUT)
             .connect_timeout(CONNECT_TIMEOUT)
-            .danger_accept_invalid_certs(spec.accept_invalid_certs)
-            .user_agent(concat!("comfy-monitor/", env!("CARGO_PKG_VERSION")))
+            .user_agent(concat!("comfy-monitor/", env!("CARGO_PKG_VERSION")));
+        if spec.base_url.scheme() == "https" {
+            // The socket's TLS too: the OS trust store, or exactly the pinned certificate.
+            builder = builder.tls_backend_preconfigured(crate::tls::client_config(spec)?);
+        }
+        let client = builder
             .build()
             .map_err(|e| ApiError::Unreachable(describe(&e)))?;
         Ok(Self {
@@ -175,7 +191,7 @@ impl Api {
             .get(self.url(path))
             .send()
             .await
-            .map_err(|e| ApiError::Unreachable(describe(&e)))?;
+            .map_err(|e| request_failed(&e))?;
         let location = resp
             .headers()
             .get(reqwest::header::LOCATION)
@@ -226,7 +242,7 @@ impl Api {
         &self,
         resp: Result<reqwest::Response, reqwest::Error>,
     ) -> Result<(StatusCode, bytes::Bytes), ApiError> {
-        let resp = resp.map_err(|e| ApiError::Unreachable(describe(&e)))?;
+        let resp = resp.map_err(|e| request_failed(&e))?;
         let status = resp.status();
         let location = resp
             .headers()

@@ -45,8 +45,12 @@ pub struct InstanceSpec {
     /// The base URL, possibly with a path prefix behind a reverse proxy.
     pub base_url: Url,
     pub auth: Auth,
-    /// Accept a self-signed or otherwise unverifiable certificate (per instance, opt-in).
+    /// The server uses its own (self-signed) certificate: trust exactly the one pinned in
+    /// `certificate_sha256` instead of the OS trust store (per instance, opt-in; see `tls`).
     pub accept_invalid_certs: bool,
+    /// The certificate pinned for such a server; `None` until the user accepts one, and every
+    /// certificate is refused meanwhile.
+    pub certificate_sha256: Option<comfy_model::CertificateFingerprint>,
     /// This app's client id on the instance. Jobs queued with it are followed live. Must be
     /// unique to this app: reusing another program's id steals its messages (protocol §2.1).
     pub client_id: String,
@@ -72,6 +76,7 @@ impl InstanceSpec {
             base_url: parse_base_url(url)?,
             auth: Auth::None,
             accept_invalid_certs: false,
+            certificate_sha256: None,
             client_id: new_client_id(),
             enabled: true,
             use_companion: true,

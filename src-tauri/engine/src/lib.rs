@@ -17,6 +17,7 @@ pub mod processor;
 mod sink;
 mod supervisor;
 pub use supervisor::now_ms;
+pub mod tls;
 pub mod tracker;
 pub mod ws;
 

@@ -17,11 +17,16 @@ pub const MAX_VIEW_BYTES: usize = 64 << 20;
 pub use comfy_model::{CheckStep, ConnectionCheck, StepResult};
 
 fn failed(step: CheckStep, e: &ApiError) -> StepResult {
+    let certificate = match e {
+        ApiError::Certificate(refusal) => Some(refusal.clone()),
+        _ => None,
+    };
     StepResult {
         step,
         ok: false,
         detail: e.to_string(),
-        auth: e.is_auth(),
+        auth: e.is_auth() && certificate.is_none(),
+        certificate,
     }
 }
 
@@ -45,6 +50,7 @@ pub async fn check_connection(spec: &InstanceSpec) -> ConnectionCheck {
                 None => "ComfyUI (version not reported)".into(),
             },
             auth: false,
+            certificate: None,
         }),
         Err(e) => {
             steps.push(failed(CheckStep::Http, &e));
@@ -62,6 +68,7 @@ pub async fn check_connection(spec: &InstanceSpec) -> ConnectionCheck {
                 ok: true,
                 detail: "socket upgrade accepted".into(),
                 auth: false,
+                certificate: None,
             });
         }
         Err(e) => steps.push(failed(CheckStep::Websocket, &e)),

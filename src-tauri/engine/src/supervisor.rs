@@ -239,7 +239,13 @@ impl Supervisor {
                         }
                     }
                 }
-                Err(ApiError::Auth(msg)) | Err(ApiError::BadCredentials(msg)) => {
+                // Rejected credentials, or a certificate that is not the pinned one: both wait
+                // for the user, so retries are slow.
+                Err(e) if e.is_auth() => {
+                    let msg = match e {
+                        ApiError::Auth(m) | ApiError::BadCredentials(m) => m,
+                        other => other.to_string(),
+                    };
                     let d = auth_retry_delay(auth_attempt, rand::random());
                     auth_attempt = auth_attempt.saturating_add(1);
                     self.set_status(ConnectionState::AuthFailed, msg, Some(d))

@@ -1,5 +1,6 @@
 //! Opening the WebSocket to one instance: the URL with our client id, credentials on the
-//! upgrade, raised frame limits, and TLS with an opt-in for self-signed certificates.
+//! upgrade, raised frame limits, and the instance's TLS (`tls`: the OS trust store, or exactly
+//! the pinned certificate, as for HTTP).
 
 use crate::api::{auth_failure, auth_headers, ApiError};
 use crate::instance::{Auth, InstanceSpec};
@@ -37,67 +38,15 @@ pub fn socket_url(spec: &InstanceSpec) -> url::Url {
     url
 }
 
-/// Accepts any certificate chain but still checks that the server holds the key it presents.
-#[derive(Debug)]
-struct AcceptAnyCertificate(Arc<rustls::crypto::CryptoProvider>);
-
-impl rustls::client::danger::ServerCertVerifier for AcceptAnyCertificate {
-    fn verify_server_cert(
-        &self,
-        _end_entity: &rustls::pki_types::CertificateDer<'_>,
-        _intermediates: &[rustls::pki_types::CertificateDer<'_>],
-        _server_name: &rustls::pki_types::ServerName<'_>,
-        _ocsp_response: &[u8],
-        _now: rustls::pki_types::UnixTime,
-    ) -> Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
-        Ok(rustls::client::danger::ServerCertVerified::assertion())
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &rustls::pki_types::CertificateDer<'_>,
-        dss: &rustls::DigitallySignedStruct,
-    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(
-            message,
-            cert,
-            dss,
-            &self.0.signature_verification_algorithms,
-        )
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &rustls::pki_types::CertificateDer<'_>,
-        dss: &rustls::DigitallySignedStruct,
-    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(
-            message,
-            cert,
-            dss,
-            &self.0.signature_verification_algorithms,
-        )
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
-        self.0.signature_verification_algorithms.supported_schemes()
-    }
-}
-
+/// The socket's TLS: the same configuration as the HTTP client's, never tungstenite's own
+/// (bundled roots), so a server HTTP trusts is trusted here and no other.
 fn connector(spec: &InstanceSpec) -> Result<Option<Connector>, ApiError> {
-    if !spec.accept_invalid_certs || spec.base_url.scheme() != "https" {
+    if spec.base_url.scheme() != "https" {
         return Ok(None);
     }
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let config = rustls::ClientConfig::builder_with_provider(provider.clone())
-        .with_safe_default_protocol_versions()
-        .map_err(|e| ApiError::Unreachable(format!("TLS setup: {e}")))?
-        .dangerous()
-        .with_custom_certificate_verifier(Arc::new(AcceptAnyCertificate(provider)))
-        .with_no_client_auth();
-    Ok(Some(Connector::Rustls(Arc::new(config))))
+    Ok(Some(Connector::Rustls(Arc::new(
+        crate::tls::client_config(spec)?,
+    ))))
 }
 
 /// Opens the socket. Errors are classified like HTTP ones: a rejected upgrade with 401/403 or a
@@ -132,7 +81,8 @@ pub async fn connect(spec: &InstanceSpec) -> Result<Socket, ApiError> {
                 }),
             }
         }
-        Err(e) => Err(ApiError::Unreachable(format!("socket: {e}"))),
+        Err(e) => Err(crate::tls::refused(&e)
+            .unwrap_or_else(|| ApiError::Unreachable(format!("socket: {e}")))),
     }
 }
 

@@ -1,7 +1,9 @@
 //! An instance's link: its connection state, what the server told us about itself, a
-//! connection test's steps, and what became of a cancel request.
+//! connection test's steps (with a certificate it refused), and what became of a cancel request.
 
-use serde::{Deserialize, Serialize};
+use serde::{de, Deserialize, Deserializer, Serialize, Serializer};
+use std::fmt;
+use std::str::FromStr;
 
 /// The state of one instance's link.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -69,6 +71,122 @@ pub struct StepResult {
     pub detail: String,
     /// The failure was the server refusing the credentials.
     pub auth: bool,
+    /// The failure was TLS refusing the server's certificate, which can be accepted (pinned):
+    /// what it presented and what was pinned before. Unset for every other failure.
+    pub certificate: Option<CertificateRefusal>,
+}
+
+/// A certificate refused because it is not the one pinned for a server that uses its own
+/// (self-signed) certificate: not pinned yet (`pinned` is `None`), or replaced.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
+pub struct CertificateRefusal {
+    pub presented: CertificateFingerprint,
+    pub pinned: Option<CertificateFingerprint>,
+}
+
+impl fmt::Display for CertificateRefusal {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.pinned {
+            None => write!(
+                f,
+                "the server's certificate is not trusted yet (SHA-256 {}); accept it only if it \
+                 is your server's",
+                self.presented
+            ),
+            Some(pinned) => write!(
+                f,
+                "the server's certificate changed (was {pinned}, now {}); accept the new one only \
+                 if you know why it changed",
+                self.presented
+            ),
+        }
+    }
+}
+
+/// The SHA-256 of a certificate (its DER bytes), written as browsers and `openssl x509
+/// -fingerprint -sha256` write it: 32 upper-case hex pairs joined by colons. Read back with or
+/// without the colons (or spaces), in either case.
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS), ts(type = "string"))]
+pub struct CertificateFingerprint([u8; 32]);
+
+impl CertificateFingerprint {
+    pub fn from_sha256(digest: [u8; 32]) -> Self {
+        Self(digest)
+    }
+    pub fn as_bytes(&self) -> &[u8; 32] {
+        &self.0
+    }
+}
+
+impl fmt::Display for CertificateFingerprint {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, b) in self.0.iter().enumerate() {
+            if i > 0 {
+                f.write_str(":")?;
+            }
+            write!(f, "{b:02X}")?;
+        }
+        Ok(())
+    }
+}
+
+impl fmt::Debug for CertificateFingerprint {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "CertificateFingerprint({self})")
+    }
+}
+
+/// A text that is not a SHA-256 fingerprint.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BadFingerprint(pub String);
+
+impl fmt::Display for BadFingerprint {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "`{}` is not a SHA-256 fingerprint (64 hex digits, colons allowed)",
+            self.0
+        )
+    }
+}
+
+impl std::error::Error for BadFingerprint {}
+
+impl FromStr for CertificateFingerprint {
+    type Err = BadFingerprint;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let bad = || BadFingerprint(s.to_owned());
+        let digits: Vec<u8> = s
+            .trim()
+            .bytes()
+            .filter(|b| !matches!(b, b':' | b' '))
+            .collect();
+        if digits.len() != 64 || !digits.iter().all(u8::is_ascii_hexdigit) {
+            return Err(bad());
+        }
+        let mut out = [0u8; 32];
+        for (byte, pair) in out.iter_mut().zip(digits.chunks(2)) {
+            let hex = std::str::from_utf8(pair).map_err(|_| bad())?;
+            *byte = u8::from_str_radix(hex, 16).map_err(|_| bad())?;
+        }
+        Ok(Self(out))
+    }
+}
+
+impl Serialize for CertificateFingerprint {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for CertificateFingerprint {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        s.parse().map_err(de::Error::custom)
+    }
 }
 
 /// Every step that ran, in order: the first failure ends the test.
@@ -110,4 +228,31 @@ pub enum CancelOutcome {
     AlreadyFinished,
     /// The server does not know it.
     NotFound,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_fingerprint_is_written_as_colon_separated_upper_case_hex_and_read_back_loosely() {
+        let fp = CertificateFingerprint::from_sha256(std::array::from_fn(|i| i as u8 * 8));
+        let text = fp.to_string();
+        assert_eq!(text.len(), 95);
+        assert!(text.starts_with("00:08:10:18:"), "{text}");
+        assert_eq!(text.parse::<CertificateFingerprint>(), Ok(fp));
+        let loose = text.replace(':', "").to_lowercase();
+        assert_eq!(loose.parse::<CertificateFingerprint>(), Ok(fp));
+        assert_eq!(serde_json::to_string(&fp).unwrap(), format!("\"{text}\""));
+        let plus = format!("+A{}", &loose[2..]);
+        for bad in [
+            "",
+            "AB:CD",
+            &text[..93],
+            &format!("{}:ZZ", &text[..92]),
+            &plus,
+        ] {
+            assert!(bad.parse::<CertificateFingerprint>().is_err(), "{bad}");
+        }
+    }
 }

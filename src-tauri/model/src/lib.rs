@@ -22,8 +22,8 @@ mod job;
 mod prefs;
 
 pub use connection::{
-    CancelOutcome, CheckStep, ConnectionCheck, ConnectionState, ConnectionStatus, ServerInfo,
-    StepResult,
+    BadFingerprint, CancelOutcome, CertificateFingerprint, CertificateRefusal, CheckStep,
+    ConnectionCheck, ConnectionState, ConnectionStatus, ServerInfo, StepResult,
 };
 pub use ids::{InstanceId, NodeId, PromptId};
 pub use job::{

@@ -6,7 +6,7 @@
 
 use crate::error::StoreError;
 use crate::store::Store;
-use comfy_model::{InstanceId, NotificationPrefs};
+use comfy_model::{CertificateFingerprint, InstanceId, NotificationPrefs};
 use rusqlite::{params, Connection, OptionalExtension, Row};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -115,7 +115,11 @@ pub struct NewInstance {
     /// An `http://` or `https://` URL without credentials, query or fragment.
     pub base_url: String,
     pub auth: AuthSettings,
+    /// The server uses its own (self-signed) certificate: trust exactly the one pinned in
+    /// `certificate_sha256`, instead of the OS trust store.
     pub accept_invalid_certs: bool,
+    /// The pinned certificate (meaningful with `accept_invalid_certs`).
+    pub certificate_sha256: Option<CertificateFingerprint>,
     pub enabled: bool,
     pub preview_fps_cap: u32,
     pub notifications: NotificationPrefs,
@@ -132,6 +136,7 @@ impl NewInstance {
             base_url: base_url.into(),
             auth: AuthSettings::None,
             accept_invalid_certs: false,
+            certificate_sha256: None,
             enabled: true,
             preview_fps_cap: DEFAULT_PREVIEW_FPS_CAP,
             notifications: NotificationPrefs::default(),
@@ -147,6 +152,8 @@ pub struct InstanceUpdate {
     pub base_url: Option<String>,
     pub auth: Option<AuthSettings>,
     pub accept_invalid_certs: Option<bool>,
+    /// `Some(None)` forgets the pinned certificate.
+    pub certificate_sha256: Option<Option<CertificateFingerprint>>,
     pub enabled: Option<bool>,
     pub preview_fps_cap: Option<u32>,
     pub notifications: Option<NotificationPrefs>,
@@ -161,7 +168,10 @@ pub struct InstanceRecord {
     pub auth: AuthSettings,
     /// One entry per slot of `auth`: where the keyring keeps each secret.
     pub secret_slots: Vec<SecretSlot>,
+    /// The server uses its own certificate: only the pinned one is trusted.
     pub accept_invalid_certs: bool,
+    /// The pinned certificate, once the user accepted one.
+    pub certificate_sha256: Option<CertificateFingerprint>,
     pub enabled: bool,
     /// `comfy-monitor-` and 32 hex digits, generated once when the instance is added.
     pub client_id: String,
@@ -308,7 +318,7 @@ fn duplicate_name(e: rusqlite::Error, name: &str) -> StoreError {
 
 const COLUMNS: &str = "id, name, base_url, auth_kind, auth_json, accept_invalid_certs, enabled, \
      client_id, preview_fps_cap, notify_json, created_at, updated_at, last_status, last_connected, \
-     use_companion";
+     use_companion, certificate_sha256";
 
 /// A row as SQLite returns it, before the JSON columns are read.
 struct RawInstance {
@@ -327,6 +337,7 @@ struct RawInstance {
     last_status: Option<String>,
     last_connected: Option<i64>,
     use_companion: bool,
+    certificate_sha256: Option<String>,
 }
 
 impl RawInstance {
@@ -347,6 +358,7 @@ impl RawInstance {
             last_status: r.get(12)?,
             last_connected: r.get(13)?,
             use_companion: r.get(14)?,
+            certificate_sha256: r.get(15)?,
         })
     }
 
@@ -356,6 +368,13 @@ impl RawInstance {
         let notifications = serde_json::from_str(&self.notify_json).map_err(|e| {
             StoreError::BadRecord(format!("instance {id}: notification preferences: {e}"))
         })?;
+        let certificate_sha256 = self
+            .certificate_sha256
+            .map(|s| s.parse())
+            .transpose()
+            .map_err(|e| {
+                StoreError::BadRecord(format!("instance {id}: pinned certificate: {e}"))
+            })?;
         Ok(InstanceRecord {
             id,
             name: self.name,
@@ -363,6 +382,7 @@ impl RawInstance {
             auth,
             secret_slots,
             accept_invalid_certs: self.accept_invalid_certs,
+            certificate_sha256,
             enabled: self.enabled,
             client_id: self.client_id,
             preview_fps_cap: u32::try_from(self.preview_fps_cap).unwrap_or(0),
@@ -419,8 +439,9 @@ pub(crate) fn insert(
     let id: i64 = conn
         .query_row(
             "INSERT INTO instances (id, name, base_url, auth_kind, accept_invalid_certs, enabled, \
-                 preview_fps_cap, notify_json, use_companion, created_at, updated_at) \
-             VALUES (?10, ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?9) RETURNING id",
+                 preview_fps_cap, notify_json, use_companion, created_at, updated_at, \
+                 certificate_sha256) \
+             VALUES (?10, ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?9, ?11) RETURNING id",
             params![
                 name,
                 base_url,
@@ -431,7 +452,8 @@ pub(crate) fn insert(
                 notify_json(&new.notifications)?,
                 new.use_companion,
                 now,
-                next
+                next,
+                new.certificate_sha256.map(|c| c.to_string())
             ],
             |r| r.get(0),
         )
@@ -530,7 +552,8 @@ impl Store {
             tx.execute(
                 "UPDATE instances SET name = ?1, base_url = ?2, auth_kind = ?3, auth_json = ?4, \
                      accept_invalid_certs = ?5, enabled = ?6, preview_fps_cap = ?7, \
-                     notify_json = ?8, use_companion = ?9, updated_at = ?10 \
+                     notify_json = ?8, use_companion = ?9, updated_at = ?10, \
+                     certificate_sha256 = ?12 \
                  WHERE id = ?11",
                 params![
                     name,
@@ -545,7 +568,11 @@ impl Store {
                     notify_json(&notifications)?,
                     update.use_companion.unwrap_or(old.use_companion),
                     now,
-                    id.0
+                    id.0,
+                    update
+                        .certificate_sha256
+                        .unwrap_or(old.certificate_sha256)
+                        .map(|c| c.to_string())
                 ],
             )
             .map_err(|e| duplicate_name(e, &name))?;

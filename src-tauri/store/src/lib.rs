@@ -18,8 +18,10 @@
 //!   terminal job states were written (the clock of the journal's pruning).
 //! - `instances(id, name UNIQUE NOCASE, base_url, auth_kind, auth_json, accept_invalid_certs,
 //!   enabled, client_id UNIQUE, preview_fps_cap, notify_json, created_at, updated_at,
-//!   last_status, last_connected)`. `auth_json` holds the non-secret settings (basic user
-//!   name, header names) and one keyring reference per secret slot (`instance/<id>/<slot>`).
+//!   last_status, last_connected, use_companion, certificate_sha256)`. `auth_json` holds the
+//!   non-secret settings (basic user name, header names) and one keyring reference per secret
+//!   slot (`instance/<id>/<slot>`). `certificate_sha256` is the certificate pinned for a server
+//!   with its own certificate (NULL until the user accepts one).
 //! - `jobs(id, instance_id → instances ON DELETE CASCADE, prompt_id, origin, workflow_json,
 //!   number, queued_at, started_at, finished_at, state, error_json, outputs_json,
 //!   node_durations_json, detail, updated_at, UNIQUE(instance_id, prompt_id))`.

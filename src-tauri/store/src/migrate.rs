@@ -16,6 +16,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0002_job_retention.sql"),
     include_str!("migrations/0003_use_companion.sql"),
     include_str!("migrations/0004_timing.sql"),
+    include_str!("migrations/0005_certificate_pin.sql"),
 ];
 
 /// The schema version this build writes and understands.
@@ -265,6 +266,29 @@ mod tests {
         let job = store.job(crate::InstanceId(1), "p1").unwrap().unwrap();
         assert_eq!(job.fingerprint, None);
         assert_eq!(store.job_count().unwrap(), 2);
+    }
+
+    /// A file of schema version 4 (before certificates were pinned): an instance that accepted
+    /// its server's own certificate comes out with nothing pinned, so its next connection asks.
+    #[test]
+    fn a_version_4_instance_is_migrated_without_a_pinned_certificate() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("v4.db");
+        {
+            let conn = older_file(&path, 4);
+            conn.execute_batch(
+                "INSERT INTO meta (key, value) VALUES ('default_instance_seeded_at', '1');
+                 INSERT INTO instances (id, name, base_url, accept_invalid_certs, created_at,
+                                        updated_at)
+                     VALUES (1, 'box', 'https://box.lan:8443/', 1, 1, 1);",
+            )
+            .unwrap();
+        }
+        let store = crate::Store::open(&path).unwrap();
+        assert_eq!(store.schema_version().unwrap(), SCHEMA_VERSION);
+        let rec = store.instance(crate::InstanceId(1)).unwrap();
+        assert!(rec.accept_invalid_certs);
+        assert_eq!(rec.certificate_sha256, None);
     }
 
     #[test]

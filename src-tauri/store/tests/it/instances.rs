@@ -277,3 +277,40 @@ fn an_instance_id_is_never_given_twice_even_after_the_newest_is_removed() {
     assert!(again.id > next.id);
     assert!(again.secret_slots.is_empty());
 }
+
+#[test]
+fn a_pinned_certificate_is_kept_until_an_update_replaces_or_forgets_it() {
+    let (_dir, mut store, _) = store_with_instance();
+    let first: comfy_model::CertificateFingerprint = "AB".repeat(32).parse().unwrap();
+    let second: comfy_model::CertificateFingerprint = "01".repeat(32).parse().unwrap();
+    let mut new = NewInstance::new("self-signed", "https://box.lan:8443/");
+    new.accept_invalid_certs = true;
+    new.certificate_sha256 = Some(first);
+    let rec = store.insert_instance(&new, 1_000).unwrap();
+    assert_eq!(rec.certificate_sha256, Some(first));
+
+    let rename = InstanceUpdate {
+        name: Some("box".into()),
+        ..InstanceUpdate::default()
+    };
+    let rec = store.update_instance(rec.id, &rename, 2_000).unwrap();
+    assert_eq!(rec.certificate_sha256, Some(first), "kept by other edits");
+
+    let replace = InstanceUpdate {
+        certificate_sha256: Some(Some(second)),
+        ..InstanceUpdate::default()
+    };
+    let rec = store.update_instance(rec.id, &replace, 3_000).unwrap();
+    assert_eq!(
+        store.instance(rec.id).unwrap().certificate_sha256,
+        Some(second)
+    );
+
+    let forget = InstanceUpdate {
+        certificate_sha256: Some(None),
+        ..InstanceUpdate::default()
+    };
+    let rec = store.update_instance(rec.id, &forget, 4_000).unwrap();
+    assert_eq!(rec.certificate_sha256, None);
+    assert!(rec.accept_invalid_certs);
+}
