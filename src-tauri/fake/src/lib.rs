@@ -178,6 +178,8 @@ pub struct FakeConfig {
     pub send_log: Option<SendLog>,
     /// Start in companion mode (see [`FakeComfy::set_companion`]).
     pub companion: bool,
+    /// How the `/ws` upgrade is answered (see [`FakeComfy::set_socket_mode`]).
+    pub socket: SocketMode,
 }
 
 impl Default for FakeConfig {
@@ -189,6 +191,53 @@ impl Default for FakeConfig {
             step_delay: Duration::from_millis(20),
             send_log: None,
             companion: false,
+            socket: SocketMode::Accept,
+        }
+    }
+}
+
+/// How the fake answers the `/ws` upgrade once past authentication: as ComfyUI does, or as a
+/// proxy in front of it that does not pass WebSockets while HTTP goes through.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum SocketMode {
+    /// Upgrade, as ComfyUI does.
+    #[default]
+    Accept,
+    /// Answer with this status instead of upgrading: 400 or 404 (a proxy that does not pass
+    /// WebSockets), 401 or 403 (one that refuses them), 3xx (a redirect to `/login`).
+    Refuse(u16),
+    /// Read the upgrade request and never answer it (the connection stays open).
+    Hang,
+    /// Upgrade, then close at once with a close frame (1011): a server or proxy that accepts
+    /// the socket and drops it.
+    AcceptThenClose,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("unknown socket mode {0:?}: expected accept, refuse-STATUS, hang or close")]
+pub struct UnknownSocketMode(String);
+
+impl FromStr for SocketMode {
+    type Err = UnknownSocketMode;
+
+    /// `accept`, `refuse-403` (any status from 300 to 599), `hang`, `close`.
+    fn from_str(s: &str) -> Result<SocketMode, UnknownSocketMode> {
+        let bad = || UnknownSocketMode(s.to_string());
+        match s.trim() {
+            "accept" => Ok(SocketMode::Accept),
+            "hang" => Ok(SocketMode::Hang),
+            "close" => Ok(SocketMode::AcceptThenClose),
+            other => {
+                let status: u16 = other
+                    .strip_prefix("refuse-")
+                    .and_then(|n| n.parse().ok())
+                    .ok_or_else(bad)?;
+                if (300..600).contains(&status) {
+                    Ok(SocketMode::Refuse(status))
+                } else {
+                    Err(bad())
+                }
+            }
         }
     }
 }
@@ -295,6 +344,7 @@ impl FakeComfy {
         state.replay = script.map(Arc::new);
         state.send_log = config.send_log;
         state.companion = config.companion;
+        state.socket_mode = config.socket;
         let shared = Shared::new(state);
         let router = http::router(shared.clone(), config.version);
         let accept = tokio::spawn(accept_loop(listener, shared.clone(), router));
@@ -682,6 +732,23 @@ impl FakeComfy {
             Some(f) => s.http_faults.insert(route.to_owned(), f),
             None => s.http_faults.remove(route),
         };
+    }
+
+    /// Changes how the following `/ws` upgrades are answered (after authentication), for
+    /// proxies that break WebSockets while HTTP works: refused with a status, never answered,
+    /// or accepted and closed at once. Open sockets are left alone.
+    pub fn set_socket_mode(&self, mode: SocketMode) {
+        self.shared.lock().socket_mode = mode;
+    }
+
+    /// Sends `count` messages of a new custom type each (`fake.flood.1`, `fake.flood.2`, …,
+    /// `{"i": n}`) to every registered socket, paced at `per_sec` (in bursts every 10 ms; a socket
+    /// that reads slowly gets them as fast as it takes them).
+    pub fn flood_custom_events(&self, count: usize, per_sec: f64) {
+        let s = self.shared.lock();
+        for conn in s.conns.values() {
+            let _ = conn.tx.send(Outbound::FloodEvents { count, per_sec });
+        }
     }
 
     /// Changes the authentication layer for all following requests and upgrades.

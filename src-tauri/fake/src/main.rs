@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use clap::Parser;
 use comfy_signal::shutdown_signal;
-use fake_comfyui::{FakeAuth, FakeComfy, FakeConfig, Load, SendLog, ServerVersion};
+use fake_comfyui::{FakeAuth, FakeComfy, FakeConfig, Load, SendLog, ServerVersion, SocketMode};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -95,6 +95,11 @@ struct Args {
     /// answer `GET /comfy_monitor/v1/state` (docs/companion-protocol.md).
     #[arg(long)]
     companion: bool,
+    /// How the `/ws` upgrade is answered, as by a proxy that does not pass WebSockets while
+    /// HTTP works: accept, refuse-STATUS (refuse-403, refuse-404, refuse-302 to /login), hang
+    /// (never answered) or close (accepted, then closed at once).
+    #[arg(long, default_value = "accept")]
+    socket: SocketMode,
 }
 
 impl Args {
@@ -157,6 +162,7 @@ async fn main() -> failure::Result {
             step_delay: Duration::from_millis(args.step_delay_ms),
             send_log: send_log.clone(),
             companion: args.companion,
+            socket: args.socket,
         };
         let server = match (&args.replay, &args.replay_client) {
             (Some(trace), Some(client)) => {

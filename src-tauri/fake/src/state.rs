@@ -53,6 +53,11 @@ pub enum Outbound {
     },
     /// Stop reading and writing for good, keeping the TCP connection open.
     Stall,
+    /// Write `count` custom messages of a new type each, `per_sec` of them a second.
+    FloodEvents {
+        count: usize,
+        per_sec: f64,
+    },
 }
 
 /// One open WebSocket connection.
@@ -263,6 +268,8 @@ pub struct State {
     /// Companion mode: copies of execution messages and previews go to the sockets that opted
     /// in, and `/comfy_monitor/v1/state` answers. Read per message and per request.
     pub companion: bool,
+    /// How `/ws` upgrades are answered, set by [`crate::FakeComfy::set_socket_mode`].
+    pub socket_mode: crate::SocketMode,
     /// Routes (without `/api`) that misbehave on GET, set by
     /// [`crate::FakeComfy::set_http_fault`].
     pub http_faults: HashMap<String, crate::HttpFault>,
@@ -332,6 +339,7 @@ impl State {
             replay: None,
             send_log: None,
             companion: false,
+            socket_mode: crate::SocketMode::Accept,
             http_faults: HashMap::new(),
             signals: Signals::new(),
         }

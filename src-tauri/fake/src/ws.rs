@@ -10,26 +10,59 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
+use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
 use axum::extract::{Query, State};
-use axum::response::Response;
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
 use tokio::sync::mpsc;
 
 use crate::frames;
 use crate::json::J;
 use crate::obj;
 use crate::state::{Conn, Outbound, Shared};
-use crate::ServerVersion;
+use crate::{ServerVersion, SocketMode};
 
 pub async fn upgrade(
     State(shared): State<Arc<Shared>>,
     Query(params): Query<HashMap<String, String>>,
     ws: WebSocketUpgrade,
 ) -> Response {
+    let mode = shared.lock().socket_mode;
+    match mode {
+        SocketMode::Accept => {}
+        SocketMode::Refuse(status) => return refused(status),
+        SocketMode::Hang => return std::future::pending().await,
+        SocketMode::AcceptThenClose => {
+            return ws.on_upgrade(|mut socket| async move {
+                let close = CloseFrame {
+                    code: 1011,
+                    reason: "fake: closing at once".into(),
+                };
+                let _ = socket.send(Message::Close(Some(close))).await;
+            })
+        }
+    }
     let client_id = params.get("clientId").filter(|s| !s.is_empty()).cloned();
     // ComfyUI never limits outgoing frames; incoming client messages are limited to 4 MiB.
     ws.max_message_size(4 << 20)
         .on_upgrade(move |socket| serve(shared, socket, client_id))
+}
+
+/// What a proxy that does not pass WebSockets answers the upgrade with.
+fn refused(status: u16) -> Response {
+    let code = StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_REQUEST);
+    let mut response = (
+        code,
+        [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
+        format!("{status}: WebSockets are not passed through here"),
+    )
+        .into_response();
+    if code.is_redirection() {
+        response
+            .headers_mut()
+            .insert(header::LOCATION, HeaderValue::from_static("/login"));
+    }
+    response
 }
 
 /// Unregisters the socket when its task ends for any reason, aborts included.
@@ -141,6 +174,7 @@ async fn run(
                         socket.send(Message::Binary(bytes)).await
                     }
                     Outbound::Flood { prompt_id, count } => flood(&mut socket, &prompt_id, count).await,
+                    Outbound::FloodEvents { count, per_sec } => flood_events(&mut socket, count, per_sec).await,
                     Outbound::Stall => {
                         // Half-open: never read (no pongs) or write again; queued frames are lost.
                         while rx.recv().await.is_some() {}
@@ -199,6 +233,26 @@ async fn flood(socket: &mut WebSocket, prompt_id: &str, count: usize) -> Result<
             obj! { "value" => i, "max" => count, "prompt_id" => prompt_id, "node" => "1" },
         );
         socket.send(Message::Text(text.into())).await?;
+    }
+    Ok(())
+}
+
+/// `count` custom messages of a new type each, in bursts every 10 ms adding up to `per_sec`.
+async fn flood_events(
+    socket: &mut WebSocket,
+    count: usize,
+    per_sec: f64,
+) -> Result<(), axum::Error> {
+    let burst = ((per_sec / 100.0).ceil() as usize).max(1);
+    let mut tick = tokio::time::interval(std::time::Duration::from_millis(10));
+    let mut sent = 0;
+    while sent < count {
+        tick.tick().await;
+        for _ in 0..burst.min(count - sent) {
+            sent += 1;
+            let text = frames::event_text(&format!("fake.flood.{sent}"), obj! { "i" => sent });
+            socket.send(Message::Text(text.into())).await?;
+        }
     }
     Ok(())
 }

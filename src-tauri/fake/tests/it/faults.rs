@@ -1,7 +1,7 @@
 //! Misbehaviour on purpose: authentication, restarts, dropped, stalled and flooded sockets,
 //! downtime.
 
-use fake_comfyui::{FakeAuth, ServerVersion};
+use fake_comfyui::{FakeAuth, ServerVersion, SocketMode};
 use futures_util::StreamExt;
 use serde_json::json;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
@@ -268,5 +268,77 @@ async fn raw_and_extension_frames_reach_every_socket() {
             .expect("ok");
         assert_eq!(raw, Message::Text("{not json".into()));
         assert_eq!(next(ws).await, Frame::Binary(vec![0, 0, 0]));
+    }
+}
+
+#[tokio::test]
+async fn socket_modes_refuse_hang_or_drop_the_upgrade_while_http_works() {
+    let fake = fake(ServerVersion::V0_26).await;
+    for (mode, status) in [
+        (SocketMode::Refuse(400), 400),
+        (SocketMode::Refuse(403), 403),
+        (SocketMode::Refuse(404), 404),
+        (SocketMode::Refuse(302), 302),
+    ] {
+        fake.set_socket_mode(mode);
+        assert_eq!(upgrade_status(&fake.ws_url("a"), None).await, status);
+        assert_eq!(get(&fake, "/queue").await.status, 200, "{mode:?}");
+    }
+    let redirect = fake
+        .request_log()
+        .into_iter()
+        .rfind(|r| r.path.starts_with("/ws"))
+        .expect("logged");
+    assert_eq!(redirect.status, 302);
+    assert!(fake.connected_clients().is_empty());
+
+    // Accepted, then closed at once with a close frame.
+    fake.set_socket_mode(SocketMode::AcceptThenClose);
+    let (mut ws, response) = guard(
+        "upgrade",
+        tokio_tungstenite::connect_async(fake.ws_url("b")),
+    )
+    .await
+    .expect("upgraded");
+    assert_eq!(response.status().as_u16(), 101);
+    match guard("close", ws.next()).await {
+        Some(Ok(Message::Close(Some(c)))) => assert_eq!(u16::from(c.code), 1011),
+        other => panic!("{other:?}"),
+    }
+
+    // Never answered: the upgrade is still waiting when HTTP has long answered.
+    fake.set_socket_mode(SocketMode::Hang);
+    let hung = tokio::spawn(tokio_tungstenite::connect_async(fake.ws_url("c")));
+    assert_eq!(get(&fake, "/queue").await.status, 200);
+    assert_eq!(get(&fake, "/system_stats").await.status, 200);
+    assert!(!hung.is_finished());
+    hung.abort();
+
+    fake.set_socket_mode(SocketMode::Accept);
+    assert_eq!(upgrade_status(&fake.ws_url("d"), None).await, 101);
+    for (text, mode) in [
+        ("accept", SocketMode::Accept),
+        ("refuse-403", SocketMode::Refuse(403)),
+        ("hang", SocketMode::Hang),
+        ("close", SocketMode::AcceptThenClose),
+    ] {
+        assert_eq!(text.parse::<SocketMode>().expect(text), mode);
+    }
+    assert!("refuse-200".parse::<SocketMode>().is_err());
+}
+
+#[tokio::test]
+async fn a_custom_event_flood_sends_every_message_with_a_type_of_its_own() {
+    let fake = fake(ServerVersion::V0_26).await;
+    let mut ws = connect_negotiated(&fake, "flooded").await;
+    fake.flood_custom_events(500, 10_000.0);
+    let mut seen = 0;
+    while seen < 500 {
+        let frame = next(&mut ws).await;
+        if frame.kind().starts_with("fake.flood.") {
+            seen += 1;
+            assert_eq!(frame.kind(), format!("fake.flood.{seen}"));
+            assert_eq!(frame.json()["data"]["i"], json!(seen));
+        }
     }
 }
