@@ -12,7 +12,7 @@ use comfy_model::NodeDuration;
 use comfy_protocol::http::OutputFile;
 use comfy_protocol::{NodeId, PromptId};
 use comfy_store::{
-    InstanceId, JobEnd, JobSeen, NewOutput, OutputId, OutputKind, Store, StoreError,
+    InstanceId, JobEnd, JobEvent, JobSeen, NewOutput, OutputId, OutputKind, Store, StoreError,
 };
 use comfy_timing::{Run, Shape, TimingModel};
 use serde::Serialize;
@@ -26,6 +26,12 @@ use tokio::time::Instant;
 pub const SERVER_EVENT_LOG_INTERVAL: Duration = Duration::from_secs(60);
 /// Custom event payloads longer than this are not kept in the log.
 pub const MAX_LOGGED_DATA: usize = 4096;
+/// How many custom event types (per instance) the rule remembers. The type is the server's to
+/// choose: one that sends a new type with every message must neither grow this memory nor get
+/// a line (a write and a webview event) per message.
+pub const LOGGED_TYPES: usize = 256;
+/// A custom event type is logged cut to this many characters.
+pub const MAX_LOGGED_TYPE: usize = 128;
 
 /// One line for the event log (`comfy_store::NewEvent` without its instance and time).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -38,7 +44,10 @@ pub struct LogLine {
 /// Which engine events become lines of the event log, for every host that keeps one: a
 /// connection's change of state (not each retry countdown), and custom server events, each type
 /// at most once per [`SERVER_EVENT_LOG_INTERVAL`] per instance, payloads over
-/// [`MAX_LOGGED_DATA`] left out.
+/// [`MAX_LOGGED_DATA`] left out, types cut to [`MAX_LOGGED_TYPE`] characters. At most
+/// [`LOGGED_TYPES`] types are remembered (the one logged longest ago is forgotten first); when
+/// all of them were logged within the interval, a new type is not logged: so a server gets at
+/// most that many custom lines a minute, whatever it sends.
 #[derive(Debug, Default)]
 pub struct EventLogRule {
     last_state: HashMap<String, ConnectionState>,
@@ -66,25 +75,68 @@ impl EventLogRule {
                 })
             }
             EventKind::ServerEvent { kind, data } => {
-                let key = (event.instance.clone(), kind.clone());
-                if self
-                    .logged_at
-                    .get(&key)
-                    .is_some_and(|at| now.duration_since(*at) < SERVER_EVENT_LOG_INTERVAL)
-                {
+                let kind: String = kind.chars().take(MAX_LOGGED_TYPE).collect();
+                let key = (event.instance.clone(), kind);
+                if !self.may_log(&key, now) {
                     return None;
                 }
+                let detail = Some(key.1.clone());
                 self.logged_at.insert(key, now);
-                let data = data.to_string();
                 Some(LogLine {
                     kind: "server_event".to_owned(),
-                    detail: Some(kind.clone()),
-                    data: (data.len() <= MAX_LOGGED_DATA).then_some(data),
+                    detail,
+                    data: bounded_json(data, MAX_LOGGED_DATA),
                 })
             }
             _ => None,
         }
     }
+
+    /// Whether a custom event of this type may be logged now, making room for it if it is new.
+    fn may_log(&mut self, key: &(String, String), now: Instant) -> bool {
+        let recent = |at: &Instant| now.saturating_duration_since(*at) < SERVER_EVENT_LOG_INTERVAL;
+        if let Some(at) = self.logged_at.get(key) {
+            return !recent(at);
+        }
+        let of_instance = self.logged_at.keys().filter(|(i, _)| *i == key.0).count();
+        if of_instance < LOGGED_TYPES {
+            return true;
+        }
+        let oldest = self
+            .logged_at
+            .iter()
+            .filter(|((i, _), _)| *i == key.0)
+            .min_by_key(|(_, at)| **at)
+            .map(|(k, at)| (k.clone(), *at));
+        match oldest {
+            Some((old, at)) if !recent(&at) => {
+                self.logged_at.remove(&old);
+                true
+            }
+            _ => false,
+        }
+    }
+}
+
+/// `value` as JSON text if it takes at most `limit` bytes; serialising stops as soon as it
+/// passes the limit, so a huge payload is never written out just to be measured.
+fn bounded_json(value: &serde_json::Value, limit: usize) -> Option<String> {
+    struct Capped(Vec<u8>, usize);
+    impl std::io::Write for Capped {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            if self.0.len() + buf.len() > self.1 {
+                return Err(std::io::ErrorKind::FileTooLarge.into());
+            }
+            self.0.extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut out = Capped(Vec::new(), limit);
+    serde_json::to_writer(&mut out, value).ok()?;
+    String::from_utf8(out.0).ok()
 }
 
 /// How many of an instance's latest successful jobs its timing is learned from at start.
@@ -106,6 +158,14 @@ pub struct RestoredJob {
     pub queued_at: i64,
     /// When it was seen to start running, if it was.
     pub started_at: Option<i64>,
+}
+
+/// A time from a job picture (possibly a server's) within a day of `now`, this machine's clock.
+fn clamp_to_clock(t: i64, now: i64) -> i64 {
+    t.clamp(
+        now.saturating_sub(crate::tracker::CLOCK_SLACK_MS),
+        now.saturating_add(crate::tracker::CLOCK_SLACK_MS),
+    )
 }
 
 pub struct Journal {
@@ -199,65 +259,67 @@ impl Journal {
         Ok(written)
     }
 
+    /// Writes one job event in one transaction (see [`Store::record_job`]). Times are clamped
+    /// to a day either side of `now` (this machine's clock): a server's clock or unit cannot
+    /// put a job years away, where retention would take it for old (or never age it out).
     fn write(&mut self, instance: InstanceId, job: &JobView, now: i64) -> Result<bool, StoreError> {
+        let near = |t: i64| clamp_to_clock(t, now);
         let seen = JobSeen {
             instance,
             prompt_id: job.prompt_id.to_string(),
             origin: job.origin,
             number: job.number,
-            queued_at: job.queued_at_ms,
+            queued_at: near(job.queued_at_ms),
             workflow_json: None,
         };
-        match (job.state, job.started_at_ms) {
-            (JobState::Running, Some(started)) => {
-                self.store.record_running(&seen, started, now)?;
-            }
-            _ => {
-                self.store.record_seen(&seen, now)?;
-            }
-        }
-        let Some(outcome) = job.state.outcome() else {
-            return Ok(false);
+        let running_since = match job.state {
+            JobState::Running => job.started_at_ms.map(near),
+            _ => None,
         };
-        let written = self.store.record_terminal(
-            &JobEnd {
-                instance,
-                prompt_id: job.prompt_id.to_string(),
-                outcome,
-                started_at: job.started_at_ms,
-                finished_at: job.ended_at_ms.unwrap_or(now),
-                error_json: job
-                    .error
-                    .as_ref()
-                    .and_then(|e| serde_json::to_string(e).ok()),
-                outputs_json: (!job.outputs.is_empty())
-                    .then(|| {
-                        let stored: Vec<StoredOutput<'_>> = job
-                            .outputs_with_nodes()
-                            .map(|(file, node)| StoredOutput { file, node })
-                            .collect();
-                        serde_json::to_string(&stored).ok()
-                    })
-                    .flatten(),
-                node_durations_json: (!job.node_durations.is_empty())
-                    .then(|| serde_json::to_string(&job.node_durations).ok())
-                    .flatten(),
-                detail: job.detail.clone(),
-                fingerprint: job.fingerprint.clone(),
-                run_ms: job.run_ms,
+        let end = job.state.outcome().map(|outcome| JobEnd {
+            instance,
+            prompt_id: job.prompt_id.to_string(),
+            outcome,
+            started_at: job.started_at_ms.map(near),
+            finished_at: near(job.ended_at_ms.unwrap_or(now)),
+            error_json: job
+                .error
+                .as_ref()
+                .and_then(|e| serde_json::to_string(e).ok()),
+            outputs_json: (!job.outputs.is_empty())
+                .then(|| {
+                    let stored: Vec<StoredOutput<'_>> = job
+                        .outputs_with_nodes()
+                        .map(|(file, node)| StoredOutput { file, node })
+                        .collect();
+                    serde_json::to_string(&stored).ok()
+                })
+                .flatten(),
+            node_durations_json: (!job.node_durations.is_empty())
+                .then(|| serde_json::to_string(&job.node_durations).ok())
+                .flatten(),
+            detail: job.detail.clone(),
+            fingerprint: job.fingerprint.clone(),
+            run_ms: job.run_ms,
+        });
+        // A file without a name cannot be fetched, and must not cost the job its end.
+        let outputs: Vec<NewOutput> = match &end {
+            Some(_) => job
+                .outputs_with_nodes()
+                .filter(|(file, _)| !file.filename.is_empty())
+                .map(|(file, node)| new_output(file, node))
+                .collect(),
+            None => Vec::new(),
+        };
+        self.store.record_job(
+            &JobEvent {
+                seen: &seen,
+                running_since,
+                end: end.as_ref(),
+                outputs: &outputs,
             },
             now,
-        )?;
-        if written && !job.outputs.is_empty() {
-            if let Some(rec) = self.store.job(instance, job.prompt_id.as_str())? {
-                let outputs: Vec<NewOutput> = job
-                    .outputs_with_nodes()
-                    .map(|(file, node)| new_output(file, node))
-                    .collect();
-                self.store.record_outputs(rec.id, &outputs)?;
-            }
-        }
-        Ok(written)
+        )
     }
 
     /// Records that an output of a journalled job was downloaded: where the copy is, and its
@@ -344,7 +406,7 @@ impl Journal {
                     let ms = run
                         .started_at
                         .zip(run.finished_at)
-                        .map(|(s, e)| (e - s).max(0) as u64);
+                        .map(|(s, e)| e.saturating_sub(s).max(0) as u64);
                     (Some(shape.fingerprint), ms)
                 }
                 (None, ms) => (None, ms),
@@ -539,5 +601,91 @@ mod tests {
         let big = custom("a", "big", serde_json::json!("x".repeat(MAX_LOGGED_DATA)));
         let line = rule.line(&big, t).unwrap();
         assert_eq!(line.data, None, "payloads over the limit are not kept");
+        let fits = serde_json::json!("x".repeat(MAX_LOGGED_DATA - 2));
+        let line = rule.line(&custom("a", "fits", fits.clone()), t).unwrap();
+        assert_eq!(
+            line.data,
+            Some(fits.to_string()),
+            "up to the limit they are"
+        );
+    }
+
+    /// A server that sends a new custom type with every message (or a type a megabyte long)
+    /// gets a bounded memory in the rule and at most [`LOGGED_TYPES`] lines a minute.
+    #[test]
+    fn a_new_event_type_every_message_gets_a_bounded_number_of_lines_a_minute() {
+        let mut rule = EventLogRule::default();
+        let t = Instant::now();
+        let flood = |rule: &mut EventLogRule, from: usize, at: Instant| {
+            (from..from + 10_000)
+                .filter(|i| {
+                    rule.line(&custom("a", &format!("t{i}"), serde_json::json!(i)), at)
+                        .is_some()
+                })
+                .count()
+        };
+        assert_eq!(flood(&mut rule, 0, t), LOGGED_TYPES);
+        assert_eq!(flood(&mut rule, 10_000, t + Duration::from_secs(30)), 0);
+        assert!(rule.logged_at.len() <= LOGGED_TYPES);
+        // Another instance has its own room.
+        assert!(rule
+            .line(&custom("b", "t0", serde_json::json!(0)), t)
+            .is_some());
+        // A minute later the oldest make room again.
+        let later = t + SERVER_EVENT_LOG_INTERVAL;
+        assert_eq!(flood(&mut rule, 20_000, later), LOGGED_TYPES);
+        assert!(rule.logged_at.len() <= 2 * LOGGED_TYPES);
+        // A type is cut to its first characters.
+        let long = custom("c", &"é".repeat(100_000), serde_json::json!(null));
+        let line = rule.line(&long, t).unwrap();
+        assert_eq!(line.detail, Some("é".repeat(MAX_LOGGED_TYPE)));
+    }
+
+    /// A job whose end names an output without a file name still gets its end and its other
+    /// outputs written (in one transaction; the nameless one cannot be fetched anyway).
+    #[test]
+    fn an_output_without_a_name_does_not_cost_a_job_its_end() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = Store::open(dir.path().join("j.sqlite")).unwrap();
+        let rec = store
+            .insert_instance(&comfy_store::NewInstance::new("gpu", "http://gpu:8188"), 0)
+            .unwrap();
+        let mut journal = Journal::new(store);
+        let mut v = ended("p", JobOrigin::Other, 1_000, Some(500));
+        for name in ["", "a.png"] {
+            v.outputs.push(OutputFile {
+                filename: name.into(),
+                subfolder: String::new(),
+                kind: "output".into(),
+            });
+            v.output_nodes.push(Some(NodeId::from("9")));
+        }
+        assert!(journal.record(rec.id, &v, 2_000).unwrap());
+        let job = journal.store().job(rec.id, "p").unwrap().unwrap();
+        assert_eq!(job.state, JobState::Success);
+        let rows = journal.store().outputs(job.id).unwrap();
+        assert_eq!(rows.len(), 1);
+        assert_eq!(rows[0].filename, "a.png");
+    }
+
+    /// Times from a job picture (a server's, possibly) are kept within a day of this machine's
+    /// clock.
+    #[test]
+    fn job_times_are_kept_within_a_day_of_this_machines_clock() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = Store::open(dir.path().join("j.sqlite")).unwrap();
+        let rec = store
+            .insert_instance(&comfy_store::NewInstance::new("gpu", "http://gpu:8188"), 0)
+            .unwrap();
+        let mut journal = Journal::new(store);
+        let now = 1_700_000_000_000;
+        let day = crate::tracker::CLOCK_SLACK_MS;
+        let mut v = ended("p", JobOrigin::Other, now * 1_000, Some(500));
+        v.queued_at_ms = i64::MIN;
+        journal.record(rec.id, &v, now).unwrap();
+        let job = journal.store().job(rec.id, "p").unwrap().unwrap();
+        assert_eq!(job.queued_at, now - day);
+        assert_eq!(job.started_at, Some(now + day));
+        assert_eq!(job.finished_at, Some(now + day));
     }
 }

@@ -530,16 +530,17 @@ impl Supervisor {
         }
     }
 
-    fn spawn_snapshot(&self, http: &mut JoinSet<HttpResult>, include_recent: bool) {
+    fn spawn_snapshot(&mut self, http: &mut JoinSet<HttpResult>, include_recent: bool) {
         let api = self.api.clone();
         let jobs_api = self.info.jobs_api;
         let known: HashSet<PromptId> = self.processor.tracker().known_jobs();
         let statuses = self.processor.statuses_seen();
+        // In the tracker's time, which never goes back: a clock set back must not make the
+        // answer look older than the jobs it has to list.
+        let requested_at = self.processor.tracker_mut().snapshot_requested(now_ms());
         http.spawn(async move {
-            HttpResult::Snapshot(
-                api.snapshot(jobs_api, &known, include_recent).await,
-                statuses,
-            )
+            let snap = api.snapshot(jobs_api, &known, include_recent).await;
+            HttpResult::Snapshot(snap.map(|s| Snapshot { requested_at, ..s }), statuses)
         });
     }
 

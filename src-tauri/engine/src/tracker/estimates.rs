@@ -139,6 +139,8 @@ impl Tracker {
         if !self.busy() {
             return Vec::new();
         }
+        // The tracker measures in its own time (see the module docs on time).
+        let now = self.read_clock(now).mono;
         self.refresh_estimates(now);
         let mut out = Vec::new();
         for job in self.jobs.values_mut() {
@@ -199,10 +201,12 @@ fn moved(
     };
     let drifted = |before: Option<u64>, after: Option<u64>| match (before, after) {
         (Some(b), Some(a)) => {
-            let end_before = at + b as i64;
-            let end_now = now + a as i64;
+            // Saturating: times and spans may be anything a clock or a server says.
+            let ms = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
+            let end_before = at.saturating_add(ms(b));
+            let end_now = now.saturating_add(ms(a));
             let allowed = DRIFT_MS.max((a as f64 * DRIFT_SHARE) as i64);
-            (end_before - end_now).abs() > allowed
+            end_before.saturating_sub(end_now).saturating_abs() > allowed
         }
         (None, None) => false,
         _ => true,

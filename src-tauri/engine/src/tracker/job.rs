@@ -2,7 +2,7 @@
 //! drawn from it (the formulas are in the [`tracker`](super) module docs), and the picture of
 //! the job the tracker publishes.
 
-use super::Millis;
+use super::{Millis, Now};
 use crate::event::{ErrorDetails, Fidelity, JobOrigin, JobState, JobView, NodeDuration};
 use comfy_model::Estimate;
 use comfy_protocol::http::OutputFile;
@@ -15,6 +15,18 @@ use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 pub(super) const STEP_SAMPLES: usize = 7;
 /// How many intervals it takes before a step rate is published.
 const STEP_SAMPLES_NEEDED: usize = 3;
+/// How many node ids a job keeps beyond its graph's own (expanded nodes, or all of them when no
+/// graph is known): each of its node collections takes a node of the graph always, and any
+/// other only while it holds fewer than the graph's node count plus this many. The ids are the
+/// server's to choose: a server that makes up new ones must not grow a job without bound.
+pub(super) const EXTRA_NODES: usize = 256;
+/// How many warnings a job keeps (the first ones; every picture of the job carries them).
+pub(super) const MAX_WARNINGS: usize = 256;
+
+/// `end - start` in milliseconds, never negative, whatever the two times are.
+pub(super) fn span(start: Millis, end: Millis) -> u64 {
+    u64::try_from(end.saturating_sub(start)).unwrap_or(0)
+}
 
 #[derive(Debug, Clone, Default)]
 pub(super) struct NodeState {
@@ -23,7 +35,7 @@ pub(super) struct NodeState {
     pub(super) state: Option<NodeRunState>,
     pub(super) display: Option<NodeId>,
     /// When the node was first seen running, and when it was seen to end (see
-    /// [`NodeDuration`]).
+    /// [`NodeDuration`]), in the tracker's time.
     pub(super) started: Option<Millis>,
     pub(super) ended: Option<Millis>,
 }
@@ -41,8 +53,9 @@ impl NodeState {
     }
 }
 
-/// When a job ran, by each clock: ours, and the server's where it said. A duration is only
-/// ever taken between two times of one clock.
+/// When a job ran, by each clock: ours (the tracker's time, which never goes back), and the
+/// server's where it said and its clock was believable. A duration is only ever taken between
+/// two times of one clock.
 #[derive(Debug, Clone, Default)]
 pub(super) struct RunTimes {
     pub(super) local: (Option<Millis>, Option<Millis>),
@@ -52,8 +65,8 @@ pub(super) struct RunTimes {
 impl RunTimes {
     /// How long the job ran: by the server's clock when it gave both ends, else by ours.
     pub(super) fn run_ms(&self) -> Option<u64> {
-        let span = |(s, e): (Option<Millis>, Option<Millis>)| Some((e? - s?).max(0) as u64);
-        span(self.server).or_else(|| span(self.local))
+        let of = |(s, e): (Option<Millis>, Option<Millis>)| Some(span(s?, e?));
+        of(self.server).or_else(|| of(self.local))
     }
 }
 
@@ -73,6 +86,8 @@ pub(super) struct Job {
     /// Nodes running now, most recent last.
     pub(super) current: Vec<NodeId>,
     pub(super) percent: Option<f64>,
+    /// When the job was queued, started and ended, as shown and journalled: by our wall clock,
+    /// or the server's (kept within a day of ours). Never used to measure (see `times`).
     pub(super) first_seen: Millis,
     pub(super) started: Option<Millis>,
     pub(super) ended: Option<Millis>,
@@ -91,11 +106,14 @@ pub(super) struct Job {
     pub(super) vanished: Option<Vanished>,
     /// The server sends `progress_state` (≥0.3.45); older ones only say which node started.
     pub(super) has_progress_state: bool,
-    /// When the tracker last heard of this job.
+    /// When the tracker last heard of this job (the tracker's time).
     pub(super) seen_at: Millis,
     /// Snapshots requested before this moment cannot be expected to list the job: when the
     /// tracker first heard of it, or, for our own submission, when the server acknowledged it
-    /// (not the server's creation time).
+    /// (not the server's creation time). The tracker's time, like [`Snapshot::requested_at`]:
+    /// a wall clock set back must not make every later snapshot look older than the job.
+    ///
+    /// [`Snapshot::requested_at`]: super::Snapshot::requested_at
     pub(super) known_since: Millis,
     /// We are submitting it and the server has not answered yet: absent from snapshots is normal.
     pub(super) awaiting_ack: bool,
@@ -134,7 +152,7 @@ impl Job {
         })
     }
 
-    pub(super) fn new(prompt_id: PromptId, origin: JobOrigin, now: Millis) -> Self {
+    pub(super) fn new(prompt_id: PromptId, origin: JobOrigin, now: Now) -> Self {
         Self {
             prompt_id,
             origin,
@@ -148,7 +166,7 @@ impl Job {
             nodes: HashMap::new(),
             current: Vec::new(),
             percent: None,
-            first_seen: now,
+            first_seen: now.wall,
             started: None,
             ended: None,
             step_ms: VecDeque::new(),
@@ -161,8 +179,8 @@ impl Job {
             detail: None,
             vanished: None,
             has_progress_state: false,
-            seen_at: now,
-            known_since: now,
+            seen_at: now.mono,
+            known_since: now.mono,
             awaiting_ack: false,
             shape: None,
             expected: None,
@@ -250,8 +268,52 @@ impl Job {
         self.plan = planned;
     }
 
+    /// How many node ids the job may hold in each of its node collections.
+    fn node_room(&self) -> usize {
+        let graph = self
+            .graph
+            .as_ref()
+            .and_then(Value::as_object)
+            .map_or(0, serde_json::Map::len);
+        graph + EXTRA_NODES
+    }
+
+    /// Whether `node` may be added to a collection of `len` ids: a node of the graph always,
+    /// any other while there is room (see [`EXTRA_NODES`]).
+    fn admits(&self, node: &NodeId, len: usize) -> bool {
+        len < self.node_room()
+            || self
+                .graph
+                .as_ref()
+                .is_some_and(|g| g.get(node.as_str()).is_some())
+    }
+
+    /// Notes nodes the server answered from its cache (a bounded number of unknown ones).
+    pub(super) fn add_cached(&mut self, nodes: &[NodeId]) {
+        for n in nodes {
+            if !self.cached.contains(n) && self.admits(n, self.cached.len()) {
+                self.cached.insert(n.clone());
+            }
+        }
+    }
+
+    /// Notes a warning (the first [`MAX_WARNINGS`]).
+    pub(super) fn add_warning(&mut self, text: String) {
+        if self.warnings.len() < MAX_WARNINGS {
+            self.warnings.push(text);
+        }
+    }
+
+    /// The node's state, created if there is room for it.
+    fn node_mut(&mut self, node: &NodeId) -> Option<&mut NodeState> {
+        if !self.nodes.contains_key(node) && !self.admits(node, self.nodes.len()) {
+            return None;
+        }
+        Some(self.nodes.entry(node.clone()).or_default())
+    }
+
     pub(super) fn ensure_planned(&mut self, node: &NodeId) {
-        if !self.plan.contains_key(node) {
+        if !self.plan.contains_key(node) && self.admits(node, self.plan.len()) {
             let w = if self.graph.is_some() {
                 self.weight(node)
             } else {
@@ -321,7 +383,7 @@ impl Job {
             .map(|(start, id, end)| NodeDuration {
                 node: id.clone(),
                 node_type: self.node_class(id),
-                ms: (end - start).max(0) as u64,
+                ms: span(start, end),
                 work: self
                     .shape
                     .as_ref()
@@ -336,9 +398,9 @@ impl Job {
             .collect()
     }
 
-    /// How long the job has run, by our clock.
+    /// How long the job has run, by our clock (`now` in the tracker's time).
     pub(super) fn running_for(&self, now: Millis) -> u64 {
-        self.times.local.0.map_or(0, |s| (now - s).max(0) as u64)
+        self.times.local.0.map_or(0, |s| span(s, now))
     }
 
     /// What is seen of the run, for the estimate of a followed job: the plan, the nodes done
@@ -369,7 +431,7 @@ impl Job {
                 .map(|(_, ms)| (n.max - n.value, *ms));
             current.push(CurrentNode {
                 node: shown,
-                ran_ms: n.started.map_or(0, |s| (now - s).max(0) as u64),
+                ran_ms: n.started.map_or(0, |s| span(s, now)),
                 steps,
             });
         }
@@ -392,18 +454,20 @@ impl Job {
         }
     }
 
-    pub(super) fn mark_running(&mut self, now: Millis) {
+    pub(super) fn mark_running(&mut self, now: Now) {
         if self.state == JobState::Pending {
             self.state = JobState::Running;
         }
         if self.started.is_none() {
-            self.started = Some(now);
+            self.started = Some(now.wall);
         }
-        self.times.local.0.get_or_insert(now);
+        self.times.local.0.get_or_insert(now.mono);
     }
 
     pub(super) fn finish_node(&mut self, node: &NodeId, now: Millis) {
-        let n = self.nodes.entry(node.clone()).or_default();
+        let Some(n) = self.node_mut(node) else {
+            return;
+        };
         n.mark_ended(now);
         n.state = Some(NodeRunState::Finished);
         if n.max <= 0.0 {
@@ -431,7 +495,9 @@ impl Job {
                 self.finish_node(&p, now);
             }
         }
-        let entry = self.nodes.entry(node.clone()).or_default();
+        let Some(entry) = self.node_mut(node) else {
+            return;
+        };
         if entry.state != Some(NodeRunState::Finished) {
             entry.mark_started(now);
             entry.state = Some(NodeRunState::Running);
@@ -456,7 +522,9 @@ impl Job {
         // A full snapshot: replace, don't merge.
         let mut running = Vec::new();
         for (id, p) in nodes {
-            let entry = self.nodes.entry(id.clone()).or_default();
+            let Some(entry) = self.node_mut(id) else {
+                continue;
+            };
             match p.state {
                 NodeRunState::Running => entry.mark_started(now),
                 NodeRunState::Finished => entry.mark_ended(now),
@@ -525,6 +593,9 @@ fn sinks(graph: &serde_json::Map<String, Value>) -> Vec<NodeId> {
 
 /// Records a `progress` step of `node`, and the step rate from consecutive steps of one node.
 pub(super) fn apply_step(job: &mut Job, node: &NodeId, value: f64, max: f64, now: Millis) {
+    if job.node_mut(node).is_none() {
+        return;
+    }
     let shown = job
         .nodes
         .get(node)
@@ -541,7 +612,7 @@ pub(super) fn apply_step(job: &mut Job, node: &NodeId, value: f64, max: f64, now
     }
     if let Some((last_node, last_value, last_t)) = &job.last_step {
         if last_node == node && value > *last_value && now > *last_t {
-            let per_step = (now - last_t) as f64 / (value - last_value);
+            let per_step = span(*last_t, now) as f64 / (value - last_value);
             if job.step_ms.len() == STEP_SAMPLES {
                 job.step_ms.pop_front();
             }
@@ -578,9 +649,12 @@ pub(super) fn view(j: &Job) -> JobView {
         }
         _ => None,
     };
-    let elapsed_ms = j
-        .started
-        .map(|s| (j.ended.unwrap_or(j.seen_at) - s).max(0) as u64);
+    // One clock for both ends: how long it ran once it ended, else ours, up to the last news.
+    let elapsed_ms = if j.state.is_terminal() {
+        j.times.run_ms()
+    } else {
+        j.times.local.0.map(|s| span(s, j.seen_at))
+    };
     JobView {
         prompt_id: j.prompt_id.clone(),
         origin: j.origin,

@@ -3,7 +3,7 @@
 //! they add what to publish to `out` and the HTTP reads to make to `req`.
 
 use super::job::apply_step;
-use super::{error_details, Millis, Request, Tracker, Update, TEXT_MEMORY};
+use super::{error_details, Millis, Now, Request, Tracker, Update, TEXT_MEMORY};
 use crate::event::{ErrorDetails, JobOrigin, JobState};
 use comfy_protocol::http::output_files;
 use comfy_protocol::{ExecutionError, ExecutionInterrupted, NodeId, NodeProgress, PromptId};
@@ -20,15 +20,18 @@ impl Tracker {
         &mut self,
         prompt_id: &PromptId,
         timestamp: Option<Millis>,
-        now: Millis,
+        now: Now,
         out: &mut Vec<Update>,
         req: &mut Vec<Request>,
     ) {
         if let Some(job) = self.followed_mut(prompt_id, now) {
             if let Some(ts) = timestamp {
-                // The server's time of the start is shown; ours measures the run.
-                job.started.get_or_insert(ts);
-                job.times.server.0.get_or_insert(ts);
+                // The server's time of the start is shown; ours measures the run (and the
+                // server's too, when its clock is believable).
+                job.started.get_or_insert(now.shown(ts));
+                if let Some(ts) = now.believed(ts) {
+                    job.times.server.0.get_or_insert(ts);
+                }
             }
             job.mark_running(now);
             self.emit(prompt_id, out);
@@ -45,12 +48,12 @@ impl Tracker {
         &mut self,
         prompt_id: &PromptId,
         nodes: &[NodeId],
-        now: Millis,
+        now: Now,
         out: &mut Vec<Update>,
     ) {
         if let Some(job) = self.followed_mut(prompt_id, now) {
             job.mark_running(now);
-            job.cached.extend(nodes.iter().cloned());
+            job.add_cached(nodes);
             if job.graph.is_some() {
                 job.replan();
             } else {
@@ -69,7 +72,7 @@ impl Tracker {
         prompt_id: Option<&PromptId>,
         node: Option<&NodeId>,
         display: &Option<NodeId>,
-        now: Millis,
+        now: Now,
         out: &mut Vec<Update>,
         req: &mut Vec<Request>,
     ) {
@@ -96,13 +99,13 @@ impl Tracker {
         id: &PromptId,
         node: &NodeId,
         display: &Option<NodeId>,
-        now: Millis,
+        now: Now,
         out: &mut Vec<Update>,
     ) {
         if let Some(job) = self.followed_mut(id, now) {
             job.mark_running(now);
             let shown = display.clone().unwrap_or_else(|| node.clone());
-            job.start_node(&shown, display.clone(), now);
+            job.start_node(&shown, display.clone(), now.mono);
             job.recompute_percent();
             self.emit(id, out);
             if self.queue_mark_running(id) {
@@ -113,18 +116,18 @@ impl Tracker {
 
     /// The end of our job. Reconcile with the server's record before the terminal state is
     /// published, so it carries the authoritative outputs.
-    fn on_job_end(&mut self, id: PromptId, now: Millis, req: &mut Vec<Request>) {
+    fn on_job_end(&mut self, id: PromptId, now: Now, req: &mut Vec<Request>) {
         if let Some(job) = self.followed_mut(&id, now) {
             if job.ending.is_none() {
                 // Servers before July 2024 send no execution_success: the nodes still running
                 // were the last ones, and they are done.
                 job.ending = Some(JobState::Success);
                 for n in job.current.clone() {
-                    job.finish_node(&n, now);
+                    job.finish_node(&n, now.mono);
                 }
             }
-            job.ended.get_or_insert(now);
-            job.times.local.1.get_or_insert(now);
+            job.ended.get_or_insert(now.wall);
+            job.times.local.1.get_or_insert(now.mono);
             req.push(Request::Outcome(id));
         }
     }
@@ -135,7 +138,7 @@ impl Tracker {
         node: &NodeId,
         display_node: Option<&NodeId>,
         output: &Value,
-        now: Millis,
+        now: Now,
         out: &mut Vec<Update>,
     ) {
         let id = prompt_id.cloned().or_else(|| self.running.first().cloned());
@@ -158,7 +161,7 @@ impl Tracker {
         node: Option<&NodeId>,
         value: f64,
         max: f64,
-        now: Millis,
+        now: Now,
         out: &mut Vec<Update>,
     ) {
         self.last_progress = Some((prompt_id.cloned(), node.cloned()));
@@ -168,7 +171,7 @@ impl Tracker {
                 job.mark_running(now);
                 let node = node.cloned().or_else(|| job.current.last().cloned());
                 if let Some(node) = node {
-                    apply_step(job, &node, value, max, now);
+                    apply_step(job, &node, value, max, now.mono);
                 }
                 job.recompute_percent();
                 self.emit(&id, out);
@@ -183,12 +186,12 @@ impl Tracker {
         &mut self,
         prompt_id: &PromptId,
         nodes: &BTreeMap<NodeId, NodeProgress>,
-        now: Millis,
+        now: Now,
         out: &mut Vec<Update>,
     ) {
         if let Some(job) = self.broadcast_mut(prompt_id, now) {
             job.mark_running(now);
-            job.apply_progress_state(nodes, now);
+            job.apply_progress_state(nodes, now.mono);
             job.recompute_percent();
             self.emit(prompt_id, out);
             if self.queue_mark_running(prompt_id) {
@@ -203,15 +206,15 @@ impl Tracker {
         &mut self,
         prompt_id: &PromptId,
         timestamp: Option<Millis>,
-        now: Millis,
+        now: Now,
     ) {
         if let Some(job) = self.followed_mut(prompt_id, now) {
             job.ending = Some(JobState::Success);
-            job.ended = timestamp.or(Some(now));
-            job.times.local.1 = Some(now);
-            job.times.server.1 = timestamp;
+            job.ended = Some(timestamp.map_or(now.wall, |t| now.shown(t)));
+            job.times.local.1 = Some(now.mono);
+            job.times.server.1 = timestamp.and_then(|t| now.believed(t));
             for n in job.current.clone() {
-                job.finish_node(&n, now);
+                job.finish_node(&n, now.mono);
             }
         }
     }
@@ -221,16 +224,16 @@ impl Tracker {
     pub(super) fn on_execution_error(
         &mut self,
         e: &ExecutionError,
-        now: Millis,
+        now: Now,
         out: &mut Vec<Update>,
     ) {
         if let Some(job) = self.broadcast_mut(&e.prompt_id, now) {
             if e.is_terminal() {
                 job.ending = Some(JobState::Error);
-                job.ended = e.timestamp.or(Some(now));
+                job.ended = Some(e.timestamp.map_or(now.wall, |t| now.shown(t)));
                 job.error = Some(error_details(e));
             } else {
-                job.warnings.push(e.exception_message.trim_end().to_owned());
+                job.add_warning(e.exception_message.trim_end().to_owned());
                 self.emit(&e.prompt_id, out);
             }
         }
@@ -239,14 +242,14 @@ impl Tracker {
     pub(super) fn on_execution_interrupted(
         &mut self,
         i: &ExecutionInterrupted,
-        now: Millis,
+        now: Now,
         req: &mut Vec<Request>,
     ) {
         let origin = self.origin_hint(&i.prompt_id);
         let anonymous = origin != JobOrigin::SelfApp;
         if let Some(job) = self.job_mut(&i.prompt_id, origin, now) {
             job.ending = Some(JobState::Interrupted);
-            job.ended = i.timestamp.or(Some(now));
+            job.ended = Some(i.timestamp.map_or(now.wall, |t| now.shown(t)));
             job.error = Some(ErrorDetails {
                 node_id: i.node_id.clone(),
                 node_type: i.node_type.clone(),

@@ -29,6 +29,20 @@
 //! "500 it/s, ETA 0 s" at the start of a sampler; the median ignores the one short and one long
 //! interval a bunch makes. ETA = remaining weighted work (`Σ weight·(1 − fraction)`) × ms per step.
 //!
+//! ## Time
+//! Every input comes with the host's wall clock (`now`, milliseconds since the Unix epoch),
+//! which can be set back or forward while the app runs. The tracker keeps two readings of each
+//! moment ([`Now`]): the wall time, which is what is shown and journalled, and its own time,
+//! which is the wall clock with every step backwards taken out, so it never goes back. Its own
+//! time orders events (a snapshot proves nothing about a job it was requested before the
+//! tracker heard of; hosts stamp [`Snapshot::requested_at`] with
+//! [`Tracker::snapshot_requested`]) and measures durations (run times, node times, step rates,
+//! elapsed time). A step forward cannot be told from the machine having slept, so it counts.
+//! The server's timestamps are shown and journalled clamped to a day either side of our clock
+//! ([`CLOCK_SLACK_MS`]), and measure a run only when both ends were within it: a server clock
+//! 200 days ahead, or one counting in microseconds, neither moves a job in time nor teaches a
+//! run time. All time arithmetic saturates.
+//!
 //! ## Layout
 //! This file holds the tracker's state, its public methods and the bookkeeping they share
 //! (creating, finishing and forgetting jobs; the queue view). `job` is one job's progress model
@@ -42,6 +56,8 @@ mod messages;
 mod snapshot;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod time_tests;
 
 pub use snapshot::{ActiveJob, Lookup, Snapshot};
 
@@ -53,6 +69,65 @@ use std::collections::{HashMap, HashSet, VecDeque};
 
 /// Milliseconds since the Unix epoch: the tracker's only notion of time.
 pub type Millis = i64;
+
+/// How far a server's timestamp may be from our clock (a day) before it is not believed: it is
+/// clamped to this distance where it is shown or kept, and measures nothing.
+pub const CLOCK_SLACK_MS: Millis = 24 * 60 * 60 * 1000;
+
+/// One moment of input by the tracker's two readings (see the module docs on time).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Now {
+    /// The host's wall clock, as given: shown and journalled.
+    wall: Millis,
+    /// The tracker's own time, which never goes back: orders events, measures durations.
+    mono: Millis,
+}
+
+impl Now {
+    /// A server timestamp as shown and kept: within [`CLOCK_SLACK_MS`] of our wall clock.
+    fn shown(self, server: Millis) -> Millis {
+        server.clamp(
+            self.wall.saturating_sub(CLOCK_SLACK_MS),
+            self.wall.saturating_add(CLOCK_SLACK_MS),
+        )
+    }
+
+    /// A server timestamp to measure with: only when it is within [`CLOCK_SLACK_MS`] of our
+    /// wall clock (else the server's clock, or its unit, is not believed).
+    fn believed(self, server: Millis) -> Option<Millis> {
+        (self.shown(server) == server).then_some(server)
+    }
+}
+
+/// The tracker's own time: the wall clock it is fed, with every step backwards taken out.
+#[derive(Debug, Clone, Copy, Default)]
+struct Clock {
+    last_wall: Option<Millis>,
+    mono: Millis,
+}
+
+impl Clock {
+    /// Reads the wall clock: both readings of this moment.
+    fn read(&mut self, wall: Millis) -> Now {
+        self.mono = match self.last_wall {
+            None => wall,
+            Some(last) => self.mono.saturating_add(wall.saturating_sub(last).max(0)),
+        };
+        self.last_wall = Some(wall);
+        Now {
+            wall,
+            mono: self.mono,
+        }
+    }
+
+    /// A wall time from before (a journalled start) in the tracker's time.
+    fn mono_of(&self, wall: Millis) -> Millis {
+        match self.last_wall {
+            None => wall,
+            Some(last) => wall.saturating_add(self.mono.saturating_sub(last)),
+        }
+    }
+}
 
 /// How many finished jobs are remembered by id, so a late message or snapshot for them is ignored
 /// instead of resurrecting them.
@@ -116,6 +191,7 @@ pub struct Tracker {
     relay: bool,
     /// What this instance's past jobs took: the source of every estimate.
     timings: comfy_timing::TimingModel,
+    clock: Clock,
 }
 
 impl Tracker {
@@ -133,7 +209,20 @@ impl Tracker {
             baseline_done: false,
             relay: false,
             timings: comfy_timing::TimingModel::default(),
+            clock: Clock::default(),
         }
+    }
+
+    /// The host is about to request a queue snapshot, at `now` by its wall clock: the
+    /// [`Snapshot::requested_at`] to put in it, in the tracker's own time (which never goes
+    /// back, so a clock set back does not make later snapshots look older than the jobs).
+    pub fn snapshot_requested(&mut self, now: Millis) -> Millis {
+        self.clock.read(now).mono
+    }
+
+    /// The moment of an input given at `now` by the host's wall clock.
+    fn read_clock(&mut self, now: Millis) -> Now {
+        self.clock.read(now)
     }
 
     pub fn client_id(&self) -> &str {
@@ -193,7 +282,7 @@ impl Tracker {
     /// The job an execution message is about. Without the companion only the submitter's
     /// socket gets these messages, which proves the job is ours; with the companion relaying,
     /// a job we did not queue is another client's, followed as `relayed`.
-    fn followed_mut(&mut self, id: &PromptId, now: Millis) -> Option<&mut Job> {
+    fn followed_mut(&mut self, id: &PromptId, now: Now) -> Option<&mut Job> {
         let relay = self.relay;
         let origin = if relay {
             self.jobs.get(id).map_or(JobOrigin::Other, |j| j.origin)
@@ -211,7 +300,7 @@ impl Tracker {
     /// The job a message that may be a broadcast is about (`progress`, `progress_state`, an
     /// error, an interrupt): relayed jobs are followed; otherwise a job first seen this way is
     /// someone else's (queued without a client id, or an old server's broadcast).
-    fn broadcast_mut(&mut self, id: &PromptId, now: Millis) -> Option<&mut Job> {
+    fn broadcast_mut(&mut self, id: &PromptId, now: Now) -> Option<&mut Job> {
         if self.relay {
             return self.followed_mut(id, now);
         }
@@ -236,7 +325,7 @@ impl Tracker {
     }
 
     /// The job, created on first sight unless it already finished.
-    fn job_mut(&mut self, id: &PromptId, origin: JobOrigin, now: Millis) -> Option<&mut Job> {
+    fn job_mut(&mut self, id: &PromptId, origin: JobOrigin, now: Now) -> Option<&mut Job> {
         if self.remembers_finished(id) {
             return None;
         }
@@ -244,7 +333,7 @@ impl Tracker {
             .jobs
             .entry(id.clone())
             .or_insert_with(|| Job::new(id.clone(), origin, now));
-        job.seen_at = job.seen_at.max(now);
+        job.seen_at = job.seen_at.max(now.mono);
         if origin == JobOrigin::SelfApp && job.origin != JobOrigin::SelfApp {
             // Only the submitter's socket gets execution_start/executing/executed: proof.
             job.origin = JobOrigin::SelfApp;
@@ -288,7 +377,7 @@ impl Tracker {
     }
 
     /// Records the terminal state exactly once.
-    fn finish(&mut self, id: &PromptId, state: JobState, now: Millis, out: &mut Vec<Update>) {
+    fn finish(&mut self, id: &PromptId, state: JobState, now: Now, out: &mut Vec<Update>) {
         let Some(job) = self.jobs.get_mut(id) else {
             return;
         };
@@ -298,8 +387,8 @@ impl Tracker {
         job.state = state;
         job.ending = None;
         job.vanished = None;
-        job.ended.get_or_insert(now);
-        job.times.local.1.get_or_insert(now);
+        job.ended.get_or_insert(now.wall);
+        job.times.local.1.get_or_insert(now.mono);
         job.current.clear();
         if state == JobState::Success && job.fidelity.is_followed() {
             job.percent = Some(100.0);
@@ -339,6 +428,7 @@ impl Tracker {
         msg: &ServerMessage,
         now: Millis,
     ) -> (Vec<Update>, Vec<Request>) {
+        let now = self.read_clock(now);
         let mut out = Vec::new();
         let mut req = Vec::new();
         match msg {
@@ -410,7 +500,7 @@ impl Tracker {
                 data: data.clone(),
             }),
         }
-        self.annotate(&mut out, now);
+        self.annotate(&mut out, now.mono);
         (out, req)
     }
 
@@ -479,6 +569,7 @@ impl Tracker {
     /// Records what we know of a job without a full snapshot: its graph when we submitted it,
     /// or details read from `/queue`. Nothing is concluded about other jobs.
     pub fn describe_job(&mut self, item: &ActiveJob, now: Millis) -> Vec<Update> {
+        let now = self.read_clock(now);
         let origin = match &item.client_id {
             Some(Some(c)) if *c == self.client_id => JobOrigin::SelfApp,
             Some(Some(_)) => JobOrigin::Other,
@@ -502,7 +593,7 @@ impl Tracker {
         if !known {
             self.emit(&item.prompt_id, &mut out);
         }
-        self.annotate(&mut out, now);
+        self.annotate(&mut out, now.mono);
         out
     }
 
@@ -524,14 +615,18 @@ impl Tracker {
             Some(Some(_)) => JobOrigin::Other,
             _ => JobOrigin::Anonymous,
         };
-        let mut job = Job::new(item.prompt_id.clone(), origin, queued_at);
+        let queued = Now {
+            wall: queued_at,
+            mono: self.clock.mono_of(queued_at),
+        };
+        let mut job = Job::new(item.prompt_id.clone(), origin, queued);
         job.known_since = Millis::MIN;
         job.state = state;
         job.number = item.number;
         job.graph = item.graph.clone();
         if state == JobState::Running {
             job.started = started_at;
-            job.times.local.0 = started_at;
+            job.times.local.0 = started_at.map(|s| self.clock.mono_of(s));
         }
         job.replan();
         self.jobs.insert(item.prompt_id.clone(), job);
@@ -557,11 +652,12 @@ impl Tracker {
     ) -> Vec<Update> {
         match actual {
             Some(id) if id == expected => {
+                let now = self.read_clock(now);
                 if let Some(job) = self.jobs.get_mut(id) {
                     job.awaiting_ack = false;
                     // A snapshot sent while the submission was in flight may have been answered
                     // before the server queued it, whenever its answer arrives.
-                    job.known_since = job.known_since.max(now);
+                    job.known_since = job.known_since.max(now.mono);
                 }
                 Vec::new()
             }

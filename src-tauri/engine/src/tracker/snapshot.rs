@@ -29,8 +29,9 @@ pub struct Snapshot {
     pub pending: Vec<ActiveJob>,
     /// Recently finished jobs the server lists (ids only); unknown ones are looked up.
     pub recent_finished: Vec<PromptId>,
-    /// When the request for this snapshot was sent. Jobs the tracker learnt of later cannot be
-    /// expected in it, so their absence means nothing.
+    /// When the request for this snapshot was sent, in the tracker's own time (hosts get it
+    /// from [`Tracker::snapshot_requested`] as they send the request). Jobs the tracker learnt
+    /// of later cannot be expected in it, so their absence means nothing.
     pub requested_at: Millis,
 }
 
@@ -47,6 +48,7 @@ pub enum Lookup {
 impl Tracker {
     /// Applies a queue snapshot from HTTP. Returns outcome lookups for jobs that left the queue.
     pub fn apply_snapshot(&mut self, snap: &Snapshot, now: Millis) -> (Vec<Update>, Vec<Request>) {
+        let now = self.read_clock(now);
         let mut out = Vec::new();
         let mut req = Vec::new();
         let after_reconnect = std::mem::take(&mut self.after_reconnect);
@@ -96,7 +98,7 @@ impl Tracker {
                 job.recompute_percent();
             }
             if let Some(t) = item.create_time {
-                job.first_seen = job.first_seen.min(t);
+                job.first_seen = job.first_seen.min(now.shown(t));
             }
             if running && job.state == JobState::Pending {
                 job.mark_running(now);
@@ -104,7 +106,7 @@ impl Tracker {
             } else if running {
                 // Running before we saw it start (restored from the journal without a start):
                 // its run is measured from now, not never.
-                job.times.local.0.get_or_insert(now);
+                job.times.local.0.get_or_insert(now.mono);
             }
             if changed {
                 self.emit(&item.prompt_id, &mut out);
@@ -166,12 +168,13 @@ impl Tracker {
             self.pending = pending;
             out.push(self.queue_update());
         }
-        self.annotate(&mut out, now);
+        self.annotate(&mut out, now.mono);
         (out, req)
     }
 
     /// Applies the result of a [`Request::Outcome`] lookup.
     pub fn apply_outcome(&mut self, id: &PromptId, lookup: Lookup, now: Millis) -> Vec<Update> {
+        let now = self.read_clock(now);
         let mut out = Vec::new();
         if self.remembers_finished(id) {
             return out;
@@ -193,13 +196,14 @@ impl Tracker {
                     }
                 }
                 if let Some(s) = f.started_ms {
-                    job.started = Some(s);
+                    job.started = Some(now.shown(s));
                 }
                 if let Some(e) = f.ended_ms {
-                    job.ended = Some(e);
+                    job.ended = Some(now.shown(e));
                 }
-                if f.started_ms.is_some() && f.ended_ms.is_some() {
-                    job.times.server = (f.started_ms, f.ended_ms);
+                let believed = |t: Option<Millis>| t.and_then(|t| now.believed(t));
+                if let (Some(s), Some(e)) = (believed(f.started_ms), believed(f.ended_ms)) {
+                    job.times.server = (Some(s), Some(e));
                 }
                 let state = match &f.outcome {
                     Outcome::Success => JobState::Success,
@@ -259,7 +263,7 @@ impl Tracker {
                 }
             }
         }
-        self.annotate(&mut out, now);
+        self.annotate(&mut out, now.mono);
         out
     }
 }
