@@ -190,6 +190,84 @@ describe("InstanceForm", () => {
     expect(w.get('[data-testid="test-verdict"]').text()).toBe("The WebSocket step failed: the server refused the credentials.");
   });
 
+  const FIRST = Array.from({ length: 32 }, (_, i) => (i * 7).toString(16).padStart(2, "0").toUpperCase()).join(":");
+  const SECOND = Array.from({ length: 32 }, (_, i) => (255 - i).toString(16).toUpperCase()).join(":");
+
+  /** Test connection as the shell answers it: refused until `pinned` is the certificate sent. */
+  function serverPresenting(presented: string) {
+    reply = (command) => {
+      if (command !== "test_connection") return command === "add_instance" || command === "update_instance" ? settings(7, "saved") : null;
+      const pinned = calls.at(-1)?.args.input?.certificate_sha256 ?? null;
+      if (pinned === presented) {
+        return {
+          ok: true,
+          steps: [
+            { step: "http", ok: true, detail: "ComfyUI 0.3.60", auth: false, certificate: null },
+            { step: "websocket", ok: true, detail: "socket upgrade accepted", auth: false, certificate: null },
+          ],
+        };
+      }
+      return { ok: false, steps: [{ step: "http", ok: false, detail: "not trusted", auth: false, certificate: { presented, pinned } }] };
+    };
+  }
+
+  it("says what trusting the server's own certificate means, and which one is pinned", async () => {
+    const w = mountForm(settings(3, "box", { url: "https://box:8443/", accept_invalid_certs: true, certificate_sha256: FIRST }));
+    const box = w.get('[data-testid="instance-insecure"]');
+    expect(box.element.closest("label")?.textContent).toContain("Trust this server's own certificate (pinned on first connection)");
+    expect(w.get('[data-testid="certificate-pin"]').text()).toBe(`Pinned (SHA-256): ${FIRST}`);
+    await box.setValue(false);
+    expect(w.find('[data-testid="certificate-pin"]').exists()).toBe(false);
+    await w.get("form").trigger("submit");
+    await flushPromises();
+    expect(sent("update_instance")?.input?.certificate_sha256).toBeNull();
+  });
+
+  it("shows the fingerprint of a certificate not trusted yet, and accepting it pins it and tests again", async () => {
+    serverPresenting(FIRST);
+    const w = mountForm(null);
+    await w.get('[data-testid="instance-name"]').setValue("box");
+    await w.get('[data-testid="instance-url"]').setValue("https://box:8443");
+    await w.get('[data-testid="instance-insecure"]').setValue(true);
+    expect(w.get('[data-testid="certificate-pin"]').text()).toContain("No certificate pinned yet");
+    await w.get('[data-testid="test-connection"]').trigger("click");
+    await flushPromises();
+    expect(sent("test_connection")?.input?.certificate_sha256).toBeNull();
+    expect(w.get('[data-testid="test-verdict"]').text()).toBe("The HTTP API step failed: the server's certificate is not trusted yet.");
+    expect(w.get('[data-testid="certificate-presented"]').text()).toBe(FIRST);
+    expect(w.find('[data-testid="certificate-pinned"]').exists()).toBe(false);
+    const accept = w.get('[data-testid="accept-certificate"]');
+    expect(accept.text()).toBe("Accept this certificate");
+    await accept.trigger("click");
+    await flushPromises();
+    expect(calls.filter((c) => c.command === "test_connection").at(-1)?.args.input?.certificate_sha256).toBe(FIRST);
+    expect(w.get('[data-testid="test-verdict"]').text()).toBe("Connection works: both steps passed.");
+    expect(w.get('[data-testid="certificate-accepted"]').text()).toContain("pinned when you save");
+    await w.get("form").trigger("submit");
+    await flushPromises();
+    expect(sent("add_instance")?.input?.certificate_sha256).toBe(FIRST);
+  });
+
+  it("shows both fingerprints when the certificate changed, and asks before pinning the new one", async () => {
+    serverPresenting(SECOND);
+    const w = mountForm(settings(3, "box", { url: "https://box:8443/", accept_invalid_certs: true, certificate_sha256: FIRST }));
+    await w.get('[data-testid="test-connection"]').trigger("click");
+    await flushPromises();
+    expect(sent("test_connection")?.input?.certificate_sha256).toBe(FIRST);
+    expect(w.get('[data-testid="test-verdict"]').text()).toBe("The HTTP API step failed: the server's certificate changed.");
+    expect(w.get('[data-testid="certificate-pinned"]').text()).toBe(FIRST);
+    expect(w.get('[data-testid="certificate-presented"]').text()).toBe(SECOND);
+    expect(w.get('[data-testid="certificate-refusal"]').text()).toContain("only if you know why it changed");
+    // Nothing changes until the user accepts: saving now keeps the old pin.
+    expect(w.get('[data-testid="certificate-pin"]').text()).toContain(FIRST);
+    await w.get('[data-testid="accept-certificate"]').trigger("click");
+    await flushPromises();
+    expect(w.get('[data-testid="test-verdict"]').text()).toBe("Connection works: both steps passed.");
+    await w.get("form").trigger("submit");
+    await flushPromises();
+    expect(sent("update_instance")?.input?.certificate_sha256).toBe(SECOND);
+  });
+
   it("lists the step that was never tried after an HTTP failure", async () => {
     reply = () => ({ ok: false, steps: [{ step: "http", ok: false, detail: "connection refused", auth: false }] });
     const w = mountForm(null);

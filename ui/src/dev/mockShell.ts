@@ -283,12 +283,16 @@ function settingsFor(v: InstanceView, preset: Preset): InstanceSettings {
     header_names: [],
     secrets_set: auth === "bearer" ? ["token"] : auth === "basic" ? ["password"] : [],
     accept_invalid_certs: false,
+    certificate_sha256: null,
     enabled: v.enabled,
     preview_fps_cap: 15,
     notifications: { ...DEFAULT_NOTIFICATION_PREFS },
     use_companion: v.use_companion,
   };
 }
+
+/** The certificate every https:// server of the mock presents, for "Trust this server's own certificate". */
+const MOCK_CERTIFICATE = Array.from({ length: 32 }, (_, i) => ((i * 37 + 11) % 256).toString(16).padStart(2, "0").toUpperCase()).join(":");
 
 function find(instanceId: unknown): InstanceView {
   const i = state.instances.find((x) => x.id === instanceId);
@@ -489,6 +493,7 @@ function handle(command: string, args: unknown): unknown {
         header_names: i.header_names,
         secrets_set: Object.keys(i.secrets),
         accept_invalid_certs: i.accept_invalid_certs,
+        certificate_sha256: i.accept_invalid_certs ? i.certificate_sha256 : null,
         enabled: i.enabled,
         preview_fps_cap: i.preview_fps_cap,
         notifications: i.notifications,
@@ -535,6 +540,13 @@ function handle(command: string, args: unknown): unknown {
       const url = i.url.toLowerCase();
       if (url.includes("down")) return { ok: false, steps: [{ step: "http", ok: false, detail: "connection refused (os error 111)", auth: false }] };
       if (url.includes("auth")) return { ok: false, steps: [{ step: "http", ok: false, detail: "401 Unauthorized", auth: true }] };
+      if (url.startsWith("https://") && i.accept_invalid_certs && i.certificate_sha256 !== MOCK_CERTIFICATE) {
+        const refusal = { presented: MOCK_CERTIFICATE, pinned: i.certificate_sha256 };
+        const detail = refusal.pinned
+          ? `the server's certificate changed (was ${refusal.pinned}, now ${MOCK_CERTIFICATE})`
+          : `the server's certificate is not trusted yet (SHA-256 ${MOCK_CERTIFICATE})`;
+        return { ok: false, steps: [{ step: "http", ok: false, detail, auth: false, certificate: refusal }] };
+      }
       if (url.includes("ws")) {
         return {
           ok: false,

@@ -14,6 +14,7 @@ function input(overrides: Partial<InstanceInput> = {}): InstanceInput {
     header_names: [],
     secrets: {},
     accept_invalid_certs: false,
+    certificate_sha256: null,
     enabled: true,
     preview_fps_cap: 15,
     notifications: notifications(),

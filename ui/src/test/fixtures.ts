@@ -94,6 +94,7 @@ export function settings(id: number, name: string, overrides: Partial<InstanceSe
     header_names: [],
     secrets_set: [],
     accept_invalid_certs: false,
+    certificate_sha256: null,
     enabled: true,
     preview_fps_cap: 15,
     notifications: notifications(),
