@@ -7,7 +7,7 @@ use crate::shell::previews::{Announced, Previews};
 use crate::shell::throttle::ProgressThrottle;
 use crate::shell::view::{LogEntry, PreviewRef};
 use comfy_engine::journal::{EventLogRule, Journal, LogLine};
-use comfy_engine::{ConnectionState, Event, EventKind};
+use comfy_engine::{Event, EventKind};
 use tokio::sync::mpsc::Receiver;
 use tokio::sync::watch;
 use tokio::time::{sleep_until, Instant};
@@ -50,7 +50,7 @@ impl JournalWriter {
                 return None;
             }
             EventKind::Connection(status) => {
-                let connected = status.state == ConnectionState::Connected;
+                let connected = status.state.is_up();
                 if let Err(error) = journal.store_mut().set_instance_status(
                     instance,
                     &status.detail,

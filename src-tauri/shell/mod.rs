@@ -173,8 +173,7 @@ async fn poll_stats<R: Runtime>(app: AppHandle<R>) {
                     let view = overview.instance(id)?;
                     Some(stats::Seen {
                         id,
-                        connected: view.status.status.state
-                            == comfy_model::ConnectionState::Connected,
+                        connected: view.status.status.state.is_up(),
                         busy: view.queue.running + view.queue.pending > 0,
                     })
                 })

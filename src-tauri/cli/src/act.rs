@@ -73,7 +73,10 @@ async fn connect(
     while let Some(e) = rx.recv().await {
         if let EventKind::Connection(c) = &e.kind {
             match c.state {
-                ConnectionState::Connected => return Ok((engine, id, rx)),
+                // On HTTP alone too: submit, cancel and downloads are HTTP.
+                ConnectionState::Connected | ConnectionState::HttpOnly => {
+                    return Ok((engine, id, rx))
+                }
                 ConnectionState::Unreachable => {
                     return Err(anyhow!("cannot reach {url}: {}", c.detail))
                 }
@@ -291,7 +294,7 @@ async fn follow(
             }
         };
         if let EventKind::Connection(c) = &e.kind {
-            down = (c.state != ConnectionState::Connected).then(|| {
+            down = (!c.state.is_up()).then(|| {
                 let since = down
                     .as_ref()
                     .map_or_else(tokio::time::Instant::now, |(t, _)| *t);

@@ -261,6 +261,7 @@ fn human(kind: &EventKind, at: OffsetDateTime) -> Option<String> {
                 ConnectionState::Unreachable => "unreachable",
                 ConnectionState::AuthFailed => "auth failed",
                 ConnectionState::Disabled => "disabled",
+                ConnectionState::HttpOnly => "HTTP only",
             };
             let retry = c
                 .retry_in_ms

@@ -260,7 +260,8 @@ impl Engine {
         let status = h.status.borrow().clone();
         let server = h.server.borrow().clone();
         match server {
-            Some(server) if status.state == ConnectionState::Connected => Ok(Reach {
+            // On HTTP alone too: every action is HTTP (our jobs are then observed, not live).
+            Some(server) if status.state.is_up() => Ok(Reach {
                 client_id: h.client_id.clone(),
                 commands: h.commands.clone(),
                 server,
@@ -273,7 +274,7 @@ impl Engine {
     }
 
     /// Queues a workflow (API format) with this app's client id, so the job is followed live
-    /// from its first frame.
+    /// from its first frame (by polling, like other clients' jobs, while on HTTP alone).
     pub async fn submit(
         &self,
         id: InstanceId,

@@ -59,10 +59,13 @@ pub async fn check_connection(spec: &InstanceSpec) -> ConnectionCheck {
     }
     let mut probe = spec.clone();
     probe.client_id = new_client_id();
+    // `ws::connect` gives up after `ws::CONNECT_TIMEOUT`: a proxy that never answers the upgrade
+    // is a failed step, not a test that never ends.
     match crate::ws::connect(&probe).await {
-        Ok(mut socket) => {
+        Ok(mut connection) => {
             // A clean close, so the server drops the throwaway client at once.
-            let _ = socket.close(None).await;
+            let close = connection.socket.close(None);
+            let _ = tokio::time::timeout(std::time::Duration::from_secs(1), close).await;
             steps.push(StepResult {
                 step: CheckStep::Websocket,
                 ok: true,
@@ -71,7 +74,13 @@ pub async fn check_connection(spec: &InstanceSpec) -> ConnectionCheck {
                 certificate: None,
             });
         }
-        Err(e) => steps.push(failed(CheckStep::Websocket, &e)),
+        Err(e) => {
+            let mut step = failed(CheckStep::Websocket, &e);
+            step.detail.push_str(
+                "; HTTP works, so the instance would run on HTTP only (no live progress or previews)",
+            );
+            steps.push(step);
+        }
     }
     ConnectionCheck::new(steps)
 }

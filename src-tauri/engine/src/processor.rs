@@ -9,6 +9,14 @@ use comfy_protocol::{
     decode_binary, decode_text, image_size, BinaryFrame, PromptId, ServerFeatures, ServerMessage,
 };
 
+/// The largest text frame decoded. ComfyUI's messages are kilobytes; a text frame is parsed into
+/// a JSON tree several times its size, so a larger one is refused unread (live, the socket's
+/// frame guard drops it before its payload is read; in a replay, here).
+pub const MAX_TEXT_FRAME: usize = 8 << 20;
+/// The largest binary frame: a full-size PNG from a `SaveImageWebsocket` node (a 4096² RGBA PNG
+/// is at most about 64 MiB uncompressed), well past tungstenite's 16 MiB default.
+pub const MAX_BINARY_FRAME: usize = 64 << 20;
+
 #[derive(Debug)]
 pub struct Processor {
     tracker: Tracker,
@@ -53,6 +61,12 @@ impl Processor {
 
     /// One text frame. Undecodable frames become a `ProtocolError` event, never a failure.
     pub fn text(&mut self, frame: &str, now: Millis) -> (Vec<EventKind>, Vec<Request>) {
+        if frame.len() > MAX_TEXT_FRAME {
+            return (
+                vec![too_large("text", frame.len(), MAX_TEXT_FRAME)],
+                Vec::new(),
+            );
+        }
         match decode_text(frame) {
             Ok(msg) => {
                 match &msg {
@@ -76,6 +90,9 @@ impl Processor {
 
     /// One binary frame. Preview events share the frame's buffer instead of copying the image.
     pub fn binary(&mut self, data: &bytes::Bytes) -> Vec<EventKind> {
+        if data.len() > MAX_BINARY_FRAME {
+            return vec![too_large("binary", data.len(), MAX_BINARY_FRAME)];
+        }
         let frame = match decode_binary(data, &self.features) {
             Ok(f) => f,
             Err(e) => {
@@ -137,6 +154,15 @@ impl Processor {
     }
 }
 
+fn too_large(kind: &str, len: usize, limit: usize) -> EventKind {
+    EventKind::ProtocolError {
+        detail: format!(
+            "{kind} frame ({len} bytes) refused: over the {} MiB limit",
+            limit >> 20
+        ),
+    }
+}
+
 fn event(u: Update) -> Option<EventKind> {
     Some(match u {
         Update::Queue { running, pending } => EventKind::Queue { running, pending },
@@ -158,4 +184,39 @@ fn event(u: Update) -> Option<EventKind> {
 
 fn events(updates: Vec<Update>) -> Vec<EventKind> {
     updates.into_iter().filter_map(event).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_text_frame_over_the_limit_is_refused_without_being_decoded() {
+        let mut p = Processor::new("me");
+        // Valid JSON of an unknown type: decoded, it would be a `server_event`.
+        let huge = format!(r#"{{"type":"x","data":"{}"}}"#, "a".repeat(MAX_TEXT_FRAME));
+        let (events, requests) = p.text(&huge, 0);
+        assert!(requests.is_empty());
+        match events.as_slice() {
+            [EventKind::ProtocolError { detail }] => {
+                assert!(detail.contains("over the 8 MiB limit"), "{detail}")
+            }
+            other => panic!("{other:?}"),
+        }
+        let (events, _) = p.text(r#"{"type":"x","data":{}}"#, 0);
+        assert!(matches!(events.as_slice(), [EventKind::ServerEvent { .. }]));
+    }
+
+    #[test]
+    fn a_binary_frame_over_the_limit_is_refused() {
+        let mut p = Processor::new("me");
+        let mut frame = vec![0, 0, 0, 1, 0, 0, 0, 1];
+        frame.resize(MAX_BINARY_FRAME + 1, 0);
+        match p.binary(&bytes::Bytes::from(frame)).as_slice() {
+            [EventKind::ProtocolError { detail }] => {
+                assert!(detail.contains("over the 64 MiB limit"), "{detail}")
+            }
+            other => panic!("{other:?}"),
+        }
+    }
 }

@@ -2,9 +2,13 @@
 //!
 //! The loop is an explicit state machine (`ConnectionState`): probe HTTP, detect capabilities,
 //! open the socket, run a session, and on any failure decide between "socket dropped" (HTTP still
-//! answers: reconnect soon) and "server down" (back off), or "auth failed" (retry slowly). HTTP
-//! reads during a session run as child tasks so the socket is always read promptly; a slow
-//! reader slows the server for every client (protocol §8.10).
+//! answers: reconnect soon) and "server down" (back off), or "auth failed" (retry slowly). When
+//! HTTP answers but the socket cannot be opened (a proxy that refuses the upgrade or never
+//! completes it), the session runs on HTTP alone (`HttpOnly`): the queue and history are polled
+//! at a steady rate, actions work, our own jobs are observed like everyone else's, and the socket
+//! is tried again in the background; once it opens, the same session goes live. HTTP reads
+//! during a session run as child tasks (outcome lookups a few at a time) so the socket is always
+//! read promptly; a slow reader slows the server for every client (protocol §8.10).
 
 use crate::api::{Api, ApiError};
 use crate::backoff::{auth_retry_delay, reconnect_delay};
@@ -13,34 +17,45 @@ use crate::instance::InstanceSpec;
 use crate::processor::Processor;
 use crate::sink::EventSink;
 use crate::tracker::{ActiveJob, Lookup, Millis, Request, Snapshot};
-use crate::ws::{self, Socket};
+use crate::ws::{self, Socket, Wire};
 use comfy_protocol::{PromptId, CLIENT_FEATURE_FLAGS, CLIENT_FEATURE_FLAGS_WITH_RELAY};
 use futures_util::{SinkExt, StreamExt};
-use std::collections::HashSet;
+use std::collections::{HashSet, VecDeque};
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinSet;
 use tokio::time::{sleep, Instant};
-use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::{Error as WsError, Message};
 
 /// Keepalive: proxies cut idle sockets and ComfyUI never pings.
 pub const PING_EVERY: Duration = Duration::from_secs(3);
-/// A link with no frame (pong included) for this long is dead: detected within 10 s.
+/// A link that received no byte (pong included) for this long is dead: detected within 10 s.
+/// Only time spent listening counts: a wait for the host to take events is not the link's
+/// silence.
 pub const LIVENESS: Duration = Duration::from_secs(8);
 /// Safety poll of the queue while work is pending or running, and while idle.
 pub const POLL_BUSY: Duration = Duration::from_secs(2);
 pub const POLL_IDLE: Duration = Duration::from_secs(10);
+/// The queue poll while only HTTP works: nothing else says when the queue changed.
+pub const POLL_HTTP_ONLY: Duration = Duration::from_secs(2);
+/// Outcome lookups in flight at once. After a restart, or with many journal entries restored,
+/// every vanished job wants one, against a server that has just come back; the rest wait.
+pub const MAX_LOOKUPS: usize = 4;
 /// How often estimates are looked at while anything is queued (they move with the clock; only
 /// the ones that moved noticeably are published).
 pub const ESTIMATE_EVERY: Duration = Duration::from_secs(1);
-/// A session shorter than this does not reset the backoff (a server that accepts and drops).
+/// A session shorter than this does not reset the backoff, nor start the restart window of
+/// `reconnect_delay`: a server that accepts the socket and drops it backs off.
 const STABLE_SESSION: Duration = Duration::from_secs(10);
+/// Failed polls in a row that end a session on HTTP alone (one may be a hiccup).
+const HTTP_ONLY_FAILURES: u32 = 2;
 
 #[derive(Debug)]
 pub(crate) enum Command {
     /// Close the socket cleanly and stop.
     Shutdown,
-    /// Re-read the queue now.
+    /// Re-read the queue now (on HTTP alone: and try the socket now).
     Refresh,
     /// We are submitting this job: follow it before the server answers.
     Expect(Box<ActiveJob>),
@@ -51,8 +66,8 @@ pub(crate) enum Command {
     },
 }
 
-/// What actions need to reach a connected server: its client (with the route prefix the probe
-/// settled) and what it can do.
+/// What actions need to reach a server that answers (live or on HTTP alone): its client (with
+/// the route prefix the probe settled) and what it can do.
 #[derive(Debug, Clone)]
 pub(crate) struct Connected {
     pub(crate) api: Api,
@@ -64,10 +79,64 @@ enum SessionEnd {
     Dropped(String),
 }
 
+/// How a session starts: with the socket, or on HTTP alone (and why the socket failed).
+enum Opened {
+    Socket(ws::Connection),
+    HttpOnly(ApiError),
+}
+
 enum HttpResult {
     /// With the number of `status` messages seen when it was requested.
     Snapshot(Result<Snapshot, ApiError>, u64),
     Outcome(PromptId, Result<Lookup, ApiError>),
+    /// A try at the socket while running on HTTP alone.
+    Socket(Result<ws::Connection, ApiError>),
+}
+
+/// Outcome lookups: each job once, at most [`MAX_LOOKUPS`] in flight, the rest waiting in the
+/// order they were asked for.
+#[derive(Debug, Default)]
+struct Lookups {
+    in_flight: HashSet<PromptId>,
+    waiting: VecDeque<PromptId>,
+}
+
+impl Lookups {
+    fn want(&mut self, id: PromptId) {
+        if !self.in_flight.contains(&id) && !self.waiting.contains(&id) {
+            self.waiting.push_back(id);
+        }
+    }
+
+    /// The next lookup to start, if one may start now.
+    fn start(&mut self) -> Option<PromptId> {
+        if self.in_flight.len() >= MAX_LOOKUPS {
+            return None;
+        }
+        let id = self.waiting.pop_front()?;
+        self.in_flight.insert(id.clone());
+        Some(id)
+    }
+
+    fn done(&mut self, id: &PromptId) {
+        self.in_flight.remove(id);
+    }
+}
+
+/// The next frame of the socket, when there is one (never, on HTTP alone).
+async fn next_frame(socket: &mut Option<Socket>) -> Option<Result<Message, WsError>> {
+    match socket {
+        Some(s) => s.next().await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Resolves when the socket's frame guard refused a frame.
+async fn refusal(wire: &Option<Arc<Wire>>) {
+    match wire {
+        Some(w) => w.refusal().await,
+        None => std::future::pending().await,
+    }
 }
 
 /// Wall-clock milliseconds since the Unix epoch.
@@ -199,8 +268,10 @@ impl Supervisor {
         let mut attempt: u32 = 0;
         let mut auth_attempt: u32 = 0;
         let mut connected_before = false;
-        // When the last working session ended (see `reconnect_delay`).
-        let mut dropped_at: Option<Instant> = None;
+        // When the last stable session ended (see `reconnect_delay`). A short session does not
+        // count: a server that accepts and drops at once must back off, not be retried every
+        // second forever.
+        let mut stable_end: Option<Instant> = None;
         loop {
             // Announce the attempt, unless the last one failed: then the failure (with its
             // retry time) stays on display instead of flapping on every attempt.
@@ -220,21 +291,22 @@ impl Supervisor {
                 self.set_status(state, detail, None).await;
             }
             let delay = match self.connect().await {
-                Ok(socket) => {
+                Ok(opened) => {
                     auth_attempt = 0;
                     self.processor.connected(connected_before);
                     connected_before = true;
                     let started = Instant::now();
-                    let end = self.session(socket).await;
-                    dropped_at = Some(Instant::now());
+                    let end = self.session(opened).await;
                     self.processor.disconnected();
                     if started.elapsed() >= STABLE_SESSION {
                         attempt = 0;
+                        stable_end = Some(Instant::now());
                     }
                     match end {
                         SessionEnd::Shutdown => return,
                         SessionEnd::Dropped(reason) => {
-                            self.after_drop(reason, &mut attempt, &mut auth_attempt)
+                            let down_for = stable_end.map(|t| t.elapsed());
+                            self.after_drop(reason, down_for, &mut attempt, &mut auth_attempt)
                                 .await
                         }
                     }
@@ -253,7 +325,7 @@ impl Supervisor {
                     d
                 }
                 Err(e) => {
-                    let down_for = dropped_at.map(|t| t.elapsed());
+                    let down_for = stable_end.map(|t| t.elapsed());
                     let d = reconnect_delay(attempt, down_for, rand::random());
                     attempt = attempt.saturating_add(1);
                     self.set_status(ConnectionState::Unreachable, e.to_string(), Some(d))
@@ -268,9 +340,11 @@ impl Supervisor {
     }
 
     /// Tells "socket dropped" from "server down" with one HTTP probe, and picks the delay.
+    /// `down_for`: how long ago the last stable session ended.
     async fn after_drop(
         &mut self,
         reason: String,
+        down_for: Option<Duration>,
         attempt: &mut u32,
         auth_attempt: &mut u32,
     ) -> Duration {
@@ -283,7 +357,7 @@ impl Supervisor {
         .await;
         match self.api.probe().await {
             Ok(_) => {
-                let d = reconnect_delay(*attempt, Some(Duration::ZERO), rand::random());
+                let d = reconnect_delay(*attempt, down_for, rand::random());
                 *attempt = attempt.saturating_add(1);
                 self.set_status(
                     ConnectionState::Reconnecting,
@@ -301,7 +375,7 @@ impl Supervisor {
                 d
             }
             Err(e) => {
-                let d = reconnect_delay(*attempt, Some(Duration::ZERO), rand::random());
+                let d = reconnect_delay(*attempt, down_for, rand::random());
                 *attempt = attempt.saturating_add(1);
                 self.set_status(
                     ConnectionState::Unreachable,
@@ -333,8 +407,9 @@ impl Supervisor {
         }
     }
 
-    /// Probe, detect capabilities, open the socket.
-    async fn connect(&mut self) -> Result<Socket, ApiError> {
+    /// Probe, detect capabilities, open the socket. A socket that cannot be opened while HTTP
+    /// still answers means HTTP alone.
+    async fn connect(&mut self) -> Result<Opened, ApiError> {
         let stats = self.api.probe().await?;
         self.info.version = stats.system.comfyui_version;
         let features = self.api.features().await?;
@@ -346,25 +421,37 @@ impl Supervisor {
             .as_ref()
             .filter(|_| self.spec.use_companion)
             .and_then(comfy_protocol::http::companion_in);
-        let socket = ws::connect(&self.spec).await?;
+        let opened = match ws::connect(&self.spec).await {
+            Ok(connection) => Opened::Socket(connection),
+            Err(e) => {
+                // A server going down between the probe and the socket is not a socket problem.
+                self.api.probe().await?;
+                Opened::HttpOnly(e)
+            }
+        };
         self.server.send_replace(Some(Connected {
             api: self.api.clone(),
             info: self.info.clone(),
         }));
-        Ok(socket)
+        Ok(opened)
     }
 
-    async fn session(&mut self, mut socket: Socket) -> SessionEnd {
-        // The first text frame is the only one the server reads for feature flags.
+    /// The socket is open: say hello with our feature flags (the first text frame is the only
+    /// one the server reads for them), follow our jobs live (and other clients' through the
+    /// companion), tell the host.
+    async fn go_live(&mut self, connection: ws::Connection) -> Result<(Socket, Arc<Wire>), String> {
+        let ws::Connection { mut socket, wire } = connection;
         let relay = self.info.companion.is_some();
-        self.processor.tracker_mut().set_relay(relay);
+        let tracker = self.processor.tracker_mut();
+        tracker.set_relay(relay);
+        tracker.set_live(true);
         let flags = if relay {
             CLIENT_FEATURE_FLAGS_WITH_RELAY
         } else {
             CLIENT_FEATURE_FLAGS
         };
         if let Err(e) = socket.send(Message::text(flags)).await {
-            return SessionEnd::Dropped(format!("send failed: {e}"));
+            return Err(format!("send failed: {e}"));
         }
         self.set_status(
             ConnectionState::Connected,
@@ -388,12 +475,73 @@ impl Supervisor {
                 self.publish(events).await;
             }
         }
+        Ok((socket, wire))
+    }
 
+    /// Runs on HTTP alone: our jobs are observed like everyone else's, the companion's relay is
+    /// off (it needs the socket), and the status says why, with when the socket is tried again
+    /// (`attempts` failed tries so far; slowly after a refusal that looks deliberate).
+    async fn http_only(&mut self, why: &ApiError, attempts: u32) -> Duration {
+        let entering = self.status.borrow().state != ConnectionState::HttpOnly;
+        let tracker = self.processor.tracker_mut();
+        tracker.set_live(false);
+        tracker.set_relay(false);
+        let d = if why.is_auth() {
+            auth_retry_delay(attempts, rand::random())
+        } else {
+            reconnect_delay(attempts, None, rand::random())
+        };
+        let why = why.to_string();
+        let why = why.strip_prefix("socket: ").unwrap_or(&why);
+        self.set_status(
+            ConnectionState::HttpOnly,
+            format!("HTTP only: no live progress or previews (socket: {why})"),
+            Some(d),
+        )
+        .await;
+        if entering {
+            self.sink.send(EventKind::Server(self.info.clone())).await;
+            // Jobs followed until now are observed from here on: say so.
+            let views = self.processor.tracker().active_jobs();
+            let events = views
+                .into_iter()
+                .map(|j| EventKind::Job(Box::new(j)))
+                .collect();
+            self.publish(events).await;
+        }
+        d
+    }
+
+    async fn session(&mut self, opened: Opened) -> SessionEnd {
         let mut http: JoinSet<HttpResult> = JoinSet::new();
         // One snapshot in flight at a time; another is owed when asked meanwhile (`Some(recent)`).
         let mut snapshot_again: Option<bool> = None;
-        let mut outcomes_in_flight: HashSet<PromptId> = HashSet::new();
+        let mut lookups = Lookups::default();
         let mut deaf = DeafWatch::default();
+        // The socket while live, and what its reading side sees.
+        let mut socket: Option<Socket> = None;
+        let mut wire: Option<Arc<Wire>> = None;
+        // On HTTP alone: failed tries at the socket, whether one is under way, failed polls in
+        // a row.
+        let mut socket_attempts: u32 = 0;
+        let mut socket_trying = false;
+        let mut failed_polls: u32 = 0;
+        let socket_retry = sleep(Duration::ZERO);
+        tokio::pin!(socket_retry);
+        match opened {
+            Opened::Socket(connection) => match self.go_live(connection).await {
+                Ok((s, w)) => {
+                    socket = Some(s);
+                    wire = Some(w);
+                }
+                Err(reason) => return SessionEnd::Dropped(reason),
+            },
+            Opened::HttpOnly(why) => {
+                let d = self.http_only(&why, 0).await;
+                socket_retry.as_mut().reset(Instant::now() + d);
+            }
+        }
+
         self.spawn_snapshot(&mut http, true);
         let mut snapshot_in_flight = true;
 
@@ -401,16 +549,17 @@ impl Supervisor {
         ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let liveness = sleep(LIVENESS);
         tokio::pin!(liveness);
-        let poll = sleep(POLL_BUSY);
+        let poll = sleep(self.poll_every(socket.is_some()));
         tokio::pin!(poll);
         let mut estimates =
             tokio::time::interval_at(Instant::now() + ESTIMATE_EVERY, ESTIMATE_EVERY);
         estimates.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+        self.sink.take_waited();
 
         loop {
             let mut requests = Vec::new();
             tokio::select! {
-                frame = socket.next() => {
+                frame = next_frame(&mut socket), if socket.is_some() => {
                     liveness.as_mut().reset(Instant::now() + LIVENESS);
                     match frame {
                         Some(Ok(Message::Text(t))) => {
@@ -432,27 +581,57 @@ impl Supervisor {
                         None => return SessionEnd::Dropped("connection closed".into()),
                     }
                 }
-                _ = ping.tick() => {
-                    if let Err(e) = socket.send(Message::Ping(Default::default())).await {
-                        return SessionEnd::Dropped(format!("ping failed: {e}"));
+                () = refusal(&wire), if wire.is_some() => {
+                    // Oversized frames the socket dropped unread: each one a protocol error,
+                    // like any frame that cannot be decoded; the connection stays up.
+                    let refused = wire.as_ref().map(|w| w.take_refusals()).unwrap_or_default();
+                    let events = refused
+                        .into_iter()
+                        .map(|detail| EventKind::ProtocolError { detail })
+                        .collect();
+                    self.publish(events).await;
+                }
+                _ = ping.tick(), if socket.is_some() => {
+                    if let Some(s) = socket.as_mut() {
+                        if let Err(e) = s.send(Message::Ping(Default::default())).await {
+                            return SessionEnd::Dropped(format!("ping failed: {e}"));
+                        }
                     }
                 }
-                _ = &mut liveness => {
-                    // Half-open: say goodbye without waiting for an answer, then drop it.
-                    let _ = tokio::time::timeout(Duration::from_millis(200), socket.close(None)).await;
-                    return SessionEnd::Dropped(format!("no answer for {} s", LIVENESS.as_secs()));
+                () = &mut liveness, if socket.is_some() => {
+                    // Bytes of a frame still arriving are traffic too (a large preview on a
+                    // slow link takes longer than the limit).
+                    let heard = wire.as_ref().map(|w| w.last_byte() + LIVENESS);
+                    match heard.filter(|due| *due > Instant::now()) {
+                        Some(due) => liveness.as_mut().reset(due),
+                        None => {
+                            // Half-open: say goodbye without waiting for an answer, then drop it.
+                            if let Some(s) = socket.as_mut() {
+                                let _ = tokio::time::timeout(Duration::from_millis(200), s.close(None)).await;
+                            }
+                            return SessionEnd::Dropped(format!("no answer for {} s", LIVENESS.as_secs()));
+                        }
+                    }
+                }
+                () = &mut socket_retry, if socket.is_none() && !socket_trying => {
+                    socket_trying = true;
+                    let spec = self.spec.clone();
+                    http.spawn(async move { HttpResult::Socket(ws::connect(&spec).await) });
                 }
                 _ = estimates.tick(), if self.processor.tracker().busy() => {
                     let events = self.processor.tick(now_ms());
                     self.publish(events).await;
                 }
-                _ = &mut poll => {
-                    // The safety poll: cheap, without the recent-history read.
-                    poll.as_mut().reset(Instant::now() + self.poll_every());
+                () = &mut poll => {
+                    // The safety poll: cheap, without the recent-history read, unless there is
+                    // no socket to say when jobs come and go.
+                    let live = socket.is_some();
+                    poll.as_mut().reset(Instant::now() + self.poll_every(live));
                     if snapshot_in_flight {
-                        snapshot_again.get_or_insert(false);
+                        let again = snapshot_again.get_or_insert(false);
+                        *again |= !live;
                     } else {
-                        self.spawn_snapshot(&mut http, false);
+                        self.spawn_snapshot(&mut http, !live);
                         snapshot_in_flight = true;
                     }
                 }
@@ -460,35 +639,87 @@ impl Supervisor {
                     match done {
                         Ok(HttpResult::Snapshot(r, statuses)) => {
                             snapshot_in_flight = false;
-                            if let Ok(snap) = &r {
-                                if deaf.observe(snap, statuses) {
-                                    return SessionEnd::Dropped(
-                                        "the socket went deaf: the queue changed twice without a status message".into(),
-                                    );
+                            if socket.is_some() {
+                                if let Ok(snap) = &r {
+                                    if deaf.observe(snap, statuses) {
+                                        return SessionEnd::Dropped(
+                                            "the socket went deaf: the queue changed twice without a status message".into(),
+                                        );
+                                    }
+                                }
+                            } else {
+                                // On HTTP alone the polls are the judge of the link.
+                                match &r {
+                                    Ok(_) => failed_polls = 0,
+                                    Err(e) if e.is_auth() => {
+                                        return SessionEnd::Dropped(format!("HTTP refused: {e}"));
+                                    }
+                                    Err(ApiError::Unreachable(e)) => {
+                                        failed_polls += 1;
+                                        if failed_polls >= HTTP_ONLY_FAILURES {
+                                            return SessionEnd::Dropped(format!("HTTP failed: {e}"));
+                                        }
+                                    }
+                                    Err(_) => {}
                                 }
                             }
                             requests = self.on_snapshot(r).await;
                             if let Some(recent) = snapshot_again.take() {
-                                self.spawn_snapshot(&mut http, recent);
+                                self.spawn_snapshot(&mut http, recent || socket.is_none());
                                 snapshot_in_flight = true;
                             }
                         }
                         Ok(HttpResult::Outcome(id, r)) => {
-                            outcomes_in_flight.remove(&id);
+                            lookups.done(&id);
                             self.on_outcome(id, r).await;
                         }
+                        Ok(HttpResult::Socket(Ok(connection))) => {
+                            socket_trying = false;
+                            // The socket opened at last: the same session goes on, live. New
+                            // binary layouts are negotiated; nothing was missed meanwhile (the
+                            // polls went on), so this is no reconnect.
+                            self.processor.connected(false);
+                            match self.go_live(connection).await {
+                                Ok((s, w)) => {
+                                    socket = Some(s);
+                                    wire = Some(w);
+                                }
+                                Err(reason) => return SessionEnd::Dropped(reason),
+                            }
+                            deaf = DeafWatch::default();
+                            failed_polls = 0;
+                            ping.reset();
+                            liveness.as_mut().reset(Instant::now() + LIVENESS);
+                            requests.push(Request::Snapshot);
+                        }
+                        Ok(HttpResult::Socket(Err(e))) => {
+                            socket_trying = false;
+                            socket_attempts = socket_attempts.saturating_add(1);
+                            let d = self.http_only(&e, socket_attempts).await;
+                            socket_retry.as_mut().reset(Instant::now() + d);
+                        }
                         Err(e) => {
+                            // Which task failed is unknown: let snapshots and socket tries
+                            // start again.
                             tracing::warn!(instance = %self.spec.name, "HTTP task failed: {e}");
                             snapshot_in_flight = false;
+                            socket_trying = false;
                         }
                     }
                 }
                 cmd = self.commands.recv() => match cmd {
                     None | Some(Command::Shutdown) => {
-                        let _ = tokio::time::timeout(Duration::from_secs(1), socket.close(None)).await;
+                        if let Some(s) = socket.as_mut() {
+                            let _ = tokio::time::timeout(Duration::from_secs(1), s.close(None)).await;
+                        }
                         return SessionEnd::Shutdown;
                     }
-                    Some(Command::Refresh) => requests.push(Request::Snapshot),
+                    Some(Command::Refresh) => {
+                        requests.push(Request::Snapshot);
+                        if socket.is_none() && !socket_trying {
+                            socket_retry.as_mut().reset(Instant::now());
+                        }
+                    }
                     Some(other) => {
                         self.track(other).await;
                     }
@@ -499,7 +730,8 @@ impl Supervisor {
                     Request::Snapshot => {
                         // A `status` frame said the queue changed: also look for jobs that came
                         // and went between two polls.
-                        poll.as_mut().reset(Instant::now() + self.poll_every());
+                        poll.as_mut()
+                            .reset(Instant::now() + self.poll_every(socket.is_some()));
                         if snapshot_in_flight {
                             snapshot_again = Some(true);
                         } else {
@@ -507,23 +739,30 @@ impl Supervisor {
                             snapshot_in_flight = true;
                         }
                     }
-                    Request::Outcome(id) => {
-                        if outcomes_in_flight.insert(id.clone()) {
-                            let api = self.api.clone();
-                            let jobs_api = self.info.jobs_api;
-                            http.spawn(async move {
-                                let r = api.outcome(&id, jobs_api).await;
-                                HttpResult::Outcome(id, r)
-                            });
-                        }
-                    }
+                    Request::Outcome(id) => lookups.want(id),
                 }
+            }
+            while let Some(id) = lookups.start() {
+                let api = self.api.clone();
+                let jobs_api = self.info.jobs_api;
+                http.spawn(async move {
+                    let r = api.outcome(&id, jobs_api).await;
+                    HttpResult::Outcome(id, r)
+                });
+            }
+            // Time spent waiting for the host to take events was not spent listening.
+            let waited = self.sink.take_waited();
+            if !waited.is_zero() {
+                let due = liveness.deadline() + waited;
+                liveness.as_mut().reset(due);
             }
         }
     }
 
-    fn poll_every(&self) -> Duration {
-        if self.processor.tracker().busy() {
+    fn poll_every(&self, live: bool) -> Duration {
+        if !live {
+            POLL_HTTP_ONLY
+        } else if self.processor.tracker().busy() {
             POLL_BUSY
         } else {
             POLL_IDLE
@@ -598,6 +837,25 @@ mod tests {
                 .collect(),
             ..Snapshot::default()
         }
+    }
+
+    #[test]
+    fn lookups_start_a_few_at_a_time_each_job_once_in_order() {
+        let mut l = Lookups::default();
+        for id in ["a", "b", "a", "c", "d", "e", "f"] {
+            l.want(id.into());
+        }
+        let started: Vec<PromptId> = std::iter::from_fn(|| l.start()).collect();
+        assert_eq!(started, ["a", "b", "c", "d"].map(PromptId::from));
+        l.want("b".into());
+        assert_eq!(l.start(), None, "b is in flight, the rest wait");
+        l.done(&"c".into());
+        assert_eq!(l.start(), Some("e".into()));
+        assert_eq!(l.start(), None);
+        l.done(&"a".into());
+        l.done(&"b".into());
+        assert_eq!(l.start(), Some("f".into()));
+        assert_eq!(l.start(), None);
     }
 
     #[test]

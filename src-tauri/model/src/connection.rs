@@ -19,6 +19,17 @@ pub enum ConnectionState {
     /// The server (or a proxy in front of it) rejects our credentials.
     AuthFailed,
     Disabled,
+    /// HTTP answers but the socket cannot be opened (a proxy refuses the upgrade, or it never
+    /// completes): the queue and outcomes are polled, submit, cancel and downloads work, there
+    /// is no live progress and no preview. The socket is retried in the background.
+    HttpOnly,
+}
+
+impl ConnectionState {
+    /// The server answers, live or by polling alone: jobs are followed and actions work.
+    pub fn is_up(self) -> bool {
+        matches!(self, Self::Connected | Self::HttpOnly)
+    }
 }
 
 /// Connection state plus the reason, for display ("auth failed: 401", "reconnecting in 4 s").

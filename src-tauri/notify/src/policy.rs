@@ -377,7 +377,8 @@ impl Policy {
         let inst = self.instance(name);
         match state {
             ConnectionState::Disabled => inst.link = Link::Off,
-            ConnectionState::Connected => match &mut inst.link {
+            // On HTTP alone the server answers and jobs are followed (by polling): up.
+            ConnectionState::Connected | ConnectionState::HttpOnly => match &mut inst.link {
                 Link::Down(o) => {
                     o.up_since.get_or_insert(now);
                 }

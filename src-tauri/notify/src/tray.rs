@@ -189,25 +189,32 @@ impl InstanceStatus {
             Some(ConnectionState::Unreachable) => "unreachable".to_owned(),
             Some(ConnectionState::Reconnecting) => "reconnecting".to_owned(),
             Some(ConnectionState::Connecting) | None => "connecting".to_owned(),
-            Some(ConnectionState::Connected) => match self.current_job() {
-                Some(job) => {
-                    let mut s = match job.progress() {
-                        Some(progress) => format!("running {progress}"),
-                        None => "running".to_owned(),
-                    };
-                    if job.origin != JobOrigin::SelfApp {
-                        s.push_str(" (another client's job)");
-                    }
-                    if self.pending > 0 {
-                        s.push_str(&format!(", {} queued", self.pending));
-                    }
-                    s
-                }
-                None if self.pending > 0 => format!("{} queued", self.pending),
-                None => "idle".to_owned(),
-            },
+            // On HTTP alone jobs are followed by polling (no live percent): said at the end.
+            Some(ConnectionState::HttpOnly) => format!("{} (HTTP only)", self.activity()),
+            Some(ConnectionState::Connected) => self.activity(),
         };
         format!("{} — {state}", self.name)
+    }
+
+    /// What the instance is doing, as the menu line says it while the server answers.
+    fn activity(&self) -> String {
+        match self.current_job() {
+            Some(job) => {
+                let mut s = match job.progress() {
+                    Some(progress) => format!("running {progress}"),
+                    None => "running".to_owned(),
+                };
+                if job.origin != JobOrigin::SelfApp {
+                    s.push_str(" (another client's job)");
+                }
+                if self.pending > 0 {
+                    s.push_str(&format!(", {} queued", self.pending));
+                }
+                s
+            }
+            None if self.pending > 0 => format!("{} queued", self.pending),
+            None => "idle".to_owned(),
+        }
     }
 }
 
@@ -422,7 +429,7 @@ impl TrayModel {
         match &event.kind {
             EventKind::Connection(status) => {
                 inst.connection = Some(status.state);
-                if status.state != ConnectionState::Connected {
+                if !status.state.is_up() {
                     // Whatever ran is unknown now; the snapshot after reconnecting tells.
                     inst.running.clear();
                     inst.pending = 0;
@@ -674,6 +681,17 @@ mod tests {
             (None, "1 running".into())
         );
         assert_eq!(TrayState::from_instances([&idle], 0).tooltip(), "Idle");
+    }
+
+    #[test]
+    fn an_instance_on_http_only_is_up_and_its_line_says_so() {
+        let mut i = inst("Proxy", ConnectionState::HttpOnly, vec![]);
+        assert!(!i.is_down());
+        assert_eq!(i.line(), "Proxy — idle (HTTP only)");
+        i.pending = 2;
+        assert_eq!(i.line(), "Proxy — 2 queued (HTTP only)");
+        let icon = TrayState::from_instances([&i], 0).icon;
+        assert_eq!(icon, IconState::Idle, "not disconnected");
     }
 
     #[test]

@@ -189,6 +189,9 @@ pub struct Tracker {
     baseline_done: bool,
     /// The server's companion relays other clients' execution messages to us.
     relay: bool,
+    /// Our socket is open, so our own jobs' execution messages reach us. Without it (HTTP
+    /// only) our jobs are followed by polling, like everyone else's: `observed`.
+    live: bool,
     /// What this instance's past jobs took: the source of every estimate.
     timings: comfy_timing::TimingModel,
     clock: Clock,
@@ -208,6 +211,7 @@ impl Tracker {
             after_reconnect: false,
             baseline_done: false,
             relay: false,
+            live: true,
             timings: comfy_timing::TimingModel::default(),
             clock: Clock::default(),
         }
@@ -324,21 +328,45 @@ impl Tracker {
         }
     }
 
+    /// Whether our socket is open. Without it our own jobs are only observed (no progress, no
+    /// preview); once it is back, the server routes their messages to us again and they are
+    /// followed live from the next sight.
+    pub fn set_live(&mut self, on: bool) {
+        self.live = on;
+        if on {
+            return;
+        }
+        for job in self.jobs.values_mut() {
+            if job.fidelity == Fidelity::Live && !job.state.is_terminal() {
+                job.fidelity = Fidelity::Observed;
+                job.percent = None;
+                job.current.clear();
+            }
+        }
+    }
+
     /// The job, created on first sight unless it already finished.
     fn job_mut(&mut self, id: &PromptId, origin: JobOrigin, now: Now) -> Option<&mut Job> {
         if self.remembers_finished(id) {
             return None;
         }
+        let live = self.live;
         let job = self
             .jobs
             .entry(id.clone())
             .or_insert_with(|| Job::new(id.clone(), origin, now));
         job.seen_at = job.seen_at.max(now.mono);
-        if origin == JobOrigin::SelfApp && job.origin != JobOrigin::SelfApp {
+        let ours = origin == JobOrigin::SelfApp;
+        if ours
+            && (job.origin != JobOrigin::SelfApp || (live && job.fidelity == Fidelity::Observed))
+        {
             // Only the submitter's socket gets execution_start/executing/executed: proof.
             job.origin = JobOrigin::SelfApp;
             job.fidelity = Fidelity::Live;
             job.replan();
+        }
+        if !live && job.fidelity == Fidelity::Live {
+            job.fidelity = Fidelity::Observed;
         }
         Some(job)
     }

@@ -116,6 +116,20 @@ fn a_drop_shorter_than_the_grace_period_notifies_nothing() {
 }
 
 #[test]
+fn a_link_on_http_only_is_up_not_an_outage() {
+    let c = Clock::new();
+    let mut p = Policy::default();
+    // Reached on HTTP alone from the start: never an outage.
+    p.apply(&link("Proxy", ConnectionState::HttpOnly), c.at(0.0));
+    assert!(p.tick(c.at(100.0)).is_empty());
+    // Down for good, then back on HTTP alone: back online.
+    p.apply(&link("Proxy", ConnectionState::Unreachable), c.at(110.0));
+    assert_eq!(kinds(&p.tick(c.at(150.0))), [NotificationKind::Disconnected]);
+    p.apply(&link("Proxy", ConnectionState::HttpOnly), c.at(200.0));
+    assert_eq!(kinds(&p.tick(c.at(210.0))), [NotificationKind::BackOnline]);
+}
+
+#[test]
 fn an_outage_past_the_grace_period_notifies_once_and_back_online_once() {
     let c = Clock::new();
     let mut p = connected("Local", &c);
