@@ -34,9 +34,10 @@ pub enum ApiError {
     #[error("bad credentials: {0}")]
     BadCredentials(String),
     /// TLS refused a certificate that is not the one pinned (or with none pinned yet); like
-    /// rejected credentials, it waits for the user to accept the certificate.
+    /// rejected credentials, it waits for the user to accept the certificate. Boxed: two
+    /// fingerprints would double the size of every `Result` that carries an `ApiError`.
     #[error("{0}")]
-    Certificate(comfy_model::CertificateRefusal),
+    Certificate(Box<comfy_model::CertificateRefusal>),
 }
 
 impl ApiError {

@@ -18,7 +18,7 @@ pub use comfy_model::{CheckStep, ConnectionCheck, StepResult};
 
 fn failed(step: CheckStep, e: &ApiError) -> StepResult {
     let certificate = match e {
-        ApiError::Certificate(refusal) => Some(refusal.clone()),
+        ApiError::Certificate(refusal) => Some((**refusal).clone()),
         _ => None,
     };
     StepResult {

@@ -166,7 +166,7 @@ pub(crate) fn refused(error: &(dyn StdError + 'static)) -> Option<ApiError> {
     };
     if let CertificateError::Other(OtherError(inner)) = why {
         if let Some(Refused(refusal)) = inner.downcast_ref::<Refused>() {
-            return Some(ApiError::Certificate(refusal.clone()));
+            return Some(ApiError::Certificate(Box::new(refusal.clone())));
         }
     }
     let reason = match why {
@@ -229,7 +229,7 @@ mod tests {
             panic!("{err:?}");
         };
         assert_eq!(
-            refusal,
+            *refusal,
             CertificateRefusal {
                 presented: fingerprint(theirs),
                 pinned: Some(fingerprint(ours)),
