@@ -368,3 +368,60 @@ async fn a_job_gone_while_the_app_was_closed_is_lost_after_a_server_restart() {
     let rec = probe.job(inst, &theirs).unwrap().unwrap();
     assert_eq!(rec.state, comfy_store::JobState::Lost);
 }
+
+/// A server whose clock runs 200 days ahead, or that reports microseconds, through the journal
+/// with pruning after every terminal write: nothing of any instance is deleted, and its times
+/// are kept within a day of this machine's clock.
+#[test]
+fn a_server_clock_far_ahead_or_in_microseconds_deletes_nothing() {
+    const DAY: i64 = 24 * 60 * 60 * 1000;
+    let dir = tempfile::tempdir().unwrap();
+    let options = comfy_store::StoreOptions {
+        prune_every: 1,
+        ..comfy_store::StoreOptions::default()
+    };
+    let mut store = Store::open_with(dir.path().join("journal.db"), options).unwrap();
+    let a = store
+        .insert_instance(&NewInstance::new("a", "http://a:8188/"), 0)
+        .unwrap()
+        .id;
+    let b = store
+        .insert_instance(&NewInstance::new("b", "http://b:8188/"), 0)
+        .unwrap()
+        .id;
+    let mut journal = Journal::new(store);
+    let now = comfy_engine::now_ms();
+    let finished = |id: &str, end: i64| {
+        let mut v = comfy_engine::JobView::new(
+            id.into(),
+            comfy_engine::JobOrigin::Other,
+            JobState::Success,
+        );
+        v.queued_at_ms = end - 2_000;
+        v.started_at_ms = Some(end - 1_000);
+        v.ended_at_ms = Some(end);
+        v
+    };
+    assert!(journal
+        .record(a, &finished("yesterday", now - DAY), now)
+        .unwrap());
+    assert!(journal
+        .record(b, &finished("last-month", now - 30 * DAY), now)
+        .unwrap());
+    for (id, end) in [("ahead", now + 200 * DAY), ("micros", now * 1_000)] {
+        assert!(journal.record(a, &finished(id, end), now).unwrap());
+    }
+    let store = journal.store();
+    assert_eq!(store.job_count().unwrap(), 4, "nothing deleted");
+    for id in ["ahead", "micros"] {
+        let rec = store.job(a, id).unwrap().unwrap();
+        assert_eq!(rec.finished_at, Some(now + DAY), "{id}");
+        assert_eq!(rec.queued_at, now + DAY, "{id}");
+    }
+    // The same journal a year on by this machine's clock ages them out as usual.
+    assert_eq!(
+        journal.store_mut().prune_jobs(now + 365 * DAY).unwrap(),
+        4,
+        "aged by this machine's clock"
+    );
+}

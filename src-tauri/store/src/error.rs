@@ -18,7 +18,7 @@ pub enum StoreError {
     Full { path: PathBuf },
 
     /// The file, its directory or the connection is read-only.
-    #[error("the database {} is read-only; check the permissions of the file and its directory", path.display())]
+    #[error("the database {} is read-only; check the permissions of the file and its directory, and that its file system is not mounted read-only", path.display())]
     ReadOnly { path: PathBuf },
 
     /// Not a SQLite file, or a damaged one. The file is left as it is.

@@ -146,7 +146,15 @@ impl Store {
 
     pub fn open_with(path: impl AsRef<Path>, options: StoreOptions) -> Result<Self, StoreError> {
         let path = path.as_ref().to_path_buf();
-        Self::open_inner(&path, options).map_err(|e| e.classify(&path))
+        Self::open_inner(&path, options).map_err(|e| match e.classify(&path) {
+            // SQLite says only that it could not open a file that is there: on a read-only
+            // file system (or without the right to write it) it cannot make the write-ahead
+            // log's files, and falls back to "unable to open". Say why.
+            StoreError::CannotOpen { path, .. } if cannot_write(&path) => {
+                StoreError::ReadOnly { path }
+            }
+            e => e,
+        })
     }
 
     fn open_inner(path: &Path, options: StoreOptions) -> Result<Self, StoreError> {
@@ -249,6 +257,19 @@ impl Store {
     pub(crate) fn check<T>(&self, r: Result<T, StoreError>) -> Result<T, StoreError> {
         r.map_err(|e| e.classify(&self.path))
     }
+}
+
+/// Whether an existing file cannot be opened for writing (read-only file system, no
+/// permission). Opening for writing changes nothing in the file.
+fn cannot_write(path: &Path) -> bool {
+    path.is_file()
+        && matches!(
+            std::fs::OpenOptions::new().write(true).open(path),
+            Err(e) if matches!(
+                e.kind(),
+                std::io::ErrorKind::ReadOnlyFilesystem | std::io::ErrorKind::PermissionDenied
+            )
+        )
 }
 
 /// Gives the pages that deleted rows left free back to the file system (at the next checkpoint),
