@@ -8,6 +8,7 @@ mod cli;
 mod companion;
 mod journal;
 mod live;
+mod store_faults;
 mod support;
 mod timing;
 mod tls;
