@@ -66,8 +66,10 @@ impl Default for EventRetention {
 }
 
 /// How the job journal is kept. Only finished jobs (a terminal state recorded) are ever pruned:
-/// of each instance, none whose finish time is older than `max_age_ms`, and at most the newest
-/// `max_finished_per_instance` (newest by finish time, ties by id; 0 keeps none). Pending and
+/// of each instance, none whose finish time is older than `max_age_ms` (by the caller's clock),
+/// and at most the newest `max_finished_per_instance` (newest by finish time, ties by id; 0
+/// keeps none), counted apart for this app's own jobs that keep a workflow or a downloaded copy
+/// and for all the others, so a busy server's other jobs never push ours out. Pending and
 /// running jobs always stay, whatever their age: they are what a restart reconciles.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct JobRetention {
