@@ -6,6 +6,7 @@
 mod actions;
 mod cli;
 mod companion;
+mod http_limits;
 mod journal;
 mod live;
 mod store_faults;

@@ -1,9 +1,14 @@
 //! Output files: downloaded through `/view` with the instance's credentials, saved without
 //! ever escaping the chosen folder, and turned into small thumbnails with bounded decoding so a
 //! hostile server cannot exhaust memory.
+//!
+//! A download is bounded in size and cut when it stalls (not after a fixed time: a large video
+//! takes as long as it takes), and it is written under a temporary name of its own, created
+//! anew, which is removed however the download ends short: an error, or the download dropped.
 
 use crate::api::{Api, ApiError};
 use comfy_protocol::http::OutputFile;
+use std::fs::File;
 use std::io::Write;
 use std::path::{Component, Path, PathBuf};
 
@@ -72,17 +77,70 @@ fn free_path(path: PathBuf) -> PathBuf {
         .unwrap_or(path)
 }
 
+/// A download's temporary file: `<name>.<random>.part` beside its target, created new (never
+/// an existing file, a user's own `x.part` included), and removed when dropped unless
+/// [`Partial::persist`] moved it to its target.
+struct Partial {
+    path: Option<PathBuf>,
+}
+
+impl Partial {
+    fn create(target: &Path) -> std::io::Result<(Self, File)> {
+        let name = target
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let mut tries = 0;
+        loop {
+            let path = target.with_file_name(format!("{name}.{:08x}.part", rand::random::<u32>()));
+            match std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .open(&path)
+            {
+                Ok(file) => return Ok((Self { path: Some(path) }, file)),
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists && tries < 8 => tries += 1,
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    fn persist(mut self, target: &Path) -> std::io::Result<()> {
+        let path = self.path.take().unwrap_or_default();
+        std::fs::rename(&path, target).inspect_err(|_| {
+            let _ = std::fs::remove_file(&path);
+        })
+    }
+}
+
+impl Drop for Partial {
+    fn drop(&mut self) {
+        if let Some(path) = self.path.take() {
+            let _ = std::fs::remove_file(path);
+        }
+    }
+}
+
 impl Api {
     /// `GET /view` for one output, its body still to be read; a missing file and any other
-    /// non-success status are errors.
+    /// non-success status are errors. For display: the whole answer within the request timeout.
     pub(crate) async fn view(&self, file: &OutputFile) -> Result<reqwest::Response, OutputError> {
+        self.open_view(file, false).await
+    }
+
+    /// `GET /view` for one output, as a download (read it with [`Api::next_chunk`]).
+    async fn open_view(
+        &self,
+        file: &OutputFile,
+        download: bool,
+    ) -> Result<reqwest::Response, OutputError> {
         let query = format!(
             "view?filename={}&subfolder={}&type={}",
             enc(&file.filename),
             enc(&file.subfolder),
             enc(&file.kind)
         );
-        let resp = self.get_stream(&self.route_of(&query)).await?;
+        let resp = self.get_stream(&self.route_of(&query), download).await?;
         if resp.status().as_u16() == 404 {
             return Err(OutputError::Missing {
                 file: file.filename.clone(),
@@ -99,14 +157,25 @@ impl Api {
     }
 
     /// Downloads one output into `dir` and returns where it went. The file is written under a
-    /// temporary name and renamed when complete, so a full disk leaves no half image behind.
+    /// temporary name and renamed when complete, so a full disk, a stalled or oversized
+    /// download, or a download dropped half-way leaves nothing behind.
     pub async fn fetch_output(
         &self,
         file: &OutputFile,
         dir: &Path,
     ) -> Result<PathBuf, OutputError> {
         let target = free_path(local_path(dir, file)?);
-        let mut resp = self.view(file).await?;
+        let mut resp = self.open_view(file, true).await?;
+        let max = self.limits().max_download;
+        let too_large = || {
+            OutputError::Api(ApiError::TooLarge {
+                what: file.filename.clone(),
+                cap: max,
+            })
+        };
+        if resp.content_length().is_some_and(|n| n > max) {
+            return Err(too_large());
+        }
         let write_err = |path: &Path| {
             let path = path.to_path_buf();
             move |source| OutputError::Write { path, source }
@@ -114,24 +183,19 @@ impl Api {
         if let Some(parent) = target.parent() {
             std::fs::create_dir_all(parent).map_err(write_err(parent))?;
         }
-        let partial = target.with_extension("part");
-        let result = async {
-            let mut out = std::fs::File::create(&partial).map_err(write_err(&target))?;
-            while let Some(chunk) = resp
-                .chunk()
-                .await
-                .map_err(|e| ApiError::Unreachable(e.to_string()))?
-            {
-                out.write_all(&chunk).map_err(write_err(&target))?;
+        let (partial, mut out) = Partial::create(&target).map_err(write_err(&target))?;
+        let mut written = 0u64;
+        while let Some(chunk) = self.next_chunk(&mut resp).await? {
+            written += chunk.len() as u64;
+            if written > max {
+                return Err(too_large());
             }
-            out.sync_all().map_err(write_err(&target))?;
-            std::fs::rename(&partial, &target).map_err(write_err(&target))
+            out.write_all(&chunk).map_err(write_err(&target))?;
         }
-        .await;
-        if result.is_err() {
-            let _ = std::fs::remove_file(&partial);
-        }
-        result.map(|()| target)
+        out.sync_all().map_err(write_err(&target))?;
+        drop(out);
+        partial.persist(&target).map_err(write_err(&target))?;
+        Ok(target)
     }
 }
 

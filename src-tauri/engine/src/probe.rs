@@ -108,7 +108,7 @@ impl Api {
         while let Some(chunk) = resp
             .chunk()
             .await
-            .map_err(|e| ApiError::Unreachable(e.to_string()))?
+            .map_err(|e| ApiError::Unreachable(crate::api::describe(&e.without_url())))?
         {
             if body.len() + chunk.len() > MAX_VIEW_BYTES {
                 return Err(too_big());
