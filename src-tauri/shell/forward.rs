@@ -1,5 +1,9 @@
 //! The event task: engine events in; the overview, the journal and the event log updated;
 //! updates out to the webview, running-job progress batched per display frame.
+//!
+//! At exit the task is drained, not dropped ([`Exit::drain`]): it takes no more events and
+//! writes the ones already queued (terminal states, log lines) before it ends, within a
+//! deadline.
 
 use crate::shell::events::{EventLogged, Update};
 use crate::shell::overview::SharedOverview;
@@ -8,8 +12,9 @@ use crate::shell::throttle::ProgressThrottle;
 use crate::shell::view::{LogEntry, PreviewRef};
 use comfy_engine::journal::{EventLogRule, Journal, LogLine};
 use comfy_engine::{Event, EventKind};
+use std::time::Duration;
 use tokio::sync::mpsc::Receiver;
-use tokio::sync::watch;
+use tokio::sync::{oneshot, watch};
 use tokio::time::{sleep_until, Instant};
 
 /// Writes what the engine reports to the database: jobs to the journal (terminal states exactly
@@ -18,6 +23,9 @@ use tokio::time::{sleep_until, Instant};
 pub struct JournalWriter {
     journal: Option<Journal>,
     rule: EventLogRule,
+    /// Told (once, until writing works again) when the journal cannot write a job.
+    notice: Box<dyn FnMut(String) + Send>,
+    failing: bool,
 }
 
 impl JournalWriter {
@@ -25,7 +33,16 @@ impl JournalWriter {
         Self {
             journal,
             rule: EventLogRule::default(),
+            notice: Box::new(|_| {}),
+            failing: false,
         }
+    }
+
+    /// Where to tell the user that jobs are not being recorded (a full disk, a damaged or
+    /// locked database): the first failure, not every job.
+    pub fn with_notices(mut self, notice: impl FnMut(String) + Send + 'static) -> Self {
+        self.notice = Box::new(notice);
+        self
     }
 
     /// Whether [`JournalWriter::record`] writes anything for this kind of event: jobs go to the
@@ -44,8 +61,22 @@ impl JournalWriter {
         let ts = comfy_engine::now_ms();
         match &event.kind {
             EventKind::Job(job) => {
-                if let Err(error) = journal.record(instance, job, ts) {
-                    tracing::error!(%error, job = %job.prompt_id, "the journal could not record a job");
+                match journal.record(instance, job, ts) {
+                    Ok(_) if self.failing => {
+                        self.failing = false;
+                        tracing::info!("the journal records jobs again");
+                    }
+                    Ok(_) => {}
+                    Err(error) if !self.failing => {
+                        self.failing = true;
+                        tracing::error!(%error, job = %job.prompt_id, "the journal could not record a job");
+                        (self.notice)(format!(
+                            "Jobs are not being recorded in the history: {error}"
+                        ));
+                    }
+                    Err(error) => {
+                        tracing::debug!(%error, job = %job.prompt_id, "the journal could not record a job");
+                    }
                 }
                 return None;
             }
@@ -101,17 +132,62 @@ fn preview_shown(overview: &SharedOverview, a: &Announced) -> Option<Update> {
     )
 }
 
-/// Runs until the engine shuts down (its event channel closes). `shown` carries the number of
-/// the last progress batch the webview has shown.
+/// The exit's hold on the event task (see [`forward`]).
+pub struct Exit {
+    stop: oneshot::Sender<()>,
+    done: oneshot::Receiver<()>,
+}
+
+/// The event task's side of [`Exit`]. Dropping the [`Exit`] unused changes nothing.
+pub struct ExitSignal {
+    stop: oneshot::Receiver<()>,
+    _done: oneshot::Sender<()>,
+}
+
+/// A pair to stop the event task at exit with.
+pub fn exit_signal() -> (Exit, ExitSignal) {
+    let (stop, stop_rx) = oneshot::channel();
+    let (done_tx, done) = oneshot::channel();
+    (
+        Exit { stop, done },
+        ExitSignal {
+            stop: stop_rx,
+            _done: done_tx,
+        },
+    )
+}
+
+impl Exit {
+    /// Tells the event task to take no more events and to write the ones already queued, then
+    /// waits for it to end, at most `deadline`. Returns whether it ended in time (if not, what
+    /// is left is dropped with the task; the next start reconciles unfinished jobs).
+    pub async fn drain(self, deadline: Duration) -> bool {
+        // Gone already (the channel closed, the task ended): nothing to wait for.
+        let _ = self.stop.send(());
+        tokio::time::timeout(deadline, self.done).await.is_ok()
+    }
+}
+
+/// Runs until the engine shuts down (its event channel closes), or, once `exit` says so, until
+/// the events already queued are written. `shown` carries the number of the last progress
+/// batch the webview has shown.
+#[allow(clippy::too_many_arguments)]
 pub async fn forward(
     mut events: Receiver<Event>,
     mut shown: watch::Receiver<u64>,
     overview: SharedOverview,
     previews: Previews,
     mut writer: JournalWriter,
+    exit: ExitSignal,
     mut observe: impl FnMut(&Event),
     mut emit: impl FnMut(Update),
 ) {
+    let ExitSignal {
+        stop: mut exit,
+        _done,
+    } = exit;
+    // Until the exit asks (or is dropped without asking).
+    let mut exit_pending = true;
     let mut throttle = ProgressThrottle::default();
     loop {
         let due = throttle.next_due(Instant::now());
@@ -141,8 +217,17 @@ pub async fn forward(
                 if let Some(update) = update {
                     throttle.offer(update).into_iter().for_each(&mut emit);
                 }
+                // Log lines take the same way out as every other update (they are few: the
+                // event-log rule bounds them per instance and minute).
                 if let Some(logged) = logged {
-                    emit(logged);
+                    throttle.offer(logged).into_iter().for_each(&mut emit);
+                }
+            }
+            asked = &mut exit, if exit_pending => {
+                exit_pending = false;
+                if asked.is_ok() {
+                    // What is queued is still received, then `None` ends the loop.
+                    events.close();
                 }
             }
             Ok(()) = shown.changed() => {
@@ -224,6 +309,7 @@ mod tests {
             overview.clone(),
             Previews::default(),
             writer,
+            exit_signal().1,
             |_| {},
             |u| sent.push(u),
         )
@@ -297,6 +383,7 @@ mod tests {
             overview,
             Previews::default(),
             JournalWriter::new(Some(journal)),
+            exit_signal().1,
             |_| {},
             |u| sent.push(u),
         )
@@ -325,5 +412,97 @@ mod tests {
         assert_eq!(saved.last_status.as_deref(), Some("connected"));
         assert!(saved.last_connected.is_some());
         assert_eq!(store.events(Some(rec.id), 10).expect("events").len(), 2);
+    }
+
+    /// At exit the task is drained: events already queued (a job's end, a log line) are
+    /// written before it ends, even while a sender is still alive (a supervisor that did not
+    /// stop in time), and nothing new is taken.
+    #[tokio::test]
+    async fn at_exit_the_events_already_queued_are_written_before_the_task_ends() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let mut store = comfy_store::Store::open(dir.path().join("t.db")).expect("store");
+        let rec = store
+            .insert_instance(&comfy_store::NewInstance::new("gpu", "http://gpu:8188/"), 1)
+            .expect("instance");
+        let overview = SharedOverview::default();
+        overview
+            .lock()
+            .add_instance(rec.id, "gpu", "http://gpu:8188/", true, true, None);
+        let (tx, rx) = tokio::sync::mpsc::channel(64);
+        let journal = comfy_engine::journal::Journal::new(
+            comfy_store::Store::open(dir.path().join("t.db")).expect("second connection"),
+        );
+        let (exit, signal) = exit_signal();
+        let sent = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let seen = sent.clone();
+        let task = tokio::spawn(forward(
+            rx,
+            watch::channel(0).1,
+            overview,
+            Previews::default(),
+            JournalWriter::new(Some(journal)),
+            signal,
+            |_| {},
+            move |u| seen.lock().expect("not poisoned").push(u.name()),
+        ));
+        for kind in [
+            job(JobState::Running, 10.0),
+            job(JobState::Success, 100.0),
+            EventKind::ServerEvent {
+                kind: "crystools.monitor".into(),
+                data: serde_json::json!({"cpu": 3}),
+            },
+        ] {
+            let event = Event {
+                instance_id: rec.id,
+                ..event(kind)
+            };
+            tx.send(event).await.expect("channel open");
+        }
+
+        assert!(exit.drain(std::time::Duration::from_secs(5)).await);
+        assert!(task.await.is_ok());
+        let journalled = store.job(rec.id, "p").expect("read").expect("journalled");
+        assert_eq!(journalled.state, comfy_store::JobState::Success);
+        assert_eq!(store.events(Some(rec.id), 10).expect("events").len(), 1);
+        assert!(sent
+            .lock()
+            .expect("not poisoned")
+            .contains(&crate::shell::events::EVENT_LOGGED));
+        let late = event(job(JobState::Pending, 0.0));
+        assert!(
+            tx.send(late).await.is_err(),
+            "nothing is taken after the exit"
+        );
+    }
+
+    /// A failing journal is told once, not once per job, and again after it recovered.
+    #[tokio::test]
+    async fn a_journal_that_cannot_write_is_reported_once() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("t.db");
+        let mut store = comfy_store::Store::open(&path).expect("store");
+        let rec = store
+            .insert_instance(&comfy_store::NewInstance::new("gpu", "http://gpu:8188/"), 1)
+            .expect("instance");
+        drop(store);
+        let journal = comfy_engine::journal::Journal::new(
+            comfy_store::Store::open_read_only(&path).expect("read-only connection"),
+        );
+        let notices = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let told = notices.clone();
+        let mut writer = JournalWriter::new(Some(journal))
+            .with_notices(move |n| told.lock().expect("not poisoned").push(n));
+        for i in 0..3 {
+            let mut e = event(job(JobState::Running, f64::from(i)));
+            e.instance_id = rec.id;
+            if let EventKind::Job(j) = &mut e.kind {
+                j.prompt_id = format!("p{i}").as_str().into();
+            }
+            writer.record(&e, Instant::now());
+        }
+        let notices = notices.lock().expect("not poisoned").clone();
+        assert_eq!(notices.len(), 1, "{notices:?}");
+        assert!(notices[0].contains("read-only"), "{notices:?}");
     }
 }

@@ -42,6 +42,11 @@ use tauri::{App, AppHandle, Manager, RunEvent, Runtime};
 
 /// How long quitting waits for sockets to close cleanly.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(3);
+/// How long quitting waits for the event task to write what is queued (job ends, log lines).
+const DRAIN_GRACE: Duration = Duration::from_secs(2);
+
+/// The exit's hold on the event task, taken once when the app exits.
+struct ForwardExit(std::sync::Mutex<Option<forward::Exit>>);
 
 /// What the desktop app takes from its command line.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -99,12 +104,21 @@ pub fn start(app: &mut App, options: &Options) -> Result<(), Box<dyn std::error:
     app.manage(commands::ProgressShown(shown));
     let handle = app.handle().clone();
     let bus = state.bus.clone();
+    let (exit, exit_signal) = forward::exit_signal();
+    app.manage(ForwardExit(std::sync::Mutex::new(Some(exit))));
+    let notices = app.handle().clone();
+    let writer = forward::JournalWriter::new(journal).with_notices(move |text| {
+        if let Some(state) = notices.try_state::<AppState>() {
+            state.notice(text);
+        }
+    });
     state.own(OwnedTask::spawn(forward::forward(
         events,
         shown_rx,
         state.overview.clone(),
         state.previews.clone(),
-        forward::JournalWriter::new(journal),
+        writer,
+        exit_signal,
         move |event| bus.observe(event),
         move |update| emit(&handle, &update),
     )));
@@ -195,20 +209,28 @@ async fn poll_stats<R: Runtime>(app: AppHandle<R>) {
     }
 }
 
-/// Stops the background tasks and shuts the engine down when the app exits, so servers see
-/// clean socket closes.
+/// Shuts the engine down when the app exits, so servers see clean socket closes, lets the
+/// event task write what is queued (job ends, log lines), then stops the background tasks.
 pub fn on_run_event<R: Runtime>(app: &AppHandle<R>, event: RunEvent) {
     if let RunEvent::Exit = event {
         let Some(state) = app.try_state::<AppState>() else {
             return;
         };
         let engine = state.engine.clone();
+        let exit = app
+            .try_state::<ForwardExit>()
+            .and_then(|e| e.0.lock().ok()?.take());
         tauri::async_runtime::block_on(async {
             if tokio::time::timeout(SHUTDOWN_GRACE, engine.shutdown())
                 .await
                 .is_err()
             {
                 tracing::warn!("engine did not stop in time");
+            }
+            if let Some(exit) = exit {
+                if !exit.drain(DRAIN_GRACE).await {
+                    tracing::warn!("events still queued at exit were not all written in time");
+                }
             }
         });
         state.stop_tasks();
