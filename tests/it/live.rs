@@ -61,7 +61,7 @@ pub(crate) async fn until(
     }
 }
 
-fn connection(e: &Event) -> Option<ConnectionState> {
+pub(crate) fn connection(e: &Event) -> Option<ConnectionState> {
     match &e.kind {
         EventKind::Connection(c) => Some(c.state),
         _ => None,

@@ -6,6 +6,7 @@
 mod actions;
 mod cli;
 mod companion;
+mod faults;
 mod http_limits;
 mod journal;
 mod live;

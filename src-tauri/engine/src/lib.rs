@@ -16,7 +16,7 @@ pub mod probe;
 pub mod processor;
 mod sink;
 mod supervisor;
-pub use supervisor::now_ms;
+pub use supervisor::{now_ms, MAX_LOOKUPS};
 pub mod tls;
 pub mod tracker;
 pub mod ws;

@@ -46,7 +46,7 @@ pub const MAX_LOOKUPS: usize = 4;
 /// the ones that moved noticeably are published).
 pub const ESTIMATE_EVERY: Duration = Duration::from_secs(1);
 /// A session shorter than this does not reset the backoff, nor start the restart window of
-/// `reconnect_delay`: a server that accepts the socket and drops it backs off.
+/// `reconnect_delay` again: a server that accepts the socket and drops it backs off.
 const STABLE_SESSION: Duration = Duration::from_secs(10);
 /// Failed polls in a row that end a session on HTTP alone (one may be a hiccup).
 const HTTP_ONLY_FAILURES: u32 = 2;
@@ -81,7 +81,7 @@ enum SessionEnd {
 
 /// How a session starts: with the socket, or on HTTP alone (and why the socket failed).
 enum Opened {
-    Socket(ws::Connection),
+    Socket(Box<ws::Connection>),
     HttpOnly(ApiError),
 }
 
@@ -90,7 +90,7 @@ enum HttpResult {
     Snapshot(Result<Snapshot, ApiError>, u64),
     Outcome(PromptId, Result<Lookup, ApiError>),
     /// A try at the socket while running on HTTP alone.
-    Socket(Result<ws::Connection, ApiError>),
+    Socket(Result<Box<ws::Connection>, ApiError>),
 }
 
 /// Outcome lookups: each job once, at most [`MAX_LOOKUPS`] in flight, the rest waiting in the
@@ -268,10 +268,11 @@ impl Supervisor {
         let mut attempt: u32 = 0;
         let mut auth_attempt: u32 = 0;
         let mut connected_before = false;
-        // When the last stable session ended (see `reconnect_delay`). A short session does not
-        // count: a server that accepts and drops at once must back off, not be retried every
-        // second forever.
-        let mut stable_end: Option<Instant> = None;
+        // When the outage began (see `reconnect_delay`): the end of the last stable session, or
+        // of the first short one after it. Short sessions in a row do not start it again: a
+        // server that accepts the socket and drops it at once is retried every second for the
+        // restart window, then backs off, instead of every second forever.
+        let mut outage_since: Option<Instant> = None;
         loop {
             // Announce the attempt, unless the last one failed: then the failure (with its
             // retry time) stays on display instead of flapping on every attempt.
@@ -298,14 +299,17 @@ impl Supervisor {
                     let started = Instant::now();
                     let end = self.session(opened).await;
                     self.processor.disconnected();
-                    if started.elapsed() >= STABLE_SESSION {
+                    let stable = started.elapsed() >= STABLE_SESSION;
+                    if stable {
                         attempt = 0;
-                        stable_end = Some(Instant::now());
+                    }
+                    if stable || outage_since.is_none() {
+                        outage_since = Some(Instant::now());
                     }
                     match end {
                         SessionEnd::Shutdown => return,
                         SessionEnd::Dropped(reason) => {
-                            let down_for = stable_end.map(|t| t.elapsed());
+                            let down_for = outage_since.map(|t| t.elapsed());
                             self.after_drop(reason, down_for, &mut attempt, &mut auth_attempt)
                                 .await
                         }
@@ -325,7 +329,7 @@ impl Supervisor {
                     d
                 }
                 Err(e) => {
-                    let down_for = stable_end.map(|t| t.elapsed());
+                    let down_for = outage_since.map(|t| t.elapsed());
                     let d = reconnect_delay(attempt, down_for, rand::random());
                     attempt = attempt.saturating_add(1);
                     self.set_status(ConnectionState::Unreachable, e.to_string(), Some(d))
@@ -340,7 +344,7 @@ impl Supervisor {
     }
 
     /// Tells "socket dropped" from "server down" with one HTTP probe, and picks the delay.
-    /// `down_for`: how long ago the last stable session ended.
+    /// `down_for`: how long the outage has lasted.
     async fn after_drop(
         &mut self,
         reason: String,
@@ -422,7 +426,7 @@ impl Supervisor {
             .filter(|_| self.spec.use_companion)
             .and_then(comfy_protocol::http::companion_in);
         let opened = match ws::connect(&self.spec).await {
-            Ok(connection) => Opened::Socket(connection),
+            Ok(connection) => Opened::Socket(Box::new(connection)),
             Err(e) => {
                 // A server going down between the probe and the socket is not a socket problem.
                 self.api.probe().await?;
@@ -439,8 +443,11 @@ impl Supervisor {
     /// The socket is open: say hello with our feature flags (the first text frame is the only
     /// one the server reads for them), follow our jobs live (and other clients' through the
     /// companion), tell the host.
-    async fn go_live(&mut self, connection: ws::Connection) -> Result<(Socket, Arc<Wire>), String> {
-        let ws::Connection { mut socket, wire } = connection;
+    async fn go_live(
+        &mut self,
+        connection: Box<ws::Connection>,
+    ) -> Result<(Socket, Arc<Wire>), String> {
+        let ws::Connection { mut socket, wire } = *connection;
         let relay = self.info.companion.is_some();
         let tracker = self.processor.tracker_mut();
         tracker.set_relay(relay);
@@ -616,7 +623,7 @@ impl Supervisor {
                 () = &mut socket_retry, if socket.is_none() && !socket_trying => {
                     socket_trying = true;
                     let spec = self.spec.clone();
-                    http.spawn(async move { HttpResult::Socket(ws::connect(&spec).await) });
+                    http.spawn(async move { HttpResult::Socket(ws::connect(&spec).await.map(Box::new)) });
                 }
                 _ = estimates.tick(), if self.processor.tracker().busy() => {
                     let events = self.processor.tick(now_ms());

@@ -333,7 +333,8 @@ impl<S> FrameGuard<S> {
 fn size(bytes: u64) -> String {
     for (unit, name) in [(1u64 << 20, "MiB"), (1 << 10, "KiB")] {
         if bytes >= unit {
-            return if bytes % unit == 0 {
+            // Units are powers of two: whole units have no lower bits.
+            return if bytes & (unit - 1) == 0 {
                 format!("{} {name}", bytes / unit)
             } else {
                 format!("{:.1} {name}", bytes as f64 / unit as f64)
