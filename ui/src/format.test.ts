@@ -12,6 +12,7 @@ import {
   formatRate,
   formatTimeOfDay,
   isTerminal,
+  isUp,
   jobCounters,
   memoryUse,
   nodeLabel,
@@ -44,6 +45,17 @@ describe("connection text", () => {
   it("says reconnecting while reconnecting", () => {
     const s = status({ state: "reconnecting", detail: "", retry_in_ms: 4000, changed_at_ms: 0 });
     expect(statusDetail(s, 0)).toBe("reconnecting in 4 s");
+  });
+
+  it("says what HTTP only lacks, why, and when the socket is tried again", () => {
+    expect(stateWord("http_only")).toBe("HTTP only");
+    const engine = "HTTP only: no live progress or previews (socket: auth failed: 403)";
+    const s = status({ state: "http_only", detail: engine, retry_in_ms: 25_000, changed_at_ms: 0 });
+    expect(statusDetail(s, 0)).toBe(`${engine} · trying the socket again in 25 s`);
+    // A detail that is only the reason still gets the sentence first.
+    const bare = status({ state: "http_only", detail: "HTTP 404 from /ws" });
+    expect(statusDetail(bare, 0)).toBe("HTTP only: no live progress or previews (HTTP 404 from /ws)");
+    expect(isUp("http_only") && isUp("connected") && !isUp("reconnecting")).toBe(true);
   });
 
   it("shows the bare detail when no retry is scheduled, and nothing while connected", () => {

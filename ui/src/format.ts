@@ -14,7 +14,17 @@ const STATE_WORDS: Record<ConnectionState, string> = {
   unreachable: "unreachable",
   auth_failed: "auth failed",
   disabled: "disabled",
+  http_only: "HTTP only",
 };
+
+/** What an instance on HTTP alone cannot show, said before why (the engine says it too). */
+export const HTTP_ONLY_TEXT = "HTTP only: no live progress or previews";
+
+/** The server answers, live or by polling alone: its queue, jobs and stats are current and
+ * actions work. As the shell's `ConnectionState::is_up`. */
+export function isUp(state: ConnectionState): boolean {
+  return state === "connected" || state === "http_only";
+}
 
 /** The connection state as one or two plain words: "connected", "auth failed". */
 export function stateWord(state: ConnectionState): string {
@@ -29,15 +39,22 @@ export function retryInSeconds(status: InstanceStatus, nowMs: number): number | 
 }
 
 /** Why an instance is not connected, with a live countdown: "connection refused · reconnecting
- * in 4 s". Empty while connected: there is nothing to explain. */
+ * in 4 s". Empty while connected: there is nothing to explain. On HTTP alone, what is missing
+ * and why: "HTTP only: no live progress or previews (socket: auth failed: 403) · trying the
+ * socket again in 25 s". */
 export function statusDetail(status: InstanceStatus, nowMs: number): string {
   if (status.state === "connected") return "";
   const parts: string[] = [];
-  // The engine's detail often repeats the state word ("connected", "disabled"): say it once.
-  if (status.detail && status.detail !== stateWord(status.state)) parts.push(status.detail);
+  if (status.state === "http_only" && !status.detail.startsWith(HTTP_ONLY_TEXT)) {
+    parts.push(status.detail ? `${HTTP_ONLY_TEXT} (${status.detail})` : HTTP_ONLY_TEXT);
+  } else if (status.detail && status.detail !== stateWord(status.state)) {
+    // The engine's detail often repeats the state word ("connected", "disabled"): say it once.
+    parts.push(status.detail);
+  }
   const seconds = retryInSeconds(status, nowMs);
   if (seconds !== null) {
-    const verb = status.state === "reconnecting" ? "reconnecting" : "retrying";
+    const verb =
+      status.state === "reconnecting" ? "reconnecting" : status.state === "http_only" ? "trying the socket again" : "retrying";
     parts.push(seconds > 0 ? `${verb} in ${seconds} s` : `${verb} now`);
   }
   return parts.join(" · ");
@@ -224,6 +241,7 @@ const CONNECTION_TONES: Record<ConnectionState, Tone> = {
   unreachable: "bad",
   auth_failed: "bad",
   disabled: "muted",
+  http_only: "warn",
 };
 
 export function connectionTone(state: ConnectionState): Tone {

@@ -3,4 +3,4 @@
 /**
  * The state of one instance's link.
  */
-export type ConnectionState = "connecting" | "connected" | "reconnecting" | "unreachable" | "auth_failed" | "disabled";
+export type ConnectionState = "connecting" | "connected" | "reconnecting" | "unreachable" | "auth_failed" | "disabled" | "http_only";

@@ -264,6 +264,27 @@ describe("InstanceCard", () => {
     expect(w.get('[data-testid="connection-detail"]').text()).toBe("connection reset · reconnecting in 2 s");
   });
 
+  it("on HTTP only says there is no live progress or preview and why, and keeps the queue current", () => {
+    const w = mountCard(
+      instance("behind proxy", {
+        status: status({
+          state: "http_only",
+          detail: "HTTP only: no live progress or previews (socket: HTTP 404 from /ws)",
+          retry_in_ms: 4000,
+          changed_at_ms: Date.now(),
+        }),
+        jobs: [job("x", { origin: "self", fidelity: "observed", state: "running" })],
+      }),
+    );
+    expect(w.get('[data-testid="connection-state"]').text()).toBe("HTTP only");
+    expect(w.get('[data-testid="connection-detail"]').text()).toBe(
+      "HTTP only: no live progress or previews (socket: HTTP 404 from /ws) · trying the socket again in 4 s",
+    );
+    expect(w.find(".counts.stale").exists()).toBe(false);
+    expect(w.get('[data-testid="job"]').attributes("data-state")).toBe("running");
+    expect(w.find('[data-testid="cancel-job"]').exists()).toBe(true);
+  });
+
   it("says why the credentials failed", () => {
     const w = mountCard(instance("gpu", { status: status({ state: "auth_failed", detail: "auth failed: 401" }) }));
     expect(w.get('[data-testid="connection-state"]').text()).toBe("auth failed");
