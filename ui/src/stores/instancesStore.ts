@@ -19,7 +19,7 @@ import type { InstanceId } from "../bindings/InstanceId";
 import type { InstanceView } from "../bindings/InstanceView";
 import type { JobSummary } from "../bindings/JobSummary";
 import type { PromptId } from "../bindings/PromptId";
-import { isTerminal } from "../format";
+import { isTerminal, isUp } from "../format";
 import {
   EVENTS,
   cancelJob,
@@ -101,7 +101,7 @@ export const useInstancesStore = defineStore("instances", () => {
     const list = instances.value;
     return {
       total: list.length,
-      connected: list.filter((i) => i.status.state === "connected").length,
+      connected: list.filter((i) => isUp(i.status.state)).length,
       running: list.reduce((n, i) => n + i.queue.running, 0),
       pending: list.reduce((n, i) => n + i.queue.pending, 0),
     };
