@@ -11,9 +11,9 @@ use crate::shell::previews::{Announced, Previews};
 use crate::shell::throttle::ProgressThrottle;
 use crate::shell::view::{LogEntry, PreviewRef};
 use comfy_engine::journal::{EventLogRule, Journal, LogLine};
+use comfy_engine::Events;
 use comfy_engine::{Event, EventKind};
 use std::time::Duration;
-use tokio::sync::mpsc::Receiver;
 use tokio::sync::{oneshot, watch};
 use tokio::time::{sleep_until, Instant};
 
@@ -173,7 +173,7 @@ impl Exit {
 /// batch the webview has shown.
 #[allow(clippy::too_many_arguments)]
 pub async fn forward(
-    mut events: Receiver<Event>,
+    mut events: Events,
     mut shown: watch::Receiver<u64>,
     overview: SharedOverview,
     previews: Previews,
@@ -304,7 +304,7 @@ mod tests {
         let mut sent = Vec::new();
         let writer = JournalWriter::new(None);
         forward(
-            rx,
+            rx.into(),
             watch::channel(0).1,
             overview.clone(),
             Previews::default(),
@@ -378,7 +378,7 @@ mod tests {
         );
         let mut sent = Vec::new();
         forward(
-            rx,
+            rx.into(),
             watch::channel(0).1,
             overview,
             Previews::default(),
@@ -436,7 +436,7 @@ mod tests {
         let sent = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
         let seen = sent.clone();
         let task = tokio::spawn(forward(
-            rx,
+            rx.into(),
             watch::channel(0).1,
             overview,
             Previews::default(),

@@ -21,6 +21,9 @@ use time::OffsetDateTime;
 
 /// Streamed node text kept per node; older text is cut from the front.
 const MAX_NODE_TEXT: usize = 64 * 1024;
+/// Streamed node text kept per job, all nodes together (every picture of the job carries it):
+/// past it, the nodes that spoke first give way.
+const MAX_JOB_NODE_TEXT: usize = 256 * 1024;
 
 /// The overview shared by the event task (writer) and the commands (readers).
 #[derive(Clone, Default)]
@@ -265,6 +268,16 @@ fn set_node_text(texts: &mut Vec<NodeText>, node: &str, text: &str) {
             text,
         }),
     }
+    // A server naming a new node every message, or many nodes writing at once, cannot grow the
+    // job's picture without bound: the earliest other nodes' text goes first.
+    let mut total: usize = texts.iter().map(|t| t.text.len() + t.node.len()).sum();
+    while total > MAX_JOB_NODE_TEXT {
+        let Some(at) = texts.iter().position(|t| t.node != node) else {
+            break;
+        };
+        let gone = texts.remove(at);
+        total -= gone.text.len() + gone.node.len();
+    }
 }
 
 fn job_order(jobs: &[JobSummary]) -> Vec<PromptId> {
@@ -478,6 +491,7 @@ mod tests {
             height: None,
             bytes: 3,
             image: Default::default(),
+            in_flight: Default::default(),
         })));
         assert!(update.is_none());
         assert_eq!(o.snapshot().revision, before);
@@ -533,6 +547,21 @@ mod tests {
         assert_eq!(job.node_text.len(), 2);
         assert_eq!(job.node_text[0].text, "Hello, world");
         assert_eq!(job.node_text[1].text.len(), MAX_NODE_TEXT);
+
+        // A new node every message: the job keeps a bounded amount, the latest nodes' text.
+        for n in 0..10_000 {
+            o.apply(&text(&format!("n{n}"), "y".repeat(1000)));
+        }
+        let job = &o.snapshot().instances[0].jobs[0];
+        let kept: usize = job
+            .node_text
+            .iter()
+            .map(|t| t.text.len() + t.node.len())
+            .sum();
+        assert!(kept <= MAX_JOB_NODE_TEXT, "{kept}");
+        assert!(job.node_text.len() > 200, "{}", job.node_text.len());
+        assert_eq!(job.node_text.last().map(|t| t.node.as_str()), Some("n9999"));
+        assert!(job.node_text.iter().all(|t| t.node.starts_with('n')));
     }
 
     #[test]

@@ -182,6 +182,7 @@ mod tests {
             height: Some(48),
             bytes: bytes.len(),
             image: Bytes::from_static(bytes),
+            in_flight: Default::default(),
         }
     }
 

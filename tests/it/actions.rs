@@ -12,11 +12,7 @@ use serde_json::json;
 pub(crate) async fn connected_engine(
     server: &FakeComfy,
     client_id: &str,
-) -> (
-    Engine,
-    InstanceId,
-    tokio::sync::mpsc::Receiver<comfy_engine::Event>,
-) {
+) -> (Engine, InstanceId, comfy_engine::Events) {
     let mut spec = InstanceSpec::new("fake", &server.base_url()).unwrap();
     spec.client_id = client_id.into();
     let (engine, mut rx) = Engine::new(4096);

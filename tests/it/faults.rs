@@ -12,6 +12,7 @@ use crate::live::{
     connected, connection, engine, fake, job, post, sampler, spec, terminal, until, GUARD,
 };
 use comfy_engine::actions::{CancelOutcome, SubmitOptions};
+use comfy_engine::Events;
 use comfy_engine::{
     Auth, ConnectionState, Engine, Event, EventKind, Fidelity, InstanceSpec, JobOrigin, JobState,
     Secret,
@@ -26,7 +27,7 @@ use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::mpsc::{self, Receiver, UnboundedReceiver};
+use tokio::sync::mpsc::{self, UnboundedReceiver};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
@@ -39,7 +40,7 @@ fn status_of(e: &Event) -> Option<&comfy_engine::ConnectionStatus> {
 
 /// Reads every event until the engine stops, so a paused clock can run on for minutes while
 /// the supervisor publishes freely; returns the connection events with when they came.
-fn drain(mut rx: Receiver<Event>) -> JoinHandle<Vec<(Instant, comfy_engine::ConnectionStatus)>> {
+fn drain(mut rx: Events) -> JoinHandle<Vec<(Instant, comfy_engine::ConnectionStatus)>> {
     tokio::spawn(async move {
         let mut seen = Vec::new();
         while let Some(e) = rx.recv().await {

@@ -3,11 +3,11 @@
 use crate::live::{fake, job, sampler, until};
 use comfy_engine::actions::SubmitOptions;
 use comfy_engine::journal::Journal;
-use comfy_engine::{ConnectionState, Engine, Event, EventKind, InstanceSpec, JobState};
+use comfy_engine::Events;
+use comfy_engine::{ConnectionState, Engine, EventKind, InstanceSpec, JobState};
 use comfy_store::{NewInstance, Store};
 use fake_comfyui::{FakeComfy, ServerVersion};
 use std::sync::{Arc, Mutex};
-use tokio::sync::mpsc::Receiver;
 
 struct App {
     engine: Engine,
@@ -64,7 +64,7 @@ async fn start_app(server: &FakeComfy, db: &std::path::Path) -> App {
 }
 
 async fn record(
-    rx: &mut Receiver<Event>,
+    rx: &mut Events,
     journal: &Mutex<Journal>,
     instance: comfy_store::InstanceId,
     written: &Mutex<Vec<(String, JobState)>>,

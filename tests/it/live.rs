@@ -1,6 +1,7 @@
 //! The engine against a fake ComfyUI over real sockets on port 0: observer and live jobs on
 //! old and new servers, restarts, outages, half-open links, auth, floods and bad frames.
 
+use comfy_engine::Events;
 use comfy_engine::{
     Auth, ConnectionState, Engine, Event, EventKind, InstanceSpec, JobOrigin, JobState, JobView,
     Secret,
@@ -8,7 +9,6 @@ use comfy_engine::{
 use fake_comfyui::{FakeAuth, FakeComfy, FakeConfig, ServerVersion};
 use serde_json::json;
 use std::time::Duration;
-use tokio::sync::mpsc::Receiver;
 
 /// Failure guard only: tests wait for events, never for time.
 pub(crate) const GUARD: Duration = Duration::from_secs(60);
@@ -29,7 +29,7 @@ pub(crate) fn spec(server: &FakeComfy, client_id: &str) -> InstanceSpec {
     s
 }
 
-pub(crate) fn engine(spec: InstanceSpec) -> (Engine, Receiver<Event>) {
+pub(crate) fn engine(spec: InstanceSpec) -> (Engine, Events) {
     let (engine, rx) = Engine::new(4096);
     engine.add_instance(spec).unwrap();
     (engine, rx)
@@ -37,7 +37,7 @@ pub(crate) fn engine(spec: InstanceSpec) -> (Engine, Receiver<Event>) {
 
 /// Reads events until one matches; returns it and everything read before it.
 pub(crate) async fn until(
-    rx: &mut Receiver<Event>,
+    rx: &mut Events,
     what: &str,
     mut f: impl FnMut(&Event) -> bool,
 ) -> (Event, Vec<Event>) {
@@ -68,7 +68,7 @@ pub(crate) fn connection(e: &Event) -> Option<ConnectionState> {
     }
 }
 
-pub(crate) async fn connected(rx: &mut Receiver<Event>) {
+pub(crate) async fn connected(rx: &mut Events) {
     until(rx, "connected", |e| {
         connection(e) == Some(ConnectionState::Connected)
     })
@@ -82,7 +82,7 @@ pub(crate) fn job(e: &Event) -> Option<&JobView> {
     }
 }
 
-pub(crate) async fn terminal(rx: &mut Receiver<Event>, id: &str) -> (JobView, Vec<Event>) {
+pub(crate) async fn terminal(rx: &mut Events, id: &str) -> (JobView, Vec<Event>) {
     let (e, seen) = until(rx, &format!("end of {id}"), |e| {
         job(e).is_some_and(|j| j.prompt_id.as_str() == id && j.state.is_terminal())
     })
@@ -92,7 +92,7 @@ pub(crate) async fn terminal(rx: &mut Receiver<Event>, id: &str) -> (JobView, Ve
 
 /// Waits until every job in `ids` has ended, whatever the order; returns their last views.
 pub(crate) async fn terminals(
-    rx: &mut Receiver<Event>,
+    rx: &mut Events,
     ids: &[&str],
 ) -> std::collections::HashMap<String, JobView> {
     let mut ended = std::collections::HashMap::new();

@@ -74,11 +74,11 @@ pub async fn download(
             unrecorded: None,
         });
     };
-    let at = path.clone();
-    let thumbnail = tokio::task::spawn_blocking(move || comfy_engine::outputs::thumbnail_file(&at))
-        .await
-        .ok()
-        .and_then(Result::ok);
+    let thumbnail = comfy_engine::outputs::thumbnail_off_thread(
+        comfy_engine::outputs::ThumbnailOf::File(path.clone()),
+    )
+    .await
+    .ok();
     let unrecorded = profile
         .journal()
         .record_download(instance, prompt_id, file, &path, thumbnail.as_deref())

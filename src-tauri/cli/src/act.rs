@@ -9,9 +9,9 @@ use anyhow::{anyhow, Context};
 use comfy_app::{jobs, AppError, Profile};
 use comfy_engine::actions::{ActionError, CancelOutcome, SubmitOptions};
 use comfy_engine::tracker::Lookup;
+use comfy_engine::Events;
 use comfy_engine::{
-    ConnectionState, Engine, EngineError, Event, EventKind, InstanceId, InstanceSpec, JobState,
-    JobView,
+    ConnectionState, Engine, EngineError, EventKind, InstanceId, InstanceSpec, JobState, JobView,
 };
 use comfy_protocol::http::OutputFile;
 use comfy_protocol::PromptId;
@@ -20,7 +20,6 @@ use indicatif::{ProgressBar, ProgressStyle};
 use std::io::IsTerminal;
 use std::path::Path;
 use std::process::ExitCode;
-use tokio::sync::mpsc::Receiver;
 
 /// Exit statuses of `submit` (0 is success), documented in the README.
 pub mod exit {
@@ -50,7 +49,7 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
 async fn connect(
     spec: InstanceSpec,
     saved: Option<(&Profile, InstanceId)>,
-) -> anyhow::Result<(Engine, InstanceId, Receiver<Event>)> {
+) -> anyhow::Result<(Engine, InstanceId, Events)> {
     let url = spec.base_url.clone();
     let (engine, mut rx) = Engine::new(comfy_engine::DEFAULT_EVENT_CAPACITY);
     let id = match saved {
@@ -254,7 +253,7 @@ enum Followed {
 /// Follows one job to its end: a progress bar on a terminal, NDJSON with `--json`, readable
 /// lines otherwise.
 async fn follow(
-    rx: &mut Receiver<Event>,
+    rx: &mut Events,
     id: &PromptId,
     json: bool,
     journal: &mut JobJournal<'_>,
@@ -611,8 +610,8 @@ mod tests {
     use std::time::Duration;
     use tokio::time::{sleep, Instant};
 
-    fn connection(state: ConnectionState, detail: &str) -> Event {
-        Event {
+    fn connection(state: ConnectionState, detail: &str) -> comfy_engine::Event {
+        comfy_engine::Event {
             ts: time::OffsetDateTime::now_utc(),
             instance_id: comfy_engine::InstanceId(1),
             instance: "gpu".into(),
@@ -627,7 +626,8 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn waiting_gives_up_once_the_server_stays_out_of_reach_and_a_reconnect_starts_the_count_again(
     ) {
-        let (tx, mut rx) = tokio::sync::mpsc::channel(8);
+        let (tx, rx) = tokio::sync::mpsc::channel(8);
+        let mut rx = Events::from(rx);
         let started = Instant::now();
         let script = tokio::spawn(async move {
             tx.send(connection(

@@ -71,6 +71,40 @@ pub struct Preview {
     pub bytes: usize,
     #[serde(skip)]
     pub image: bytes::Bytes,
+    /// Counts this preview among its instance's previews in the channel, until received.
+    #[serde(skip)]
+    pub in_flight: InFlight,
+}
+
+/// A token a preview holds while it waits in the event channel, so its sender knows how many
+/// previews, each holding its image, sit there: the channel is bounded by count, and a host
+/// that stops reading must not pin a thousand images. [`crate::Events`] drops it on receipt.
+#[derive(Debug, Default)]
+pub struct InFlight(Option<std::sync::Arc<std::sync::atomic::AtomicUsize>>);
+
+impl InFlight {
+    /// A token counted in `alive` for as long as it (or a clone) lives.
+    pub(crate) fn counted(alive: &std::sync::Arc<std::sync::atomic::AtomicUsize>) -> Self {
+        alive.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        Self(Some(alive.clone()))
+    }
+}
+
+impl Clone for InFlight {
+    fn clone(&self) -> Self {
+        match &self.0 {
+            Some(alive) => Self::counted(alive),
+            None => Self(None),
+        }
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        if let Some(alive) = &self.0 {
+            alive.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+        }
+    }
 }
 
 impl EventKind {

@@ -11,6 +11,7 @@ pub mod backoff;
 pub mod event;
 pub mod instance;
 pub mod journal;
+pub mod media_uri;
 pub mod outputs;
 pub mod probe;
 pub mod processor;
@@ -129,9 +130,55 @@ struct Reach {
     server: supervisor::Connected,
 }
 
+/// The engine's events, in the order they happened: a bounded channel (see `sink.rs` for what
+/// a slow host loses and what it never does). A preview stops counting against its instance's
+/// previews in the channel once it is received.
+#[derive(Debug)]
+pub struct Events(mpsc::Receiver<Event>);
+
+impl Events {
+    /// The next event; `None` once the engine is gone and every event was received.
+    pub async fn recv(&mut self) -> Option<Event> {
+        self.0.recv().await.map(received)
+    }
+
+    /// The next event if one is waiting.
+    pub fn try_recv(&mut self) -> Result<Event, mpsc::error::TryRecvError> {
+        self.0.try_recv().map(received)
+    }
+
+    /// No more events are taken; those already sent can still be received.
+    pub fn close(&mut self) {
+        self.0.close();
+    }
+
+    /// Events waiting.
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+/// A channel of events made by hand (a host's tests).
+impl From<mpsc::Receiver<Event>> for Events {
+    fn from(rx: mpsc::Receiver<Event>) -> Self {
+        Self(rx)
+    }
+}
+
+fn received(mut event: Event) -> Event {
+    if let EventKind::Preview(preview) = &mut event.kind {
+        preview.in_flight = event::InFlight::default();
+    }
+    event
+}
+
 impl Engine {
     /// An engine and the receiving end of its events.
-    pub fn new(capacity: usize) -> (Self, mpsc::Receiver<Event>) {
+    pub fn new(capacity: usize) -> (Self, Events) {
         let (tx, rx) = mpsc::channel(capacity.max(1));
         let inner = Inner {
             events: Mutex::new(Some(tx)),
@@ -143,7 +190,7 @@ impl Engine {
             Self {
                 inner: Arc::new(inner),
             },
-            rx,
+            Events(rx),
         )
     }
 

@@ -223,6 +223,38 @@ pub fn thumbnail_file(path: &Path) -> Result<Vec<u8>, OutputError> {
     thumbnail_of(reader, true)
 }
 
+/// Thumbnail decodes running at once, at most, through [`thumbnail_off_thread`]: each may
+/// allocate up to 512 MiB, and a page of outputs asks for dozens at a time.
+pub const MAX_THUMBNAIL_DECODES: usize = 2;
+static THUMBNAIL_DECODES: tokio::sync::Semaphore =
+    tokio::sync::Semaphore::const_new(MAX_THUMBNAIL_DECODES);
+
+/// What to make a thumbnail of.
+#[derive(Debug)]
+pub enum ThumbnailOf {
+    Bytes(bytes::Bytes),
+    File(PathBuf),
+}
+
+/// [`thumbnail`] or [`thumbnail_file`] on a blocking thread, at most
+/// [`MAX_THUMBNAIL_DECODES`] at a time in the process; the others wait their turn. A caller
+/// that stops waiting does not free its turn before its decode ends.
+pub async fn thumbnail_off_thread(of: ThumbnailOf) -> Result<Vec<u8>, OutputError> {
+    let permit = THUMBNAIL_DECODES
+        .acquire()
+        .await
+        .map_err(|e| OutputError::Thumbnail(e.to_string()))?;
+    tokio::task::spawn_blocking(move || {
+        let _turn = permit;
+        match of {
+            ThumbnailOf::Bytes(bytes) => thumbnail(&bytes),
+            ThumbnailOf::File(path) => thumbnail_file(&path),
+        }
+    })
+    .await
+    .map_err(|e| OutputError::Thumbnail(e.to_string()))?
+}
+
 fn thumbnail_of<R: std::io::BufRead + std::io::Seek>(
     mut reader: image::ImageReader<R>,
     fit_store: bool,
@@ -294,6 +326,31 @@ mod tests {
         let p = dir.path().join("a.png");
         std::fs::write(&p, b"x").unwrap();
         assert_eq!(free_path(p.clone()), dir.path().join("a (1).png"));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn thumbnails_are_decoded_two_at_a_time() {
+        let mut png = Vec::new();
+        image::RgbImage::new(64, 32)
+            .write_to(&mut std::io::Cursor::new(&mut png), image::ImageFormat::Png)
+            .unwrap();
+        let png = bytes::Bytes::from(png);
+        // Both turns taken (two decodes running): a third waits, however long.
+        let busy = THUMBNAIL_DECODES
+            .acquire_many(MAX_THUMBNAIL_DECODES as u32)
+            .await
+            .unwrap();
+        let mut third = std::pin::pin!(thumbnail_off_thread(ThumbnailOf::Bytes(png.clone())));
+        assert!(
+            tokio::time::timeout(std::time::Duration::from_secs(3600), &mut third)
+                .await
+                .is_err(),
+            "no turn was free"
+        );
+        drop(busy);
+        let t = third.await.expect("a thumbnail once a turn is free");
+        assert!(t.starts_with(b"\x89PNG"));
+        assert_eq!(THUMBNAIL_DECODES.available_permits(), MAX_THUMBNAIL_DECODES);
     }
 
     #[test]

@@ -16,12 +16,19 @@ pub const MAX_TEXT_FRAME: usize = 8 << 20;
 /// The largest binary frame: a full-size PNG from a `SaveImageWebsocket` node (a 4096² RGBA PNG
 /// is at most about 64 MiB uncompressed), well past tungstenite's 16 MiB default.
 pub const MAX_BINARY_FRAME: usize = 64 << 20;
+/// The largest preview passed on, in bytes and in pixels. A host shows every preview it is
+/// given, and a webview decodes an image of any declared size; ComfyUI's latent previews are
+/// at most 512 px, and a `SaveImageWebsocket` image past these is an output, not a preview.
+pub const MAX_PREVIEW_BYTES: usize = 16 << 20;
+pub const MAX_PREVIEW_PIXELS: u64 = 4096 * 4096;
 
 #[derive(Debug)]
 pub struct Processor {
     tracker: Tracker,
     features: ServerFeatures,
     statuses: u64,
+    /// A preview over the limits was reported on this connection (once is enough).
+    told_large_preview: bool,
 }
 
 impl Processor {
@@ -30,6 +37,7 @@ impl Processor {
             tracker: Tracker::new(client_id),
             features: ServerFeatures::default(),
             statuses: 0,
+            told_large_preview: false,
         }
     }
 
@@ -50,6 +58,7 @@ impl Processor {
     /// A new socket: binary layouts are negotiated again.
     pub fn connected(&mut self, reconnect: bool) {
         self.features = ServerFeatures::default();
+        self.told_large_preview = false;
         if reconnect {
             self.tracker.reconnected();
         }
@@ -110,6 +119,13 @@ impl Processor {
                     BinaryFrame::Preview { format, image, .. },
                 ) => {
                     let size = image_size(image);
+                    let pixels = size.map_or(0, |(w, h)| u64::from(w) * u64::from(h));
+                    if image.len() > MAX_PREVIEW_BYTES || pixels > MAX_PREVIEW_PIXELS {
+                        if !std::mem::replace(&mut self.told_large_preview, true) {
+                            out.push(large_preview(image.len(), size));
+                        }
+                        continue;
+                    }
                     out.push(EventKind::Preview(Preview {
                         prompt_id,
                         node,
@@ -118,6 +134,7 @@ impl Processor {
                         height: size.map(|s| s.1),
                         bytes: image.len(),
                         image: data.slice_ref(image),
+                        in_flight: Default::default(),
                     }));
                 }
                 (u, _) => out.extend(event(u)),
@@ -159,6 +176,18 @@ fn too_large(kind: &str, len: usize, limit: usize) -> EventKind {
         detail: format!(
             "{kind} frame ({len} bytes) refused: over the {} MiB limit",
             limit >> 20
+        ),
+    }
+}
+
+fn large_preview(len: usize, size: Option<(u32, u32)>) -> EventKind {
+    let size = size.map_or_else(String::new, |(w, h)| format!("{w}×{h} px, "));
+    EventKind::ProtocolError {
+        detail: format!(
+            "a preview ({size}{:.1} MiB) is not shown: previews over 4096×4096 px or {} MiB \
+             are dropped (said once per connection)",
+            len as f64 / f64::from(1u32 << 20),
+            MAX_PREVIEW_BYTES >> 20
         ),
     }
 }
@@ -205,6 +234,54 @@ mod tests {
         }
         let (events, _) = p.text(r#"{"type":"x","data":{}}"#, 0);
         assert!(matches!(events.as_slice(), [EventKind::ServerEvent { .. }]));
+    }
+
+    /// A type-1 preview frame holding a PNG header that declares `w`×`h`, padded to `len`.
+    fn png_preview(w: u32, h: u32, len: usize) -> bytes::Bytes {
+        let mut frame = vec![0, 0, 0, 1, 0, 0, 0, 2];
+        frame.extend_from_slice(b"\x89PNG\r\n\x1a\n\0\0\0\x0dIHDR");
+        frame.extend_from_slice(&w.to_be_bytes());
+        frame.extend_from_slice(&h.to_be_bytes());
+        frame.extend_from_slice(&[8, 6, 0, 0, 0]);
+        frame.resize(len.max(frame.len()), 0);
+        bytes::Bytes::from(frame)
+    }
+
+    #[test]
+    fn previews_too_big_to_show_are_dropped_and_said_once_per_connection() {
+        let mut p = Processor::new("me");
+        let shown = p.binary(&png_preview(512, 512, 40_000));
+        assert!(
+            matches!(shown.as_slice(), [EventKind::Preview(pr)] if pr.width == Some(512)),
+            "{shown:?}"
+        );
+        let wide = p.binary(&png_preview(8192, 4096, 1000));
+        match wide.as_slice() {
+            [EventKind::ProtocolError { detail }] => {
+                assert!(detail.contains("8192×4096 px"), "{detail}")
+            }
+            other => panic!("{other:?}"),
+        }
+        // Said once: the next ones are dropped quietly, by size or by bytes.
+        assert!(p.binary(&png_preview(8192, 4096, 1000)).is_empty());
+        assert!(p
+            .binary(&png_preview(64, 64, MAX_PREVIEW_BYTES + 100))
+            .is_empty());
+        // The largest allowed still passes.
+        let edge = p.binary(&png_preview(4096, 4096, MAX_PREVIEW_BYTES));
+        assert!(
+            matches!(edge.as_slice(), [EventKind::Preview(_)]),
+            "{edge:?}"
+        );
+        // A new connection says it again.
+        p.connected(true);
+        let again = p.binary(&png_preview(64, 64, MAX_PREVIEW_BYTES + 100));
+        assert!(
+            again.iter().any(
+                |e| matches!(e, EventKind::ProtocolError { detail } if detail.contains("16 MiB"))
+            ),
+            "{again:?}"
+        );
     }
 
     #[test]

@@ -3,6 +3,7 @@
 //! virtual and moves only when the script says "the user waits", so grace periods and settle
 //! times need no sleeps and cannot race.
 
+use comfy_engine::Events;
 use comfy_engine::{ConnectionState, Engine, Event, EventKind, InstanceSpec, JobState};
 use comfy_notify::{
     Action, Notification, NotificationKind, NotificationPrefs, Policy, Settings, Timing,
@@ -10,7 +11,6 @@ use comfy_notify::{
 use fake_comfyui::{FakeAuth, FakeComfy, FakeConfig};
 use serde_json::json;
 use std::time::{Duration, Instant};
-use tokio::sync::mpsc::Receiver;
 
 /// Failure guard only: the script waits for events, never for time.
 const GUARD: Duration = Duration::from_secs(60);
@@ -18,7 +18,7 @@ const CLIENT: &str = "cm-notify";
 
 /// A host as the shell would be: engine events into the policy, notifications collected.
 struct Host {
-    rx: Receiver<Event>,
+    rx: Events,
     policy: Policy,
     now: Instant,
     shown: Vec<Notification>,
