@@ -58,8 +58,11 @@ pub struct InstanceInput {
     pub auth_kind: AuthKind,
     pub user: Option<String>,
     pub header_names: Vec<String>,
-    /// New secret values by slot. A slot left out keeps its stored value.
-    pub secrets: BTreeMap<String, String>,
+    /// New secret values by slot. A slot left out keeps its stored value, while the address
+    /// stays on the same server (scheme, host and port).
+    // A `SecretValues`, whose `Debug` shows the slots only.
+    #[ts(as = "BTreeMap<String, String>")]
+    pub secrets: comfy_secrets::SecretValues,
     /// The server uses its own certificate: only `certificate_sha256` is trusted.
     pub accept_invalid_certs: bool,
     /// The certificate the user accepted (from a connection test), or none yet.

@@ -26,8 +26,8 @@ pub struct Candidate<'a> {
     pub saved: Option<InstanceId>,
 }
 
-/// Tries the settings: typed secrets first, then the saved instance's; a slot with neither is
-/// an input error. Never touches a running monitor's connection.
+/// Tries the settings: typed secrets first, then the saved instance's (only while the address
+/// is still that instance's server); a slot with neither is an input error. Never touches a running monitor's connection.
 pub async fn test_connection(
     profile: Option<&Profile>,
     candidate: Candidate<'_>,
@@ -45,7 +45,10 @@ pub async fn test_connection(
             return Ok(Secret::new(v.clone()));
         }
         let stored = match (profile, candidate.saved) {
-            (Some(p), Some(id)) => p.stored_secret(id, slot)?,
+            (Some(p), Some(id)) if p.secrets_go_to(id, candidate.url) => {
+                p.stored_secret(id, slot)?
+            }
+            (Some(_), Some(_)) => return Err(crate::profile::secret_needed_again(slot)),
             _ => None,
         };
         stored

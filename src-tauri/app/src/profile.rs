@@ -299,12 +299,7 @@ impl Profile {
                     continue;
                 }
                 if moved {
-                    return Err(AppError::InvalidInput(format!(
-                        "the address now points to another server (its scheme, host or port \
-                         changed), so the {} must be entered again: stored credentials are only \
-                         sent to the server they were entered for",
-                        slot_label(&slot)
-                    )));
+                    return Err(secret_needed_again(&slot));
                 }
                 if self.stored_secret(id, &slot)?.is_none() {
                     return Err(AppError::SecretRequired { slot });
@@ -416,6 +411,16 @@ fn same_server(a: &str, b: &str) -> bool {
         (Ok(a), Ok(b)) => a.origin() == b.origin(),
         _ => false,
     }
+}
+
+/// The refusal to send a stored secret to a server other than the one it was entered for.
+pub(crate) fn secret_needed_again(slot: &str) -> AppError {
+    AppError::InvalidInput(format!(
+        "the address now points to another server (its scheme, host or port changed), so the \
+         {} must be entered again: stored credentials are only sent to the server they were \
+         entered for",
+        slot_label(slot)
+    ))
 }
 
 /// A secret slot as people say it: `token`, `password`, `value of header X-Key`.
@@ -655,6 +660,68 @@ mod tests {
             "https://H.example/",
             "https://h.example:443/x/"
         ));
+    }
+
+    #[tokio::test]
+    async fn test_connection_sends_stored_secrets_only_to_the_saved_server() {
+        use std::io::{Read, Write};
+        let (_dir, profile, _) = profile();
+        // A server that records the head of the one request it gets.
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let port = listener.local_addr().expect("addr").port();
+        let server = std::thread::spawn(move || {
+            let (mut conn, _) = listener.accept().expect("accept");
+            let mut head = Vec::new();
+            let mut buf = [0u8; 1024];
+            while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+                match conn.read(&mut buf) {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => head.extend_from_slice(&buf[..n]),
+                }
+            }
+            let _ = conn
+                .write_all(b"HTTP/1.1 500 No\r\ncontent-length: 0\r\nconnection: close\r\n\r\n");
+            String::from_utf8_lossy(&head).to_ascii_lowercase()
+        });
+        let mut new = NewInstance::new("gpu", format!("http://127.0.0.1:{port}/"));
+        new.auth = AuthSettings::Bearer;
+        let rec = profile
+            .add_instance(&new, &given(&[("token", "st0red")]), 1)
+            .expect("added");
+        let typed = given(&[]);
+        fn candidate<'a>(
+            url: &'a str,
+            typed: &'a BTreeMap<String, String>,
+            saved: InstanceId,
+        ) -> crate::check::Candidate<'a> {
+            crate::check::Candidate {
+                name: "gpu",
+                url,
+                auth: &AuthSettings::Bearer,
+                accept_invalid_certs: false,
+                certificate_sha256: None,
+                secrets: typed,
+                saved: Some(saved),
+            }
+        }
+
+        // Another host (the same listener under another name): refused before any request.
+        let moved = format!("http://localhost:{port}/");
+        let err = crate::check::test_connection(Some(&profile), candidate(&moved, &typed, rec.id))
+            .await
+            .expect_err("a stored token never goes to another server");
+        assert!(
+            err.to_string().contains("token must be entered again"),
+            "{err}"
+        );
+
+        // The saved server: the stored token goes with the test.
+        let same = format!("http://127.0.0.1:{port}/");
+        crate::check::test_connection(Some(&profile), candidate(&same, &typed, rec.id))
+            .await
+            .expect("tested");
+        let head = server.join().expect("server");
+        assert!(head.contains("authorization: bearer st0red"), "{head}");
     }
 
     #[test]

@@ -66,6 +66,26 @@ pub enum SpecError {
     BadUrl(String, #[source] url::ParseError),
     #[error("`{0}` must be an http:// or https:// URL")]
     BadScheme(String),
+    #[error(
+        "`{0}` carries a user name or password: give the address alone, and the credentials as \
+         the instance's Basic auth (the CLI's --basic-user and --password-env), which keeps \
+         them out of logs and lists"
+    )]
+    Credentials(String),
+}
+
+/// `input` with anything between `://` and the last `@` before the path hidden, for messages:
+/// a URL may carry `user:password@`.
+pub fn redact_userinfo(input: &str) -> String {
+    let (scheme, rest) = match input.find("://") {
+        Some(at) => input.split_at(at + 3),
+        None => ("", input),
+    };
+    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    match rest[..authority_end].rfind('@') {
+        Some(at) => format!("{scheme}***{}", &rest[at..]),
+        None => input.to_owned(),
+    }
 }
 
 impl InstanceSpec {
@@ -92,7 +112,11 @@ pub fn parse_base_url(input: &str) -> Result<Url, SpecError> {
     } else {
         format!("http://{trimmed}")
     };
-    let mut url = Url::parse(&with_scheme).map_err(|e| SpecError::BadUrl(input.to_owned(), e))?;
+    let mut url =
+        Url::parse(&with_scheme).map_err(|e| SpecError::BadUrl(redact_userinfo(input), e))?;
+    if !url.username().is_empty() || url.password().is_some() {
+        return Err(SpecError::Credentials(redact_userinfo(input)));
+    }
     if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() {
         return Err(SpecError::BadScheme(input.to_owned()));
     }
@@ -113,6 +137,25 @@ pub fn new_client_id() -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_url_with_credentials_is_refused_without_repeating_them() {
+        for input in [
+            "http://ann:s3cret@gpu:8188",
+            "ann:s3cret@gpu:8188/comfy",
+            "https://ann@gpu/",
+            "http://ann:s3cret@gpu:notaport/",
+        ] {
+            let err = parse_base_url(input).expect_err(input).to_string();
+            assert!(!err.contains("s3cret") && !err.contains("ann"), "{err}");
+            assert!(err.contains("***@gpu"), "{err}");
+        }
+        assert_eq!(
+            redact_userinfo("http://a:b@h/x@y?q=@"),
+            "http://***@h/x@y?q=@"
+        );
+        assert_eq!(redact_userinfo("http://h/x@y"), "http://h/x@y");
+    }
 
     #[test]
     fn base_url_gets_a_scheme_and_a_trailing_slash() {

@@ -8,7 +8,8 @@ import type { NotificationPrefs } from "./NotificationPrefs";
  */
 export type InstanceInput = { name: string, url: string, auth_kind: AuthKind, user: string | null, header_names: Array<string>, 
 /**
- * New secret values by slot. A slot left out keeps its stored value.
+ * New secret values by slot. A slot left out keeps its stored value, while the address
+ * stays on the same server (scheme, host and port).
  */
 secrets: { [key in string]: string }, 
 /**
