@@ -2,8 +2,8 @@
 """Seeds fuzz/corpus/<target>/ from the recorded ComfyUI traces (tests/fixtures/comfyui-traces).
 
 Each seed is one real input of the target's kind: a text frame, a binary frame, a preview's
-image bytes, an HTTP body of the endpoint the target parses, or, for `tracker`, one socket's
-whole session in the tracker harness's raw form (see fuzz/src/lib.rs). Seeds are named by
+image bytes, an HTTP body of the endpoint the target parses, the `media:` URL of an output file
+a server named, or, for `tracker`, one socket's whole session in the tracker harness's raw form (see fuzz/src/lib.rs). Seeds are named by
 their content's hash, so running this again adds nothing twice and keeps what libFuzzer found.
 
 usage: fuzz/seed.py TRACES_DIR CORPUS_DIR
@@ -15,6 +15,7 @@ import json
 import os
 import re
 import sys
+import urllib.parse
 from pathlib import Path
 
 SEP = b"\xfe\xff"  # the tracker harness's record separator (comfy_fuzz::SEP)
@@ -106,6 +107,13 @@ def seed(traces, corpus):
             if who == next(iter(sessions)):
                 records = sorted(records + http, key=lambda r: r[0])
             c.add("tracker", b"r" + SEP.join(head + [r for _, r in records]))
+    # The media URLs the webview builds, for every output file the traces' servers named.
+    for trace in sorted(Path(traces).rglob("*.jsonl")):
+        for m in re.finditer(rb'"filename": ?"([^"]*)", ?"subfolder": ?"([^"]*)", ?"type": ?"([^"]*)"', trace.read_bytes()):
+            name, sub, kind = (urllib.parse.quote(x.decode(), safe="") for x in m.groups())
+            c.add("media_uri", f"/output/1?filename={name}&subfolder={sub}&type={kind}".encode())
+            c.add("media_uri", f"output/7?filename={name}&subfolder={sub}&type={kind}&thumb=1".encode())
+    c.add("media_uri", b"/preview/12")
     return c.added
 
 

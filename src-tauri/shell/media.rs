@@ -12,6 +12,8 @@
 
 use crate::shell::state::AppState;
 use bytes::Bytes;
+use comfy_engine::media_uri::{self, MediaRequest};
+use comfy_engine::outputs::{thumbnail_off_thread, ThumbnailOf};
 use comfy_model::{InstanceId, OutputFile};
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -71,51 +73,6 @@ fn text(status: StatusCode, message: &str) -> Response<Vec<u8>> {
     )
 }
 
-/// What a `media:` URL asks for.
-#[derive(Debug, PartialEq, Eq)]
-enum Asked {
-    Preview {
-        instance: InstanceId,
-    },
-    Output {
-        instance: InstanceId,
-        file: OutputFile,
-        thumb: bool,
-    },
-}
-
-fn parse(path: &str, query: Option<&str>) -> Option<Asked> {
-    let path = path.trim_start_matches('/');
-    let (kind, rest) = path.split_once('/')?;
-    let instance = InstanceId(rest.parse().ok()?);
-    match kind {
-        "preview" => Some(Asked::Preview { instance }),
-        "output" => {
-            let pairs: HashMap<String, String> = query
-                .map(|q| {
-                    url::form_urlencoded::parse(q.as_bytes())
-                        .into_owned()
-                        .collect()
-                })
-                .unwrap_or_default();
-            let filename = pairs.get("filename")?.clone();
-            Some(Asked::Output {
-                instance,
-                file: OutputFile {
-                    filename,
-                    subfolder: pairs.get("subfolder").cloned().unwrap_or_default(),
-                    kind: pairs
-                        .get("type")
-                        .cloned()
-                        .unwrap_or_else(|| "output".into()),
-                },
-                thumb: pairs.get("thumb").is_some_and(|v| v == "1"),
-            })
-        }
-        _ => None,
-    }
-}
-
 /// Guesses a content type from a file name (the server's own answer is not kept).
 fn mime_of(name: &str) -> &'static str {
     let lower = name.to_ascii_lowercase();
@@ -142,7 +99,7 @@ pub fn handle<R: Runtime>(
     let app = ctx.app_handle().clone();
     let uri = request.uri().clone();
     tauri::async_runtime::spawn(async move {
-        let response = match parse(uri.path(), uri.query()) {
+        let response = match media_uri::parse(uri.path(), uri.query()) {
             None => text(StatusCode::NOT_FOUND, "unknown media path"),
             Some(asked) => serve(&app, asked).await,
         };
@@ -150,7 +107,7 @@ pub fn handle<R: Runtime>(
     });
 }
 
-async fn serve<R: Runtime>(app: &tauri::AppHandle<R>, asked: Asked) -> Response<Vec<u8>> {
+async fn serve<R: Runtime>(app: &tauri::AppHandle<R>, asked: MediaRequest) -> Response<Vec<u8>> {
     let (Some(state), Some(thumbs)) = (
         app.try_state::<AppState>(),
         app.try_state::<SharedThumbnails>(),
@@ -158,11 +115,11 @@ async fn serve<R: Runtime>(app: &tauri::AppHandle<R>, asked: Asked) -> Response<
         return text(StatusCode::SERVICE_UNAVAILABLE, "starting");
     };
     match asked {
-        Asked::Preview { instance } => match state.previews.latest(instance) {
+        MediaRequest::Preview { instance } => match state.previews.latest(instance) {
             Some(frame) => respond(StatusCode::OK, frame.mime, frame.bytes.to_vec(), "no-store"),
             None => text(StatusCode::NOT_FOUND, "no preview yet"),
         },
-        Asked::Output {
+        MediaRequest::Output {
             instance,
             file,
             thumb,
@@ -204,18 +161,14 @@ async fn serve<R: Runtime>(app: &tauri::AppHandle<R>, asked: Asked) -> Response<
                     "max-age=3600",
                 );
             }
-            let made =
-                tokio::task::spawn_blocking(move || comfy_engine::outputs::thumbnail(&bytes)).await;
-            match made {
-                Ok(Ok(png)) => {
-                    let png = Bytes::from(png);
+            match thumbnail_off_thread(ThumbnailOf::Bytes(bytes)).await {
+                Ok(png) => {
                     if let Some(key) = key {
-                        lock(&thumbs).put(key, png.clone());
+                        lock(&thumbs).put(key, Bytes::from(png.clone()));
                     }
-                    respond(StatusCode::OK, "image/png", png.to_vec(), "max-age=3600")
+                    respond(StatusCode::OK, "image/png", png, "max-age=3600")
                 }
-                Ok(Err(e)) => text(StatusCode::UNPROCESSABLE_ENTITY, &e.to_string()),
-                Err(e) => text(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string()),
+                Err(e) => text(StatusCode::UNPROCESSABLE_ENTITY, &e.to_string()),
             }
         }
     }
@@ -251,9 +204,8 @@ async fn kept(
             "no-store",
         ));
     }
-    let png = tokio::task::spawn_blocking(move || comfy_engine::outputs::thumbnail(&bytes))
+    let png = thumbnail_off_thread(ThumbnailOf::Bytes(bytes.into()))
         .await
-        .ok()?
         .ok()?;
     Some(respond(StatusCode::OK, "image/png", png, "no-store"))
 }
@@ -270,34 +222,6 @@ fn image_mime(bytes: &[u8]) -> &'static str {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn preview_and_output_paths_name_the_instance_by_id_and_decode_the_file() {
-        assert_eq!(
-            parse("/preview/12", None),
-            Some(Asked::Preview {
-                instance: InstanceId(12)
-            })
-        );
-        assert_eq!(
-            parse(
-                "/output/3",
-                Some("filename=a%20b.png&subfolder=x%2Fy&type=temp&thumb=1")
-            ),
-            Some(Asked::Output {
-                instance: InstanceId(3),
-                file: OutputFile {
-                    filename: "a b.png".into(),
-                    subfolder: "x/y".into(),
-                    kind: "temp".into(),
-                },
-                thumb: true,
-            })
-        );
-        assert_eq!(parse("/output/3", Some("subfolder=x")), None);
-        assert_eq!(parse("/elsewhere/3", None), None);
-        assert_eq!(parse("/preview/Local", None), None);
-    }
 
     #[test]
     fn the_thumbnail_cache_is_bounded() {
