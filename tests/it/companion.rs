@@ -285,7 +285,10 @@ async fn relayed_runs_teach_the_estimate_of_the_next_one() {
         let id = server.submit(sampler(8, 20, "r"), Some("browser"));
         let (end, _) = terminal(&mut rx, &id).await;
         assert_eq!(end.fidelity, Fidelity::Relayed);
-        assert!(end.run_ms.is_some() && !end.node_durations.is_empty(), "{end:?}");
+        assert!(
+            end.run_ms.is_some() && !end.node_durations.is_empty(),
+            "{end:?}"
+        );
     }
     let id = server.submit(sampler(8, 20, "r"), Some("browser"));
     let (e, _) = until(&mut rx, "the third run estimated while it runs", |e| {

@@ -124,7 +124,10 @@ fn a_link_on_http_only_is_up_not_an_outage() {
     assert!(p.tick(c.at(100.0)).is_empty());
     // Down for good, then back on HTTP alone: back online.
     p.apply(&link("Proxy", ConnectionState::Unreachable), c.at(110.0));
-    assert_eq!(kinds(&p.tick(c.at(150.0))), [NotificationKind::Disconnected]);
+    assert_eq!(
+        kinds(&p.tick(c.at(150.0))),
+        [NotificationKind::Disconnected]
+    );
     p.apply(&link("Proxy", ConnectionState::HttpOnly), c.at(200.0));
     assert_eq!(kinds(&p.tick(c.at(210.0))), [NotificationKind::BackOnline]);
 }
