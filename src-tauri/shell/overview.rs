@@ -19,8 +19,6 @@ use comfy_model::{Fidelity, InstanceId, JobState, PromptId};
 use std::sync::{Arc, Mutex, MutexGuard};
 use time::OffsetDateTime;
 
-/// Streamed node text kept per node; older text is cut from the front.
-const MAX_NODE_TEXT: usize = 64 * 1024;
 /// Streamed node text kept per job, all nodes together (every picture of the job carries it):
 /// past it, the nodes that spoke first give way.
 const MAX_JOB_NODE_TEXT: usize = 256 * 1024;
@@ -252,15 +250,9 @@ fn find_running<'a>(
     }
 }
 
+/// A node's latest text (the engine cuts each to its last 64 KiB) replaces its earlier text.
 fn set_node_text(texts: &mut Vec<NodeText>, node: &str, text: &str) {
-    let mut text = text.to_owned();
-    if text.len() > MAX_NODE_TEXT {
-        let mut cut = text.len() - MAX_NODE_TEXT;
-        while !text.is_char_boundary(cut) {
-            cut += 1;
-        }
-        text.drain(..cut);
-    }
+    let text = text.to_owned();
     match texts.iter_mut().find(|t| t.node == node) {
         Some(t) => t.text = text,
         None => texts.push(NodeText {
@@ -542,11 +534,11 @@ mod tests {
         };
         o.apply(&text("5", "Hello".into()));
         o.apply(&text("5", "Hello, world".into()));
-        o.apply(&text("6", "x".repeat(MAX_NODE_TEXT + 10)));
+        o.apply(&text("6", "x".repeat(1000)));
         let job = &o.snapshot().instances[0].jobs[0];
         assert_eq!(job.node_text.len(), 2);
         assert_eq!(job.node_text[0].text, "Hello, world");
-        assert_eq!(job.node_text[1].text.len(), MAX_NODE_TEXT);
+        assert_eq!(job.node_text[1].text.len(), 1000);
 
         // A new node every message: the job keeps a bounded amount, the latest nodes' text.
         for n in 0..10_000 {

@@ -21,6 +21,21 @@ pub const MAX_BINARY_FRAME: usize = 64 << 20;
 /// at most 512 px, and a `SaveImageWebsocket` image past these is an output, not a preview.
 pub const MAX_PREVIEW_BYTES: usize = 16 << 20;
 pub const MAX_PREVIEW_PIXELS: u64 = 4096 * 4096;
+/// Streamed node text kept per message: the latest text of a node, cut from the front (what a
+/// node streams last is what matters). Hosts bound a job's text of all nodes together.
+pub const MAX_NODE_TEXT: usize = 64 << 10;
+
+/// The last `MAX_NODE_TEXT` bytes of `text`, on a character boundary.
+fn text_tail(text: &str) -> &str {
+    if text.len() <= MAX_NODE_TEXT {
+        return text;
+    }
+    let mut cut = text.len() - MAX_NODE_TEXT;
+    while !text.is_char_boundary(cut) {
+        cut += 1;
+    }
+    &text[cut..]
+}
 
 #[derive(Debug)]
 pub struct Processor {
@@ -77,7 +92,12 @@ impl Processor {
             );
         }
         match decode_text(frame) {
-            Ok(msg) => {
+            Ok(mut msg) => {
+                if let ServerMessage::ProgressText { text, .. } = &mut msg {
+                    if text.len() > MAX_NODE_TEXT {
+                        *text = text_tail(text).to_owned();
+                    }
+                }
                 match &msg {
                     ServerMessage::FeatureFlags(flags) => {
                         self.features = ServerFeatures::from_flags(flags)
@@ -103,6 +123,15 @@ impl Processor {
             return vec![too_large("binary", data.len(), MAX_BINARY_FRAME)];
         }
         let frame = match decode_binary(data, &self.features) {
+            Ok(BinaryFrame::Text {
+                prompt_id,
+                node,
+                text,
+            }) => BinaryFrame::Text {
+                prompt_id,
+                node,
+                text: text_tail(text),
+            },
             Ok(f) => f,
             Err(e) => {
                 return vec![EventKind::ProtocolError {
@@ -119,8 +148,12 @@ impl Processor {
                     BinaryFrame::Preview { format, image, .. },
                 ) => {
                     let size = image_size(image);
-                    let pixels = size.map_or(0, |(w, h)| u64::from(w) * u64::from(h));
-                    if image.len() > MAX_PREVIEW_BYTES || pixels > MAX_PREVIEW_PIXELS {
+                    // A webview decodes whatever it is given: an image whose size cannot be
+                    // read could declare any.
+                    let pixels = size.map(|(w, h)| u64::from(w) * u64::from(h));
+                    if image.len() > MAX_PREVIEW_BYTES
+                        || pixels.is_none_or(|p| p > MAX_PREVIEW_PIXELS)
+                    {
                         if !std::mem::replace(&mut self.told_large_preview, true) {
                             out.push(large_preview(image.len(), size));
                         }
@@ -181,11 +214,14 @@ fn too_large(kind: &str, len: usize, limit: usize) -> EventKind {
 }
 
 fn large_preview(len: usize, size: Option<(u32, u32)>) -> EventKind {
-    let size = size.map_or_else(String::new, |(w, h)| format!("{w}×{h} px, "));
+    let size = size.map_or_else(
+        || "size unreadable, ".to_owned(),
+        |(w, h)| format!("{w}×{h} px, "),
+    );
     EventKind::ProtocolError {
         detail: format!(
-            "a preview ({size}{:.1} MiB) is not shown: previews over 4096×4096 px or {} MiB \
-             are dropped (said once per connection)",
+            "a preview ({size}{:.1} MiB) is not shown: previews over 4096×4096 px or {} MiB, \
+             or whose size cannot be read, are dropped (said once per connection)",
             len as f64 / f64::from(1u32 << 20),
             MAX_PREVIEW_BYTES >> 20
         ),
@@ -267,6 +303,10 @@ mod tests {
         assert!(p
             .binary(&png_preview(64, 64, MAX_PREVIEW_BYTES + 100))
             .is_empty());
+        // An image whose size cannot be read could declare any.
+        let mut odd = vec![0, 0, 0, 1, 0, 0, 0, 2];
+        odd.extend_from_slice(b"not an image header at all");
+        assert!(p.binary(&bytes::Bytes::from(odd)).is_empty());
         // The largest allowed still passes.
         let edge = p.binary(&png_preview(4096, 4096, MAX_PREVIEW_BYTES));
         assert!(
@@ -282,6 +322,34 @@ mod tests {
             ),
             "{again:?}"
         );
+    }
+
+    #[test]
+    fn node_text_is_cut_to_its_latest_part_before_the_tracker_keeps_it() {
+        let mut p = Processor::new("me");
+        // One byte too long, the first cut falling inside the two bytes of 'é'.
+        let long = format!("é{}the end", "a".repeat(MAX_NODE_TEXT - 8));
+        let kept = format!("{}the end", "a".repeat(MAX_NODE_TEXT - 8));
+        // Binary (type 3, no prompt id negotiated) and JSON `progress_text` alike.
+        let mut frame = vec![0, 0, 0, 3, 0, 0, 0, 1, b'5'];
+        frame.extend_from_slice(long.as_bytes());
+        let from_binary = p.binary(&bytes::Bytes::from(frame));
+        let json = serde_json::json!({
+            "type": "progress_text",
+            "data": {"node": "5", "text": long, "prompt_id": null}
+        })
+        .to_string();
+        let (from_json, _) = p.text(&json, 0);
+        for events in [from_binary, from_json] {
+            let text = events
+                .iter()
+                .find_map(|e| match e {
+                    EventKind::Text { text, .. } => Some(text.clone()),
+                    _ => None,
+                })
+                .unwrap_or_else(|| panic!("{events:?}"));
+            assert!(text == kept, "{} bytes kept", text.len());
+        }
     }
 
     #[test]

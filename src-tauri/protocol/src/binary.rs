@@ -132,6 +132,11 @@ fn utf8<'a>(bytes: &'a [u8], what: &'static str) -> Result<&'a str, DecodeError>
     std::str::from_utf8(bytes).map_err(|source| DecodeError::InvalidUtf8 { what, source })
 }
 
+/// The largest preview metadata read: ComfyUI's is a few ids and a MIME type. The image after it
+/// is what a preview is for; a frame that is mostly metadata is refused before any of it is
+/// parsed.
+pub const MAX_PREVIEW_METADATA: usize = 64 << 10;
+
 /// Decodes one binary frame.
 pub fn decode_binary<'a>(
     frame: &'a [u8],
@@ -151,14 +156,20 @@ pub fn decode_binary<'a>(
         PREVIEW_IMAGE_WITH_METADATA => {
             let len = read_u32(body, 0, "preview metadata length")?;
             let (json, image) = take(&body[4..], len, "preview metadata")?;
+            if json.len() > MAX_PREVIEW_METADATA {
+                return Err(DecodeError::PreviewMetadataTooLarge(json.len()));
+            }
             if json.trim_ascii_start().first() != Some(&b'{') {
                 // Serde would accept a JSON array as a struct; the server only ever sends an object.
-                return Err(match serde_json::from_slice::<serde_json::Value>(json) {
-                    Err(e) => DecodeError::InvalidJson(e),
-                    Ok(_) => DecodeError::BadPreviewMetadata(serde::de::Error::custom(
-                        "preview metadata is not a JSON object",
-                    )),
-                });
+                // Its syntax is checked without building it.
+                return Err(
+                    match serde_json::from_slice::<serde::de::IgnoredAny>(json) {
+                        Err(e) => DecodeError::InvalidJson(e),
+                        Ok(_) => DecodeError::BadPreviewMetadata(serde::de::Error::custom(
+                            "preview metadata is not a JSON object",
+                        )),
+                    },
+                );
             }
             let metadata: PreviewMetadata =
                 serde_json::from_slice(json).map_err(|e| match e.classify() {
@@ -202,9 +213,19 @@ pub fn decode_binary<'a>(
     }
 }
 
-/// Width and height read from a JPEG or PNG header without decoding the image; `None` when the
-/// header is not one we can read.
+/// Width and height read from a JPEG, PNG, WebP or GIF header without decoding the image (the
+/// formats a webview shows); `None` when the header is not one we can read.
 pub fn image_size(image: &[u8]) -> Option<(u32, u32)> {
+    if image.starts_with(b"RIFF") && image.get(8..12) == Some(b"WEBP") {
+        return webp_size(image);
+    }
+    if image.starts_with(b"GIF87a") || image.starts_with(b"GIF89a") {
+        let d = image.get(6..10)?;
+        return Some((
+            u32::from(u16::from_le_bytes([d[0], d[1]])),
+            u32::from(u16::from_le_bytes([d[2], d[3]])),
+        ));
+    }
     if image.starts_with(b"\x89PNG\r\n\x1a\n") {
         let w = image.get(16..20)?;
         let h = image.get(20..24)?;
@@ -240,9 +261,61 @@ pub fn image_size(image: &[u8]) -> Option<(u32, u32)> {
     None
 }
 
+/// A WebP's canvas size: from its extended header (`VP8X`), or the first frame of a simple
+/// lossy (`VP8 `) or lossless (`VP8L`) file.
+fn webp_size(image: &[u8]) -> Option<(u32, u32)> {
+    let le24 = |b: &[u8]| u32::from(b[0]) | u32::from(b[1]) << 8 | u32::from(b[2]) << 16;
+    match image.get(12..16)? {
+        b"VP8X" => {
+            let d = image.get(24..30)?;
+            Some((le24(&d[0..3]) + 1, le24(&d[3..6]) + 1))
+        }
+        b"VP8 " => {
+            // The frame tag (3 bytes), the start code, then two 14-bit sizes.
+            if image.get(23..26)? != [0x9d, 0x01, 0x2a] {
+                return None;
+            }
+            let d = image.get(26..30)?;
+            Some((
+                u32::from(u16::from_le_bytes([d[0], d[1]]) & 0x3fff),
+                u32::from(u16::from_le_bytes([d[2], d[3]]) & 0x3fff),
+            ))
+        }
+        b"VP8L" => {
+            if *image.get(20)? != 0x2f {
+                return None;
+            }
+            let d = image.get(21..25)?;
+            let bits = u32::from_le_bytes([d[0], d[1], d[2], d[3]]);
+            Some(((bits & 0x3fff) + 1, ((bits >> 14) & 0x3fff) + 1))
+        }
+        _ => None,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn webp_and_gif_sizes_are_read_from_their_headers() {
+        // Headers built by hand from the formats' specifications.
+        let mut gif = b"GIF89a".to_vec();
+        gif.extend_from_slice(&41u16.to_le_bytes());
+        gif.extend_from_slice(&9u16.to_le_bytes());
+        assert_eq!(image_size(&gif), Some((41, 9)));
+        let mut lossless = b"RIFF\0\0\0\0WEBPVP8L\0\0\0\0\x2f".to_vec();
+        lossless.extend_from_slice(&((300u32 - 1) | (17 - 1) << 14).to_le_bytes());
+        assert_eq!(image_size(&lossless), Some((300, 17)));
+        let mut lossy = b"RIFF\0\0\0\0WEBPVP8 \0\0\0\0\0\0\0\x9d\x01\x2a".to_vec();
+        lossy.extend_from_slice(&640u16.to_le_bytes());
+        lossy.extend_from_slice(&(480u16 | 0x4000).to_le_bytes());
+        assert_eq!(image_size(&lossy), Some((640, 480)));
+        let mut extended = b"RIFF\0\0\0\0WEBPVP8X\0\0\0\0\0\0\0\0".to_vec();
+        extended.extend_from_slice(&[0xff, 0x3f, 0x00, 0xff, 0x3f, 0x00]);
+        assert_eq!(image_size(&extended), Some((16384, 16384)));
+        assert_eq!(image_size(b"RIFF\0\0\0\0WEBPVP8X"), None);
+    }
 
     fn frame(parts: &[&[u8]]) -> Vec<u8> {
         parts.concat()
@@ -263,6 +336,32 @@ mod tests {
                 image: b"\x89PNG"
             }
         );
+    }
+
+    #[test]
+    fn type_4_metadata_over_its_limit_is_refused_unread() {
+        // An array of zeros: parsed into a tree it would cost some 80 bytes a byte.
+        let mut meta = b"[".to_vec();
+        while meta.len() <= MAX_PREVIEW_METADATA {
+            meta.extend_from_slice(b"0,");
+        }
+        meta.extend_from_slice(b"0]");
+        let f = frame(&[
+            &4u32.to_be_bytes(),
+            &(meta.len() as u32).to_be_bytes(),
+            &meta,
+            b"\xff\xd8\xff",
+        ]);
+        match decode_binary(&f, &NONE) {
+            Err(DecodeError::PreviewMetadataTooLarge(n)) => assert_eq!(n, meta.len()),
+            other => panic!("unexpected {other:?}"),
+        }
+        // Under the limit, metadata that is no object is refused for its shape.
+        let f = frame(&[&4u32.to_be_bytes(), &3u32.to_be_bytes(), b"[0]", b"\xff"]);
+        assert!(matches!(
+            decode_binary(&f, &NONE),
+            Err(DecodeError::BadPreviewMetadata(_))
+        ));
     }
 
     #[test]

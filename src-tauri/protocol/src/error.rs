@@ -34,4 +34,6 @@ pub enum DecodeError {
     },
     #[error("preview metadata has an unexpected shape")]
     BadPreviewMetadata(#[source] serde_json::Error),
+    #[error("preview metadata of {0} bytes refused: over the {limit} KiB limit", limit = crate::binary::MAX_PREVIEW_METADATA >> 10)]
+    PreviewMetadataTooLarge(usize),
 }

@@ -72,7 +72,8 @@ pub enum ServerMessage {
         text: String,
     },
     /// Any other type: custom nodes' broadcasts (`crystools.monitor`, ...), `logs`, Cloud's
-    /// `notification`, and whatever comes next. Kept whole, never an error.
+    /// `notification`, and whatever comes next. Never an error; `data` is kept whole up to
+    /// [`MAX_OTHER_DATA`] bytes of JSON, and past it is `{"bytes": n}`, never parsed.
     Other {
         kind: String,
         data: Value,
@@ -242,6 +243,18 @@ struct ProgressTextData {
     prompt_id: Option<PromptId>,
 }
 
+/// The largest `data` of an unknown message type kept: custom nodes' broadcasts are small, and
+/// parsed JSON costs many times its text (as much as 80 bytes a byte for `[0,0,…]`).
+pub const MAX_OTHER_DATA: usize = 4 << 10;
+
+/// An unknown message's `data`: parsed when small, its size alone otherwise.
+fn other_data(raw: &str) -> Result<Value, serde_json::Error> {
+    if raw.len() > MAX_OTHER_DATA {
+        return Ok(serde_json::json!({ "bytes": raw.len() }));
+    }
+    serde_json::from_str(raw)
+}
+
 /// Decodes one text frame.
 ///
 /// Unknown `type`s become [`ServerMessage::Other`]. A known type whose `data` does not have the
@@ -355,13 +368,13 @@ pub fn decode_text(frame: &str) -> Result<ServerMessage, DecodeError> {
                 },
                 None => ServerMessage::Other {
                     kind: kind.to_owned(),
-                    data: serde_json::from_str(raw).map_err(bad)?,
+                    data: other_data(raw).map_err(bad)?,
                 },
             }
         }
         _ => ServerMessage::Other {
             kind: kind.to_owned(),
-            data: serde_json::from_str(raw).map_err(bad)?,
+            data: other_data(raw).map_err(bad)?,
         },
     };
     Ok(msg)
@@ -428,6 +441,22 @@ mod tests {
                 display_node: None
             }
         );
+    }
+
+    #[test]
+    fn an_unknown_types_large_data_is_kept_as_its_size_unparsed() {
+        let zeros = vec!["0"; MAX_OTHER_DATA].join(",");
+        let frame = format!(r#"{{"type":"x.flood","data":[{zeros}]}}"#);
+        match decode_text(&frame).unwrap() {
+            ServerMessage::Other { kind, data } => {
+                assert_eq!(kind, "x.flood");
+                assert_eq!(data, serde_json::json!({ "bytes": zeros.len() + 2 }));
+            }
+            other => panic!("{other:?}"),
+        }
+        // Malformed past the limit is still malformed: the envelope is read whole.
+        let broken = format!(r#"{{"type":"x.flood","data":[{zeros}"#);
+        assert!(decode_text(&broken).is_err());
     }
 
     #[test]
