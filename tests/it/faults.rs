@@ -17,7 +17,7 @@ use comfy_engine::{
     Auth, ConnectionState, Engine, Event, EventKind, Fidelity, InstanceSpec, JobOrigin, JobState,
     Secret,
 };
-use fake_comfyui::{FakeAuth, FakeComfy, FakeConfig, ServerVersion, SocketMode};
+use fake_comfyui::{FakeAuth, FakeComfy, FakeConfig, HttpFault, ServerVersion, SocketMode};
 use serde_json::json;
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
@@ -1311,6 +1311,37 @@ async fn runs_on_http_only_then_goes_live(version: ServerVersion, refusal: u16) 
     let (j, _) = terminal(&mut rx, live.as_str()).await;
     assert_eq!(j.fidelity, Fidelity::Live, "{version}");
     assert_eq!(j.percent, Some(100.0));
+}
+
+/// On HTTP alone the polls are the only sign of the server: a proxy that starts answering 502
+/// (the server behind it gone) ends the session like no answer would, instead of leaving the
+/// instance "HTTP only", counted as up, with its jobs running forever.
+#[tokio::test(start_paused = true)]
+async fn on_http_only_a_proxy_answering_502_is_the_server_gone() {
+    for version in [ServerVersion::V0_26, ServerVersion::V0_3_64] {
+        let server = fake_with(FakeConfig {
+            version,
+            socket: SocketMode::Refuse(403),
+            ..FakeConfig::default()
+        })
+        .await;
+        let (_engine, mut rx) = engine(spec(&server, "cm-http-only-502"));
+        until(&mut rx, "HTTP only", |e| {
+            connection(e) == Some(ConnectionState::HttpOnly)
+        })
+        .await;
+        for route in ["/queue", "/jobs", "/history"] {
+            server.set_http_fault(route, Some(HttpFault::Status { status: 502 }));
+        }
+        let (e, _) = until(
+            &mut rx,
+            "the session ended",
+            |e| matches!(connection(e), Some(s) if s != ConnectionState::HttpOnly),
+        )
+        .await;
+        let c = status_of(&e).unwrap();
+        assert!(c.detail.contains("502"), "{version}: {c:?}");
+    }
 }
 
 #[tokio::test(start_paused = true)]

@@ -661,13 +661,16 @@ impl Supervisor {
                                     Err(e) if e.is_auth() => {
                                         return SessionEnd::Dropped(format!("HTTP refused: {e}"));
                                     }
-                                    Err(ApiError::Unreachable(e)) => {
+                                    // An answer too large is the queue's size, not the
+                                    // link's health (it is warned about); anything else (no
+                                    // answer, a proxy's 502, an error page) counts.
+                                    Err(ApiError::TooLarge { .. }) => {}
+                                    Err(e) => {
                                         failed_polls += 1;
                                         if failed_polls >= HTTP_ONLY_FAILURES {
                                             return SessionEnd::Dropped(format!("HTTP failed: {e}"));
                                         }
                                     }
-                                    Err(_) => {}
                                 }
                             }
                             requests = self.on_snapshot(r).await;

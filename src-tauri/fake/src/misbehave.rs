@@ -30,6 +30,9 @@ pub enum HttpFault {
     },
     /// A redirect (`301`, `302`, `307`, …) to `location`, as a proxy answers.
     Redirect { status: u16, location: String },
+    /// An error page with `status` (`502`, `503`, …), as a proxy answers when the server
+    /// behind it is gone.
+    Status { status: u16 },
 }
 
 /// Bytes of a body: `[0,0,0,…` repeated, so the start is the start of valid JSON.
@@ -96,6 +99,12 @@ pub fn answer(fault: &HttpFault) -> Response {
         HttpFault::Redirect { status, location } => (
             StatusCode::from_u16(status).unwrap_or(StatusCode::FOUND),
             [(header::LOCATION, location)],
+        )
+            .into_response(),
+        HttpFault::Status { status } => (
+            StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_GATEWAY),
+            [(header::CONTENT_TYPE, "text/html")],
+            "<html><body><h1>Bad Gateway</h1></body></html>",
         )
             .into_response(),
     }
