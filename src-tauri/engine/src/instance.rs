@@ -74,15 +74,15 @@ pub enum SpecError {
     Credentials(String),
 }
 
-/// `input` with anything between `://` and the last `@` before the path hidden, for messages:
-/// a URL may carry `user:password@`.
+/// `input` with anything between `://` and its last `@` hidden, for messages: a URL may carry
+/// `user:password@`, and one that does not parse may have a `/`, `?` or `#` in the password, so
+/// the last `@` anywhere counts (an `@` in a path hides a little too much, never too little).
 pub fn redact_userinfo(input: &str) -> String {
     let (scheme, rest) = match input.find("://") {
         Some(at) => input.split_at(at + 3),
         None => ("", input),
     };
-    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
-    match rest[..authority_end].rfind('@') {
+    match rest.rfind('@') {
         Some(at) => format!("{scheme}***{}", &rest[at..]),
         None => input.to_owned(),
     }
@@ -145,16 +145,16 @@ mod tests {
             "ann:s3cret@gpu:8188/comfy",
             "https://ann@gpu/",
             "http://ann:s3cret@gpu:notaport/",
+            "http://ann:s3/cret@gpu",
+            "http://ann:s3#cret@gpu",
+            "ann:s3?cret@gpu",
         ] {
             let err = parse_base_url(input).expect_err(input).to_string();
             assert!(!err.contains("s3cret") && !err.contains("ann"), "{err}");
             assert!(err.contains("***@gpu"), "{err}");
         }
-        assert_eq!(
-            redact_userinfo("http://a:b@h/x@y?q=@"),
-            "http://***@h/x@y?q=@"
-        );
-        assert_eq!(redact_userinfo("http://h/x@y"), "http://h/x@y");
+        assert_eq!(redact_userinfo("http://a:b/c@h:1/"), "http://***@h:1/");
+        assert_eq!(redact_userinfo("http://h/x"), "http://h/x");
     }
 
     #[test]

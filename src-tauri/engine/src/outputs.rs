@@ -78,8 +78,8 @@ fn free_path(path: PathBuf) -> PathBuf {
 }
 
 /// A download's temporary file: `<name>.<random>.part` beside its target, created new (never
-/// an existing file, a user's own `x.part` included), and removed when dropped unless
-/// [`Partial::persist`] moved it to its target.
+/// an existing file, a user's own `x.part` included), and removed when dropped (after
+/// [`Partial::persist`] linked it to its target, or whatever happened).
 struct Partial {
     path: Option<PathBuf>,
 }
@@ -105,11 +105,36 @@ impl Partial {
         }
     }
 
-    fn persist(mut self, target: &Path) -> std::io::Result<()> {
-        let path = self.path.take().unwrap_or_default();
-        std::fs::rename(&path, target).inspect_err(|_| {
-            let _ = std::fs::remove_file(&path);
-        })
+    /// Puts the finished file at `target`, or at the next free name (`x (1).png`) when
+    /// something took that name meanwhile (another download of a file of the same name, on
+    /// this instance or another): never replaces a file. Returns where it went.
+    fn persist(self, target: &Path) -> std::io::Result<PathBuf> {
+        let Some(path) = self.path.as_deref() else {
+            return Err(std::io::Error::other("the download has no temporary file"));
+        };
+        let mut candidate = target.to_path_buf();
+        for _ in 0..64 {
+            // A hard link fails when the name is taken, so a name is claimed atomically.
+            match std::fs::hard_link(path, &candidate) {
+                Ok(()) => return Ok(candidate),
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                    candidate = free_path(target.to_path_buf());
+                }
+                // A file system without hard links (FAT on a USB stick): a rename to a name
+                // found free a moment ago.
+                Err(_) => {
+                    let free = free_path(candidate);
+                    std::fs::rename(path, &free)?;
+                    let mut this = self;
+                    this.path = None;
+                    return Ok(free);
+                }
+            }
+        }
+        Err(std::io::Error::new(
+            std::io::ErrorKind::AlreadyExists,
+            format!("no free name for {}", target.display()),
+        ))
     }
 }
 
@@ -194,8 +219,7 @@ impl Api {
         }
         out.sync_all().map_err(write_err(&target))?;
         drop(out);
-        partial.persist(&target).map_err(write_err(&target))?;
-        Ok(target)
+        partial.persist(&target).map_err(write_err(&target))
     }
 }
 
@@ -318,6 +342,31 @@ mod tests {
         ] {
             assert!(local_path(dir, &file(name, sub)).is_err(), "{name} {sub}");
         }
+    }
+
+    #[test]
+    fn two_downloads_finishing_at_one_name_both_keep_their_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let target = dir.path().join("ComfyUI_00001_.png");
+        // Both picked the name while it was free, as two downloads running at once do.
+        let (a, mut fa) = Partial::create(&target).unwrap();
+        let (b, mut fb) = Partial::create(&target).unwrap();
+        fa.write_all(b"from gpu-a").unwrap();
+        fb.write_all(b"from gpu-b").unwrap();
+        drop((fa, fb));
+        let first = a.persist(&target).unwrap();
+        let second = b.persist(&target).unwrap();
+        assert_eq!(first, target);
+        assert_eq!(second, dir.path().join("ComfyUI_00001_ (1).png"));
+        assert_eq!(std::fs::read(&first).unwrap(), b"from gpu-a");
+        assert_eq!(std::fs::read(&second).unwrap(), b"from gpu-b");
+        // No temporary file is left.
+        let mut names: Vec<_> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        names.sort();
+        assert_eq!(names, ["ComfyUI_00001_ (1).png", "ComfyUI_00001_.png"]);
     }
 
     #[test]

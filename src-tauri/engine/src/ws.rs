@@ -156,7 +156,8 @@ async fn tcp_connect(url: &url::Url) -> Result<TcpStream, ApiError> {
         Some(url::Host::Domain(d)) => TcpStream::connect((d, port)).await,
         Some(url::Host::Ipv4(ip)) => TcpStream::connect((ip, port)).await,
         Some(url::Host::Ipv6(ip)) => TcpStream::connect((ip, port)).await,
-        None => return Err(ApiError::Unreachable(format!("socket: {url} has no host"))),
+        // Named by its host alone: the socket URL may carry `?token=`.
+        None => return Err(ApiError::Unreachable("socket: the URL has no host".into())),
     };
     let stream = connected.map_err(|e| ApiError::Unreachable(format!("socket: {e}")))?;
     let _ = stream.set_nodelay(true);
@@ -177,7 +178,12 @@ pub(crate) fn keepalive(stream: &TcpStream) -> std::io::Result<()> {
 
 /// The name TLS checks the certificate against: the URL's host name or address.
 fn server_name(url: &url::Url) -> Result<ServerName<'static>, ApiError> {
-    let bad = || ApiError::Unreachable(format!("socket: {url} has no host TLS can check"));
+    let bad = || {
+        ApiError::Unreachable(format!(
+            "socket: {} is no host name TLS can check",
+            url.host_str().unwrap_or("the URL")
+        ))
+    };
     match url.host() {
         Some(url::Host::Domain(d)) => ServerName::try_from(d.to_owned()).map_err(|_| bad()),
         Some(url::Host::Ipv4(ip)) => Ok(ServerName::IpAddress(std::net::IpAddr::V4(ip).into())),

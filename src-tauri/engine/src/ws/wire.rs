@@ -179,10 +179,26 @@ impl Kind {
     }
 }
 
+/// [`header_end_step`] at the end of the HTTP answer's headers.
+const HEADER_END: u8 = 4;
+
+/// One byte on the way to the blank line that ends HTTP headers, which ends with `\r\n\r\n`
+/// or, as the HTTP parser under tungstenite also takes, bare `\n` line ends: 0 mid-line, 1 a
+/// `\r` mid-line, 2 at a line's start, 3 a `\r` at a line's start, [`HEADER_END`] done.
+fn header_end_step(state: u8, b: u8) -> u8 {
+    match (state, b) {
+        (2 | 3, b'\n') => HEADER_END,
+        (_, b'\n') => 2,
+        (2, b'\r') => 3,
+        (_, b'\r') => 1,
+        _ => 0,
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Read {
-    /// The upgrade's HTTP answer, passed on while looking for its end (`matched` bytes of
-    /// `\r\n\r\n` seen).
+    /// The upgrade's HTTP answer, passed on while looking for its end (`matched`: where
+    /// [`header_end_step`] is).
     Handshake { matched: u8 },
     /// Collecting a frame header in `header`.
     Header,
@@ -405,20 +421,15 @@ impl<S: AsyncRead + Unpin> AsyncRead for FrameGuard<S> {
                     let take = input.len().min(out.remaining());
                     let mut used = take;
                     for (i, &b) in input[..take].iter().enumerate() {
-                        matched = match (matched, b) {
-                            (0 | 2, b'\r') => matched + 1,
-                            (1 | 3, b'\n') => matched + 1,
-                            (_, b'\r') => 1,
-                            _ => 0,
-                        };
-                        if matched == 4 {
+                        matched = header_end_step(matched, b);
+                        if matched == HEADER_END {
                             used = i + 1;
                             break;
                         }
                     }
                     out.put_slice(&input[..used]);
                     this.start += used;
-                    this.state = if matched == 4 {
+                    this.state = if matched == HEADER_END {
                         Read::Header
                     } else {
                         Read::Handshake { matched }
@@ -563,6 +574,38 @@ mod tests {
             assert_eq!(out.unwrap(), input, "step {step}");
             assert!(refused.is_empty());
         }
+    }
+
+    #[tokio::test]
+    async fn an_answer_whose_headers_end_in_bare_line_feeds_still_has_its_frames_guarded() {
+        let handshake: &[u8] = b"HTTP/1.1 101 Switching Protocols\nUpgrade: websocket\n\n";
+        let small = frame(true, 0x1, b"{}");
+        let mut input = handshake.to_vec();
+        input.extend(frame(true, 0x1, &[b'x'; 65]));
+        input.extend(&small);
+        let mut expected = handshake.to_vec();
+        expected.extend(&small);
+        for step in [1, 3, 1 << 20] {
+            let (out, refused) = through(&input, step).await;
+            assert_eq!(out.unwrap(), expected, "step {step}");
+            assert_eq!(refused.len(), 1, "step {step}");
+        }
+        // A line end inside the headers ends nothing; a mixed blank line does.
+        let end = |bytes: &[u8]| {
+            bytes
+                .iter()
+                .try_fold(0, |state, &b| match header_end_step(state, b) {
+                    HEADER_END => Err(()),
+                    next => Ok(next),
+                })
+                .is_err()
+        };
+        assert!(!end(b"HTTP/1.1 101 OK\r\nA: b\r\n"));
+        assert!(!end(b"A: b\r\r\n"));
+        assert!(end(b"A: b\r\n\r\n"));
+        assert!(end(b"A: b\n\n"));
+        assert!(end(b"A: b\r\n\n"));
+        assert!(end(b"A: b\n\r\n"));
     }
 
     #[tokio::test]
