@@ -123,6 +123,12 @@ pub fn start(app: &mut App, options: &Options) -> Result<(), Box<dyn std::error:
         move |update| emit(&handle, &update),
     )));
     state.own(OwnedTask::spawn(poll_stats(app.handle().clone())));
+    let keyring = app.handle().clone();
+    state.own(OwnedTask::spawn(async move {
+        if let Some(state) = keyring.try_state::<AppState>() {
+            state.retry_keyring(&|u| emit(&keyring, &u)).await;
+        }
+    }));
     Ok(())
 }
 

@@ -41,6 +41,18 @@ pub struct AppState {
     /// Held while an instance is stopped and started again, so two quick edits cannot
     /// interleave and leave the engine running other settings than the saved ones.
     restarts: tokio::sync::Mutex<()>,
+    /// Instances that could not start because the OS keyring holding their credentials could
+    /// not be reached (locked at login, say): started again by [`AppState::retry_keyring`].
+    waiting_for_keyring: Mutex<std::collections::BTreeSet<InstanceId>>,
+}
+
+/// Whether `e` means the OS keyring could not be reached (and may answer later), rather than
+/// a credential missing or refused.
+fn keyring_unreachable(e: &comfy_app::AppError) -> bool {
+    matches!(
+        e,
+        comfy_app::AppError::Secrets(comfy_secrets::SecretsError::KeyringUnreachable(_))
+    )
 }
 
 impl AppState {
@@ -65,6 +77,7 @@ impl AppState {
             notices: Mutex::new(notices),
             tasks: Mutex::new(Vec::new()),
             restarts: tokio::sync::Mutex::new(()),
+            waiting_for_keyring: Mutex::new(Default::default()),
         }
     }
 
@@ -140,11 +153,15 @@ impl AppState {
             name: rec.name.clone(),
             prefs: rec.notifications,
         });
+        let mut for_keyring = false;
         let started = self
             .profile()
             .map_err(|e| e.message)
             .and_then(|profile| {
-                let spec = profile.spec(rec).map_err(|e| e.to_string())?;
+                let spec = profile.spec(rec).map_err(|e| {
+                    for_keyring = keyring_unreachable(&e);
+                    e.to_string()
+                })?;
                 let restored = profile
                     .journal()
                     .restore(rec.id, &rec.client_id)
@@ -156,6 +173,11 @@ impl AppState {
                     .add_saved(rec.id, spec, restored)
                     .map_err(|e| e.to_string())
             });
+        if for_keyring {
+            lock(&self.waiting_for_keyring).insert(rec.id);
+        } else {
+            lock(&self.waiting_for_keyring).remove(&rec.id);
+        }
         let status = match started {
             Ok(()) => {
                 self.previews.set_cap(rec.id, rec.preview_fps_cap);
@@ -166,7 +188,9 @@ impl AppState {
                 Some(ConnectionStatus {
                     state: ConnectionState::AuthFailed,
                     detail: why,
-                    retry_in_ms: None,
+                    retry_in_ms: for_keyring.then(|| {
+                        u64::try_from(comfy_secrets::KEYRING_RETRY.as_millis()).unwrap_or(u64::MAX)
+                    }),
                 })
             }
         };
@@ -179,6 +203,26 @@ impl AppState {
             status.as_ref(),
         );
         emit(update);
+    }
+
+    /// Starts again, every [`comfy_secrets::KEYRING_RETRY`], each saved instance that could
+    /// not start because the keyring holding its credentials could not be reached (at login
+    /// the keyring may unlock after the app started). Runs for as long as the app.
+    pub async fn retry_keyring(&self, emit: &(dyn Fn(Update) + Send + Sync)) {
+        loop {
+            tokio::time::sleep(comfy_secrets::KEYRING_RETRY).await;
+            let waiting: Vec<InstanceId> =
+                lock(&self.waiting_for_keyring).iter().copied().collect();
+            for id in waiting {
+                // Still saved, as saved now (it may have been edited or removed meanwhile).
+                match self.profile().map(|p| p.instance(id)) {
+                    Ok(Ok(rec)) => self.start(&rec, emit).await,
+                    _ => {
+                        lock(&self.waiting_for_keyring).remove(&id);
+                    }
+                }
+            }
+        }
     }
 
     /// Stops monitoring one instance and forgets it in the overview.
