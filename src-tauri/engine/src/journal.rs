@@ -295,7 +295,9 @@ impl Journal {
                     serde_json::to_string(&stored).ok()
                 })
                 .flatten(),
-            node_durations_json: (!job.node_durations.is_empty())
+            // A followed job's, even none (`[]`: every node came from the cache), so the
+            // timing rebuilt from the journal tells a cached run as the live one did.
+            node_durations_json: (job.fidelity.is_followed() || !job.node_durations.is_empty())
                 .then(|| serde_json::to_string(&job.node_durations).ok())
                 .flatten(),
             detail: job.detail.clone(),
@@ -379,16 +381,17 @@ impl Journal {
     }
 
     /// The timing learned from an instance's latest [`TIMING_RUNS`] successful jobs, in the
-    /// order they ended. Jobs this app queued before fingerprints were kept are fingerprinted
-    /// again from their stored workflow (their start and end are both our clock's).
+    /// order they ended, by the rule live learning follows ([`Run::ran`]): a row with node
+    /// durations (even none) was followed. Jobs this app queued before fingerprints were kept
+    /// are fingerprinted again from their stored workflow (their start and end are both our
+    /// clock's).
     pub fn timings(&self, instance: InstanceId) -> Result<TimingModel, StoreError> {
         let mut model = TimingModel::default();
         for run in self.store.timing_runs(instance, TIMING_RUNS)? {
-            let mut nodes: Vec<NodeDuration> = run
+            let mut nodes: Option<Vec<NodeDuration>> = run
                 .node_durations_json
                 .as_deref()
-                .and_then(|j| serde_json::from_str(j).ok())
-                .unwrap_or_default();
+                .and_then(|j| serde_json::from_str(j).ok());
             let (fingerprint, run_ms) = match (run.fingerprint, run.run_ms) {
                 (Some(fp), ms) => (Some(fp), ms),
                 (None, _) if run.origin == JobOrigin::SelfApp && run.has_workflow => {
@@ -398,7 +401,7 @@ impl Journal {
                         .and_then(|w| serde_json::from_str(&w).ok())
                         .and_then(|g| Shape::of(&g));
                     let Some(shape) = shape else { continue };
-                    for n in nodes.iter_mut().filter(|n| n.work.is_none()) {
+                    for n in nodes.iter_mut().flatten().filter(|n| n.work.is_none()) {
                         let cost = shape.nodes.get(&n.node);
                         n.work = cost.map(|c| c.work);
                         n.models = cost.and_then(|c| c.models.clone());
@@ -414,7 +417,7 @@ impl Journal {
             model.learn(&Run {
                 fingerprint: fingerprint.as_deref(),
                 run_ms,
-                nodes: &nodes,
+                nodes: nodes.as_deref(),
             });
         }
         Ok(model)
@@ -535,6 +538,14 @@ mod tests {
         let mut bad = ended("bad", JobOrigin::Other, 900_000, Some(1));
         bad.state = JobState::Error;
         journal.record(rec.id, &bad, 0).unwrap();
+        // Nor do runs the server answered from its cache, as live learning skips them: another
+        // client's over in 4 ms, and one of ours, followed, in which no node ran (however long
+        // the server took to say so).
+        let cached = ended("cached", JobOrigin::Other, 910_000, Some(4));
+        journal.record(rec.id, &cached, 0).unwrap();
+        let followed = ended("followed", JobOrigin::SelfApp, 920_000, Some(3_000));
+        assert!(followed.fidelity.is_followed() && followed.node_durations.is_empty());
+        journal.record(rec.id, &followed, 0).unwrap();
         let fp = comfy_timing::Shape::of(&graph(1, 20)).unwrap().fingerprint;
         let typical = journal.timings(rec.id).unwrap().typical(&fp).unwrap();
         assert_eq!(typical.samples, 3);

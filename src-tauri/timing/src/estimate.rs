@@ -1,6 +1,6 @@
 //! Estimates for one job at one moment, from its [`Expectation`] and what is known of its run.
 
-use crate::model::Expectation;
+use crate::model::{Expectation, MAX_EXPECTED_MS};
 use comfy_model::{Estimate, NodeId};
 use std::collections::HashSet;
 
@@ -41,14 +41,15 @@ pub fn running(e: &Expectation, elapsed_ms: u64, progress: Option<&Progress>) ->
     let by_nodes = progress
         .filter(|_| !e.nodes.is_empty())
         .map(|p| remaining_by_nodes(e, p));
+    // Step counts and rates are the server's: what they add up to is believed up to a week.
     let remaining = match by_nodes {
-        Some(r) if r >= 1.0 => r,
-        _ => (e.total_ms - elapsed).max(0.0),
+        Some(r) if r >= 1.0 => r.min(MAX_EXPECTED_MS),
+        _ => (e.total_ms - elapsed).clamp(0.0, MAX_EXPECTED_MS),
     };
     let mut estimate = Estimate {
         basis: e.basis,
         samples: e.samples,
-        typical_ms: e.total_ms.round() as u64,
+        typical_ms: whole_ms(e.total_ms),
         percent: None,
         eta_ms: None,
         starts_in_ms: None,
@@ -89,17 +90,23 @@ fn remaining_by_nodes(e: &Expectation, p: &Progress) -> f64 {
     waiting + running
 }
 
+/// An expected time in whole milliseconds, at most [`MAX_EXPECTED_MS`] (an [`Expectation`]
+/// made by hand may say anything).
+fn whole_ms(ms: f64) -> u64 {
+    ms.clamp(0.0, MAX_EXPECTED_MS).round() as u64
+}
+
 /// A pending job's estimate: how long it should run and, when everything ahead of it in the
 /// queue has an estimate (`ahead_ms`, the wait), when it starts and ends.
 pub fn pending(e: &Expectation, ahead_ms: Option<f64>) -> Estimate {
-    let total = e.total_ms.round() as u64;
+    let total = whole_ms(e.total_ms);
     let starts_in = ahead_ms.map(|a| a.max(0.0).round() as u64);
     Estimate {
         basis: e.basis,
         samples: e.samples,
         typical_ms: total,
         percent: None,
-        eta_ms: starts_in.map(|s| s + total),
+        eta_ms: starts_in.map(|s| s.saturating_add(total)),
         starts_in_ms: starts_in,
         longer_than_usual: false,
     }

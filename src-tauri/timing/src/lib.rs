@@ -10,7 +10,9 @@
 //! - [`TimingModel`]: per instance, the recent run times of each workflow (and of each of its
 //!   nodes, for jobs whose nodes we saw run), and each node class's milliseconds per unit of
 //!   work. Robust (a median weighted toward recent runs), bounded in size, rebuilt from the
-//!   journal at start and updated as jobs succeed.
+//!   journal at start and updated as jobs succeed, by one rule of what it learns ([`Run::ran`]:
+//!   not a run the server answered from its cache). Nothing is expected to take more than a
+//!   week ([`MAX_EXPECTED_MS`]).
 //! - [`estimate`]: a running job's estimated percent and ETA, and a pending job's start and end,
 //!   from the model and what is known of the job's progress.
 
@@ -20,5 +22,5 @@ mod shape;
 mod stats;
 
 pub use estimate::{pending, running, CurrentNode, Progress};
-pub use model::{Expectation, Run, TimingModel, Typical};
+pub use model::{Expectation, Run, TimingModel, Typical, MAX_EXPECTED_MS, MIN_RUN_MS};
 pub use shape::{NodeCost, Shape};

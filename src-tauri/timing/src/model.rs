@@ -11,6 +11,11 @@ const MAX_WORKFLOWS: usize = 256;
 const MAX_CLASSES: usize = 512;
 /// Nodes remembered per workflow (a graph larger than this keeps its total only).
 const MAX_NODES: usize = 512;
+/// A run whose nodes were not seen, shorter than this, was answered from the server's cache.
+pub const MIN_RUN_MS: u64 = 50;
+/// Nothing is expected to take longer than a week: what a graph or a server says beyond that
+/// (a billion steps, a frame count near `u64::MAX`) is not believed past it.
+pub const MAX_EXPECTED_MS: f64 = 7.0 * 24.0 * 3_600_000.0;
 
 /// What one job that succeeded teaches.
 #[derive(Debug, Clone, Copy)]
@@ -18,8 +23,22 @@ pub struct Run<'a> {
     pub fingerprint: Option<&'a str>,
     /// How long the job ran, queue wait excluded, when known.
     pub run_ms: Option<u64>,
-    /// How long each node ran, for jobs whose nodes we saw (empty otherwise).
-    pub nodes: &'a [NodeDuration],
+    /// How long each node ran, for a job whose nodes we followed (`Some(&[])`: none ran, the
+    /// server answered every one from its cache); `None` when its nodes were not seen.
+    pub nodes: Option<&'a [NodeDuration]>,
+}
+
+impl Run<'_> {
+    /// Whether the job really ran. A job the server answered from its cache (the same workflow
+    /// and seed again) says nothing of how long the workflow takes: when its nodes were
+    /// followed, none of them ran; otherwise it took under [`MIN_RUN_MS`]. The one rule for
+    /// every run learned, live or rebuilt from the journal.
+    pub fn ran(&self) -> bool {
+        match self.nodes {
+            Some(nodes) => !nodes.is_empty(),
+            None => self.run_ms.is_some_and(|ms| ms >= MIN_RUN_MS),
+        }
+    }
 }
 
 /// A workflow's typical run time, and how many runs it stands on.
@@ -122,13 +141,17 @@ impl TimingModel {
         self.last.as_deref()
     }
 
-    /// Learns from a job that succeeded. Runs are learned in the order they ran (one at a
-    /// time, so the order they ended).
+    /// Learns from a job that succeeded, unless it did not really run ([`Run::ran`]). Runs are
+    /// learned in the order they ran (one at a time, so the order they ended).
     pub fn learn(&mut self, run: &Run<'_>) {
+        if !run.ran() {
+            return;
+        }
+        let nodes = run.nodes.unwrap_or_default();
         self.clock += 1;
         let clock = self.clock;
         let previous = std::mem::replace(&mut self.last, run.fingerprint.map(str::to_owned));
-        for n in run.nodes {
+        for n in nodes {
             let Some(class) = n.node_type.as_deref() else {
                 continue;
             };
@@ -147,7 +170,7 @@ impl TimingModel {
         let Some(fp) = run.fingerprint else {
             return;
         };
-        if run.run_ms.is_none() && run.nodes.is_empty() {
+        if run.run_ms.is_none() && nodes.is_empty() {
             return;
         }
         if !self.workflows.contains_key(fp) {
@@ -160,7 +183,7 @@ impl TimingModel {
             w.totals.push(after, ms as f64);
             w.all.push(ms as f64);
         }
-        for n in run.nodes {
+        for n in nodes {
             if w.nodes.len() >= MAX_NODES && !w.nodes.contains_key(&n.node) {
                 continue;
             }
@@ -175,7 +198,7 @@ impl TimingModel {
     pub fn typical(&self, fingerprint: &str) -> Option<Typical> {
         let w = self.workflows.get(fingerprint)?;
         Some(Typical {
-            ms: w.all.typical()?,
+            ms: w.all.typical()?.min(MAX_EXPECTED_MS),
             samples: w.all.len() as u32,
         })
     }
@@ -190,7 +213,7 @@ impl TimingModel {
             let nodes: BTreeMap<NodeId, f64> = w
                 .nodes
                 .iter()
-                .filter_map(|(id, s)| Some((id.clone(), s.get(after).typical()?)))
+                .filter_map(|(id, s)| Some((id.clone(), believed(s.get(after).typical()?)?)))
                 .collect();
             let totals = w.totals.get(after);
             let (total_ms, samples) = match totals.typical() {
@@ -204,7 +227,7 @@ impl TimingModel {
                         .unwrap_or(0),
                 ),
             };
-            if total_ms > 0.0 {
+            if let Some(total_ms) = believed(total_ms) {
                 return Some(Expectation {
                     basis: EstimateBasis::Workflow,
                     samples: samples as u32,
@@ -226,17 +249,27 @@ impl TimingModel {
             let Some(per_work) = class.per_work.typical() else {
                 continue;
             };
-            nodes.insert(id.clone(), per_work * cost.work);
+            let Some(ms) = believed(per_work * cost.work) else {
+                continue;
+            };
+            nodes.insert(id.clone(), ms);
             samples = samples.min(class.per_work.len());
         }
-        let total_ms: f64 = nodes.values().sum();
-        (total_ms > 0.0).then_some(Expectation {
+        let total_ms = believed(nodes.values().sum())?;
+        Some(Expectation {
             basis: EstimateBasis::Nodes,
             samples: samples as u32,
             total_ms,
             nodes,
         })
     }
+}
+
+/// An expected time as it is believed: a positive number of milliseconds, at most
+/// [`MAX_EXPECTED_MS`]; `None` for zero, a negative or not a number. An infinite one (a graph
+/// of absurd work) is a week.
+fn believed(ms: f64) -> Option<f64> {
+    (ms > 0.0).then(|| ms.min(MAX_EXPECTED_MS))
 }
 
 fn class_key(class: &str, models: &str) -> String {
@@ -299,7 +332,7 @@ mod tests {
             m.learn(&Run {
                 fingerprint: Some(&s.fingerprint),
                 run_ms: Some(ms),
-                nodes: &[],
+                nodes: None,
             });
         }
         // The first run came after something else (models loaded); the next two after itself.
@@ -326,7 +359,7 @@ mod tests {
         m.learn(&Run {
             fingerprint: Some(&s.fingerprint),
             run_ms: Some(9_000),
-            nodes: &[],
+            nodes: None,
         });
         let warm = m.expect(&s, Some(&s.fingerprint)).unwrap();
         let cold = m.expect(&s, None).unwrap();
@@ -340,7 +373,7 @@ mod tests {
         m.learn(&Run {
             fingerprint: Some(&seen.fingerprint),
             run_ms: Some(10_500),
-            nodes: &durations(&seen, &[("1", 10), ("2", 10_000), ("3", 500)]),
+            nodes: Some(&durations(&seen, &[("1", 10), ("2", 10_000), ("3", 500)])),
         });
         // Twice the steps, twice the width: the sampler does four times the work, the decode
         // twice.
@@ -360,7 +393,7 @@ mod tests {
         m.learn(&Run {
             fingerprint: Some(&s.fingerprint),
             run_ms: Some(10_600),
-            nodes: &durations(&s, &[("1", 10), ("2", 10_000), ("3", 500)]),
+            nodes: Some(&durations(&s, &[("1", 10), ("2", 10_000), ("3", 500)])),
         });
         let e = m.expect(&s, None).unwrap();
         assert_eq!(e.basis, EstimateBasis::Workflow);
@@ -377,21 +410,117 @@ mod tests {
             m.learn(&Run {
                 fingerprint: Some(&fp),
                 run_ms: Some(1_000),
-                nodes: &[],
+                nodes: None,
             });
             if i % 10 == 0 {
                 m.learn(&Run {
                     fingerprint: Some(keep),
-                    run_ms: Some(7),
-                    nodes: &[],
+                    run_ms: Some(700),
+                    nodes: None,
                 });
             }
         }
         assert!(m.workflows.len() <= MAX_WORKFLOWS);
-        assert_eq!(m.typical(keep).unwrap().ms, 7.0, "run often, kept");
+        assert_eq!(m.typical(keep).unwrap().ms, 700.0, "run often, kept");
         assert!(
             m.typical(&format!("{:016x}", 0)).is_none(),
             "oldest forgotten"
         );
+    }
+
+    #[test]
+    fn a_run_answered_from_the_cache_teaches_nothing() {
+        let s = shape(20, 1000);
+        let fp = Some(s.fingerprint.as_str());
+        let nodes = durations(&s, &[("2", 9_000)]);
+        let mut m = TimingModel::default();
+        // Followed, and no node ran: every one came from the cache, however long the server
+        // took to say so.
+        m.learn(&Run {
+            fingerprint: fp,
+            run_ms: Some(3_000),
+            nodes: Some(&[]),
+        });
+        // Not followed, and over in a few milliseconds.
+        m.learn(&Run {
+            fingerprint: fp,
+            run_ms: Some(MIN_RUN_MS - 1),
+            nodes: None,
+        });
+        // Not followed, and no time known.
+        m.learn(&Run {
+            fingerprint: fp,
+            run_ms: None,
+            nodes: None,
+        });
+        assert_eq!(m.version(), 0, "nothing learned");
+        assert_eq!((m.typical(&s.fingerprint), m.last()), (None, None));
+
+        m.learn(&Run {
+            fingerprint: fp,
+            run_ms: Some(MIN_RUN_MS),
+            nodes: None,
+        });
+        m.learn(&Run {
+            fingerprint: fp,
+            run_ms: Some(9_500),
+            nodes: Some(&nodes),
+        });
+        assert_eq!(m.typical(&s.fingerprint).unwrap().samples, 2);
+    }
+
+    #[test]
+    fn an_absurd_graph_is_expected_to_take_a_week_at_most() {
+        let seen = shape(20, 1000);
+        let mut m = TimingModel::default();
+        m.learn(&Run {
+            fingerprint: Some(&seen.fingerprint),
+            run_ms: Some(10_500),
+            nodes: Some(&durations(&seen, &[("1", 10), ("2", 10_000), ("3", 500)])),
+        });
+        let absurd = Shape::of(&json!({
+            "1": {"class_type": "EmptyLatentImage", "inputs": {"width": 1e200, "height": 1e200, "batch_size": 1e300}},
+            "2": {"class_type": "KSampler", "inputs": {"steps": 1e300, "seed": 5, "latent_image": ["1", 0]}},
+            "3": {"class_type": "VAEDecode", "inputs": {"samples": ["2", 0]}}
+        }))
+        .unwrap();
+        assert!(absurd.nodes.values().all(|n| n.work.is_finite()));
+        let e = m.expect(&absurd, None).unwrap();
+        assert!(
+            e.total_ms.is_finite() && e.total_ms <= MAX_EXPECTED_MS,
+            "{e:?}"
+        );
+        assert!(e.nodes.values().all(|ms| *ms <= MAX_EXPECTED_MS), "{e:?}");
+        let week = MAX_EXPECTED_MS as u64;
+
+        let p = crate::pending(&e, Some(1e300));
+        assert_eq!(p.typical_ms, week);
+        assert_eq!(
+            p.eta_ms,
+            Some(u64::MAX),
+            "a start past any clock ends there too"
+        );
+        let steps = crate::Progress {
+            planned: e.nodes.keys().cloned().collect(),
+            current: vec![crate::CurrentNode {
+                node: NodeId::from("2"),
+                ran_ms: u64::MAX,
+                steps: Some((f64::MAX, f64::MAX)),
+            }],
+            ..Default::default()
+        };
+        let r = crate::running(&e, u64::MAX, Some(&steps));
+        assert!(r.eta_ms.is_some_and(|ms| ms <= week), "{r:?}");
+        assert!(r.percent.is_some_and(|p| p.is_finite()), "{r:?}");
+
+        // A server that says its run took longer than any clock.
+        let mut m = TimingModel::default();
+        m.learn(&Run {
+            fingerprint: Some(&seen.fingerprint),
+            run_ms: Some(u64::MAX),
+            nodes: None,
+        });
+        assert_eq!(m.expect(&seen, None).unwrap().total_ms, MAX_EXPECTED_MS);
+        assert_eq!(m.typical(&seen.fingerprint).unwrap().ms, MAX_EXPECTED_MS);
     }
 }

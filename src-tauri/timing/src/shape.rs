@@ -40,7 +40,7 @@ pub struct NodeCost {
     /// `class_type`.
     pub class: String,
     /// Steps × megapixels × batch × frames, each factor where the graph gives it (through links
-    /// for sizes: a sampler's size is its latent's), else 1.
+    /// for sizes: a sampler's size is its latent's), else 1. Always finite.
     pub work: f64,
     /// The model files and methods the node works with (every `*_name` input of it and of the
     /// nodes upstream of it), as 16 hex digits: a VAE decode of a video model is not as fast
@@ -103,7 +103,9 @@ impl Shape {
                 let models = model_names(graph, id, &mut names, 0);
                 let cost = NodeCost {
                     class: class_of(node).unwrap_or_default().to_owned(),
-                    work: steps * size,
+                    // Finite however absurd the graph: a billion steps at a billion pixels
+                    // is the largest number there is, not infinity.
+                    work: (steps * size).min(f64::MAX),
                     models: (!models.is_empty()).then(|| {
                         let mut h = Fnv::new();
                         for m in &models {

@@ -1,6 +1,7 @@
 //! Estimates learned from the instance's past jobs ([`comfy_timing`]): every unfinished job's
-//! estimated percent and ETA, each pending job's start from the jobs ahead of it, and when a
-//! published estimate has moved enough to publish it again.
+//! estimated percent and ETA, each pending job's start from the estimates of the jobs ahead of
+//! it (never from a measured ETA), and when a published estimate has moved enough to publish
+//! it again.
 
 use super::job::{view, Job};
 use super::{Millis, Tracker, Update};
@@ -8,8 +9,6 @@ use comfy_model::{Estimate, JobState};
 use comfy_protocol::PromptId;
 use comfy_timing::{Run, TimingModel};
 
-/// An observed run shorter than this was answered from the server's cache, not run.
-const MIN_OBSERVED_RUN_MS: u64 = 50;
 /// A published estimate is published again when its end moves by more than this…
 const DRIFT_MS: i64 = 2_000;
 /// …or by more than this share of what remains.
@@ -28,7 +27,8 @@ impl Tracker {
         &self.timings
     }
 
-    /// Learns from a job that ended (only a success says how long its workflow takes).
+    /// Learns from a job that ended (only a success says how long its workflow takes, and only
+    /// when it really ran: [`Run::ran`]).
     pub(super) fn learn(&mut self, id: &PromptId) {
         let Some(job) = self.jobs.get(id) else {
             return;
@@ -37,21 +37,10 @@ impl Tracker {
             return;
         }
         let v = view(job);
-        // A run answered from the server's cache (the same workflow and seed again) says
-        // nothing of how long the workflow takes: for a followed job, no node ran; for an
-        // observed one, it took a few milliseconds.
-        let ran = if job.fidelity.is_followed() {
-            !v.node_durations.is_empty()
-        } else {
-            v.run_ms.is_some_and(|ms| ms >= MIN_OBSERVED_RUN_MS)
-        };
-        if !ran {
-            return;
-        }
         self.timings.learn(&Run {
             fingerprint: v.fingerprint.as_deref(),
             run_ms: v.run_ms,
-            nodes: &v.node_durations,
+            nodes: job.fidelity.is_followed().then_some(&v.node_durations[..]),
         });
     }
 
@@ -71,12 +60,10 @@ impl Tracker {
             }
             let e = running_estimate(&self.timings, job, now);
             previous = job.shape.as_ref().map(|s| s.fingerprint.clone());
-            // What is left of it: the estimate, else the measured ETA of a followed job.
-            let left = e
-                .as_ref()
-                .and_then(|e| e.eta_ms)
-                .or_else(|| view(job).eta_ms)
-                .map(|ms| ms as f64);
+            // What is left of it, by its estimate only: a measured ETA counts the sampler's
+            // steps, not the nodes after it, and a job past its usual time has no end to place
+            // the ones behind it by.
+            let left = e.as_ref().and_then(|e| e.eta_ms).map(|ms| ms as f64);
             ahead = ahead.zip(left).map(|(a, l)| a.max(l));
             job.estimate = e;
         }

@@ -60,13 +60,18 @@ impl NodeState {
 pub(super) struct RunTimes {
     pub(super) local: (Option<Millis>, Option<Millis>),
     pub(super) server: (Option<Millis>, Option<Millis>),
+    /// `local.0` is a start the journal kept, which may be the server's time of it rather than
+    /// ours: it places the running job (held to no later than the tracker's first moment after
+    /// the restore), but measures no run.
+    pub(super) restored: bool,
 }
 
 impl RunTimes {
-    /// How long the job ran: by the server's clock when it gave both ends, else by ours.
+    /// How long the job ran: by the server's clock when it gave both ends, else by ours (not
+    /// from a restored start, which may be the server's).
     pub(super) fn run_ms(&self) -> Option<u64> {
         let of = |(s, e): (Option<Millis>, Option<Millis>)| Some(span(s?, e?));
-        of(self.server).or_else(|| of(self.local))
+        of(self.server).or_else(|| of(self.local).filter(|_| !self.restored))
     }
 }
 

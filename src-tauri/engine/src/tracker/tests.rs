@@ -927,6 +927,80 @@ fn a_job_ahead_without_an_estimate_leaves_the_start_of_those_behind_it_unknown()
     assert_eq!((e.starts_in_ms, e.eta_ms), (None, None));
 }
 
+/// Our job of `graph`, started at `start` and stepping through node 1's six steps every
+/// `per_step` ms, `steps` of them done.
+fn run_steps(
+    t: &mut Tracker,
+    id: &str,
+    graph: serde_json::Value,
+    start: Millis,
+    per_step: Millis,
+    steps: Millis,
+) -> ActiveJob {
+    let item = ActiveJob {
+        graph: Some(graph),
+        ..active(id, 10.0, Some(ME))
+    };
+    t.describe_job(&item, start);
+    let p = format!(r#""prompt_id":"{id}""#);
+    msg(
+        t,
+        &format!(r#"{{"type":"execution_start","data":{{{p}}}}}"#),
+        start,
+    );
+    msg(
+        t,
+        &format!(r#"{{"type":"executing","data":{{"node":"1",{p}}}}}"#),
+        start,
+    );
+    for step in 1..=steps {
+        msg(
+            t,
+            &format!(r#"{{"type":"progress","data":{{"value":{step},"max":6,"node":"1",{p}}}}}"#),
+            start + step * per_step,
+        );
+    }
+    item
+}
+
+#[test]
+fn a_measured_eta_never_places_the_jobs_behind_it() {
+    // Without an estimate: a workflow never run here, whose sampler measures its ETA.
+    let mut t = Tracker::new(ME);
+    observe_run(&mut t, "r0", 0, 10_000);
+    let mystery = json!({
+        "1": {"class_type": "Mystery", "inputs": {"steps": 6}},
+        "2": {"class_type": "SaveImage", "inputs": {"images": ["1", 0]}}
+    });
+    let mine = run_steps(&mut t, "mine", mystery, 100_000, 1_000, 4);
+    let p = other_job("p", 11.0, 6);
+    t.apply_snapshot(
+        &snap(std::slice::from_ref(&mine), std::slice::from_ref(&p)),
+        104_000,
+    );
+    t.tick(104_500);
+    let v = t.job(&"mine".into()).unwrap();
+    assert!(v.eta_ms.is_some() && v.estimate.is_none(), "{v:?}");
+    let e = estimate_of(&t, "p").unwrap();
+    assert_eq!(e.typical_ms, 10_000, "its own length is still known");
+    assert_eq!((e.starts_in_ms, e.eta_ms), (None, None));
+
+    // Running longer than usual: its measured ETA does not place the jobs behind it either.
+    let mut t = Tracker::new(ME);
+    observe_run(&mut t, "r0", 0, 10_000);
+    let slow = run_steps(&mut t, "slow", sampler_graph(1), 100_000, 5_000, 4);
+    t.apply_snapshot(
+        &snap(std::slice::from_ref(&slow), std::slice::from_ref(&p)),
+        120_000,
+    );
+    t.tick(120_500);
+    let v = t.job(&"slow".into()).unwrap();
+    assert!(v.eta_ms.is_some(), "{v:?}");
+    assert!(v.estimate.unwrap().longer_than_usual);
+    let e = estimate_of(&t, "p").unwrap();
+    assert_eq!((e.starts_in_ms, e.eta_ms), (None, None));
+}
+
 #[test]
 fn estimates_are_published_again_only_when_they_move() {
     let mut t = Tracker::new(ME);
@@ -1115,4 +1189,42 @@ fn a_running_job_restored_from_the_journal_is_estimated_from_when_it_started() {
     t2.apply_snapshot(&snap(std::slice::from_ref(&k), &[]), 30_000);
     t2.tick(35_000);
     assert_eq!(estimate_of(&t2, "k").unwrap().eta_ms, Some(5_000));
+}
+
+#[test]
+fn a_restored_start_by_a_server_clock_ahead_of_ours_is_not_in_the_future_and_measures_no_run() {
+    let mut t = Tracker::new(ME);
+    // The journal kept the server's time of the start: 20 s ahead of our clock.
+    let j = other_job("j", 2.0, 5);
+    t.restore_job(&j, JobState::Running, 20_000, Some(45_000));
+    t.set_timings({
+        let mut learned = Tracker::new(ME);
+        observe_run(&mut learned, "r0", 0, 10_000);
+        learned.timings().clone()
+    });
+    t.apply_snapshot(&snap(std::slice::from_ref(&j), &[]), 25_000);
+    let v = t.job(&"j".into()).unwrap();
+    assert_eq!(v.started_at_ms, Some(25_000), "not started later than now");
+    t.tick(30_000);
+    let e = estimate_of(&t, "j").unwrap();
+    assert_eq!((e.percent, e.eta_ms), (Some(50.0), Some(5_000)), "{e:?}");
+
+    // It ends by our clock with no record of the server's: its run is not known, so not
+    // learned (our end less the server's start would mix two clocks).
+    t.apply_snapshot(&snap(&[], &[]), 60_000);
+    let lookup = Lookup::Found(Box::new(FinishedJob {
+        prompt_id: "j".into(),
+        outcome: Outcome::Success,
+        outputs: Default::default(),
+        client_id: Some("browser".into()),
+        started_ms: None,
+        ended_ms: None,
+    }));
+    t.apply_outcome(&"j".into(), lookup, 60_100);
+    let v = t.job(&"j".into()).unwrap();
+    assert_eq!((v.state, v.run_ms), (JobState::Success, None));
+    let fp = comfy_timing::Shape::of(&sampler_graph(5))
+        .unwrap()
+        .fingerprint;
+    assert_eq!(t.timings().typical(&fp).unwrap().samples, 1);
 }
