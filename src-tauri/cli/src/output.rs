@@ -1,6 +1,7 @@
 //! Printing events: NDJSON (the contract scripts rely on) or readable lines.
 
 use comfy_engine::{ConnectionState, Event, EventKind, Fidelity, JobOrigin, JobState, JobView};
+use comfy_notify::{wall_clock, TimeZone};
 use std::collections::HashMap;
 use std::io::Write;
 use time::format_description::well_known::Rfc3339;
@@ -17,15 +18,25 @@ pub struct Printer<W: Write> {
     out: W,
     format: Format,
     last_line: HashMap<(String, String), String>,
+    /// The zone "done ≈ 14:32" is told in, as the tray and the webview tell it.
+    zone: Option<TimeZone>,
 }
 
 impl<W: Write> Printer<W> {
+    /// A printer telling times in the system's zone (in UTC, saying so, where none is found).
     pub fn new(out: W, format: Format) -> Self {
         Self {
             out,
             format,
             last_line: HashMap::new(),
+            zone: TimeZone::try_system().ok(),
         }
+    }
+
+    /// Tells times in `zone` instead; without one, in UTC and saying so.
+    pub fn in_zone(mut self, zone: Option<TimeZone>) -> Self {
+        self.zone = zone;
+        self
     }
 
     pub fn into_inner(self) -> W {
@@ -39,7 +50,7 @@ impl<W: Write> Printer<W> {
                 self.out.write_all(b"\n")?;
             }
             Format::Human => {
-                let Some(line) = human(&event.kind, event.ts) else {
+                let Some(line) = human(&event.kind, event.ts, self.zone.as_ref()) else {
                     return Ok(());
                 };
                 if let EventKind::Job(j) = &event.kind {
@@ -87,7 +98,7 @@ pub(crate) fn approx(ms: u64) -> String {
     if ms < 10_000 {
         return format!("{:.1}s", ms as f64 / 1000.0);
     }
-    let s = (ms + 500) / 1000;
+    let s = ms.saturating_add(500) / 1000;
     if s < 60 {
         format!("{s}s")
     } else if s < 3600 {
@@ -117,17 +128,12 @@ pub(crate) fn runs(j: &JobView) -> Option<String> {
     })
 }
 
-/// A wall-clock time as the lines' own timestamps show it (their offset), to the minute.
-fn clock(at: OffsetDateTime) -> String {
-    at.format(&time::macros::format_description!("[hour]:[minute]"))
-        .unwrap_or_default()
-}
-
 /// The estimate of an unfinished job, from the server's past runs, every figure marked "≈"
 /// (measured ones are never replaced): a running job's share done (when nothing measured says)
 /// and time left, or that it runs longer than usual; a pending job's run time and, when its
-/// place in the queue is known, when it starts and ends. `at` is the event's time.
-fn estimate_part(j: &JobView, at: OffsetDateTime) -> Option<String> {
+/// place in the queue is known, when it starts and ends. `at` is the event's time; the end is
+/// told in `zone` ("14:32"), else in UTC saying so ("14:32 UTC").
+fn estimate_part(j: &JobView, at: OffsetDateTime, zone: Option<&TimeZone>) -> Option<String> {
     let e = j.estimate.as_ref()?;
     let runs = runs(j)?;
     match j.state {
@@ -158,8 +164,13 @@ fn estimate_part(j: &JobView, at: OffsetDateTime) -> Option<String> {
                 .filter(|s| *s >= 1000)
                 .map(|s| format!(", starts in ≈{}", approx(s)))
                 .unwrap_or_default();
-            let done = at + time::Duration::milliseconds(i64::try_from(eta).unwrap_or(i64::MAX));
-            Some(format!("{run}{starts}, done ≈{} ({runs})", clock(done)))
+            // An end past any calendar (a server's absurd figures) is not told.
+            let done = i64::try_from(eta)
+                .ok()
+                .and_then(|ms| at.checked_add(time::Duration::milliseconds(ms)))
+                .map(|done| format!(", done ≈{}", wall_clock(done, zone)))
+                .unwrap_or_default();
+            Some(format!("{run}{starts}{done} ({runs})"))
         }
         _ => None,
     }
@@ -173,7 +184,7 @@ fn origin(o: JobOrigin) -> &'static str {
     }
 }
 
-fn job_line(j: &JobView, at: OffsetDateTime) -> String {
+fn job_line(j: &JobView, at: OffsetDateTime, zone: Option<&TimeZone>) -> String {
     let state = match j.state {
         JobState::Pending => "pending",
         JobState::Running => "running",
@@ -210,7 +221,7 @@ fn job_line(j: &JobView, at: OffsetDateTime) -> String {
         if let Some(eta) = j.eta_ms {
             s.push_str(&format!(" · ETA {}", duration(eta)));
         }
-        if let Some(e) = estimate_part(j, at) {
+        if let Some(e) = estimate_part(j, at, zone) {
             s.push_str(&format!(" · {e}"));
         }
         if j.state == JobState::Running && j.fidelity == Fidelity::Observed && j.node.is_none() {
@@ -251,7 +262,7 @@ fn job_line(j: &JobView, at: OffsetDateTime) -> String {
     s
 }
 
-fn human(kind: &EventKind, at: OffsetDateTime) -> Option<String> {
+fn human(kind: &EventKind, at: OffsetDateTime, zone: Option<&TimeZone>) -> Option<String> {
     Some(match kind {
         EventKind::Connection(c) => {
             let state = match c.state {
@@ -289,7 +300,7 @@ fn human(kind: &EventKind, at: OffsetDateTime) -> Option<String> {
             running.len(),
             pending.len()
         ),
-        EventKind::Job(j) => job_line(j, at),
+        EventKind::Job(j) => job_line(j, at, zone),
         // A line per preview frame would drown everything else.
         EventKind::Preview(_) => return None,
         EventKind::Text { node, text, .. } => format!("text #{node}: {}", text.trim_end()),
@@ -322,6 +333,7 @@ mod tests {
                 retry_in_ms,
             }),
             OffsetDateTime::UNIX_EPOCH,
+            None,
         )
         .unwrap()
     }
@@ -366,6 +378,11 @@ mod tests {
             .replace_time(time::Time::from_hms(hms.0, hms.1, hms.2).expect("a time"))
     }
 
+    /// A job's line with times told in UTC as the zone (no " UTC" said).
+    fn utc_line(j: &JobView, at: OffsetDateTime) -> String {
+        job_line(j, at, Some(&TimeZone::UTC))
+    }
+
     const OBSERVED: &str = " (observed: ComfyUI sends progress only to the client that queued it)";
 
     #[test]
@@ -388,7 +405,7 @@ mod tests {
                                "percent": 42.7, "eta_ms": 80_000}),
         );
         assert_eq!(
-            job_line(&j, at((14, 0, 0))),
+            utc_line(&j, at((14, 0, 0))),
             format!("job 0b5c1d70 [other client] running · ≈42% ≈1m20s left (3 runs){OBSERVED}")
         );
         let one = job(
@@ -398,7 +415,7 @@ mod tests {
                                "percent": 5.0, "eta_ms": 133_000}),
         );
         assert_eq!(
-            job_line(&one, at((14, 0, 0))),
+            utc_line(&one, at((14, 0, 0))),
             format!("job 0b5c1d70 [other client] running · ≈5% ≈2m13s left (1 run of its nodes){OBSERVED}")
         );
     }
@@ -412,7 +429,7 @@ mod tests {
                                "longer_than_usual": true}),
         );
         assert_eq!(
-            job_line(&j, at((14, 0, 0))),
+            utc_line(&j, at((14, 0, 0))),
             format!("job 0b5c1d70 [no client id] running · longer than usual (typically 2m10s){OBSERVED}")
         );
     }
@@ -435,13 +452,13 @@ mod tests {
         let measured =
             "job 0b5c1d70 [this app] running 40% · KSampler (#3) 8/20 · 3.1 it/s · ETA 4.0 s";
         assert_eq!(
-            job_line(&j, at((14, 0, 0))),
+            utc_line(&j, at((14, 0, 0))),
             format!("{measured} · ≈1m20s left (3 runs)"),
             "no estimated share beside the measured one"
         );
         j.estimate = None;
         assert_eq!(
-            job_line(&j, at((14, 0, 0))),
+            utc_line(&j, at((14, 0, 0))),
             measured,
             "unchanged without one"
         );
@@ -456,7 +473,7 @@ mod tests {
                                "starts_in_ms": 180_000, "eta_ms": 310_000}),
         );
         assert_eq!(
-            job_line(&placed, at((14, 29, 0))),
+            utc_line(&placed, at((14, 29, 0))),
             "job 0b5c1d70 [this app] pending · ≈2m10s run, starts in ≈3m, done ≈14:34 (3 runs)"
         );
         let next = job(
@@ -466,7 +483,7 @@ mod tests {
                                "starts_in_ms": 0, "eta_ms": 80_000}),
         );
         assert_eq!(
-            job_line(&next, at((23, 59, 0))),
+            utc_line(&next, at((23, 59, 0))),
             "job 0b5c1d70 [this app] pending · ≈1m20s run, done ≈00:00 (2 runs)",
             "nothing ahead: no start to wait for"
         );
@@ -476,7 +493,7 @@ mod tests {
             serde_json::json!({"basis": "nodes", "samples": 5, "typical_ms": 130_000}),
         );
         assert_eq!(
-            job_line(&unplaced, at((14, 29, 0))),
+            utc_line(&unplaced, at((14, 29, 0))),
             "job 0b5c1d70 [other client] pending · ≈2m10s run (5 runs of its nodes)"
         );
         let unknown = job(
@@ -485,7 +502,7 @@ mod tests {
             serde_json::Value::Null,
         );
         assert_eq!(
-            job_line(&unknown, at((14, 29, 0))),
+            utc_line(&unknown, at((14, 29, 0))),
             "job 0b5c1d70 [this app] pending"
         );
     }
@@ -504,7 +521,7 @@ mod tests {
             instance: "gpu".into(),
             kind: EventKind::Job(Box::new(j.clone())),
         };
-        let mut p = Printer::new(Vec::new(), Format::Human);
+        let mut p = Printer::new(Vec::new(), Format::Human).in_zone(Some(TimeZone::UTC));
         p.print(&event(&j, at((14, 29, 0)))).expect("printed");
         p.print(&event(&j, at((14, 29, 10)))).expect("printed");
         j.state = JobState::Running;
@@ -519,5 +536,51 @@ mod tests {
             "14:29:00 gpu          job 0b5c1d70 [this app] pending · ≈1m20s run, done ≈14:30 (3 runs)\n\
              14:29:01 gpu          job 0b5c1d70 [this app] running · ≈0% ≈1m20s left (3 runs)\n"
         );
+    }
+
+    #[test]
+    fn a_pending_jobs_end_is_told_in_the_local_zone_or_in_utc_saying_so() {
+        let placed = job(
+            JobOrigin::SelfApp,
+            JobState::Pending,
+            serde_json::json!({"basis": "workflow", "samples": 3, "typical_ms": 130_000,
+                               "starts_in_ms": 180_000, "eta_ms": 310_000}),
+        );
+        let two_hours_east = TimeZone::posix("EET-2").expect("a POSIX zone");
+        assert_eq!(
+            job_line(&placed, at((14, 29, 0)), Some(&two_hours_east)),
+            "job 0b5c1d70 [this app] pending · ≈2m10s run, starts in ≈3m, done ≈16:34 (3 runs)"
+        );
+        assert_eq!(
+            job_line(&placed, at((14, 29, 0)), None),
+            "job 0b5c1d70 [this app] pending · ≈2m10s run, starts in ≈3m, done ≈14:34 UTC (3 runs)"
+        );
+    }
+
+    #[test]
+    fn absurd_figures_print_without_panicking() {
+        assert_eq!(approx(u64::MAX), "5124095576030h25m");
+        let far = job(
+            JobOrigin::Other,
+            JobState::Pending,
+            serde_json::json!({"basis": "workflow", "samples": 1, "typical_ms": u64::MAX,
+                               "starts_in_ms": u64::MAX, "eta_ms": u64::MAX}),
+        );
+        let line = job_line(&far, OffsetDateTime::UNIX_EPOCH, None);
+        assert!(
+            line.starts_with("job 0b5c1d70 [other client] pending · ≈"),
+            "{line}"
+        );
+        assert!(!line.contains("done"), "no end past any calendar: {line}");
+        let late = OffsetDateTime::UNIX_EPOCH
+            .replace_year(9999)
+            .expect("a year");
+        let soon = job(
+            JobOrigin::Other,
+            JobState::Pending,
+            serde_json::json!({"basis": "workflow", "samples": 1, "typical_ms": 1_000,
+                               "starts_in_ms": 0, "eta_ms": 400 * 24 * 3_600_000u64}),
+        );
+        assert!(!job_line(&soon, late, None).contains("done"));
     }
 }

@@ -88,12 +88,14 @@ mod tests {
         );
     }
 
+    /// Reads the machine's IANA database (`/usr/share/zoneinfo`, or the platform's own), which a
+    /// build machine need not have: run with `--ignored` where it is installed, where a missing
+    /// database fails instead of passing unseen.
     #[test]
+    #[ignore = "needs the system's time zone database (tzdata)"]
     fn the_systems_zone_database_is_used_where_there_is_one() {
-        let Ok(berlin) = TimeZone::get("Europe/Berlin") else {
-            eprintln!("no time zone database here; skipped");
-            return;
-        };
+        let berlin =
+            TimeZone::get("Europe/Berlin").expect("a time zone database with Europe/Berlin");
         let clock = |at| wall_clock(at, Some(&berlin));
         assert_eq!(clock(datetime!(1990-07-01 12:00 UTC)), "14:00");
         assert_eq!(clock(datetime!(2025-01-15 12:00 UTC)), "13:00");

@@ -218,6 +218,24 @@ impl InstanceStatus {
     }
 }
 
+/// A running mean.
+#[derive(Debug, Default)]
+struct Mean {
+    sum: f64,
+    n: u32,
+}
+
+impl Mean {
+    fn add(&mut self, v: f64) {
+        self.sum += v;
+        self.n += 1;
+    }
+
+    fn get(&self) -> Option<f64> {
+        (self.n > 0).then(|| self.sum / f64::from(self.n))
+    }
+}
+
 /// Integer percent for display: floored, so 99.9 % is not shown as done.
 fn whole_percent(p: f64) -> u8 {
     // The clamp keeps the cast in range; NaN becomes 0.
@@ -229,7 +247,8 @@ fn whole_percent(p: f64) -> u8 {
 pub struct TrayState {
     pub icon: IconState,
     pub running: usize,
-    /// The mean progress of the running jobs that have one; estimated if any of them is.
+    /// The mean measured progress of the running jobs that have one; only when none has, the
+    /// mean of their estimated progress (marked so). The two are never averaged together.
     pub percent: Option<Figure<u8>>,
     /// Until the last running job is expected to end; estimated if that job's is.
     pub eta: Option<Figure<Duration>>,
@@ -266,7 +285,8 @@ impl TrayState {
         zone: Option<&TimeZone>,
     ) -> Self {
         let (mut running, mut disconnected) = (0, 0);
-        let (mut sum, mut with_percent, mut percent_estimated) = (0.0, 0u32, false);
+        // Measured and estimated percents are averaged apart, never together.
+        let (mut measured, mut estimated) = (Mean::default(), Mean::default());
         let mut eta: Option<Figure<Duration>> = None;
         let mut longer_than_usual = false;
         // `Some(None)`: busy, end not known.
@@ -288,9 +308,11 @@ impl TrayState {
             for job in &inst.running {
                 running += 1;
                 if let Some(p) = job.percent {
-                    sum += p.value;
-                    with_percent += 1;
-                    percent_estimated |= p.estimated;
+                    if p.estimated {
+                        estimated.add(p.value);
+                    } else {
+                        measured.add(p.value);
+                    }
                 }
                 longer_than_usual |= job.longer_than_usual;
                 if let Some(e) = job.eta {
@@ -302,10 +324,10 @@ impl TrayState {
                 }
             }
         }
-        let percent = (with_percent > 0).then(|| Figure {
-            value: whole_percent(sum / f64::from(with_percent)),
-            estimated: percent_estimated,
-        });
+        let percent = match (measured.get(), estimated.get()) {
+            (Some(m), _) => Some(Figure::measured(whole_percent(m))),
+            (None, e) => e.map(|e| Figure::estimated(whole_percent(e))),
+        };
         let queue_done = queue_done.flatten();
         let queue_done_clock = queue_done.map(|at| wall_clock(at, zone));
         if let Some(clock) = &queue_done_clock {
@@ -859,8 +881,8 @@ mod tests {
         assert_eq!(s.percent, Some(Figure::estimated(42)));
         assert_eq!(s.tooltip(), "1 running · ≈ 42% · ETA ≈ 1:20");
 
-        // A measured percent beside an estimated one: the mean is marked estimated; the ETA is
-        // the later end's, marked as that one is.
+        // A measured percent beside an estimated one: the measured one alone, never a mean of
+        // both; the ETA is the later end's, marked as that one is.
         let local = inst(
             "Local",
             ConnectionState::Connected,
@@ -868,11 +890,41 @@ mod tests {
         );
         assert_eq!(local.line(), "Local — running 50% · 3m 20s left");
         let s = TrayState::from_instances([&gpu, &local], 0);
-        assert_eq!(s.tooltip(), "2 running · ≈ 46% · ETA 3:20");
+        assert_eq!(s.percent, Some(Figure::measured(50)));
+        assert_eq!(s.tooltip(), "2 running · 50% · ETA 3:20");
         assert_eq!(
             s.lines,
             [gpu.line(), local.line()],
             "the menu lines, in the order given"
+        );
+    }
+
+    #[test]
+    fn the_tray_percent_averages_measured_percents_alone_else_estimated_ones_alone() {
+        let figure = |p: Figure<f64>| RunningJob {
+            percent: Some(p),
+            ..job("x", None, None)
+        };
+        let running = |percents: Vec<Figure<f64>>| {
+            let i = inst(
+                "Local",
+                ConnectionState::Connected,
+                percents.into_iter().map(figure).collect(),
+            );
+            TrayState::from_instances([&i], 0).percent
+        };
+        assert_eq!(
+            running(vec![Figure::estimated(20.0), Figure::estimated(40.0)]),
+            Some(Figure::estimated(30))
+        );
+        assert_eq!(
+            running(vec![
+                Figure::measured(80.0),
+                Figure::estimated(10.0),
+                Figure::measured(60.0),
+            ]),
+            Some(Figure::measured(70)),
+            "the estimate is left out, not averaged in"
         );
     }
 
