@@ -247,6 +247,32 @@ describe("InstanceCard", () => {
       );
       expect(away.find('[data-testid="queue-drain"]').exists()).toBe(false);
     });
+
+    it("shows no estimate while the server is down, and shows it again once it is up", async () => {
+      vi.useFakeTimers();
+      vi.setSystemTime(NOW);
+      const jobs = (): InstanceView["jobs"] => [
+        liveJob("r", { percent: 10, eta_ms: 14_000, estimate: estimate({ percent: 12, eta_ms: 60_000 }) }),
+        job("p", { state: "pending", estimate: estimate({ starts_in_ms: 60_000, eta_ms: 190_000 }) }),
+      ];
+      const observed = (): InstanceView["jobs"] => [job("x", { started_at_ms: NOW - 42_000, estimate: estimate({ percent: 40, eta_ms: 80_000 }) })];
+      const pending = (): InstanceView["jobs"] => [job("p", { state: "pending", estimate: estimate({ starts_in_ms: 60_000, eta_ms: 190_000 }) })];
+      for (const state of ["reconnecting", "unreachable", "auth_failed", "connecting", "disabled"] as const) {
+        for (const list of [jobs(), observed(), pending()]) {
+          const w = mountCard(instance("gpu", { status: status({ state }), jobs: list }));
+          expect(w.find('[data-testid="job-estimate"]').exists(), `${state}: ${w.text()}`).toBe(false);
+          expect(w.find('[data-testid="job-estimate-percent"]').exists(), state).toBe(false);
+          expect(w.find(".bar.estimated").exists(), state).toBe(false);
+          expect(w.text(), state).not.toContain("≈");
+        }
+      }
+      // The followed job keeps its measured figures.
+      const away = mountCard(instance("gpu", { status: status({ state: "reconnecting" }), jobs: jobs() }));
+      expect(away.get('[data-testid="job-percent"]').text()).toBe("10%");
+      expect(away.text()).toContain("ETA 14 s");
+      await away.setProps({ instance: instance("gpu", { status: status({ state: "http_only" }), jobs: jobs() }) });
+      expect(away.get('[data-testid="job-estimate"]').text()).toBe("≈ 1 min left");
+    });
   });
 
   it("counts down to the next reconnection attempt", async () => {

@@ -179,6 +179,22 @@ describe("InstanceDetail", () => {
       expect(w.get('.facts [data-testid="queue-drain"]').text()).toBe("queue done ≈ 14:32");
     });
 
+    it("shows no estimate in the queue or under Now running while the server is down", () => {
+      for (const state of ["reconnecting", "unreachable", "auth_failed"] as const) {
+        const w = mountDetail({ ...estimated(), status: status({ state }) });
+        expect(w.find('[data-testid="job-estimate"]').exists(), state).toBe(false);
+        expect(w.find('[data-testid="job-estimate-percent"]').exists(), state).toBe(false);
+        expect(w.find('[data-testid="queue-drain"]').exists(), state).toBe(false);
+        expect(w.get(".area-now").text()).toContain("other client — queue position, elapsed time and outcome only");
+        expect(w.get(".area-queue").text(), state).not.toContain("≈");
+      }
+      const live = mountDetail(
+        gpu({ status: status({ state: "reconnecting" }), jobs: [liveJob("run", { percent: 30, eta_ms: 9_000, estimate: estimate({ eta_ms: 80_000 }) })] }),
+      );
+      expect(live.find('[data-testid="job-estimate"]').exists()).toBe(false);
+      expect(live.get(".area-now").text()).toContain("ETA 9 s");
+    });
+
     it("shows another client's running job with its estimated bar under Now running", () => {
       const w = mountDetail(estimated());
       const now = w.get(".area-now");
