@@ -225,7 +225,12 @@ fn job_line(j: &JobView, at: OffsetDateTime, zone: Option<&TimeZone>) -> String 
             s.push_str(&format!(" · {e}"));
         }
         if j.state == JobState::Running && j.fidelity == Fidelity::Observed && j.node.is_none() {
-            s.push_str(" (observed: ComfyUI sends progress only to the client that queued it)");
+            // Our own job is observed only when the socket cannot be opened (HTTP only).
+            s.push_str(if j.origin == JobOrigin::SelfApp {
+                " (observed: no socket to the server, so no live progress)"
+            } else {
+                " (observed: ComfyUI sends progress only to the client that queued it)"
+            });
         }
     } else {
         if let Some(e) = j.elapsed_ms {
@@ -417,6 +422,22 @@ mod tests {
         assert_eq!(
             utc_line(&one, at((14, 0, 0))),
             format!("job 0b5c1d70 [other client] running · ≈5% ≈2m13s left (1 run of its nodes){OBSERVED}")
+        );
+    }
+
+    #[test]
+    fn our_own_job_observed_without_a_socket_says_why() {
+        let mut j = job(
+            JobOrigin::SelfApp,
+            JobState::Running,
+            serde_json::json!({"basis": "workflow", "samples": 3, "typical_ms": 140_000,
+                               "percent": 42.0, "eta_ms": 80_000}),
+        );
+        j.fidelity = Fidelity::Observed;
+        assert_eq!(
+            utc_line(&j, at((14, 0, 0))),
+            "job 0b5c1d70 [this app] running · ≈42% ≈1m20s left (3 runs) (observed: no socket to \
+             the server, so no live progress)"
         );
     }
 
