@@ -64,12 +64,13 @@ impl<W: Write> Printer<W> {
                         self.last_line.insert(key, line.clone());
                     }
                 }
-                let ts = event
-                    .ts
+                // In the zone "done ≈" is told in (UTC where none is found).
+                let at = comfy_notify::local(event.ts, self.zone.as_ref()).unwrap_or(event.ts);
+                let ts = at
                     .format(&time::macros::format_description!(
                         "[hour]:[minute]:[second]"
                     ))
-                    .unwrap_or_else(|_| event.ts.format(&Rfc3339).unwrap_or_default());
+                    .unwrap_or_else(|_| at.format(&Rfc3339).unwrap_or_default());
                 writeln!(self.out, "{ts} {:<12} {line}", event.instance)?;
             }
         }
@@ -576,6 +577,18 @@ mod tests {
             job_line(&placed, at((14, 29, 0)), None),
             "job 0b5c1d70 [this app] pending · ≈2m10s run, starts in ≈3m, done ≈14:34 UTC (3 runs)"
         );
+        // The line's own time is told in the same zone.
+        let event = Event {
+            ts: at((14, 29, 0)),
+            instance_id: comfy_engine::InstanceId(1),
+            instance: "gpu".into(),
+            kind: EventKind::Job(Box::new(placed)),
+        };
+        let mut p = Printer::new(Vec::new(), Format::Human).in_zone(Some(two_hours_east));
+        p.print(&event).expect("printed");
+        let out = String::from_utf8(p.into_inner()).expect("utf-8");
+        assert!(out.starts_with("16:29:00 gpu "), "{out}");
+        assert!(out.contains("done ≈16:34 (3 runs)"), "{out}");
     }
 
     #[test]

@@ -96,7 +96,7 @@ pub use deliver::{
 pub use icon::{render_icon, state_colour, PROGRESS, TRACK};
 /// The zone the tray tells times in (`jiff`'s).
 pub use jiff::tz::TimeZone;
-pub use local_time::wall_clock;
+pub use local_time::{local, wall_clock};
 pub use notification::{clock, Action, ImageRef, Notification, NotificationKind};
 pub use policy::{Pause, Policy, Settings, Timing};
 pub use tray::{

@@ -11,19 +11,22 @@ use time::{OffsetDateTime, UtcOffset};
 /// "14:32" in `zone` (its offset at that instant, daylight saving time included); without one,
 /// in UTC and saying so: "14:32 UTC".
 pub fn wall_clock(at: OffsetDateTime, zone: Option<&TimeZone>) -> String {
-    let local = zone.and_then(|zone| {
-        let ms = i64::try_from(at.unix_timestamp_nanos().div_euclid(1_000_000)).ok()?;
-        let at = Timestamp::from_millisecond(ms).ok()?;
-        Some(
-            at.to_zoned_datetime(zone.clone())
-                .strftime("%H:%M")
-                .to_string(),
-        )
-    });
-    local.unwrap_or_else(|| {
-        let utc = at.to_offset(UtcOffset::UTC);
-        format!("{:02}:{:02} UTC", utc.hour(), utc.minute())
-    })
+    match local(at, zone) {
+        Some(local) => format!("{:02}:{:02}", local.hour(), local.minute()),
+        None => {
+            let utc = at.to_offset(UtcOffset::UTC);
+            format!("{:02}:{:02} UTC", utc.hour(), utc.minute())
+        }
+    }
+}
+
+/// `at` in `zone` (its offset at that instant); `None` without a zone.
+pub fn local(at: OffsetDateTime, zone: Option<&TimeZone>) -> Option<OffsetDateTime> {
+    let zone = zone?;
+    let ms = i64::try_from(at.unix_timestamp_nanos().div_euclid(1_000_000)).ok()?;
+    let offset = zone.to_offset(Timestamp::from_millisecond(ms).ok()?);
+    let offset = UtcOffset::from_whole_seconds(offset.seconds()).ok()?;
+    Some(at.to_offset(offset))
 }
 
 #[cfg(test)]
