@@ -1024,7 +1024,9 @@ async fn a_large_frame_on_a_slow_link_keeps_the_session() {
     // A JPEG's start and frame header (512×512), then filler: its size is readable, as a
     // preview's must be to be shown.
     let mut frame = vec![0, 0, 0, 1, 0, 0, 0, 1];
-    frame.extend_from_slice(&[0xFF, 0xD8, 0xFF, 0xC0, 0x00, 0x11, 0x08, 0x02, 0x00, 0x02, 0x00]);
+    frame.extend_from_slice(&[
+        0xFF, 0xD8, 0xFF, 0xC0, 0x00, 0x11, 0x08, 0x02, 0x00, 0x02, 0x00,
+    ]);
     frame.resize(8 + image, 0xAB);
     let sent = Instant::now();
     server.send_raw_binary(frame);
