@@ -334,17 +334,9 @@ fn raw(h: &mut Harness, data: &[u8]) {
 
 /// The engine's reading of `/queue` (as `api.rs` builds it), with the request's time.
 pub fn snapshot_of(q: comfy_protocol::http::Queue, requested_at: Millis) -> Snapshot {
-    let active = |i: comfy_protocol::http::QueueItem| ActiveJob {
-        prompt_id: i.prompt_id,
-        number: Some(i.number),
-        client_id: Some(i.client_id),
-        graph: Some(i.prompt),
-        outputs_to_execute: Some(i.outputs_to_execute),
-        create_time: i.create_time,
-    };
     Snapshot {
-        running: q.running.into_iter().map(active).collect(),
-        pending: q.pending.into_iter().map(active).collect(),
+        running: q.running.into_iter().map(ActiveJob::from).collect(),
+        pending: q.pending.into_iter().map(ActiveJob::from).collect(),
         recent_finished: Vec::new(),
         requested_at,
     }

@@ -617,16 +617,8 @@ impl Api {
             }
         } else {
             let q = self.queue().await?;
-            let active = |i: wire::QueueItem| ActiveJob {
-                prompt_id: i.prompt_id,
-                number: Some(i.number),
-                client_id: Some(i.client_id),
-                graph: Some(i.prompt),
-                outputs_to_execute: Some(i.outputs_to_execute),
-                create_time: i.create_time,
-            };
-            snap.running = q.running.into_iter().map(active).collect();
-            snap.pending = q.pending.into_iter().map(active).collect();
+            snap.running = q.running.into_iter().map(ActiveJob::from).collect();
+            snap.pending = q.pending.into_iter().map(ActiveJob::from).collect();
             if include_recent {
                 let p = self.route("history?max_items=10");
                 let body = self.get_ok(&p, MAX_LIST_BODY).await?;

@@ -22,6 +22,20 @@ pub struct ActiveJob {
     pub create_time: Option<Millis>,
 }
 
+/// A job as `/queue` lists it.
+impl From<comfy_protocol::http::QueueItem> for ActiveJob {
+    fn from(i: comfy_protocol::http::QueueItem) -> Self {
+        Self {
+            prompt_id: i.prompt_id,
+            number: Some(i.number),
+            client_id: Some(i.client_id),
+            graph: Some(i.prompt),
+            outputs_to_execute: Some(i.outputs_to_execute),
+            create_time: i.create_time,
+        }
+    }
+}
+
 /// The server's queue at one moment: running jobs, and pending ones in run order.
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct Snapshot {
