@@ -5,6 +5,7 @@ fn main() {
     let manifest = tauri_build::AppManifest::new().commands(&[
         "get_snapshot",
         "progress_shown",
+        "view_visibility",
         "refresh_instance",
         "submit_workflow",
         "resubmit_job",

@@ -32,6 +32,7 @@ pub fn run(options: Options) -> ExitCode {
         .invoke_handler(tauri::generate_handler![
             shell::commands::get_snapshot,
             shell::commands::progress_shown,
+            shell::visibility::view_visibility,
             shell::commands::refresh_instance,
             shell::commands::submit_workflow,
             shell::commands::resubmit_job,

@@ -7,7 +7,7 @@
 use crate::shell::view::{InstanceStatus, JobSummary, LogEntry, QueueCounts, StatsView};
 use comfy_model::{InstanceId, PromptId, ServerInfo};
 use serde::Serialize;
-use tauri::{AppHandle, Emitter, Runtime};
+use tauri::{AppHandle, Emitter, Manager, Runtime};
 use ts_rs::TS;
 
 pub const INSTANCE_STATUS_CHANGED: &str = "instance-status-changed";
@@ -102,8 +102,15 @@ pub struct JobsProgressed {
     pub updates: Vec<JobUpdated>,
 }
 
-/// Sends one update to the webview; a failure is logged and the app goes on.
+/// Sends one update to the webview; a failure is logged and the app goes on. While the window
+/// is off screen, what only changes its paint is not sent (`visibility.rs`).
 pub fn emit<R: Runtime>(app: &AppHandle<R>, update: &Update) {
+    let visible = app
+        .try_state::<crate::shell::visibility::ViewVisibility>()
+        .is_none_or(|v| v.is_visible());
+    if !crate::shell::visibility::reaches_view(update, visible) {
+        return;
+    }
     if let Err(error) = update.emit(app) {
         tracing::warn!(%error, event = update.name(), "could not emit to the webview");
     }
@@ -139,6 +146,21 @@ impl Update {
             Self::ShowRequested(_) => SHOW_REQUESTED,
             Self::CancelConfirmationRequested(_) => CANCEL_CONFIRMATION_REQUESTED,
         }
+    }
+
+    /// Whether this update only changes what the webview paints: its picture of instances,
+    /// jobs, queues and stats, all of which a fresh snapshot holds. Log lines, instance list
+    /// changes and requests to act are not paint.
+    pub fn only_paints(&self) -> bool {
+        matches!(
+            self,
+            Self::InstanceStatusChanged(_)
+                | Self::ServerInfoChanged(_)
+                | Self::QueueChanged(_)
+                | Self::JobUpdated(_)
+                | Self::JobsProgressed(_)
+                | Self::StatsChanged(_)
+        )
     }
 
     pub fn emit<R: Runtime>(&self, app: &AppHandle<R>) -> tauri::Result<()> {

@@ -30,6 +30,7 @@ mod tasks;
 mod throttle;
 pub mod tray;
 pub mod view;
+pub mod visibility;
 pub mod window;
 
 use comfy_engine::{Engine, DEFAULT_EVENT_CAPACITY};
@@ -73,7 +74,9 @@ pub fn start(app: &mut App, options: &Options) -> Result<(), Box<dyn std::error:
     app.manage(state.bus.clone());
 
     let prefs = preferences::load(app.handle(), &state);
-    if !(options.minimised || prefs.start_minimised) {
+    let shown = !(options.minimised || prefs.start_minimised);
+    app.manage(visibility::ViewVisibility::new(shown));
+    if shown {
         window::show_main(app.handle());
     }
     let (deliver, actions) = notifier();

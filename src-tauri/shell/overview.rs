@@ -102,6 +102,11 @@ impl Overview {
         })
     }
 
+    /// Every change up to this revision is in the overview.
+    pub fn revision(&self) -> u64 {
+        self.revision
+    }
+
     /// One instance's picture.
     pub fn instance(&self, id: InstanceId) -> Option<&InstanceView> {
         self.instances.iter().find(|i| i.id == id)

@@ -3,6 +3,7 @@
 //! means failures have been seen).
 
 use crate::shell::bus::{self, Control};
+use crate::shell::visibility;
 use tauri::{AppHandle, Manager, Runtime, Window, WindowEvent};
 
 /// The label of the one window, as in `tauri.conf.json` and the capabilities.
@@ -18,6 +19,7 @@ pub fn on_window_event<R: Runtime>(window: &Window<R>, event: &WindowEvent) {
             if let Err(error) = window.hide() {
                 tracing::warn!(%error, "could not hide the window");
             }
+            visibility::set_visible(window.app_handle(), false);
             focus_changed(window.app_handle(), false);
         }
         WindowEvent::Focused(focused) => focus_changed(window.app_handle(), *focused),
@@ -41,6 +43,7 @@ pub fn show_main<R: Runtime>(app: &AppHandle<R>) {
     for error in steps.into_iter().filter_map(Result::err) {
         tracing::warn!(%error, "could not bring the window back");
     }
+    visibility::set_visible(app, true);
 }
 
 /// Left click on the tray: hides a visible window, brings back a hidden one.
@@ -55,6 +58,7 @@ pub fn toggle_main<R: Runtime>(app: &AppHandle<R>) {
                 tracing::warn!(%error, "could not hide the window");
             }
         }
+        visibility::set_visible(app, false);
         focus_changed(app, false);
     } else {
         show_main(app);

@@ -14,11 +14,14 @@ enableAutoUnmount(afterEach);
 
 describe("App", () => {
   let names: string[];
+  let calls: { command: string; args: unknown }[];
 
   beforeEach(() => {
     setActivePinia(createPinia());
     names = ["gpu", "Local"];
-    mockShell((command) => {
+    calls = [];
+    mockShell((command, args) => {
+      calls.push({ command, args });
       if (command === "get_snapshot") {
         return snapshot(
           3,
@@ -42,6 +45,22 @@ describe("App", () => {
     expect(w.findAll('[data-testid="instance-card"]').map((c) => c.attributes("data-instance"))).toEqual(["gpu", "Local"]);
     expect(w.get('[data-testid="summary"]').text()).toContain("1/2 connected");
     expect(w.get('[data-testid="notice"]').text()).toBe("secrets are kept in an owner-only file");
+  });
+
+  it("tells the shell when the page goes off screen and comes back", async () => {
+    await mountApp();
+    const state = (value: DocumentVisibilityState) => {
+      Object.defineProperty(document, "visibilityState", { configurable: true, get: () => value });
+      document.dispatchEvent(new Event("visibilitychange"));
+    };
+    state("hidden");
+    state("visible");
+    await flushPromises();
+    expect(calls.filter((c) => c.command === "view_visibility").map((c) => c.args)).toEqual([
+      { visible: false },
+      { visible: true },
+    ]);
+    delete (document as unknown as Record<string, unknown>).visibilityState;
   });
 
   it("invites a new user to add a server", async () => {

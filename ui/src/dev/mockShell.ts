@@ -472,6 +472,8 @@ function handle(command: string, args: unknown): unknown {
     case "refresh_instance":
       find(a.instance_id);
       return null;
+    case "view_visibility":
+      return null;
     case "list_instances":
       return clone(state.settings);
     case "add_instance":

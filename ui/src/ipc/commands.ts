@@ -63,6 +63,12 @@ export function progressShown(batch: number): Promise<void> {
   return call<void>("progress_shown", { batch });
 }
 
+/** Tells the shell whether the page is on screen: while it is not, nothing that only changes
+ * what it paints is sent, and it is told to reload its picture when it is on screen again. */
+export function viewVisibility(visible: boolean): Promise<void> {
+  return call<void>("view_visibility", { visible });
+}
+
 /** Asks an instance to re-read its queue now. */
 export function refreshInstance(instanceId: InstanceId): Promise<void> {
   return call<void>("refresh_instance", { instance_id: instanceId });

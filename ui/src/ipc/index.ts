@@ -21,5 +21,6 @@ export {
   submitWorkflow,
   testConnection,
   updateInstance,
+  viewVisibility,
 } from "./commands";
 export { EVENTS, onEvent, type Unsubscribe } from "./events";
