@@ -2,8 +2,9 @@
 //
 // Starts `fake-comfyui` on a fixed free port (so it can be restarted mid-job), launches the app
 // through tauri-driver (which drives Debian's WebKitWebDriver) with a throwaway database, and
-// walks what a user does: add the server in the settings, close the window and get a desktop
-// notification when a job finishes, bring the window back with the notification's Show, submit a
+// walks what a user does: add the server in the settings, close the window (the page is then
+// sent nothing to paint) and get a desktop notification when a job finishes, bring the window
+// back with the notification's Show (the page catches up at once), submit a
 // workflow and watch it run with a live preview, cancel a job, delete a pending one, live through
 // a server restart, and reload the window. A screenshot of every step goes to
 // tests/e2e/screenshots/.
@@ -248,7 +249,8 @@ describe("comfy-monitor desktop app", () => {
 
   it("keeps monitoring with the window closed, notifies when a job finishes, and Show brings it back", async () => {
     assert.ok((await managedWindows()).includes(WINDOW_TITLE), "the window is not shown at the start");
-    const id = await submit(40, "e2e_closed");
+    // Long enough (about 5 s) to be running still when the window has gone.
+    const id = await submit(80, "e2e_closed");
     await run("dunstctl", ["close-all"]);
     const before = notifications().length;
     // What the user does: the window manager's close button.
@@ -268,8 +270,9 @@ describe("comfy-monitor desktop app", () => {
     assert.ok(done.image, "the notification carries no image");
     assert.equal(done.defaultAction, "Show job");
     assert.equal(await browser.execute(() => document.visibilityState), "hidden", "the window came back by itself");
+    // Off screen the page is sent nothing to paint: the finished job is not on its card yet.
     const fakeCard = await card(FAKE_NAME);
-    assert.equal(await (await fakeCard.$(byId("last-job"))).getAttribute("data-prompt-id"), id);
+    assert.equal(await (await fakeCard.$(byId("last-job"))).isExisting(), false, "a hidden page was sent the job");
 
     // Show: the window comes back with the job's instance open and its row highlighted.
     await record("highlight", '[data-highlighted="true"]', "data-prompt-id");
@@ -287,6 +290,11 @@ describe("comfy-monitor desktop app", () => {
     });
     await shot("04-shown-from-notification");
     await click(byId("close-detail"));
+    // Back on screen, the page fetched the whole picture: the card has the job that ended.
+    await browser.waitUntil(
+      async () => (await (await (await card(FAKE_NAME)).$(byId("last-job"))).getAttribute("data-prompt-id")) === id,
+      { timeout: TIMEOUT, timeoutMsg: "the card did not show the job that ended while hidden" },
+    );
   });
 
   it("submits a workflow and shows it run to 100% with a live preview", async () => {
