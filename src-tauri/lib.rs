@@ -8,6 +8,8 @@ use std::process::ExitCode;
 /// Opens the desktop app and runs it until it quits.
 pub fn run(options: Options) -> ExitCode {
     shell::init_logging();
+    // Before WebKit reads its environment, and before any thread.
+    shell::rendering::apply();
     let app = tauri::Builder::default()
         // First, so a second launch hands over before anything else starts: it only brings the
         // running app's window back.

@@ -23,6 +23,7 @@ pub mod notify;
 pub mod overview;
 pub mod preferences;
 pub mod previews;
+pub mod rendering;
 pub mod settings;
 pub mod state;
 mod stats;
