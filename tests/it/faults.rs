@@ -754,6 +754,12 @@ async fn an_upgrade_refused_with_401_403_or_a_302_runs_on_http_only_without_a_re
                 .starts_with("HTTP only: no live progress or previews"),
             "{c:?}"
         );
+        // HTTP works with the same credentials: the upgrade was refused, the credentials were not.
+        assert!(
+            c.detail
+                .contains(&format!("(socket: upgrade refused: {refusal}")),
+            "{c:?}"
+        );
         // A refusal that looks deliberate is retried slowly.
         assert!(c.retry_in_ms.unwrap() >= 20_000, "{c:?}");
         server.clear_request_log();

@@ -49,7 +49,7 @@ describe("connection text", () => {
 
   it("says what HTTP only lacks, why, and when the socket is tried again", () => {
     expect(stateWord("http_only")).toBe("HTTP only");
-    const engine = "HTTP only: no live progress or previews (socket: auth failed: 403)";
+    const engine = "HTTP only: no live progress or previews (socket: upgrade refused: 403)";
     const s = status({ state: "http_only", detail: engine, retry_in_ms: 25_000, changed_at_ms: 0 });
     expect(statusDetail(s, 0)).toBe(`${engine} · trying the socket again in 25 s`);
     // A detail that is only the reason still gets the sentence first.

@@ -40,7 +40,7 @@ export function retryInSeconds(status: InstanceStatus, nowMs: number): number | 
 
 /** Why an instance is not connected, with a live countdown: "connection refused · reconnecting
  * in 4 s". Empty while connected: there is nothing to explain. On HTTP alone, what is missing
- * and why: "HTTP only: no live progress or previews (socket: auth failed: 403) · trying the
+ * and why: "HTTP only: no live progress or previews (socket: upgrade refused: 403) · trying the
  * socket again in 25 s". */
 export function statusDetail(status: InstanceStatus, nowMs: number): string {
   if (status.state === "connected") return "";

@@ -500,6 +500,12 @@ impl Supervisor {
         };
         let why = why.to_string();
         let why = why.strip_prefix("socket: ").unwrap_or(&why);
+        // HTTP got through with these very credentials: a 401/403 on the upgrade alone is a
+        // proxy refusing WebSockets, not rejected credentials.
+        let why = match why.strip_prefix("auth failed: ") {
+            Some(refusal) => format!("upgrade refused: {refusal}"),
+            None => why.to_owned(),
+        };
         self.set_status(
             ConnectionState::HttpOnly,
             format!("HTTP only: no live progress or previews (socket: {why})"),
