@@ -304,6 +304,19 @@ mod tests {
         .unwrap()
     }
 
+    /// A model that has seen one run of `shape(20, 1000)`, node by node: 10 ms loading, 10 s
+    /// sampling, 0.5 s decoding.
+    fn one_run_of_20_steps_at_1000_px() -> TimingModel {
+        let seen = shape(20, 1000);
+        let mut m = TimingModel::default();
+        m.learn(&Run {
+            fingerprint: Some(&seen.fingerprint),
+            run_ms: Some(10_500),
+            nodes: Some(&durations(&seen, &[("1", 10), ("2", 10_000), ("3", 500)])),
+        });
+        m
+    }
+
     fn durations(shape: &Shape, ms: &[(&str, u64)]) -> Vec<NodeDuration> {
         ms.iter()
             .map(|(id, ms)| {
@@ -368,13 +381,7 @@ mod tests {
 
     #[test]
     fn a_new_workflow_is_expected_from_its_node_classes_scaled_by_their_work() {
-        let seen = shape(20, 1000);
-        let mut m = TimingModel::default();
-        m.learn(&Run {
-            fingerprint: Some(&seen.fingerprint),
-            run_ms: Some(10_500),
-            nodes: Some(&durations(&seen, &[("1", 10), ("2", 10_000), ("3", 500)])),
-        });
+        let m = one_run_of_20_steps_at_1000_px();
         // Twice the steps, twice the width: the sampler does four times the work, the decode
         // twice.
         let new = shape(40, 2000);
@@ -471,13 +478,7 @@ mod tests {
 
     #[test]
     fn an_absurd_graph_is_expected_to_take_a_week_at_most() {
-        let seen = shape(20, 1000);
-        let mut m = TimingModel::default();
-        m.learn(&Run {
-            fingerprint: Some(&seen.fingerprint),
-            run_ms: Some(10_500),
-            nodes: Some(&durations(&seen, &[("1", 10), ("2", 10_000), ("3", 500)])),
-        });
+        let m = one_run_of_20_steps_at_1000_px();
         let absurd = Shape::of(&json!({
             "1": {"class_type": "EmptyLatentImage", "inputs": {"width": 1e200, "height": 1e200, "batch_size": 1e300}},
             "2": {"class_type": "KSampler", "inputs": {"steps": 1e300, "seed": 5, "latent_image": ["1", 0]}},
@@ -514,6 +515,7 @@ mod tests {
         assert!(r.percent.is_some_and(|p| p.is_finite()), "{r:?}");
 
         // A server that says its run took longer than any clock.
+        let seen = shape(20, 1000);
         let mut m = TimingModel::default();
         m.learn(&Run {
             fingerprint: Some(&seen.fingerprint),

@@ -1028,33 +1028,9 @@ fn a_live_job_has_an_eta_from_history_before_its_first_step_then_counts_its_step
     let mut t = Tracker::new(ME);
     let graph = sampler_graph(1);
     let run = |t: &mut Tracker, id: &str, start: Millis, per_step: Millis| {
-        let item = ActiveJob {
-            graph: Some(graph.clone()),
-            ..active(id, 1.0, Some(ME))
-        };
-        t.describe_job(&item, start);
+        run_steps(t, id, graph.clone(), start, per_step, 6);
         let p = format!(r#""prompt_id":"{id}""#);
-        msg(
-            t,
-            &format!(r#"{{"type":"execution_start","data":{{{p}}}}}"#),
-            start,
-        );
-        msg(
-            t,
-            &format!(r#"{{"type":"executing","data":{{"node":"1",{p}}}}}"#),
-            start,
-        );
-        let mut now = start;
-        for step in 1..=6 {
-            now += per_step;
-            msg(
-                t,
-                &format!(
-                    r#"{{"type":"progress","data":{{"value":{step},"max":6,"node":"1",{p}}}}}"#
-                ),
-                now,
-            );
-        }
+        let mut now = start + 6 * per_step;
         msg(
             t,
             &format!(r#"{{"type":"executing","data":{{"node":"2",{p}}}}}"#),
