@@ -922,7 +922,7 @@ pub fn structured(h: &mut Harness, input: &Input) {
             Restored::Success => (JobState::Success, None),
         };
         h.p.tracker_mut()
-            .restore_job(&item, state, h.now - 60_000, started);
+            .restore_job(&item, state, h.now - 60_000, started, h.now);
     }
     for op in &input.ops {
         h.now += 10;

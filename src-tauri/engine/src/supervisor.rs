@@ -213,7 +213,7 @@ impl Supervisor {
         let tracker = self.processor.tracker_mut();
         tracker.set_timings(restored.timings);
         for r in restored.jobs {
-            tracker.restore_job(&r.item, r.state, r.queued_at, r.started_at);
+            tracker.restore_job(&r.item, r.state, r.queued_at, r.started_at, now_ms());
         }
         self
     }

@@ -61,8 +61,8 @@ pub(super) struct RunTimes {
     pub(super) local: (Option<Millis>, Option<Millis>),
     pub(super) server: (Option<Millis>, Option<Millis>),
     /// `local.0` is a start the journal kept, which may be the server's time of it rather than
-    /// ours: it places the running job (held to no later than the tracker's first moment after
-    /// the restore), but measures no run.
+    /// ours: it places the running job (held to no later than the moment of the restore), but
+    /// measures no run.
     pub(super) restored: bool,
 }
 

@@ -195,9 +195,6 @@ pub struct Tracker {
     /// What this instance's past jobs took: the source of every estimate.
     timings: comfy_timing::TimingModel,
     clock: Clock,
-    /// Jobs were restored with starts from the journal since the clock was last read: the next
-    /// reading holds those starts to no later than it (see [`Tracker::restore_job`]).
-    restored_starts: bool,
 }
 
 impl Tracker {
@@ -217,7 +214,6 @@ impl Tracker {
             live: true,
             timings: comfy_timing::TimingModel::default(),
             clock: Clock::default(),
-            restored_starts: false,
         }
     }
 
@@ -225,21 +221,12 @@ impl Tracker {
     /// [`Snapshot::requested_at`] to put in it, in the tracker's own time (which never goes
     /// back, so a clock set back does not make later snapshots look older than the jobs).
     pub fn snapshot_requested(&mut self, now: Millis) -> Millis {
-        self.read_clock(now).mono
+        self.clock.read(now).mono
     }
 
     /// The moment of an input given at `now` by the host's wall clock.
     fn read_clock(&mut self, now: Millis) -> Now {
-        let now = self.clock.read(now);
-        if std::mem::take(&mut self.restored_starts) {
-            // A restored start may be the server's time, ahead of ours: a job has not started
-            // later than now.
-            for job in self.jobs.values_mut().filter(|j| j.times.restored) {
-                job.started = job.started.map(|s| s.min(now.wall));
-                job.times.local.0 = job.times.local.0.map(|s| s.min(now.mono));
-            }
-        }
-        now
+        self.clock.read(now)
     }
 
     pub fn client_id(&self) -> &str {
@@ -643,15 +630,16 @@ impl Tracker {
     /// outcome; nowhere → lost.
     ///
     /// A running job's `started_at` may be the server's time of its start (our own jobs take
-    /// `execution_start`'s), not ours: it places the job, held to no later than the next moment
-    /// the tracker is given, and measures no run (only the server's own record of both ends
-    /// does).
+    /// `execution_start`'s), not ours: it places the job, held to no later than `now` (the
+    /// restore's moment by the host's wall clock), and measures no run (only the server's own
+    /// record of both ends does).
     pub fn restore_job(
         &mut self,
         item: &ActiveJob,
         state: JobState,
         queued_at: Millis,
         started_at: Option<Millis>,
+        now: Millis,
     ) {
         if self.remembers_finished(&item.prompt_id) || state.is_terminal() {
             return;
@@ -671,10 +659,12 @@ impl Tracker {
         job.number = item.number;
         job.graph = item.graph.clone();
         if state == JobState::Running && started_at.is_some() {
-            job.started = started_at;
-            job.times.local.0 = started_at.map(|s| self.clock.mono_of(s));
+            // A job has not started later than now.
+            let now = self.read_clock(now).wall;
+            let started = started_at.map(|s| s.min(now));
+            job.started = started;
+            job.times.local.0 = started.map(|s| self.clock.mono_of(s));
             job.times.restored = true;
-            self.restored_starts = true;
         }
         job.replan();
         self.jobs.insert(item.prompt_id.clone(), job);

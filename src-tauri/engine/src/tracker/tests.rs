@@ -423,7 +423,7 @@ fn lookups_abandoned_by_a_disconnect_are_asked_again() {
 #[test]
 fn a_restored_job_that_finished_meanwhile_gets_its_outcome_looked_up() {
     let mut t = Tracker::new(ME);
-    t.restore_job(&active("p", 1.0, Some(ME)), JobState::Running, 0, None);
+    t.restore_job(&active("p", 1.0, Some(ME)), JobState::Running, 0, None, 0);
     let mut s = snap(&[], &[]);
     // Its history entry is among the recent ones at the first snapshot: still looked up.
     s.recent_finished = vec!["p".into()];
@@ -436,7 +436,7 @@ fn a_restored_job_that_finished_meanwhile_gets_its_outcome_looked_up() {
 #[test]
 fn a_restored_job_the_server_never_heard_of_is_lost() {
     let mut t = Tracker::new(ME);
-    t.restore_job(&active("p", 1.0, Some(ME)), JobState::Pending, 0, None);
+    t.restore_job(&active("p", 1.0, Some(ME)), JobState::Pending, 0, None, 0);
     let (_, req) = t.apply_snapshot(&snap(&[], &[]), 10);
     assert_eq!(req, [Request::Outcome("p".into())]);
     let u = t.apply_outcome(&"p".into(), Lookup::NotFound, 20);
@@ -1151,7 +1151,7 @@ fn a_running_job_restored_from_the_journal_is_estimated_from_when_it_started() {
     let mut t = Tracker::new(ME);
     observe_run(&mut t, "r0", 0, 10_000);
     let j = other_job("j", 2.0, 5);
-    t.restore_job(&j, JobState::Running, 20_000, Some(21_000));
+    t.restore_job(&j, JobState::Running, 20_000, Some(21_000), 25_000);
     t.apply_snapshot(&snap(std::slice::from_ref(&j), &[]), 25_000);
     t.tick(25_000);
     let e = estimate_of(&t, "j").unwrap();
@@ -1161,7 +1161,7 @@ fn a_running_job_restored_from_the_journal_is_estimated_from_when_it_started() {
     let k = other_job("k", 3.0, 6);
     let mut t2 = Tracker::new(ME);
     observe_run(&mut t2, "r0", 0, 10_000);
-    t2.restore_job(&k, JobState::Running, 20_000, None);
+    t2.restore_job(&k, JobState::Running, 20_000, None, 30_000);
     t2.apply_snapshot(&snap(std::slice::from_ref(&k), &[]), 30_000);
     t2.tick(35_000);
     assert_eq!(estimate_of(&t2, "k").unwrap().eta_ms, Some(5_000));
@@ -1172,7 +1172,7 @@ fn a_restored_start_by_a_server_clock_ahead_of_ours_is_not_in_the_future_and_mea
     let mut t = Tracker::new(ME);
     // The journal kept the server's time of the start: 20 s ahead of our clock.
     let j = other_job("j", 2.0, 5);
-    t.restore_job(&j, JobState::Running, 20_000, Some(45_000));
+    t.restore_job(&j, JobState::Running, 20_000, Some(45_000), 25_000);
     t.set_timings({
         let mut learned = Tracker::new(ME);
         observe_run(&mut learned, "r0", 0, 10_000);

@@ -331,12 +331,14 @@ fn extreme_timestamps_never_overflow() {
         JobState::Running,
         Millis::MIN,
         Some(Millis::MIN),
+        20,
     );
     t.restore_job(
         &theirs("s"),
         JobState::Running,
         Millis::MAX,
         Some(Millis::MAX),
+        20,
     );
     for (i, now) in [
         Millis::MAX,
