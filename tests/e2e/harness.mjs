@@ -11,6 +11,10 @@ import { remote } from "webdriverio";
 
 export const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../..");
 export const TIMEOUT = 30_000;
+/** How long a WebDriver request may take. The first one starts the app, which waits on the
+ * session's desktop portal: a portal starting for the first time on a bare machine has been
+ * seen to take 50 s. */
+const REQUEST_TIMEOUT = 120_000;
 export const run = promisify(execFile);
 const NATIVE_DRIVER = process.env.NATIVE_DRIVER ?? "/usr/bin/WebKitWebDriver";
 const TAURI_DRIVER = process.env.TAURI_DRIVER ?? "tauri-driver";
@@ -28,19 +32,38 @@ export function binaries(profile = "debug") {
 
 const children = [];
 
-/** Starts a child whose stderr is passed through with its name; it is killed by `stopAll`. */
+/** Starts a child in its own process group, with its stderr passed through under its name; it
+ * is stopped by `stopAll`. The group is what is stopped: tauri-driver's WebKitWebDriver and
+ * the app it launched are in it, and one left behind would keep this process alive. */
 export function start(command, args, options = {}) {
-  const child = spawn(command, args, { stdio: ["ignore", "pipe", "pipe"], ...options });
+  const child = spawn(command, args, { stdio: ["ignore", "pipe", "pipe"], detached: true, ...options });
   children.push(child);
   child.stderr.on("data", (chunk) => process.stderr.write(`[${path.basename(command)}] ${chunk}`));
   return child;
 }
 
+function signalGroup(child, signal) {
+  try {
+    process.kill(-child.pid, signal);
+  } catch {
+    // the whole group is gone already
+  }
+}
+
+/** Sends `signal` to the child's process group and resolves once the child has exited; what
+ * is still alive in the group five seconds later is killed. */
 export function stop(child, signal = "SIGTERM") {
   return new Promise((resolve) => {
-    if (child.exitCode !== null || child.signalCode !== null) return resolve();
-    child.once("exit", () => resolve());
-    child.kill(signal);
+    const done = () => {
+      clearTimeout(timer);
+      // Whatever the child left in its group (a driver's browser, the app) goes with it.
+      signalGroup(child, "SIGKILL");
+      resolve();
+    };
+    const timer = setTimeout(() => signalGroup(child, "SIGKILL"), 5000);
+    if (child.exitCode !== null || child.signalCode !== null) return done();
+    child.once("exit", done);
+    signalGroup(child, signal);
   });
 }
 
@@ -138,8 +161,22 @@ export function startFake(binary, args, count = 1) {
   });
 }
 
+/** Starts the session's desktop portal, as a desktop session has it running before any app.
+ * GTK asks it for its inhibit interface when the app starts and waits for the answer; on a bare
+ * machine its first start has taken 50 s, which the app's start would otherwise wait out.
+ * A machine without the portal is left as it is. */
+async function desktopPortal() {
+  await run(
+    "gdbus",
+    ["call", "--session", "--timeout", String(REQUEST_TIMEOUT / 1000), "--dest", "org.freedesktop.DBus",
+      "--object-path", "/org/freedesktop/DBus", "--method", "org.freedesktop.DBus.StartServiceByName",
+      "org.freedesktop.portal.Desktop", "0"],
+  ).catch((error) => process.stderr.write(`no desktop portal: ${error.stderr || error.message}\n`));
+}
+
 /** Launches the app through tauri-driver with `env` and opens a WebDriver session on it. */
 export async function launchApp(app, env) {
+  await desktopPortal();
   const port = await freePort();
   const nativePort = await freePort();
   const driver = start(TAURI_DRIVER, ["--port", String(port), "--native-port", String(nativePort), "--native-driver", NATIVE_DRIVER], {
@@ -150,7 +187,7 @@ export async function launchApp(app, env) {
     hostname: "127.0.0.1",
     port,
     logLevel: "warn",
-    connectionRetryTimeout: TIMEOUT,
+    connectionRetryTimeout: REQUEST_TIMEOUT,
     capabilities: { "tauri:options": { application: app } },
   });
   return { browser, driver };
