@@ -22,6 +22,8 @@ fn main() {
         "test_connection",
         "get_app_settings",
         "set_app_settings",
+        "get_rendering",
+        "restart_app",
     ]);
     let attributes = tauri_build::Attributes::new()
         .app_manifest(manifest)

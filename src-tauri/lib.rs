@@ -9,8 +9,9 @@ use std::process::ExitCode;
 pub fn run(options: Options) -> ExitCode {
     shell::init_logging();
     // Before WebKit reads its environment, and before any thread.
-    shell::rendering::apply();
+    let rendering = shell::rendering::apply(options.db.as_deref());
     let app = tauri::Builder::default()
+        .manage(rendering)
         // First, so a second launch hands over before anything else starts: it only brings the
         // running app's window back.
         .plugin(tauri_plugin_single_instance::init(|app, _argv, _cwd| {
@@ -51,6 +52,8 @@ pub fn run(options: Options) -> ExitCode {
             shell::settings::test_connection,
             shell::preferences::get_app_settings,
             shell::preferences::set_app_settings,
+            shell::preferences::get_rendering,
+            shell::preferences::restart_app,
         ])
         .setup(move |app| shell::start(app, &options))
         .on_window_event(shell::window::on_window_event)

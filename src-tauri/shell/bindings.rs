@@ -10,6 +10,7 @@ use crate::shell::events::{
     JobUpdated, JobsProgressed, QueueChanged, ServerInfoChanged, ShowRequested, StatsChanged,
 };
 use crate::shell::preferences::AppSettings;
+use crate::shell::rendering::RenderingInUse;
 use crate::shell::settings::{InstanceInput, InstanceSettings};
 use crate::shell::view::{HistoryEntry, LogEntry, Snapshot};
 use comfy_model::{CancelOutcome, ConnectionCheck, NotificationPrefs, OutputFile, PreviewMethod};
@@ -54,6 +55,7 @@ fn generate(dir: &Path) {
         LogEntry::export_all(&cfg),
         OutputFile::export_all(&cfg),
         AppSettings::export_all(&cfg),
+        RenderingInUse::export_all(&cfg),
         NotificationPrefs::export_all(&cfg),
     ];
     for result in results {

@@ -10,21 +10,65 @@
 //!   these machines, above all under Wayland; it is turned off
 //!   (`WEBKIT_DISABLE_DMABUF_RENDERER=1`), WebKit's own advice for that case.
 //!
-//! `COMFY_MONITOR_RENDERING=gpu` keeps WebKit's defaults, `software` turns compositing off on any
-//! machine, `auto` (the default) decides as above. A WebKit variable the user set is never
-//! changed.
+//! The choice is the app's "Rendering" preference (saved in the profile's database, read here
+//! before anything else opens it), or for one launch `COMFY_MONITOR_RENDERING`, which wins:
+//! `gpu` keeps WebKit's defaults, `software` turns compositing off on any machine, `auto` (the
+//! default) decides as above. A WebKit variable the user set is never changed.
 
-/// What the user asked for (`COMFY_MONITOR_RENDERING`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Mode {
+use serde::{Deserialize, Serialize};
+use std::path::Path;
+use ts_rs::TS;
+
+/// How the window is drawn, as the user chooses it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, TS)]
+#[serde(rename_all = "lowercase")]
+pub enum RenderingMode {
+    /// Chosen from the machine: software painting without a GPU, the NVIDIA fix with one.
+    #[default]
     Auto,
+    /// WebKit's own defaults, whatever the machine.
     Gpu,
+    /// No GPU compositing, on any machine.
     Software,
 }
 
+/// Where the mode in use came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, TS)]
+#[serde(rename_all = "lowercase")]
+pub enum RenderingSource {
+    /// `COMFY_MONITOR_RENDERING`, for this launch.
+    Environment,
+    /// The saved preference.
+    Settings,
+    /// Nothing was chosen: `auto`.
+    Default,
+}
+
+/// What the window was started with; it holds until the app restarts.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, TS)]
+pub struct RenderingInUse {
+    pub mode: RenderingMode,
+    pub decided_by: RenderingSource,
+    /// A DRI render node was found (some GPU can render).
+    pub gpu_found: bool,
+    /// NVIDIA's own driver is loaded.
+    pub nvidia: bool,
+    /// The WebKit variables this launch set, as `NAME=value`.
+    pub set: Vec<String>,
+    /// WebKit variables that were set before the app started, and left as they were.
+    pub inherited: Vec<String>,
+}
+
+/// Where the preference is kept (the store's `meta` table).
+pub const SETTING: &str = "rendering";
 pub const ENV: &str = "COMFY_MONITOR_RENDERING";
+/// The WebKit variables a launch set itself, so the launch it restarts into (which inherits its
+/// environment) does not take them for the user's.
+const SET_BY_US: &str = "COMFY_MONITOR_RENDERING_SET";
 const NO_COMPOSITING: &str = "WEBKIT_DISABLE_COMPOSITING_MODE";
 const NO_DMABUF: &str = "WEBKIT_DISABLE_DMABUF_RENDERER";
+
+type Mode = RenderingMode;
 
 impl Mode {
     /// `None` for a value that is none of `auto`, `gpu`, `software`.
@@ -68,27 +112,91 @@ pub fn plan(
     out
 }
 
-/// Reads the mode and the machine, and sets what [`plan`] says. Call before any thread starts.
-pub fn apply() {
-    if !cfg!(target_os = "linux") {
-        return;
-    }
-    let asked = std::env::var(ENV).unwrap_or_default();
-    let mode = Mode::parse(&asked).unwrap_or_else(|| {
-        tracing::warn!("{ENV}={asked:?} is none of auto, gpu, software: using auto");
-        Mode::Auto
-    });
-    let machine = Machine {
-        render_node: std::fs::read_dir("/dev/dri").is_ok_and(|entries| {
-            entries
-                .flatten()
-                .any(|e| e.file_name().to_string_lossy().starts_with("renderD"))
-        }),
-        nvidia: std::path::Path::new("/proc/driver/nvidia/version").exists(),
+/// Chooses the mode (the environment, else the preference saved in the database at `db`, else
+/// `auto`), reads the machine, and sets what [`plan`] says. Call before any thread starts.
+pub fn apply(db: Option<&Path>) -> RenderingInUse {
+    let machine = if cfg!(target_os = "linux") {
+        Machine {
+            render_node: std::fs::read_dir("/dev/dri").is_ok_and(|entries| {
+                entries
+                    .flatten()
+                    .any(|e| e.file_name().to_string_lossy().starts_with("renderD"))
+            }),
+            nvidia: Path::new("/proc/driver/nvidia/version").exists(),
+        }
+    } else {
+        Machine {
+            render_node: true,
+            nvidia: false,
+        }
     };
-    for (name, value) in plan(mode, machine, |name| std::env::var_os(name).is_some()) {
-        tracing::info!(?mode, ?machine, "rendering: {name}={value}");
-        std::env::set_var(name, value);
+    // What a previous launch of the app set (this one is its restart) is not the user's.
+    if let Some(ours) = std::env::var_os(SET_BY_US) {
+        for name in ours.to_string_lossy().split(',') {
+            if [NO_COMPOSITING, NO_DMABUF].contains(&name) {
+                std::env::remove_var(name);
+            }
+        }
+        std::env::remove_var(SET_BY_US);
+    }
+    let (mode, decided_by) = choose(std::env::var(ENV).ok(), || saved(db));
+    let inherited = [NO_COMPOSITING, NO_DMABUF]
+        .into_iter()
+        .filter_map(|name| Some(format!("{name}={}", std::env::var(name).ok()?)))
+        .collect();
+    let mut set = Vec::new();
+    let mut ours = Vec::new();
+    // WebKitGTK reads these; elsewhere the webview is not WebKitGTK.
+    if cfg!(target_os = "linux") {
+        for (name, value) in plan(mode, machine, |name| std::env::var_os(name).is_some()) {
+            tracing::info!(?mode, ?decided_by, ?machine, "rendering: {name}={value}");
+            std::env::set_var(name, value);
+            set.push(format!("{name}={value}"));
+            ours.push(name);
+        }
+        if !ours.is_empty() {
+            std::env::set_var(SET_BY_US, ours.join(","));
+        }
+    }
+    RenderingInUse {
+        mode,
+        decided_by,
+        gpu_found: machine.render_node,
+        nvidia: machine.nvidia,
+        set,
+        inherited,
+    }
+}
+
+/// The environment's mode if it names one, else the saved one, else `auto`.
+fn choose(env: Option<String>, saved: impl FnOnce() -> Option<Mode>) -> (Mode, RenderingSource) {
+    if let Some(asked) = env.filter(|v| !v.trim().is_empty()) {
+        match Mode::parse(&asked) {
+            Some(mode) => return (mode, RenderingSource::Environment),
+            None => tracing::warn!("{ENV}={asked:?} is none of auto, gpu, software: ignored"),
+        }
+    }
+    match saved() {
+        Some(mode) => (mode, RenderingSource::Settings),
+        None => (Mode::Auto, RenderingSource::Default),
+    }
+}
+
+/// The preference saved in the profile's database, read without creating or changing anything.
+fn saved(db: Option<&Path>) -> Option<Mode> {
+    let path = match db {
+        Some(path) => path.to_path_buf(),
+        None => comfy_store::default_path().ok()?,
+    };
+    if !path.exists() {
+        return None;
+    }
+    match comfy_store::Store::open_read_only(&path).and_then(|s| s.setting::<Mode>(SETTING)) {
+        Ok(mode) => mode,
+        Err(error) => {
+            tracing::warn!(%error, "the rendering preference could not be read: using auto");
+            None
+        }
     }
 }
 
@@ -140,6 +248,48 @@ mod tests {
         let set = |name: &str| name == NO_COMPOSITING;
         assert_eq!(plan(Mode::Auto, NONE, set), []);
         assert_eq!(plan(Mode::Software, NVIDIA, set), [(NO_DMABUF, "1")]);
+    }
+
+    #[test]
+    fn the_environment_wins_over_the_saved_preference_which_wins_over_auto() {
+        let never = || -> Option<Mode> {
+            panic!("the preference is not read when the environment decides")
+        };
+        assert_eq!(
+            choose(Some("software".into()), never),
+            (Mode::Software, RenderingSource::Environment)
+        );
+        assert_eq!(
+            choose(None, || Some(Mode::Gpu)),
+            (Mode::Gpu, RenderingSource::Settings)
+        );
+        assert_eq!(
+            choose(Some("nonsense".into()), || Some(Mode::Software)),
+            (Mode::Software, RenderingSource::Settings),
+            "an unknown value is ignored, not taken as auto"
+        );
+        assert_eq!(
+            choose(Some(" ".into()), || None),
+            (Mode::Auto, RenderingSource::Default)
+        );
+    }
+
+    #[test]
+    fn the_preference_is_read_from_the_profiles_database_without_creating_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("profile.db");
+        assert_eq!(saved(Some(&db)), None);
+        assert!(!db.exists(), "reading the preference made a database");
+        let mut store = comfy_store::Store::open(&db).unwrap();
+        assert_eq!(saved(Some(&db)), None);
+        store.set_setting(SETTING, &Mode::Software).unwrap();
+        assert_eq!(saved(Some(&db)), Some(Mode::Software));
+        store.set_setting(SETTING, &"sideways").unwrap();
+        assert_eq!(
+            saved(Some(&db)),
+            None,
+            "a value no build knows reads as unset"
+        );
     }
 
     #[test]

@@ -2,6 +2,7 @@ import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { enableAutoUnmount, flushPromises, mount } from "@vue/test-utils";
 import { createPinia, setActivePinia } from "pinia";
 import type { AppSettings } from "../bindings/AppSettings";
+import type { RenderingInUse } from "../bindings/RenderingInUse";
 import { mockShell, resetShell } from "../ipc/testing";
 import AppPreferences from "./AppPreferences.vue";
 import SettingsDialog from "./SettingsDialog.vue";
@@ -12,12 +13,14 @@ describe("App preferences", () => {
   let calls: Array<{ command: string; args: unknown }>;
   let stored: AppSettings;
   let refuse: { code: string; message: string } | null;
+  let inUse: RenderingInUse;
 
   beforeEach(() => {
     setActivePinia(createPinia());
     calls = [];
-    stored = { start_minimised: false, launch_at_login: true, notify_only_when_unfocused: true };
+    stored = { start_minimised: false, launch_at_login: true, notify_only_when_unfocused: true, rendering: "auto" };
     refuse = null;
+    inUse = { mode: "auto", decided_by: "default", gpu_found: false, nvidia: false, set: ["WEBKIT_DISABLE_COMPOSITING_MODE=1"], inherited: [] };
     mockShell((command, args) => {
       calls.push({ command, args });
       switch (command) {
@@ -27,6 +30,8 @@ describe("App preferences", () => {
           if (refuse) throw { ...refuse, node_errors: [] };
           stored = (args as { settings: AppSettings }).settings;
           return stored;
+        case "get_rendering":
+          return inUse;
         case "list_instances":
           return [];
         default:
@@ -62,11 +67,11 @@ describe("App preferences", () => {
     await flushPromises();
     expect(calls.at(-1)).toEqual({
       command: "set_app_settings",
-      args: { settings: { start_minimised: true, launch_at_login: true, notify_only_when_unfocused: true } },
+      args: { settings: { start_minimised: true, launch_at_login: true, notify_only_when_unfocused: true, rendering: "auto" } },
     });
     await w.get('[data-testid="pref-only-unfocused"]').setValue(false);
     await flushPromises();
-    expect(calls.at(-1)?.args).toEqual({ settings: { start_minimised: true, launch_at_login: true, notify_only_when_unfocused: false } });
+    expect(calls.at(-1)?.args).toEqual({ settings: { start_minimised: true, launch_at_login: true, notify_only_when_unfocused: false, rendering: "auto" } });
     expect(box(w, "pref-start-minimised").checked).toBe(true);
     expect(box(w, "pref-only-unfocused").checked).toBe(false);
     expect(w.find('[data-testid="pref-error"]').exists()).toBe(false);
@@ -79,7 +84,7 @@ describe("App preferences", () => {
     await flushPromises();
     expect(calls.at(-1)).toEqual({
       command: "set_app_settings",
-      args: { settings: { start_minimised: false, launch_at_login: false, notify_only_when_unfocused: true } },
+      args: { settings: { start_minimised: false, launch_at_login: false, notify_only_when_unfocused: true, rendering: "auto" } },
     });
     const error = w.get('[data-testid="pref-error"]');
     expect(error.attributes("data-code")).toBe("io");
@@ -100,6 +105,61 @@ describe("App preferences", () => {
     const w = await mountPrefs();
     expect(w.get('[data-testid="pref-error"]').attributes("data-code")).toBe("storage");
     expect(box(w, "pref-start-minimised").disabled).toBe(true);
+  });
+
+  it("says how this launch draws the window and why", async () => {
+    const w = await mountPrefs();
+    expect(w.get<HTMLSelectElement>('[data-testid="pref-rendering"]').element.value).toBe("auto");
+    expect(w.get('[data-testid="rendering-in-use"]').text()).toBe(
+      "In use: software painting, GPU compositing off (no GPU render node was found, so GPU compositing would run on the CPU).",
+    );
+    expect(w.find('[data-testid="rendering-restart"]').exists()).toBe(false);
+  });
+
+  it("names NVIDIA's fix and a variable the user set", async () => {
+    inUse = {
+      mode: "auto",
+      decided_by: "settings",
+      gpu_found: true,
+      nvidia: true,
+      set: ["WEBKIT_DISABLE_DMABUF_RENDERER=1"],
+      inherited: ["WEBKIT_DISABLE_COMPOSITING_MODE=1"],
+    };
+    const w = await mountPrefs();
+    const text = w.get('[data-testid="rendering-in-use"]').text();
+    expect(text).toContain("software painting, GPU compositing off (a GPU render node was found)");
+    expect(text).toContain("NVIDIA's driver: WebKit's DMA-BUF renderer is off");
+    expect(text).toContain("WEBKIT_DISABLE_COMPOSITING_MODE=1 was already set and is left as it is");
+  });
+
+  it("saves a new rendering mode and offers to restart into it", async () => {
+    const w = await mountPrefs();
+    await w.get('[data-testid="pref-rendering"]').setValue("gpu");
+    await flushPromises();
+    expect(calls.at(-1)).toEqual({
+      command: "set_app_settings",
+      args: { settings: { start_minimised: false, launch_at_login: true, notify_only_when_unfocused: true, rendering: "gpu" } },
+    });
+    await w.get('[data-testid="restart-app"]').trigger("click");
+    await flushPromises();
+    expect(calls.at(-1)).toEqual({ command: "restart_app", args: {} });
+
+    // Back to what this launch uses: nothing to restart for.
+    await w.get('[data-testid="pref-rendering"]').setValue("auto");
+    await flushPromises();
+    expect(w.find('[data-testid="rendering-restart"]').exists()).toBe(false);
+  });
+
+  it("offers no restart while the environment decides, and says so", async () => {
+    inUse = { mode: "gpu", decided_by: "environment", gpu_found: false, nvidia: false, set: [], inherited: [] };
+    const w = await mountPrefs();
+    expect(w.get('[data-testid="rendering-in-use"]').text()).toBe(
+      "In use: GPU compositing (COMFY_MONITOR_RENDERING=gpu was set for this launch and wins over the choice above).",
+    );
+    await w.get('[data-testid="pref-rendering"]').setValue("software");
+    await flushPromises();
+    expect(stored.rendering).toBe("software");
+    expect(w.find('[data-testid="rendering-restart"]').exists()).toBe(false);
   });
 
   it("is a section of the settings dialog", async () => {

@@ -86,7 +86,7 @@ const state = {
   seq: 1,
   logId: 1,
   notices: [] as string[],
-  app: { start_minimised: false, launch_at_login: false, notify_only_when_unfocused: true } as AppSettings,
+  app: { start_minimised: false, launch_at_login: false, notify_only_when_unfocused: true, rendering: "auto" } as AppSettings,
 };
 
 const clone = <T>(v: T): T => structuredClone(v);
@@ -655,6 +655,10 @@ function handle(command: string, args: unknown): unknown {
     case "set_app_settings":
       state.app = clone(a.settings as AppSettings);
       return clone(state.app);
+    case "get_rendering":
+      return { mode: "auto", decided_by: "default", gpu_found: false, nvidia: false, set: ["WEBKIT_DISABLE_COMPOSITING_MODE=1"], inherited: [] };
+    case "restart_app":
+      return null;
     default:
       throw { code: "internal", message: `the dev shell does not know ${command}`, node_errors: [] };
   }

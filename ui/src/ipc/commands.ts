@@ -16,6 +16,7 @@ import type { NodeErrorView } from "../bindings/NodeErrorView";
 import type { OutputFile } from "../bindings/OutputFile";
 import type { PreviewMethod } from "../bindings/PreviewMethod";
 import type { PromptId } from "../bindings/PromptId";
+import type { RenderingInUse } from "../bindings/RenderingInUse";
 import type { SavedOutput } from "../bindings/SavedOutput";
 import type { Snapshot } from "../bindings/Snapshot";
 import type { SubmitResult } from "../bindings/SubmitResult";
@@ -142,7 +143,7 @@ export function openFolder(folder: string): Promise<void> {
   return call<void>("open_folder", { folder });
 }
 
-/** The app's own preferences: start hidden, launch at login, notify only when unfocused. */
+/** The app's own preferences: start hidden, launch at login, notify only when unfocused, rendering. */
 export function getAppSettings(): Promise<AppSettings> {
   return call<AppSettings>("get_app_settings");
 }
@@ -150,6 +151,16 @@ export function getAppSettings(): Promise<AppSettings> {
 /** Saves the app's preferences and returns them as the shell now holds them. */
 export function setAppSettings(settings: AppSettings): Promise<AppSettings> {
   return call<AppSettings>("set_app_settings", { settings });
+}
+
+/** How this launch draws the window, and what decided it. */
+export function getRendering(): Promise<RenderingInUse> {
+  return call<RenderingInUse>("get_rendering");
+}
+
+/** Quits and starts the app again; monitoring resumes as after any start. */
+export function restartApp(): Promise<void> {
+  return call<void>("restart_app");
 }
 
 // Images come from the app's own `media:` scheme (see src-tauri/shell/media.rs); the webview
