@@ -84,4 +84,45 @@ describe("LivePreview", () => {
     await flushPromises();
     expect(w.find('[data-testid="preview"]').exists()).toBe(false);
   });
+
+  it("loads no frames while scrolled out of view, and the newest once back", async () => {
+    const observers: Array<(entries: Array<{ isIntersecting: boolean }>) => void> = [];
+    const original = globalThis.IntersectionObserver;
+    globalThis.IntersectionObserver = class {
+      constructor(callback: (entries: Array<{ isIntersecting: boolean }>) => void) {
+        observers.push(callback);
+      }
+      observe() {}
+      disconnect() {}
+    } as unknown as typeof IntersectionObserver;
+    try {
+      const c = controlledLoader();
+      const w = mountPreview("f1", c.loader);
+      c.finish("f1");
+      await flushPromises();
+      expect(observers).toHaveLength(1);
+
+      observers[0]?.([{ isIntersecting: false }]);
+      await w.setProps({ src: "f2" });
+      await w.setProps({ src: "f3" });
+      await flushPromises();
+      expect(c.asked).toEqual(["f1"]);
+      expect(shownSrc(w)).toBe("f1");
+
+      observers[0]?.([{ isIntersecting: true }]);
+      await flushPromises();
+      expect(c.asked).toEqual(["f1", "f3"]);
+      c.finish("f3");
+      await flushPromises();
+      expect(shownSrc(w)).toBe("f3");
+
+      // The job ends out of view: the frame goes, as it would in view.
+      observers[0]?.([{ isIntersecting: false }]);
+      await w.setProps({ src: null });
+      await flushPromises();
+      expect(shownSrc(w)).toBeNull();
+    } finally {
+      globalThis.IntersectionObserver = original;
+    }
+  });
 });
