@@ -53,6 +53,10 @@ pub struct RenderingInUse {
     pub gpu_found: bool,
     /// NVIDIA's own driver is loaded.
     pub nvidia: bool,
+    /// GPU compositing is off (WebKit paints in software), whoever set the variable.
+    pub compositing_off: bool,
+    /// WebKit's DMA-BUF renderer is off, whoever set the variable.
+    pub dmabuf_renderer_off: bool,
     /// The WebKit variables this launch set, as `NAME=value`.
     pub set: Vec<String>,
     /// WebKit variables that were set before the app started, and left as they were.
@@ -163,9 +167,16 @@ pub fn apply(db: Option<&Path>) -> RenderingInUse {
         decided_by,
         gpu_found: machine.render_node,
         nvidia: machine.nvidia,
+        compositing_off: turned_on(NO_COMPOSITING),
+        dmabuf_renderer_off: turned_on(NO_DMABUF),
         set,
         inherited,
     }
+}
+
+/// Whether WebKit takes the variable as set: present, and anything but `0`.
+fn turned_on(name: &str) -> bool {
+    cfg!(target_os = "linux") && std::env::var_os(name).is_some_and(|v| v != "0")
 }
 
 /// The environment's mode if it names one, else the saved one, else `auto`.

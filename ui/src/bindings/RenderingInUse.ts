@@ -15,6 +15,14 @@ gpu_found: boolean,
  */
 nvidia: boolean, 
 /**
+ * GPU compositing is off (WebKit paints in software), whoever set the variable.
+ */
+compositing_off: boolean, 
+/**
+ * WebKit's DMA-BUF renderer is off, whoever set the variable.
+ */
+dmabuf_renderer_off: boolean, 
+/**
  * The WebKit variables this launch set, as `NAME=value`.
  */
 set: Array<string>, 
