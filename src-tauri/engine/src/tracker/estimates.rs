@@ -127,7 +127,7 @@ impl Tracker {
             return Vec::new();
         }
         // The tracker measures in its own time (see the module docs on time).
-        let now = self.read_clock(now).mono;
+        let now = self.clock.read(now).mono;
         self.refresh_estimates(now);
         let mut out = Vec::new();
         for job in self.jobs.values_mut() {

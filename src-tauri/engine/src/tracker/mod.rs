@@ -224,11 +224,6 @@ impl Tracker {
         self.clock.read(now).mono
     }
 
-    /// The moment of an input given at `now` by the host's wall clock.
-    fn read_clock(&mut self, now: Millis) -> Now {
-        self.clock.read(now)
-    }
-
     pub fn client_id(&self) -> &str {
         &self.client_id
     }
@@ -456,7 +451,7 @@ impl Tracker {
         msg: &ServerMessage,
         now: Millis,
     ) -> (Vec<Update>, Vec<Request>) {
-        let now = self.read_clock(now);
+        let now = self.clock.read(now);
         let mut out = Vec::new();
         let mut req = Vec::new();
         match msg {
@@ -597,7 +592,7 @@ impl Tracker {
     /// Records what we know of a job without a full snapshot: its graph when we submitted it,
     /// or details read from `/queue`. Nothing is concluded about other jobs.
     pub fn describe_job(&mut self, item: &ActiveJob, now: Millis) -> Vec<Update> {
-        let now = self.read_clock(now);
+        let now = self.clock.read(now);
         let origin = match &item.client_id {
             Some(Some(c)) if *c == self.client_id => JobOrigin::SelfApp,
             Some(Some(_)) => JobOrigin::Other,
@@ -660,7 +655,7 @@ impl Tracker {
         job.graph = item.graph.clone();
         if state == JobState::Running && started_at.is_some() {
             // A job has not started later than now.
-            let now = self.read_clock(now).wall;
+            let now = self.clock.read(now).wall;
             let started = started_at.map(|s| s.min(now));
             job.started = started;
             job.times.local.0 = started.map(|s| self.clock.mono_of(s));
@@ -690,7 +685,7 @@ impl Tracker {
     ) -> Vec<Update> {
         match actual {
             Some(id) if id == expected => {
-                let now = self.read_clock(now);
+                let now = self.clock.read(now);
                 if let Some(job) = self.jobs.get_mut(id) {
                     job.awaiting_ack = false;
                     // A snapshot sent while the submission was in flight may have been answered

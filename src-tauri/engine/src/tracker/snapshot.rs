@@ -62,7 +62,7 @@ pub enum Lookup {
 impl Tracker {
     /// Applies a queue snapshot from HTTP. Returns outcome lookups for jobs that left the queue.
     pub fn apply_snapshot(&mut self, snap: &Snapshot, now: Millis) -> (Vec<Update>, Vec<Request>) {
-        let now = self.read_clock(now);
+        let now = self.clock.read(now);
         let mut out = Vec::new();
         let mut req = Vec::new();
         let after_reconnect = std::mem::take(&mut self.after_reconnect);
@@ -188,7 +188,7 @@ impl Tracker {
 
     /// Applies the result of a [`Request::Outcome`] lookup.
     pub fn apply_outcome(&mut self, id: &PromptId, lookup: Lookup, now: Millis) -> Vec<Update> {
-        let now = self.read_clock(now);
+        let now = self.clock.read(now);
         let mut out = Vec::new();
         if self.remembers_finished(id) {
             return out;
