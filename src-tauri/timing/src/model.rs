@@ -395,16 +395,11 @@ mod tests {
 
     #[test]
     fn a_workflow_seen_node_by_node_knows_each_node() {
-        let s = shape(20, 1000);
-        let mut m = TimingModel::default();
-        m.learn(&Run {
-            fingerprint: Some(&s.fingerprint),
-            run_ms: Some(10_600),
-            nodes: Some(&durations(&s, &[("1", 10), ("2", 10_000), ("3", 500)])),
-        });
-        let e = m.expect(&s, None).unwrap();
+        let m = one_run_of_20_steps_at_1000_px();
+        let e = m.expect(&shape(20, 1000), None).unwrap();
         assert_eq!(e.basis, EstimateBasis::Workflow);
-        assert_eq!(e.total_ms, 10_600.0);
+        // The run's own time, not the sum of its nodes (10,510 ms).
+        assert_eq!(e.total_ms, 10_500.0);
         assert_eq!(e.nodes[&NodeId::from("2")], 10_000.0);
     }
 
