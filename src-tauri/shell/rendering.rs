@@ -57,8 +57,6 @@ pub struct RenderingInUse {
     pub compositing_off: bool,
     /// WebKit's DMA-BUF renderer is off, whoever set the variable.
     pub dmabuf_renderer_off: bool,
-    /// The WebKit variables this launch set, as `NAME=value`.
-    pub set: Vec<String>,
     /// WebKit variables that were set before the app started, and left as they were.
     pub inherited: Vec<String>,
 }
@@ -148,14 +146,12 @@ pub fn apply(db: Option<&Path>) -> RenderingInUse {
         .into_iter()
         .filter_map(|name| Some(format!("{name}={}", std::env::var(name).ok()?)))
         .collect();
-    let mut set = Vec::new();
     let mut ours = Vec::new();
     // WebKitGTK reads these; elsewhere the webview is not WebKitGTK.
     if cfg!(target_os = "linux") {
         for (name, value) in plan(mode, machine, |name| std::env::var_os(name).is_some()) {
             tracing::info!(?mode, ?decided_by, ?machine, "rendering: {name}={value}");
             std::env::set_var(name, value);
-            set.push(format!("{name}={value}"));
             ours.push(name);
         }
         if !ours.is_empty() {
@@ -169,7 +165,6 @@ pub fn apply(db: Option<&Path>) -> RenderingInUse {
         nvidia: machine.nvidia,
         compositing_off: turned_on(NO_COMPOSITING),
         dmabuf_renderer_off: turned_on(NO_DMABUF),
-        set,
         inherited,
     }
 }

@@ -23,10 +23,6 @@ compositing_off: boolean,
  */
 dmabuf_renderer_off: boolean, 
 /**
- * The WebKit variables this launch set, as `NAME=value`.
- */
-set: Array<string>, 
-/**
  * WebKit variables that were set before the app started, and left as they were.
  */
 inherited: Array<string>, };

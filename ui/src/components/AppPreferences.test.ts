@@ -20,7 +20,7 @@ describe("App preferences", () => {
     calls = [];
     stored = { start_minimised: false, launch_at_login: true, notify_only_when_unfocused: true, rendering: "auto" };
     refuse = null;
-    inUse = { mode: "auto", decided_by: "default", gpu_found: false, nvidia: false, compositing_off: true, dmabuf_renderer_off: false, set: ["WEBKIT_DISABLE_COMPOSITING_MODE=1"], inherited: [] };
+    inUse = { mode: "auto", decided_by: "default", gpu_found: false, nvidia: false, compositing_off: true, dmabuf_renderer_off: false, inherited: [] };
     mockShell((command, args) => {
       calls.push({ command, args });
       switch (command) {
@@ -124,7 +124,7 @@ describe("App preferences", () => {
       nvidia: true,
       compositing_off: true,
       dmabuf_renderer_off: true,
-      set: ["WEBKIT_DISABLE_DMABUF_RENDERER=1"],
+     
       inherited: ["WEBKIT_DISABLE_COMPOSITING_MODE=1"],
     };
     const w = await mountPrefs();
@@ -153,7 +153,7 @@ describe("App preferences", () => {
   });
 
   it("offers no restart while the environment decides, and says so", async () => {
-    inUse = { mode: "gpu", decided_by: "environment", gpu_found: false, nvidia: false, compositing_off: false, dmabuf_renderer_off: false, set: [], inherited: [] };
+    inUse = { mode: "gpu", decided_by: "environment", gpu_found: false, nvidia: false, compositing_off: false, dmabuf_renderer_off: false, inherited: [] };
     const w = await mountPrefs();
     expect(w.get('[data-testid="rendering-in-use"]').text()).toBe(
       "In use: GPU compositing (COMFY_MONITOR_RENDERING=gpu was set for this launch and wins over the choice above).",

@@ -656,7 +656,7 @@ function handle(command: string, args: unknown): unknown {
       state.app = clone(a.settings as AppSettings);
       return clone(state.app);
     case "get_rendering":
-      return { mode: "auto", decided_by: "default", gpu_found: false, nvidia: false, compositing_off: true, dmabuf_renderer_off: false, set: ["WEBKIT_DISABLE_COMPOSITING_MODE=1"], inherited: [] };
+      return { mode: "auto", decided_by: "default", gpu_found: false, nvidia: false, compositing_off: true, dmabuf_renderer_off: false, inherited: [] };
     case "restart_app":
       return null;
     default:
