@@ -4,7 +4,7 @@
 fn main() {
     let manifest = tauri_build::AppManifest::new().commands(&[
         "get_snapshot",
-        "progress_shown",
+        "batch_shown",
         "view_visibility",
         "refresh_instance",
         "submit_workflow",

@@ -34,7 +34,7 @@ pub fn run(options: Options) -> ExitCode {
         .register_asynchronous_uri_scheme_protocol(shell::media::SCHEME, shell::media::handle)
         .invoke_handler(tauri::generate_handler![
             shell::commands::get_snapshot,
-            shell::commands::progress_shown,
+            shell::commands::batch_shown,
             shell::visibility::view_visibility,
             shell::commands::refresh_instance,
             shell::commands::submit_workflow,

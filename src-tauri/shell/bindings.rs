@@ -7,7 +7,7 @@ use crate::shell::commands::{SavedOutput, SubmitResult};
 use crate::shell::error::CommandError;
 use crate::shell::events::{
     catalogue, CancelConfirmationRequested, EventLogged, InstanceStatusChanged, InstancesChanged,
-    JobUpdated, JobsProgressed, QueueChanged, ServerInfoChanged, ShowRequested, StatsChanged,
+    JobUpdated, QueueChanged, ServerInfoChanged, ShowRequested, StatsChanged, ViewChanged,
 };
 use crate::shell::preferences::AppSettings;
 use crate::shell::rendering::RenderingInUse;
@@ -37,7 +37,7 @@ fn generate(dir: &Path) {
         ServerInfoChanged::export_all(&cfg),
         QueueChanged::export_all(&cfg),
         JobUpdated::export_all(&cfg),
-        JobsProgressed::export_all(&cfg),
+        ViewChanged::export_all(&cfg),
         InstancesChanged::export_all(&cfg),
         StatsChanged::export_all(&cfg),
         EventLogged::export_all(&cfg),

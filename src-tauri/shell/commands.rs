@@ -22,12 +22,12 @@ pub fn get_snapshot(state: State<'_, AppState>) -> Snapshot {
     snapshot
 }
 
-/// Where the webview's acknowledgements of progress batches go (the event task reads them).
-pub struct ProgressShown(pub tokio::sync::watch::Sender<u64>);
+/// Where the webview's acknowledgements of batches go (the event task reads them).
+pub struct BatchShown(pub tokio::sync::watch::Sender<u64>);
 
-/// The webview has shown progress batch `batch`: the next one may go.
+/// The webview has shown batch `batch` of changes: the next one may go.
 #[tauri::command(rename_all = "snake_case")]
-pub fn progress_shown(shown: State<'_, ProgressShown>, batch: u64) {
+pub fn batch_shown(shown: State<'_, BatchShown>, batch: u64) {
     shown.0.send_replace(batch);
 }
 

@@ -10,13 +10,8 @@ use serde::Serialize;
 use tauri::{AppHandle, Emitter, Manager, Runtime};
 use ts_rs::TS;
 
-pub const INSTANCE_STATUS_CHANGED: &str = "instance-status-changed";
-pub const SERVER_INFO_CHANGED: &str = "server-info-changed";
-pub const QUEUE_CHANGED: &str = "queue-changed";
-pub const JOB_UPDATED: &str = "job-updated";
-pub const JOBS_PROGRESSED: &str = "jobs-progressed";
+pub const VIEW_CHANGED: &str = "view-changed";
 pub const INSTANCES_CHANGED: &str = "instances-changed";
-pub const STATS_CHANGED: &str = "stats-changed";
 pub const EVENT_LOGGED: &str = "event-logged";
 pub const SHOW_REQUESTED: &str = "show-requested";
 pub const CANCEL_CONFIRMATION_REQUESTED: &str = "cancel-confirmation-requested";
@@ -76,8 +71,7 @@ pub struct QueueChanged {
     pub queue: QueueCounts,
 }
 
-/// A job's new picture, sent as it happens: every state change except progress while running,
-/// which goes in `JobsProgressed` batches.
+/// A job's new picture.
 #[derive(Debug, Clone, PartialEq, Serialize, TS)]
 pub struct JobUpdated {
     pub revision: u64,
@@ -85,26 +79,68 @@ pub struct JobUpdated {
     pub job: JobSummary,
     /// The instance's unfinished jobs in display order (running first, then pending in queue
     /// order), sent only when this update changed that order. The order is the shell's: the
-    /// webview never sorts jobs itself. An update that carries an order is never held back
-    /// for a progress batch, so orders reach the webview in the order they were made.
+    /// webview never sorts jobs itself. Orders reach the webview in the order they were made.
     #[ts(optional)]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub order: Option<Vec<PromptId>>,
 }
 
-/// Progress of running jobs, one picture per job, for every instance whose display-rate window
-/// passed since the last batch: at most one of these per display frame, however many instances
-/// are busy. Each picture carries its own revision. The webview answers `progress_shown` with
-/// the batch number once it has shown it; the next batch waits for that.
+/// Every change of the webview's picture since the last batch, for all instances: at most one
+/// of these per display frame (`batcher.rs`). Newest wins: one change per instance in each
+/// list, one picture per job. Each change carries its own revision; the webview applies the
+/// lists as they come, and the job pictures in order. It answers `batch_shown` with the batch
+/// number once it has shown it; the next batch waits for that.
 #[derive(Debug, Clone, PartialEq, Serialize, TS)]
-pub struct JobsProgressed {
+pub struct ViewChanged {
     pub batch: u64,
-    pub updates: Vec<JobUpdated>,
+    pub statuses: Vec<InstanceStatusChanged>,
+    pub servers: Vec<ServerInfoChanged>,
+    pub queues: Vec<QueueChanged>,
+    pub stats: Vec<StatsChanged>,
+    pub jobs: Vec<JobUpdated>,
 }
 
-/// Sends one update to the webview; a failure is logged and the app goes on. While the window
-/// is off screen, what only changes its paint is not sent (`visibility.rs`).
+impl ViewChanged {
+    pub fn empty(batch: u64) -> Self {
+        Self {
+            batch,
+            statuses: Vec::new(),
+            servers: Vec::new(),
+            queues: Vec::new(),
+            stats: Vec::new(),
+            jobs: Vec::new(),
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.statuses.is_empty()
+            && self.servers.is_empty()
+            && self.queues.is_empty()
+            && self.stats.is_empty()
+            && self.jobs.is_empty()
+    }
+}
+
+/// Where changes of the webview's picture made outside the event task go: into its batches.
+pub struct ViewChanges(pub tokio::sync::mpsc::UnboundedSender<Update>);
+
+/// Sends one update toward the webview. A change of its picture joins the next batch (once the
+/// event task runs; before, it goes alone); anything else goes at once.
 pub fn emit<R: Runtime>(app: &AppHandle<R>, update: &Update) {
+    if update.only_paints() && !matches!(update, Update::ViewChanged(_)) {
+        let batched = app
+            .try_state::<ViewChanges>()
+            .is_some_and(|changes| changes.0.send(update.clone()).is_ok());
+        if batched {
+            return;
+        }
+    }
+    deliver(app, update);
+}
+
+/// Sends one update to the webview now; a failure is logged and the app goes on. While the
+/// window is off screen, what only changes its paint is not sent (`visibility.rs`).
+pub fn deliver<R: Runtime>(app: &AppHandle<R>, update: &Update) {
     let visible = app
         .try_state::<crate::shell::visibility::ViewVisibility>()
         .is_none_or(|v| v.is_visible());
@@ -119,14 +155,17 @@ pub fn emit<R: Runtime>(app: &AppHandle<R>, update: &Update) {
 /// One change to send to the webview.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Update {
+    // Changes of the webview's picture: batched (`batcher.rs`), never sent alone.
     InstanceStatusChanged(InstanceStatusChanged),
     ServerInfoChanged(ServerInfoChanged),
     QueueChanged(QueueChanged),
     /// Boxed: a job's picture is far larger than the other payloads.
     JobUpdated(Box<JobUpdated>),
-    JobsProgressed(JobsProgressed),
-    InstancesChanged(InstancesChanged),
     StatsChanged(StatsChanged),
+    /// A batch of the changes above.
+    ViewChanged(ViewChanged),
+    // The rest go as they are.
+    InstancesChanged(InstancesChanged),
     EventLogged(EventLogged),
     ShowRequested(ShowRequested),
     CancelConfirmationRequested(CancelConfirmationRequested),
@@ -135,13 +174,13 @@ pub enum Update {
 impl Update {
     pub fn name(&self) -> &'static str {
         match self {
-            Self::InstanceStatusChanged(_) => INSTANCE_STATUS_CHANGED,
-            Self::ServerInfoChanged(_) => SERVER_INFO_CHANGED,
-            Self::QueueChanged(_) => QUEUE_CHANGED,
-            Self::JobUpdated(_) => JOB_UPDATED,
-            Self::JobsProgressed(_) => JOBS_PROGRESSED,
+            Self::InstanceStatusChanged(_)
+            | Self::ServerInfoChanged(_)
+            | Self::QueueChanged(_)
+            | Self::JobUpdated(_)
+            | Self::StatsChanged(_)
+            | Self::ViewChanged(_) => VIEW_CHANGED,
             Self::InstancesChanged(_) => INSTANCES_CHANGED,
-            Self::StatsChanged(_) => STATS_CHANGED,
             Self::EventLogged(_) => EVENT_LOGGED,
             Self::ShowRequested(_) => SHOW_REQUESTED,
             Self::CancelConfirmationRequested(_) => CANCEL_CONFIRMATION_REQUESTED,
@@ -158,21 +197,54 @@ impl Update {
                 | Self::ServerInfoChanged(_)
                 | Self::QueueChanged(_)
                 | Self::JobUpdated(_)
-                | Self::JobsProgressed(_)
                 | Self::StatsChanged(_)
+                | Self::ViewChanged(_)
         )
     }
 
+    /// Sends it now. A change of the picture that was not batched goes as a batch of its own,
+    /// numbered 0 (which releases nothing when the webview says it showed it).
     pub fn emit<R: Runtime>(&self, app: &AppHandle<R>) -> tauri::Result<()> {
         let name = self.name();
+        let alone = ViewChanged::empty(0);
         match self {
-            Self::InstanceStatusChanged(p) => app.emit(name, p),
-            Self::ServerInfoChanged(p) => app.emit(name, p),
-            Self::QueueChanged(p) => app.emit(name, p),
-            Self::JobUpdated(p) => app.emit(name, p),
-            Self::JobsProgressed(p) => app.emit(name, p),
+            Self::InstanceStatusChanged(c) => app.emit(
+                name,
+                ViewChanged {
+                    statuses: vec![c.clone()],
+                    ..alone
+                },
+            ),
+            Self::ServerInfoChanged(c) => app.emit(
+                name,
+                ViewChanged {
+                    servers: vec![c.clone()],
+                    ..alone
+                },
+            ),
+            Self::QueueChanged(c) => app.emit(
+                name,
+                ViewChanged {
+                    queues: vec![c.clone()],
+                    ..alone
+                },
+            ),
+            Self::StatsChanged(c) => app.emit(
+                name,
+                ViewChanged {
+                    stats: vec![c.clone()],
+                    ..alone
+                },
+            ),
+            Self::JobUpdated(c) => app.emit(
+                name,
+                ViewChanged {
+                    jobs: vec![(**c).clone()],
+                    ..alone
+                },
+            ),
+            Self::ViewChanged(p) => app.emit(name, p),
             Self::InstancesChanged(p) => app.emit(name, p),
-            Self::StatsChanged(p) => app.emit(name, p),
             Self::EventLogged(p) => app.emit(name, p),
             Self::ShowRequested(p) => app.emit(name, p),
             Self::CancelConfirmationRequested(p) => app.emit(name, p),
@@ -184,13 +256,8 @@ impl Update {
 #[cfg(test)]
 pub(crate) fn catalogue(cfg: &ts_rs::Config) -> Vec<(&'static str, String)> {
     vec![
-        (INSTANCE_STATUS_CHANGED, InstanceStatusChanged::name(cfg)),
-        (SERVER_INFO_CHANGED, ServerInfoChanged::name(cfg)),
-        (QUEUE_CHANGED, QueueChanged::name(cfg)),
-        (JOB_UPDATED, JobUpdated::name(cfg)),
-        (JOBS_PROGRESSED, JobsProgressed::name(cfg)),
+        (VIEW_CHANGED, ViewChanged::name(cfg)),
         (INSTANCES_CHANGED, InstancesChanged::name(cfg)),
-        (STATS_CHANGED, StatsChanged::name(cfg)),
         (EVENT_LOGGED, EventLogged::name(cfg)),
         (SHOW_REQUESTED, ShowRequested::name(cfg)),
         (

@@ -1,20 +1,21 @@
 //! The event task: engine events in; the overview, the journal and the event log updated;
-//! updates out to the webview, running-job progress batched per display frame.
+//! updates out to the webview, every change of its picture batched per display frame
+//! (`batcher.rs`), and none while it is off screen.
 //!
 //! At exit the task is drained, not dropped ([`Exit::drain`]): it takes no more events and
 //! writes the ones already queued (terminal states, log lines) before it ends, within a
 //! deadline.
 
+use crate::shell::batcher::ViewBatcher;
 use crate::shell::events::{EventLogged, Update};
 use crate::shell::overview::SharedOverview;
 use crate::shell::previews::{Announced, Previews};
-use crate::shell::throttle::ProgressThrottle;
 use crate::shell::view::{LogEntry, PreviewRef};
 use comfy_engine::journal::{EventLogRule, Journal, LogLine};
 use comfy_engine::Events;
 use comfy_engine::{Event, EventKind};
 use std::time::Duration;
-use tokio::sync::{oneshot, watch};
+use tokio::sync::{mpsc, oneshot, watch};
 use tokio::time::{sleep_until, Instant};
 
 /// Writes what the engine reports to the database: jobs to the journal (terminal states exactly
@@ -168,29 +169,54 @@ impl Exit {
     }
 }
 
+/// What the event task sends to, and hears from, the webview.
+pub struct View<S, E> {
+    /// The number of the last batch the webview has shown.
+    pub shown: watch::Receiver<u64>,
+    /// Changes of the picture made outside this task (machine stats), to batch with the rest.
+    pub changes: mpsc::UnboundedReceiver<Update>,
+    /// Whether the webview is on screen: off screen it is sent no change of its picture (it
+    /// loads the whole picture when it is back).
+    pub on_screen: S,
+    pub emit: E,
+}
+
 /// Runs until the engine shuts down (its event channel closes), or, once `exit` says so, until
-/// the events already queued are written. `shown` carries the number of the last progress
-/// batch the webview has shown.
-#[allow(clippy::too_many_arguments)]
-pub async fn forward(
+/// the events already queued are written.
+pub async fn forward<S: Fn() -> bool, E: FnMut(Update)>(
     mut events: Events,
-    mut shown: watch::Receiver<u64>,
+    view: View<S, E>,
     overview: SharedOverview,
     previews: Previews,
     mut writer: JournalWriter,
     exit: ExitSignal,
     mut observe: impl FnMut(&Event),
-    mut emit: impl FnMut(Update),
 ) {
+    let View {
+        mut shown,
+        mut changes,
+        on_screen,
+        mut emit,
+    } = view;
     let ExitSignal {
         stop: mut exit,
         _done,
     } = exit;
     // Until the exit asks (or is dropped without asking).
     let mut exit_pending = true;
-    let mut throttle = ProgressThrottle::default();
+    let mut changes_open = true;
+    let mut batcher = ViewBatcher::default();
+    // Holds a change for the next batch, or sends what is not paint at once. Off screen, the
+    // picture's changes are dropped (the overview has them all).
+    let offer = |batcher: &mut ViewBatcher, update: Update, emit: &mut E| {
+        if update.only_paints() && !on_screen() {
+            batcher.clear();
+            return;
+        }
+        batcher.offer(update).into_iter().for_each(&mut *emit);
+    };
     loop {
-        let due = throttle.next_due(Instant::now());
+        let due = batcher.next_due(Instant::now());
         let preview_due = previews.next_due();
         tokio::select! {
             event = events.recv() => {
@@ -215,14 +241,18 @@ pub async fn forward(
                 .then(|| writer.record(&event, now))
                 .flatten();
                 if let Some(update) = update {
-                    throttle.offer(update).into_iter().for_each(&mut emit);
+                    offer(&mut batcher, update, &mut emit);
                 }
                 // Log lines take the same way out as every other update (they are few: the
                 // event-log rule bounds them per instance and minute).
                 if let Some(logged) = logged {
-                    throttle.offer(logged).into_iter().for_each(&mut emit);
+                    offer(&mut batcher, logged, &mut emit);
                 }
             }
+            change = changes.recv(), if changes_open => match change {
+                Some(change) => offer(&mut batcher, change, &mut emit),
+                None => changes_open = false,
+            },
             asked = &mut exit, if exit_pending => {
                 exit_pending = false;
                 if asked.is_ok() {
@@ -231,21 +261,21 @@ pub async fn forward(
                 }
             }
             Ok(()) = shown.changed() => {
-                throttle.shown(*shown.borrow_and_update());
+                batcher.shown(*shown.borrow_and_update());
             }
             () = sleep_until(due.unwrap_or_else(Instant::now)), if due.is_some() => {
-                throttle.take_due(Instant::now()).into_iter().for_each(&mut emit);
+                batcher.take_due(Instant::now()).into_iter().for_each(&mut emit);
             }
             () = sleep_until(preview_due.unwrap_or_else(Instant::now)), if preview_due.is_some() => {
                 for a in previews.take_due(Instant::now()) {
                     if let Some(update) = preview_shown(&overview, &a) {
-                        throttle.offer(update).into_iter().for_each(&mut emit);
+                        offer(&mut batcher, update, &mut emit);
                     }
                 }
             }
         }
     }
-    // Whatever progress is still held is moot once the engine is gone.
+    // Whatever is still held is moot once the engine is gone.
 }
 
 #[cfg(test)]
@@ -272,8 +302,29 @@ mod tests {
         }))
     }
 
-    #[tokio::test]
-    async fn a_burst_of_progress_collapses_but_the_final_state_always_arrives() {
+    /// A webview on screen (or, with `on_screen` false, off it) that records what it is sent
+    /// and never says it showed a batch.
+    fn view(
+        on_screen: bool,
+        sent: std::sync::Arc<std::sync::Mutex<Vec<Update>>>,
+    ) -> View<impl Fn() -> bool, impl FnMut(Update)> {
+        View {
+            shown: watch::channel(0).1,
+            changes: mpsc::unbounded_channel().1,
+            on_screen: move || on_screen,
+            emit: move |u| sent.lock().expect("not poisoned").push(u),
+        }
+    }
+
+    fn connected() -> EventKind {
+        EventKind::Connection(ConnectionStatus {
+            state: ConnectionState::Connected,
+            detail: "connected".into(),
+            retry_in_ms: None,
+        })
+    }
+
+    fn gpu_overview() -> SharedOverview {
         let overview = SharedOverview::default();
         overview.lock().add_instance(
             comfy_model::InstanceId(1),
@@ -283,14 +334,24 @@ mod tests {
             true,
             None,
         );
+        overview
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_burst_of_progress_collapses_but_the_final_state_always_arrives() {
+        let overview = gpu_overview();
         let (tx, rx) = tokio::sync::mpsc::channel(64);
-        tx.send(event(EventKind::Connection(ConnectionStatus {
-            state: ConnectionState::Connected,
-            detail: "connected".into(),
-            retry_in_ms: None,
-        })))
-        .await
-        .expect("channel open");
+        let sent = std::sync::Arc::default();
+        let task = tokio::spawn(forward(
+            rx.into(),
+            view(true, std::sync::Arc::clone(&sent)),
+            overview.clone(),
+            Previews::default(),
+            JournalWriter::new(None),
+            exit_signal().1,
+            |_| {},
+        ));
+        tx.send(event(connected())).await.expect("channel open");
         for i in 0..20 {
             tx.send(event(job(JobState::Running, f64::from(i))))
                 .await
@@ -299,36 +360,132 @@ mod tests {
         tx.send(event(job(JobState::Success, 100.0)))
             .await
             .expect("channel open");
+        // Time enough for batches that are never acknowledged.
+        tokio::time::sleep(10 * crate::shell::batcher::ACK_TIMEOUT).await;
         drop(tx);
+        task.await.expect("the task ends with the engine");
 
-        let mut sent = Vec::new();
-        let writer = JournalWriter::new(None);
-        forward(
-            rx.into(),
-            watch::channel(0).1,
-            overview.clone(),
-            Previews::default(),
-            writer,
-            exit_signal().1,
-            |_| {},
-            |u| sent.push(u),
-        )
-        .await;
-
-        let names: Vec<_> = sent.iter().map(Update::name).collect();
-        assert_eq!(
-            names.first(),
-            Some(&crate::shell::events::INSTANCE_STATUS_CHANGED)
-        );
-        assert!(names.len() < 10, "progress was not coalesced: {names:?}");
-        let Some(Update::JobUpdated(last)) = sent.last() else {
-            panic!("the final job state was not sent last: {sent:?}");
-        };
-        assert_eq!(last.job.percent, Some(100.0));
+        let sent = std::mem::take(&mut *sent.lock().expect("not poisoned"));
+        let batches: Vec<_> = sent
+            .iter()
+            .map(|u| match u {
+                Update::ViewChanged(b) => b,
+                other => panic!("only batches are sent: {other:?}"),
+            })
+            .collect();
+        assert!(batches.len() < 10, "progress was not coalesced: {sent:?}");
+        assert!(batches[0]
+            .statuses
+            .iter()
+            .any(|s| s.status.status.state.is_up()));
+        let last = batches.iter().flat_map(|b| &b.jobs).last();
+        assert_eq!(last.and_then(|j| j.job.percent), Some(100.0), "{sent:?}");
+        assert!(last.is_some_and(|j| j.job.state == JobState::Success));
         // The overview saw every event, whatever was coalesced on the way out.
         let snapshot = overview.lock().snapshot();
         assert_eq!(snapshot.revision, 1 + 1 + 20 + 1);
         assert!(snapshot.instances[0].jobs.is_empty());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn changes_made_elsewhere_join_the_batches() {
+        let overview = gpu_overview();
+        let (tx, rx) = tokio::sync::mpsc::channel(64);
+        let (changes, changes_rx) = mpsc::unbounded_channel();
+        let sent = std::sync::Arc::default();
+        let task = tokio::spawn(forward(
+            rx.into(),
+            View {
+                changes: changes_rx,
+                ..view(true, std::sync::Arc::clone(&sent))
+            },
+            overview.clone(),
+            Previews::default(),
+            JournalWriter::new(None),
+            exit_signal().1,
+            |_| {},
+        ));
+        let stats = crate::shell::view::StatsView {
+            ram_total: Some(64.0),
+            ram_free: Some(32.0),
+            device: None,
+            vram_total: None,
+            vram_free: None,
+        };
+        let update = overview.lock().set_stats(comfy_model::InstanceId(1), stats);
+        changes.send(update.expect("new stats")).expect("open");
+        tx.send(event(connected())).await.expect("channel open");
+        tokio::time::sleep(2 * crate::shell::batcher::ACK_TIMEOUT).await;
+        drop(tx);
+        task.await.expect("the task ends with the engine");
+        let sent = sent.lock().expect("not poisoned");
+        let batches: Vec<_> = sent
+            .iter()
+            .map(|u| match u {
+                Update::ViewChanged(b) => b,
+                other => panic!("only batches are sent: {other:?}"),
+            })
+            .collect();
+        let stats: Vec<_> = batches.iter().flat_map(|b| &b.stats).collect();
+        let statuses: Vec<_> = batches.iter().flat_map(|b| &b.statuses).collect();
+        assert_eq!(stats.len(), 1, "{sent:?}");
+        assert_eq!(stats[0].stats.ram_free, Some(32.0));
+        assert_eq!(statuses.len(), 1, "{sent:?}");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn off_screen_the_webview_is_sent_its_log_but_not_its_picture() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let mut store = comfy_store::Store::open(dir.path().join("t.db")).expect("store");
+        let rec = store
+            .insert_instance(&comfy_store::NewInstance::new("gpu", "http://gpu:8188/"), 1)
+            .expect("instance");
+        let overview = SharedOverview::default();
+        overview
+            .lock()
+            .add_instance(rec.id, "gpu", "http://gpu:8188/", true, true, None);
+        let journal = comfy_engine::journal::Journal::new(
+            comfy_store::Store::open(dir.path().join("t.db")).expect("second connection"),
+        );
+        let (tx, rx) = tokio::sync::mpsc::channel(64);
+        let sent = std::sync::Arc::default();
+        let task = tokio::spawn(forward(
+            rx.into(),
+            view(false, std::sync::Arc::clone(&sent)),
+            overview.clone(),
+            Previews::default(),
+            JournalWriter::new(Some(journal)),
+            exit_signal().1,
+            |_| {},
+        ));
+        for kind in [
+            connected(),
+            job(JobState::Running, 10.0),
+            job(JobState::Success, 100.0),
+        ] {
+            let event = Event {
+                instance_id: rec.id,
+                ..event(kind)
+            };
+            tx.send(event).await.expect("channel open");
+        }
+        tokio::time::sleep(crate::shell::batcher::ACK_TIMEOUT).await;
+        drop(tx);
+        task.await.expect("the task ends with the engine");
+        let names: Vec<_> = sent
+            .lock()
+            .expect("not poisoned")
+            .iter()
+            .map(Update::name)
+            .collect();
+        assert_eq!(names, [crate::shell::events::EVENT_LOGGED]);
+        // The picture is in the overview, for the snapshot the webview loads when it is back.
+        let snapshot = overview.lock().snapshot();
+        assert!(snapshot.instances[0].status.status.state.is_up());
+        assert_eq!(
+            snapshot.instances[0].last_job.as_ref().map(|j| j.state),
+            Some(JobState::Success)
+        );
     }
 
     #[tokio::test]
@@ -376,20 +533,21 @@ mod tests {
         let journal = comfy_engine::journal::Journal::new(
             comfy_store::Store::open(dir.path().join("t.db")).expect("second connection"),
         );
-        let mut sent = Vec::new();
+        let sent = std::sync::Arc::default();
         forward(
             rx.into(),
-            watch::channel(0).1,
+            view(true, std::sync::Arc::clone(&sent)),
             overview,
             Previews::default(),
             JournalWriter::new(Some(journal)),
             exit_signal().1,
             |_| {},
-            |u| sent.push(u),
         )
         .await;
 
         let logged: Vec<_> = sent
+            .lock()
+            .expect("not poisoned")
             .iter()
             .filter_map(|u| match u {
                 Update::EventLogged(e) => Some((e.entry.kind.clone(), e.entry.detail.clone())),
@@ -433,17 +591,15 @@ mod tests {
             comfy_store::Store::open(dir.path().join("t.db")).expect("second connection"),
         );
         let (exit, signal) = exit_signal();
-        let sent = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
-        let seen = sent.clone();
+        let sent = std::sync::Arc::default();
         let task = tokio::spawn(forward(
             rx.into(),
-            watch::channel(0).1,
+            view(true, std::sync::Arc::clone(&sent)),
             overview,
             Previews::default(),
             JournalWriter::new(Some(journal)),
             signal,
             |_| {},
-            move |u| seen.lock().expect("not poisoned").push(u.name()),
         ));
         for kind in [
             job(JobState::Running, 10.0),
@@ -468,7 +624,8 @@ mod tests {
         assert!(sent
             .lock()
             .expect("not poisoned")
-            .contains(&crate::shell::events::EVENT_LOGGED));
+            .iter()
+            .any(|u: &Update| u.name() == crate::shell::events::EVENT_LOGGED));
         let late = event(job(JobState::Pending, 0.0));
         assert!(
             tx.send(late).await.is_err(),

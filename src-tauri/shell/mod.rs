@@ -10,6 +10,7 @@
 //! `notify` (the monitor task) knows `state`, `tray` and `window`; `tray` and `window` know only
 //! the `bus`; nothing imports this file's items.
 
+mod batcher;
 #[cfg(test)]
 mod bindings;
 pub mod bus;
@@ -28,7 +29,6 @@ pub mod settings;
 pub mod state;
 mod stats;
 mod tasks;
-mod throttle;
 pub mod tray;
 pub mod view;
 pub mod visibility;
@@ -105,7 +105,9 @@ pub fn start(app: &mut App, options: &Options) -> Result<(), Box<dyn std::error:
         Err(_) => None,
     };
     let (shown, shown_rx) = tokio::sync::watch::channel(0);
-    app.manage(commands::ProgressShown(shown));
+    app.manage(commands::BatchShown(shown));
+    let (changes, changes_rx) = tokio::sync::mpsc::unbounded_channel();
+    app.manage(events::ViewChanges(changes));
     let handle = app.handle().clone();
     let bus = state.bus.clone();
     let (exit, exit_signal) = forward::exit_signal();
@@ -116,15 +118,25 @@ pub fn start(app: &mut App, options: &Options) -> Result<(), Box<dyn std::error:
             state.notice(text);
         }
     });
+    let on_screen = app.handle().clone();
+    let view = forward::View {
+        shown: shown_rx,
+        changes: changes_rx,
+        on_screen: move || {
+            on_screen
+                .try_state::<visibility::ViewVisibility>()
+                .is_none_or(|v| v.is_visible())
+        },
+        emit: move |update| events::deliver(&handle, &update),
+    };
     state.own(OwnedTask::spawn(forward::forward(
         events,
-        shown_rx,
+        view,
         state.overview.clone(),
         state.previews.clone(),
         writer,
         exit_signal,
         move |event| bus.observe(event),
-        move |update| emit(&handle, &update),
     )));
     state.own(OwnedTask::spawn(poll_stats(app.handle().clone())));
     let keyring = app.handle().clone();

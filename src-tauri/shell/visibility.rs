@@ -66,14 +66,11 @@ pub fn view_visibility(app: AppHandle, visible: bool) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::shell::events::{JobsProgressed, ShowRequested};
+    use crate::shell::events::{ShowRequested, ViewChanged};
 
     #[test]
     fn off_screen_the_webview_gets_only_what_is_not_paint() {
-        let progress = Update::JobsProgressed(JobsProgressed {
-            batch: 1,
-            updates: Vec::new(),
-        });
+        let progress = Update::ViewChanged(ViewChanged::empty(1));
         assert!(reaches_view(&progress, true));
         assert!(!reaches_view(&progress, false));
         // What asks the window to act, or changes what a fresh picture is, always goes.

@@ -4,14 +4,12 @@ import type { JobSummary } from "./JobSummary";
 import type { PromptId } from "./PromptId";
 
 /**
- * A job's new picture, sent as it happens: every state change except progress while running,
- * which goes in `JobsProgressed` batches.
+ * A job's new picture.
  */
 export type JobUpdated = { revision: number, instance_id: InstanceId, job: JobSummary, 
 /**
  * The instance's unfinished jobs in display order (running first, then pending in queue
  * order), sent only when this update changed that order. The order is the shell's: the
- * webview never sorts jobs itself. An update that carries an order is never held back
- * for a progress batch, so orders reach the webview in the order they were made.
+ * webview never sorts jobs itself. Orders reach the webview in the order they were made.
  */
 order?: Array<PromptId>, };

@@ -23,7 +23,7 @@ import type { LogEntry } from "../bindings/LogEntry";
 import type { OutputFile } from "../bindings/OutputFile";
 import type { PromptId } from "../bindings/PromptId";
 import { EVENTS } from "../ipc";
-import { emitFromShell, mockMediaBase, mockShell } from "../ipc/testing";
+import { changeView, emitFromShell, mockMediaBase, mockShell } from "../ipc/testing";
 
 const NAMES = [
   "gpu-box",
@@ -320,12 +320,12 @@ function sendJob(inst: InstanceView, j: JobSummary): void {
   const told = state.orders.get(inst.id) ?? [];
   const changed = order.length !== told.length || order.some((p, i) => p !== told[i]);
   if (changed) state.orders.set(inst.id, order);
-  void emitFromShell(EVENTS.jobUpdated, { revision: bump(), instance_id: inst.id, job: clone(j), ...(changed ? { order } : {}) });
+  void changeView({ jobs: [{ revision: bump(), instance_id: inst.id, job: clone(j), ...(changed ? { order } : {}) }] });
 }
 
 function sendQueue(inst: InstanceView): void {
   inst.queue = { running: inst.jobs.filter((j) => j.state === "running").length, pending: inst.jobs.filter((j) => j.state === "pending").length };
-  void emitFromShell(EVENTS.queueChanged, { revision: bump(), instance_id: inst.id, queue: { ...inst.queue } });
+  void changeView({ queues: [{ revision: bump(), instance_id: inst.id, queue: { ...inst.queue } }] });
 }
 
 function log(inst: InstanceView, kind: string, detail: string | null, data: string | null = null): void {
@@ -444,13 +444,13 @@ function slowTick(): void {
     const s = inst.status;
     if (s.retry_in_ms != null && now >= s.changed_at_ms + s.retry_in_ms) {
       inst.status = { ...s, changed_at_ms: now, retry_in_ms: Math.min(60_000, s.retry_in_ms * 2) };
-      void emitFromShell(EVENTS.instanceStatusChanged, { revision: bump(), instance_id: inst.id, status: clone(inst.status) });
+      void changeView({ statuses: [{ revision: bump(), instance_id: inst.id, status: clone(inst.status) }] });
       log(inst, inst.status.state, `${s.detail}; next try in ${(inst.status.retry_in_ms ?? 0) / 1000} s`);
     }
     if (inst.stats && inst.status.state === "connected") {
       const vramFree = Math.max(0.5 * GIB, Math.min(23 * GIB, (inst.stats.vram_free ?? 0) + (Math.random() - 0.5) * GIB));
       inst.stats = { ...inst.stats, vram_free: vramFree };
-      void emitFromShell(EVENTS.statsChanged, { revision: bump(), instance_id: inst.id, stats: clone(inst.stats) });
+      void changeView({ stats: [{ revision: bump(), instance_id: inst.id, stats: clone(inst.stats) }] });
     }
   }
 }
@@ -522,7 +522,7 @@ function handle(command: string, args: unknown): unknown {
         state.logs.set(v.id, []);
         setTimeout(() => {
           v.status = { state: "connected", detail: "connected", changed_at_ms: Date.now() };
-          void emitFromShell(EVENTS.instanceStatusChanged, { revision: bump(), instance_id: v.id, status: clone(v.status) });
+          void changeView({ statuses: [{ revision: bump(), instance_id: v.id, status: clone(v.status) }] });
           log(v, "connected", "connected");
         }, 1200);
       }

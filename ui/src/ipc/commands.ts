@@ -59,9 +59,9 @@ export function getSnapshot(): Promise<Snapshot> {
   return call<Snapshot>("get_snapshot");
 }
 
-/** Tells the shell a progress batch is on screen, so it may send the next one. */
-export function progressShown(batch: number): Promise<void> {
-  return call<void>("progress_shown", { batch });
+/** Tells the shell a batch of changes is on screen, so it may send the next one. */
+export function batchShown(batch: number): Promise<void> {
+  return call<void>("batch_shown", { batch });
 }
 
 /** Tells the shell whether the page is on screen: while it is not, nothing that only changes

@@ -13,7 +13,7 @@ export {
   openFolder,
   outputUrl,
   previewUrl,
-  progressShown,
+  batchShown,
   refreshInstance,
   removeInstance,
   restartApp,

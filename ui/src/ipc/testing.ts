@@ -3,6 +3,8 @@
 import { clearMocks, mockConvertFileSrc, mockIPC } from "@tauri-apps/api/mocks";
 import { emit } from "@tauri-apps/api/event";
 import type { EventName, EventPayloads } from "../bindings/events";
+import { EVENTS } from "../bindings/events";
+import type { ViewChanged } from "../bindings/ViewChanged";
 
 export type CommandHandler = (command: string, args: unknown) => unknown;
 
@@ -20,6 +22,12 @@ export function mockMediaBase(base: string): void {
 
 export function emitFromShell<K extends EventName>(name: K, payload: EventPayloads[K]): Promise<void> {
   return emit(name, payload);
+}
+
+/** Sends changes of the picture as the shell does: in a `view-changed` batch (numbered 0, which
+ * the shell never waits for, unless told otherwise). */
+export function changeView(changes: Partial<ViewChanged>): Promise<void> {
+  return emitFromShell(EVENTS.viewChanged, { batch: 0, statuses: [], servers: [], queues: [], stats: [], jobs: [], ...changes });
 }
 
 export function resetShell(): void {

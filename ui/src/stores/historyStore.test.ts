@@ -1,8 +1,7 @@
 import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
 import { createPinia, setActivePinia } from "pinia";
 import { flushPromises } from "@vue/test-utils";
-import { EVENTS } from "../ipc";
-import { emitFromShell, mockShell, resetShell } from "../ipc/testing";
+import { changeView, mockShell, resetShell } from "../ipc/testing";
 import type { HistoryEntry } from "../bindings/HistoryEntry";
 import { historyEntry, job, liveJob } from "../test/fixtures";
 import { PAGE, REFETCH_DELAY_MS, useHistoryStore } from "./historyStore";
@@ -50,8 +49,8 @@ describe("history store", () => {
     await store.load(GPU);
     rows = [historyEntry("c"), ...rows];
 
-    await emitFromShell(EVENTS.jobUpdated, { revision: 1, instance_id: GPU, job: job("c", { state: "success" }) });
-    await emitFromShell(EVENTS.jobUpdated, { revision: 2, instance_id: GPU, job: job("d", { state: "interrupted" }) });
+    await changeView({ jobs: [{ revision: 1, instance_id: GPU, job: job("c", { state: "success" }) }] });
+    await changeView({ jobs: [{ revision: 2, instance_id: GPU, job: job("d", { state: "interrupted" }) }] });
     await flushPromises();
     expect(historyReads()).toHaveLength(1);
 
@@ -65,8 +64,8 @@ describe("history store", () => {
     const store = useHistoryStore();
     await store.start();
     await store.load(GPU);
-    await emitFromShell(EVENTS.jobUpdated, { revision: 1, instance_id: GPU, job: liveJob("c", { percent: 50 }) });
-    await emitFromShell(EVENTS.jobUpdated, { revision: 2, instance_id: OTHER, job: job("x", { state: "success" }) });
+    await changeView({ jobs: [{ revision: 1, instance_id: GPU, job: liveJob("c", { percent: 50 }) }] });
+    await changeView({ jobs: [{ revision: 2, instance_id: OTHER, job: job("x", { state: "success" }) }] });
     await vi.advanceTimersByTimeAsync(REFETCH_DELAY_MS * 3);
     expect(historyReads()).toHaveLength(1);
     expect(store.byInstance[OTHER]).toBeUndefined();

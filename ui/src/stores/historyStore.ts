@@ -92,8 +92,8 @@ export const useHistoryStore = defineStore("history", () => {
 
   async function start(): Promise<void> {
     if (unsubscribe) return;
-    unsubscribe = await onEvent(EVENTS.jobUpdated, (p) => {
-      if (isTerminal(p.job.state)) scheduleRefetch(p.instance_id);
+    unsubscribe = await onEvent(EVENTS.viewChanged, (batch) => {
+      for (const p of batch.jobs) if (isTerminal(p.job.state)) scheduleRefetch(p.instance_id);
     });
   }
 

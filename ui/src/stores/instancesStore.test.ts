@@ -2,7 +2,7 @@ import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
 import { createPinia, setActivePinia } from "pinia";
 import { flushPromises } from "@vue/test-utils";
 import { EVENTS } from "../ipc";
-import { emitFromShell, mockShell, resetShell } from "../ipc/testing";
+import { changeView, emitFromShell, mockShell, resetShell } from "../ipc/testing";
 import type { Snapshot } from "../bindings/Snapshot";
 import { estimate, instance, job, liveJob, server, snapshot, stats, status } from "../test/fixtures";
 import { receivedAt, useInstancesStore } from "./instancesStore";
@@ -48,17 +48,17 @@ describe("instances store", () => {
   it("applies status, server and queue events to the instance they name by id", async () => {
     const store = useInstancesStore();
     await store.start();
-    await emitFromShell(EVENTS.instanceStatusChanged, {
+    await changeView({ statuses: [{
       revision: 6,
       instance_id: LOCAL,
       status: status({ state: "auth_failed", detail: "auth failed: 401" }),
-    });
-    await emitFromShell(EVENTS.serverInfoChanged, {
+    }] });
+    await changeView({ servers: [{
       revision: 7,
       instance_id: GPU,
       server: server({ version: "0.4.1" }),
-    });
-    await emitFromShell(EVENTS.queueChanged, { revision: 8, instance_id: GPU, queue: { running: 1, pending: 3 } });
+    }] });
+    await changeView({ queues: [{ revision: 8, instance_id: GPU, queue: { running: 1, pending: 3 } }] });
     await flushPromises();
 
     const [local, gpu] = store.instances;
@@ -70,7 +70,7 @@ describe("instances store", () => {
   it("ignores events the snapshot already reflects", async () => {
     const store = useInstancesStore();
     await store.start();
-    await emitFromShell(EVENTS.queueChanged, { revision: 5, instance_id: GPU, queue: { running: 9, pending: 9 } });
+    await changeView({ queues: [{ revision: 5, instance_id: GPU, queue: { running: 9, pending: 9 } }] });
     await flushPromises();
     expect(store.instances[1]?.queue).toEqual({ running: 0, pending: 0 });
   });
@@ -82,8 +82,8 @@ describe("instances store", () => {
     const started = store.start();
     await flushPromises();
 
-    await emitFromShell(EVENTS.queueChanged, { revision: 4, instance_id: GPU, queue: { running: 7, pending: 7 } });
-    await emitFromShell(EVENTS.queueChanged, { revision: 6, instance_id: GPU, queue: { running: 1, pending: 2 } });
+    await changeView({ queues: [{ revision: 4, instance_id: GPU, queue: { running: 7, pending: 7 } }] });
+    await changeView({ queues: [{ revision: 6, instance_id: GPU, queue: { running: 1, pending: 2 } }] });
     await flushPromises();
     expect(store.loaded).toBe(false);
 
@@ -95,18 +95,18 @@ describe("instances store", () => {
   it("keeps the jobs in the order the shell sends and moves finished ones to the last job", async () => {
     const store = useInstancesStore();
     await store.start();
-    await emitFromShell(EVENTS.jobUpdated, { revision: 6, instance_id: GPU, job: job("b", { state: "pending", number: 2 }), order: ["b"] });
+    await changeView({ jobs: [{ revision: 6, instance_id: GPU, job: job("b", { state: "pending", number: 2 }), order: ["b"] }] });
     // The running job arrives second; the shell puts it first.
-    await emitFromShell(EVENTS.jobUpdated, { revision: 7, instance_id: GPU, job: job("a", { percent: 40 }), order: ["a", "b"] });
+    await changeView({ jobs: [{ revision: 7, instance_id: GPU, job: job("a", { percent: 40 }), order: ["a", "b"] }] });
     await flushPromises();
     expect(store.instances[1]?.jobs.map((j) => j.prompt_id)).toEqual(["a", "b"]);
 
-    await emitFromShell(EVENTS.jobUpdated, {
+    await changeView({ jobs: [{
       revision: 8,
       instance_id: GPU,
       job: job("a", { state: "success", elapsed_ms: 12_000 }),
       order: ["b"],
-    });
+    }] });
     await flushPromises();
     expect(store.instances[1]?.jobs.map((j) => j.prompt_id)).toEqual(["b"]);
     expect(store.instances[1]?.last_job?.state).toBe("success");
@@ -116,19 +116,19 @@ describe("instances store", () => {
     const store = useInstancesStore();
     await store.start();
     // Without an order, a new job joins the end, whatever its state or number.
-    await emitFromShell(EVENTS.jobUpdated, { revision: 6, instance_id: GPU, job: job("p2", { state: "pending", number: 2 }) });
-    await emitFromShell(EVENTS.jobUpdated, { revision: 7, instance_id: GPU, job: job("p1", { state: "pending", number: 1 }) });
-    await emitFromShell(EVENTS.jobUpdated, { revision: 8, instance_id: GPU, job: job("r", { number: 0 }) });
+    await changeView({ jobs: [{ revision: 6, instance_id: GPU, job: job("p2", { state: "pending", number: 2 }) }] });
+    await changeView({ jobs: [{ revision: 7, instance_id: GPU, job: job("p1", { state: "pending", number: 1 }) }] });
+    await changeView({ jobs: [{ revision: 8, instance_id: GPU, job: job("r", { number: 0 }) }] });
     await flushPromises();
     expect(store.instances[1]?.jobs.map((j) => j.prompt_id)).toEqual(["p2", "p1", "r"]);
 
     // An order puts them where the shell says; a job it does not name stays at the end.
-    await emitFromShell(EVENTS.jobUpdated, { revision: 9, instance_id: GPU, job: job("r", { number: 0 }), order: ["r", "p1"] });
+    await changeView({ jobs: [{ revision: 9, instance_id: GPU, job: job("r", { number: 0 }), order: ["r", "p1"] }] });
     await flushPromises();
     expect(store.instances[1]?.jobs.map((j) => j.prompt_id)).toEqual(["r", "p1", "p2"]);
 
     // An update without an order (progress) leaves the order alone.
-    await emitFromShell(EVENTS.jobUpdated, { revision: 10, instance_id: GPU, job: job("p2", { state: "pending", number: 2, percent: 5 }) });
+    await changeView({ jobs: [{ revision: 10, instance_id: GPU, job: job("p2", { state: "pending", number: 2, percent: 5 }) }] });
     await flushPromises();
     expect(store.instances[1]?.jobs.map((j) => j.prompt_id)).toEqual(["r", "p1", "p2"]);
     expect(store.instances[1]?.jobs[2]?.percent).toBe(5);
@@ -196,7 +196,7 @@ describe("instances store", () => {
   it("applies machine stats to the instance they name", async () => {
     const store = useInstancesStore();
     await store.start();
-    await emitFromShell(EVENTS.statsChanged, { revision: 6, instance_id: GPU, stats: stats({ vram_free: 1024 }) });
+    await changeView({ stats: [{ revision: 6, instance_id: GPU, stats: stats({ vram_free: 1024 }) }] });
     await flushPromises();
     expect(store.byId(GPU)?.stats?.vram_free).toBe(1024);
     expect(store.byId(LOCAL)?.stats).toBeNull();
@@ -205,12 +205,12 @@ describe("instances store", () => {
   it("replaces a job with its latest picture, preview and node text included", async () => {
     const store = useInstancesStore();
     await store.start();
-    await emitFromShell(EVENTS.jobUpdated, { revision: 6, instance_id: GPU, job: liveJob("a", { percent: 10 }), order: ["a"] });
-    await emitFromShell(EVENTS.jobUpdated, {
+    await changeView({ jobs: [{ revision: 6, instance_id: GPU, job: liveJob("a", { percent: 10 }), order: ["a"] }] });
+    await changeView({ jobs: [{
       revision: 7,
       instance_id: GPU,
       job: liveJob("a", { percent: 20, preview: { seq: 3, width: 512, height: 512 }, node_text: [{ node: "9", text: "hello" }] }),
-    });
+    }] });
     await flushPromises();
     const a = store.byId(GPU)?.jobs[0];
     expect(a?.percent).toBe(20);
@@ -226,7 +226,7 @@ describe("instances store", () => {
       const store = useInstancesStore();
       await store.start();
       vi.setSystemTime(1_004_000);
-      await emitFromShell(EVENTS.jobUpdated, { revision: 6, instance_id: GPU, job: job("q", { state: "pending", estimate: estimate({ eta_ms: 90_000 }) }) });
+      await changeView({ jobs: [{ revision: 6, instance_id: GPU, job: job("q", { state: "pending", estimate: estimate({ eta_ms: 90_000 }) }) }] });
       await flushPromises();
       vi.setSystemTime(1_009_000);
       const [p, q] = store.byId(GPU)?.jobs ?? [];
@@ -240,9 +240,9 @@ describe("instances store", () => {
   it("applies a batch of progress to every instance it names, newer than the snapshot only", async () => {
     const store = useInstancesStore();
     await store.start();
-    await emitFromShell(EVENTS.jobsProgressed, {
+    await changeView({
       batch: 3,
-      updates: [
+      jobs: [
         { revision: 4, instance_id: LOCAL, job: liveJob("old", { percent: 99 }) },
         { revision: 6, instance_id: GPU, job: liveJob("a", { percent: 10 }) },
         { revision: 7, instance_id: LOCAL, job: liveJob("b", { percent: 30 }) },
@@ -256,7 +256,7 @@ describe("instances store", () => {
     // Once painted, the shell hears the batch was shown.
     await new Promise((resolve) => requestAnimationFrame(resolve));
     await flushPromises();
-    expect(commands.filter((c) => c.command === "progress_shown")).toEqual([{ command: "progress_shown", args: { batch: 3 } }]);
+    expect(commands.filter((c) => c.command === "batch_shown")).toEqual([{ command: "batch_shown", args: { batch: 3 } }]);
   });
 
   it("cancels a job and says when it had already finished", async () => {
@@ -317,16 +317,16 @@ describe("instances store", () => {
     await store.start();
     const preview = { seq: 4, width: 64, height: 64 };
     const text = [{ node: "2", text: "hi" }];
-    await emitFromShell(EVENTS.jobUpdated, {
+    await changeView({ jobs: [{
       revision: 6,
       instance_id: GPU,
       job: liveJob("a", { percent: 10, preview, node_text: text }),
       order: ["a"],
-    });
+    }] });
     // The shell's progress update is final: it still carries the preview and the node text.
-    await emitFromShell(EVENTS.jobsProgressed, {
+    await changeView({
       batch: 1,
-      updates: [{ revision: 7, instance_id: GPU, job: liveJob("a", { percent: 12, preview, node_text: text }) }],
+      jobs: [{ revision: 7, instance_id: GPU, job: liveJob("a", { percent: 12, preview, node_text: text }) }],
     });
     await flushPromises();
     const a = store.byId(GPU)?.jobs[0];
@@ -334,11 +334,11 @@ describe("instances store", () => {
     expect(a?.preview?.seq).toBe(4);
     expect(a?.node_text).toEqual([{ node: "2", text: "hi" }]);
 
-    await emitFromShell(EVENTS.jobUpdated, {
+    await changeView({ jobs: [{
       revision: 8,
       instance_id: GPU,
       job: liveJob("a", { percent: 15, preview: { seq: 5, width: 64, height: 64 }, node_text: text }),
-    });
+    }] });
     await flushPromises();
     expect(store.byId(GPU)?.jobs[0]?.preview?.seq).toBe(5);
   });

@@ -26,7 +26,7 @@ import {
   clearQueue as clearQueueCommand,
   getSnapshot,
   onEvent,
-  progressShown,
+  batchShown,
   refreshInstance,
   type Unsubscribe,
 } from "../ipc";
@@ -137,47 +137,41 @@ export const useInstancesStore = defineStore("instances", () => {
 
   async function subscribe(): Promise<void> {
     unsubscribers = await Promise.all([
-      onEvent(EVENTS.instanceStatusChanged, (p) =>
-        accept(p.revision, () => {
-          const i = byId(p.instance_id);
-          if (i) i.status = p.status;
-        }),
-      ),
-      onEvent(EVENTS.serverInfoChanged, (p) =>
-        accept(p.revision, () => {
-          const i = byId(p.instance_id);
-          if (i) i.server = p.server;
-        }),
-      ),
-      onEvent(EVENTS.queueChanged, (p) =>
-        accept(p.revision, () => {
-          const i = byId(p.instance_id);
-          if (i) i.queue = p.queue;
-        }),
-      ),
-      onEvent(EVENTS.statsChanged, (p) =>
-        accept(p.revision, () => {
-          const i = byId(p.instance_id);
-          if (i) i.stats = p.stats;
-        }),
-      ),
-      onEvent(EVENTS.jobUpdated, (p) =>
-        accept(p.revision, () => {
-          const i = byId(p.instance_id);
-          if (i) applyJob(i, p.job, p.order);
-        }),
-      ),
-      // Running jobs' progress, batched per display frame: one event, one render. The shell
-      // sends the next batch once this one is painted, so a busy page gets fuller batches, not
-      // a backlog.
-      onEvent(EVENTS.jobsProgressed, (batch) => {
-        for (const p of batch.updates) {
+      // Every change of the picture, batched per display frame for all instances: one event,
+      // one render. The shell sends the next batch once this one is painted, so a busy page
+      // gets fuller batches, not a backlog.
+      onEvent(EVENTS.viewChanged, (batch) => {
+        for (const p of batch.statuses) {
+          accept(p.revision, () => {
+            const i = byId(p.instance_id);
+            if (i) i.status = p.status;
+          });
+        }
+        for (const p of batch.servers) {
+          accept(p.revision, () => {
+            const i = byId(p.instance_id);
+            if (i) i.server = p.server;
+          });
+        }
+        for (const p of batch.queues) {
+          accept(p.revision, () => {
+            const i = byId(p.instance_id);
+            if (i) i.queue = p.queue;
+          });
+        }
+        for (const p of batch.stats) {
+          accept(p.revision, () => {
+            const i = byId(p.instance_id);
+            if (i) i.stats = p.stats;
+          });
+        }
+        for (const p of batch.jobs) {
           accept(p.revision, () => {
             const i = byId(p.instance_id);
             if (i) applyJob(i, p.job, p.order);
           });
         }
-        requestAnimationFrame(() => void progressShown(batch.batch).catch(() => undefined));
+        requestAnimationFrame(() => void batchShown(batch.batch).catch(() => undefined));
       }),
       onEvent(EVENTS.instancesChanged, (p) => accept(p.revision, () => void load())),
     ]);
