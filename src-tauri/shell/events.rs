@@ -155,7 +155,8 @@ pub fn deliver<R: Runtime>(app: &AppHandle<R>, update: &Update) {
 /// One change to send to the webview.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Update {
-    // Changes of the webview's picture: batched (`batcher.rs`), never sent alone.
+    // Changes of the webview's picture: batched (`batcher.rs`); one sent before the event task
+    // runs goes as a batch of its own.
     InstanceStatusChanged(InstanceStatusChanged),
     ServerInfoChanged(ServerInfoChanged),
     QueueChanged(QueueChanged),
@@ -206,49 +207,20 @@ impl Update {
     /// numbered 0 (which releases nothing when the webview says it showed it).
     pub fn emit<R: Runtime>(&self, app: &AppHandle<R>) -> tauri::Result<()> {
         let name = self.name();
-        let alone = ViewChanged::empty(0);
+        let mut alone = ViewChanged::empty(0);
         match self {
-            Self::InstanceStatusChanged(c) => app.emit(
-                name,
-                ViewChanged {
-                    statuses: vec![c.clone()],
-                    ..alone
-                },
-            ),
-            Self::ServerInfoChanged(c) => app.emit(
-                name,
-                ViewChanged {
-                    servers: vec![c.clone()],
-                    ..alone
-                },
-            ),
-            Self::QueueChanged(c) => app.emit(
-                name,
-                ViewChanged {
-                    queues: vec![c.clone()],
-                    ..alone
-                },
-            ),
-            Self::StatsChanged(c) => app.emit(
-                name,
-                ViewChanged {
-                    stats: vec![c.clone()],
-                    ..alone
-                },
-            ),
-            Self::JobUpdated(c) => app.emit(
-                name,
-                ViewChanged {
-                    jobs: vec![(**c).clone()],
-                    ..alone
-                },
-            ),
-            Self::ViewChanged(p) => app.emit(name, p),
-            Self::InstancesChanged(p) => app.emit(name, p),
-            Self::EventLogged(p) => app.emit(name, p),
-            Self::ShowRequested(p) => app.emit(name, p),
-            Self::CancelConfirmationRequested(p) => app.emit(name, p),
+            Self::InstanceStatusChanged(c) => alone.statuses.push(c.clone()),
+            Self::ServerInfoChanged(c) => alone.servers.push(c.clone()),
+            Self::QueueChanged(c) => alone.queues.push(c.clone()),
+            Self::StatsChanged(c) => alone.stats.push(c.clone()),
+            Self::JobUpdated(c) => alone.jobs.push((**c).clone()),
+            Self::ViewChanged(p) => return app.emit(name, p),
+            Self::InstancesChanged(p) => return app.emit(name, p),
+            Self::EventLogged(p) => return app.emit(name, p),
+            Self::ShowRequested(p) => return app.emit(name, p),
+            Self::CancelConfirmationRequested(p) => return app.emit(name, p),
         }
+        app.emit(name, alone)
     }
 }
 

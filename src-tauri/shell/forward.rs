@@ -337,6 +337,39 @@ mod tests {
         overview
     }
 
+    /// A saved instance "gpu" in a database file, and an overview that has it.
+    struct Saved {
+        dir: tempfile::TempDir,
+        store: comfy_store::Store,
+        rec: comfy_store::InstanceRecord,
+        overview: SharedOverview,
+    }
+
+    fn saved_gpu() -> Saved {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let mut store = comfy_store::Store::open(dir.path().join("t.db")).expect("store");
+        let rec = store
+            .insert_instance(&comfy_store::NewInstance::new("gpu", "http://gpu:8188/"), 1)
+            .expect("instance");
+        let overview = SharedOverview::default();
+        overview
+            .lock()
+            .add_instance(rec.id, "gpu", "http://gpu:8188/", true, true, None);
+        Saved {
+            dir,
+            store,
+            rec,
+            overview,
+        }
+    }
+
+    /// The journal on a second connection to the database in `dir`, as the app opens it.
+    fn journal(dir: &tempfile::TempDir) -> comfy_engine::journal::Journal {
+        comfy_engine::journal::Journal::new(
+            comfy_store::Store::open(dir.path().join("t.db")).expect("second connection"),
+        )
+    }
+
     #[tokio::test(start_paused = true)]
     async fn a_burst_of_progress_collapses_but_the_final_state_always_arrives() {
         let overview = gpu_overview();
@@ -435,18 +468,13 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn off_screen_the_webview_is_sent_its_log_but_not_its_picture() {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let mut store = comfy_store::Store::open(dir.path().join("t.db")).expect("store");
-        let rec = store
-            .insert_instance(&comfy_store::NewInstance::new("gpu", "http://gpu:8188/"), 1)
-            .expect("instance");
-        let overview = SharedOverview::default();
-        overview
-            .lock()
-            .add_instance(rec.id, "gpu", "http://gpu:8188/", true, true, None);
-        let journal = comfy_engine::journal::Journal::new(
-            comfy_store::Store::open(dir.path().join("t.db")).expect("second connection"),
-        );
+        let Saved {
+            dir,
+            store: _,
+            rec,
+            overview,
+        } = saved_gpu();
+        let journal = journal(&dir);
         let (tx, rx) = tokio::sync::mpsc::channel(64);
         let sent = std::sync::Arc::default();
         let task = tokio::spawn(forward(
@@ -490,27 +518,17 @@ mod tests {
 
     #[tokio::test]
     async fn jobs_reach_the_journal_and_connection_changes_the_event_log() {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let mut store = comfy_store::Store::open(dir.path().join("t.db")).expect("store");
-        let rec = store
-            .insert_instance(&comfy_store::NewInstance::new("gpu", "http://gpu:8188/"), 1)
-            .expect("instance");
-        let overview = SharedOverview::default();
-        overview
-            .lock()
-            .add_instance(rec.id, "gpu", "http://gpu:8188/", true, true, None);
+        let Saved {
+            dir,
+            store,
+            rec,
+            overview,
+        } = saved_gpu();
         let (tx, rx) = tokio::sync::mpsc::channel(64);
-        let connected = || {
-            event(EventKind::Connection(ConnectionStatus {
-                state: ConnectionState::Connected,
-                detail: "connected".into(),
-                retry_in_ms: None,
-            }))
-        };
         for kind in [
-            connected().kind,
+            connected(),
             // The same state again (a status refresh): no second log line.
-            connected().kind,
+            connected(),
             job(JobState::Running, 10.0),
             job(JobState::Success, 100.0),
             EventKind::ServerEvent {
@@ -530,9 +548,7 @@ mod tests {
         }
         drop(tx);
 
-        let journal = comfy_engine::journal::Journal::new(
-            comfy_store::Store::open(dir.path().join("t.db")).expect("second connection"),
-        );
+        let journal = journal(&dir);
         let sent = std::sync::Arc::default();
         forward(
             rx.into(),
@@ -577,19 +593,14 @@ mod tests {
     /// stop in time), and nothing new is taken.
     #[tokio::test]
     async fn at_exit_the_events_already_queued_are_written_before_the_task_ends() {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let mut store = comfy_store::Store::open(dir.path().join("t.db")).expect("store");
-        let rec = store
-            .insert_instance(&comfy_store::NewInstance::new("gpu", "http://gpu:8188/"), 1)
-            .expect("instance");
-        let overview = SharedOverview::default();
-        overview
-            .lock()
-            .add_instance(rec.id, "gpu", "http://gpu:8188/", true, true, None);
+        let Saved {
+            dir,
+            store,
+            rec,
+            overview,
+        } = saved_gpu();
         let (tx, rx) = tokio::sync::mpsc::channel(64);
-        let journal = comfy_engine::journal::Journal::new(
-            comfy_store::Store::open(dir.path().join("t.db")).expect("second connection"),
-        );
+        let journal = journal(&dir);
         let (exit, signal) = exit_signal();
         let sent = std::sync::Arc::default();
         let task = tokio::spawn(forward(

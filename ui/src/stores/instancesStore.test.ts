@@ -237,11 +237,17 @@ describe("instances store", () => {
     }
   });
 
-  it("applies a batch of progress to every instance it names, newer than the snapshot only", async () => {
+  it("applies every change of a batch to the instance it names, newer than the snapshot only", async () => {
     const store = useInstancesStore();
     await store.start();
     await changeView({
       batch: 3,
+      statuses: [
+        { revision: 5, instance_id: LOCAL, status: status({ state: "connected" }) },
+        { revision: 9, instance_id: GPU, status: status({ state: "reconnecting" }) },
+      ],
+      queues: [{ revision: 10, instance_id: GPU, queue: { running: 1, pending: 4 } }],
+      stats: [{ revision: 11, instance_id: LOCAL, stats: stats({ vram_free: 2048 }) }],
       jobs: [
         { revision: 4, instance_id: LOCAL, job: liveJob("old", { percent: 99 }) },
         { revision: 6, instance_id: GPU, job: liveJob("a", { percent: 10 }) },
@@ -253,6 +259,11 @@ describe("instances store", () => {
     expect(store.byId(GPU)?.jobs.map((j) => [j.prompt_id, j.percent])).toEqual([["a", 10]]);
     expect(store.byId(LOCAL)?.jobs.map((j) => [j.prompt_id, j.percent])).toEqual([["b", 30]]);
     expect(store.summary.total).toBe(2);
+    // Revision 5 is in the snapshot already; the rest is newer.
+    expect(store.byId(LOCAL)?.status.state).toBe("unreachable");
+    expect(store.byId(GPU)?.status.state).toBe("reconnecting");
+    expect(store.byId(GPU)?.queue).toEqual({ running: 1, pending: 4 });
+    expect(store.byId(LOCAL)?.stats?.vram_free).toBe(2048);
     // Once painted, the shell hears the batch was shown.
     await new Promise((resolve) => requestAnimationFrame(resolve));
     await flushPromises();

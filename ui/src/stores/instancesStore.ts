@@ -135,42 +135,30 @@ export const useInstancesStore = defineStore("instances", () => {
     if (order) instance.jobs = inOrder(instance.jobs, order);
   }
 
+  /** Applies each change to the instance it names, if the snapshot does not already have it. */
+  function applyEach<C extends { revision: number; instance_id: InstanceId }>(
+    changes: C[],
+    apply: (instance: InstanceView, change: C) => void,
+  ): void {
+    for (const change of changes) {
+      accept(change.revision, () => {
+        const i = byId(change.instance_id);
+        if (i) apply(i, change);
+      });
+    }
+  }
+
   async function subscribe(): Promise<void> {
     unsubscribers = await Promise.all([
       // Every change of the picture, batched per display frame for all instances: one event,
       // one render. The shell sends the next batch once this one is painted, so a busy page
       // gets fuller batches, not a backlog.
       onEvent(EVENTS.viewChanged, (batch) => {
-        for (const p of batch.statuses) {
-          accept(p.revision, () => {
-            const i = byId(p.instance_id);
-            if (i) i.status = p.status;
-          });
-        }
-        for (const p of batch.servers) {
-          accept(p.revision, () => {
-            const i = byId(p.instance_id);
-            if (i) i.server = p.server;
-          });
-        }
-        for (const p of batch.queues) {
-          accept(p.revision, () => {
-            const i = byId(p.instance_id);
-            if (i) i.queue = p.queue;
-          });
-        }
-        for (const p of batch.stats) {
-          accept(p.revision, () => {
-            const i = byId(p.instance_id);
-            if (i) i.stats = p.stats;
-          });
-        }
-        for (const p of batch.jobs) {
-          accept(p.revision, () => {
-            const i = byId(p.instance_id);
-            if (i) applyJob(i, p.job, p.order);
-          });
-        }
+        applyEach(batch.statuses, (i, p) => (i.status = p.status));
+        applyEach(batch.servers, (i, p) => (i.server = p.server));
+        applyEach(batch.queues, (i, p) => (i.queue = p.queue));
+        applyEach(batch.stats, (i, p) => (i.stats = p.stats));
+        applyEach(batch.jobs, (i, p) => applyJob(i, p.job, p.order));
         requestAnimationFrame(() => void batchShown(batch.batch).catch(() => undefined));
       }),
       onEvent(EVENTS.instancesChanged, (p) => accept(p.revision, () => void load())),
