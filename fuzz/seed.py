@@ -114,6 +114,9 @@ def seed(traces, corpus):
             c.add("media_uri", f"/output/1?filename={name}&subfolder={sub}&type={kind}".encode())
             c.add("media_uri", f"output/7?filename={name}&subfolder={sub}&type={kind}&thumb=1".encode())
     c.add("media_uri", b"/preview/12")
+    # The files ComfyUI's save nodes wrote, next to the traces.
+    for saved in sorted((Path(traces).parent / "saved").glob("save-*")):
+        c.add("embedded_prompt", saved.read_bytes())
     return c.added
 
 

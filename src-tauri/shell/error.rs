@@ -209,6 +209,15 @@ impl From<AppError> for CommandError {
             AppError::Engine(e) => e.into(),
             AppError::Output(e) => e.into(),
             AppError::Workflow(e) => e.into(),
+            AppError::PromptFile { ref error, .. } => {
+                let code = match error {
+                    comfy_protocol::embedded::EmbeddedError::OnlyUiWorkflow(_) => {
+                        ErrorCode::UiFormatWorkflow
+                    }
+                    _ => ErrorCode::InvalidWorkflow,
+                };
+                Self::new(code, error.to_string())
+            }
             AppError::UnknownInstance(_) | AppError::UnknownInstanceName { .. } => {
                 Self::new(ErrorCode::UnknownInstance, error.to_string())
             }

@@ -103,6 +103,84 @@ fn submit_exit_status_tells_how_the_job_ended() {
     );
 }
 
+/// A PNG as ComfyUI's SaveImage writes it, as far as the prompt goes: `prompt` and `workflow`
+/// text chunks (no pixels are read for the prompt).
+fn png_with_prompt(path: &std::path::Path, prompt: &serde_json::Value) {
+    let chunk = |kind: &[u8], data: &[u8]| {
+        let len = u32::try_from(data.len()).unwrap().to_be_bytes();
+        [&len[..], kind, data, &[0; 4]].concat()
+    };
+    let text = |key: &str, value: &str| [key.as_bytes(), b"\0", value.as_bytes()].concat();
+    let png = [
+        b"\x89PNG\r\n\x1a\n".to_vec(),
+        chunk(b"tEXt", &text("prompt", &prompt.to_string())),
+        chunk(b"tEXt", &text("workflow", r#"{"nodes": [], "links": []}"#)),
+        chunk(b"IEND", b""),
+    ]
+    .concat();
+    std::fs::write(path, png).unwrap();
+}
+
+#[test]
+fn submit_queues_the_prompt_a_saved_image_holds_with_new_seeds_as_many_times_as_asked() {
+    let (url, _stop) = serve(ServerVersion::V0_26);
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("profile.db");
+    let db = db.to_str().unwrap();
+    assert_eq!(
+        run(&["--db", db, "instances", "edit", "Local", "--url", &url]),
+        ExitCode::SUCCESS
+    );
+    let wf = sampler_workflow(dir.path(), "wf.json", 2, 5, 7, "again");
+    let prompt: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&wf).unwrap()).unwrap();
+    let image = dir.path().join("ComfyUI_00001_.png");
+    png_with_prompt(&image, &prompt);
+    let image = image.to_str().unwrap();
+
+    let out = dir.path().join("out");
+    let code = run(&[
+        "--db",
+        db,
+        "submit",
+        image,
+        "--new-seed",
+        "--count",
+        "3",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert_eq!(code, ExitCode::SUCCESS);
+    assert_eq!(files_in(&out).len(), 3, "each copy ran and was downloaded");
+    // The journal keeps what was queued: the image's prompt, each with its own seed.
+    let store = comfy_store::Store::open(db).unwrap();
+    let jobs = store.history(None, 10, 0).unwrap();
+    assert_eq!(jobs.len(), 3);
+    let mut seeds = std::collections::HashSet::new();
+    for job in &jobs {
+        let queued: serde_json::Value =
+            serde_json::from_str(&store.job_workflow(job.id).unwrap().unwrap()).unwrap();
+        assert_eq!(
+            queued["2"], prompt["2"],
+            "the rest of the prompt is the image's"
+        );
+        assert_eq!(queued["1"]["inputs"]["steps"], 2);
+        let seed = queued["1"]["inputs"]["seed"].as_u64().unwrap();
+        assert_ne!(seed, 7, "a new seed");
+        seeds.insert(seed);
+    }
+    assert_eq!(seeds.len(), 3, "each copy has its own seed");
+    drop(store);
+
+    // A page workflow alone cannot be queued, and says why.
+    let page = dir.path().join("page.json");
+    std::fs::write(&page, r#"{"nodes": [], "links": []}"#).unwrap();
+    assert_eq!(
+        run(&["--db", db, "submit", page.to_str().unwrap()]),
+        ExitCode::from(1)
+    );
+}
+
 #[test]
 fn cancel_of_an_unknown_job_fails_and_says_so() {
     let (url, _stop) = serve(ServerVersion::V0_3_64);

@@ -4,6 +4,7 @@
 use comfy_engine::outputs::OutputError;
 use comfy_engine::{EngineError, SpecError};
 use comfy_model::InstanceId;
+use comfy_protocol::embedded::EmbeddedError;
 use comfy_protocol::http::WorkflowError;
 use comfy_secrets::SecretsError;
 use comfy_store::StoreError;
@@ -37,6 +38,12 @@ pub enum AppError {
     /// Not an API-format workflow (or not JSON at all).
     #[error(transparent)]
     Workflow(#[from] WorkflowError),
+    /// A file that holds no prompt to queue (see [`comfy_protocol::embedded`]).
+    #[error("{}: {error}", .path.display())]
+    PromptFile {
+        path: std::path::PathBuf,
+        error: EmbeddedError,
+    },
     #[error("{0}")]
     NotFound(String),
     /// Reaching the server, or what it answered (a refused workflow, rejected credentials).

@@ -162,3 +162,126 @@ pub fn journalled_outputs(
             .collect(),
     ))
 }
+
+/// The largest file read whole for its prompt (an MP4 is read box by box instead, whatever its
+/// size: only its `moov` box is read).
+pub const MAX_PROMPT_FILE_BYTES: u64 = 256 << 20;
+
+/// The API-format prompt a file holds: a workflow saved as JSON, or the one ComfyUI embedded
+/// in an output it saved (PNG, WebP, FLAC, MP4; [`comfy_protocol::embedded`]).
+pub fn prompt_from_file(path: &Path) -> Result<serde_json::Value, AppError> {
+    let unreadable =
+        |e: std::io::Error| AppError::InvalidInput(format!("cannot read {}: {e}", path.display()));
+    let mut file = std::fs::File::open(path).map_err(unreadable)?;
+    let bytes = read_for_prompt(&mut file).map_err(unreadable)?;
+    comfy_protocol::embedded::embedded_prompt(&bytes).map_err(|error| AppError::PromptFile {
+        path: path.to_owned(),
+        error,
+    })
+}
+
+/// What of a file the prompt is read from: an MP4's `ftyp` and `moov` boxes (its frames may be
+/// gigabytes), or any other file whole, up to [`MAX_PROMPT_FILE_BYTES`].
+fn read_for_prompt(file: &mut (impl std::io::Read + std::io::Seek)) -> std::io::Result<Vec<u8>> {
+    use std::io::{Read, SeekFrom};
+    let too_large = || {
+        std::io::Error::other(format!(
+            "larger than the {} MiB read for a prompt",
+            MAX_PROMPT_FILE_BYTES >> 20
+        ))
+    };
+    let end = file.seek(SeekFrom::End(0))?;
+    file.seek(SeekFrom::Start(0))?;
+    let mut head = [0u8; 8];
+    let n = file.read(&mut head)?;
+    file.seek(SeekFrom::Start(0))?;
+    if n < 8 || &head[4..8] != b"ftyp" {
+        if end > MAX_PROMPT_FILE_BYTES {
+            return Err(too_large());
+        }
+        let mut bytes = Vec::new();
+        file.take(MAX_PROMPT_FILE_BYTES).read_to_end(&mut bytes)?;
+        return Ok(bytes);
+    }
+    let mut kept = Vec::new();
+    let mut at = 0u64;
+    while at + 8 <= end {
+        file.seek(SeekFrom::Start(at))?;
+        let mut header = [0u8; 16];
+        file.read_exact(&mut header[..8])?;
+        let mut size = u64::from(u32::from_be_bytes([
+            header[0], header[1], header[2], header[3],
+        ]));
+        if size == 1 {
+            file.read_exact(&mut header[8..])?;
+            size = u64::from_be_bytes(header[8..16].try_into().unwrap_or_default());
+        } else if size == 0 {
+            size = end - at;
+        }
+        if size < 8 {
+            break;
+        }
+        if matches!(&header[4..8], b"ftyp" | b"moov") {
+            if kept.len() as u64 + size > MAX_PROMPT_FILE_BYTES {
+                return Err(too_large());
+            }
+            file.seek(SeekFrom::Start(at))?;
+            let before = kept.len();
+            file.by_ref().take(size).read_to_end(&mut kept)?;
+            if (kept.len() - before) as u64 != size {
+                break; // cut short: what was read is passed on, and the parser says so
+            }
+        }
+        at = at.saturating_add(size);
+    }
+    Ok(kept)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::{Seek, SeekFrom, Write};
+
+    fn saved(name: &str) -> PathBuf {
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../../tests/fixtures/saved")
+            .join(name)
+    }
+
+    /// The real MP4 with its frames grown past what is read whole: only `ftyp` and `moov` are
+    /// read, so the prompt is found at once (the file is sparse: nothing is written in between).
+    #[test]
+    fn a_video_is_read_box_by_box_whatever_its_size() {
+        let real = std::fs::read(saved("save-video.mp4")).expect("fixture");
+        let moov_at = real.windows(4).position(|w| w == b"moov").expect("moov") - 4;
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("big.mp4");
+        let mut file = std::fs::File::create(&path).expect("create");
+        let mdat = MAX_PROMPT_FILE_BYTES + (1 << 20);
+        file.write_all(&real[..32]).expect("ftyp");
+        file.write_all(&u32::try_from(mdat).expect("fits").to_be_bytes())
+            .expect("mdat size");
+        file.write_all(b"mdat").expect("mdat");
+        file.seek(SeekFrom::Start(32 + mdat))
+            .expect("past the frames");
+        file.write_all(&real[moov_at..]).expect("moov");
+        drop(file);
+        let prompt = prompt_from_file(&path).expect("the prompt");
+        assert_eq!(prompt["1"]["inputs"]["seed"], 7);
+
+        // Any other file that large is refused, not read.
+        let png = dir.path().join("big.png");
+        let file = std::fs::File::create(&png).expect("create");
+        file.set_len(MAX_PROMPT_FILE_BYTES + 1).expect("sparse");
+        let e = prompt_from_file(&png).expect_err("too large");
+        assert!(e.to_string().contains("larger than"), "{e}");
+    }
+
+    #[test]
+    fn what_holds_no_prompt_says_so_with_its_path() {
+        let e = prompt_from_file(Path::new("/nonexistent/x.png")).expect_err("missing");
+        assert!(e.to_string().contains("/nonexistent/x.png"), "{e}");
+        let prompt = prompt_from_file(&saved("save-audio.flac")).expect("the prompt");
+        assert_eq!(prompt["8"]["class_type"], "SaveAudio");
+    }
+}

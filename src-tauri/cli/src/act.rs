@@ -89,15 +89,6 @@ async fn connect(
     Err(anyhow!("the engine stopped before connecting to {url}"))
 }
 
-fn read_workflow(path: &Path) -> anyhow::Result<serde_json::Value> {
-    let text =
-        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
-    let v: serde_json::Value =
-        serde_json::from_str(&text).with_context(|| format!("{} is not JSON", path.display()))?;
-    comfy_protocol::http::check_api_workflow(&v).with_context(|| path.display().to_string())?;
-    Ok(v)
-}
-
 /// The instance (and its journal, when saved) and a runtime to reach it, or the exit status
 /// saying why not.
 fn prepare(
@@ -134,7 +125,11 @@ fn fail(e: impl std::fmt::Display, code: u8) -> ExitCode {
 }
 
 pub fn submit(args: SubmitArgs, db: Option<&Path>) -> ExitCode {
-    let workflow = match read_workflow(&args.workflow) {
+    let workflow = match jobs::prompt_from_file(&args.workflow) {
+        Ok(w) => w,
+        Err(e) => return fail(e, exit::FAILED),
+    };
+    let workflows = match copies(&workflow, args.count, args.new_seed) {
         Ok(w) => w,
         Err(e) => return fail(e, exit::FAILED),
     };
@@ -146,7 +141,7 @@ pub fn submit(args: SubmitArgs, db: Option<&Path>) -> ExitCode {
     let wait = args.wait || args.out.is_some();
     rt.block_on(submit_and_follow(
         spec,
-        workflow,
+        workflows,
         journal,
         args.preview_method.clone(),
         wait,
@@ -155,22 +150,51 @@ pub fn submit(args: SubmitArgs, db: Option<&Path>) -> ExitCode {
     ))
 }
 
+/// `count` copies of a workflow to queue; with `new_seed`, each with every seed input drawn
+/// anew (the same seeds are answered from ComfyUI's cache instead of run again).
+fn copies(
+    workflow: &serde_json::Value,
+    count: u32,
+    new_seed: bool,
+) -> anyhow::Result<Vec<serde_json::Value>> {
+    let mut out = Vec::new();
+    for _ in 0..count {
+        let mut copy = workflow.clone();
+        if new_seed && comfy_protocol::http::reseed(&mut copy, rand::random::<u64>) == 0 {
+            return Err(anyhow!(
+                "--new-seed: the workflow has no seed input holding a number ({})",
+                comfy_protocol::http::SEED_INPUTS.join(", ")
+            ));
+        }
+        out.push(copy);
+    }
+    if count > 1 && !new_seed {
+        eprintln!(
+            "comfy-monitor: note: the {count} copies have the same seeds; ComfyUI answers repeats from its cache (add --new-seed to run each)"
+        );
+    }
+    Ok(out)
+}
+
 async fn submit_and_follow(
     spec: InstanceSpec,
-    workflow: serde_json::Value,
+    workflows: Vec<serde_json::Value>,
     mut journal: JobJournal<'_>,
     preview_method: Option<String>,
     wait: bool,
     out: Option<std::path::PathBuf>,
     json: bool,
 ) -> ExitCode {
-    {
-        let (engine, id, mut rx) = match connect(spec, journal).await {
-            Ok(c) => c,
-            Err(e) => return fail(e, exit::FAILED),
+    let (engine, id, mut rx) = match connect(spec, journal).await {
+        Ok(c) => c,
+        Err(e) => return fail(e, exit::FAILED),
+    };
+    let profile = journal.map(|(p, _)| p);
+    let mut queued = Vec::new();
+    for workflow in workflows {
+        let options = SubmitOptions {
+            preview_method: preview_method.clone(),
         };
-        let options = SubmitOptions { preview_method };
-        let profile = journal.map(|(p, _)| p);
         let (submission, unrecorded) =
             match jobs::submit(&engine, profile, id, workflow, options).await {
                 Ok(s) => (s.submission, s.unrecorded),
@@ -205,20 +229,26 @@ async fn submit_and_follow(
         } else {
             println!("queued {}", submission.prompt_id);
         }
-        if !wait {
-            engine.shutdown().await;
-            return ExitCode::SUCCESS;
-        }
-        let end = follow(&mut rx, &submission.prompt_id, json, &mut journal).await;
-        let code = match end {
-            Followed::Stopped => fail(
+        queued.push(submission.prompt_id);
+    }
+    if !wait {
+        engine.shutdown().await;
+        return ExitCode::SUCCESS;
+    }
+    // The jobs run one after another: each is followed to its end in turn, and the exit
+    // status is the first that is not a success.
+    let mut code = ExitCode::SUCCESS;
+    for prompt_id in &queued {
+        let end = follow(&mut rx, prompt_id, json, &mut journal).await;
+        // Interrupted or out of reach: the jobs after this one are not followed either.
+        let (this, stop) = match end {
+            Followed::Stopped => (fail(
                 "interrupted before the job ended (it keeps running on the server)",
                 exit::FAILED,
-            ),
-            Followed::ServerGone(why) => fail(
+            ), true),
+            Followed::ServerGone(why) => (fail(
                 format!(
-                    "gave up on {}: the server has been out of reach for {} s ({why}); its outcome is unknown{}",
-                    submission.prompt_id,
+                    "gave up on {prompt_id}: the server has been out of reach for {} s ({why}); its outcome is unknown{}",
                     GIVE_UP_AFTER.as_secs(),
                     if journal.is_some() {
                         " until the instance is monitored again (`comfy-monitor history`)"
@@ -227,12 +257,18 @@ async fn submit_and_follow(
                     }
                 ),
                 exit::LOST,
-            ),
-            Followed::Ended(j) => finish(&engine, id, &j, out.as_deref(), &mut journal).await,
+            ), true),
+            Followed::Ended(j) => (finish(&engine, id, &j, out.as_deref(), &mut journal).await, false),
         };
-        engine.shutdown().await;
-        code
+        if code == ExitCode::SUCCESS {
+            code = this;
+        }
+        if stop {
+            break;
+        }
     }
+    engine.shutdown().await;
+    code
 }
 
 /// How long `submit --wait` waits for a server it lost contact with before giving up: as long
@@ -594,7 +630,7 @@ pub fn resubmit(prompt_id: &str, wait: bool, db: Option<&Path>) -> ExitCode {
     };
     rt.block_on(submit_and_follow(
         spec,
-        workflow,
+        vec![workflow],
         Some((&profile, instance)),
         None,
         wait,

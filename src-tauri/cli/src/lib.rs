@@ -44,7 +44,8 @@ pub enum Command {
     Watch(WatchArgs),
     /// Feed a recorded session (trace .jsonl) through the decoder and tracker, offline.
     Replay(ReplayArgs),
-    /// Queue an API-format workflow; with --wait, follow it to its end (and download outputs).
+    /// Queue an API-format workflow, or the prompt a saved output holds; with --wait, follow
+    /// it to its end (and download outputs).
     Submit(SubmitArgs),
     /// Cancel one job: remove it if pending, interrupt it if running. Never touches another job.
     Cancel(CancelArgs),
@@ -81,8 +82,15 @@ pub struct WatchArgs {
 
 #[derive(Debug, Args)]
 pub struct SubmitArgs {
-    /// The workflow in ComfyUI's API format (Workflow → Export (API)).
+    /// A workflow in ComfyUI's API format (Workflow → Export (API)), or a file ComfyUI saved
+    /// (PNG, WebP, FLAC, MP4): the prompt it embeds is queued.
     pub workflow: PathBuf,
+    /// Draw every seed input anew (ComfyUI answers the same seeds from its cache).
+    #[arg(long)]
+    pub new_seed: bool,
+    /// Queue this many copies (with --new-seed, each with its own seeds).
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=1000))]
+    pub count: u32,
     #[command(flatten)]
     pub server: ServerArgs,
     /// Follow the job to its end; the exit status then tells how it ended.

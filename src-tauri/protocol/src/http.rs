@@ -937,9 +937,59 @@ pub fn check_api_workflow(v: &Value) -> Result<(), WorkflowError> {
     Ok(())
 }
 
+/// The inputs ComfyUI's samplers take their seed from (`KSampler`, `KSamplerAdvanced`,
+/// `RandomNoise` and most custom samplers).
+pub const SEED_INPUTS: [&str; 2] = ["seed", "noise_seed"];
+
+/// Gives every seed input of an API-format workflow that holds a number a new value from
+/// `next` (one each, in node order); a seed fed by another node's output is left to it.
+/// Returns how many were changed. Queued again with the same seeds, ComfyUI answers a job
+/// from its cache instead of running it.
+pub fn reseed(workflow: &mut Value, mut next: impl FnMut() -> u64) -> usize {
+    let Value::Object(nodes) = workflow else {
+        return 0;
+    };
+    let mut changed = 0;
+    for node in nodes.values_mut() {
+        let Some(Value::Object(inputs)) = node.get_mut("inputs") else {
+            continue;
+        };
+        for name in SEED_INPUTS {
+            if let Some(seed) = inputs.get_mut(name).filter(|v| v.is_number()) {
+                *seed = Value::from(next());
+                changed += 1;
+            }
+        }
+    }
+    changed
+}
+
 #[cfg(test)]
 mod prompt_tests {
     use super::*;
+
+    #[test]
+    fn reseeding_changes_every_literal_seed_and_leaves_linked_ones() {
+        let mut w = serde_json::json!({
+            "3": {"class_type": "KSampler", "inputs": {"seed": 1, "steps": 20, "model": ["4", 0]}},
+            "5": {"class_type": "KSamplerAdvanced", "inputs": {"noise_seed": 2, "cfg": 7.5}},
+            "6": {"class_type": "KSampler", "inputs": {"seed": ["9", 0]}},
+            "7": {"class_type": "SaveImage", "inputs": {"filename_prefix": "seed"}},
+            "8": {"class_type": "Note"}
+        });
+        let mut n = 100;
+        let changed = reseed(&mut w, || {
+            n += 1;
+            n
+        });
+        assert_eq!(changed, 2);
+        assert_eq!(w["3"]["inputs"]["seed"], 101);
+        assert_eq!(w["3"]["inputs"]["steps"], 20, "only seeds change");
+        assert_eq!(w["5"]["inputs"]["noise_seed"], 102);
+        assert_eq!(w["6"]["inputs"]["seed"], serde_json::json!(["9", 0]));
+        assert_eq!(w["7"]["inputs"]["filename_prefix"], "seed");
+        assert_eq!(reseed(&mut serde_json::json!([1]), || 0), 0);
+    }
 
     #[test]
     fn accepted_with_node_errors_lists_the_dropped_outputs() {

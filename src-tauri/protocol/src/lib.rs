@@ -1,7 +1,8 @@
 //! The ComfyUI wire protocol, decoded.
 //!
 //! This crate knows the bytes ComfyUI puts on its WebSocket and the JSON shapes of the HTTP
-//! endpoints a monitor reads, and nothing else: it does no I/O, owns no clock and spawns nothing.
+//! endpoints a monitor reads, and the prompt ComfyUI embeds in the files it saves ([`embedded`]),
+//! and nothing else: it does no I/O, owns no clock and spawns nothing.
 //! The entry points are [`decode_text`] and [`decode_binary`]; both return a closed enum or a
 //! typed [`DecodeError`], never panic, and map message types they do not know to a variant that
 //! keeps the raw value, because custom nodes broadcast whatever they like.
@@ -10,6 +11,7 @@
 //! the recorded traces the tests replay.
 
 mod binary;
+pub mod embedded;
 mod error;
 pub mod http;
 mod lenient;
