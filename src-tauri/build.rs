@@ -8,6 +8,7 @@ fn main() {
         "view_visibility",
         "refresh_instance",
         "submit_workflow",
+        "read_prompt",
         "resubmit_job",
         "cancel_job",
         "clear_queue",

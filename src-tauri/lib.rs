@@ -38,6 +38,7 @@ pub fn run(options: Options) -> ExitCode {
             shell::visibility::view_visibility,
             shell::commands::refresh_instance,
             shell::commands::submit_workflow,
+            shell::commands::read_prompt,
             shell::commands::resubmit_job,
             shell::commands::cancel_job,
             shell::commands::clear_queue,

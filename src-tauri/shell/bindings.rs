@@ -67,15 +67,19 @@ fn generate(dir: &Path) {
     write(&dir.join(DEFAULTS_FILE), &defaults_module());
 }
 
-/// The defaults the Rust side decides, as TypeScript values, so the webview never spells a
-/// default itself (a new instance's notification switches).
+/// The defaults and limits the Rust side decides, as TypeScript values, so the webview never
+/// spells one itself (a new instance's notification switches, the largest file read for its
+/// prompt).
 fn defaults_module() -> String {
     let prefs = serde_json::to_string_pretty(&NotificationPrefs::default())
         .unwrap_or_else(|error| panic!("serialising the defaults: {error}"));
+    let max_prompt_file = comfy_app::jobs::MAX_PROMPT_FILE_BYTES;
     format!(
-        "// Generated from comfy-model's defaults by the bindings test. Do not edit.\n\
+        "// Generated from the Rust side's defaults and limits by the bindings test. Do not edit.\n\
          import type {{ NotificationPrefs }} from \"./NotificationPrefs\";\n\n\
-         export const DEFAULT_NOTIFICATION_PREFS: NotificationPrefs = {prefs};\n"
+         export const DEFAULT_NOTIFICATION_PREFS: NotificationPrefs = {prefs};\n\n\
+         /** The largest file read whole for the prompt it holds. */\n\
+         export const MAX_PROMPT_FILE_BYTES = {max_prompt_file};\n"
     )
 }
 
@@ -207,9 +211,10 @@ fn every_host_takes_the_one_notification_default() {
     let generated = std::fs::read_to_string(committed_dir().join(DEFAULTS_FILE))
         .expect("the generated defaults are committed");
     let json = generated
-        .split_once("= ")
-        .and_then(|(_, rest)| rest.trim_end().strip_suffix(';'))
-        .expect("one exported value");
+        .split_once("DEFAULT_NOTIFICATION_PREFS: NotificationPrefs = ")
+        .and_then(|(_, rest)| rest.split_once(';'))
+        .map(|(value, _)| value)
+        .expect("the exported defaults");
     let webview: NotificationPrefs = serde_json::from_str(json).expect("the webview's defaults");
     assert_eq!(webview, default, "the webview's generated defaults");
 }

@@ -89,8 +89,9 @@ pub async fn submit_workflow(
     instance_id: InstanceId,
     workflow: String,
     preview: Option<PreviewMethod>,
+    new_seed: Option<bool>,
 ) -> Result<SubmitResult, CommandError> {
-    let workflow: serde_json::Value = serde_json::from_str(&workflow).map_err(|e| {
+    let mut workflow: serde_json::Value = serde_json::from_str(&workflow).map_err(|e| {
         CommandError::new(
             ErrorCode::InvalidWorkflow,
             format!(
@@ -98,7 +99,26 @@ pub async fn submit_workflow(
             ),
         )
     })?;
+    if new_seed == Some(true) {
+        workflow = jobs::with_new_seeds(&workflow)?;
+    }
     submit(&state, instance_id, workflow, preview.unwrap_or_default()).await
+}
+
+/// The prompt a file holds, as JSON text for the submit dialog: a file ComfyUI saved (PNG,
+/// WebP, FLAC, MP4: the prompt it embeds) or a workflow as JSON. The file's bytes are the
+/// request's body, as they are (not JSON).
+#[tauri::command]
+pub fn read_prompt(request: tauri::ipc::Request<'_>) -> Result<String, CommandError> {
+    let tauri::ipc::InvokeBody::Raw(bytes) = request.body() else {
+        return Err(CommandError::new(
+            ErrorCode::InvalidInput,
+            "read_prompt takes the file's bytes as they are",
+        ));
+    };
+    let prompt = comfy_protocol::embedded::embedded_prompt(bytes)?;
+    serde_json::to_string_pretty(&prompt)
+        .map_err(|e| CommandError::new(ErrorCode::InvalidWorkflow, e.to_string()))
 }
 
 /// Queues again a job of this app, from the workflow kept in the journal.

@@ -136,6 +136,18 @@ impl From<WorkflowError> for CommandError {
     }
 }
 
+impl From<comfy_protocol::embedded::EmbeddedError> for CommandError {
+    fn from(error: comfy_protocol::embedded::EmbeddedError) -> Self {
+        let code = match error {
+            comfy_protocol::embedded::EmbeddedError::OnlyUiWorkflow(_) => {
+                ErrorCode::UiFormatWorkflow
+            }
+            _ => ErrorCode::InvalidWorkflow,
+        };
+        Self::new(code, error.to_string())
+    }
+}
+
 impl From<ActionError> for CommandError {
     fn from(error: ActionError) -> Self {
         match error {
@@ -209,15 +221,7 @@ impl From<AppError> for CommandError {
             AppError::Engine(e) => e.into(),
             AppError::Output(e) => e.into(),
             AppError::Workflow(e) => e.into(),
-            AppError::PromptFile { ref error, .. } => {
-                let code = match error {
-                    comfy_protocol::embedded::EmbeddedError::OnlyUiWorkflow(_) => {
-                        ErrorCode::UiFormatWorkflow
-                    }
-                    _ => ErrorCode::InvalidWorkflow,
-                };
-                Self::new(code, error.to_string())
-            }
+            AppError::PromptFile { error, .. } => error.into(),
             AppError::UnknownInstance(_) | AppError::UnknownInstanceName { .. } => {
                 Self::new(ErrorCode::UnknownInstance, error.to_string())
             }

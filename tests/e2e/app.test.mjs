@@ -327,6 +327,66 @@ describe("comfy-monitor desktop app", () => {
     assert.equal(job.workflow?.extra_data?.preview_method, "none", JSON.stringify(job.workflow?.extra_data));
   });
 
+  it("queues the prompt a saved image holds with new seeds, and it runs", async () => {
+    // A PNG as ComfyUI's SaveImage writes it, as far as the prompt goes: its text chunks.
+    const prompt = JSON.parse(workflow(6, "e2e_from_png"));
+    prompt[1].inputs.seed = 7;
+    const chunk = (kind, data) => {
+      const len = Buffer.alloc(4);
+      len.writeUInt32BE(data.length);
+      return Buffer.concat([len, Buffer.from(kind, "latin1"), data, Buffer.alloc(4)]);
+    };
+    const png = Buffer.concat([
+      Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]),
+      chunk("tEXt", Buffer.from(`prompt\0${JSON.stringify(prompt)}`, "latin1")),
+      chunk("tEXt", Buffer.from('workflow\0{"nodes": [], "links": []}', "latin1")),
+      chunk("IEND", Buffer.alloc(0)),
+    ]);
+    const known = new Set(await seenPromptIds());
+    await click(byId("open-submit"));
+    const dialog = await el(byId("submit-dialog"));
+    // Chosen in the page's file input, as a person would pick it.
+    await browser.execute(
+      (bytes) => {
+        const input = document.querySelector('[data-testid="workflow-file"]');
+        const files = new DataTransfer();
+        files.items.add(new File([new Uint8Array(bytes)], "ComfyUI_00001_.png", { type: "image/png" }));
+        input.files = files.files;
+        input.dispatchEvent(new Event("change", { bubbles: true }));
+      },
+      [...png],
+    );
+    const text = await el(byId("workflow-text"), dialog);
+    await browser.waitUntil(async () => (await text.getValue()).includes("e2e_from_png"), {
+      timeout: TIMEOUT,
+      timeoutMsg: "the image's prompt never filled the dialog",
+    });
+    await (await el(byId("submit-instance"), dialog)).selectByVisibleText(FAKE_NAME);
+    await click(byId("submit-new-seed"), dialog);
+    await shot("06b-queue-from-image");
+    await click(byId("submit-confirm"), dialog);
+    await dialog.waitForExist({ reverse: true, timeout: TIMEOUT, timeoutMsg: "the submit dialog stayed open" });
+    let id;
+    await browser.waitUntil(
+      async () => {
+        id = (await seenPromptIds()).find((p) => !known.has(p));
+        return id !== undefined;
+      },
+      { timeout: TIMEOUT, interval: 100, timeoutMsg: "the job from the image never appeared" },
+    );
+    const fakeCard = await card(FAKE_NAME);
+    await browser.waitUntil(
+      async () => (await (await fakeCard.$(byId("last-job"))).getAttribute("data-prompt-id")) === id,
+      { timeout: TIMEOUT, interval: 100, timeoutMsg: "the job from the image never finished" },
+    );
+    assert.equal(await (await fakeCard.$(byId("last-job"))).getAttribute("data-state"), "success");
+    const job = await (await fetch(`http://127.0.0.1:${fakePort}/api/jobs/${id}`)).json();
+    const ran = job.workflow?.prompt?.[1]?.inputs;
+    assert.ok(ran, JSON.stringify(job.workflow));
+    assert.equal(ran.steps, 6, "the image's prompt ran");
+    assert.notEqual(ran.seed, 7, "with a new seed");
+  });
+
   it("cancels a running job and marks it interrupted", async () => {
     const id = await submit(400, "e2e_cancel");
     const fakeCard = await card(FAKE_NAME);

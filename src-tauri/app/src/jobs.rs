@@ -163,6 +163,19 @@ pub fn journalled_outputs(
     ))
 }
 
+/// The workflow with every seed input drawn anew ([`comfy_protocol::http::reseed`]): queued
+/// again with the same seeds, ComfyUI answers from its cache instead of running it.
+pub fn with_new_seeds(workflow: &serde_json::Value) -> Result<serde_json::Value, AppError> {
+    let mut copy = workflow.clone();
+    if comfy_protocol::http::reseed(&mut copy, rand::random::<u64>) == 0 {
+        return Err(AppError::InvalidInput(format!(
+            "the workflow has no seed input holding a number ({}) to draw anew",
+            comfy_protocol::http::SEED_INPUTS.join(", ")
+        )));
+    }
+    Ok(copy)
+}
+
 /// The largest file read whole for its prompt (an MP4 is read box by box instead, whatever its
 /// size: only its `moov` box is read).
 pub const MAX_PROMPT_FILE_BYTES: u64 = 256 << 20;

@@ -150,23 +150,19 @@ pub fn submit(args: SubmitArgs, db: Option<&Path>) -> ExitCode {
     ))
 }
 
-/// `count` copies of a workflow to queue; with `new_seed`, each with every seed input drawn
-/// anew (the same seeds are answered from ComfyUI's cache instead of run again).
+/// `count` copies of a workflow to queue; with `new_seed`, each with its own seeds.
 fn copies(
     workflow: &serde_json::Value,
     count: u32,
     new_seed: bool,
-) -> anyhow::Result<Vec<serde_json::Value>> {
+) -> Result<Vec<serde_json::Value>, AppError> {
     let mut out = Vec::new();
     for _ in 0..count {
-        let mut copy = workflow.clone();
-        if new_seed && comfy_protocol::http::reseed(&mut copy, rand::random::<u64>) == 0 {
-            return Err(anyhow!(
-                "--new-seed: the workflow has no seed input holding a number ({})",
-                comfy_protocol::http::SEED_INPUTS.join(", ")
-            ));
-        }
-        out.push(copy);
+        out.push(if new_seed {
+            jobs::with_new_seeds(workflow)?
+        } else {
+            workflow.clone()
+        });
     }
     if count > 1 && !new_seed {
         eprintln!(

@@ -1,4 +1,4 @@
-// Generated from comfy-model's defaults by the bindings test. Do not edit.
+// Generated from the Rust side's defaults and limits by the bindings test. Do not edit.
 import type { NotificationPrefs } from "./NotificationPrefs";
 
 export const DEFAULT_NOTIFICATION_PREFS: NotificationPrefs = {
@@ -10,3 +10,6 @@ export const DEFAULT_NOTIFICATION_PREFS: NotificationPrefs = {
   "auth_rejected": true,
   "other_clients_jobs": false
 };
+
+/** The largest file read whole for the prompt it holds. */
+export const MAX_PROMPT_FILE_BYTES = 268435456;

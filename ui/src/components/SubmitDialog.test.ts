@@ -58,7 +58,7 @@ describe("SubmitDialog", () => {
   it("queues the text on the chosen instance, then closes and brings that instance into view", async () => {
     const w = mount(SubmitDialog, { attachTo: document.body });
     await fillAndSend(w);
-    expect(calls).toEqual([{ command: "submit_workflow", args: { instance_id: GPU, workflow: WORKFLOW, preview: "default" } }]);
+    expect(calls).toEqual([{ command: "submit_workflow", args: { instance_id: GPU, workflow: WORKFLOW, preview: "default", new_seed: false } }]);
     expect(useSubmitStore().open).toBe(false);
     expect(useViewStore().focusRequest?.instanceId).toBe(GPU);
   });
@@ -67,7 +67,7 @@ describe("SubmitDialog", () => {
     const w = mount(SubmitDialog, { attachTo: document.body });
     await w.get('[data-testid="submit-preview"]').setValue("none");
     await fillAndSend(w);
-    expect(calls).toEqual([{ command: "submit_workflow", args: { instance_id: GPU, workflow: WORKFLOW, preview: "none" } }]);
+    expect(calls).toEqual([{ command: "submit_workflow", args: { instance_id: GPU, workflow: WORKFLOW, preview: "none", new_seed: false } }]);
     useSubmitStore().openDialog();
     const again = mount(SubmitDialog, { attachTo: document.body });
     expect(again.get<HTMLSelectElement>('[data-testid="submit-preview"]').element.value).toBe("none");
@@ -154,6 +154,47 @@ describe("SubmitDialog", () => {
     await flushPromises();
     expect(w.get<HTMLTextAreaElement>('[data-testid="workflow-text"]').element.value).toBe(WORKFLOW);
     expect(w.text()).toContain("flow_api.json");
+  });
+
+  it("fills the text from the prompt a saved image holds, read by the shell, and can ask for new seeds", async () => {
+    const png = new Uint8Array([0x89, 0x50, 0x4e, 0x47, 1, 2, 3]);
+    reply = () => WORKFLOW;
+    const w = mount(SubmitDialog, { attachTo: document.body });
+    const input = w.get<HTMLInputElement>('[data-testid="workflow-file"]');
+    const file = new File([png], "ComfyUI_00001_.png", { type: "image/png" });
+    Object.defineProperty(input.element, "files", { value: [file], configurable: true });
+    await input.trigger("change");
+    await flushPromises();
+    const [read] = calls;
+    expect(read?.command).toBe("read_prompt");
+    expect(Array.from(read?.args as Uint8Array)).toEqual(Array.from(png));
+    expect(w.get<HTMLTextAreaElement>('[data-testid="workflow-text"]').element.value).toBe(WORKFLOW);
+    expect(w.text()).toContain("ComfyUI_00001_.png");
+
+    reply = () => ({ prompt_id: "p1", node_errors: [] });
+    await w.get('[data-testid="submit-new-seed"]').setValue(true);
+    await w.get('[data-testid="submit-confirm"]').trigger("click");
+    await flushPromises();
+    expect(calls.at(-1)).toEqual({
+      command: "submit_workflow",
+      args: { instance_id: GPU, workflow: WORKFLOW, preview: "default", new_seed: true },
+    });
+  });
+
+  it("says why a file gives no workflow", async () => {
+    const message = "this PNG image holds only the workflow as the ComfyUI page draws it, not the prompt it ran";
+    reply = () => {
+      throw { code: "ui_format_workflow", message, node_errors: [] };
+    };
+    const w = mount(SubmitDialog, { attachTo: document.body });
+    const input = w.get<HTMLInputElement>('[data-testid="workflow-file"]');
+    Object.defineProperty(input.element, "files", { value: [new File([new Uint8Array(8)], "page.png", { type: "image/png" })], configurable: true });
+    await input.trigger("change");
+    await flushPromises();
+    const failure = w.get('[data-testid="workflow-read-failure"]');
+    expect(failure.text()).toContain("page.png");
+    expect(failure.text()).toContain("holds only the workflow");
+    expect(w.get<HTMLTextAreaElement>('[data-testid="workflow-text"]').element.value).toBe("");
   });
 
   it("starts from a file dropped on the window", async () => {

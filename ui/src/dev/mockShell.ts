@@ -566,6 +566,16 @@ function handle(command: string, args: unknown): unknown {
         ],
       };
     }
+    case "read_prompt":
+      // Any file gives the same small prompt here; the real shell reads what the file embeds.
+      return JSON.stringify(
+        {
+          "3": { class_type: "KSampler", inputs: { seed: 42, steps: 20, cfg: 7, model: ["4", 0] } },
+          "4": { class_type: "CheckpointLoaderSimple", inputs: { ckpt_name: "sdxl.safetensors" } },
+        },
+        null,
+        2,
+      );
     case "submit_workflow": {
       const inst = find(a.instance_id);
       let wf: Record<string, unknown>;

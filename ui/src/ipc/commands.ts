@@ -103,8 +103,19 @@ export function testConnection(input: InstanceInput, id: InstanceId | null): Pro
 
 /** Queues an API-format workflow (the file's text) on an instance, with the previews it asks
  * for ("default": the server's own setting). */
-export function submitWorkflow(instanceId: InstanceId, workflow: string, preview: PreviewMethod = "default"): Promise<SubmitResult> {
-  return call<SubmitResult>("submit_workflow", { instance_id: instanceId, workflow, preview });
+export function submitWorkflow(
+  instanceId: InstanceId,
+  workflow: string,
+  preview: PreviewMethod = "default",
+  newSeed = false,
+): Promise<SubmitResult> {
+  return call<SubmitResult>("submit_workflow", { instance_id: instanceId, workflow, preview, new_seed: newSeed });
+}
+
+/** The prompt a file holds, as JSON text: the one ComfyUI embedded in an output it saved (PNG,
+ * WebP, FLAC, MP4), or a workflow as JSON. The bytes go to the shell as they are. */
+export function readPrompt(bytes: Uint8Array): Promise<string> {
+  return call<string>("read_prompt", bytes);
 }
 
 /** Queues again one of this app's jobs from the workflow kept in the journal. */

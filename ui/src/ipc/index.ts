@@ -14,6 +14,7 @@ export {
   outputUrl,
   previewUrl,
   batchShown,
+  readPrompt,
   refreshInstance,
   removeInstance,
   restartApp,

@@ -12,7 +12,7 @@ describe("submit store", () => {
     store.failure = { code: "internal", message: "x", nodeErrors: [] };
     store.openDialog({ text: "{}", fileName: "a.json" });
     expect(store.open).toBe(true);
-    expect(store.draft).toEqual({ text: "{}", fileName: "a.json", instance: null });
+    expect(store.draft).toEqual({ text: "{}", fileName: "a.json", instance: null, readFailure: null });
     expect(store.failure).toBeNull();
   });
 
@@ -24,7 +24,7 @@ describe("submit store", () => {
     });
     const store = useSubmitStore();
     const result = await store.submit(2, '{"1":{}}');
-    expect(seen).toEqual({ command: "submit_workflow", args: { instance_id: 2, workflow: '{"1":{}}', preview: "default" } });
+    expect(seen).toEqual({ command: "submit_workflow", args: { instance_id: 2, workflow: '{"1":{}}', preview: "default", new_seed: false } });
     expect(result).toEqual({ instance: 2, result: { prompt_id: "p1", node_errors: [] } });
     expect(store.submitting).toBe(false);
   });

@@ -6,6 +6,7 @@ import type { InstanceId } from "../bindings/InstanceId";
 import type { PreviewMethod } from "../bindings/PreviewMethod";
 import type { SubmitResult } from "../bindings/SubmitResult";
 import { submitWorkflow } from "../ipc";
+import { workflowText } from "../promptFile";
 import { attempt, type Failure } from "./failure";
 
 export interface Draft {
@@ -14,6 +15,8 @@ export interface Draft {
   fileName: string | null;
   /** The instance to preselect. */
   instance: InstanceId | null;
+  /** Why the file picked or dropped gave no workflow. */
+  readFailure: string | null;
 }
 
 export interface Submitted {
@@ -23,19 +26,37 @@ export interface Submitted {
 
 export const useSubmitStore = defineStore("submit", () => {
   const open = ref(false);
-  const draft = ref<Draft>({ text: "", fileName: null, instance: null });
+  const draft = ref<Draft>({ text: "", fileName: null, instance: null, readFailure: null });
   const submitting = ref(false);
   const failure = ref<Failure | null>(null);
   /** The last accepted submit; its `node_errors` are outputs the server dropped. */
   const submitted = ref<Submitted | null>(null);
   /** The previews asked of the server; kept from one submit to the next while the app runs. */
   const preview = ref<PreviewMethod>("default");
+  /** Whether every seed input is drawn anew (the same seeds are answered from ComfyUI's cache). */
+  const newSeed = ref(false);
 
   function openDialog(start: Partial<Draft> = {}): void {
-    draft.value = { text: start.text ?? "", fileName: start.fileName ?? null, instance: start.instance ?? null };
+    draft.value = {
+      text: start.text ?? "",
+      fileName: start.fileName ?? null,
+      instance: start.instance ?? null,
+      readFailure: start.readFailure ?? null,
+    };
     failure.value = null;
     submitted.value = null;
     open.value = true;
+  }
+
+  /** Opens the dialog on a picked or dropped file: the workflow it gives (a saved output gives
+   * the prompt ComfyUI embedded in it), or why it gives none. */
+  async function openWithFile(file: File, instance: InstanceId | null = null): Promise<void> {
+    try {
+      openDialog({ text: await workflowText(file), fileName: file.name, instance });
+    } catch (error) {
+      const why = error instanceof Error ? error.message : String(error);
+      openDialog({ instance, readFailure: `${file.name}: ${why.charAt(0).toUpperCase()}${why.slice(1)}` });
+    }
   }
 
   function closeDialog(): void {
@@ -50,7 +71,7 @@ export const useSubmitStore = defineStore("submit", () => {
     failure.value = null;
     submitted.value = null;
     try {
-      const outcome = await attempt(() => submitWorkflow(instance, text, preview.value));
+      const outcome = await attempt(() => submitWorkflow(instance, text, preview.value, newSeed.value));
       if (!outcome.ok) {
         failure.value = outcome.failure;
         return null;
@@ -62,5 +83,5 @@ export const useSubmitStore = defineStore("submit", () => {
     }
   }
 
-  return { open, draft, submitting, failure, submitted, preview, openDialog, closeDialog, submit };
+  return { open, draft, submitting, failure, submitted, preview, newSeed, openDialog, openWithFile, closeDialog, submit };
 });
