@@ -121,15 +121,29 @@ pub fn read_prompt(request: tauri::ipc::Request<'_>) -> Result<String, CommandEr
         .map_err(|e| CommandError::new(ErrorCode::InvalidWorkflow, e.to_string()))
 }
 
-/// Queues again a job of this app, from the workflow kept in the journal.
+/// Queues again a job of this app, from the workflow kept in the journal: `count` copies (one
+/// by default), each with every seed drawn anew when `new_seed` (the same seeds are answered from
+/// ComfyUI's cache). Stops at the first copy the server refuses.
 #[tauri::command(rename_all = "snake_case")]
 pub async fn resubmit_job(
     state: State<'_, AppState>,
     instance_id: InstanceId,
     prompt_id: PromptId,
-) -> Result<SubmitResult, CommandError> {
+    new_seed: Option<bool>,
+    count: Option<u32>,
+) -> Result<Vec<SubmitResult>, CommandError> {
     let workflow = jobs::journalled_workflow(state.profile()?, instance_id, prompt_id.as_str())?;
-    submit(&state, instance_id, workflow, PreviewMethod::Default).await
+    let count = count.unwrap_or(1).clamp(1, jobs::MAX_COPIES);
+    let mut queued = Vec::new();
+    for _ in 0..count {
+        let copy = if new_seed == Some(true) {
+            jobs::with_new_seeds(&workflow)?
+        } else {
+            workflow.clone()
+        };
+        queued.push(submit(&state, instance_id, copy, PreviewMethod::Default).await?);
+    }
+    Ok(queued)
 }
 
 /// Cancels one job: removed if pending, interrupted if running; no other job is touched.

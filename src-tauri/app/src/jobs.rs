@@ -163,6 +163,9 @@ pub fn journalled_outputs(
     ))
 }
 
+/// The most copies of a job queued at once (`submit --count`, Queue again).
+pub const MAX_COPIES: u32 = 100;
+
 /// The workflow with every seed input drawn anew ([`comfy_protocol::http::reseed`]): queued
 /// again with the same seeds, ComfyUI answers from its cache instead of running it.
 pub fn with_new_seeds(workflow: &serde_json::Value) -> Result<serde_json::Value, AppError> {

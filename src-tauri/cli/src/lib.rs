@@ -89,7 +89,7 @@ pub struct SubmitArgs {
     #[arg(long)]
     pub new_seed: bool,
     /// Queue this many copies (with --new-seed, each with its own seeds).
-    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=1000))]
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=i64::from(comfy_app::jobs::MAX_COPIES)))]
     pub count: u32,
     #[command(flatten)]
     pub server: ServerArgs,

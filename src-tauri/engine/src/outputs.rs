@@ -227,7 +227,8 @@ fn enc(s: &str) -> String {
     url::form_urlencoded::byte_serialize(s.as_bytes()).collect()
 }
 
-/// A PNG thumbnail no larger than [`THUMBNAIL_SIDE`], from JPEG or PNG bytes. Decoding is
+/// A PNG thumbnail no larger than [`THUMBNAIL_SIDE`], from JPEG, PNG or WebP bytes (an animated
+/// WebP's first frame). Decoding is
 /// bounded: an image declaring huge dimensions is refused before its pixels are allocated.
 pub fn thumbnail(bytes: &[u8]) -> Result<Vec<u8>, OutputError> {
     let reader = image::ImageReader::new(std::io::Cursor::new(bytes))
@@ -415,6 +416,20 @@ mod tests {
         let t = thumbnail(&jpeg).unwrap();
         assert!(t.starts_with(b"\x89PNG"));
         assert_eq!(comfy_protocol::image_size(&t), Some((256, 128)));
+    }
+
+    #[test]
+    fn an_animated_webp_saved_by_comfyui_gets_a_thumbnail_of_its_first_frame() {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../../tests/fixtures/saved/save-animated-webp.webp");
+        let t = thumbnail(&std::fs::read(&path).unwrap()).unwrap();
+        assert!(t.starts_with(b"\x89PNG"));
+        // The saved frames are 16 px square: decoded, and fitted to the thumbnail's side.
+        assert_eq!(
+            comfy_protocol::image_size(&t),
+            Some((THUMBNAIL_SIDE, THUMBNAIL_SIDE))
+        );
+        assert!(thumbnail_file(&path).unwrap().starts_with(b"\x89PNG"));
     }
 
     #[test]

@@ -40,8 +40,10 @@ describe("InstanceDetail", () => {
           return [logEntry(1, { kind: "reconnecting", detail: "connection reset" }), logEntry(2)];
         case "cancel_job":
           return "removed";
-        case "resubmit_job":
-          return { prompt_id: "again-123456789", node_errors: [] };
+        case "resubmit_job": {
+          const count = (args as { count: number }).count;
+          return Array.from({ length: count }, (_, i) => ({ prompt_id: `again-${i}23456789`, node_errors: [] }));
+        }
         case "save_output":
           return { path: "/home/u/Downloads/comfy-monitor/gpu/ComfyUI_0001_.png", folder: "/home/u/Downloads/comfy-monitor/gpu" };
         default:
@@ -305,8 +307,23 @@ describe("InstanceDetail", () => {
     expect(buttons).toHaveLength(1);
     await buttons[0]?.trigger("click");
     await flushPromises();
-    expect(calls).toContainEqual({ command: "resubmit_job", args: { instance_id: 5, prompt_id: "h-lost" } });
-    expect(w.get('[data-testid="history-row"][data-prompt-id="h-lost"]').text()).toContain("Queued again as again-12");
+    expect(calls).toContainEqual({ command: "resubmit_job", args: { instance_id: 5, prompt_id: "h-lost", new_seed: false, count: 1 } });
+    expect(w.get('[data-testid="history-row"][data-prompt-id="h-lost"]').text()).toContain("Queued again as again-02");
+  });
+
+  it("queues a job again with new seeds and several copies", async () => {
+    const w = mountDetail(gpu());
+    await flushPromises();
+    const row = w.get('[data-testid="history-row"][data-prompt-id="h-lost"]');
+    await row.get('[data-testid="resubmit-options"]').trigger("click");
+    const panel = row.get('[data-testid="resubmit-panel"]');
+    expect(panel.get<HTMLInputElement>('[data-testid="resubmit-new-seed"]').element.checked).toBe(true);
+    await panel.get('[data-testid="resubmit-count"]').setValue("4");
+    await panel.get('[data-testid="resubmit-confirm"]').trigger("click");
+    await flushPromises();
+    expect(calls).toContainEqual({ command: "resubmit_job", args: { instance_id: 5, prompt_id: "h-lost", new_seed: true, count: 4 } });
+    expect(row.text()).toContain("Queued again with new seeds as again-02, again-12, again-22, again-32");
+    expect(row.find('[data-testid="resubmit-panel"]').exists()).toBe(false);
   });
 
   it("opens an output large, saves it and opens its folder", async () => {

@@ -614,11 +614,15 @@ function handle(command: string, args: unknown): unknown {
     }
     case "resubmit_job": {
       const inst = find(a.instance_id);
-      const j = job({ state: "pending", number: 200 + state.seq });
-      inst.jobs.push(j);
-      sendJob(inst, j);
+      const queued = [];
+      for (let n = 0; n < ((a.count as number | undefined) ?? 1); n++) {
+        const j = job({ state: "pending", number: 200 + state.seq });
+        inst.jobs.push(j);
+        sendJob(inst, j);
+        queued.push({ prompt_id: j.prompt_id, node_errors: [] });
+      }
       startNext(inst);
-      return { prompt_id: j.prompt_id, node_errors: [] };
+      return queued;
     }
     case "cancel_job": {
       const inst = find(a.instance_id);

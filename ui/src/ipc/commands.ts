@@ -118,9 +118,16 @@ export function readPrompt(bytes: Uint8Array): Promise<string> {
   return call<string>("read_prompt", bytes);
 }
 
-/** Queues again one of this app's jobs from the workflow kept in the journal. */
-export function resubmitJob(instanceId: InstanceId, promptId: PromptId): Promise<SubmitResult> {
-  return call<SubmitResult>("resubmit_job", { instance_id: instanceId, prompt_id: promptId });
+/** How a job is queued again: with every seed drawn anew or not, and how many copies. */
+export interface Again {
+  newSeed: boolean;
+  count: number;
+}
+
+/** Queues again one of this app's jobs from the workflow kept in the journal; one result per
+ * copy queued. */
+export function resubmitJob(instanceId: InstanceId, promptId: PromptId, again: Again = { newSeed: false, count: 1 }): Promise<SubmitResult[]> {
+  return call<SubmitResult[]>("resubmit_job", { instance_id: instanceId, prompt_id: promptId, new_seed: again.newSeed, count: again.count });
 }
 
 /** Cancels one job: removed when pending, interrupted when running. */

@@ -1,6 +1,7 @@
 // The UI's only door to the desktop shell. Nothing outside this folder imports @tauri-apps/*.
 export {
   IpcError,
+  type Again,
   addInstance,
   cancelJob,
   clearQueue,

@@ -20,7 +20,7 @@ describe("history store", () => {
     mockShell((command, args) => {
       calls.push({ command, args: args as Record<string, unknown> });
       if (command === "get_history") return rows;
-      if (command === "resubmit_job") return { prompt_id: "new", node_errors: [] };
+      if (command === "resubmit_job") return [{ prompt_id: "new", node_errors: [] }];
       if (command === "save_output") return { path: "/d/gpu/x.png", folder: "/d/gpu" };
       if (command === "open_folder") throw { code: "invalid_input", message: "only folders of saved outputs", node_errors: [] };
       return null;
@@ -95,8 +95,8 @@ describe("history store", () => {
   it("queues a job again, saves an output and reports a refused folder", async () => {
     const store = useHistoryStore();
     const again = await store.resubmit(GPU, "a");
-    expect(again).toEqual({ ok: true, value: { prompt_id: "new", node_errors: [] } });
-    expect(calls.at(-1)).toEqual({ command: "resubmit_job", args: { instance_id: GPU, prompt_id: "a" } });
+    expect(again).toEqual({ ok: true, value: [{ prompt_id: "new", node_errors: [] }] });
+    expect(calls.at(-1)).toEqual({ command: "resubmit_job", args: { instance_id: GPU, prompt_id: "a", new_seed: false, count: 1 } });
 
     const output = { filename: "x.png", subfolder: "", type: "output" };
     const saved = await store.save(GPU, output, "a");

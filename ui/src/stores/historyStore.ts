@@ -10,7 +10,7 @@ import type { PromptId } from "../bindings/PromptId";
 import type { SavedOutput } from "../bindings/SavedOutput";
 import type { SubmitResult } from "../bindings/SubmitResult";
 import { isTerminal } from "../format";
-import { EVENTS, getHistory, onEvent, openFolder, resubmitJob, saveOutput, type Unsubscribe } from "../ipc";
+import { EVENTS, getHistory, onEvent, openFolder, resubmitJob, saveOutput, type Again, type Unsubscribe } from "../ipc";
 import { attempt, type Failure, type Outcome } from "./failure";
 
 export const PAGE = 50;
@@ -104,8 +104,8 @@ export const useHistoryStore = defineStore("history", () => {
     timers.clear();
   }
 
-  function resubmit(instance: InstanceId, promptId: PromptId): Promise<Outcome<SubmitResult>> {
-    return attempt(() => resubmitJob(instance, promptId));
+  function resubmit(instance: InstanceId, promptId: PromptId, again?: Again): Promise<Outcome<SubmitResult[]>> {
+    return attempt(() => resubmitJob(instance, promptId, again));
   }
 
   /** Downloads an output; with its job's prompt id the journal remembers where it went. */
