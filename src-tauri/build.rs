@@ -9,6 +9,7 @@ fn main() {
         "refresh_instance",
         "submit_workflow",
         "read_prompt",
+        "get_job_summary",
         "resubmit_job",
         "cancel_job",
         "clear_queue",

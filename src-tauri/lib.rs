@@ -39,6 +39,7 @@ pub fn run(options: Options) -> ExitCode {
             shell::commands::refresh_instance,
             shell::commands::submit_workflow,
             shell::commands::read_prompt,
+            shell::commands::get_job_summary,
             shell::commands::resubmit_job,
             shell::commands::cancel_job,
             shell::commands::clear_queue,

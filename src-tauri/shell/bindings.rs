@@ -57,6 +57,7 @@ fn generate(dir: &Path) {
         AppSettings::export_all(&cfg),
         RenderingInUse::export_all(&cfg),
         NotificationPrefs::export_all(&cfg),
+        comfy_model::WorkflowSummary::export_all(&cfg),
     ];
     for result in results {
         if let Err(error) = result {

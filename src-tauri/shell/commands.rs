@@ -105,6 +105,18 @@ pub async fn submit_workflow(
     submit(&state, instance_id, workflow, preview.unwrap_or_default()).await
 }
 
+/// What one of this app's jobs was, read from the workflow the journal kept: models, LoRAs,
+/// sampler settings, size, prompt text and every node.
+#[tauri::command(rename_all = "snake_case")]
+pub fn get_job_summary(
+    state: State<'_, AppState>,
+    instance_id: InstanceId,
+    prompt_id: PromptId,
+) -> Result<comfy_model::WorkflowSummary, CommandError> {
+    let workflow = jobs::journalled_workflow(state.profile()?, instance_id, prompt_id.as_str())?;
+    Ok(comfy_protocol::summary::summarize(&workflow))
+}
+
 /// The prompt a file holds, as JSON text for the submit dialog: a file ComfyUI saved (PNG,
 /// WebP, FLAC, MP4: the prompt it embeds) or a workflow as JSON. The file's bytes are the
 /// request's body, as they are (not JSON).

@@ -170,7 +170,8 @@ pub const MAX_COPIES: u32 = 100;
 /// again with the same seeds, ComfyUI answers from its cache instead of running it.
 pub fn with_new_seeds(workflow: &serde_json::Value) -> Result<serde_json::Value, AppError> {
     let mut copy = workflow.clone();
-    if comfy_protocol::http::reseed(&mut copy, rand::random::<u64>) == 0 {
+    let draw = || rand::random_range(0..=comfy_protocol::http::MAX_DRAWN_SEED);
+    if comfy_protocol::http::reseed(&mut copy, draw) == 0 {
         return Err(AppError::InvalidInput(format!(
             "the workflow has no seed input holding a number ({}) to draw anew",
             comfy_protocol::http::SEED_INPUTS.join(", ")

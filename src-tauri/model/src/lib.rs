@@ -20,6 +20,7 @@ mod connection;
 mod ids;
 mod job;
 mod prefs;
+mod summary;
 
 pub use connection::{
     BadFingerprint, CancelOutcome, CertificateFingerprint, CertificateRefusal, CheckStep,
@@ -31,3 +32,4 @@ pub use job::{
     NodeDuration, OutputFile, PreviewMethod,
 };
 pub use prefs::NotificationPrefs;
+pub use summary::{GraphNode, LoraUse, WorkflowSummary};

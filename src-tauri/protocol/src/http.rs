@@ -937,6 +937,10 @@ pub fn check_api_workflow(v: &Value) -> Result<(), WorkflowError> {
     Ok(())
 }
 
+/// The largest seed drawn anew (2^50, as the ComfyUI page draws them): every seed drawn stays
+/// exact in JSON readers that hold numbers as doubles, the page and this app's webview among them.
+pub const MAX_DRAWN_SEED: u64 = 1 << 50;
+
 /// The inputs ComfyUI's samplers take their seed from (`KSampler`, `KSamplerAdvanced`,
 /// `RandomNoise` and most custom samplers).
 pub const SEED_INPUTS: [&str; 2] = ["seed", "noise_seed"];

@@ -16,6 +16,7 @@ mod error;
 pub mod http;
 mod lenient;
 mod message;
+pub mod summary;
 
 pub use binary::{
     decode_binary, image_size, BinaryFrame, ImageFormat, PreviewMetadata, ServerFeatures,

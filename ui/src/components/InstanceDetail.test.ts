@@ -40,6 +40,26 @@ describe("InstanceDetail", () => {
           return [logEntry(1, { kind: "reconnecting", detail: "connection reset" }), logEntry(2)];
         case "cancel_job":
           return "removed";
+        case "get_job_summary":
+          return {
+            models: ["sd_xl_base_1.0.safetensors"],
+            loras: [{ name: "detail.safetensors", strength: 0.8 }],
+            sampler: "euler",
+            scheduler: "normal",
+            steps: 20,
+            cfg: 8,
+            seed: "42",
+            denoise: 1,
+            width: 1024,
+            height: 768,
+            batch_size: 2,
+            positive: ["a lighthouse at dusk"],
+            negative: ["blurry"],
+            nodes: [
+              { id: "3", class_type: "KSampler", title: null },
+              { id: "6", class_type: "CLIPTextEncode", title: "Positive" },
+            ],
+          };
         case "resubmit_job": {
           const count = (args as { count: number }).count;
           return Array.from({ length: count }, (_, i) => ({ prompt_id: `again-${i}23456789`, node_errors: [] }));
@@ -309,6 +329,31 @@ describe("InstanceDetail", () => {
     await flushPromises();
     expect(calls).toContainEqual({ command: "resubmit_job", args: { instance_id: 5, prompt_id: "h-lost", new_seed: false, count: 1 } });
     expect(w.get('[data-testid="history-row"][data-prompt-id="h-lost"]').text()).toContain("Queued again as again-02");
+  });
+
+  it("shows what one of this app's jobs was, from its kept workflow", async () => {
+    const w = mountDetail(gpu());
+    await flushPromises();
+    const row = w.get('[data-testid="history-row"][data-prompt-id="h-lost"]');
+    await row.get('[data-testid="toggle-summary"]').trigger("click");
+    await flushPromises();
+    expect(calls).toContainEqual({ command: "get_job_summary", args: { instance_id: 5, prompt_id: "h-lost" } });
+    const summary = row.get('[data-testid="job-summary"]');
+    expect(summary.get('[data-fact="Model"]').text()).toBe("sd_xl_base_1.0.safetensors");
+    expect(summary.get('[data-fact="LoRA"]').text()).toBe("detail.safetensors (0.8)");
+    expect(summary.get('[data-fact="Sampler"]').text()).toBe("euler / normal");
+    expect(summary.get('[data-fact="Seed"]').text()).toBe("42");
+    expect(summary.get('[data-fact="Size"]').text()).toBe("1024×768 × 2");
+    expect(summary.find('[data-fact="Denoise"]').exists()).toBe(false);
+    expect(summary.get('[data-testid="summary-positive"]').text()).toContain("a lighthouse at dusk");
+    expect(summary.get('[data-testid="summary-negative"]').text()).toContain("blurry");
+    await summary.get('[data-testid="summary-nodes-toggle"]').trigger("click");
+    expect(summary.get('[data-testid="summary-nodes"]').text()).toContain("CLIPTextEncode · Positive");
+    // Closed and opened again: asked once.
+    await row.get('[data-testid="toggle-summary"]').trigger("click");
+    await row.get('[data-testid="toggle-summary"]').trigger("click");
+    await flushPromises();
+    expect(calls.filter((c) => c.command === "get_job_summary")).toHaveLength(1);
   });
 
   it("queues a job again with new seeds and several copies", async () => {

@@ -612,6 +612,31 @@ function handle(command: string, args: unknown): unknown {
         node_errors: partial ? [{ node_id: "12", class_type: "PreviewAny", title: "Debug text", messages: ["Required input is missing: source"] }] : [],
       };
     }
+    case "get_job_summary":
+      return {
+        models: ["sd_xl_base_1.0.safetensors"],
+        loras: [{ name: "add-detail-xl.safetensors", strength: 0.7 }],
+        sampler: "dpmpp_2m",
+        scheduler: "karras",
+        steps: 30,
+        cfg: 6.5,
+        seed: "421337",
+        denoise: 1,
+        width: 1024,
+        height: 1024,
+        batch_size: 1,
+        positive: ["a lighthouse on a cliff at dusk, volumetric light, film grain"],
+        negative: ["blurry, lowres, text, watermark"],
+        nodes: [
+          { id: "3", class_type: "KSampler", title: null },
+          { id: "4", class_type: "CheckpointLoaderSimple", title: null },
+          { id: "5", class_type: "EmptyLatentImage", title: null },
+          { id: "6", class_type: "CLIPTextEncode", title: "Positive" },
+          { id: "7", class_type: "CLIPTextEncode", title: "Negative" },
+          { id: "8", class_type: "VAEDecode", title: null },
+          { id: "9", class_type: "SaveImage", title: null },
+        ],
+      };
     case "resubmit_job": {
       const inst = find(a.instance_id);
       const queued = [];

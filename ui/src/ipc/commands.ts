@@ -20,6 +20,7 @@ import type { RenderingInUse } from "../bindings/RenderingInUse";
 import type { SavedOutput } from "../bindings/SavedOutput";
 import type { Snapshot } from "../bindings/Snapshot";
 import type { SubmitResult } from "../bindings/SubmitResult";
+import type { WorkflowSummary } from "../bindings/WorkflowSummary";
 
 export class IpcError extends Error {
   readonly code: ErrorCode;
@@ -116,6 +117,11 @@ export function submitWorkflow(
  * WebP, FLAC, MP4), or a workflow as JSON. The bytes go to the shell as they are. */
 export function readPrompt(bytes: Uint8Array): Promise<string> {
   return call<string>("read_prompt", bytes);
+}
+
+/** What one of this app's jobs was, read from the workflow the journal kept. */
+export function getJobSummary(instanceId: InstanceId, promptId: PromptId): Promise<WorkflowSummary> {
+  return call<WorkflowSummary>("get_job_summary", { instance_id: instanceId, prompt_id: promptId });
 }
 
 /** How a job is queued again: with every seed drawn anew or not, and how many copies. */

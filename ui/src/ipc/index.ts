@@ -8,6 +8,7 @@ export {
   getAppSettings,
   getEventLog,
   getHistory,
+  getJobSummary,
   getRendering,
   getSnapshot,
   listInstances,

@@ -9,8 +9,9 @@ import type { OutputFile } from "../bindings/OutputFile";
 import type { PromptId } from "../bindings/PromptId";
 import type { SavedOutput } from "../bindings/SavedOutput";
 import type { SubmitResult } from "../bindings/SubmitResult";
+import type { WorkflowSummary } from "../bindings/WorkflowSummary";
 import { isTerminal } from "../format";
-import { EVENTS, getHistory, onEvent, openFolder, resubmitJob, saveOutput, type Again, type Unsubscribe } from "../ipc";
+import { EVENTS, getHistory, getJobSummary, onEvent, openFolder, resubmitJob, saveOutput, type Again, type Unsubscribe } from "../ipc";
 import { attempt, type Failure, type Outcome } from "./failure";
 
 export const PAGE = 50;
@@ -104,6 +105,20 @@ export const useHistoryStore = defineStore("history", () => {
     timers.clear();
   }
 
+  /** What one of this app's jobs was (its workflow does not change: asked once per job). */
+  const summaries = new Map<PromptId, Promise<Outcome<WorkflowSummary>>>();
+  function summary(instance: InstanceId, promptId: PromptId): Promise<Outcome<WorkflowSummary>> {
+    let known = summaries.get(promptId);
+    if (!known) {
+      known = attempt(() => getJobSummary(instance, promptId));
+      summaries.set(promptId, known);
+      void known.then((o) => {
+        if (!o.ok) summaries.delete(promptId);
+      });
+    }
+    return known;
+  }
+
   function resubmit(instance: InstanceId, promptId: PromptId, again?: Again): Promise<Outcome<SubmitResult[]>> {
     return attempt(() => resubmitJob(instance, promptId, again));
   }
@@ -117,5 +132,5 @@ export const useHistoryStore = defineStore("history", () => {
     return attempt(() => openFolder(folder));
   }
 
-  return { byInstance, load, loadMore, start, stop, resubmit, save, showFolder };
+  return { byInstance, load, loadMore, start, stop, resubmit, summary, save, showFolder };
 });
