@@ -19,6 +19,13 @@ pub enum Control {
         instance: InstanceId,
         prompt_id: PromptId,
     },
+    /// What this app's job is called in its notifications (its file's name, or its model and
+    /// the first words of its prompt).
+    JobLabel {
+        instance: InstanceId,
+        prompt_id: PromptId,
+        label: String,
+    },
     /// An instance's name and notification switches (on start and on every edit).
     Instance {
         id: InstanceId,

@@ -48,11 +48,14 @@ pub struct SubmitResult {
     pub node_errors: Vec<NodeErrorView>,
 }
 
+/// Queues a workflow and names the job for its notifications: `file` (the name of the file it
+/// came from) or, without one, its model and the first words of its prompt.
 async fn submit(
     state: &AppState,
     instance_id: InstanceId,
     workflow: serde_json::Value,
     preview: PreviewMethod,
+    file: Option<String>,
 ) -> Result<SubmitResult, CommandError> {
     let options = SubmitOptions {
         preview_method: preview.method().map(str::to_owned),
@@ -68,6 +71,16 @@ async fn submit(
     .map_err(|e| CommandError::from(e).titled_by(&workflow))?;
     if let Some(e) = submitted.unrecorded {
         tracing::warn!(error = %e, "the journal could not keep the submitted workflow");
+    }
+    let label = file
+        .filter(|f| !f.trim().is_empty())
+        .or_else(|| comfy_protocol::summary::label(&comfy_protocol::summary::summarize(&workflow)));
+    if let Some(label) = label {
+        state.bus.control(Control::JobLabel {
+            instance: instance_id,
+            prompt_id: submitted.submission.prompt_id.clone(),
+            label,
+        });
     }
     Ok(SubmitResult {
         prompt_id: submitted.submission.prompt_id,
@@ -90,6 +103,7 @@ pub async fn submit_workflow(
     workflow: String,
     preview: Option<PreviewMethod>,
     new_seed: Option<bool>,
+    file_name: Option<String>,
 ) -> Result<SubmitResult, CommandError> {
     let mut workflow: serde_json::Value = serde_json::from_str(&workflow).map_err(|e| {
         CommandError::new(
@@ -102,7 +116,14 @@ pub async fn submit_workflow(
     if new_seed == Some(true) {
         workflow = jobs::with_new_seeds(&workflow)?;
     }
-    submit(&state, instance_id, workflow, preview.unwrap_or_default()).await
+    submit(
+        &state,
+        instance_id,
+        workflow,
+        preview.unwrap_or_default(),
+        file_name,
+    )
+    .await
 }
 
 /// What one of this app's jobs was, read from the workflow the journal kept: models, LoRAs,
@@ -153,7 +174,7 @@ pub async fn resubmit_job(
         } else {
             workflow.clone()
         };
-        queued.push(submit(&state, instance_id, copy, PreviewMethod::Default).await?);
+        queued.push(submit(&state, instance_id, copy, PreviewMethod::Default, None).await?);
     }
     Ok(queued)
 }

@@ -115,6 +115,15 @@ impl<R: Runtime> Task<R> {
                     self.policy.cancelled_by_us(name, &prompt_id);
                 }
             }
+            Control::JobLabel {
+                instance,
+                prompt_id,
+                label,
+            } => {
+                if let Some(name) = self.names.get(&instance) {
+                    self.policy.set_job_label(name, &prompt_id, &label);
+                }
+            }
             Control::Instance { id, name, prefs } => {
                 if let Some(old) = self.names.insert(id, name.clone()) {
                     if old != name {

@@ -385,6 +385,12 @@ describe("comfy-monitor desktop app", () => {
     assert.ok(ran, JSON.stringify(job.workflow));
     assert.equal(ran.steps, 6, "the image's prompt ran");
     assert.notEqual(ran.seed, 7, "with a new seed");
+    // Its notification names it by the file it came from: alone, or as the latest of a burst
+    // of jobs that finished together.
+    const named = (n) => n.summary === "ComfyUI_00001_.png finished" || n.body?.startsWith("Latest: ComfyUI_00001_.png");
+    await until("the notification naming the file", () => notifications().find(named)).catch((e) => {
+      throw new Error(`${e.message}; seen: ${JSON.stringify(notifications().map((n) => [n.summary, n.body]))}`);
+    });
   });
 
   it("cancels a running job and marks it interrupted", async () => {

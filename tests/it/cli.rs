@@ -167,7 +167,10 @@ fn submit_queues_the_prompt_a_saved_image_holds_with_new_seeds_as_many_times_as_
         assert_eq!(queued["1"]["inputs"]["steps"], 2);
         let seed = queued["1"]["inputs"]["seed"].as_u64().unwrap();
         assert_ne!(seed, 7, "a new seed");
-        assert!(seed <= comfy_protocol::http::MAX_DRAWN_SEED, "exact as a double");
+        assert!(
+            seed <= comfy_protocol::http::MAX_DRAWN_SEED,
+            "exact as a double"
+        );
         seeds.insert(seed);
     }
     assert_eq!(seeds.len(), 3, "each copy has its own seed");

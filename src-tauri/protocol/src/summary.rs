@@ -95,6 +95,34 @@ pub fn summarize(prompt: &Value) -> WorkflowSummary {
     s
 }
 
+/// At most this many characters of prompt text in a [`label`].
+const LABEL_PROMPT_CHARS: usize = 40;
+
+/// A short name for a job with no file name: its model (without the file extension) and the
+/// first words of its prompt, e.g. `sd_xl_base_1.0 · a lighthouse at dusk, volumetric…`.
+pub fn label(summary: &WorkflowSummary) -> Option<String> {
+    let model = summary.models.first().map(|m| {
+        let file = m.rsplit(['/', '\\']).next().unwrap_or(m);
+        file.rsplit_once('.')
+            .map_or(file, |(stem, _)| stem)
+            .to_owned()
+    });
+    let words = summary.positive.first().map(|text| {
+        let text = text.split_whitespace().collect::<Vec<_>>().join(" ");
+        if text.chars().count() <= LABEL_PROMPT_CHARS {
+            return text;
+        }
+        let cut: String = text.chars().take(LABEL_PROMPT_CHARS).collect();
+        // At a word's end where there is one.
+        let cut = cut.rsplit_once(' ').map_or(cut.as_str(), |(head, _)| head);
+        format!("{}…", cut.trim_end_matches([',', ';', ' ']))
+    });
+    match (model, words) {
+        (Some(m), Some(w)) => Some(format!("{m} · {w}")),
+        (m, w) => m.or(w),
+    }
+}
+
 fn first<T>(slot: &mut Option<T>, value: Option<T>) {
     if slot.is_none() {
         *slot = value;
@@ -257,6 +285,26 @@ mod tests {
             (Some("42"), Some("dpmpp_2m"))
         );
         assert_eq!((s.width, s.height), (Some(512), Some(512)));
+    }
+
+    #[test]
+    fn a_label_names_the_model_and_the_first_words() {
+        assert_eq!(
+            label(&summarize(&txt2img())).as_deref(),
+            Some("sd_xl_base_1.0 · a lighthouse at dusk")
+        );
+        let long = WorkflowSummary {
+            models: vec!["flux/flux1-dev.safetensors".into()],
+            positive: vec![
+                "a very long prompt about\na lighthouse, at dusk, with volumetric light".into(),
+            ],
+            ..WorkflowSummary::default()
+        };
+        assert_eq!(
+            label(&long).as_deref(),
+            Some("flux1-dev · a very long prompt about a lighthouse…")
+        );
+        assert_eq!(label(&WorkflowSummary::default()), None);
     }
 
     #[test]

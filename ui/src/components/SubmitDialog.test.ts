@@ -58,7 +58,7 @@ describe("SubmitDialog", () => {
   it("queues the text on the chosen instance, then closes and brings that instance into view", async () => {
     const w = mount(SubmitDialog, { attachTo: document.body });
     await fillAndSend(w);
-    expect(calls).toEqual([{ command: "submit_workflow", args: { instance_id: GPU, workflow: WORKFLOW, preview: "default", new_seed: false } }]);
+    expect(calls).toEqual([{ command: "submit_workflow", args: { instance_id: GPU, workflow: WORKFLOW, preview: "default", new_seed: false, file_name: null } }]);
     expect(useSubmitStore().open).toBe(false);
     expect(useViewStore().focusRequest?.instanceId).toBe(GPU);
   });
@@ -67,7 +67,7 @@ describe("SubmitDialog", () => {
     const w = mount(SubmitDialog, { attachTo: document.body });
     await w.get('[data-testid="submit-preview"]').setValue("none");
     await fillAndSend(w);
-    expect(calls).toEqual([{ command: "submit_workflow", args: { instance_id: GPU, workflow: WORKFLOW, preview: "none", new_seed: false } }]);
+    expect(calls).toEqual([{ command: "submit_workflow", args: { instance_id: GPU, workflow: WORKFLOW, preview: "none", new_seed: false, file_name: null } }]);
     useSubmitStore().openDialog();
     const again = mount(SubmitDialog, { attachTo: document.body });
     expect(again.get<HTMLSelectElement>('[data-testid="submit-preview"]').element.value).toBe("none");
@@ -177,7 +177,7 @@ describe("SubmitDialog", () => {
     await flushPromises();
     expect(calls.at(-1)).toEqual({
       command: "submit_workflow",
-      args: { instance_id: GPU, workflow: WORKFLOW, preview: "default", new_seed: true },
+      args: { instance_id: GPU, workflow: WORKFLOW, preview: "default", new_seed: true, file_name: "ComfyUI_00001_.png" },
     });
   });
 

@@ -109,8 +109,9 @@ export function submitWorkflow(
   workflow: string,
   preview: PreviewMethod = "default",
   newSeed = false,
+  fileName: string | null = null,
 ): Promise<SubmitResult> {
-  return call<SubmitResult>("submit_workflow", { instance_id: instanceId, workflow, preview, new_seed: newSeed });
+  return call<SubmitResult>("submit_workflow", { instance_id: instanceId, workflow, preview, new_seed: newSeed, file_name: fileName });
 }
 
 /** The prompt a file holds, as JSON text: the one ComfyUI embedded in an output it saved (PNG,

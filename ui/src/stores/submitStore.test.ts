@@ -24,7 +24,7 @@ describe("submit store", () => {
     });
     const store = useSubmitStore();
     const result = await store.submit(2, '{"1":{}}');
-    expect(seen).toEqual({ command: "submit_workflow", args: { instance_id: 2, workflow: '{"1":{}}', preview: "default", new_seed: false } });
+    expect(seen).toEqual({ command: "submit_workflow", args: { instance_id: 2, workflow: '{"1":{}}', preview: "default", new_seed: false, file_name: null } });
     expect(result).toEqual({ instance: 2, result: { prompt_id: "p1", node_errors: [] } });
     expect(store.submitting).toBe(false);
   });

@@ -64,14 +64,15 @@ export const useSubmitStore = defineStore("submit", () => {
     failure.value = null;
   }
 
-  /** Queues the workflow text on an instance; the result or the failure stays for the dialog. */
-  async function submit(instance: InstanceId, text: string): Promise<Submitted | null> {
+  /** Queues the workflow text on an instance (`fileName`, the file it came from, names the job in
+   * notifications); the result or the failure stays for the dialog. */
+  async function submit(instance: InstanceId, text: string, fileName: string | null = null): Promise<Submitted | null> {
     if (submitting.value) return null;
     submitting.value = true;
     failure.value = null;
     submitted.value = null;
     try {
-      const outcome = await attempt(() => submitWorkflow(instance, text, preview.value, newSeed.value));
+      const outcome = await attempt(() => submitWorkflow(instance, text, preview.value, newSeed.value, fileName));
       if (!outcome.ok) {
         failure.value = outcome.failure;
         return null;
