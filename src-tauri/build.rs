@@ -10,6 +10,7 @@ fn main() {
         "submit_workflow",
         "read_prompt",
         "get_job_summary",
+        "open_in_comfyui",
         "resubmit_job",
         "cancel_job",
         "clear_queue",

@@ -40,6 +40,7 @@ pub fn run(options: Options) -> ExitCode {
             shell::commands::submit_workflow,
             shell::commands::read_prompt,
             shell::commands::get_job_summary,
+            shell::commands::open_in_comfyui,
             shell::commands::resubmit_job,
             shell::commands::cancel_job,
             shell::commands::clear_queue,

@@ -305,10 +305,39 @@ pub fn open_folder(app: AppHandle, folder: String) -> Result<(), CommandError> {
             "only folders of saved outputs can be opened",
         ));
     }
-    open_in_file_manager(&folder)
+    open_externally(folder.as_os_str())
 }
 
-fn open_in_file_manager(folder: &Path) -> Result<(), CommandError> {
+/// Opens an instance's ComfyUI web page in the default browser.
+#[tauri::command(rename_all = "snake_case")]
+pub fn open_in_comfyui(
+    state: State<'_, AppState>,
+    instance_id: InstanceId,
+) -> Result<(), CommandError> {
+    let url = state
+        .overview
+        .lock()
+        .instance(instance_id)
+        .map(|i| i.url.clone())
+        .ok_or_else(|| {
+            CommandError::new(
+                ErrorCode::UnknownInstance,
+                format!("no instance with id {instance_id}"),
+            )
+        })?;
+    let parsed = url::Url::parse(&url)
+        .map_err(|e| CommandError::new(ErrorCode::InvalidInput, format!("{url}: {e}")))?;
+    if !matches!(parsed.scheme(), "http" | "https") {
+        return Err(CommandError::new(
+            ErrorCode::InvalidInput,
+            format!("{url} is not a web address"),
+        ));
+    }
+    open_externally(std::ffi::OsStr::new(parsed.as_str()))
+}
+
+/// Hands a folder or a web address to the desktop (the file manager, the default browser).
+fn open_externally(target: &std::ffi::OsStr) -> Result<(), CommandError> {
     let program = if cfg!(target_os = "macos") {
         "open"
     } else if cfg!(target_os = "windows") {
@@ -317,7 +346,7 @@ fn open_in_file_manager(folder: &Path) -> Result<(), CommandError> {
         "xdg-open"
     };
     std::process::Command::new(program)
-        .arg(folder)
+        .arg(target)
         .spawn()
         .map(drop)
         .map_err(|e| CommandError::new(ErrorCode::Io, format!("could not run {program}: {e}")))

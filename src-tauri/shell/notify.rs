@@ -244,6 +244,7 @@ impl<R: Runtime> Task<R> {
     fn show(&self, mut n: Notification) {
         n.actions
             .retain(|a| !matches!(a, comfy_notify::Action::OpenFolder { .. }));
+        n.sound = self.policy.wants_sound(&n);
         let deliver = self.deliver.clone();
         let image_of = n.image.as_ref().and_then(|r| {
             let engine = self.app.try_state::<AppState>()?.engine.clone();

@@ -23,12 +23,18 @@ pub struct NotificationPrefs {
     pub auth_rejected: bool,
     /// Jobs queued by other clients (a browser, a script) notify too.
     pub other_clients_jobs: bool,
+    /// The desktop's notification sound plays when a job finishes…
+    pub sound_job_done: bool,
+    /// …when a job fails, is lost or is stopped from outside…
+    pub sound_job_failed: bool,
+    /// …and when the instance goes down or rejects the credentials.
+    pub sound_disconnected: bool,
 }
 
 impl Default for NotificationPrefs {
     /// Done, failed, queue drained and disconnected are on; so is a credentials rejection, an
     /// outage that never heals by itself. Interruptions by others and other clients' jobs are
-    /// opt-in.
+    /// opt-in, and so are sounds.
     fn default() -> Self {
         Self {
             job_done: true,
@@ -38,6 +44,9 @@ impl Default for NotificationPrefs {
             disconnected: true,
             auth_rejected: true,
             other_clients_jobs: false,
+            sound_job_done: false,
+            sound_job_failed: false,
+            sound_disconnected: false,
         }
     }
 }

@@ -36,6 +36,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             },
         ],
         jobs: 1,
+        sound: false,
     };
     let thumb = RgbaImage::from_fn(96, 96, |x, y| {
         Rgba([(x * 255 / 95) as u8, (y * 255 / 95) as u8, 180, 255])

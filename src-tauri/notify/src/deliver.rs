@@ -97,6 +97,10 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
+/// The sound played with a notification that asks for one: the freedesktop sound theme's
+/// name for a new message, which every desktop's theme has.
+pub const SOUND_NAME: &str = "message-new-instant";
+
 /// The freedesktop category hint for each kind, which some servers use for icons and sounds.
 fn category(kind: NotificationKind) -> &'static str {
     match kind {
@@ -260,6 +264,13 @@ mod desktop {
             if let Some(entry) = &self.desktop_entry {
                 dn.hint(Hint::DesktopEntry(entry.clone()));
             }
+            // The desktop's own sound for a new message (the freedesktop sound theme's name),
+            // or silence: a server that plays a sound by itself is asked not to.
+            if n.sound {
+                dn.sound_name(SOUND_NAME);
+            } else {
+                dn.hint(Hint::SuppressSound(true));
+            }
             if let Some(img) = image {
                 let img = notify_rust::Image::try_from(img)
                     .map_err(|e| DeliverError::Image(e.to_string()))?;
@@ -366,6 +377,7 @@ mod tests {
             image: None,
             actions: vec![],
             jobs: 1,
+            sound: false,
         };
         r.deliver(n.clone(), None).await.unwrap();
         assert_eq!(r.shown(), [(n, None)]);

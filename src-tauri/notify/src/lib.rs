@@ -91,7 +91,7 @@ pub use comfy_model::NotificationPrefs;
 pub use deliver::DesktopNotifier;
 pub use deliver::{
     notification_image, ActionInvoked, BoxFuture, Deliver, DeliverError, Recorded, Recorder,
-    NOTIFICATION_IMAGE_SIDE,
+    NOTIFICATION_IMAGE_SIDE, SOUND_NAME,
 };
 pub use icon::{render_icon, state_colour, PROGRESS, TRACK};
 /// The zone the tray tells times in (`jiff`'s).

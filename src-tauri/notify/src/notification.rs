@@ -84,6 +84,9 @@ pub struct Notification {
     pub actions: Vec<Action>,
     /// How many jobs it stands for (0 for connection notices).
     pub jobs: usize,
+    /// Whether the desktop's notification sound goes with it (the instance's switch for its
+    /// kind: [`crate::Policy::wants_sound`]); otherwise the server is asked for silence.
+    pub sound: bool,
 }
 
 /// `m:ss`, or `h:mm:ss` from one hour.

@@ -211,6 +211,22 @@ impl Policy {
         self.drain.work.remove(instance);
     }
 
+    /// Whether the desktop's notification sound goes with `n`: its instance's sound switch for
+    /// its kind. The queue-drained summary, about every instance, and back-online notices are
+    /// silent.
+    pub fn wants_sound(&self, n: &Notification) -> bool {
+        let Some(name) = &n.instance else {
+            return false;
+        };
+        let s = self.settings.instance(name);
+        match n.kind {
+            NotificationKind::JobDone => s.sound_job_done,
+            NotificationKind::JobFailed | NotificationKind::JobInterrupted => s.sound_job_failed,
+            NotificationKind::Disconnected | NotificationKind::AuthFailed => s.sound_disconnected,
+            NotificationKind::QueueDrained | NotificationKind::BackOnline => false,
+        }
+    }
+
     /// Tells the policy this app cancelled a job, so its interruption is not news.
     pub fn cancelled_by_us(&mut self, instance: &str, prompt_id: &PromptId) {
         self.cancelled
@@ -478,6 +494,13 @@ impl Policy {
                 }
                 return;
             }
+            // Lost with the server (a restart, a crash): as unwelcome as a failure.
+            JobState::Lost => {
+                if settings.job_failed && open {
+                    out.push(lost(name, job, label));
+                }
+                return;
+            }
             _ => return,
         };
         if settings.queue_drained {
@@ -696,6 +719,7 @@ fn single(name: &str, outcome: Outcome, job: &Finished, key: String) -> Notifica
         image: image_of(name, outcome, job),
         actions: actions(name, Some(&job.prompt_id), outcome, job),
         jobs: 1,
+        sound: false,
     }
 }
 
@@ -737,6 +761,7 @@ fn coalesced(
         image: image_of(name, outcome, latest),
         actions: actions(name, None, outcome, latest),
         jobs: count,
+        sound: false,
     }
 }
 
@@ -794,6 +819,41 @@ fn interrupted(name: &str, job: &JobView, label: Option<String>) -> Notification
             prompt_id: Some(job.prompt_id.clone()),
         }],
         jobs: 1,
+        sound: false,
+    }
+}
+
+fn lost(name: &str, job: &JobView, label: Option<String>) -> Notification {
+    let summary = match &label {
+        Some(l) => format!("{l} was lost"),
+        None => format!("Job lost on {name}"),
+    };
+    let why = job
+        .detail
+        .clone()
+        .unwrap_or_else(|| "the server no longer knows it".to_owned());
+    let again = if job.origin == JobOrigin::SelfApp {
+        " Queue it again from the history."
+    } else {
+        ""
+    };
+    let body = match &label {
+        Some(_) => format!("On {name}: {why}.{again}"),
+        None => format!("Job {}: {why}.{again}", short(&job.prompt_id)),
+    };
+    Notification {
+        key: format!("lost/{name}/{}", job.prompt_id),
+        kind: NotificationKind::JobFailed,
+        instance: Some(name.to_owned()),
+        summary,
+        body,
+        image: None,
+        actions: vec![Action::Show {
+            instance: Some(name.to_owned()),
+            prompt_id: Some(job.prompt_id.clone()),
+        }],
+        jobs: 1,
+        sound: false,
     }
 }
 
@@ -817,6 +877,7 @@ fn disconnected(name: &str, o: &Outage, now: Instant) -> Notification {
         image: None,
         actions: show_instance(name),
         jobs: 0,
+        sound: false,
     }
 }
 
@@ -830,6 +891,7 @@ fn auth_failed(name: &str, o: &Outage) -> Notification {
         image: None,
         actions: show_instance(name),
         jobs: 0,
+        sound: false,
     }
 }
 
@@ -843,6 +905,7 @@ fn back_online(name: &str, o: &Outage, up: Instant) -> Notification {
         image: None,
         actions: show_instance(name),
         jobs: 0,
+        sound: false,
     }
 }
 
@@ -879,6 +942,7 @@ fn drained(work: &BTreeMap<String, Work>, key: String) -> Notification {
         body,
         image: None,
         jobs,
+        sound: false,
     }
 }
 

@@ -32,4 +32,16 @@ auth_rejected: boolean,
 /**
  * Jobs queued by other clients (a browser, a script) notify too.
  */
-other_clients_jobs: boolean, };
+other_clients_jobs: boolean, 
+/**
+ * The desktop's notification sound plays when a job finishes…
+ */
+sound_job_done: boolean, 
+/**
+ * …when a job fails, is lost or is stopped from outside…
+ */
+sound_job_failed: boolean, 
+/**
+ * …and when the instance goes down or rejects the credentials.
+ */
+sound_disconnected: boolean, };

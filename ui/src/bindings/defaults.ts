@@ -8,7 +8,10 @@ export const DEFAULT_NOTIFICATION_PREFS: NotificationPrefs = {
   "queue_drained": true,
   "disconnected": true,
   "auth_rejected": true,
-  "other_clients_jobs": false
+  "other_clients_jobs": false,
+  "sound_job_done": false,
+  "sound_job_failed": false,
+  "sound_disconnected": false
 };
 
 /** The largest file read whole for the prompt it holds. */

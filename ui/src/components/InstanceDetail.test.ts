@@ -331,6 +331,14 @@ describe("InstanceDetail", () => {
     expect(w.get('[data-testid="history-row"][data-prompt-id="h-lost"]').text()).toContain("Queued again as again-02");
   });
 
+  it("opens the instance's ComfyUI page in the browser", async () => {
+    const w = mountDetail(gpu());
+    await flushPromises();
+    await w.get('[data-testid="open-in-comfyui"]').trigger("click");
+    await flushPromises();
+    expect(calls).toContainEqual({ command: "open_in_comfyui", args: { instance_id: 5 } });
+  });
+
   it("shows what one of this app's jobs was, from its kept workflow", async () => {
     const w = mountDetail(gpu());
     await flushPromises();

@@ -688,6 +688,7 @@ function handle(command: string, args: unknown): unknown {
       return { path: `/home/you/Downloads/comfy-monitor/${inst.name}/${o.filename}`, folder: `/home/you/Downloads/comfy-monitor/${inst.name}` };
     }
     case "open_folder":
+    case "open_in_comfyui":
       return null;
     case "get_app_settings":
       return clone(state.app);

@@ -120,6 +120,11 @@ export function readPrompt(bytes: Uint8Array): Promise<string> {
   return call<string>("read_prompt", bytes);
 }
 
+/** Opens the instance's ComfyUI web page in the default browser. */
+export function openInComfyui(instanceId: InstanceId): Promise<void> {
+  return call<void>("open_in_comfyui", { instance_id: instanceId });
+}
+
 /** What one of this app's jobs was, read from the workflow the journal kept. */
 export function getJobSummary(instanceId: InstanceId, promptId: PromptId): Promise<WorkflowSummary> {
   return call<WorkflowSummary>("get_job_summary", { instance_id: instanceId, prompt_id: promptId });

@@ -13,6 +13,7 @@ export {
   getSnapshot,
   listInstances,
   openFolder,
+  openInComfyui,
   outputUrl,
   previewUrl,
   batchShown,

@@ -26,6 +26,7 @@ import {
   clearQueue as clearQueueCommand,
   getSnapshot,
   onEvent,
+  openInComfyui,
   batchShown,
   refreshInstance,
   type Unsubscribe,
@@ -247,6 +248,11 @@ export const useInstancesStore = defineStore("instances", () => {
     await run(`${id}:refresh`, id, () => refreshInstance(id));
   }
 
+  /** Opens the instance's ComfyUI web page in the default browser. */
+  async function openPage(id: InstanceId): Promise<void> {
+    await run(`${id}:open`, id, () => openInComfyui(id));
+  }
+
   /** Cancels one job (interrupts it if running, removes it if pending) and says what happened. */
   async function cancel(id: InstanceId, promptId: PromptId): Promise<CancelOutcome | null> {
     const result = await run(`${id}:${promptId}`, id, () => cancelJob(id, promptId));
@@ -285,6 +291,7 @@ export const useInstancesStore = defineStore("instances", () => {
     stop,
     load,
     refresh,
+    openPage,
     cancel,
     clearQueue,
     isCancelling,

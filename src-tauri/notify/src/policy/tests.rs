@@ -462,6 +462,52 @@ fn a_job_we_cancelled_is_not_news_but_one_stopped_elsewhere_is() {
 }
 
 #[test]
+fn a_lost_job_notifies_as_a_failure_does_and_says_what_to_do() {
+    let c = Clock::new();
+    let mut p = connected("Local", &c);
+    p.set_job_label("Local", &"mine".into(), "portrait.png");
+    let mut lost = view("mine", JobOrigin::SelfApp, JobState::Lost);
+    lost.detail = Some("the server restarted".into());
+    let out = p.apply(&event("Local", EventKind::Job(Box::new(lost))), c.at(1.0));
+    assert_eq!(kinds(&out), [NotificationKind::JobFailed]);
+    assert_eq!(out[0].summary, "portrait.png was lost");
+    assert_eq!(
+        out[0].body,
+        "On Local: the server restarted. Queue it again from the history."
+    );
+    // Not with failures switched off.
+    p.set_instance_settings(
+        "Local",
+        NotificationPrefs {
+            job_failed: false,
+            ..NotificationPrefs::default()
+        },
+    );
+    let again = job("Local", "other", JobOrigin::SelfApp, JobState::Lost);
+    assert!(p.apply(&again, c.at(2.0)).is_empty());
+}
+
+#[test]
+fn sounds_follow_the_instance_switch_for_each_kind_and_are_off_by_default() {
+    let c = Clock::new();
+    let mut p = connected("Local", &c);
+    let failed = job("Local", "f", JobOrigin::SelfApp, JobState::Error);
+    let out = p.apply(&failed, c.at(1.0));
+    assert!(!p.wants_sound(&out[0]), "off for a new instance");
+    p.set_instance_settings(
+        "Local",
+        NotificationPrefs {
+            sound_job_failed: true,
+            ..NotificationPrefs::default()
+        },
+    );
+    assert!(p.wants_sound(&out[0]));
+    let done = p.apply(&done("Local", "d"), c.at(100.0));
+    assert_eq!(kinds(&done), [NotificationKind::JobDone]);
+    assert!(!p.wants_sound(&done[0]), "only the kinds switched on");
+}
+
+#[test]
 fn interruptions_are_off_by_default() {
     let c = Clock::new();
     let mut p = connected("Local", &c);

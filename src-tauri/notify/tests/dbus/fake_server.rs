@@ -33,6 +33,7 @@ pub struct NotifyCall {
     pub actions: Vec<String>,
     pub hint_names: Vec<String>,
     pub category: Option<String>,
+    pub sound_name: Option<String>,
     pub image: Option<ImageData>,
 }
 
@@ -98,6 +99,10 @@ impl Server {
             Some(Variant::Str(s)) => Some(s.to_string()),
             _ => None,
         };
+        let sound_name = match hints.get("sound-name").map(|v| &**v) {
+            Some(Variant::Str(s)) => Some(s.to_string()),
+            _ => None,
+        };
         let call = NotifyCall {
             sender: header.sender().map(|s| s.to_string()).unwrap_or_default(),
             id,
@@ -108,6 +113,7 @@ impl Server {
             actions,
             hint_names,
             category,
+            sound_name,
             image: hints.get("image-data").and_then(|v| image_data(v)),
         };
         let _ = self.calls.send(call);

@@ -281,6 +281,7 @@ async fn scenario() {
         }),
         actions: vec![show.clone(), open.clone()],
         jobs: 1,
+        sound: false,
     };
     let thumb = RgbaImage::from_fn(8, 6, |x, y| Rgba([x as u8 * 30, y as u8 * 40, 200, 255]));
     notifier
@@ -307,6 +308,9 @@ async fn scenario() {
         ]
     );
     assert_eq!(call.category.as_deref(), Some("transfer.complete"));
+    // No sound asked for: the server is asked for silence.
+    assert!(call.hint_names.iter().any(|h| h == "suppress-sound"));
+    assert_eq!(call.sound_name, None);
     assert!(
         call.hint_names.iter().any(|h| h == "desktop-entry"),
         "{:?}",
@@ -347,6 +351,7 @@ async fn scenario() {
         body: "Latest: job p3".into(),
         image: None,
         jobs: 3,
+        sound: true,
         ..done
     };
     notifier.deliver(burst, None).await.expect("delivered");
@@ -355,6 +360,12 @@ async fn scenario() {
     assert_eq!(again.summary, "3 jobs finished on Local");
     assert!(again.image.is_none());
     assert!(!again.hint_names.iter().any(|h| h.contains("image")));
+    assert_eq!(
+        again.sound_name.as_deref(),
+        Some(comfy_notify::SOUND_NAME),
+        "the desktop's sound, asked for"
+    );
+    assert!(!again.hint_names.iter().any(|h| h == "suppress-sound"));
     listening(&mut add_matches, &again.sender).await;
     let invoked = click(&server, again.id, "default", &mut reported).await;
     assert_eq!(invoked.action, show);
