@@ -126,16 +126,31 @@ pub async fn submit_workflow(
     .await
 }
 
-/// What one of this app's jobs was, read from the workflow the journal kept: models, LoRAs,
-/// sampler settings, size, prompt text and every node.
+/// What a job was, from its graph: models, LoRAs, sampler settings, size, prompt text and every
+/// node. This app's jobs are read from the workflow the journal kept; other clients' from the
+/// server, while it still has them (the jobs API, or the history).
 #[tauri::command(rename_all = "snake_case")]
-pub fn get_job_summary(
+pub async fn get_job_summary(
     state: State<'_, AppState>,
     instance_id: InstanceId,
     prompt_id: PromptId,
 ) -> Result<comfy_model::WorkflowSummary, CommandError> {
-    let workflow = jobs::journalled_workflow(state.profile()?, instance_id, prompt_id.as_str())?;
-    Ok(comfy_protocol::summary::summarize(&workflow))
+    let kept = jobs::journalled_workflow(state.profile()?, instance_id, prompt_id.as_str());
+    let graph = match kept {
+        Ok(workflow) => workflow,
+        Err(comfy_app::AppError::NotFound(_)) => state
+            .engine
+            .job_graph(instance_id, &prompt_id)
+            .await?
+            .ok_or_else(|| {
+                CommandError::new(
+                    ErrorCode::NotFound,
+                    "the server no longer has this job's graph, and it was not queued by this app",
+                )
+            })?,
+        Err(e) => return Err(e.into()),
+    };
+    Ok(comfy_protocol::summary::summarize(&graph))
 }
 
 /// The prompt a file holds, as JSON text for the submit dialog: a file ComfyUI saved (PNG,

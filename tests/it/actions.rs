@@ -327,3 +327,28 @@ async fn actions_on_a_disconnected_instance_say_why() {
         other => panic!("{other:?}"),
     }
 }
+
+#[tokio::test]
+async fn the_graph_of_another_clients_job_comes_from_the_server_on_every_generation() {
+    for version in VERSIONS {
+        let server = fake(version).await;
+        let (engine, id, mut rx) = connected_engine(&server, "cm-graph").await;
+        // Queued by someone else (a browser tab), with its own graph.
+        let graph = sampler(3, 5, "theirs");
+        let theirs = server.submit(graph.clone(), Some("browser-tab"));
+        until(&mut rx, "their job's end", |e| {
+            matches!(&e.kind, EventKind::Job(j) if j.prompt_id.as_str() == theirs && j.state.is_terminal())
+        })
+        .await;
+        let got = engine
+            .job_graph(id, &theirs.as_str().into())
+            .await
+            .unwrap_or_else(|e| panic!("{version}: {e}"));
+        assert_eq!(got.as_ref(), Some(&graph), "{version}");
+        let unknown = engine
+            .job_graph(id, &"4f729e71-630a-4217-b3a2-86a1431c8e94".into())
+            .await
+            .unwrap();
+        assert_eq!(unknown, None, "{version}");
+    }
+}

@@ -669,6 +669,47 @@ impl Api {
             Ok(Lookup::NotFound)
         }
     }
+
+    /// The graph (API-format prompt) a job ran or will run, as the server keeps it: the jobs
+    /// API's `workflow.prompt`, or the history entry's prompt. `None` when the server does not
+    /// know the job or keeps no graph for it.
+    pub async fn job_graph(
+        &self,
+        id: &PromptId,
+        jobs_api: bool,
+    ) -> Result<Option<serde_json::Value>, ApiError> {
+        let enc = url::form_urlencoded::byte_serialize(id.as_str().as_bytes()).collect::<String>();
+        let (p, pointer) = if jobs_api {
+            (format!("api/jobs/{enc}"), "/workflow/prompt".to_owned())
+        } else {
+            (
+                self.route(&format!("history/{enc}")),
+                // `[number, id, prompt, extra_data, outputs]`
+                format!(
+                    "/{}/prompt/2",
+                    id.as_str().replace('~', "~0").replace('/', "~1")
+                ),
+            )
+        };
+        let (status, body) = self.get(&p, MAX_ITEM_BODY).await?;
+        if status == StatusCode::NOT_FOUND {
+            return Ok(None);
+        }
+        if !status.is_success() {
+            return Err(ApiError::Status {
+                status: status.as_u16(),
+                path: p,
+            });
+        }
+        let value: serde_json::Value = Self::body(
+            &p,
+            serde_json::from_slice(&body).map_err(|e| DecodeError::BadMessage {
+                kind: "job graph".into(),
+                source: e,
+            }),
+        )?;
+        Ok(value.pointer(&pointer).filter(|g| g.is_object()).cloned())
+    }
 }
 
 /// The decode error of a history entry that could not be read.

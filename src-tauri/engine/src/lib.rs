@@ -391,6 +391,19 @@ impl Engine {
         Ok(server.api.outcome(prompt_id, server.info.jobs_api).await?)
     }
 
+    /// The graph a job ran or will run, as the server keeps it (`None`: not known to it).
+    pub async fn job_graph(
+        &self,
+        id: InstanceId,
+        prompt_id: &comfy_protocol::PromptId,
+    ) -> Result<Option<serde_json::Value>, EngineError> {
+        let server = self.connected(id)?.server;
+        Ok(server
+            .api
+            .job_graph(prompt_id, server.info.jobs_api)
+            .await?)
+    }
+
     /// Downloads one output file of an instance into `dir`.
     pub async fn fetch_output(
         &self,

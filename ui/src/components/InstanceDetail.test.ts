@@ -41,6 +41,9 @@ describe("InstanceDetail", () => {
         case "cancel_job":
           return "removed";
         case "get_job_summary":
+          if ((args as { prompt_id: string }).prompt_id === "h-int") {
+            throw { code: "not_found", message: "the server no longer has this job's graph, and it was not queued by this app", node_errors: [] };
+          }
           return {
             models: ["sd_xl_base_1.0.safetensors"],
             loras: [{ name: "detail.safetensors", strength: 0.8 }],
@@ -362,6 +365,21 @@ describe("InstanceDetail", () => {
     await row.get('[data-testid="toggle-summary"]').trigger("click");
     await flushPromises();
     expect(calls.filter((c) => c.command === "get_job_summary")).toHaveLength(1);
+  });
+
+  it("asks the server what another client's job was, and says when it no longer knows", async () => {
+    const w = mountDetail(gpu());
+    await flushPromises();
+    const other = w.get('[data-testid="history-row"][data-prompt-id="h-other"]');
+    expect(other.find('[data-testid="resubmit-job"]').exists()).toBe(false);
+    await other.get('[data-testid="toggle-summary"]').trigger("click");
+    await flushPromises();
+    expect(other.get('[data-testid="job-summary"]').text()).toContain("a lighthouse at dusk");
+    const gone = w.get('[data-testid="history-row"][data-prompt-id="h-int"]');
+    await gone.get('[data-testid="toggle-summary"]').trigger("click");
+    await flushPromises();
+    expect(gone.find('[data-testid="job-summary"]').exists()).toBe(false);
+    expect(gone.text()).toContain("no longer has this job's graph");
   });
 
   it("queues a job again with new seeds and several copies", async () => {
