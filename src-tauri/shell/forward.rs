@@ -316,6 +316,16 @@ mod tests {
         }
     }
 
+    /// What was sent, each a batch of picture changes (anything else fails the test).
+    fn only_batches(sent: &[Update]) -> Vec<&crate::shell::events::ViewChanged> {
+        sent.iter()
+            .map(|u| match u {
+                Update::ViewChanged(b) => b,
+                other => panic!("only batches are sent: {other:?}"),
+            })
+            .collect()
+    }
+
     fn connected() -> EventKind {
         EventKind::Connection(ConnectionStatus {
             state: ConnectionState::Connected,
@@ -399,13 +409,7 @@ mod tests {
         task.await.expect("the task ends with the engine");
 
         let sent = std::mem::take(&mut *sent.lock().expect("not poisoned"));
-        let batches: Vec<_> = sent
-            .iter()
-            .map(|u| match u {
-                Update::ViewChanged(b) => b,
-                other => panic!("only batches are sent: {other:?}"),
-            })
-            .collect();
+        let batches = only_batches(&sent);
         assert!(batches.len() < 10, "progress was not coalesced: {sent:?}");
         assert!(batches[0]
             .statuses
@@ -452,13 +456,7 @@ mod tests {
         drop(tx);
         task.await.expect("the task ends with the engine");
         let sent = sent.lock().expect("not poisoned");
-        let batches: Vec<_> = sent
-            .iter()
-            .map(|u| match u {
-                Update::ViewChanged(b) => b,
-                other => panic!("only batches are sent: {other:?}"),
-            })
-            .collect();
+        let batches = only_batches(&sent);
         let stats: Vec<_> = batches.iter().flat_map(|b| &b.stats).collect();
         let statuses: Vec<_> = batches.iter().flat_map(|b| &b.statuses).collect();
         assert_eq!(stats.len(), 1, "{sent:?}");

@@ -94,6 +94,12 @@ async function submit(steps, prefix, { preview = "default", sampler } = {}) {
   const select = await el(byId("submit-instance"), dialog);
   await select.selectByVisibleText(FAKE_NAME);
   await (await el(byId("submit-preview"), dialog)).selectByAttribute("value", preview);
+  return confirmSubmit(dialog, known);
+}
+
+/** Confirms the submit dialog; returns the prompt id of the job that then appears (one the UI
+ * did not show among `known` before). */
+async function confirmSubmit(dialog, known) {
   await click(byId("submit-confirm"), dialog);
   await dialog.waitForExist({ reverse: true, timeout: TIMEOUT, timeoutMsg: "the submit dialog stayed open" });
   let id;
@@ -364,16 +370,7 @@ describe("comfy-monitor desktop app", () => {
     await (await el(byId("submit-instance"), dialog)).selectByVisibleText(FAKE_NAME);
     await click(byId("submit-new-seed"), dialog);
     await shot("06b-queue-from-image");
-    await click(byId("submit-confirm"), dialog);
-    await dialog.waitForExist({ reverse: true, timeout: TIMEOUT, timeoutMsg: "the submit dialog stayed open" });
-    let id;
-    await browser.waitUntil(
-      async () => {
-        id = (await seenPromptIds()).find((p) => !known.has(p));
-        return id !== undefined;
-      },
-      { timeout: TIMEOUT, interval: 100, timeoutMsg: "the job from the image never appeared" },
-    );
+    const id = await confirmSubmit(dialog, known);
     const fakeCard = await card(FAKE_NAME);
     await browser.waitUntil(
       async () => (await (await fakeCard.$(byId("last-job"))).getAttribute("data-prompt-id")) === id,

@@ -807,9 +807,28 @@ fn interrupted(name: &str, job: &JobView, label: Option<String>) -> Notification
             short(&job.prompt_id)
         ),
     };
+    one_job(
+        name,
+        job,
+        "interrupted",
+        NotificationKind::JobInterrupted,
+        summary,
+        body,
+    )
+}
+
+/// A notice about one job, without an image, that shows the job when clicked.
+fn one_job(
+    name: &str,
+    job: &JobView,
+    what: &str,
+    kind: NotificationKind,
+    summary: String,
+    body: String,
+) -> Notification {
     Notification {
-        key: format!("interrupted/{name}/{}", job.prompt_id),
-        kind: NotificationKind::JobInterrupted,
+        key: format!("{what}/{name}/{}", job.prompt_id),
+        kind,
         instance: Some(name.to_owned()),
         summary,
         body,
@@ -841,20 +860,14 @@ fn lost(name: &str, job: &JobView, label: Option<String>) -> Notification {
         Some(_) => format!("On {name}: {why}.{again}"),
         None => format!("Job {}: {why}.{again}", short(&job.prompt_id)),
     };
-    Notification {
-        key: format!("lost/{name}/{}", job.prompt_id),
-        kind: NotificationKind::JobFailed,
-        instance: Some(name.to_owned()),
+    one_job(
+        name,
+        job,
+        "lost",
+        NotificationKind::JobFailed,
         summary,
         body,
-        image: None,
-        actions: vec![Action::Show {
-            instance: Some(name.to_owned()),
-            prompt_id: Some(job.prompt_id.clone()),
-        }],
-        jobs: 1,
-        sound: false,
-    }
+    )
 }
 
 fn show_instance(name: &str) -> Vec<Action> {
