@@ -23,10 +23,7 @@
 //! What is not paint (log lines, requests to act, a changed list of instances) passes through at
 //! once. Time is passed in, so tests need no clock.
 
-use crate::shell::events::{
-    InstanceStatusChanged, JobUpdated, QueueChanged, ServerInfoChanged, StatsChanged, Update,
-    ViewChanged,
-};
+use crate::shell::events::{JobUpdated, Update, ViewChanged};
 use comfy_model::{InstanceId, JobState};
 use std::collections::HashMap;
 use std::time::Duration;
@@ -72,12 +69,9 @@ pub struct ViewBatcher {
     batch: u64,
     /// Whether the webview has not yet said it showed the last batch.
     unacked: bool,
-    statuses: Vec<InstanceStatusChanged>,
-    servers: Vec<ServerInfoChanged>,
-    queues: Vec<QueueChanged>,
-    stats: Vec<StatsChanged>,
-    /// Every job picture but running progress, in the order made, newest per job.
-    jobs: Vec<JobUpdated>,
+    /// Every change held for the next batch but running progress: newest per instance, and
+    /// every job picture but running progress in the order made, newest per job.
+    held: ViewChanged,
     lanes: HashMap<InstanceId, Lane>,
 }
 
@@ -98,11 +92,7 @@ impl ViewBatcher {
             last_batch: None,
             batch: 0,
             unacked: false,
-            statuses: Vec::new(),
-            servers: Vec::new(),
-            queues: Vec::new(),
-            stats: Vec::new(),
-            jobs: Vec::new(),
+            held: ViewChanged::empty(0),
             lanes: HashMap::new(),
         }
     }
@@ -112,13 +102,17 @@ impl ViewBatcher {
     pub fn offer(&mut self, update: Update) -> Option<Update> {
         match update {
             Update::InstanceStatusChanged(c) => {
-                newest_per_instance(&mut self.statuses, c, |c| c.instance_id);
+                newest_per_instance(&mut self.held.statuses, c, |c| c.instance_id);
             }
             Update::ServerInfoChanged(c) => {
-                newest_per_instance(&mut self.servers, c, |c| c.instance_id);
+                newest_per_instance(&mut self.held.servers, c, |c| c.instance_id);
             }
-            Update::QueueChanged(c) => newest_per_instance(&mut self.queues, c, |c| c.instance_id),
-            Update::StatsChanged(c) => newest_per_instance(&mut self.stats, c, |c| c.instance_id),
+            Update::QueueChanged(c) => {
+                newest_per_instance(&mut self.held.queues, c, |c| c.instance_id);
+            }
+            Update::StatsChanged(c) => {
+                newest_per_instance(&mut self.held.stats, c, |c| c.instance_id);
+            }
             Update::JobUpdated(job) => self.hold_job(*job),
             other => return Some(other),
         }
@@ -136,20 +130,21 @@ impl ViewBatcher {
         }
         // Any other picture is newer than the job's held progress.
         lane.held.retain(|h| !same_job(h, &job));
-        let held = self.jobs.iter().position(|h| same_job(h, &job));
+        let jobs = &mut self.held.jobs;
+        let held = jobs.iter().position(|h| same_job(h, &job));
         match (held, job.order.is_some()) {
             // A new order goes after every picture made before it; the held picture's own
             // order, if it had one, is older than this one of the same instance.
             (Some(at), true) => {
-                self.jobs.remove(at);
-                self.jobs.push(job);
+                jobs.remove(at);
+                jobs.push(job);
             }
             // The newest picture in the place of the older one, which keeps its order.
             (Some(at), false) => {
-                let order = self.jobs[at].order.take();
-                self.jobs[at] = JobUpdated { order, ..job };
+                let order = jobs[at].order.take();
+                jobs[at] = JobUpdated { order, ..job };
             }
-            (None, _) => self.jobs.push(job),
+            (None, _) => jobs.push(job),
         }
     }
 
@@ -171,14 +166,6 @@ impl ViewBatcher {
         self.last_batch.map_or(now, |t| t + wait)
     }
 
-    fn holds_unpaced(&self) -> bool {
-        !(self.statuses.is_empty()
-            && self.servers.is_empty()
-            && self.queues.is_empty()
-            && self.stats.is_empty()
-            && self.jobs.is_empty())
-    }
-
     /// When the next batch is due, if anything is held: at once for a change other than running
     /// progress, else when the earliest instance window passes; never before the batch rule
     /// allows (see [`Self::batch_due`]). At or before `now` when a batch may go at once.
@@ -189,7 +176,7 @@ impl ViewBatcher {
             .filter(|lane| !lane.held.is_empty())
             .map(|lane| lane.last_sent.map_or(now, |t| t + self.interval))
             .min();
-        let due = if self.holds_unpaced() {
+        let due = if !self.held.is_empty() {
             Some(now)
         } else {
             progress_due
@@ -203,24 +190,17 @@ impl ViewBatcher {
         if self.batch_due(now) > now {
             return None;
         }
-        let mut jobs = std::mem::take(&mut self.jobs);
+        let mut batch = std::mem::replace(&mut self.held, ViewChanged::empty(0));
         for lane in self.lanes.values_mut() {
             let open = lane
                 .last_sent
                 .is_none_or(|last| now.duration_since(last) >= self.interval);
             if open && !lane.held.is_empty() {
                 lane.last_sent = Some(now);
-                jobs.append(&mut lane.held);
+                batch.jobs.append(&mut lane.held);
             }
         }
-        let batch = ViewChanged {
-            batch: self.batch + 1,
-            statuses: std::mem::take(&mut self.statuses),
-            servers: std::mem::take(&mut self.servers),
-            queues: std::mem::take(&mut self.queues),
-            stats: std::mem::take(&mut self.stats),
-            jobs,
-        };
+        batch.batch = self.batch + 1;
         if batch.is_empty() {
             return None;
         }
@@ -232,11 +212,7 @@ impl ViewBatcher {
 
     /// Forgets everything held: the webview is off screen and will load a fresh picture.
     pub fn clear(&mut self) {
-        self.statuses.clear();
-        self.servers.clear();
-        self.queues.clear();
-        self.stats.clear();
-        self.jobs.clear();
+        self.held = ViewChanged::empty(0);
         self.lanes.values_mut().for_each(|lane| lane.held.clear());
     }
 }
@@ -244,7 +220,7 @@ impl ViewBatcher {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::shell::events::{EventLogged, ShowRequested};
+    use crate::shell::events::{EventLogged, QueueChanged, ShowRequested};
     use crate::shell::view::{JobSummary, LogEntry, QueueCounts};
     use comfy_model::{JobOrigin, JobView, PromptId};
 
