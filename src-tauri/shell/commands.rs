@@ -181,14 +181,9 @@ pub async fn resubmit_job(
     count: Option<u32>,
 ) -> Result<Vec<SubmitResult>, CommandError> {
     let workflow = jobs::journalled_workflow(state.profile()?, instance_id, prompt_id.as_str())?;
-    let count = count.unwrap_or(1).clamp(1, jobs::MAX_COPIES);
+    let copies = jobs::copies(&workflow, count.unwrap_or(1), new_seed == Some(true))?;
     let mut queued = Vec::new();
-    for _ in 0..count {
-        let copy = if new_seed == Some(true) {
-            jobs::with_new_seeds(&workflow)?
-        } else {
-            workflow.clone()
-        };
+    for copy in copies {
         queued.push(submit(&state, instance_id, copy, PreviewMethod::Default, None).await?);
     }
     Ok(queued)

@@ -180,6 +180,24 @@ pub fn with_new_seeds(workflow: &serde_json::Value) -> Result<serde_json::Value,
     Ok(copy)
 }
 
+/// `count` copies of a workflow to queue (at least one, at most [`MAX_COPIES`]); with
+/// `new_seed`, each with its own seeds ([`with_new_seeds`]).
+pub fn copies(
+    workflow: &serde_json::Value,
+    count: u32,
+    new_seed: bool,
+) -> Result<Vec<serde_json::Value>, AppError> {
+    (0..count.clamp(1, MAX_COPIES))
+        .map(|_| {
+            if new_seed {
+                with_new_seeds(workflow)
+            } else {
+                Ok(workflow.clone())
+            }
+        })
+        .collect()
+}
+
 /// The largest file read whole for its prompt (an MP4 is read box by box instead, whatever its
 /// size: only its `moov` box is read).
 pub const MAX_PROMPT_FILE_BYTES: u64 = 256 << 20;

@@ -129,10 +129,16 @@ pub fn submit(args: SubmitArgs, db: Option<&Path>) -> ExitCode {
         Ok(w) => w,
         Err(e) => return fail(e, exit::FAILED),
     };
-    let workflows = match copies(&workflow, args.count, args.new_seed) {
+    let workflows = match jobs::copies(&workflow, args.count, args.new_seed) {
         Ok(w) => w,
         Err(e) => return fail(e, exit::FAILED),
     };
+    if args.count > 1 && !args.new_seed {
+        eprintln!(
+            "comfy-monitor: note: the {} copies have the same seeds; ComfyUI answers repeats from its cache (add --new-seed to run each)",
+            args.count
+        );
+    }
     let (spec, saved, rt) = match prepare(&args.server, db, None) {
         Ok(p) => p,
         Err(code) => return code,
@@ -148,28 +154,6 @@ pub fn submit(args: SubmitArgs, db: Option<&Path>) -> ExitCode {
         args.out.clone(),
         args.json,
     ))
-}
-
-/// `count` copies of a workflow to queue; with `new_seed`, each with its own seeds.
-fn copies(
-    workflow: &serde_json::Value,
-    count: u32,
-    new_seed: bool,
-) -> Result<Vec<serde_json::Value>, AppError> {
-    let mut out = Vec::new();
-    for _ in 0..count {
-        out.push(if new_seed {
-            jobs::with_new_seeds(workflow)?
-        } else {
-            workflow.clone()
-        });
-    }
-    if count > 1 && !new_seed {
-        eprintln!(
-            "comfy-monitor: note: the {count} copies have the same seeds; ComfyUI answers repeats from its cache (add --new-seed to run each)"
-        );
-    }
-    Ok(out)
 }
 
 async fn submit_and_follow(
