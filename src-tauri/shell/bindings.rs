@@ -58,6 +58,9 @@ fn generate(dir: &Path) {
         RenderingInUse::export_all(&cfg),
         NotificationPrefs::export_all(&cfg),
         comfy_model::WorkflowSummary::export_all(&cfg),
+        comfy_model::SavingStatus::export_all(&cfg),
+        crate::shell::saving::GalleryItem::export_all(&cfg),
+        crate::shell::saving::GalleryQuery::export_all(&cfg),
     ];
     for result in results {
         if let Err(error) = result {

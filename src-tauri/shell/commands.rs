@@ -66,16 +66,14 @@ async fn submit(
         instance_id,
         workflow.clone(),
         options,
+        file.as_deref(),
     )
     .await
     .map_err(|e| CommandError::from(e).titled_by(&workflow))?;
     if let Some(e) = submitted.unrecorded {
         tracing::warn!(error = %e, "the journal could not keep the submitted workflow");
     }
-    let label = file
-        .filter(|f| !f.trim().is_empty())
-        .or_else(|| comfy_protocol::summary::label(&comfy_protocol::summary::summarize(&workflow)));
-    if let Some(label) = label {
+    if let Some(label) = submitted.label {
         state.bus.control(Control::JobLabel {
             instance: instance_id,
             prompt_id: submitted.submission.prompt_id.clone(),
@@ -221,13 +219,24 @@ pub fn get_history(
     limit: u32,
     offset: u32,
 ) -> Result<Vec<HistoryEntry>, CommandError> {
-    let jobs =
-        state
-            .profile()?
-            .journal()
-            .store()
-            .history(Some(instance_id), limit.min(500), offset)?;
-    Ok(jobs.into_iter().map(HistoryEntry::from).collect())
+    let profile = state.profile()?;
+    let jobs = profile
+        .journal()
+        .store()
+        .history(Some(instance_id), limit.min(500), offset)?;
+    Ok(jobs
+        .into_iter()
+        .map(|job| {
+            let saved = job
+                .outputs_json
+                .is_some()
+                .then(|| crate::shell::saving::saved_folder(profile, job.id));
+            HistoryEntry {
+                saved_folder: saved.flatten().map(|f| f.display().to_string()),
+                ..HistoryEntry::from(job)
+            }
+        })
+        .collect())
 }
 
 /// The latest lines of an instance's event log, oldest first.
@@ -275,8 +284,12 @@ pub async fn save_output(
     prompt_id: Option<PromptId>,
 ) -> Result<SavedOutput, CommandError> {
     let profile = state.profile()?;
-    let name = profile.instance(instance_id)?.name;
-    let dir = save_root(&app)?.join(sanitize(&name));
+    let rec = profile.instance(instance_id)?;
+    // The instance's outputs folder when it has one; else the downloads folder.
+    let dir = match rec.saving.folder {
+        Some(folder) => PathBuf::from(folder),
+        None => save_root(&app)?.join(sanitize(&rec.name)),
+    };
     let downloaded = jobs::download(
         &state.engine,
         Some(profile),
@@ -301,14 +314,26 @@ pub async fn save_output(
 /// Opens a folder this app saved outputs into, in the desktop's file manager. Other paths are
 /// refused: the webview cannot make the app open arbitrary locations.
 #[tauri::command(rename_all = "snake_case")]
-pub fn open_folder(app: AppHandle, folder: String) -> Result<(), CommandError> {
-    let root = save_root(&app)?;
+pub fn open_folder(
+    app: AppHandle,
+    state: State<'_, AppState>,
+    folder: String,
+) -> Result<(), CommandError> {
+    let mut roots = vec![save_root(&app)?];
+    if let Ok(instances) = state.profile().and_then(|p| Ok(p.instances()?)) {
+        roots.extend(
+            instances
+                .into_iter()
+                .filter_map(|i| i.saving.folder.map(PathBuf::from)),
+        );
+    }
     let folder = Path::new(&folder)
         .canonicalize()
         .map_err(|e| CommandError::new(ErrorCode::NotFound, format!("{folder}: {e}")))?;
-    let inside = root
-        .canonicalize()
-        .is_ok_and(|root| folder.starts_with(root));
+    let inside = roots
+        .iter()
+        .filter_map(|root| root.canonicalize().ok())
+        .any(|root| folder.starts_with(root));
     if !inside || !folder.is_dir() {
         return Err(CommandError::new(
             ErrorCode::InvalidInput,
@@ -347,7 +372,7 @@ pub fn open_in_comfyui(
 }
 
 /// Hands a folder or a web address to the desktop (the file manager, the default browser).
-fn open_externally(target: &std::ffi::OsStr) -> Result<(), CommandError> {
+pub(crate) fn open_externally(target: &std::ffi::OsStr) -> Result<(), CommandError> {
     let program = if cfg!(target_os = "macos") {
         "open"
     } else if cfg!(target_os = "windows") {

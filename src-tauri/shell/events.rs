@@ -15,6 +15,7 @@ pub const INSTANCES_CHANGED: &str = "instances-changed";
 pub const EVENT_LOGGED: &str = "event-logged";
 pub const SHOW_REQUESTED: &str = "show-requested";
 pub const CANCEL_CONFIRMATION_REQUESTED: &str = "cancel-confirmation-requested";
+pub const SAVING_CHANGED: &str = "saving-changed";
 
 /// A notification's "Show" was clicked: the window is back; the UI opens the instance (and job).
 #[derive(Debug, Clone, PartialEq, Serialize, TS)]
@@ -170,6 +171,8 @@ pub enum Update {
     EventLogged(EventLogged),
     ShowRequested(ShowRequested),
     CancelConfirmationRequested(CancelConfirmationRequested),
+    /// Where saving outputs stands (a few changes per finished job).
+    SavingChanged(comfy_model::SavingStatus),
 }
 
 impl Update {
@@ -185,6 +188,7 @@ impl Update {
             Self::EventLogged(_) => EVENT_LOGGED,
             Self::ShowRequested(_) => SHOW_REQUESTED,
             Self::CancelConfirmationRequested(_) => CANCEL_CONFIRMATION_REQUESTED,
+            Self::SavingChanged(_) => SAVING_CHANGED,
         }
     }
 
@@ -219,6 +223,7 @@ impl Update {
             Self::EventLogged(p) => return app.emit(name, p),
             Self::ShowRequested(p) => return app.emit(name, p),
             Self::CancelConfirmationRequested(p) => return app.emit(name, p),
+            Self::SavingChanged(p) => return app.emit(name, p),
         }
         app.emit(name, alone)
     }
@@ -236,5 +241,6 @@ pub(crate) fn catalogue(cfg: &ts_rs::Config) -> Vec<(&'static str, String)> {
             CANCEL_CONFIRMATION_REQUESTED,
             CancelConfirmationRequested::name(cfg),
         ),
+        (SAVING_CHANGED, comfy_model::SavingStatus::name(cfg)),
     ]
 }

@@ -26,6 +26,8 @@ pub struct JournalWriter {
     rule: EventLogRule,
     /// Told (once, until writing works again) when the journal cannot write a job.
     notice: Box<dyn FnMut(String) + Send>,
+    /// Told when a job's end with output files was written (outputs may be waiting to be saved).
+    ended: Box<dyn FnMut() + Send>,
     failing: bool,
 }
 
@@ -35,8 +37,15 @@ impl JournalWriter {
             journal,
             rule: EventLogRule::default(),
             notice: Box::new(|_| {}),
+            ended: Box::new(|| {}),
             failing: false,
         }
+    }
+
+    /// What to tell when a job's end with output files is written: the outputs saver.
+    pub fn with_ended(mut self, ended: impl FnMut() + Send + 'static) -> Self {
+        self.ended = Box::new(ended);
+        self
     }
 
     /// Where to tell the user that jobs are not being recorded (a full disk, a damaged or
@@ -62,7 +71,11 @@ impl JournalWriter {
         let ts = comfy_engine::now_ms();
         match &event.kind {
             EventKind::Job(job) => {
-                match journal.record(instance, job, ts) {
+                let recorded = journal.record(instance, job, ts);
+                if matches!(recorded, Ok(true)) && !job.outputs.is_empty() {
+                    (self.ended)();
+                }
+                match recorded {
                     Ok(_) if self.failing => {
                         self.failing = false;
                         tracing::info!("the journal records jobs again");

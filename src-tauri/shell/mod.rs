@@ -25,6 +25,7 @@ pub mod overview;
 pub mod preferences;
 pub mod previews;
 pub mod rendering;
+pub mod saving;
 pub mod settings;
 pub mod state;
 mod stats;
@@ -113,11 +114,18 @@ pub fn start(app: &mut App, options: &Options) -> Result<(), Box<dyn std::error:
     let (exit, exit_signal) = forward::exit_signal();
     app.manage(ForwardExit(std::sync::Mutex::new(Some(exit))));
     let notices = app.handle().clone();
-    let writer = forward::JournalWriter::new(journal).with_notices(move |text| {
-        if let Some(state) = notices.try_state::<AppState>() {
-            state.notice(text);
-        }
-    });
+    let saver = saving::start(app.handle(), &state);
+    let writer = forward::JournalWriter::new(journal)
+        .with_notices(move |text| {
+            if let Some(state) = notices.try_state::<AppState>() {
+                state.notice(text);
+            }
+        })
+        .with_ended(move || {
+            if let Some(saver) = &saver {
+                saver.wake();
+            }
+        });
     let on_screen = app.handle().clone();
     let view = forward::View {
         shown: shown_rx,

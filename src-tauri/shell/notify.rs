@@ -218,6 +218,17 @@ impl<R: Runtime> Task<R> {
             .map(|(id, _)| *id)
     }
 
+    /// Whether an instance saves its outputs into a folder.
+    fn saves_outputs(&self, name: &str) -> bool {
+        let Some(id) = self.id_of(name) else {
+            return false;
+        };
+        self.app
+            .try_state::<AppState>()
+            .and_then(|state| state.profile().ok()?.instance(id).ok())
+            .is_some_and(|rec| rec.saving.folder.is_some())
+    }
+
     fn on_action(&mut self, click: ActionInvoked) {
         match click.action {
             comfy_notify::Action::Show {
@@ -234,16 +245,35 @@ impl<R: Runtime> Task<R> {
                     }),
                 );
             }
-            // Outputs are not downloaded on their own, so no notification offers this (see
-            // `show`); a stray click is ignored.
-            comfy_notify::Action::OpenFolder { .. } => {}
+            // Offered where the instance saves outputs (see `show`): the saved copy's folder,
+            // or the instance's while the file is still being saved.
+            comfy_notify::Action::OpenFolder { instance, file } => {
+                let folder = self.id_of(&instance).and_then(|id| {
+                    let state = self.app.try_state::<AppState>()?;
+                    crate::shell::saving::file_folder(state.profile().ok()?, id, &file)
+                });
+                match folder {
+                    Some(folder) => {
+                        if let Err(e) = crate::shell::commands::open_externally(folder.as_os_str())
+                        {
+                            tracing::warn!(error = %e.message, "the folder could not be opened");
+                        }
+                    }
+                    None => tracing::info!(%instance, "no saved folder to open"),
+                }
+            }
         }
     }
 
     /// Delivers one notification off the loop, with its thumbnail fetched through the engine.
     fn show(&self, mut n: Notification) {
-        n.actions
-            .retain(|a| !matches!(a, comfy_notify::Action::OpenFolder { .. }));
+        // "Open folder" only where the instance saves the file into a folder.
+        n.actions.retain(|a| match a {
+            comfy_notify::Action::OpenFolder { instance, file } => {
+                file.kind == "output" && self.saves_outputs(instance)
+            }
+            comfy_notify::Action::Show { .. } => true,
+        });
         n.sound = self.policy.wants_sound(&n);
         let deliver = self.deliver.clone();
         let image_of = n.image.as_ref().and_then(|r| {

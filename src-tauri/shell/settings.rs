@@ -8,11 +8,13 @@ use crate::shell::events::emit;
 use crate::shell::state::AppState;
 use comfy_app::check::{self, Candidate};
 use comfy_app::Profile;
-use comfy_model::{CertificateFingerprint, ConnectionCheck, InstanceId, NotificationPrefs};
+use comfy_model::{
+    CertificateFingerprint, ConnectionCheck, InstanceId, NotificationPrefs, OutputSaving,
+};
 use comfy_store::{AuthSettings, InstanceRecord, InstanceUpdate, NewInstance};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
-use tauri::{AppHandle, State};
+use tauri::{AppHandle, Manager, State};
 use ts_rs::TS;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, TS)]
@@ -48,6 +50,8 @@ pub struct InstanceSettings {
     /// Use the server's comfy-monitor companion (every client's jobs followed live) when it
     /// has one.
     pub use_companion: bool,
+    /// Whether and where its outputs are saved without asking.
+    pub saving: OutputSaving,
 }
 
 /// What the dialog sends to add or edit an instance.
@@ -73,6 +77,8 @@ pub struct InstanceInput {
     /// Use the server's comfy-monitor companion (every client's jobs followed live) when it
     /// has one.
     pub use_companion: bool,
+    /// Whether and where its outputs are saved without asking.
+    pub saving: OutputSaving,
 }
 
 impl InstanceInput {
@@ -111,6 +117,7 @@ impl InstanceInput {
             preview_fps_cap: self.preview_fps_cap,
             notifications: self.notifications,
             use_companion: self.use_companion,
+            saving: self.saving.clone(),
         })
     }
 
@@ -151,6 +158,7 @@ fn settings(profile: &Profile, rec: &InstanceRecord) -> InstanceSettings {
         preview_fps_cap: rec.preview_fps_cap,
         notifications: rec.notifications,
         use_companion: rec.use_companion,
+        saving: rec.saving.clone(),
     }
 }
 
@@ -196,9 +204,14 @@ pub async fn update_instance(
         preview_fps_cap: Some(new.preview_fps_cap),
         notifications: Some(new.notifications),
         use_companion: Some(new.use_companion),
+        saving: Some(new.saving),
     };
     let rec = profile.update_instance(id, &update, &input.secrets, now())?;
     state.start(&rec, &|u| emit(&app, &u)).await;
+    // Saving may have been switched on: files that waited are saved now.
+    if let Some(saving) = app.try_state::<crate::shell::saving::Saving>() {
+        saving.wake();
+    }
     Ok(settings(profile, &rec))
 }
 

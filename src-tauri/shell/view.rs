@@ -170,6 +170,10 @@ pub struct HistoryEntry {
     pub detail: Option<String>,
     /// This app queued it and kept its workflow: it can be queued again.
     pub can_resubmit: bool,
+    /// What the job is called (its file, or its model and prompt), when its graph was known.
+    pub label: Option<String>,
+    /// The folder its outputs were saved to, when one was (filled by the history command).
+    pub saved_folder: Option<String>,
 }
 
 impl From<comfy_store::JobRecord> for HistoryEntry {
@@ -195,6 +199,8 @@ impl From<comfy_store::JobRecord> for HistoryEntry {
             error,
             outputs,
             detail: r.detail,
+            label: r.label,
+            saved_folder: None,
         }
     }
 }

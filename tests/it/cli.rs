@@ -871,6 +871,7 @@ fn a_submission_of_a_workflow_that_ran_before_is_printed_with_its_learned_eta_be
             rec.id,
             workflow,
             Default::default(),
+            None,
         )
         .await
         .unwrap();

@@ -17,36 +17,103 @@ use std::path::{Path, PathBuf};
 #[derive(Debug)]
 pub struct Submitted {
     pub submission: Submission,
+    /// What the job is called (the file it came from, or its model and the first words of its
+    /// prompt), for its notifications.
+    pub label: Option<String>,
     /// Why the journal does not have it, when it could not be recorded.
     pub unrecorded: Option<AppError>,
 }
 
+/// What a job was, in words: its name, and the text a gallery search looks through.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Description {
+    /// `name` when given (the file the job came from), else the checkpoint and the first words
+    /// of the prompt, when the graph has them.
+    pub label: Option<String>,
+    /// The name, the models and LoRAs, and the positive prompt text.
+    pub search_text: String,
+}
+
+/// Describes a job from its API-format graph.
+pub fn describe(workflow: &serde_json::Value, name: Option<&str>) -> Description {
+    let summary = comfy_protocol::summary::summarize(workflow);
+    let label = name
+        .map(str::trim)
+        .filter(|n| !n.is_empty())
+        .map(str::to_owned)
+        .or_else(|| comfy_protocol::summary::label(&summary));
+    let search_text = label
+        .iter()
+        .chain(&summary.models)
+        .chain(summary.loras.iter().map(|l| &l.name))
+        .chain(&summary.positive)
+        .map(String::as_str)
+        .collect::<Vec<_>>()
+        .join("\n");
+    Description { label, search_text }
+}
+
 /// Queues an API-format workflow under this app's client id (followed live from its first
-/// frame) and, for a saved instance, journals it with its workflow.
+/// frame) and, for a saved instance, journals it with its workflow and what it is
+/// ([`describe`]; `name` is the file it came from, if any).
 pub async fn submit(
     engine: &Engine,
     profile: Option<&Profile>,
     instance: InstanceId,
     workflow: serde_json::Value,
     options: SubmitOptions,
+    name: Option<&str>,
 ) -> Result<Submitted, AppError> {
     comfy_protocol::http::check_api_workflow(&workflow)?;
     let submission = engine.submit(instance, workflow.clone(), options).await?;
+    let description = describe(&workflow, name);
     let unrecorded = profile.and_then(|p| {
-        p.journal()
+        let mut journal = p.journal();
+        journal
             .record_submitted(
                 instance,
                 &submission.prompt_id,
                 &workflow,
                 comfy_engine::now_ms(),
             )
+            .and_then(|job| {
+                journal.store_mut().describe_job(
+                    job,
+                    description.label.as_deref(),
+                    &description.search_text,
+                )
+            })
             .err()
             .map(AppError::from)
     });
     Ok(Submitted {
         submission,
+        label: description.label,
         unrecorded,
     })
+}
+
+/// Where an instance's outputs are saved unless the user picks another folder: the platform's
+/// pictures folder (`~/Pictures`), `ComfyUI`, then the instance's name made safe as a folder
+/// name. `None` when the platform names no home.
+pub fn default_output_folder(instance_name: &str) -> Option<PathBuf> {
+    let dirs = directories::UserDirs::new()?;
+    let pictures = dirs
+        .picture_dir()
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| dirs.home_dir().join("Pictures"));
+    let safe: String = instance_name
+        .trim()
+        .chars()
+        .map(|c| match c {
+            '/' | '\\' | ':' | '*' | '?' | '"' | '<' | '>' | '|' => '_',
+            c if c.is_control() => '_',
+            c => c,
+        })
+        .collect();
+    let safe = safe.trim_start_matches('.').trim();
+    let name = if safe.is_empty() { "instance" } else { safe };
+    Some(pictures.join("ComfyUI").join(name))
 }
 
 /// A file downloaded.

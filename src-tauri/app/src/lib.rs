@@ -6,6 +6,7 @@
 //!   its secrets; the engine's view of an instance ([`Profile::spec`]).
 //! - [`jobs`]: submit with its journal entry, download with its journal entry, the lost job's
 //!   workflow for a resubmit.
+//! - [`keeper`]: outputs saved without asking, in the background.
 //! - [`check`]: "Test connection" with typed secrets or the saved ones.
 //!
 //! Errors are typed ([`AppError`]); each host maps them to its own surface (an IPC error code,
@@ -15,6 +16,7 @@
 pub mod check;
 mod error;
 pub mod jobs;
+pub mod keeper;
 mod profile;
 
 pub use error::AppError;

@@ -145,9 +145,14 @@ pub fn submit(args: SubmitArgs, db: Option<&Path>) -> ExitCode {
     };
     let journal = saved.as_ref().map(|s| (&s.profile, s.instance));
     let wait = args.wait || args.out.is_some();
+    let name = args
+        .workflow
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned());
     rt.block_on(submit_and_follow(
         spec,
         workflows,
+        name,
         journal,
         args.preview_method.clone(),
         wait,
@@ -159,6 +164,7 @@ pub fn submit(args: SubmitArgs, db: Option<&Path>) -> ExitCode {
 async fn submit_and_follow(
     spec: InstanceSpec,
     workflows: Vec<serde_json::Value>,
+    name: Option<String>,
     mut journal: JobJournal<'_>,
     preview_method: Option<String>,
     wait: bool,
@@ -176,7 +182,7 @@ async fn submit_and_follow(
             preview_method: preview_method.clone(),
         };
         let (submission, unrecorded) =
-            match jobs::submit(&engine, profile, id, workflow, options).await {
+            match jobs::submit(&engine, profile, id, workflow, options, name.as_deref()).await {
                 Ok(s) => (s.submission, s.unrecorded),
                 Err(AppError::Engine(EngineError::Action(ActionError::Rejected(r)))) => {
                     engine.shutdown().await;
@@ -598,9 +604,9 @@ pub fn resubmit(prompt_id: &str, wait: bool, db: Option<&Path>) -> ExitCode {
         let rec = profile.journal().store().instance(job.job.instance)?;
         let spec = profile.spec(&rec);
         announce(&profile);
-        Ok((spec?, workflow, profile, rec.id))
+        Ok((spec?, workflow, profile, rec.id, job.job.label))
     })();
-    let (spec, workflow, profile, instance) = match found {
+    let (spec, workflow, profile, instance, label) = match found {
         Ok(f) => f,
         Err(e) => return fail(e, exit::FAILED),
     };
@@ -611,6 +617,7 @@ pub fn resubmit(prompt_id: &str, wait: bool, db: Option<&Path>) -> ExitCode {
     rt.block_on(submit_and_follow(
         spec,
         vec![workflow],
+        label,
         Some((&profile, instance)),
         None,
         wait,

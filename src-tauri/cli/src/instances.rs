@@ -41,6 +41,13 @@ pub enum InstancesCommand {
         /// Do not use the server's comfy-monitor companion even when it has one.
         #[arg(long)]
         no_companion: bool,
+        /// Save the outputs of this app's jobs into this folder, without asking (the desktop
+        /// app saves them; `default`: ~/Pictures/ComfyUI/<name>).
+        #[arg(long, value_name = "DIR")]
+        save_to: Option<String>,
+        /// Save other clients' jobs' outputs too (a browser, a script).
+        #[arg(long, requires = "save_to")]
+        save_others: bool,
     },
     /// Change a saved instance; only the options given change.
     Edit {
@@ -78,6 +85,18 @@ pub enum InstancesCommand {
         /// Do not use the server's comfy-monitor companion.
         #[arg(long)]
         no_companion: bool,
+        /// Save outputs into this folder without asking (`default`: the suggested one).
+        #[arg(long, value_name = "DIR", conflicts_with = "no_save")]
+        save_to: Option<String>,
+        /// Stop saving outputs.
+        #[arg(long)]
+        no_save: bool,
+        /// Save other clients' jobs' outputs too.
+        #[arg(long, conflicts_with_all = ["no_save_others", "no_save"])]
+        save_others: bool,
+        /// Save only this app's jobs' outputs.
+        #[arg(long)]
+        no_save_others: bool,
     },
     /// Forget an instance (its secrets too; its journal entries go with it).
     Remove { name: String },
@@ -172,6 +191,19 @@ fn auth_label(a: &AuthSettings) -> String {
     }
 }
 
+/// The folder `--save-to` names, made absolute; `default` is the suggested one.
+fn save_folder(dir: &str, instance: &str) -> anyhow::Result<String> {
+    let path = if dir == "default" {
+        comfy_app::jobs::default_output_folder(instance)
+            .context("this platform names no pictures folder; give a folder")?
+    } else {
+        std::path::absolute(dir).with_context(|| format!("{dir}: not a usable folder"))?
+    };
+    path.to_str()
+        .map(str::to_owned)
+        .with_context(|| format!("{} is not valid UTF-8", path.display()))
+}
+
 fn record_json(r: &InstanceRecord) -> serde_json::Value {
     serde_json::json!({
         "name": r.name, "url": r.base_url, "auth": auth_label(&r.auth),
@@ -180,13 +212,14 @@ fn record_json(r: &InstanceRecord) -> serde_json::Value {
         "enabled": r.enabled, "client_id": r.client_id,
         "last_status": r.last_status, "last_connected": r.last_connected,
         "use_companion": r.use_companion,
+        "save_to": r.saving.folder, "save_others": r.saving.others,
     })
 }
 
 /// One line of `instances list`.
 fn record_line(r: &InstanceRecord) -> String {
     format!(
-        "{:<16} {:<36} auth: {:<20}{}{}{}",
+        "{:<16} {:<36} auth: {:<20}{}{}{}{}",
         r.name,
         r.base_url,
         auth_label(&r.auth),
@@ -200,6 +233,11 @@ fn record_line(r: &InstanceRecord) -> String {
             ""
         } else {
             " (no companion)"
+        },
+        match &r.saving.folder {
+            Some(f) if r.saving.others => format!(" (saves every job's outputs to {f})"),
+            Some(f) => format!(" (saves outputs to {f})"),
+            None => String::new(),
         },
     )
 }
@@ -251,6 +289,8 @@ pub fn run(cmd: InstancesCommand, db: Option<&Path>) -> anyhow::Result<()> {
             certificate_sha256,
             disabled,
             no_companion,
+            save_to,
+            save_others,
         } => {
             let (settings, secrets) = auth.resolve()?;
             let mut new = NewInstance::new(name, normalise_url(&url)?);
@@ -264,6 +304,12 @@ pub fn run(cmd: InstancesCommand, db: Option<&Path>) -> anyhow::Result<()> {
             }
             new.enabled = !disabled;
             new.use_companion = !no_companion;
+            if let Some(dir) = save_to {
+                new.saving = comfy_model::OutputSaving {
+                    folder: Some(save_folder(&dir, &new.name)?),
+                    others: save_others,
+                };
+            }
             let rec = profile.add_instance(&new, &secrets.into_iter().collect(), now);
             announce(&profile);
             let rec = rec?;
@@ -283,6 +329,10 @@ pub fn run(cmd: InstancesCommand, db: Option<&Path>) -> anyhow::Result<()> {
             disable,
             companion,
             no_companion,
+            save_to,
+            no_save,
+            save_others,
+            no_save_others,
         } => {
             let rec = profile.instance_named(&name)?;
             let mut update = InstanceUpdate {
@@ -325,6 +375,23 @@ pub fn run(cmd: InstancesCommand, db: Option<&Path>) -> anyhow::Result<()> {
             }
             if companion || no_companion {
                 update.use_companion = Some(companion);
+            }
+            if save_to.is_some() || no_save || save_others || no_save_others {
+                let mut saving = rec.saving.clone();
+                if let Some(dir) = save_to {
+                    let name = update.name.as_deref().unwrap_or(&rec.name);
+                    saving.folder = Some(save_folder(&dir, name)?);
+                }
+                if no_save {
+                    saving = comfy_model::OutputSaving::default();
+                }
+                if save_others || no_save_others {
+                    saving.others = save_others;
+                }
+                if saving.others && saving.folder.is_none() {
+                    anyhow::bail!("--save-others needs a folder: give --save-to DIR too");
+                }
+                update.saving = Some(saving);
             }
             let updated = profile.update_instance(rec.id, &update, &secrets, now);
             announce(&profile);

@@ -224,19 +224,21 @@ impl Journal {
         prompt_id: &PromptId,
         workflow: &serde_json::Value,
         now: i64,
-    ) -> Result<(), StoreError> {
-        self.store.record_seen(
-            &JobSeen {
-                instance,
-                prompt_id: prompt_id.to_string(),
-                origin: comfy_store::JobOrigin::SelfApp,
-                number: None,
-                queued_at: now,
-                workflow_json: Some(workflow.to_string()),
-            },
-            now,
-        )?;
-        Ok(())
+    ) -> Result<comfy_store::JobId, StoreError> {
+        Ok(self
+            .store
+            .record_seen(
+                &JobSeen {
+                    instance,
+                    prompt_id: prompt_id.to_string(),
+                    origin: comfy_store::JobOrigin::SelfApp,
+                    number: None,
+                    queued_at: now,
+                    workflow_json: Some(workflow.to_string()),
+                },
+                now,
+            )?
+            .id)
     }
 
     /// Records one job event. Returns `true` when this call wrote the job's terminal state.

@@ -31,5 +31,5 @@ pub use job::{
     ErrorDetails, Estimate, EstimateBasis, Fidelity, JobOrigin, JobOutcome, JobState, JobView,
     NodeDuration, OutputFile, PreviewMethod,
 };
-pub use prefs::NotificationPrefs;
+pub use prefs::{NotificationPrefs, OutputSaving, SavingStatus};
 pub use summary::{GraphNode, LoraUse, WorkflowSummary};

@@ -51,6 +51,34 @@ impl Default for NotificationPrefs {
     }
 }
 
+/// Whether an instance's outputs are saved without asking, and where: every file a job wrote to
+/// ComfyUI's output folder is downloaded into `folder` (under the subfolder it has on the
+/// server) as soon as the job ends, never over an existing file.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
+#[serde(default)]
+pub struct OutputSaving {
+    /// The folder (an absolute path), or none: outputs stay on the server.
+    pub folder: Option<String>,
+    /// Other clients' jobs (a browser, a script) are saved too, not only this app's.
+    pub others: bool,
+}
+
+/// Where saving outputs stands, across every instance: shown as a progress indicator, with the
+/// last failure in words.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
+pub struct SavingStatus {
+    /// Files waiting to be saved, those being saved included.
+    pub waiting: u32,
+    /// Files being downloaded now.
+    pub saving: u32,
+    /// Files that could not be saved (given up).
+    pub failed: u32,
+    /// Why the last attempt that failed did, while files still wait or until one is saved.
+    pub last_error: Option<String>,
+}
+
 #[cfg(test)]
 mod tests {
     use super::NotificationPrefs;

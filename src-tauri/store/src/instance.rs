@@ -6,7 +6,7 @@
 
 use crate::error::StoreError;
 use crate::store::Store;
-use comfy_model::{CertificateFingerprint, InstanceId, NotificationPrefs};
+use comfy_model::{CertificateFingerprint, InstanceId, NotificationPrefs, OutputSaving};
 use rusqlite::{params, Connection, OptionalExtension, Row};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -126,6 +126,8 @@ pub struct NewInstance {
     /// Use the server's comfy-monitor companion (every client's jobs relayed live) when the
     /// server has it.
     pub use_companion: bool,
+    /// Whether and where its outputs are saved without asking (off by default).
+    pub saving: OutputSaving,
 }
 
 impl NewInstance {
@@ -141,6 +143,7 @@ impl NewInstance {
             preview_fps_cap: DEFAULT_PREVIEW_FPS_CAP,
             notifications: NotificationPrefs::default(),
             use_companion: true,
+            saving: OutputSaving::default(),
         }
     }
 }
@@ -158,6 +161,7 @@ pub struct InstanceUpdate {
     pub preview_fps_cap: Option<u32>,
     pub notifications: Option<NotificationPrefs>,
     pub use_companion: Option<bool>,
+    pub saving: Option<OutputSaving>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -179,6 +183,8 @@ pub struct InstanceRecord {
     pub notifications: NotificationPrefs,
     /// Use the server's comfy-monitor companion when it has one (on by default).
     pub use_companion: bool,
+    /// Whether and where its outputs are saved without asking.
+    pub saving: OutputSaving,
     pub created_at: i64,
     pub updated_at: i64,
     pub last_status: Option<String>,
@@ -297,6 +303,32 @@ fn validate_fps(cap: u32) -> Result<i64, StoreError> {
     Ok(i64::from(cap))
 }
 
+/// The saving setting as it is stored: the folder trimmed, and refused unless it is an absolute
+/// path (a relative one would depend on where the app was started). An empty folder is off.
+fn validate_saving(saving: &OutputSaving) -> Result<OutputSaving, StoreError> {
+    let folder = saving
+        .folder
+        .as_deref()
+        .map(str::trim)
+        .filter(|f| !f.is_empty());
+    if let Some(f) = folder {
+        if f.chars().any(char::is_control) {
+            return Err(StoreError::Invalid(
+                "the folder to save outputs to cannot contain control characters".into(),
+            ));
+        }
+        if !std::path::Path::new(f).is_absolute() {
+            return Err(StoreError::Invalid(format!(
+                "the folder to save outputs to must be an absolute path, not `{f}`"
+            )));
+        }
+    }
+    Ok(OutputSaving {
+        folder: folder.map(str::to_owned),
+        others: saving.others,
+    })
+}
+
 fn notify_json(prefs: &NotificationPrefs) -> Result<String, StoreError> {
     serde_json::to_string(prefs)
         .map_err(|e| StoreError::Invalid(format!("preferences cannot be encoded: {e}")))
@@ -318,7 +350,7 @@ fn duplicate_name(e: rusqlite::Error, name: &str) -> StoreError {
 
 const COLUMNS: &str = "id, name, base_url, auth_kind, auth_json, accept_invalid_certs, enabled, \
      client_id, preview_fps_cap, notify_json, created_at, updated_at, last_status, last_connected, \
-     use_companion, certificate_sha256";
+     use_companion, certificate_sha256, save_dir, save_others";
 
 /// A row as SQLite returns it, before the JSON columns are read.
 struct RawInstance {
@@ -338,6 +370,8 @@ struct RawInstance {
     last_connected: Option<i64>,
     use_companion: bool,
     certificate_sha256: Option<String>,
+    save_dir: Option<String>,
+    save_others: bool,
 }
 
 impl RawInstance {
@@ -359,6 +393,8 @@ impl RawInstance {
             last_connected: r.get(13)?,
             use_companion: r.get(14)?,
             certificate_sha256: r.get(15)?,
+            save_dir: r.get(16)?,
+            save_others: r.get(17)?,
         })
     }
 
@@ -388,6 +424,10 @@ impl RawInstance {
             preview_fps_cap: u32::try_from(self.preview_fps_cap).unwrap_or(0),
             notifications,
             use_companion: self.use_companion,
+            saving: OutputSaving {
+                folder: self.save_dir,
+                others: self.save_others,
+            },
             created_at: self.created_at,
             updated_at: self.updated_at,
             last_status: self.last_status,
@@ -425,6 +465,7 @@ pub(crate) fn insert(
     let name = validate_name(&new.name)?;
     let base_url = validate_url(&new.base_url)?;
     let fps = validate_fps(new.preview_fps_cap)?;
+    let saving = validate_saving(&new.saving)?;
     new.auth.validate()?;
     // An id is never given twice, even after the newest instance was removed: it names the
     // instance everywhere (the engine, the journal, the webview, keyring references), so a
@@ -440,8 +481,8 @@ pub(crate) fn insert(
         .query_row(
             "INSERT INTO instances (id, name, base_url, auth_kind, accept_invalid_certs, enabled, \
                  preview_fps_cap, notify_json, use_companion, created_at, updated_at, \
-                 certificate_sha256) \
-             VALUES (?10, ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?9, ?11) RETURNING id",
+                 certificate_sha256, save_dir, save_others) \
+             VALUES (?10, ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?9, ?11, ?12, ?13) RETURNING id",
             params![
                 name,
                 base_url,
@@ -453,7 +494,9 @@ pub(crate) fn insert(
                 new.use_companion,
                 now,
                 next,
-                new.certificate_sha256.map(|c| c.to_string())
+                new.certificate_sha256.map(|c| c.to_string()),
+                saving.folder,
+                saving.others
             ],
             |r| r.get(0),
         )
@@ -549,11 +592,12 @@ impl Store {
             auth.validate()?;
             let fps = validate_fps(update.preview_fps_cap.unwrap_or(old.preview_fps_cap))?;
             let notifications = update.notifications.unwrap_or(old.notifications);
+            let saving = validate_saving(update.saving.as_ref().unwrap_or(&old.saving))?;
             tx.execute(
                 "UPDATE instances SET name = ?1, base_url = ?2, auth_kind = ?3, auth_json = ?4, \
                      accept_invalid_certs = ?5, enabled = ?6, preview_fps_cap = ?7, \
                      notify_json = ?8, use_companion = ?9, updated_at = ?10, \
-                     certificate_sha256 = ?12 \
+                     certificate_sha256 = ?12, save_dir = ?13, save_others = ?14 \
                  WHERE id = ?11",
                 params![
                     name,
@@ -572,7 +616,9 @@ impl Store {
                     update
                         .certificate_sha256
                         .unwrap_or(old.certificate_sha256)
-                        .map(|c| c.to_string())
+                        .map(|c| c.to_string()),
+                    saving.folder,
+                    saving.others
                 ],
             )
             .map_err(|e| duplicate_name(e, &name))?;

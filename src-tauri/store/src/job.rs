@@ -91,6 +91,8 @@ pub struct JobRecord {
     pub updated_at: i64,
     /// The workflow's timing fingerprint (finished jobs whose graph was known).
     pub fingerprint: Option<String>,
+    /// What the job is called (see [`Store::describe_job`]), once its graph was known.
+    pub label: Option<String>,
 }
 
 /// A job this app queued that was lost, with what is needed to queue it again.
@@ -102,7 +104,7 @@ pub struct LostJob {
 
 const COLUMNS: &str = "id, instance_id, prompt_id, origin, workflow_json IS NOT NULL, number, \
      queued_at, started_at, finished_at, state, error_json, outputs_json, node_durations_json, \
-     detail, updated_at, fingerprint";
+     detail, updated_at, fingerprint, label";
 
 /// Reads a row selected with [`COLUMNS`].
 fn from_row(r: &Row<'_>) -> rusqlite::Result<JobRecord> {
@@ -132,6 +134,7 @@ fn from_row(r: &Row<'_>) -> rusqlite::Result<JobRecord> {
         detail: r.get(13)?,
         updated_at: r.get(14)?,
         fingerprint: r.get(15)?,
+        label: r.get(16)?,
     })
 }
 
@@ -387,6 +390,54 @@ impl Store {
         self.check(r)
     }
 
+    /// Records what a job was: its name and the text a gallery search looks through (its name,
+    /// models and prompt text). The name is cut to 200 characters, the text to 16 KiB.
+    pub fn describe_job(
+        &mut self,
+        id: JobId,
+        label: Option<&str>,
+        search_text: &str,
+    ) -> Result<(), StoreError> {
+        let cut = |s: &str, max: usize| -> String {
+            match s.char_indices().nth(max) {
+                Some((i, _)) => s[..i].to_owned(),
+                None => s.to_owned(),
+            }
+        };
+        let r = (|| {
+            let n = self.conn.execute(
+                "UPDATE jobs SET label = ?2, search_text = ?3 WHERE id = ?1",
+                params![
+                    id.0,
+                    label.map(|l| cut(l, 200)),
+                    cut(search_text, 16 * 1024)
+                ],
+            )?;
+            if n == 0 {
+                return Err(StoreError::NotFound {
+                    what: format!("job {id}"),
+                });
+            }
+            Ok(())
+        })();
+        self.check(r)
+    }
+
+    /// Whether what a job was is recorded yet (see [`Store::describe_job`]).
+    pub fn job_described(&self, id: JobId) -> Result<bool, StoreError> {
+        let r = self
+            .conn
+            .query_row(
+                "SELECT search_text IS NOT NULL FROM jobs WHERE id = ?1",
+                [id.0],
+                |r| r.get(0),
+            )
+            .optional()
+            .map_err(StoreError::from)
+            .map(|d| d.unwrap_or(false));
+        self.check(r)
+    }
+
     /// Records that a job runs (adding it if it was never seen pending). The first start time
     /// sticks. A finished job is left as it is. Returns the job as stored.
     pub fn record_running(
@@ -458,6 +509,7 @@ impl Store {
             };
             if written != Terminal::Unchanged {
                 crate::output::insert_outputs(&tx, rec.id, event.outputs)?;
+                crate::output::mark_to_keep(&tx, rec.id)?;
             }
             tx.commit()?;
             Ok(written)

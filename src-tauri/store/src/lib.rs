@@ -87,7 +87,10 @@ pub use instance::{
 };
 pub use job::{JobEnd, JobEvent, JobId, JobRecord, JobSeen, LostJob, TimingRun};
 pub use migrate::{DEFAULT_INSTANCE_NAME, DEFAULT_INSTANCE_URL, SCHEMA_VERSION};
-pub use output::{KeptCopy, NewOutput, OutputId, OutputKind, OutputRecord, MAX_THUMBNAIL_BYTES};
+pub use output::{
+    GalleryFilter, GalleryRecord, KeepCounts, KeepResult, KeptCopy, NewOutput, OutputId,
+    OutputKind, OutputRecord, ToKeep, MAX_GALLERY_PAGE, MAX_THUMBNAIL_BYTES,
+};
 pub use store::{
     default_path, EventRetention, JobRetention, Store, StoreOptions, DB_ENV_VAR, DB_FILE_NAME,
     DEFAULT_BUSY_TIMEOUT, JOURNAL_SIZE_LIMIT,

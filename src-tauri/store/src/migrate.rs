@@ -17,6 +17,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0003_use_companion.sql"),
     include_str!("migrations/0004_timing.sql"),
     include_str!("migrations/0005_certificate_pin.sql"),
+    include_str!("migrations/0006_output_saving.sql"),
 ];
 
 /// The schema version this build writes and understands.

@@ -145,8 +145,11 @@ impl Store {
                 })?),
                 None => None,
             };
+            // A copy saved by hand is the kept copy: no second one is fetched for it.
             let n = self.conn.execute(
-                "UPDATE outputs SET local_path = ?1 WHERE id = ?2",
+                "UPDATE outputs SET local_path = ?1, \
+                     keep = CASE WHEN ?1 IS NOT NULL AND keep = 'pending' THEN 'kept' ELSE keep END \
+                 WHERE id = ?2",
                 params![text, id.0],
             )?;
             found(n, id)
@@ -223,6 +226,264 @@ impl Store {
             });
         self.check(r)
     }
+}
+
+/// An output waiting to be saved into its instance's folder.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ToKeep {
+    pub output: OutputRecord,
+    pub instance: crate::InstanceId,
+    pub prompt_id: String,
+    /// The instance's folder, as it is set now.
+    pub folder: PathBuf,
+    /// Attempts that failed so far.
+    pub tries: u32,
+}
+
+/// How many outputs wait to be saved, and how many could not be.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct KeepCounts {
+    pub pending: u32,
+    pub failed: u32,
+}
+
+/// Where a kept output went and its thumbnail, or why it could not be kept.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum KeepResult<'a> {
+    Kept {
+        path: &'a Path,
+        thumbnail: Option<&'a [u8]>,
+    },
+    /// Worth another attempt later (the server out of reach): the file stays pending.
+    Retry { error: &'a str },
+    /// Given up (the server no longer has the file, the disk refuses it).
+    Failed { error: &'a str },
+}
+
+/// One file of the gallery: an output of a journalled job, with what the job was.
+#[derive(Debug, Clone, PartialEq)]
+pub struct GalleryRecord {
+    pub output: OutputRecord,
+    pub instance: crate::InstanceId,
+    pub prompt_id: String,
+    pub origin: comfy_model::JobOrigin,
+    pub state: crate::JobState,
+    pub finished_at: Option<i64>,
+    pub label: Option<String>,
+    /// `pending`, `kept`, `failed`, or none (not saved).
+    pub keep: Option<String>,
+    pub keep_error: Option<String>,
+}
+
+/// What the gallery shows: outputs of finished jobs in ComfyUI's output folder, newest first.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct GalleryFilter {
+    pub instance: Option<crate::InstanceId>,
+    /// Jobs that ended in one of these states (all when empty).
+    pub states: Vec<crate::JobState>,
+    /// Jobs that finished at or after this time (ms since the epoch).
+    pub since: Option<i64>,
+    /// Jobs that finished before this time.
+    pub until: Option<i64>,
+    /// Words each found (case-insensitively) in the job's name, models or prompt text, or in
+    /// the file name.
+    pub text: Option<String>,
+    /// Outputs older than this one (the last of the previous page).
+    pub before: Option<OutputId>,
+    pub limit: u32,
+}
+
+/// The most gallery rows one query returns.
+pub const MAX_GALLERY_PAGE: u32 = 500;
+
+impl Store {
+    /// Outputs waiting to be saved, oldest first, at most `limit`, skipping `busy` ones (being
+    /// saved now) and those of instances that no longer save.
+    pub fn outputs_to_keep(
+        &self,
+        limit: u32,
+        busy: &[OutputId],
+    ) -> Result<Vec<ToKeep>, StoreError> {
+        let r = (|| {
+            let busy = serde_json::to_string(&busy.iter().map(|b| b.0).collect::<Vec<_>>())
+                .map_err(|e| StoreError::Invalid(e.to_string()))?;
+            let mut stmt = self.conn.prepare_cached(
+                "SELECT o.id, o.job_id, o.node_id, o.filename, o.subfolder, o.kind, o.local_path, \
+                     o.thumbnail IS NOT NULL, j.instance_id, j.prompt_id, i.save_dir, o.keep_tries \
+                 FROM outputs o JOIN jobs j ON j.id = o.job_id \
+                     JOIN instances i ON i.id = j.instance_id \
+                 WHERE o.keep = 'pending' AND i.save_dir IS NOT NULL \
+                     AND o.id NOT IN (SELECT value FROM json_each(?2)) \
+                 ORDER BY o.id LIMIT ?1",
+            )?;
+            let rows = stmt.query_map(params![limit, busy], |r| {
+                Ok(ToKeep {
+                    output: from_row(r)?,
+                    instance: crate::InstanceId(r.get(8)?),
+                    prompt_id: r.get(9)?,
+                    folder: PathBuf::from(r.get::<_, String>(10)?),
+                    tries: r.get(11)?,
+                })
+            })?;
+            Ok(rows.collect::<Result<Vec<_>, _>>()?)
+        })();
+        self.check(r)
+    }
+
+    /// Records how saving an output went.
+    pub fn record_keep(&mut self, id: OutputId, result: &KeepResult<'_>) -> Result<(), StoreError> {
+        let r = (|| {
+            let n = match *result {
+                KeepResult::Kept { path, thumbnail } => {
+                    let text = path.to_str().ok_or_else(|| {
+                        StoreError::Invalid(format!("{} is not valid UTF-8", path.display()))
+                    })?;
+                    if thumbnail.is_some_and(|t| t.len() > MAX_THUMBNAIL_BYTES) {
+                        return Err(StoreError::Invalid("the thumbnail is too large".into()));
+                    }
+                    self.conn.execute(
+                        "UPDATE outputs SET keep = 'kept', keep_error = NULL, local_path = ?2, \
+                             thumbnail = COALESCE(?3, thumbnail) WHERE id = ?1",
+                        params![id.0, text, thumbnail],
+                    )?
+                }
+                KeepResult::Retry { error } => self.conn.execute(
+                    "UPDATE outputs SET keep_error = ?2, keep_tries = keep_tries + 1 \
+                     WHERE id = ?1 AND keep = 'pending'",
+                    params![id.0, error],
+                )?,
+                KeepResult::Failed { error } => self.conn.execute(
+                    "UPDATE outputs SET keep = 'failed', keep_error = ?2, \
+                         keep_tries = keep_tries + 1 WHERE id = ?1",
+                    params![id.0, error],
+                )?,
+            };
+            found(n, id)
+        })();
+        self.check(r)
+    }
+
+    /// How many outputs wait to be saved (of instances that save) and how many failed.
+    pub fn keep_counts(&self) -> Result<KeepCounts, StoreError> {
+        let r = self
+            .conn
+            .query_row(
+                "SELECT \
+                     (SELECT count(*) FROM outputs o JOIN jobs j ON j.id = o.job_id \
+                         JOIN instances i ON i.id = j.instance_id \
+                      WHERE o.keep = 'pending' AND i.save_dir IS NOT NULL), \
+                     (SELECT count(*) FROM outputs WHERE keep = 'failed')",
+                [],
+                |r| {
+                    Ok(KeepCounts {
+                        pending: r.get(0)?,
+                        failed: r.get(1)?,
+                    })
+                },
+            )
+            .map_err(StoreError::from);
+        self.check(r)
+    }
+
+    /// A page of the gallery (see [`GalleryFilter`]).
+    pub fn gallery(&self, filter: &GalleryFilter) -> Result<Vec<GalleryRecord>, StoreError> {
+        let r = (|| {
+            let states = serde_json::to_string(
+                &filter.states.iter().map(|s| s.as_str()).collect::<Vec<_>>(),
+            )
+            .map_err(|e| StoreError::Invalid(e.to_string()))?;
+            let words: Vec<String> = filter
+                .text
+                .as_deref()
+                .unwrap_or("")
+                .split_whitespace()
+                .take(8)
+                .map(|w| format!("%{}%", escape_like(&w.to_lowercase())))
+                .collect();
+            let words =
+                serde_json::to_string(&words).map_err(|e| StoreError::Invalid(e.to_string()))?;
+            let mut stmt = self.conn.prepare_cached(
+                "SELECT o.id, o.job_id, o.node_id, o.filename, o.subfolder, o.kind, o.local_path, \
+                     o.thumbnail IS NOT NULL, j.instance_id, j.prompt_id, j.origin, j.state, \
+                     j.finished_at, j.label, o.keep, o.keep_error \
+                 FROM outputs o JOIN jobs j ON j.id = o.job_id \
+                 WHERE o.kind = 'output' \
+                     AND (?1 IS NULL OR j.instance_id = ?1) \
+                     AND (json_array_length(?2) = 0 OR j.state IN (SELECT value FROM json_each(?2))) \
+                     AND (?3 IS NULL OR j.finished_at >= ?3) \
+                     AND (?4 IS NULL OR j.finished_at < ?4) \
+                     AND (?5 IS NULL OR o.id < ?5) \
+                     AND NOT EXISTS (SELECT 1 FROM json_each(?6) w WHERE \
+                         lower(coalesce(j.search_text, '') || ' ' || o.filename) \
+                             NOT LIKE w.value ESCAPE '\\') \
+                 ORDER BY o.id DESC LIMIT ?7",
+            )?;
+            let rows = stmt.query_map(
+                params![
+                    filter.instance.map(|i| i.0),
+                    states,
+                    filter.since,
+                    filter.until,
+                    filter.before.map(|b| b.0),
+                    words,
+                    filter.limit.min(MAX_GALLERY_PAGE)
+                ],
+                |r| {
+                    let origin: String = r.get(10)?;
+                    let state: String = r.get(11)?;
+                    let bad = |i, what: &str| {
+                        rusqlite::Error::FromSqlConversionFailure(
+                            i,
+                            rusqlite::types::Type::Text,
+                            what.to_owned().into(),
+                        )
+                    };
+                    Ok(GalleryRecord {
+                        output: from_row(r)?,
+                        instance: crate::InstanceId(r.get(8)?),
+                        prompt_id: r.get(9)?,
+                        origin: comfy_model::JobOrigin::parse(&origin)
+                            .ok_or_else(|| bad(10, "unknown job origin"))?,
+                        state: crate::JobState::parse(&state)
+                            .ok_or_else(|| bad(11, "unknown job state"))?,
+                        finished_at: r.get(12)?,
+                        label: r.get(13)?,
+                        keep: r.get(14)?,
+                        keep_error: r.get(15)?,
+                    })
+                },
+            )?;
+            Ok(rows.collect::<Result<Vec<_>, _>>()?)
+        })();
+        self.check(r)
+    }
+}
+
+/// `%`, `_` and the escape character itself, escaped for `LIKE … ESCAPE '\'`.
+fn escape_like(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        if matches!(c, '%' | '_' | '\\') {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out
+}
+
+/// Marks a job's new output files to be saved when its instance saves outputs: files in
+/// ComfyUI's output folder (not temporary previews), of this app's jobs, or of every client's
+/// when the instance saves others' too. Inside the caller's transaction.
+pub(crate) fn mark_to_keep(conn: &rusqlite::Connection, job: JobId) -> Result<(), StoreError> {
+    conn.prepare_cached(
+        "UPDATE outputs SET keep = 'pending' \
+         WHERE job_id = ?1 AND kind = 'output' AND keep IS NULL AND local_path IS NULL \
+           AND EXISTS (SELECT 1 FROM jobs j JOIN instances i ON i.id = j.instance_id \
+                       WHERE j.id = ?1 AND i.save_dir IS NOT NULL \
+                         AND (j.origin = 'self' OR i.save_others))",
+    )?
+    .execute([job.0])?;
+    Ok(())
 }
 
 fn found(changed: usize, id: OutputId) -> Result<(), StoreError> {

@@ -12,4 +12,12 @@ export type HistoryEntry = { prompt_id: PromptId, state: JobState, origin: JobOr
 /**
  * This app queued it and kept its workflow: it can be queued again.
  */
-can_resubmit: boolean, };
+can_resubmit: boolean, 
+/**
+ * What the job is called (its file, or its model and prompt), when its graph was known.
+ */
+label: string | null, 
+/**
+ * The folder its outputs were saved to, when one was (filled by the history command).
+ */
+saved_folder: string | null, };

@@ -2,6 +2,7 @@
 import type { AuthKind } from "./AuthKind";
 import type { CertificateFingerprint } from "./CertificateFingerprint";
 import type { NotificationPrefs } from "./NotificationPrefs";
+import type { OutputSaving } from "./OutputSaving";
 
 /**
  * What the dialog sends to add or edit an instance.
@@ -24,4 +25,8 @@ certificate_sha256: CertificateFingerprint | null, enabled: boolean, preview_fps
  * Use the server's comfy-monitor companion (every client's jobs followed live) when it
  * has one.
  */
-use_companion: boolean, };
+use_companion: boolean, 
+/**
+ * Whether and where its outputs are saved without asking.
+ */
+saving: OutputSaving, };

@@ -3,6 +3,7 @@ import type { AuthKind } from "./AuthKind";
 import type { CertificateFingerprint } from "./CertificateFingerprint";
 import type { InstanceId } from "./InstanceId";
 import type { NotificationPrefs } from "./NotificationPrefs";
+import type { OutputSaving } from "./OutputSaving";
 
 /**
  * A saved instance, as the settings dialog shows it.
@@ -32,4 +33,8 @@ certificate_sha256: CertificateFingerprint | null, enabled: boolean, preview_fps
  * Use the server's comfy-monitor companion (every client's jobs followed live) when it
  * has one.
  */
-use_companion: boolean, };
+use_companion: boolean, 
+/**
+ * Whether and where its outputs are saved without asking.
+ */
+saving: OutputSaving, };

@@ -4,6 +4,7 @@ import type { InstancesChanged } from "./InstancesChanged";
 import type { EventLogged } from "./EventLogged";
 import type { ShowRequested } from "./ShowRequested";
 import type { CancelConfirmationRequested } from "./CancelConfirmationRequested";
+import type { SavingStatus } from "./SavingStatus";
 
 export const EVENTS = {
   viewChanged: "view-changed",
@@ -11,6 +12,7 @@ export const EVENTS = {
   eventLogged: "event-logged",
   showRequested: "show-requested",
   cancelConfirmationRequested: "cancel-confirmation-requested",
+  savingStatus: "saving-changed",
 } as const;
 
 export type EventName = (typeof EVENTS)[keyof typeof EVENTS];
@@ -21,4 +23,5 @@ export interface EventPayloads {
   "event-logged": EventLogged;
   "show-requested": ShowRequested;
   "cancel-confirmation-requested": CancelConfirmationRequested;
+  "saving-changed": SavingStatus;
 }

@@ -13,6 +13,8 @@
 // first, then by queue number) and sends the order with the job update that changed it.
 import type { AppSettings } from "../bindings/AppSettings";
 import { DEFAULT_NOTIFICATION_PREFS } from "../bindings/defaults";
+import type { GalleryItem } from "../bindings/GalleryItem";
+import type { GalleryQuery } from "../bindings/GalleryQuery";
 import type { HistoryEntry } from "../bindings/HistoryEntry";
 import type { InstanceId } from "../bindings/InstanceId";
 import type { InstanceInput } from "../bindings/InstanceInput";
@@ -119,6 +121,40 @@ const TRACEBACK = [
   "torch.OutOfMemoryError: CUDA out of memory. Tried to allocate 2.50 GiB (GPU 0; 23.64 GiB total capacity)\n",
 ];
 
+/** Every instance's history outputs as gallery files, newest first, filtered like the shell. */
+function galleryOf(q: GalleryQuery): GalleryItem[] {
+  const items: GalleryItem[] = [];
+  let n = 1;
+  for (const [instanceId, entries] of state.history) {
+    for (const e of entries) {
+      for (const file of e.outputs) {
+        items.push({
+          id: n++,
+          instance_id: instanceId,
+          prompt_id: e.prompt_id,
+          file,
+          media: /\.(mp4|webm)$/i.test(file.filename) ? "video" : /\.(wav|mp3|flac)$/i.test(file.filename) ? "audio" : "image",
+          state: e.state,
+          origin: e.origin,
+          finished_at_ms: e.finished_at_ms,
+          label: e.label,
+          save: e.saved_folder ? "saved" : "no",
+          saved_to: e.saved_folder ? `${e.saved_folder}/${file.filename}` : null,
+          save_error: null,
+        });
+      }
+    }
+  }
+  const words = (q.text ?? "").toLowerCase().split(/\s+/).filter(Boolean);
+  return items
+    .filter((i) => q.instance_id === undefined || i.instance_id === q.instance_id)
+    .filter((i) => !q.states.length || q.states.includes(i.state))
+    .filter((i) => words.every((w) => `${i.label ?? ""} ${i.file.filename}`.toLowerCase().includes(w)))
+    .sort((a, b) => (b.finished_at_ms ?? 0) - (a.finished_at_ms ?? 0))
+    .filter((i) => q.before === undefined || i.id !== q.before)
+    .slice(0, q.limit);
+}
+
 function makeHistory(name: string): HistoryEntry[] {
   const now = Date.now();
   const at = (minAgo: number) => now - minAgo * 60_000;
@@ -133,6 +169,8 @@ function makeHistory(name: string): HistoryEntry[] {
     outputs: [],
     detail: null,
     can_resubmit: true,
+    label: "sd_xl_base_1.0 · a lighthouse on a cliff at dusk",
+    saved_folder: o.outputs?.length ? `/home/you/Pictures/ComfyUI/${name}` : null,
     ...o,
   });
   return [
@@ -288,6 +326,7 @@ function settingsFor(v: InstanceView, preset: Preset): InstanceSettings {
     preview_fps_cap: 15,
     notifications: { ...DEFAULT_NOTIFICATION_PREFS },
     use_companion: v.use_companion,
+    saving: { folder: v.id % 2 === 1 ? `/home/you/Pictures/ComfyUI/${v.name}` : null, others: false },
   };
 }
 
@@ -360,6 +399,8 @@ function finish(inst: InstanceView, j: JobSummary, outcome: JobSummary["state"])
     outputs: j.outputs ?? [],
     detail: j.detail ?? null,
     can_resubmit: j.origin === "self",
+    label: "sd_xl_base_1.0 · a lighthouse on a cliff at dusk",
+    saved_folder: j.outputs?.length ? `/home/you/Pictures/ComfyUI/${inst.name}` : null,
   });
   startNext(inst);
 }
@@ -500,6 +541,7 @@ function handle(command: string, args: unknown): unknown {
         preview_fps_cap: i.preview_fps_cap,
         notifications: i.notifications,
         use_companion: i.use_companion,
+        saving: i.saving,
       };
       if (editId !== null) {
         const old = state.settings.find((s) => s.id === editId);
@@ -689,7 +731,15 @@ function handle(command: string, args: unknown): unknown {
     }
     case "open_folder":
     case "open_in_comfyui":
+    case "open_job_folder":
+    case "open_instance_folder":
       return null;
+    case "saving_status":
+      return { waiting: 2, saving: 2, failed: 0, last_error: null };
+    case "default_output_folder":
+      return `/home/you/Pictures/ComfyUI/${String(a.name)}`;
+    case "gallery":
+      return clone(galleryOf(a.query as GalleryQuery));
     case "get_app_settings":
       return clone(state.app);
     case "set_app_settings":

@@ -7,6 +7,8 @@ import type { CancelOutcome } from "../bindings/CancelOutcome";
 import type { CommandError } from "../bindings/CommandError";
 import type { ConnectionCheck } from "../bindings/ConnectionCheck";
 import type { ErrorCode } from "../bindings/ErrorCode";
+import type { GalleryItem } from "../bindings/GalleryItem";
+import type { GalleryQuery } from "../bindings/GalleryQuery";
 import type { HistoryEntry } from "../bindings/HistoryEntry";
 import type { InstanceId } from "../bindings/InstanceId";
 import type { InstanceInput } from "../bindings/InstanceInput";
@@ -18,6 +20,7 @@ import type { PreviewMethod } from "../bindings/PreviewMethod";
 import type { PromptId } from "../bindings/PromptId";
 import type { RenderingInUse } from "../bindings/RenderingInUse";
 import type { SavedOutput } from "../bindings/SavedOutput";
+import type { SavingStatus } from "../bindings/SavingStatus";
 import type { Snapshot } from "../bindings/Snapshot";
 import type { SubmitResult } from "../bindings/SubmitResult";
 import type { WorkflowSummary } from "../bindings/WorkflowSummary";
@@ -171,6 +174,31 @@ export function saveOutput(instanceId: InstanceId, output: OutputFile, promptId:
 /** Opens a folder of saved outputs in the file manager. */
 export function openFolder(folder: string): Promise<void> {
   return call<void>("open_folder", { folder });
+}
+
+/** Where saving outputs stands now. */
+export function savingStatus(): Promise<SavingStatus> {
+  return call<SavingStatus>("saving_status");
+}
+
+/** The folder suggested for an instance's outputs (`~/Pictures/ComfyUI/<name>`). */
+export function defaultOutputFolder(name: string): Promise<string | null> {
+  return call<string | null>("default_output_folder", { name });
+}
+
+/** A page of the gallery: every instance's outputs, newest first. */
+export function getGallery(query: GalleryQuery): Promise<GalleryItem[]> {
+  return call<GalleryItem[]>("gallery", { query });
+}
+
+/** Opens the folder a job's outputs were saved to. */
+export function openJobFolder(instanceId: InstanceId, promptId: PromptId): Promise<void> {
+  return call<void>("open_job_folder", { instance_id: instanceId, prompt_id: promptId });
+}
+
+/** Opens an instance's outputs folder. */
+export function openInstanceFolder(instanceId: InstanceId): Promise<void> {
+  return call<void>("open_instance_folder", { instance_id: instanceId });
 }
 
 /** The app's own preferences: start hidden, launch at login, notify only when unfocused, rendering. */

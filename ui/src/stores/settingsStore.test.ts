@@ -19,6 +19,7 @@ function input(overrides: Partial<InstanceInput> = {}): InstanceInput {
     preview_fps_cap: 15,
     notifications: notifications(),
     use_companion: true,
+    saving: { folder: null, others: false },
     ...overrides,
   };
 }

@@ -5,7 +5,7 @@ import { ref } from "vue";
 import type { InstanceId } from "../bindings/InstanceId";
 import type { PromptId } from "../bindings/PromptId";
 
-export type Screen = { kind: "overview" } | { kind: "detail"; instanceId: InstanceId };
+export type Screen = { kind: "overview" } | { kind: "detail"; instanceId: InstanceId } | { kind: "gallery" };
 
 export const useViewStore = defineStore("view", () => {
   const screen = ref<Screen>({ kind: "overview" });
@@ -23,6 +23,10 @@ export const useViewStore = defineStore("view", () => {
 
   function showDetail(instanceId: InstanceId): void {
     screen.value = { kind: "detail", instanceId };
+  }
+
+  function showGallery(): void {
+    screen.value = { kind: "gallery" };
   }
 
   function openSettings(editId: InstanceId | null = null): void {
@@ -64,6 +68,7 @@ export const useViewStore = defineStore("view", () => {
     highlightRequest,
     showOverview,
     showDetail,
+    showGallery,
     openSettings,
     closeSettings,
     focusInstance,

@@ -99,6 +99,7 @@ export function settings(id: number, name: string, overrides: Partial<InstanceSe
     preview_fps_cap: 15,
     notifications: notifications(),
     use_companion: true,
+    saving: { folder: null, others: false },
     ...overrides,
   };
 }
@@ -115,6 +116,8 @@ export function historyEntry(promptId: string, overrides: Partial<HistoryEntry> 
     outputs: [],
     detail: null,
     can_resubmit: false,
+    label: null,
+    saved_folder: null,
     ...overrides,
   };
 }

@@ -130,3 +130,379 @@ fn outputs_of_an_unknown_job_are_not_found() {
         .unwrap_err();
     assert!(matches!(err, StoreError::NotFound { .. }), "{err:?}");
 }
+
+/// Ends a job with its outputs, as the journal writes it.
+fn finish(
+    store: &mut comfy_store::Store,
+    seen: comfy_store::JobSeen,
+    outcome: comfy_store::JobOutcome,
+    at: i64,
+    files: &[NewOutput],
+) -> comfy_store::JobId {
+    let end = crate::support::end(seen.instance, &seen.prompt_id, outcome, at);
+    store
+        .record_job(
+            &comfy_store::JobEvent {
+                seen: &seen,
+                running_since: None,
+                end: Some(&end),
+                outputs: files,
+            },
+            at,
+        )
+        .unwrap();
+    store
+        .job(seen.instance, &seen.prompt_id)
+        .unwrap()
+        .unwrap()
+        .id
+}
+
+fn saving(folder: &str, others: bool) -> comfy_store::InstanceUpdate {
+    comfy_store::InstanceUpdate {
+        saving: Some(comfy_model::OutputSaving {
+            folder: Some(folder.into()),
+            others,
+        }),
+        ..Default::default()
+    }
+}
+
+#[test]
+fn outputs_are_kept_only_where_the_instance_saves_and_only_the_jobs_it_saves() {
+    use crate::support::own;
+    use comfy_store::JobOutcome::Success;
+    let (_dir, mut store, id) = store_with_instance();
+    let temp = NewOutput {
+        kind: OutputKind::Temp,
+        ..image("9", "preview.png")
+    };
+    // Not saving yet: nothing is to keep.
+    finish(
+        &mut store,
+        own(id, "before", 1),
+        Success,
+        1,
+        &[image("9", "a.png")],
+    );
+    assert!(store.outputs_to_keep(10, &[]).unwrap().is_empty());
+
+    store
+        .update_instance(id, &saving("/home/u/Pictures/ComfyUI/gpu", false), 2)
+        .unwrap();
+    finish(
+        &mut store,
+        own(id, "mine", 2),
+        Success,
+        3,
+        &[image("9", "b.png"), temp.clone()],
+    );
+    finish(
+        &mut store,
+        seen(id, "theirs", 3),
+        Success,
+        4,
+        &[image("9", "c.png")],
+    );
+    let pending = store.outputs_to_keep(10, &[]).unwrap();
+    assert_eq!(
+        pending
+            .iter()
+            .map(|p| p.output.filename.as_str())
+            .collect::<Vec<_>>(),
+        ["b.png"],
+        "this app's job, its output file (not the temporary preview), not another client's"
+    );
+    assert_eq!(pending[0].folder, Path::new("/home/u/Pictures/ComfyUI/gpu"));
+    assert_eq!(pending[0].prompt_id, "mine");
+
+    store
+        .update_instance(id, &saving("/srv/out", true), 5)
+        .unwrap();
+    finish(
+        &mut store,
+        seen(id, "theirs2", 4),
+        Success,
+        6,
+        &[image("9", "d.png")],
+    );
+    let names: Vec<_> = store
+        .outputs_to_keep(10, &[])
+        .unwrap()
+        .into_iter()
+        .map(|p| (p.output.filename, p.folder))
+        .collect();
+    assert_eq!(
+        names,
+        [
+            ("b.png".to_owned(), "/srv/out".into()),
+            ("d.png".to_owned(), "/srv/out".into())
+        ],
+        "others' jobs once switched on, into the folder set now"
+    );
+    assert_eq!(store.keep_counts().unwrap().pending, 2);
+
+    // Switched off, nothing is fetched (the files wait, should it come back on).
+    store
+        .update_instance(
+            id,
+            &comfy_store::InstanceUpdate {
+                saving: Some(comfy_model::OutputSaving::default()),
+                ..Default::default()
+            },
+            7,
+        )
+        .unwrap();
+    assert!(store.outputs_to_keep(10, &[]).unwrap().is_empty());
+    assert_eq!(store.keep_counts().unwrap().pending, 0);
+}
+
+#[test]
+fn a_kept_file_a_retry_and_a_failure_are_recorded() {
+    use comfy_store::KeepResult;
+    let (_dir, mut store, id) = store_with_instance();
+    store
+        .update_instance(id, &saving("/out", false), 2)
+        .unwrap();
+    let files = [
+        image("9", "a.png"),
+        image("9", "b.png"),
+        image("9", "c.png"),
+    ];
+    finish(
+        &mut store,
+        crate::support::own(id, "p", 1),
+        comfy_store::JobOutcome::Success,
+        3,
+        &files,
+    );
+    let pending = store.outputs_to_keep(10, &[]).unwrap();
+    let [a, b, c] = [
+        pending[0].output.id,
+        pending[1].output.id,
+        pending[2].output.id,
+    ];
+    // Busy ones are skipped; the limit is kept.
+    let next: Vec<_> = store
+        .outputs_to_keep(1, &[a])
+        .unwrap()
+        .into_iter()
+        .map(|p| p.output.id)
+        .collect();
+    assert_eq!(next, [b]);
+
+    store
+        .record_keep(
+            a,
+            &KeepResult::Kept {
+                path: Path::new("/out/a.png"),
+                thumbnail: Some(b"\x89PNG"),
+            },
+        )
+        .unwrap();
+    store
+        .record_keep(
+            b,
+            &KeepResult::Retry {
+                error: "connection refused",
+            },
+        )
+        .unwrap();
+    store
+        .record_keep(
+            c,
+            &KeepResult::Failed {
+                error: "no space left on device",
+            },
+        )
+        .unwrap();
+
+    let left = store.outputs_to_keep(10, &[]).unwrap();
+    assert_eq!(left.len(), 1);
+    assert_eq!(
+        (left[0].output.id, left[0].tries),
+        (b, 1),
+        "a retry stays pending"
+    );
+    assert_eq!(
+        store.keep_counts().unwrap(),
+        comfy_store::KeepCounts {
+            pending: 1,
+            failed: 1
+        }
+    );
+    let job = store.job(id, "p").unwrap().unwrap().id;
+    let rows = store.outputs(job).unwrap();
+    assert_eq!(rows[0].local_path.as_deref(), Some(Path::new("/out/a.png")));
+    assert!(rows[0].has_thumbnail);
+    assert!(rows[2].local_path.is_none());
+
+    // A copy saved by hand counts as kept: no second copy is fetched.
+    store
+        .set_output_local_path(b, Some(Path::new("/elsewhere/b.png")))
+        .unwrap();
+    assert!(store.outputs_to_keep(10, &[]).unwrap().is_empty());
+}
+
+#[test]
+fn a_folder_to_save_to_must_be_absolute() {
+    let (_dir, mut store, id) = store_with_instance();
+    for bad in ["Pictures/ComfyUI", "./out", "/tmp/a\nb"] {
+        let err = store
+            .update_instance(id, &saving(bad, false), 2)
+            .unwrap_err();
+        assert!(matches!(err, StoreError::Invalid(_)), "{bad}: {err}");
+    }
+    // Blank is off.
+    let rec = store.update_instance(id, &saving("  ", true), 2).unwrap();
+    assert_eq!(rec.saving.folder, None);
+    let rec = store
+        .update_instance(id, &saving(" /srv/out ", true), 2)
+        .unwrap();
+    assert_eq!(rec.saving.folder.as_deref(), Some("/srv/out"));
+    assert!(rec.saving.others);
+}
+
+#[test]
+fn the_gallery_filters_by_instance_outcome_date_and_words() {
+    use comfy_store::{GalleryFilter, JobOutcome, JobState};
+    let (_dir, mut store, gpu) = store_with_instance();
+    let other = store
+        .insert_instance(&comfy_store::NewInstance::new("box", "http://box:8188"), 1)
+        .unwrap()
+        .id;
+    let cat = finish(
+        &mut store,
+        seen(gpu, "cat", 1),
+        JobOutcome::Success,
+        100,
+        &[image("9", "cat_00001_.png")],
+    );
+    store
+        .describe_job(
+            cat,
+            Some("sdxl · a cat on a sofa"),
+            "sdxl · a cat on a sofa sd_xl_base.safetensors a cat on a sofa",
+        )
+        .unwrap();
+    let dog = finish(
+        &mut store,
+        seen(gpu, "dog", 2),
+        JobOutcome::Error,
+        200,
+        &[image("9", "dog_00001_.png")],
+    );
+    store
+        .describe_job(dog, Some("dog"), "flux a dog 100%_done")
+        .unwrap();
+    finish(
+        &mut store,
+        seen(other, "box1", 3),
+        JobOutcome::Success,
+        300,
+        &[image("9", "x.png"), image("10", "y.png")],
+    );
+    finish(
+        &mut store,
+        seen(other, "tmp", 4),
+        JobOutcome::Success,
+        400,
+        &[NewOutput {
+            kind: OutputKind::Temp,
+            ..image("9", "preview.png")
+        }],
+    );
+    let names = |f: GalleryFilter| -> Vec<String> {
+        store
+            .gallery(&GalleryFilter { limit: 50, ..f })
+            .unwrap()
+            .into_iter()
+            .map(|g| g.output.filename)
+            .collect()
+    };
+    assert_eq!(
+        names(GalleryFilter::default()),
+        ["y.png", "x.png", "dog_00001_.png", "cat_00001_.png"],
+        "newest first, without temporary previews"
+    );
+    assert_eq!(
+        names(GalleryFilter {
+            instance: Some(other),
+            ..Default::default()
+        }),
+        ["y.png", "x.png"]
+    );
+    assert_eq!(
+        names(GalleryFilter {
+            states: vec![JobState::Error],
+            ..Default::default()
+        }),
+        ["dog_00001_.png"]
+    );
+    assert_eq!(
+        names(GalleryFilter {
+            since: Some(150),
+            until: Some(300),
+            ..Default::default()
+        }),
+        ["dog_00001_.png"]
+    );
+    assert_eq!(
+        names(GalleryFilter {
+            text: Some("CAT sofa".into()),
+            ..Default::default()
+        }),
+        ["cat_00001_.png"]
+    );
+    assert_eq!(
+        names(GalleryFilter {
+            text: Some("cat dog".into()),
+            ..Default::default()
+        }),
+        Vec::<String>::new()
+    );
+    assert_eq!(
+        names(GalleryFilter {
+            text: Some("y.png".into()),
+            ..Default::default()
+        }),
+        ["y.png"]
+    );
+    // `%` and `_` are letters to a search, not wildcards.
+    assert_eq!(
+        names(GalleryFilter {
+            text: Some("100%_".into()),
+            ..Default::default()
+        }),
+        ["dog_00001_.png"]
+    );
+    assert_eq!(
+        names(GalleryFilter {
+            text: Some("%".into()),
+            ..Default::default()
+        }),
+        ["dog_00001_.png"]
+    );
+    // Pages continue before the last row shown.
+    let first = store
+        .gallery(&GalleryFilter {
+            limit: 2,
+            ..Default::default()
+        })
+        .unwrap();
+    let rest = store
+        .gallery(&GalleryFilter {
+            limit: 2,
+            before: Some(first[1].output.id),
+            ..Default::default()
+        })
+        .unwrap();
+    assert_eq!(
+        rest.iter()
+            .map(|g| g.output.filename.as_str())
+            .collect::<Vec<_>>(),
+        ["dog_00001_.png", "cat_00001_.png"]
+    );
+    assert_eq!(rest[1].label.as_deref(), Some("sdxl · a cat on a sofa"));
+    assert_eq!(rest[0].state, JobState::Error);
+}
