@@ -9,6 +9,7 @@ mod companion;
 mod faults;
 mod http_limits;
 mod journal;
+mod keeper;
 mod live;
 mod store_faults;
 mod support;

@@ -41,8 +41,24 @@ const SWEEP: Duration = Duration::from_secs(60);
 /// was not saved is saved by the next one started on the same journal.
 pub struct Keeper {
     wake: Arc<Notify>,
+    stop: Arc<Notify>,
     status: watch::Receiver<SavingStatus>,
-    task: JoinHandle<()>,
+    task: Option<JoinHandle<()>>,
+}
+
+/// How a [`Keeper`] saves.
+#[derive(Debug, Clone, Copy)]
+pub struct SaverOptions {
+    /// Files downloaded at once (at least one).
+    pub parallel: usize,
+}
+
+impl Default for SaverOptions {
+    fn default() -> Self {
+        Self {
+            parallel: MAX_PARALLEL_SAVES,
+        }
+    }
 }
 
 /// Tells a [`Keeper`] that the journal may have files to save (a job ended).
@@ -59,18 +75,26 @@ impl Keeper {
     /// Starts saving, [`MAX_PARALLEL_SAVES`] files at a time, writing to `journal` (a connection
     /// of its own: see `Profile::second_journal`).
     pub fn spawn(engine: Engine, journal: Journal) -> Self {
-        Self::spawn_with(engine, journal, MAX_PARALLEL_SAVES)
+        Self::spawn_with(engine, journal, SaverOptions::default())
     }
 
-    /// [`Keeper::spawn`] with another bound on downloads at once (at least one).
-    pub fn spawn_with(engine: Engine, journal: Journal, parallel: usize) -> Self {
+    /// [`Keeper::spawn`] with other options.
+    pub fn spawn_with(engine: Engine, journal: Journal, options: SaverOptions) -> Self {
         let wake = Arc::new(Notify::new());
-        let (tx, status) = watch::channel(SavingStatus::default());
+        let stop = Arc::new(Notify::new());
+        // What the journal holds from the start, so no one reads "nothing waits" before the
+        // first look.
+        let counts = journal.store().keep_counts().unwrap_or_default();
+        let (tx, status) = watch::channel(SavingStatus {
+            waiting: counts.pending,
+            failed: counts.failed,
+            ..SavingStatus::default()
+        });
         let task = tokio::spawn(
             Saver {
                 engine,
                 journal,
-                parallel: parallel.max(1),
+                parallel: options.parallel.max(1),
                 status: tx,
                 running: JoinSet::new(),
                 busy: HashMap::new(),
@@ -78,9 +102,23 @@ impl Keeper {
                 described: HashSet::new(),
                 last_error: None,
             }
-            .run(wake.clone()),
+            .run(wake.clone(), stop.clone()),
         );
-        Self { wake, status, task }
+        Self {
+            wake,
+            stop,
+            status,
+            task: Some(task),
+        }
+    }
+
+    /// Stops, and returns once every download under way has ended and removed its partial
+    /// file. What was not saved stays in the journal for the next keeper.
+    pub async fn stop(mut self) {
+        self.stop.notify_one();
+        if let Some(task) = self.task.take() {
+            let _ = task.await;
+        }
     }
 
     /// Looks at the journal now (a job ended).
@@ -100,7 +138,9 @@ impl Keeper {
 
 impl Drop for Keeper {
     fn drop(&mut self) {
-        self.task.abort();
+        if let Some(task) = &self.task {
+            task.abort();
+        }
     }
 }
 
@@ -127,7 +167,7 @@ struct Saver {
 }
 
 impl Saver {
-    async fn run(mut self, wake: Arc<Notify>) {
+    async fn run(mut self, wake: Arc<Notify>, stop: Arc<Notify>) {
         loop {
             let now = Instant::now();
             self.deferred.retain(|_, at| *at > now);
@@ -141,6 +181,11 @@ impl Saver {
                 .unwrap_or(now + SWEEP)
                 .min(now + SWEEP);
             tokio::select! {
+                () = stop.notified() => {
+                    // Each download's partial file goes with it.
+                    self.running.shutdown().await;
+                    return;
+                }
                 () = wake.notified() => {}
                 Some(done) = self.running.join_next_with_id(), if !self.running.is_empty() => {
                     self.finished(done);

@@ -151,8 +151,7 @@ pub fn submit(args: SubmitArgs, db: Option<&Path>) -> ExitCode {
         .map(|n| n.to_string_lossy().into_owned());
     rt.block_on(submit_and_follow(
         spec,
-        workflows,
-        name,
+        ToQueue { workflows, name },
         journal,
         args.preview_method.clone(),
         wait,
@@ -161,10 +160,15 @@ pub fn submit(args: SubmitArgs, db: Option<&Path>) -> ExitCode {
     ))
 }
 
-async fn submit_and_follow(
-    spec: InstanceSpec,
+/// Workflows to queue, and the name of the file they came from (their jobs' name).
+struct ToQueue {
     workflows: Vec<serde_json::Value>,
     name: Option<String>,
+}
+
+async fn submit_and_follow(
+    spec: InstanceSpec,
+    ToQueue { workflows, name }: ToQueue,
     mut journal: JobJournal<'_>,
     preview_method: Option<String>,
     wait: bool,
@@ -616,8 +620,10 @@ pub fn resubmit(prompt_id: &str, wait: bool, db: Option<&Path>) -> ExitCode {
     };
     rt.block_on(submit_and_follow(
         spec,
-        vec![workflow],
-        label,
+        ToQueue {
+            workflows: vec![workflow],
+            name: label,
+        },
         Some((&profile, instance)),
         None,
         wait,

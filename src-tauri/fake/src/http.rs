@@ -6,6 +6,7 @@
 //! 500s). They must not sleep or hold the lock across an `.await`.
 
 use std::sync::Arc;
+use tokio::sync::watch;
 
 use axum::body::{Body, Bytes};
 use axum::extract::{DefaultBodyLimit, Path, Query, Request, State};
@@ -360,14 +361,47 @@ async fn view(State(shared): State<Arc<Shared>>, Query(query): Params) -> Respon
         return reply(Reply::Empty(404));
     };
     let png = images::file_png(info.width, info.height, info.seed);
-    (
-        [
-            (header::CONTENT_TYPE, "image/png".to_string()),
-            (header::CONTENT_DISPOSITION, format!("filename=\"{base}\"")),
-        ],
-        png,
-    )
-        .into_response()
+    let headers = [
+        (header::CONTENT_TYPE, "image/png".to_string()),
+        (header::CONTENT_DISPOSITION, format!("filename=\"{base}\"")),
+    ];
+    (headers, Body::from_stream(view_body(&shared, png))).into_response()
+}
+
+/// A `/view` body sent in two halves, counted in `views_open` while it is sent; while
+/// [`crate::FakeComfy::hold_views`] holds, the second half waits.
+fn view_body(
+    shared: &Shared,
+    bytes: Vec<u8>,
+) -> impl futures_util::Stream<Item = Result<Bytes, std::convert::Infallible>> {
+    use futures_util::StreamExt;
+    /// Counts one answer out when it ends or is dropped (the client went away).
+    struct Open(watch::Sender<(usize, usize)>);
+    impl Drop for Open {
+        fn drop(&mut self) {
+            self.0.send_modify(|(open, _)| *open -= 1);
+        }
+    }
+    let (open, mut held) = {
+        let s = shared.lock();
+        s.signals.views_open.send_modify(|(open, most)| {
+            *open += 1;
+            *most = (*most).max(*open);
+        });
+        (
+            Open(s.signals.views_open.clone()),
+            s.signals.views_held.subscribe(),
+        )
+    };
+    let mut first = Bytes::from(bytes);
+    let rest = first.split_off(first.len() / 2);
+    futures_util::stream::once(async move { Ok(first) }).chain(futures_util::stream::once(
+        async move {
+            let _ = held.wait_for(|held| !*held).await;
+            drop(open);
+            Ok(rest)
+        },
+    ))
 }
 
 fn system_stats_json(version: ServerVersion, port: u16) -> J {

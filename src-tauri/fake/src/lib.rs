@@ -640,6 +640,23 @@ impl FakeComfy {
         }
     }
 
+    /// While held, every `/view` answer (an output downloaded) sends its first half and waits
+    /// for the release to send the rest: downloads under way, made to last.
+    pub fn hold_views(&self, hold: bool) {
+        self.shared.lock().signals.views_held.send_replace(hold);
+    }
+
+    /// `/view` answers being sent now, and the most there ever were at once.
+    pub fn views_open(&self) -> (usize, usize) {
+        *self.shared.lock().signals.views_open.borrow()
+    }
+
+    /// Waits until at least `n` `/view` answers are being sent at once.
+    pub async fn until_views_open(&self, n: usize) {
+        let mut open = self.shared.lock().signals.views_open.subscribe();
+        let _ = open.wait_for(|(now, _)| *now >= n).await;
+    }
+
     /// While held, the worker starts no new job: submissions stay pending (the running job, if
     /// any, goes on). Releasing wakes the worker.
     pub fn hold_queue(&self, hold: bool) {

@@ -205,6 +205,10 @@ pub struct Signals {
     pub clients: watch::Sender<u64>,
     /// Bumped when the queue or the running job changes.
     pub queue: watch::Sender<u64>,
+    /// Set by [`crate::FakeComfy::hold_views`]: `/view` answers stop half-way until cleared.
+    pub views_held: watch::Sender<bool>,
+    /// `/view` answers being sent now, and the most ever at once.
+    pub views_open: watch::Sender<(usize, usize)>,
 }
 
 impl Signals {
@@ -214,6 +218,8 @@ impl Signals {
             interrupt: Arc::new(Notify::new()),
             clients: watch::channel(0).0,
             queue: watch::channel(0).0,
+            views_held: watch::channel(false).0,
+            views_open: watch::channel((0, 0)).0,
         }
     }
 
