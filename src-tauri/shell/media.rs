@@ -137,14 +137,14 @@ async fn serve<R: Runtime>(app: &tauri::AppHandle<R>, asked: MediaRequest) -> Re
                     return respond(StatusCode::OK, "image/png", png.to_vec(), "max-age=3600");
                 }
             }
+            // A copy this app saved is read from the disk: no request to the server, and it
+            // shows while the server is away.
+            if let Some(kept) = kept(&state, instance, &file, thumb).await {
+                return kept;
+            }
             let bytes = match state.engine.view_output(instance, &file).await {
                 Ok(b) => b,
-                // The server is out of reach or no longer has the file (temp files go at its
-                // restart): what this app kept of it, if anything, is the next best thing.
                 Err(e) => {
-                    if let Some(kept) = kept(&state, instance, &file, thumb).await {
-                        return kept;
-                    }
                     return match e {
                         comfy_engine::outputs::OutputError::Missing { .. } => {
                             text(StatusCode::NOT_FOUND, "the server no longer has this file")
@@ -174,6 +174,10 @@ async fn serve<R: Runtime>(app: &tauri::AppHandle<R>, asked: MediaRequest) -> Re
     }
 }
 
+/// The largest saved file the `media:` scheme answers with (a long video is opened from its
+/// folder instead).
+const MAX_KEPT_BYTES: u64 = 512 << 20;
+
 /// What the journal kept of a server file: for a thumbnail, the stored one or one made from the
 /// downloaded copy; for the file itself, the downloaded copy. `None` when nothing was kept (or
 /// the copy is gone from the disk).
@@ -195,7 +199,15 @@ async fn kept(
             return Some(respond(StatusCode::OK, image_mime(&t), t, "no-store"));
         }
     }
-    let bytes = tokio::fs::read(copy.local_path?).await.ok()?;
+    let path = copy.local_path?;
+    // Held whole in memory to answer: a file past the cap is left to the file manager.
+    if tokio::fs::metadata(&path).await.ok()?.len() > MAX_KEPT_BYTES {
+        return Some(text(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "too large to show here; open its folder",
+        ));
+    }
+    let bytes = tokio::fs::read(path).await.ok()?;
     if !thumb {
         return Some(respond(
             StatusCode::OK,

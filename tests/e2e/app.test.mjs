@@ -13,7 +13,7 @@
 // manager (openbox, so the window can be closed the way a user closes it) and a notification
 // server (dunst), and watches the bus with dbus-monitor. Binaries come from
 // $CARGO_TARGET_DIR/debug (default: <repo>/target/debug).
-import { existsSync, mkdirSync, mkdtempSync, rmSync } from "node:fs";
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { after, before, describe, it } from "node:test";
@@ -50,6 +50,11 @@ let fakePort;
 let profile;
 /** Everything dbus-monitor printed about notifications since the start. */
 let busLog = "";
+
+/** The folder the test's instance saves its outputs into. */
+function outputs() {
+  return path.join(profile, "outputs");
+}
 
 async function startFake() {
   // Slow steps, so a job is still running when the test acts on it.
@@ -167,6 +172,7 @@ function notifications() {
         summary,
         body,
         defaultAction: at >= 0 ? rest[at + 1] : undefined,
+        openFolder: rest.includes("open-folder"),
         image: rest.includes("image-data"),
       };
     });
@@ -241,6 +247,15 @@ describe("comfy-monitor desktop app", () => {
     await click(byId("add-instance"), settings);
     await (await el(byId("instance-name"), settings)).setValue(FAKE_NAME);
     await (await el(byId("instance-url"), settings)).setValue(`http://127.0.0.1:${fakePort}`);
+    // Outputs are saved without asking: into the folder suggested for the name, here one of the
+    // test's own.
+    assert.equal(await (await el(byId("instance-save"), settings)).isSelected(), true, "saving is on for a new server");
+    const folder = await el(byId("instance-save-folder"), settings);
+    await browser.waitUntil(async () => (await folder.getValue()).endsWith(`/ComfyUI/${FAKE_NAME}`), {
+      timeout: TIMEOUT,
+      timeoutMsg: "the suggested folder never followed the name",
+    });
+    await folder.setValue(outputs());
     await click(byId("test-connection"), settings);
     await waitForAttr(byId("test-step", '[data-step="http"]'), "data-ok", ["true"], settings);
     await waitForAttr(byId("test-step", '[data-step="websocket"]'), "data-ok", ["true"], settings);
@@ -301,6 +316,49 @@ describe("comfy-monitor desktop app", () => {
       async () => (await (await (await card(FAKE_NAME)).$(byId("last-job"))).getAttribute("data-prompt-id")) === id,
       { timeout: TIMEOUT, timeoutMsg: "the card did not show the job that ended while hidden" },
     );
+  });
+
+  it("saves a finished job's output into the folder without asking, and shows it in the gallery", async () => {
+    const id = await submit(4, "e2e_kept");
+    const saved = path.join(outputs(), "e2e_kept_00001_.png");
+    await until("the output saved in the folder", () => existsSync(saved));
+    assert.deepEqual([...readFileSync(saved).subarray(0, 4)], [0x89, 0x50, 0x4e, 0x47], "a whole PNG");
+    assert.deepEqual(
+      readdirSync(outputs()).filter((f) => f.includes(".part")),
+      [],
+      "no partial file",
+    );
+    // Its notification can open the folder.
+    await until("the notification with Open folder", () =>
+      notifications().find((n) => n.openFolder && (n.summary?.includes("finished") || n.body?.startsWith("Latest:"))),
+    );
+
+    await click(byId("open-gallery"));
+    const tile = await browser.$(`[data-testid="gallery-tile"][data-prompt-id="${id}"]`);
+    await tile.waitForExist({ timeout: TIMEOUT, timeoutMsg: "the output never reached the gallery" });
+    await browser.waitUntil(async () => (await tile.$("img")).isExisting() && (await browser.execute((t) => t.querySelector("img")?.naturalWidth ?? 0, tile)) > 0, {
+      timeout: TIMEOUT,
+      timeoutMsg: "the tile's thumbnail never showed",
+    });
+    await tile.click();
+    const viewer = await el(byId("gallery-viewer"));
+    await shot("05b-gallery-viewer");
+    await waitForText(byId("viewer-save-state"), new RegExp(`^Saved: ${saved.replace(/[.*+?^${}()|[\]\\]/g, "\\$&")}$`));
+    // The search finds it by its file name; a word it does not have finds nothing.
+    await click(byId("close-gallery-viewer"), viewer);
+    await viewer.waitForExist({ reverse: true, timeout: TIMEOUT });
+    await (await el(byId("gallery-search"))).setValue("e2e_kept");
+    await browser.waitUntil(async () => (await browser.$$(byId("gallery-tile"))).length === 1, {
+      timeout: TIMEOUT,
+      timeoutMsg: "the search did not narrow the gallery to the one file",
+    });
+    await (await el(byId("gallery-search"))).setValue("no-such-word");
+    await browser.waitUntil(async () => (await browser.$$(byId("gallery-tile"))).length === 0, {
+      timeout: TIMEOUT,
+      timeoutMsg: "a search for a word no job has still shows files",
+    });
+    await (await el(byId("gallery-search"))).setValue("");
+    await click(byId("open-gallery"));
   });
 
   it("submits a workflow and shows it run to 100% with a live preview", async () => {

@@ -669,7 +669,8 @@ impl Store {
             let rows = stmt.query_map([instance.map(|i| i.0)], |r| {
                 Ok(LostJob {
                     job: from_row(r)?,
-                    workflow_json: r.get(16)?,
+                    // The column after COLUMNS.
+                    workflow_json: r.get(COLUMNS.split(',').count())?,
                 })
             })?;
             Ok(rows.collect::<Result<Vec<_>, _>>()?)

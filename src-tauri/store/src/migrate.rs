@@ -292,6 +292,36 @@ mod tests {
         assert_eq!(rec.certificate_sha256, None);
     }
 
+    /// A file of schema version 5 (before outputs were saved without asking): its instances
+    /// do not save, and its history is not fetched again.
+    #[test]
+    fn a_version_5_history_is_migrated_without_anything_to_save() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("v5.db");
+        {
+            let conn = older_file(&path, 5);
+            conn.execute_batch(
+                "INSERT INTO meta (key, value) VALUES ('default_instance_seeded_at', '1');
+                 INSERT INTO instances (id, name, base_url, created_at, updated_at)
+                     VALUES (1, 'box', 'http://box.lan:8188/', 1, 1);
+                 INSERT INTO jobs (id, instance_id, prompt_id, origin, queued_at, state,
+                                   updated_at)
+                     VALUES (1, 1, 'p', 'self', 1, 'success', 1);
+                 INSERT INTO outputs (job_id, node_id, filename, kind)
+                     VALUES (1, '9', 'a.png', 'output');",
+            )
+            .unwrap();
+        }
+        let store = crate::Store::open(&path).unwrap();
+        assert_eq!(store.schema_version().unwrap(), SCHEMA_VERSION);
+        let rec = store.instance(crate::InstanceId(1)).unwrap();
+        assert_eq!(rec.saving, comfy_model::OutputSaving::default());
+        assert_eq!(store.keep_counts().unwrap(), crate::KeepCounts::default());
+        let job = store.job(rec.id, "p").unwrap().unwrap();
+        assert_eq!(job.label, None);
+        assert_eq!(store.outputs(job.id).unwrap().len(), 1);
+    }
+
     #[test]
     fn application_id_spells_cmon() {
         assert_eq!(&APPLICATION_ID.to_be_bytes(), b"CMON");

@@ -181,9 +181,11 @@ impl Store {
         self.check(r)
     }
 
-    /// What this app kept of one file on an instance's server (the newest record that kept a
-    /// copy or a thumbnail), for showing it when the server is out of reach or no longer has
-    /// it. `kind` is ComfyUI's folder type as the server names it.
+    /// What this app kept of one file on an instance's server, for showing it without asking
+    /// the server (or when it is out of reach or no longer has it): the copy or thumbnail of
+    /// the newest record of that name, none when that record kept nothing (an older record of
+    /// the same name was another file, since deleted from the server and the name used again).
+    /// `kind` is ComfyUI's folder type as the server names it.
     pub fn kept_copy(
         &self,
         instance: crate::InstanceId,
@@ -196,7 +198,6 @@ impl Store {
             .query_row(
                 "SELECT o.local_path, o.thumbnail FROM outputs o JOIN jobs j ON j.id = o.job_id \
                  WHERE j.instance_id = ?1 AND o.filename = ?2 AND o.subfolder = ?3 AND o.kind = ?4 \
-                   AND (o.local_path IS NOT NULL OR o.thumbnail IS NOT NULL) \
                  ORDER BY o.id DESC LIMIT 1",
                 params![instance.0, filename, subfolder, kind],
                 |r| {
@@ -207,6 +208,7 @@ impl Store {
                 },
             )
             .optional()
+            .map(|k| k.filter(|k| k.local_path.is_some() || k.thumbnail.is_some()))
             .map_err(StoreError::from);
         self.check(r)
     }

@@ -128,6 +128,61 @@ describe("InstanceForm", () => {
     expect(sent("add_instance")?.input?.use_companion).toBe(false);
   });
 
+  it("saves a new server's outputs into the suggested folder, which follows the name until edited", async () => {
+    reply = (command) =>
+      command === "default_output_folder"
+        ? `/home/u/Pictures/ComfyUI/${(calls.at(-1)?.args as unknown as { name: string }).name}`
+        : command === "add_instance"
+          ? settings(7, "saved")
+          : null;
+    const w = mountForm(null);
+    await flushPromises();
+    expect(w.get<HTMLInputElement>('[data-testid="instance-save"]').element.checked).toBe(true);
+    await w.get('[data-testid="instance-name"]').setValue("gpu-box");
+    await flushPromises();
+    const folder = w.get<HTMLInputElement>('[data-testid="instance-save-folder"]');
+    expect(folder.element.value).toBe("/home/u/Pictures/ComfyUI/gpu-box");
+    await w.get('[data-testid="instance-url"]').setValue("http://gpu:8188");
+    await w.get("form").trigger("submit");
+    await flushPromises();
+    expect(sent("add_instance")?.input?.saving).toEqual({ folder: "/home/u/Pictures/ComfyUI/gpu-box", others: false });
+
+    // A folder the user typed stays when the name changes.
+    await folder.setValue("/srv/renders");
+    await w.get('[data-testid="instance-name"]').setValue("gpu-2");
+    await flushPromises();
+    expect(folder.element.value).toBe("/srv/renders");
+    await w.get('[data-testid="instance-save-others"]').setValue(true);
+    calls = [];
+    await w.get("form").trigger("submit");
+    await flushPromises();
+    expect(sent("add_instance")?.input?.saving).toEqual({ folder: "/srv/renders", others: true });
+
+    // Unticked, nothing is saved.
+    await w.get('[data-testid="instance-save"]').setValue(false);
+    calls = [];
+    await w.get("form").trigger("submit");
+    await flushPromises();
+    expect(sent("add_instance")?.input?.saving).toEqual({ folder: null, others: false });
+  });
+
+  it("keeps an edited instance's saving setting", async () => {
+    const off = mountForm(settings(2, "gpu"));
+    await flushPromises();
+    expect(off.get<HTMLInputElement>('[data-testid="instance-save"]').element.checked).toBe(false);
+    await off.get("form").trigger("submit");
+    await flushPromises();
+    expect(sent("update_instance")?.input?.saving).toEqual({ folder: null, others: false });
+
+    calls = [];
+    const on = mountForm(settings(3, "box", { saving: { folder: "/srv/box", others: true } }));
+    await flushPromises();
+    expect(on.get<HTMLInputElement>('[data-testid="instance-save-folder"]').element.value).toBe("/srv/box");
+    await on.get("form").trigger("submit");
+    await flushPromises();
+    expect(sent("update_instance")?.input?.saving).toEqual({ folder: "/srv/box", others: true });
+  });
+
   it("keeps an edited instance's companion setting, on or off", async () => {
     const off = mountForm(settings(2, "gpu", { use_companion: false }));
     expect(off.get<HTMLInputElement>('[data-testid="instance-companion"]').element.checked).toBe(false);
