@@ -357,7 +357,7 @@ describe("comfy-monitor desktop app", () => {
       timeout: TIMEOUT,
       timeoutMsg: "a search for a word no job has still shows files",
     });
-    await (await el(byId("gallery-search"))).setValue("");
+    await (await el(byId("gallery-search"))).clearValue();
     await click(byId("open-gallery"));
   });
 

@@ -352,3 +352,29 @@ async fn the_graph_of_another_clients_job_comes_from_the_server_on_every_generat
         assert_eq!(unknown, None, "{version}");
     }
 }
+
+#[tokio::test]
+async fn the_graph_of_a_job_still_queued_comes_from_the_server_on_every_generation() {
+    for version in VERSIONS {
+        let server = fake(version).await;
+        let (engine, id, _rx) = connected_engine(&server, "cm-queued").await;
+        server.hold_queue(true);
+        let running = sampler(1, 1, "first");
+        let waiting = sampler(2, 1, "second");
+        // Held: both stay pending until released; then the first runs while the second waits.
+        let first = server.submit(running.clone(), Some("browser-tab"));
+        let second = server.submit(waiting.clone(), Some("browser-tab"));
+        for (job, graph) in [(&first, &running), (&second, &waiting)] {
+            let got = engine
+                .job_graph(id, &job.as_str().into())
+                .await
+                .unwrap_or_else(|e| panic!("{version}: {e}"));
+            assert_eq!(
+                got.as_ref(),
+                Some(graph),
+                "{version}: a pending job's graph"
+            );
+        }
+        server.hold_queue(false);
+    }
+}

@@ -693,7 +693,7 @@ impl Api {
         };
         let (status, body) = self.get(&p, MAX_ITEM_BODY).await?;
         if status == StatusCode::NOT_FOUND {
-            return Ok(None);
+            return self.queued_graph(id).await;
         }
         if !status.is_success() {
             return Err(ApiError::Status {
@@ -708,7 +708,23 @@ impl Api {
                 source: e,
             }),
         )?;
-        Ok(value.pointer(&pointer).filter(|g| g.is_object()).cloned())
+        match value.pointer(&pointer).filter(|g| g.is_object()) {
+            Some(graph) => Ok(Some(graph.clone())),
+            // Not ended yet: a job still queued or running is in `/queue`, with its graph.
+            None => self.queued_graph(id).await,
+        }
+    }
+
+    /// The graph of a job still in the queue (pending or running), from `/queue`.
+    async fn queued_graph(&self, id: &PromptId) -> Result<Option<serde_json::Value>, ApiError> {
+        let queue = self.queue().await?;
+        Ok(queue
+            .running
+            .into_iter()
+            .chain(queue.pending)
+            .find(|item| &item.prompt_id == id)
+            .map(|item| item.prompt)
+            .filter(serde_json::Value::is_object))
     }
 }
 

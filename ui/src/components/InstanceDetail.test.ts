@@ -112,6 +112,19 @@ describe("InstanceDetail", () => {
     expect(rows.map((r) => r.get('[data-testid="delete-job"]').text())).toEqual(["Cancel", "Remove", "Remove", "Remove"]);
   });
 
+  it("shows what a queued job is, read from its graph, under its row", async () => {
+    const w = mountDetail(gpu());
+    const row = () => w.get('[data-testid="queue-row"][data-prompt-id="theirs"]');
+    await row().get('[data-testid="queue-summary"]').trigger("click");
+    await flushPromises();
+    expect(calls).toContainEqual({ command: "get_job_summary", args: { instance_id: 5, prompt_id: "theirs" } });
+    const summary = w.get('[data-testid="queue-summary-row"]');
+    expect(summary.text()).toContain("sd_xl_base_1.0");
+    expect(summary.text()).toContain("a lighthouse at dusk");
+    await row().get('[data-testid="queue-summary"]').trigger("click");
+    expect(w.find('[data-testid="queue-summary-row"]').exists()).toBe(false);
+  });
+
   it("cancels the running job from Now running with the same button as the cards", async () => {
     const w = mountDetail(gpu());
     const button = w.get('.area-now [data-testid="cancel-job"]');
