@@ -5,12 +5,14 @@
 # WebKitWebDriver, ImageMagick for screenshots, and a font so text renders; for the end-to-end
 # test's desktop, a window manager (openbox, driven by wmctrl) and a notification server (dunst).
 # The keyring test (scripts/keyring-test): a Secret Service (gnome-keyring) on a private bus,
-# gdbus to wait for it.
+# gdbus to wait for it. GStreamer's plugins, so the gallery plays the videos (H.264 MP4, WebM)
+# and sounds (FLAC, MP3, WAV) ComfyUI saves.
 APT_PACKAGES=(
   build-essential pkg-config libssl-dev
   libwebkit2gtk-4.1-dev libgtk-3-dev libayatana-appindicator3-dev librsvg2-dev libxdo-dev
   xvfb xauth dbus-daemon dbus-x11 webkit2gtk-driver imagemagick fonts-dejavu-core
   dbus gnome-keyring libglib2.0-bin openbox wmctrl dunst
+  gstreamer1.0-plugins-good gstreamer1.0-libav
 )
 
 step() { printf '\n\033[1m==> %s\033[0m\n' "$*"; }

@@ -663,48 +663,10 @@ fn fetch_downloads_a_finished_jobs_outputs_again_and_refuses_an_unknown_job() {
     );
 }
 
-/// Where [`full_disk_scenario`] finds its small filesystem.
-const SMALL_FS: &str = "COMFY_MONITOR_TEST_SMALL_FS";
-
-/// Runs [`full_disk_scenario`] in a copy of this test binary inside its own mount namespace,
-/// on a 1 MiB tmpfs it fills, and reads what the CLI printed.
+/// Runs [`full_disk_scenario`] on a 1 MiB filesystem it fills, and reads what the CLI printed.
 #[test]
 fn a_full_disk_while_downloading_leaves_no_partial_file_and_fetch_gets_the_outputs_later() {
-    use std::os::unix::fs::MetadataExt;
-    let dir = tempfile::tempdir().unwrap();
-    let small = dir.path().join("small");
-    std::fs::create_dir(&small).unwrap();
-    let mut cmd = std::process::Command::new("unshare");
-    // Root may make a mount namespace; anyone else needs a user namespace for it.
-    if std::fs::metadata("/proc/self").unwrap().uid() != 0 {
-        cmd.arg("--map-root-user");
-    }
-    let out = cmd
-        .args([
-            "--mount",
-            "sh",
-            "-c",
-            r#"mount -t tmpfs -o size=1m tmpfs "$1" && shift && exec "$@""#,
-            "sh",
-        ])
-        .arg(&small)
-        .arg(std::env::current_exe().unwrap())
-        .args([
-            "--exact",
-            "cli::full_disk_scenario",
-            "--include-ignored",
-            "--nocapture",
-            "--test-threads=1",
-        ])
-        .env(SMALL_FS, &small)
-        .output()
-        .expect("unshare (util-linux) runs");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        out.status.success() && stdout.contains("1 passed"),
-        "the scenario ran and passed:\n{stdout}\n{stderr}"
-    );
+    let (_, stderr) = crate::support::on_small_fs("cli::full_disk_scenario");
     assert!(
         stderr.contains("No space left on device"),
         "the reason is named: {stderr}"
@@ -718,28 +680,13 @@ fn a_full_disk_while_downloading_leaves_no_partial_file_and_fetch_gets_the_outpu
 #[test]
 #[ignore = "runs on a small filesystem; started by a_full_disk_while_downloading_…"]
 fn full_disk_scenario() {
-    let small = std::path::PathBuf::from(
-        std::env::var_os(SMALL_FS).expect("started by the full-disk test, which sets it"),
-    );
     let (url, _stop) = serve(ServerVersion::V0_26);
     let dir = tempfile::tempdir().unwrap();
     let (db, wf) = profile_with_local(dir.path(), &url, "full");
+    let small = crate::support::full_small_fs();
+    // A folder takes no data block on tmpfs: made on the full filesystem.
     let out = small.join("out");
     std::fs::create_dir(&out).unwrap();
-    // Fill the filesystem to the last byte.
-    {
-        use std::io::Write;
-        let mut fill = std::fs::File::create(small.join("fill")).unwrap();
-        let chunk = vec![0u8; 64 * 1024];
-        loop {
-            match fill.write(&chunk) {
-                Ok(0) => break,
-                Ok(_) => {}
-                Err(e) if e.kind() == std::io::ErrorKind::StorageFull => break,
-                Err(e) => panic!("filling the small filesystem: {e}"),
-            }
-        }
-    }
     let out_s = out.to_str().unwrap();
     assert_eq!(
         run(&["--db", &db, "submit", &wf, "--out", out_s]),

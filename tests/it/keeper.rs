@@ -238,69 +238,21 @@ async fn a_file_already_in_the_folder_is_never_replaced() {
     assert!(std::fs::read(&beside).unwrap().starts_with(b"\x89PNG"));
 }
 
-/// Where [`full_disk_saving_scenario`] finds its small filesystem.
-const SMALL_FS: &str = "COMFY_MONITOR_TEST_SMALL_FS_KEEPER";
-
-/// Runs [`full_disk_saving_scenario`] in a copy of this test binary inside its own mount
-/// namespace, on a 1 MiB tmpfs it fills.
+/// Runs [`full_disk_saving_scenario`] on a 1 MiB filesystem it fills.
 #[test]
 fn a_full_disk_leaves_no_partial_file_says_so_and_the_file_is_saved_once_there_is_room() {
-    use std::os::unix::fs::MetadataExt;
-    let dir = tempfile::tempdir().unwrap();
-    let small = dir.path().join("small");
-    std::fs::create_dir(&small).unwrap();
-    let mut cmd = std::process::Command::new("unshare");
-    if std::fs::metadata("/proc/self").unwrap().uid() != 0 {
-        cmd.arg("--map-root-user");
-    }
-    let out = cmd
-        .args([
-            "--mount",
-            "sh",
-            "-c",
-            r#"mount -t tmpfs -o size=1m tmpfs "$1" && shift && exec "$@""#,
-            "sh",
-        ])
-        .arg(&small)
-        .arg(std::env::current_exe().unwrap())
-        .args([
-            "--exact",
-            "keeper::full_disk_saving_scenario",
-            "--include-ignored",
-            "--nocapture",
-            "--test-threads=1",
-        ])
-        .env(SMALL_FS, &small)
-        .output()
-        .expect("unshare (util-linux) runs");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        out.status.success() && stdout.contains("1 passed"),
-        "the scenario ran and passed:\n{stdout}\n{stderr}"
-    );
+    crate::support::on_small_fs("keeper::full_disk_saving_scenario");
 }
 
 #[tokio::test]
 #[ignore = "runs on a small filesystem; started by a_full_disk_leaves_no_partial_file_…"]
 async fn full_disk_saving_scenario() {
-    let small = PathBuf::from(std::env::var_os(SMALL_FS).expect("set by the full-disk test"));
+    let small =
+        PathBuf::from(std::env::var_os(crate::support::SMALL_FS).expect("started by on_small_fs"));
     let mut rig = rig(&small.join("out")).await;
     rig.run_jobs(1).await;
     std::fs::create_dir_all(&rig.folder).unwrap();
-    {
-        use std::io::Write;
-        let mut fill = std::fs::File::create(small.join("fill")).unwrap();
-        let chunk = vec![0u8; 64 * 1024];
-        loop {
-            match fill.write(&chunk) {
-                Ok(0) => break,
-                Ok(_) => {}
-                Err(e) if e.kind() == std::io::ErrorKind::StorageFull => break,
-                Err(e) => panic!("filling the small filesystem: {e}"),
-            }
-        }
-    }
+    crate::support::full_small_fs();
     let first = rig.keeper(3);
     let status = until_status(&first, "a failure", |s| s.last_error.is_some()).await;
     let error = status.last_error.unwrap();

@@ -31,3 +31,67 @@ pub fn trace_files() -> Vec<PathBuf> {
     );
     out
 }
+
+/// The variable telling a scenario started by [`on_small_fs`] where its filesystem is.
+pub const SMALL_FS: &str = "COMFY_MONITOR_TEST_SMALL_FS";
+
+/// Runs one ignored test of this binary (`scenario`, by its full path) in a copy of the binary
+/// inside its own mount namespace, on a 1 MiB tmpfs whose path is in [`SMALL_FS`]. Returns what
+/// it printed (stdout, stderr), after checking that it ran and passed.
+pub fn on_small_fs(scenario: &str) -> (String, String) {
+    use std::os::unix::fs::MetadataExt;
+    let dir = tempfile::tempdir().unwrap();
+    let small = dir.path().join("small");
+    std::fs::create_dir(&small).unwrap();
+    let mut cmd = std::process::Command::new("unshare");
+    // Root may make a mount namespace; anyone else needs a user namespace for it.
+    if std::fs::metadata("/proc/self").unwrap().uid() != 0 {
+        cmd.arg("--map-root-user");
+    }
+    let out = cmd
+        .args([
+            "--mount",
+            "sh",
+            "-c",
+            r#"mount -t tmpfs -o size=1m tmpfs "$1" && shift && exec "$@""#,
+            "sh",
+        ])
+        .arg(&small)
+        .arg(std::env::current_exe().unwrap())
+        .args([
+            "--exact",
+            scenario,
+            "--include-ignored",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env(SMALL_FS, &small)
+        .output()
+        .expect("unshare (util-linux) runs");
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(
+        out.status.success() && stdout.contains("1 passed"),
+        "the scenario ran and passed:\n{stdout}\n{stderr}"
+    );
+    (stdout, stderr)
+}
+
+/// Inside a scenario started by [`on_small_fs`]: its filesystem, after a file `fill` has taken
+/// every byte left on it.
+pub fn full_small_fs() -> PathBuf {
+    use std::io::Write;
+    let small =
+        PathBuf::from(std::env::var_os(SMALL_FS).expect("started by on_small_fs, which sets it"));
+    let mut fill = std::fs::File::create(small.join("fill")).unwrap();
+    let chunk = vec![0u8; 64 * 1024];
+    loop {
+        match fill.write(&chunk) {
+            Ok(0) => break,
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::StorageFull => break,
+            Err(e) => panic!("filling the small filesystem: {e}"),
+        }
+    }
+    small
+}

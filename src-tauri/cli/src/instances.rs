@@ -455,7 +455,7 @@ pub fn history(
                 "started_at_ms": j.started_at, "finished_at_ms": j.finished_at,
                 "outputs": j.outputs_json.as_deref().and_then(|o| serde_json::from_str::<serde_json::Value>(o).ok()),
                 "error": j.error_json.as_deref().and_then(|o| serde_json::from_str::<serde_json::Value>(o).ok()),
-                "detail": j.detail, "resubmittable": j.has_workflow && j.state == comfy_store::JobState::Lost,
+                "detail": j.detail, "label": j.label, "resubmittable": j.has_workflow && j.state == comfy_store::JobState::Lost,
                 "downloads": downloaded.iter().map(|o| serde_json::json!({
                     "node": (!o.node_id.is_empty()).then_some(&o.node_id),
                     "filename": o.filename, "subfolder": o.subfolder, "type": o.kind.as_str(),
@@ -489,12 +489,16 @@ pub fn history(
             };
             writeln!(
                 out,
-                "{when} {name:<12} {} {:<11} {:<9}{took}{}{}{hint}",
+                "{when} {name:<12} {} {:<11} {:<9}{took}{}{}{}{hint}",
                 j.prompt_id.chars().take(8).collect::<String>(),
                 format!("{:?}", j.state).to_lowercase(),
                 j.origin.as_str(),
                 typical
                     .map(|(ms, samples)| typical_label(ms, samples))
+                    .unwrap_or_default(),
+                j.label
+                    .as_deref()
+                    .map(|l| format!(" · {l}"))
                     .unwrap_or_default(),
                 j.detail
                     .as_deref()

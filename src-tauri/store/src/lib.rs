@@ -18,15 +18,21 @@
 //!   terminal job states were written (the clock of the journal's pruning).
 //! - `instances(id, name UNIQUE NOCASE, base_url, auth_kind, auth_json, accept_invalid_certs,
 //!   enabled, client_id UNIQUE, preview_fps_cap, notify_json, created_at, updated_at,
-//!   last_status, last_connected, use_companion, certificate_sha256)`. `auth_json` holds the
+//!   last_status, last_connected, use_companion, certificate_sha256, save_dir, save_others)`.
+//!   `auth_json` holds the
 //!   non-secret settings (basic user name, header names) and one keyring reference per secret
 //!   slot (`instance/<id>/<slot>`). `certificate_sha256` is the certificate pinned for a server
-//!   with its own certificate (NULL until the user accepts one).
+//!   with its own certificate (NULL until the user accepts one). `save_dir` is the folder its
+//!   outputs are saved to (NULL: not saved); `save_others`, other clients' jobs too.
 //! - `jobs(id, instance_id → instances ON DELETE CASCADE, prompt_id, origin, workflow_json,
 //!   number, queued_at, started_at, finished_at, state, error_json, outputs_json,
-//!   node_durations_json, detail, updated_at, UNIQUE(instance_id, prompt_id))`.
+//!   node_durations_json, detail, updated_at, fingerprint, run_ms, label, search_text,
+//!   UNIQUE(instance_id, prompt_id))`. `label` and `search_text` say what the job was, for the
+//!   gallery.
 //! - `outputs(id, job_id → jobs ON DELETE CASCADE, node_id, filename, subfolder, kind,
-//!   local_path, thumbnail BLOB, UNIQUE(job_id, node_id, filename, subfolder, kind))`.
+//!   local_path, thumbnail BLOB, keep, keep_error, keep_tries, UNIQUE(job_id, node_id, filename,
+//!   subfolder, kind))`. `keep` is `pending` for a file to be saved into its instance's folder,
+//!   then `kept` or `failed` (with `keep_error`); NULL for files that are not saved.
 //! - `events(id, instance_id → instances ON DELETE SET NULL, ts, kind, detail, data_json)`.
 //!
 //! # Invariants

@@ -46,7 +46,10 @@ describe("GalleryView", () => {
     });
   });
 
-  afterEach(() => resetShell());
+  afterEach(() => {
+    resetShell();
+    vi.unstubAllGlobals();
+  });
 
   it("shows every file, newest first, with a thumbnail for images and a kind for the rest", async () => {
     const w = mount(GalleryView, { attachTo: document.body });
@@ -81,13 +84,23 @@ describe("GalleryView", () => {
     const viewer = () => w.get('[data-testid="gallery-viewer"]');
     expect(viewer().find('[data-testid="viewer-image"]').exists()).toBe(true);
     expect(viewer().get('[data-testid="viewer-save-state"]').text()).toContain("Saved: /home/u/Pictures/ComfyUI/gpu/ComfyUI_3.png");
+    // WebKit plays no custom scheme: the file is read and played from a blob.
+    const fetched: string[] = [];
+    vi.stubGlobal("fetch", (url: string) => {
+      fetched.push(url);
+      return Promise.resolve(new Response(new Blob([new Uint8Array([0, 0, 0, 24])], { type: "video/mp4" })));
+    });
     window.dispatchEvent(new KeyboardEvent("keydown", { key: "ArrowRight" }));
     await flushPromises();
+    await vi.waitFor(() => viewer().get('[data-testid="viewer-video"]'));
     const video = viewer().get('[data-testid="viewer-video"]');
-    expect(video.attributes("src")).toContain("filename=clip.mp4");
+    expect(fetched.at(-1)).toContain("filename=clip.mp4");
+    expect(video.attributes("src")).toMatch(/^blob:/);
+    expect(video.attributes("data-file")).toBe("clip.mp4");
     expect(video.attributes("controls")).toBeDefined();
     await viewer().get('[data-testid="viewer-next"]').trigger("click");
-    expect(viewer().find('[data-testid="viewer-audio"]').exists()).toBe(true);
+    await vi.waitFor(() => viewer().get('[data-testid="viewer-audio"]'));
+    expect(fetched.at(-1)).toContain("filename=voice.flac");
     expect(viewer().get<HTMLButtonElement>('[data-testid="viewer-next"]').element.disabled).toBe(true);
     for (let i = 0; i < 2; i++) {
       window.dispatchEvent(new KeyboardEvent("keydown", { key: "ArrowLeft" }));
