@@ -26,8 +26,9 @@ pub struct JournalWriter {
     rule: EventLogRule,
     /// Told (once, until writing works again) when the journal cannot write a job.
     notice: Box<dyn FnMut(String) + Send>,
-    /// Told when a job's end with output files was written (outputs may be waiting to be saved).
-    ended: Box<dyn FnMut() + Send>,
+    /// Told when outputs may be waiting to be saved: a job's end with files was written, or an
+    /// instance is within reach again.
+    outputs_waiting: Box<dyn FnMut() + Send>,
     failing: bool,
 }
 
@@ -37,14 +38,14 @@ impl JournalWriter {
             journal,
             rule: EventLogRule::default(),
             notice: Box::new(|_| {}),
-            ended: Box::new(|| {}),
+            outputs_waiting: Box::new(|| {}),
             failing: false,
         }
     }
 
-    /// What to tell when a job's end with output files is written: the outputs saver.
-    pub fn with_ended(mut self, ended: impl FnMut() + Send + 'static) -> Self {
-        self.ended = Box::new(ended);
+    /// Whom to tell when outputs may be waiting to be saved: the outputs saver.
+    pub fn with_outputs_waiting(mut self, tell: impl FnMut() + Send + 'static) -> Self {
+        self.outputs_waiting = Box::new(tell);
         self
     }
 
@@ -73,7 +74,7 @@ impl JournalWriter {
             EventKind::Job(job) => {
                 let recorded = journal.record(instance, job, ts);
                 if matches!(recorded, Ok(true)) && !job.outputs.is_empty() {
-                    (self.ended)();
+                    (self.outputs_waiting)();
                 }
                 match recorded {
                     Ok(_) if self.failing => {
@@ -96,6 +97,9 @@ impl JournalWriter {
             }
             EventKind::Connection(status) => {
                 let connected = status.state.is_up();
+                if connected {
+                    (self.outputs_waiting)();
+                }
                 if let Err(error) = journal.store_mut().set_instance_status(
                     instance,
                     &status.detail,

@@ -121,7 +121,7 @@ pub fn start(app: &mut App, options: &Options) -> Result<(), Box<dyn std::error:
                 state.notice(text);
             }
         })
-        .with_ended(move || {
+        .with_outputs_waiting(move || {
             if let Some(saver) = &saver {
                 saver.wake();
             }

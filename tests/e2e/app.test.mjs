@@ -342,7 +342,8 @@ describe("comfy-monitor desktop app", () => {
     });
     await tile.click();
     const viewer = await el(byId("gallery-viewer"));
-    await shot("05b-gallery-viewer");
+    // No screenshot here: WebKitWebDriver's never answers while the viewer is open (checked by
+    // hand with an X screenshot; the page draws it whole).
     await waitForText(byId("viewer-save-state"), new RegExp(`^Saved: ${saved.replace(/[.*+?^${}()|[\]\\]/g, "\\$&")}$`));
     // The search finds it by its file name; a word it does not have finds nothing.
     await click(byId("close-gallery-viewer"), viewer);
@@ -440,6 +441,14 @@ describe("comfy-monitor desktop app", () => {
     assert.ok(ran, JSON.stringify(job.workflow));
     assert.equal(ran.steps, 6, "the image's prompt ran");
     assert.notEqual(ran.seed, 7, "with a new seed");
+    // What it was, in its history row: the seed it ran with, drawn anew.
+    await click(byId("open-detail"), fakeCard);
+    const detail = await el(byId("instance-detail"));
+    const row = await el(byId("history-row", `[data-prompt-id="${id}"]`), detail);
+    await click(byId("toggle-summary"), row);
+    await waitForText('[data-fact="Seed"]', String(ran.seed), row);
+    await shot("06c-what-it-was");
+    await click(byId("close-detail"));
     // Its notification names it by the file it came from: alone, or as the latest of a burst
     // of jobs that finished together.
     const named = (n) => n.summary === "ComfyUI_00001_.png finished" || n.body?.startsWith("Latest: ComfyUI_00001_.png");

@@ -99,10 +99,7 @@ impl Rig {
         Keeper::spawn_with(
             self.engine.clone(),
             self.profile.second_journal().unwrap(),
-            SaverOptions {
-                parallel,
-                ..SaverOptions::default()
-            },
+            SaverOptions { parallel },
         )
     }
 
@@ -167,22 +164,23 @@ async fn outputs_are_saved_a_few_at_a_time_with_their_thumbnails_and_names() {
     let files = rig.files();
     assert_eq!(files.len(), 5, "{files:?}");
     assert!(files.iter().all(|f| f.ends_with(".png")), "{files:?}");
-    let journal = rig.profile.journal();
-    let store = journal.store();
-    for job in store.history(None, 10, 0).unwrap() {
-        assert_eq!(
-            job.label.as_deref(),
-            Some("portrait.png"),
-            "named by its file"
-        );
-        let rows = store.outputs(job.id).unwrap();
-        assert_eq!(rows.len(), 1, "{rows:?}");
-        let path = rows[0].local_path.as_deref().expect("where it went");
-        assert!(path.starts_with(&rig.folder), "{path:?}");
-        assert!(std::fs::read(path).unwrap().starts_with(b"\x89PNG"));
-        assert!(rows[0].has_thumbnail, "journalled with a thumbnail");
+    {
+        let journal = rig.profile.journal();
+        let store = journal.store();
+        for job in store.history(None, 10, 0).unwrap() {
+            assert_eq!(
+                job.label.as_deref(),
+                Some("portrait.png"),
+                "named by its file"
+            );
+            let rows = store.outputs(job.id).unwrap();
+            assert_eq!(rows.len(), 1, "{rows:?}");
+            let path = rows[0].local_path.as_deref().expect("where it went");
+            assert!(path.starts_with(&rig.folder), "{path:?}");
+            assert!(std::fs::read(path).unwrap().starts_with(b"\x89PNG"));
+            assert!(rows[0].has_thumbnail, "journalled with a thumbnail");
+        }
     }
-    drop(journal);
     // Nothing is fetched twice: a keeper started again finds nothing to do.
     let again = rig.keeper(2);
     again.wake();
@@ -218,14 +216,45 @@ async fn a_restart_mid_download_saves_the_file_once_and_leaves_no_partial_file()
 }
 
 #[tokio::test]
+async fn files_of_a_server_out_of_reach_wait_for_it_without_a_failed_attempt() {
+    let out = tempfile::tempdir().unwrap();
+    let mut rig = rig(&out.path().join("gpu")).await;
+    rig.run_jobs(1).await;
+    rig.server.set_down(true);
+    until(
+        &mut rig.rx,
+        "down",
+        |e| matches!(&e.kind, EventKind::Connection(c) if !c.state.is_up()),
+    )
+    .await;
+    let keeper = rig.keeper(3);
+    keeper.wake();
+    rig.server.set_down(false);
+    until(
+        &mut rig.rx,
+        "back",
+        |e| matches!(&e.kind, EventKind::Connection(c) if c.state == ConnectionState::Connected),
+    )
+    .await;
+    keeper.wake();
+    let status = until_status(&keeper, "saved once it is back", |s| s.waiting == 0).await;
+    assert_eq!(
+        status.last_error, None,
+        "no attempt failed while it was away"
+    );
+    assert_eq!(rig.files().len(), 1);
+}
+
+#[tokio::test]
 async fn a_file_already_in_the_folder_is_never_replaced() {
     let out = tempfile::tempdir().unwrap();
     let mut rig = rig(&out.path().join("gpu")).await;
     rig.run_jobs(1).await;
-    let journal = rig.profile.journal();
-    let job = journal.store().history(None, 1, 0).unwrap().remove(0);
-    let row = journal.store().outputs(job.id).unwrap().remove(0);
-    drop(journal);
+    let row = {
+        let journal = rig.profile.journal();
+        let job = journal.store().history(None, 1, 0).unwrap().remove(0);
+        journal.store().outputs(job.id).unwrap().remove(0)
+    };
     // The user's own file, where the output would go.
     let taken = rig.folder.join(&row.subfolder).join(&row.filename);
     std::fs::create_dir_all(taken.parent().unwrap()).unwrap();

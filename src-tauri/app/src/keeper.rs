@@ -207,7 +207,24 @@ impl Saver {
             .map(|t| t.output.id)
             .chain(self.deferred.keys().copied())
             .collect();
-        let todo = match self.journal.store().outputs_to_keep(free as u32, &skip) {
+        // Files of an instance out of reach (down, disabled) wait for it, without counting as
+        // attempts: a server restarting for an hour loses nothing.
+        let up: Vec<comfy_model::InstanceId> = self
+            .engine
+            .instances()
+            .into_iter()
+            .map(|(id, _)| id)
+            .filter(|id| {
+                self.engine
+                    .status(*id)
+                    .is_some_and(|s| s.borrow().state.is_up())
+            })
+            .collect();
+        let todo = match self
+            .journal
+            .store()
+            .outputs_to_keep(free as u32, &skip, &up)
+        {
             Ok(todo) => todo,
             Err(e) => {
                 self.last_error = Some(format!("the journal cannot be read: {e}"));

@@ -299,16 +299,20 @@ pub struct GalleryFilter {
 pub const MAX_GALLERY_PAGE: u32 = 500;
 
 impl Store {
-    /// Outputs waiting to be saved, oldest first, at most `limit`, skipping `busy` ones (being
-    /// saved now) and those of instances that no longer save.
+    /// Outputs waiting to be saved, oldest first, at most `limit`: of the instances in `up`
+    /// (those within reach now) that still save, skipping `busy` ones (being saved now).
     pub fn outputs_to_keep(
         &self,
         limit: u32,
         busy: &[OutputId],
+        up: &[crate::InstanceId],
     ) -> Result<Vec<ToKeep>, StoreError> {
         let r = (|| {
-            let busy = serde_json::to_string(&busy.iter().map(|b| b.0).collect::<Vec<_>>())
-                .map_err(|e| StoreError::Invalid(e.to_string()))?;
+            let json = |ids: Vec<i64>| {
+                serde_json::to_string(&ids).map_err(|e| StoreError::Invalid(e.to_string()))
+            };
+            let busy = json(busy.iter().map(|b| b.0).collect())?;
+            let up = json(up.iter().map(|i| i.0).collect())?;
             let mut stmt = self.conn.prepare_cached(
                 "SELECT o.id, o.job_id, o.node_id, o.filename, o.subfolder, o.kind, o.local_path, \
                      o.thumbnail IS NOT NULL, j.instance_id, j.prompt_id, i.save_dir, o.keep_tries \
@@ -316,9 +320,10 @@ impl Store {
                      JOIN instances i ON i.id = j.instance_id \
                  WHERE o.keep = 'pending' AND i.save_dir IS NOT NULL \
                      AND o.id NOT IN (SELECT value FROM json_each(?2)) \
+                     AND j.instance_id IN (SELECT value FROM json_each(?3)) \
                  ORDER BY o.id LIMIT ?1",
             )?;
-            let rows = stmt.query_map(params![limit, busy], |r| {
+            let rows = stmt.query_map(params![limit, busy, up], |r| {
                 Ok(ToKeep {
                     output: from_row(r)?,
                     instance: crate::InstanceId(r.get(8)?),

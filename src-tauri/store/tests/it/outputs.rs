@@ -185,7 +185,7 @@ fn outputs_are_kept_only_where_the_instance_saves_and_only_the_jobs_it_saves() {
         1,
         &[image("9", "a.png")],
     );
-    assert!(store.outputs_to_keep(10, &[]).unwrap().is_empty());
+    assert!(store.outputs_to_keep(10, &[], &[id]).unwrap().is_empty());
 
     store
         .update_instance(id, &saving("/home/u/Pictures/ComfyUI/gpu", false), 2)
@@ -204,7 +204,7 @@ fn outputs_are_kept_only_where_the_instance_saves_and_only_the_jobs_it_saves() {
         4,
         &[image("9", "c.png")],
     );
-    let pending = store.outputs_to_keep(10, &[]).unwrap();
+    let pending = store.outputs_to_keep(10, &[], &[id]).unwrap();
     assert_eq!(
         pending
             .iter()
@@ -215,6 +215,10 @@ fn outputs_are_kept_only_where_the_instance_saves_and_only_the_jobs_it_saves() {
     );
     assert_eq!(pending[0].folder, Path::new("/home/u/Pictures/ComfyUI/gpu"));
     assert_eq!(pending[0].prompt_id, "mine");
+    assert!(
+        store.outputs_to_keep(10, &[], &[]).unwrap().is_empty(),
+        "an instance out of reach waits"
+    );
 
     store
         .update_instance(id, &saving("/srv/out", true), 5)
@@ -227,7 +231,7 @@ fn outputs_are_kept_only_where_the_instance_saves_and_only_the_jobs_it_saves() {
         &[image("9", "d.png")],
     );
     let names: Vec<_> = store
-        .outputs_to_keep(10, &[])
+        .outputs_to_keep(10, &[], &[id])
         .unwrap()
         .into_iter()
         .map(|p| (p.output.filename, p.folder))
@@ -253,7 +257,7 @@ fn outputs_are_kept_only_where_the_instance_saves_and_only_the_jobs_it_saves() {
             7,
         )
         .unwrap();
-    assert!(store.outputs_to_keep(10, &[]).unwrap().is_empty());
+    assert!(store.outputs_to_keep(10, &[], &[id]).unwrap().is_empty());
     assert_eq!(store.keep_counts().unwrap().pending, 0);
 }
 
@@ -276,7 +280,7 @@ fn a_kept_file_a_retry_and_a_failure_are_recorded() {
         3,
         &files,
     );
-    let pending = store.outputs_to_keep(10, &[]).unwrap();
+    let pending = store.outputs_to_keep(10, &[], &[id]).unwrap();
     let [a, b, c] = [
         pending[0].output.id,
         pending[1].output.id,
@@ -284,7 +288,7 @@ fn a_kept_file_a_retry_and_a_failure_are_recorded() {
     ];
     // Busy ones are skipped; the limit is kept.
     let next: Vec<_> = store
-        .outputs_to_keep(1, &[a])
+        .outputs_to_keep(1, &[a], &[id])
         .unwrap()
         .into_iter()
         .map(|p| p.output.id)
@@ -317,7 +321,7 @@ fn a_kept_file_a_retry_and_a_failure_are_recorded() {
         )
         .unwrap();
 
-    let left = store.outputs_to_keep(10, &[]).unwrap();
+    let left = store.outputs_to_keep(10, &[], &[id]).unwrap();
     assert_eq!(left.len(), 1);
     assert_eq!(
         (left[0].output.id, left[0].tries),
@@ -341,7 +345,7 @@ fn a_kept_file_a_retry_and_a_failure_are_recorded() {
     store
         .set_output_local_path(b, Some(Path::new("/elsewhere/b.png")))
         .unwrap();
-    assert!(store.outputs_to_keep(10, &[]).unwrap().is_empty());
+    assert!(store.outputs_to_keep(10, &[], &[id]).unwrap().is_empty());
 }
 
 #[test]
