@@ -42,6 +42,10 @@ describe("GalleryView", () => {
         queries.push(q);
         return files.filter((f) => q.before === undefined || f.id < q.before).slice(0, q.limit);
       }
+      if (command === "get_job_summary") {
+        const id = (args as { prompt_id: string }).prompt_id;
+        return { models: [], loras: [], sampler: null, scheduler: null, steps: null, cfg: null, seed: `seed-of-${id}`, denoise: null, width: null, height: null, batch_size: null, positive: [`prompt of ${id}`], negative: [], nodes: [] };
+      }
       return null;
     });
   });
@@ -108,6 +112,19 @@ describe("GalleryView", () => {
     }
     expect(viewer().find('[data-testid="viewer-image"]').exists()).toBe(true);
     expect(viewer().get<HTMLButtonElement>('[data-testid="viewer-prev"]').element.disabled).toBe(true);
+  });
+
+  it("says what made a file, and keeps saying it from file to file", async () => {
+    const w = mount(GalleryView, { attachTo: document.body });
+    await flushPromises();
+    await w.findAll('[data-testid="gallery-tile"]')[0]!.trigger("click");
+    await w.get('[data-testid="viewer-summary"]').trigger("click");
+    await flushPromises();
+    expect(w.get('[data-fact="Seed"]').text()).toBe("seed-of-p3");
+    expect(w.get('[data-testid="summary-positive"]').text()).toContain("prompt of p3");
+    await w.get('[data-testid="viewer-next"]').trigger("click");
+    await flushPromises();
+    expect(w.get('[data-fact="Seed"]').text()).toBe("seed-of-p2");
   });
 
   it("shows the job a file came from", async () => {
