@@ -751,14 +751,14 @@ fn history_shows_the_typical_run_time_learned_for_each_jobs_workflow() {
 
     let lines = history_lines(&db, false);
     assert_eq!(lines.len(), 3, "{lines:#?}");
-    // Newest first: the other workflow, then the two runs of the first.
+    // Newest first: the other workflow, then the two runs of the first; each named by its file.
     assert!(
-        lines[0].contains(" · typical ≈") && lines[0].ends_with(" (1 run)"),
+        lines[0].contains(" · typical ≈") && lines[0].ends_with(" (1 run) · other.json"),
         "{lines:#?}"
     );
-    for l in &lines[1..] {
+    for (l, file) in lines[1..].iter().zip(["again.json", "wf.json"]) {
         assert!(l.contains(" success ") && l.contains(" · typical ≈"), "{l}");
-        assert!(l.ends_with(" (2 runs)"), "{l}");
+        assert!(l.ends_with(&format!(" (2 runs) · {file}")), "{l}");
     }
 
     let rows: Vec<serde_json::Value> = history_lines(&db, true)
