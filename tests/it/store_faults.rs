@@ -29,39 +29,7 @@ fn scenario_path() -> PathBuf {
 /// Runs the scenario `name` of this module in a copy of this test binary inside a mount
 /// namespace of its own, with an 8 MiB tmpfs mounted on `small`. Returns what it printed.
 fn on_small_tmpfs(name: &str, small: &Path) -> (String, String) {
-    use std::os::unix::fs::MetadataExt;
-    let mut cmd = Command::new("unshare");
-    // Root may make a mount namespace; anyone else needs a user namespace for it.
-    if std::fs::metadata("/proc/self").unwrap().uid() != 0 {
-        cmd.arg("--map-root-user");
-    }
-    let out = cmd
-        .args([
-            "--mount",
-            "sh",
-            "-c",
-            r#"mount -t tmpfs -o size=8m tmpfs "$1" && shift && exec "$@""#,
-            "sh",
-        ])
-        .arg(small)
-        .arg(std::env::current_exe().unwrap())
-        .args([
-            "--exact",
-            &format!("store_faults::{name}"),
-            "--include-ignored",
-            "--nocapture",
-            "--test-threads=1",
-        ])
-        .env(SCENARIO_PATH, small)
-        .output()
-        .expect("unshare (util-linux) runs");
-    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
-    assert!(
-        out.status.success() && stdout.contains("1 passed"),
-        "the scenario ran and passed:\n{stdout}\n{stderr}"
-    );
-    (stdout, stderr)
+    crate::support::on_tmpfs(&format!("store_faults::{name}"), small, "8m", SCENARIO_PATH)
 }
 
 /// A finished job as the tracker publishes it, with one output file.

@@ -39,10 +39,16 @@ pub const SMALL_FS: &str = "COMFY_MONITOR_TEST_SMALL_FS";
 /// inside its own mount namespace, on a 1 MiB tmpfs whose path is in [`SMALL_FS`]. Returns what
 /// it printed (stdout, stderr), after checking that it ran and passed.
 pub fn on_small_fs(scenario: &str) -> (String, String) {
-    use std::os::unix::fs::MetadataExt;
     let dir = tempfile::tempdir().unwrap();
     let small = dir.path().join("small");
     std::fs::create_dir(&small).unwrap();
+    on_tmpfs(scenario, &small, "1m", SMALL_FS)
+}
+
+/// [`on_small_fs`] with a tmpfs of `size` (as `mount` takes it: `8m`) mounted on `at`, its path
+/// given to the scenario in the variable `var`.
+pub fn on_tmpfs(scenario: &str, at: &std::path::Path, size: &str, var: &str) -> (String, String) {
+    use std::os::unix::fs::MetadataExt;
     let mut cmd = std::process::Command::new("unshare");
     // Root may make a mount namespace; anyone else needs a user namespace for it.
     if std::fs::metadata("/proc/self").unwrap().uid() != 0 {
@@ -53,10 +59,10 @@ pub fn on_small_fs(scenario: &str) -> (String, String) {
             "--mount",
             "sh",
             "-c",
-            r#"mount -t tmpfs -o size=1m tmpfs "$1" && shift && exec "$@""#,
+            &format!(r#"mount -t tmpfs -o size={size} tmpfs "$1" && shift && exec "$@""#),
             "sh",
         ])
-        .arg(&small)
+        .arg(at)
         .arg(std::env::current_exe().unwrap())
         .args([
             "--exact",
@@ -65,7 +71,7 @@ pub fn on_small_fs(scenario: &str) -> (String, String) {
             "--nocapture",
             "--test-threads=1",
         ])
-        .env(SMALL_FS, &small)
+        .env(var, at)
         .output()
         .expect("unshare (util-linux) runs");
     let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
