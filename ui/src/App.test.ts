@@ -3,8 +3,9 @@ import { enableAutoUnmount, flushPromises, mount } from "@vue/test-utils";
 import { createPinia, setActivePinia } from "pinia";
 import App from "./App.vue";
 import { IMAGE_LOADER } from "./composables/usePreloadedImage";
-import { mockShell, resetShell } from "./ipc/testing";
+import { emitFromShell, mockShell, resetShell } from "./ipc/testing";
 import { useSubmitStore } from "./stores/submitStore";
+import { useViewStore } from "./stores/viewStore";
 import { instance, snapshot, status } from "./test/fixtures";
 
 // Unmounting unsubscribes from the shell's events, so it must run before the mocks are cleared
@@ -29,7 +30,7 @@ describe("App", () => {
           ["secrets are kept in an owner-only file"],
         );
       }
-      if (command === "get_history" || command === "get_event_log" || command === "list_instances") return [];
+      if (command === "get_history" || command === "get_event_log" || command === "list_instances" || command === "gallery") return [];
       return null;
     });
   });
@@ -45,6 +46,24 @@ describe("App", () => {
     expect(w.findAll('[data-testid="instance-card"]').map((c) => c.attributes("data-instance"))).toEqual(["gpu", "Local"]);
     expect(w.get('[data-testid="summary"]').text()).toContain("1/2 connected");
     expect(w.get('[data-testid="notice"]').text()).toBe("secrets are kept in an owner-only file");
+  });
+
+  it("shows outputs being saved in the top bar, then a failure until a later file is saved, and opens the gallery", async () => {
+    const w = await mountApp();
+    expect(w.find('[data-testid="saving-status"]').exists()).toBe(false);
+    await emitFromShell("saving-changed", { waiting: 3, saving: 2, failed: 0, last_error: null });
+    await flushPromises();
+    expect(w.get('[data-testid="saving-status"]').text()).toBe("Saving 3 files…");
+    await emitFromShell("saving-changed", { waiting: 0, saving: 0, failed: 1, last_error: "a.png: could not write /out/a.png: No space left on device" });
+    await flushPromises();
+    const status = w.get('[data-testid="saving-status"]');
+    expect(status.text()).toBe("1 file not saved");
+    expect(status.attributes("title")).toContain("No space left on device");
+    await status.trigger("click");
+    expect(useViewStore().screen).toEqual({ kind: "gallery" });
+    await emitFromShell("saving-changed", { waiting: 0, saving: 0, failed: 1, last_error: null });
+    await flushPromises();
+    expect(w.find('[data-testid="saving-status"]').exists()).toBe(false);
   });
 
   it("tells the shell when the page goes off screen and comes back", async () => {
