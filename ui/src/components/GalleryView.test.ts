@@ -127,6 +127,19 @@ describe("GalleryView", () => {
     expect(w.get('[data-fact="Seed"]').text()).toBe("seed-of-p2");
   });
 
+  it("keeps showing the same file when a newer one arrives while it is open", async () => {
+    const w = mount(GalleryView, { attachTo: document.body });
+    await flushPromises();
+    await w.findAll('[data-testid="gallery-tile"]')[0]!.trigger("click");
+    expect(w.get('[data-testid="viewer-image"]').attributes("src")).toContain("ComfyUI_00003_.png");
+    files = [item(4), ...files];
+    await useGalleryStore().load();
+    await flushPromises();
+    expect(w.get('[data-testid="viewer-image"]').attributes("src")).toContain("ComfyUI_00003_.png");
+    await w.get('[data-testid="viewer-prev"]').trigger("click");
+    expect(w.get('[data-testid="viewer-image"]').attributes("src")).toContain("ComfyUI_00004_.png");
+  });
+
   it("shows the job a file came from", async () => {
     const w = mount(GalleryView, { attachTo: document.body });
     await flushPromises();
