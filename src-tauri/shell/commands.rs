@@ -288,7 +288,7 @@ pub async fn save_output(
     // The instance's outputs folder when it has one; else the downloads folder.
     let dir = match rec.saving.folder {
         Some(folder) => PathBuf::from(folder),
-        None => save_root(&app)?.join(sanitize(&rec.name)),
+        None => save_root(&app)?.join(jobs::folder_name(&rec.name)),
     };
     let downloaded = jobs::download(
         &state.engine,
@@ -385,35 +385,4 @@ pub(crate) fn open_externally(target: &std::ffi::OsStr) -> Result<(), CommandErr
         .spawn()
         .map(drop)
         .map_err(|e| CommandError::new(ErrorCode::Io, format!("could not run {program}: {e}")))
-}
-
-/// A folder name from an instance name: path separators and control characters replaced.
-fn sanitize(name: &str) -> String {
-    let s: String = name
-        .chars()
-        .map(|c| {
-            if c == '/' || c == '\\' || c.is_control() || c == ':' {
-                '_'
-            } else {
-                c
-            }
-        })
-        .collect();
-    match s.trim() {
-        "" | "." | ".." => "instance".to_owned(),
-        t => t.to_owned(),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::sanitize;
-
-    #[test]
-    fn instance_names_cannot_climb_out_of_the_outputs_folder() {
-        assert_eq!(sanitize("../etc"), ".._etc");
-        assert_eq!(sanitize(".."), "instance");
-        assert_eq!(sanitize("gpu/1"), "gpu_1");
-        assert_eq!(sanitize("Local"), "Local");
-    }
 }

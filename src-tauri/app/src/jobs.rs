@@ -94,16 +94,21 @@ pub async fn submit(
 }
 
 /// Where an instance's outputs are saved unless the user picks another folder: the platform's
-/// pictures folder (`~/Pictures`), `ComfyUI`, then the instance's name made safe as a folder
-/// name. `None` when the platform names no home.
+/// pictures folder (`~/Pictures`), `ComfyUI`, then the instance's [`folder_name`]. `None` when
+/// the platform names no home.
 pub fn default_output_folder(instance_name: &str) -> Option<PathBuf> {
     let dirs = directories::UserDirs::new()?;
     let pictures = dirs
         .picture_dir()
         .map(Path::to_path_buf)
         .unwrap_or_else(|| dirs.home_dir().join("Pictures"));
+    Some(pictures.join("ComfyUI").join(folder_name(instance_name)))
+}
+
+/// An instance's name as one folder name: separators, characters Windows refuses and control
+/// characters become `_`, and a name that would climb out (`..`) or is empty becomes `instance`.
+pub fn folder_name(instance_name: &str) -> String {
     let safe: String = instance_name
-        .trim()
         .chars()
         .map(|c| match c {
             '/' | '\\' | ':' | '*' | '?' | '"' | '<' | '>' | '|' => '_',
@@ -111,9 +116,10 @@ pub fn default_output_folder(instance_name: &str) -> Option<PathBuf> {
             c => c,
         })
         .collect();
-    let safe = safe.trim_start_matches('.').trim();
-    let name = if safe.is_empty() { "instance" } else { safe };
-    Some(pictures.join("ComfyUI").join(name))
+    match safe.trim() {
+        "" | "." | ".." => "instance".to_owned(),
+        t => t.to_owned(),
+    }
 }
 
 /// A file downloaded.
@@ -343,6 +349,16 @@ fn read_for_prompt(file: &mut (impl std::io::Read + std::io::Seek)) -> std::io::
 mod tests {
     use super::*;
     use std::io::{Seek, SeekFrom, Write};
+
+    #[test]
+    fn instance_names_cannot_climb_out_of_the_outputs_folder() {
+        assert_eq!(folder_name("../etc"), ".._etc");
+        assert_eq!(folder_name(".."), "instance");
+        assert_eq!(folder_name("gpu/1"), "gpu_1");
+        assert_eq!(folder_name("Local"), "Local");
+        assert_eq!(folder_name(" a:b*c?\"<>|\n "), "a_b_c______");
+        assert_eq!(folder_name("  "), "instance");
+    }
 
     fn saved(name: &str) -> PathBuf {
         Path::new(env!("CARGO_MANIFEST_DIR"))
