@@ -9,6 +9,7 @@ use crate::shell::tasks::OwnedTask;
 use comfy_app::keeper::{Keeper, KeeperWaker};
 use comfy_app::Profile;
 use comfy_model::{InstanceId, JobOrigin, JobState, OutputFile, PromptId, SavingStatus};
+use comfy_store::KeepState;
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 use tauri::{AppHandle, Manager, Runtime, State};
@@ -172,12 +173,13 @@ pub fn gallery(
 }
 
 fn gallery_item(g: comfy_store::GalleryRecord) -> GalleryItem {
-    let save = match g.keep.as_deref() {
-        Some("pending") => SaveState::Waiting,
-        Some("kept") => SaveState::Saved,
-        Some("failed") => SaveState::Failed,
-        _ if g.output.local_path.is_some() => SaveState::Saved,
-        _ => SaveState::No,
+    let save = match g.keep {
+        Some(KeepState::Pending) => SaveState::Waiting,
+        Some(KeepState::Kept) => SaveState::Saved,
+        Some(KeepState::Failed) => SaveState::Failed,
+        // Saved by hand (Save in the viewer) from an instance that does not save.
+        None if g.output.local_path.is_some() => SaveState::Saved,
+        None => SaveState::No,
     };
     GalleryItem {
         id: g.output.id.0,

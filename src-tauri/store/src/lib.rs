@@ -94,7 +94,7 @@ pub use instance::{
 pub use job::{JobEnd, JobEvent, JobId, JobRecord, JobSeen, LostJob, TimingRun};
 pub use migrate::{DEFAULT_INSTANCE_NAME, DEFAULT_INSTANCE_URL, SCHEMA_VERSION};
 pub use output::{
-    GalleryFilter, GalleryRecord, KeepCounts, KeepResult, KeptCopy, NewOutput, OutputId,
+    GalleryFilter, GalleryRecord, KeepCounts, KeepResult, KeepState, KeptCopy, NewOutput, OutputId,
     OutputKind, OutputRecord, ToKeep, MAX_GALLERY_PAGE, MAX_THUMBNAIL_BYTES,
 };
 pub use store::{

@@ -262,6 +262,25 @@ pub enum KeepResult<'a> {
     Failed { error: &'a str },
 }
 
+/// Whether a file that is to be saved into its instance's folder was (the `keep` column).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeepState {
+    Pending,
+    Kept,
+    Failed,
+}
+
+impl KeepState {
+    fn parse(s: &str) -> Option<Self> {
+        Some(match s {
+            "pending" => Self::Pending,
+            "kept" => Self::Kept,
+            "failed" => Self::Failed,
+            _ => return None,
+        })
+    }
+}
+
 /// One file of the gallery: an output of a journalled job, with what the job was.
 #[derive(Debug, Clone, PartialEq)]
 pub struct GalleryRecord {
@@ -272,8 +291,8 @@ pub struct GalleryRecord {
     pub state: crate::JobState,
     pub finished_at: Option<i64>,
     pub label: Option<String>,
-    /// `pending`, `kept`, `failed`, or none (not saved).
-    pub keep: Option<String>,
+    /// None for a file that is not to be saved.
+    pub keep: Option<KeepState>,
     pub keep_error: Option<String>,
 }
 
@@ -438,6 +457,7 @@ impl Store {
                 |r| {
                     let origin: String = r.get(10)?;
                     let state: String = r.get(11)?;
+                    let keep: Option<String> = r.get(14)?;
                     let bad = |i, what: &str| {
                         rusqlite::Error::FromSqlConversionFailure(
                             i,
@@ -455,7 +475,11 @@ impl Store {
                             .ok_or_else(|| bad(11, "unknown job state"))?,
                         finished_at: r.get(12)?,
                         label: r.get(13)?,
-                        keep: r.get(14)?,
+                        keep: keep
+                            .map(|k| {
+                                KeepState::parse(&k).ok_or_else(|| bad(14, "unknown keep state"))
+                            })
+                            .transpose()?,
                         keep_error: r.get(15)?,
                     })
                 },

@@ -338,6 +338,25 @@ fn a_kept_file_a_retry_and_a_failure_are_recorded() {
     let job = store.job(id, "p").unwrap().unwrap().id;
     let rows = store.outputs(job).unwrap();
     assert_eq!(rows[0].local_path.as_deref(), Some(Path::new("/out/a.png")));
+    let keep: Vec<_> = store
+        .gallery(&comfy_store::GalleryFilter {
+            limit: 10,
+            ..Default::default()
+        })
+        .unwrap()
+        .into_iter()
+        .map(|g| (g.output.filename, g.keep))
+        .collect();
+    use comfy_store::KeepState::{Failed, Kept, Pending};
+    assert_eq!(
+        keep,
+        [
+            ("c.png".to_owned(), Some(Failed)),
+            ("b.png".to_owned(), Some(Pending)),
+            ("a.png".to_owned(), Some(Kept))
+        ],
+        "the gallery says how saving went"
+    );
     assert!(rows[0].has_thumbnail);
     assert!(rows[2].local_path.is_none());
 
