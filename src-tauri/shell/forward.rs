@@ -11,130 +11,31 @@ use crate::shell::events::{EventLogged, Update};
 use crate::shell::overview::SharedOverview;
 use crate::shell::previews::{Announced, Previews};
 use crate::shell::view::{LogEntry, PreviewRef};
-use comfy_engine::journal::{EventLogRule, Journal, LogLine};
+use comfy_app::recorder::{JournalWriter, Logged};
 use comfy_engine::Events;
 use comfy_engine::{Event, EventKind};
 use std::time::Duration;
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::time::{sleep_until, Instant};
 
-/// Writes what the engine reports to the database: jobs to the journal (terminal states exactly
-/// once), connection changes and custom server events to the event log.
-/// Events name their instance by the store's id, so they are written under it as they come.
-pub struct JournalWriter {
-    journal: Option<Journal>,
-    rule: EventLogRule,
-    /// Told (once, until writing works again) when the journal cannot write a job.
-    notice: Box<dyn FnMut(String) + Send>,
-    /// Told when outputs may be waiting to be saved: a job's end with files was written, or an
-    /// instance is within reach again.
-    outputs_waiting: Box<dyn FnMut() + Send>,
-    failing: bool,
-}
-
-impl JournalWriter {
-    pub fn new(journal: Option<Journal>) -> Self {
-        Self {
-            journal,
-            rule: EventLogRule::default(),
-            notice: Box::new(|_| {}),
-            outputs_waiting: Box::new(|| {}),
-            failing: false,
-        }
-    }
-
-    /// Whom to tell when outputs may be waiting to be saved: the outputs saver.
-    pub fn with_outputs_waiting(mut self, tell: impl FnMut() + Send + 'static) -> Self {
-        self.outputs_waiting = Box::new(tell);
-        self
-    }
-
-    /// Where to tell the user that jobs are not being recorded (a full disk, a damaged or
-    /// locked database): the first failure, not every job.
-    pub fn with_notices(mut self, notice: impl FnMut(String) + Send + 'static) -> Self {
-        self.notice = Box::new(notice);
-        self
-    }
-
-    /// Whether [`JournalWriter::record`] writes anything for this kind of event: jobs go to the
-    /// journal, connection changes and custom server events to the event log.
-    fn records(kind: &EventKind) -> bool {
-        matches!(
-            kind,
-            EventKind::Job(_) | EventKind::Connection(_) | EventKind::ServerEvent { .. }
-        )
-    }
-
-    /// Records one event; returns the log line to show, if one was written.
-    fn record(&mut self, event: &Event, now: Instant) -> Option<Update> {
-        let instance = event.instance_id;
-        let journal = self.journal.as_mut()?;
-        let ts = comfy_engine::now_ms();
-        match &event.kind {
-            EventKind::Job(job) => {
-                let recorded = journal.record(instance, job, ts);
-                if matches!(recorded, Ok(true)) && !job.outputs.is_empty() {
-                    (self.outputs_waiting)();
-                }
-                match recorded {
-                    Ok(_) if self.failing => {
-                        self.failing = false;
-                        tracing::info!("the journal records jobs again");
-                    }
-                    Ok(_) => {}
-                    Err(error) if !self.failing => {
-                        self.failing = true;
-                        tracing::error!(%error, job = %job.prompt_id, "the journal could not record a job");
-                        (self.notice)(format!(
-                            "Jobs are not being recorded in the history: {error}"
-                        ));
-                    }
-                    Err(error) => {
-                        tracing::debug!(%error, job = %job.prompt_id, "the journal could not record a job");
-                    }
-                }
-                return None;
-            }
-            EventKind::Connection(status) => {
-                let connected = status.state.is_up();
-                if connected {
-                    (self.outputs_waiting)();
-                }
-                if let Err(error) = journal.store_mut().set_instance_status(
-                    instance,
-                    &status.detail,
-                    connected.then_some(ts),
-                ) {
-                    tracing::warn!(%error, "could not save the connection status");
-                }
-            }
-            _ => {}
-        }
-        let LogLine { kind, detail, data } = self.rule.line(event, now)?;
-        let new = comfy_store::NewEvent {
-            instance: Some(instance),
+/// The webview's update for a line written to the event log.
+fn logged_update(logged: Logged) -> Update {
+    let Logged {
+        instance,
+        id,
+        ts,
+        line,
+    } = logged;
+    Update::EventLogged(EventLogged {
+        instance_id: instance,
+        entry: LogEntry {
+            id,
             ts,
-            kind: kind.clone(),
-            detail: detail.clone(),
-            data_json: data.clone(),
-        };
-        match journal.store_mut().log_event(&new) {
-            Ok(id) => Some(Update::EventLogged(EventLogged {
-                instance_id: instance,
-                entry: LogEntry {
-                    id: id.0,
-                    ts,
-                    kind,
-                    detail,
-                    data,
-                },
-            })),
-            Err(error) => {
-                tracing::warn!(%error, "could not log an event");
-                None
-            }
-        }
-    }
+            kind: line.kind,
+            detail: line.detail,
+            data: line.data,
+        },
+    })
 }
 
 /// A frame announced by the preview store, attached to its job in the overview.
@@ -256,7 +157,8 @@ pub async fn forward<S: Fn() -> bool, E: FnMut(Update)>(
                 let logged = (JournalWriter::records(&event.kind)
                     && overview.lock().instance(event.instance_id).is_some())
                 .then(|| writer.record(&event, now))
-                .flatten();
+                .flatten()
+                .map(logged_update);
                 if let Some(update) = update {
                     offer(&mut batcher, update, &mut emit);
                 }

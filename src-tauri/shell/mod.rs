@@ -115,7 +115,7 @@ pub fn start(app: &mut App, options: &Options) -> Result<(), Box<dyn std::error:
     app.manage(ForwardExit(std::sync::Mutex::new(Some(exit))));
     let notices = app.handle().clone();
     let saver = saving::start(app.handle(), &state);
-    let writer = forward::JournalWriter::new(journal)
+    let writer = comfy_app::recorder::JournalWriter::new(journal)
         .with_notices(move |text| {
             if let Some(state) = notices.try_state::<AppState>() {
                 state.notice(text);

@@ -120,15 +120,7 @@ impl AppState {
         let Ok(profile) = self.profile() else { return };
         // Retention runs as rows are written; once more at start, in case limits changed or the
         // app was off for months.
-        let now = comfy_engine::now_ms();
-        let pruned = {
-            let mut journal = profile.journal();
-            let store = journal.store_mut();
-            store
-                .prune_jobs(now)
-                .and_then(|jobs| Ok(jobs + store.prune_events(now)?))
-        };
-        if let Err(e) = pruned {
+        if let Err(e) = profile.prune_journal(comfy_engine::now_ms()) {
             tracing::warn!(error = %e, "the journal could not be pruned");
         }
         let records = match profile.instances() {

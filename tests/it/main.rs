@@ -11,6 +11,7 @@ mod http_limits;
 mod journal;
 mod keeper;
 mod live;
+mod serve;
 mod store_faults;
 mod support;
 mod timing;

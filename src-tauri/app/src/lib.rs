@@ -8,6 +8,8 @@
 //!   workflow for a resubmit.
 //! - [`keeper`]: outputs saved without asking, in the background.
 //! - [`check`]: "Test connection" with typed secrets or the saved ones.
+//! - [`recorder`]: what the engine reports, written to the journal and the event log.
+//! - [`metrics`] and [`webhooks`]: what `comfy-monitor serve` offers a studio's own tools.
 //!
 //! Errors are typed ([`AppError`]); each host maps them to its own surface (an IPC error code,
 //! an exit status). Nothing here knows tauri, a terminal or a webview; no host depends on
@@ -17,7 +19,10 @@ pub mod check;
 mod error;
 pub mod jobs;
 pub mod keeper;
+pub mod metrics;
 mod profile;
+pub mod recorder;
+pub mod webhooks;
 
 pub use error::AppError;
 pub use profile::{auth_from, slot_label, Profile};

@@ -250,6 +250,14 @@ impl Profile {
             .is_ok_and(|rec| same_server(&rec.base_url, url))
     }
 
+    /// Applies the journal's retention: old jobs and event-log lines are deleted. Runs as rows
+    /// are written; every host runs it once more at start, in case it was off for months.
+    pub fn prune_journal(&self, now: i64) -> Result<usize, AppError> {
+        let mut journal = self.journal();
+        let store = journal.store_mut();
+        Ok(store.prune_jobs(now)? + store.prune_events(now)?)
+    }
+
     /// Saves a new instance with the secrets its auth needs (by slot). A secret left out is
     /// refused before anything is saved; if the secrets cannot be written, the instance is
     /// taken back out.

@@ -11,6 +11,7 @@ mod instances;
 mod output;
 pub mod replay;
 mod secrets;
+pub mod serve;
 pub mod trace;
 mod watch;
 
@@ -63,6 +64,9 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Monitor every saved instance with no window, for a server: journal, saved outputs,
+    /// Prometheus metrics (--metrics) and webhooks (--webhook). Stops on SIGTERM or Ctrl-C.
+    Serve(serve::ServeArgs),
     /// Queue again a job of this app that was lost (e.g. in a server restart).
     Resubmit {
         prompt_id: String,
@@ -215,7 +219,12 @@ where
         }
     };
     let command = cli.command?;
-    init_logging();
+    // A service logs what it does; a command run by hand only what went wrong.
+    init_logging(if matches!(command, Command::Serve(_)) {
+        "info"
+    } else {
+        "warn"
+    });
     let db = cli.db.as_deref();
     let result = match command {
         Command::Watch(args) => watch::run(args, db),
@@ -235,6 +244,7 @@ where
             json,
             db,
         ),
+        Command::Serve(args) => serve::run(&args, db),
         Command::Resubmit { prompt_id, wait } => return Some(act::resubmit(&prompt_id, wait, db)),
     };
     Some(match result {
@@ -258,9 +268,9 @@ pub fn print_history(
     instances::history(out, instance, limit, json, db)
 }
 
-fn init_logging() {
+fn init_logging(default: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("COMFY_MONITOR_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)

@@ -1,0 +1,512 @@
+//! Prometheus metrics of the monitored instances, for `comfy-monitor serve --metrics`.
+//!
+//! [`Metrics`] is fed every engine event ([`Metrics::observe`]) and rendered in Prometheus's
+//! text format ([`Metrics::render`]). Every series carries an `instance` label, the saved
+//! instance's name. Labels are bounded: no prompt ids and no model names; node classes are
+//! capped per instance ([`MAX_NODE_CLASSES`], the rest counted under `other`), GPUs at
+//! [`MAX_DEVICES`], so a hostile server cannot grow the scrape without end.
+//!
+//! GPU memory is read from `/system_stats` when Prometheus scrapes ([`gpu_memory`]), as
+//! exporters do: nothing is asked of a server between scrapes.
+
+use comfy_engine::{Engine, Event, EventKind};
+use comfy_model::{InstanceId, JobState};
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::time::Duration;
+
+/// Distinct node classes timed per instance; later classes are counted under `other`.
+pub const MAX_NODE_CLASSES: usize = 200;
+/// GPUs reported per instance.
+pub const MAX_DEVICES: usize = 16;
+/// How long a scrape waits for an instance's `/system_stats`.
+pub const STATS_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// Buckets (seconds) of how long a job ran.
+const JOB_BUCKETS: &[f64] = &[
+    1.0, 2.0, 5.0, 10.0, 20.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1200.0, 1800.0, 3600.0, 7200.0,
+];
+/// Buckets (seconds) of how long a job waited in the queue.
+const WAIT_BUCKETS: &[f64] = &[
+    0.1, 0.5, 1.0, 5.0, 10.0, 30.0, 60.0, 300.0, 900.0, 1800.0, 3600.0, 7200.0,
+];
+/// Buckets (seconds) of how long one node ran.
+const NODE_BUCKETS: &[f64] = &[
+    0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0,
+];
+
+/// The outcomes counted, in the order rendered.
+const OUTCOMES: [JobState; 5] = [
+    JobState::Success,
+    JobState::Error,
+    JobState::Interrupted,
+    JobState::Deleted,
+    JobState::Lost,
+];
+
+fn outcome_label(state: JobState) -> &'static str {
+    match state {
+        JobState::Success => "success",
+        JobState::Error => "error",
+        JobState::Interrupted => "interrupted",
+        JobState::Deleted => "deleted",
+        JobState::Lost => "lost",
+        JobState::Pending => "pending",
+        JobState::Running => "running",
+    }
+}
+
+/// A Prometheus histogram: cumulative buckets, sum and count.
+#[derive(Debug, Clone)]
+struct Histogram {
+    bounds: &'static [f64],
+    /// Per bucket, not cumulative (made cumulative when rendered); one more for `+Inf`.
+    counts: Vec<u64>,
+    sum: f64,
+    count: u64,
+}
+
+impl Histogram {
+    fn new(bounds: &'static [f64]) -> Self {
+        Self {
+            bounds,
+            counts: vec![0; bounds.len() + 1],
+            sum: 0.0,
+            count: 0,
+        }
+    }
+
+    fn observe(&mut self, value: f64) {
+        if !value.is_finite() || value < 0.0 {
+            return;
+        }
+        let i = self
+            .bounds
+            .iter()
+            .position(|b| value <= *b)
+            .unwrap_or(self.bounds.len());
+        self.counts[i] += 1;
+        self.sum += value;
+        self.count += 1;
+    }
+
+    fn render(&self, out: &mut String, name: &str, labels: &str) {
+        let mut cumulative = 0;
+        for (i, n) in self.counts.iter().enumerate() {
+            cumulative += n;
+            let le = self
+                .bounds
+                .get(i)
+                .map_or_else(|| "+Inf".to_owned(), |b| b.to_string());
+            let _ = writeln!(out, "{name}_bucket{{{labels},le=\"{le}\"}} {cumulative}");
+        }
+        let _ = writeln!(out, "{name}_sum{{{labels}}} {}", self.sum);
+        let _ = writeln!(out, "{name}_count{{{labels}}} {}", self.count);
+    }
+}
+
+/// One GPU's memory, as `/system_stats` reports it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DeviceMemory {
+    pub device: String,
+    pub used_bytes: f64,
+    pub total_bytes: f64,
+}
+
+#[derive(Debug, Clone)]
+struct InstanceMetrics {
+    name: String,
+    up: bool,
+    ever_up: bool,
+    reconnects: u64,
+    running: usize,
+    pending: usize,
+    companion: bool,
+    jobs: [u64; OUTCOMES.len()],
+    /// By outcome (success, error, interrupted).
+    duration: BTreeMap<&'static str, Histogram>,
+    wait: Histogram,
+    nodes: BTreeMap<String, Histogram>,
+    previews: u64,
+}
+
+impl InstanceMetrics {
+    fn new(name: &str) -> Self {
+        Self {
+            name: name.to_owned(),
+            up: false,
+            ever_up: false,
+            reconnects: 0,
+            running: 0,
+            pending: 0,
+            companion: false,
+            jobs: [0; OUTCOMES.len()],
+            duration: BTreeMap::new(),
+            wait: Histogram::new(WAIT_BUCKETS),
+            nodes: BTreeMap::new(),
+            previews: 0,
+        }
+    }
+
+    fn node(&mut self, class: Option<&str>) -> &mut Histogram {
+        let class = class.filter(|c| !c.is_empty()).unwrap_or("unknown");
+        let key = if self.nodes.contains_key(class) || self.nodes.len() < MAX_NODE_CLASSES {
+            class
+        } else {
+            "other"
+        };
+        self.nodes
+            .entry(key.to_owned())
+            .or_insert_with(|| Histogram::new(NODE_BUCKETS))
+    }
+}
+
+/// The metrics of every monitored instance.
+#[derive(Debug, Default)]
+pub struct Metrics {
+    instances: BTreeMap<InstanceId, InstanceMetrics>,
+}
+
+/// A label value in Prometheus's text format: backslash, double quote and newline escaped.
+fn label(value: &str) -> String {
+    let mut out = String::with_capacity(value.len());
+    for c in value.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '"' => out.push_str("\\\""),
+            '\n' => out.push_str("\\n"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+fn seconds(ms: i64) -> f64 {
+    // Milliseconds since the epoch or between two of them fit an f64 exactly.
+    #[allow(clippy::cast_precision_loss)]
+    let s = ms as f64 / 1000.0;
+    s
+}
+
+impl Metrics {
+    /// Starts an instance's series (all zero, down) so it is scraped before its first event.
+    pub fn add_instance(&mut self, id: InstanceId, name: &str) {
+        self.instances
+            .entry(id)
+            .or_insert_with(|| InstanceMetrics::new(name));
+    }
+
+    /// Takes one engine event into the counts.
+    pub fn observe(&mut self, event: &Event) {
+        let m = self
+            .instances
+            .entry(event.instance_id)
+            .or_insert_with(|| InstanceMetrics::new(&event.instance));
+        match &event.kind {
+            EventKind::Connection(status) => {
+                let up = status.state.is_up();
+                if up && !m.up {
+                    if m.ever_up {
+                        m.reconnects += 1;
+                    }
+                    m.ever_up = true;
+                }
+                m.up = up;
+                if !up {
+                    m.running = 0;
+                    m.pending = 0;
+                }
+            }
+            EventKind::Server(info) => m.companion = info.companion.is_some(),
+            EventKind::Queue { running, pending } => {
+                m.running = running.len();
+                m.pending = pending.len();
+            }
+            EventKind::Job(job) if job.state.is_terminal() => {
+                if let Some(i) = OUTCOMES.iter().position(|o| *o == job.state) {
+                    m.jobs[i] += 1;
+                }
+                if let (Some(start), Some(end)) = (job.started_at_ms, job.ended_at_ms) {
+                    if matches!(
+                        job.state,
+                        JobState::Success | JobState::Error | JobState::Interrupted
+                    ) && end >= start
+                    {
+                        let ran = job.run_ms.map_or_else(
+                            || seconds(end - start),
+                            |ms| seconds(i64::try_from(ms).unwrap_or(i64::MAX)),
+                        );
+                        m.duration
+                            .entry(outcome_label(job.state))
+                            .or_insert_with(|| Histogram::new(JOB_BUCKETS))
+                            .observe(ran);
+                    }
+                    if job.queued_at_ms > 0 && start >= job.queued_at_ms {
+                        m.wait.observe(seconds(start - job.queued_at_ms));
+                    }
+                }
+                for node in &job.node_durations {
+                    let ms = i64::try_from(node.ms).unwrap_or(i64::MAX);
+                    m.node(node.node_type.as_deref()).observe(seconds(ms));
+                }
+            }
+            EventKind::Preview(_) => m.previews += 1,
+            _ => {}
+        }
+    }
+
+    /// The ids of the instances that are up now (whose GPU memory a scrape reads).
+    pub fn up(&self) -> Vec<InstanceId> {
+        self.instances
+            .iter()
+            .filter(|(_, m)| m.up)
+            .map(|(id, _)| *id)
+            .collect()
+    }
+
+    /// Every series in Prometheus's text exposition format (version 0.0.4), with the GPU
+    /// memory read for this scrape.
+    pub fn render(&self, gpus: &BTreeMap<InstanceId, Vec<DeviceMemory>>) -> String {
+        let mut out = String::new();
+        let all = || self.instances.values();
+        let gauge = |out: &mut String, name: &str, help: &str, kind: &str| {
+            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+        };
+        gauge(
+            &mut out,
+            "comfyui_up",
+            "1 when the instance is connected (live or by polling), else 0.",
+            "gauge",
+        );
+        for m in all() {
+            let _ = writeln!(
+                out,
+                "comfyui_up{{instance=\"{}\"}} {}",
+                label(&m.name),
+                u8::from(m.up)
+            );
+        }
+        gauge(
+            &mut out,
+            "comfyui_queue_pending",
+            "Jobs waiting in the instance's queue.",
+            "gauge",
+        );
+        for m in all() {
+            let _ = writeln!(
+                out,
+                "comfyui_queue_pending{{instance=\"{}\"}} {}",
+                label(&m.name),
+                m.pending
+            );
+        }
+        gauge(
+            &mut out,
+            "comfyui_queue_running",
+            "Jobs running on the instance.",
+            "gauge",
+        );
+        for m in all() {
+            let _ = writeln!(
+                out,
+                "comfyui_queue_running{{instance=\"{}\"}} {}",
+                label(&m.name),
+                m.running
+            );
+        }
+        gauge(
+            &mut out,
+            "comfyui_jobs_finished_total",
+            "Jobs that ended, by outcome (every client's).",
+            "counter",
+        );
+        for m in all() {
+            for (i, outcome) in OUTCOMES.iter().enumerate() {
+                let _ = writeln!(
+                    out,
+                    "comfyui_jobs_finished_total{{instance=\"{}\",outcome=\"{}\"}} {}",
+                    label(&m.name),
+                    outcome_label(*outcome),
+                    m.jobs[i]
+                );
+            }
+        }
+        gauge(
+            &mut out,
+            "comfyui_job_duration_seconds",
+            "How long jobs ran, queue wait excluded, by outcome.",
+            "histogram",
+        );
+        for m in all() {
+            for (outcome, h) in &m.duration {
+                let labels = format!("instance=\"{}\",outcome=\"{outcome}\"", label(&m.name));
+                h.render(&mut out, "comfyui_job_duration_seconds", &labels);
+            }
+        }
+        gauge(
+            &mut out,
+            "comfyui_queue_wait_seconds",
+            "How long jobs waited in the queue before they started.",
+            "histogram",
+        );
+        for m in all() {
+            let labels = format!("instance=\"{}\"", label(&m.name));
+            m.wait
+                .render(&mut out, "comfyui_queue_wait_seconds", &labels);
+        }
+        gauge(
+            &mut out,
+            "comfyui_node_duration_seconds",
+            "How long nodes ran, by class (jobs followed live only).",
+            "histogram",
+        );
+        for m in all() {
+            for (class, h) in &m.nodes {
+                let labels = format!(
+                    "instance=\"{}\",class_type=\"{}\"",
+                    label(&m.name),
+                    label(class)
+                );
+                h.render(&mut out, "comfyui_node_duration_seconds", &labels);
+            }
+        }
+        gauge(
+            &mut out,
+            "comfyui_previews_total",
+            "Preview frames received.",
+            "counter",
+        );
+        for m in all() {
+            let _ = writeln!(
+                out,
+                "comfyui_previews_total{{instance=\"{}\"}} {}",
+                label(&m.name),
+                m.previews
+            );
+        }
+        gauge(
+            &mut out,
+            "comfyui_companion",
+            "1 when the server's comfy-monitor companion is in use.",
+            "gauge",
+        );
+        for m in all() {
+            let _ = writeln!(
+                out,
+                "comfyui_companion{{instance=\"{}\"}} {}",
+                label(&m.name),
+                u8::from(m.companion)
+            );
+        }
+        gauge(
+            &mut out,
+            "comfyui_reconnects_total",
+            "Times the connection came back after it was lost.",
+            "counter",
+        );
+        for m in all() {
+            let _ = writeln!(
+                out,
+                "comfyui_reconnects_total{{instance=\"{}\"}} {}",
+                label(&m.name),
+                m.reconnects
+            );
+        }
+        for (name, help, used) in [
+            (
+                "comfyui_gpu_memory_used_bytes",
+                "Device memory in use, as /system_stats reports it.",
+                true,
+            ),
+            (
+                "comfyui_gpu_memory_total_bytes",
+                "Device memory in all, as /system_stats reports it.",
+                false,
+            ),
+        ] {
+            gauge(&mut out, name, help, "gauge");
+            for (id, m) in &self.instances {
+                for d in gpus.get(id).into_iter().flatten().take(MAX_DEVICES) {
+                    let value = if used { d.used_bytes } else { d.total_bytes };
+                    let _ = writeln!(
+                        out,
+                        "{name}{{instance=\"{}\",device=\"{}\"}} {value}",
+                        label(&m.name),
+                        label(&d.device)
+                    );
+                }
+            }
+        }
+        out
+    }
+}
+
+/// The webhook deliveries' counts, in the text format.
+pub fn render_webhooks(stats: &crate::webhooks::HookStats) -> String {
+    use std::sync::atomic::Ordering;
+    let mut out = String::from(
+        "# HELP comfy_monitor_webhooks_total Webhook deliveries, by result.\n# TYPE comfy_monitor_webhooks_total counter\n",
+    );
+    for (result, n) in [
+        ("delivered", &stats.delivered),
+        ("failed", &stats.failed),
+        ("retried", &stats.retried),
+        ("dropped", &stats.dropped),
+    ] {
+        let _ = writeln!(
+            out,
+            "comfy_monitor_webhooks_total{{result=\"{result}\"}} {}",
+            n.load(Ordering::Relaxed)
+        );
+    }
+    out
+}
+
+/// The memory of each device in a `/system_stats` answer; devices without figures are left out.
+pub fn devices(stats: &comfy_protocol::http::SystemStats) -> Vec<DeviceMemory> {
+    stats
+        .devices
+        .iter()
+        .take(MAX_DEVICES)
+        .filter_map(|d| {
+            let total = d.vram_total.filter(|t| t.is_finite() && *t >= 0.0)?;
+            let free = d.vram_free.filter(|f| f.is_finite() && *f >= 0.0)?;
+            let device = if d.name.is_empty() {
+                d.kind.clone()
+            } else {
+                d.name.chars().take(200).collect()
+            };
+            Some(DeviceMemory {
+                device,
+                used_bytes: (total - free).max(0.0),
+                total_bytes: total,
+            })
+        })
+        .collect()
+}
+
+/// Reads the GPU memory of `instances` at once, each within [`STATS_TIMEOUT`]; an instance
+/// that does not answer in time is left out of this scrape.
+pub async fn gpu_memory(
+    engine: &Engine,
+    instances: &[InstanceId],
+) -> BTreeMap<InstanceId, Vec<DeviceMemory>> {
+    let mut reads = tokio::task::JoinSet::new();
+    for id in instances {
+        let (engine, id) = (engine.clone(), *id);
+        reads.spawn(async move {
+            let stats = tokio::time::timeout(STATS_TIMEOUT, engine.system_stats(id)).await;
+            match stats {
+                Ok(Ok(stats)) => Some((id, devices(&stats))),
+                _ => None,
+            }
+        });
+    }
+    let mut out = BTreeMap::new();
+    while let Some(read) = reads.join_next().await {
+        if let Ok(Some((id, devices))) = read {
+            out.insert(id, devices);
+        }
+    }
+    out
+}
