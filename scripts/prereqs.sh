@@ -13,6 +13,7 @@ APT_PACKAGES=(
   xvfb xauth dbus-daemon dbus-x11 webkit2gtk-driver imagemagick fonts-dejavu-core
   dbus gnome-keyring libglib2.0-bin openbox wmctrl dunst
   gstreamer1.0-plugins-good gstreamer1.0-libav
+  xfce4-panel xdotool x11-utils systemd
 )
 
 step() { printf '\n\033[1m==> %s\033[0m\n' "$*"; }

@@ -2,10 +2,13 @@
 //! `.plugin(tray::init())`; the monitor task (`notify.rs`) repaints the icon, the tooltip and
 //! the menu as jobs run.
 //!
-//! Left click shows or hides the window. The menu has one line per instance (state and current
-//! job percent) and, while it is known, "Queue done ≈ 14:32" (the tooltip's second line; Linux
-//! trays show no tooltip), "Cancel current job" per running instance, pausing notifications, the
-//! dashboard and Quit. Where no status-notifier host exists the tray is simply absent: the window
+//! Left click shows or hides the window on Windows and macOS. On Linux the icon is a
+//! status-notifier item (libayatana-appindicator), which gets no clicks and carries no
+//! tooltip: a host opens the menu on either click, and the menu's first lines say what the
+//! tooltip would (proven on xfce4-panel by `tests/e2e/tray.test.mjs`). The menu has one line
+//! per instance (state and current job percent) and, while it is known, "Queue done ≈ 14:32",
+//! "Cancel current job" per running instance, pausing notifications, the dashboard and Quit.
+//! Where no status-notifier host exists the tray is simply absent: the window
 //! stays reachable and closing it still only hides it.
 
 use crate::shell::bus::{self, Control};
