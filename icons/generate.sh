@@ -20,7 +20,10 @@ trap 'rm -f "$src"' EXIT
   -stroke none -fill '#e8ecf7' -draw 'circle 834,560 834,500' \
   "$src"
 
-"$im" "$src" -resize 32x32 -strip -depth 8 PNG32:32x32.png
+# The hicolor sizes desktops ask for (menus 16–48, launchers and software centres 64–512).
+for size in 16 24 32 48 64 256; do
+  "$im" "$src" -resize ${size}x${size} -strip -depth 8 PNG32:${size}x${size}.png
+done
 "$im" "$src" -resize 128x128 -strip -depth 8 PNG32:128x128.png
 "$im" "$src" -resize 256x256 -strip -depth 8 PNG32:128x128@2x.png
 "$im" "$src" -resize 512x512 -strip -depth 8 PNG32:icon.png
