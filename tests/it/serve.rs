@@ -545,9 +545,39 @@ fn serve_refuses_bad_options_with_a_clear_error() {
         serve::metrics_addr("0.0.0.0:9464").unwrap(),
         "0.0.0.0:9464".parse().unwrap()
     );
-    let t = serve::webhook_target("ntfy+https://ntfy.sh/studio", None).unwrap();
+    let t = comfy_app::webhooks::parse_target("ntfy+https://ntfy.sh/studio", None).unwrap();
     assert_eq!(
         (t.format, t.url.as_str()),
         (HookFormat::Ntfy, "https://ntfy.sh/studio")
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_instances_own_webhook_gets_that_instances_events_only() {
+    let rig = Rig::new().await;
+    let (url, mut rx) = receiver(0).await;
+    let profile = rig.profile();
+    // A second instance on the same server sees the same job; only the first posts to its hook.
+    profile
+        .add_instance(
+            &NewInstance::new("twin", rig.server.base_url()),
+            &Default::default(),
+            2,
+        )
+        .unwrap();
+    let own = profile.instance_named("gpu \"one\"").unwrap();
+    assert!(
+        profile.set_webhook(own.id, Some("ftp://nope/")).is_err(),
+        "checked before it is saved"
+    );
+    profile.set_webhook(own.id, Some(&url)).unwrap();
+    let running = rig.serve(ServeOptions::default()).await;
+    let id = rig.server.submit(sampler(2, 2, "own"), Some("browser"));
+    let finished = next_event(&mut rx, "job.finished").await;
+    assert_eq!(finished.json()["instance"], "gpu \"one\"");
+    assert_eq!(finished.json()["job"]["prompt_id"], id.as_str());
+    running.stop().await;
+    while let Ok(r) = rx.try_recv() {
+        assert_eq!(r.json()["instance"], "gpu \"one\"", "{}", r.json());
+    }
 }

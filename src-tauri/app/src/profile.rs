@@ -258,6 +258,24 @@ impl Profile {
         Ok(store.prune_jobs(now)? + store.prune_events(now)?)
     }
 
+    /// Sets or (with `None`) removes an instance's own webhook, checked first (see
+    /// [`crate::webhooks::parse_target`]).
+    pub fn set_webhook(&self, id: InstanceId, target: Option<&str>) -> Result<(), AppError> {
+        let target = target.map(str::trim);
+        if let Some(t) = target {
+            crate::webhooks::parse_target(t, None).map_err(AppError::InvalidInput)?;
+        }
+        Ok(self
+            .journal()
+            .store_mut()
+            .set_instance_webhook(id, target)?)
+    }
+
+    /// Every instance's own webhook, by id.
+    pub fn webhooks(&self) -> Result<Vec<(InstanceId, String)>, AppError> {
+        Ok(self.journal().store().instance_webhooks()?)
+    }
+
     /// Saves a new instance with the secrets its auth needs (by slot). A secret left out is
     /// refused before anything is saved; if the secrets cannot be written, the instance is
     /// taken back out.

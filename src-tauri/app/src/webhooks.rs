@@ -450,6 +450,22 @@ pub fn parse_target_url(url: &str) -> Result<url::Url, String> {
     Ok(parsed)
 }
 
+/// A target as the user gives it (`--webhook`, or an instance's saved webhook): an http(s)
+/// address, posted JSON, or `ntfy+` and the address, posted ntfy's plain text.
+pub fn parse_target(given: &str, secret: Option<Arc<[u8]>>) -> Result<HookTarget, String> {
+    let given = given.trim();
+    let (format, url) = match given.strip_prefix("ntfy+") {
+        Some(rest) => (HookFormat::Ntfy, rest),
+        None => (HookFormat::Json, given),
+    };
+    Ok(HookTarget {
+        url: parse_target_url(url)?,
+        format,
+        secret,
+        instances: None,
+    })
+}
+
 /// When a delivery is tried again.
 #[derive(Debug, Clone, Copy)]
 pub struct Retry {

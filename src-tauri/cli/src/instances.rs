@@ -48,6 +48,10 @@ pub enum InstancesCommand {
         /// Save other clients' jobs' outputs too (a browser, a script).
         #[arg(long, requires = "save_to")]
         save_others: bool,
+        /// Where `comfy-monitor serve` posts this instance's events (as with serve's own
+        /// --webhook: a URL, or ntfy+URL for ntfy's plain text).
+        #[arg(long, value_name = "URL")]
+        webhook: Option<String>,
     },
     /// Change a saved instance; only the options given change.
     Edit {
@@ -97,6 +101,12 @@ pub enum InstancesCommand {
         /// Save only this app's jobs' outputs.
         #[arg(long)]
         no_save_others: bool,
+        /// Where `comfy-monitor serve` posts this instance's events (a URL, or ntfy+URL).
+        #[arg(long, value_name = "URL", conflicts_with = "no_webhook")]
+        webhook: Option<String>,
+        /// Stop posting this instance's events to its own webhook.
+        #[arg(long)]
+        no_webhook: bool,
     },
     /// Forget an instance (its secrets too; its journal entries go with it).
     Remove { name: String },
@@ -273,9 +283,18 @@ pub fn run(cmd: InstancesCommand, db: Option<&Path>) -> anyhow::Result<()> {
     let now = comfy_engine::now_ms();
     match cmd {
         InstancesCommand::List { json } => {
+            let webhooks: std::collections::HashMap<_, _> =
+                profile.webhooks()?.into_iter().collect();
             for r in profile.instances()? {
+                let webhook = webhooks.get(&r.id);
                 if json {
-                    println!("{}", record_json(&r));
+                    let mut line = record_json(&r);
+                    if let (Some(w), Some(obj)) = (webhook, line.as_object_mut()) {
+                        obj.insert("webhook".into(), w.clone().into());
+                    }
+                    println!("{line}");
+                } else if let Some(w) = webhook {
+                    println!("{} (webhook {w})", record_line(&r));
                 } else {
                     println!("{}", record_line(&r));
                 }
@@ -291,7 +310,11 @@ pub fn run(cmd: InstancesCommand, db: Option<&Path>) -> anyhow::Result<()> {
             no_companion,
             save_to,
             save_others,
+            webhook,
         } => {
+            if let Some(w) = &webhook {
+                comfy_app::webhooks::parse_target(w, None).map_err(anyhow::Error::msg)?;
+            }
             let (settings, secrets) = auth.resolve()?;
             let mut new = NewInstance::new(name, normalise_url(&url)?);
             new.auth = settings;
@@ -313,6 +336,9 @@ pub fn run(cmd: InstancesCommand, db: Option<&Path>) -> anyhow::Result<()> {
             let rec = profile.add_instance(&new, &secrets.into_iter().collect(), now);
             announce(&profile);
             let rec = rec?;
+            if let Some(w) = &webhook {
+                profile.set_webhook(rec.id, Some(w))?;
+            }
             println!("added {} ({})", rec.name, rec.base_url);
         }
         InstancesCommand::Edit {
@@ -333,8 +359,13 @@ pub fn run(cmd: InstancesCommand, db: Option<&Path>) -> anyhow::Result<()> {
             no_save,
             save_others,
             no_save_others,
+            webhook,
+            no_webhook,
         } => {
             let rec = profile.instance_named(&name)?;
+            if let Some(w) = &webhook {
+                comfy_app::webhooks::parse_target(w, None).map_err(anyhow::Error::msg)?;
+            }
             let mut update = InstanceUpdate {
                 name: rename,
                 base_url: url.as_deref().map(normalise_url).transpose()?,
@@ -396,6 +427,9 @@ pub fn run(cmd: InstancesCommand, db: Option<&Path>) -> anyhow::Result<()> {
             let updated = profile.update_instance(rec.id, &update, &secrets, now);
             announce(&profile);
             let updated = updated?;
+            if webhook.is_some() || no_webhook {
+                profile.set_webhook(updated.id, webhook.as_deref())?;
+            }
             println!("updated {}", updated.name);
         }
         InstancesCommand::Remove { name } => {

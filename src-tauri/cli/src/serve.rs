@@ -11,7 +11,7 @@ use clap::Args;
 use comfy_app::keeper::Keeper;
 use comfy_app::metrics::{self, Metrics};
 use comfy_app::recorder::JournalWriter;
-use comfy_app::webhooks::{self, HookFormat, HookRule, HookStats, HookTarget, Retry, Webhooks};
+use comfy_app::webhooks::{self, HookRule, HookStats, HookTarget, Retry, Webhooks};
 use comfy_app::Profile;
 use comfy_engine::{Engine, Events, DEFAULT_EVENT_CAPACITY};
 use comfy_model::InstanceId;
@@ -52,6 +52,8 @@ pub struct ServeOptions {
     /// Where to serve the metrics (`None`: no metrics).
     pub metrics: Option<SocketAddr>,
     pub webhooks: Vec<HookTarget>,
+    /// Signs the instances' own webhooks (those saved with `instances edit --webhook`) too.
+    pub secret: Option<Arc<[u8]>>,
     /// Only these saved instances (by name); empty: every enabled one.
     pub instances: Vec<String>,
     pub retry: Retry,
@@ -64,6 +66,7 @@ impl Default for ServeOptions {
         Self {
             metrics: None,
             webhooks: Vec::new(),
+            secret: None,
             instances: Vec::new(),
             retry: Retry::default(),
             down_grace: webhooks::DOWN_GRACE,
@@ -85,21 +88,6 @@ pub fn metrics_addr(given: &str) -> anyhow::Result<SocketAddr> {
     })
 }
 
-/// `--webhook`: a URL, or `ntfy+` and a URL.
-pub fn webhook_target(given: &str, secret: Option<Arc<[u8]>>) -> anyhow::Result<HookTarget> {
-    let (format, url) = match given.trim().strip_prefix("ntfy+") {
-        Some(rest) => (HookFormat::Ntfy, rest),
-        None => (HookFormat::Json, given.trim()),
-    };
-    let url = webhooks::parse_target_url(url).map_err(anyhow::Error::msg)?;
-    Ok(HookTarget {
-        url,
-        format,
-        secret,
-        instances: None,
-    })
-}
-
 impl ServeOptions {
     pub fn from_args(args: &ServeArgs) -> anyhow::Result<Self> {
         let metrics = args.metrics.as_deref().map(metrics_addr).transpose()?;
@@ -114,18 +102,16 @@ impl ServeOptions {
             }
             None => None,
         };
-        if secret.is_some() && args.webhooks.is_empty() {
-            bail!("--webhook-secret-env goes with --webhook");
-        }
         let webhooks = args
             .webhooks
             .iter()
-            .map(|w| webhook_target(w, secret.clone()))
+            .map(|w| webhooks::parse_target(w, secret.clone()).map_err(anyhow::Error::msg))
             .collect::<anyhow::Result<_>>()?;
         Ok(Self {
             metrics,
             webhooks,
             instances: args.instances.clone(),
+            secret,
             ..Self::default()
         })
     }
@@ -202,9 +188,22 @@ pub async fn start(profile: Profile, options: ServeOptions) -> anyhow::Result<Ru
     let writer = JournalWriter::new(Some(profile.second_journal()?))
         .with_notices(|text| tracing::error!("{text}"))
         .with_outputs_waiting(move || waker.wake());
-    let hooks = Webhooks::spawn(options.webhooks.clone(), instances.clone(), options.retry)
+    let mut targets = options.webhooks.clone();
+    for (id, given) in profile.webhooks()? {
+        if !records.iter().any(|r| r.id == id) {
+            continue;
+        }
+        match webhooks::parse_target(&given, options.secret.clone()) {
+            Ok(mut target) => {
+                target.instances = Some(std::iter::once(id).collect());
+                targets.push(target);
+            }
+            Err(error) => tracing::error!("an instance's webhook is not used: {error}"),
+        }
+    }
+    let hooks = Webhooks::spawn(targets.clone(), instances.clone(), options.retry)
         .map_err(anyhow::Error::msg)?;
-    for t in &options.webhooks {
+    for t in &targets {
         tracing::info!(target = %webhooks::redacted(&t.url), signed = t.secret.is_some(), "webhook");
     }
     let hook_stats = hooks.stats();

@@ -642,6 +642,46 @@ impl Store {
         self.check(r)
     }
 
+    /// Sets (or, with `None`, removes) the instance's webhook target (see `comfy_app::webhooks`).
+    pub fn set_instance_webhook(
+        &mut self,
+        id: InstanceId,
+        target: Option<&str>,
+    ) -> Result<(), StoreError> {
+        let r = (|| {
+            let exists: bool = self.conn.query_row(
+                "SELECT EXISTS (SELECT 1 FROM instances WHERE id = ?1)",
+                params![id.0],
+                |r| r.get(0),
+            )?;
+            if !exists {
+                return Err(not_found(id));
+            }
+            match target {
+                Some(t) => self.conn.execute(
+                    "INSERT INTO instance_webhooks (instance_id, target) VALUES (?1, ?2) \
+                         ON CONFLICT (instance_id) DO UPDATE SET target = excluded.target",
+                    params![id.0, t],
+                )?,
+                None => self.conn.execute(
+                    "DELETE FROM instance_webhooks WHERE instance_id = ?1",
+                    params![id.0],
+                )?,
+            };
+            Ok(())
+        })();
+        self.check(r)
+    }
+
+    /// Every instance's webhook target, by instance id.
+    pub fn instance_webhooks(&self) -> Result<Vec<(InstanceId, String)>, StoreError> {
+        let mut stmt = self
+            .conn
+            .prepare("SELECT instance_id, target FROM instance_webhooks ORDER BY instance_id")?;
+        let rows = stmt.query_map([], |r| Ok((InstanceId(r.get(0)?), r.get(1)?)))?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
     /// Records the latest connection status text; `connected_at` is set when the instance has
     /// just connected. Does not count as an edit (`updated_at` stays).
     pub fn set_instance_status(

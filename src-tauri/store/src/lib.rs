@@ -24,6 +24,8 @@
 //!   slot (`instance/<id>/<slot>`). `certificate_sha256` is the certificate pinned for a server
 //!   with its own certificate (NULL until the user accepts one). `save_dir` is the folder its
 //!   outputs are saved to (NULL: not saved); `save_others`, other clients' jobs too.
+//! - `instance_webhooks(instance_id → instances ON DELETE CASCADE, target)`: where
+//!   `comfy-monitor serve` posts the instance's events, besides its command line's targets.
 //! - `jobs(id, instance_id → instances ON DELETE CASCADE, prompt_id, origin, workflow_json,
 //!   number, queued_at, started_at, finished_at, state, error_json, outputs_json,
 //!   node_durations_json, detail, updated_at, fingerprint, run_ms, label, search_text,

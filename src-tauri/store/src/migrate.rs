@@ -18,6 +18,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0004_timing.sql"),
     include_str!("migrations/0005_certificate_pin.sql"),
     include_str!("migrations/0006_output_saving.sql"),
+    include_str!("migrations/0007_instance_webhooks.sql"),
 ];
 
 /// The schema version this build writes and understands.

@@ -314,3 +314,31 @@ fn a_pinned_certificate_is_kept_until_an_update_replaces_or_forgets_it() {
     assert_eq!(rec.certificate_sha256, None);
     assert!(rec.accept_invalid_certs);
 }
+
+#[test]
+fn an_instances_webhook_is_set_replaced_removed_and_goes_with_the_instance() {
+    let (_dir, mut store, id) = crate::support::store_with_instance();
+    assert!(store.instance_webhooks().unwrap().is_empty());
+    store
+        .set_instance_webhook(id, Some("https://hooks.example/a"))
+        .unwrap();
+    store
+        .set_instance_webhook(id, Some("ntfy+https://ntfy.sh/studio"))
+        .unwrap();
+    assert_eq!(
+        store.instance_webhooks().unwrap(),
+        [(id, "ntfy+https://ntfy.sh/studio".to_owned())]
+    );
+    store.set_instance_webhook(id, None).unwrap();
+    assert!(store.instance_webhooks().unwrap().is_empty());
+    // Unknown instances and empty targets are refused.
+    assert!(store
+        .set_instance_webhook(comfy_store::InstanceId(9_999), Some("https://x/"))
+        .is_err());
+    assert!(store.set_instance_webhook(id, Some("")).is_err());
+    store
+        .set_instance_webhook(id, Some("https://hooks.example/a"))
+        .unwrap();
+    store.delete_instance(id).unwrap();
+    assert!(store.instance_webhooks().unwrap().is_empty());
+}

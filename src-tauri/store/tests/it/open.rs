@@ -31,7 +31,17 @@ fn a_new_database_gets_the_schema_and_the_local_instance() {
         .unwrap()
         .collect::<Result<_, _>>()
         .unwrap();
-    assert_eq!(tables, ["events", "instances", "jobs", "meta", "outputs"]);
+    assert_eq!(
+        tables,
+        [
+            "events",
+            "instance_webhooks",
+            "instances",
+            "jobs",
+            "meta",
+            "outputs"
+        ]
+    );
 }
 
 #[test]
