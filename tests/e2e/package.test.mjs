@@ -50,7 +50,7 @@ let fake;
 let fakePort;
 let session;
 let jobId;
-const { el, waitForText, waitForAttr } = pageOf(() => session.browser);
+const { el, click, waitForText, waitForAttr } = pageOf(() => session.browser);
 
 async function startFakeOn(port) {
   ({ child: fake } = await startFake(binaries().fake, ["--instances", "1", "--port", String(port), "--step-delay-ms", "5"]));
@@ -70,7 +70,7 @@ describe("the installed package", () => {
       2: { class_type: "SaveImage", inputs: { images: ["1", 0], filename_prefix: "pkg" } },
     }));
     const { stdout } = await cli(["submit", workflow, "--instance", INSTANCE, "--wait", "--json"]);
-    const ended = stdout.split("\n").filter(Boolean).map((l) => JSON.parse(l)).filter((e) => e.event === "job").pop();
+    const ended = stdout.split("\n").filter((l) => l.startsWith("{")).map((l) => JSON.parse(l)).filter((e) => e.event === "job").pop();
     assert.equal(ended?.state, "success", stdout);
     jobId = ended.prompt_id;
     // The server goes away: the app must show what it last knew.
@@ -95,8 +95,10 @@ describe("the installed package", () => {
     assert.equal(title, "Comfy Monitor");
     const card = await el(byId("instance-card", `[data-instance="${INSTANCE}"]`));
     await waitForText(byId("connection-state"), "unreachable", card);
-    // The job journalled before, as the card's last job.
-    await waitForAttr(byId("last-job"), "data-state", ["success"], card);
+    // The job journalled before, in the instance's history.
+    await click(byId("open-detail"), card);
+    const detail = await el(byId("instance-detail"));
+    await waitForAttr(byId("history-row", `[data-prompt-id="${jobId}"]`), "data-state", ["success"], detail);
     await closeApp(session);
     session = undefined;
   });

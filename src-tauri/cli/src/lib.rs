@@ -271,8 +271,10 @@ pub fn print_history(
 fn init_logging(default: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("COMFY_MONITOR_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    // Colours only on a terminal: not in a file, a pipe or the system journal.
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_writer(std::io::stderr)
         .try_init();
 }

@@ -285,7 +285,15 @@ impl Loop {
                     let now = Instant::now();
                     lock(&metrics).observe(&event);
                     if JournalWriter::records(&event.kind) {
-                        writer.record(&event, now);
+                        // What the app shows in its event log (connection changes, server
+                        // events), in serve's own log.
+                        if let Some(logged) = writer.record(&event, now) {
+                            let line = logged.line;
+                            match &line.detail {
+                                Some(detail) => tracing::info!(instance = %event.instance, "{}: {detail}", line.kind),
+                                None => tracing::info!(instance = %event.instance, "{}", line.kind),
+                            }
+                        }
                     }
                     // Nothing new is posted once stopping: the sockets closing are not an outage.
                     if stopping.is_none() {
