@@ -161,6 +161,11 @@ impl InstanceMetrics {
     }
 }
 
+/// Reads one figure of a `T`.
+type Read<T, V> = fn(&T) -> V;
+/// A series' name, type, help, and how its value is read.
+type Series<T, V> = (&'static str, &'static str, &'static str, Read<T, V>);
+
 /// The metrics of every monitored instance.
 #[derive(Debug, Default)]
 pub struct Metrics {
@@ -181,7 +186,8 @@ fn label(value: &str) -> String {
     out
 }
 
-fn seconds(ms: i64) -> f64 {
+/// Milliseconds as seconds.
+pub(crate) fn seconds(ms: i64) -> f64 {
     // Milliseconds since the epoch or between two of them fit an f64 exactly.
     #[allow(clippy::cast_precision_loss)]
     let s = ms as f64 / 1000.0;
@@ -268,171 +274,141 @@ impl Metrics {
     /// memory read for this scrape.
     pub fn render(&self, gpus: &BTreeMap<InstanceId, Vec<DeviceMemory>>) -> String {
         let mut out = String::new();
-        let all = || self.instances.values();
-        let gauge = |out: &mut String, name: &str, help: &str, kind: &str| {
+        let header = |out: &mut String, name: &str, kind: &str, help: &str| {
             let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
         };
-        gauge(
-            &mut out,
-            "comfyui_up",
-            "1 when the instance is connected (live or by polling), else 0.",
-            "gauge",
-        );
-        for m in all() {
-            let _ = writeln!(
-                out,
-                "comfyui_up{{instance=\"{}\"}} {}",
-                label(&m.name),
-                u8::from(m.up)
-            );
-        }
-        gauge(
-            &mut out,
-            "comfyui_queue_pending",
-            "Jobs waiting in the instance's queue.",
-            "gauge",
-        );
-        for m in all() {
-            let _ = writeln!(
-                out,
-                "comfyui_queue_pending{{instance=\"{}\"}} {}",
-                label(&m.name),
-                m.pending
-            );
-        }
-        gauge(
-            &mut out,
-            "comfyui_queue_running",
-            "Jobs running on the instance.",
-            "gauge",
-        );
-        for m in all() {
-            let _ = writeln!(
-                out,
-                "comfyui_queue_running{{instance=\"{}\"}} {}",
-                label(&m.name),
-                m.running
-            );
-        }
-        gauge(
-            &mut out,
-            "comfyui_jobs_finished_total",
-            "Jobs that ended, by outcome (every client's).",
-            "counter",
-        );
-        for m in all() {
-            for (i, outcome) in OUTCOMES.iter().enumerate() {
+        // One value per instance.
+        let single: [Series<InstanceMetrics, String>; 6] = [
+            (
+                "comfyui_up",
+                "gauge",
+                "1 when the instance is connected (live or by polling), else 0.",
+                |m| u8::from(m.up).to_string(),
+            ),
+            (
+                "comfyui_queue_pending",
+                "gauge",
+                "Jobs waiting in the instance's queue.",
+                |m| m.pending.to_string(),
+            ),
+            (
+                "comfyui_queue_running",
+                "gauge",
+                "Jobs running on the instance.",
+                |m| m.running.to_string(),
+            ),
+            (
+                "comfyui_previews_total",
+                "counter",
+                "Preview frames received.",
+                |m| m.previews.to_string(),
+            ),
+            (
+                "comfyui_companion",
+                "gauge",
+                "1 when the server's comfy-monitor companion is in use.",
+                |m| u8::from(m.companion).to_string(),
+            ),
+            (
+                "comfyui_reconnects_total",
+                "counter",
+                "Times the connection came back after it was lost.",
+                |m| m.reconnects.to_string(),
+            ),
+        ];
+        for (name, kind, help, value) in single {
+            header(&mut out, name, kind, help);
+            for m in self.instances.values() {
                 let _ = writeln!(
                     out,
-                    "comfyui_jobs_finished_total{{instance=\"{}\",outcome=\"{}\"}} {}",
+                    "{name}{{instance=\"{}\"}} {}",
                     label(&m.name),
-                    outcome_label(*outcome),
-                    m.jobs[i]
+                    value(m)
                 );
             }
         }
-        gauge(
+        header(
             &mut out,
-            "comfyui_job_duration_seconds",
-            "How long jobs ran, queue wait excluded, by outcome.",
-            "histogram",
+            "comfyui_jobs_finished_total",
+            "counter",
+            "Jobs that ended, by outcome (every client's).",
         );
-        for m in all() {
-            for (outcome, h) in &m.duration {
-                let labels = format!("instance=\"{}\",outcome=\"{outcome}\"", label(&m.name));
-                h.render(&mut out, "comfyui_job_duration_seconds", &labels);
+        for m in self.instances.values() {
+            for (outcome, n) in OUTCOMES.iter().zip(m.jobs) {
+                let _ = writeln!(
+                    out,
+                    "comfyui_jobs_finished_total{{instance=\"{}\",outcome=\"{}\"}} {n}",
+                    label(&m.name),
+                    outcome_label(*outcome),
+                );
             }
         }
-        gauge(
+        let name = "comfyui_job_duration_seconds";
+        header(
             &mut out,
-            "comfyui_queue_wait_seconds",
-            "How long jobs waited in the queue before they started.",
+            name,
             "histogram",
+            "How long jobs ran, queue wait excluded, by outcome.",
         );
-        for m in all() {
-            let labels = format!("instance=\"{}\"", label(&m.name));
-            m.wait
-                .render(&mut out, "comfyui_queue_wait_seconds", &labels);
+        for m in self.instances.values() {
+            for (outcome, h) in &m.duration {
+                h.render(
+                    &mut out,
+                    name,
+                    &format!("instance=\"{}\",outcome=\"{outcome}\"", label(&m.name)),
+                );
+            }
         }
-        gauge(
+        let name = "comfyui_queue_wait_seconds";
+        header(
             &mut out,
-            "comfyui_node_duration_seconds",
-            "How long nodes ran, by class (jobs followed live only).",
+            name,
             "histogram",
+            "How long jobs waited in the queue before they started.",
         );
-        for m in all() {
+        for m in self.instances.values() {
+            m.wait
+                .render(&mut out, name, &format!("instance=\"{}\"", label(&m.name)));
+        }
+        let name = "comfyui_node_duration_seconds";
+        header(
+            &mut out,
+            name,
+            "histogram",
+            "How long nodes ran, by class (jobs followed live only).",
+        );
+        for m in self.instances.values() {
             for (class, h) in &m.nodes {
                 let labels = format!(
                     "instance=\"{}\",class_type=\"{}\"",
                     label(&m.name),
                     label(class)
                 );
-                h.render(&mut out, "comfyui_node_duration_seconds", &labels);
+                h.render(&mut out, name, &labels);
             }
         }
-        gauge(
-            &mut out,
-            "comfyui_previews_total",
-            "Preview frames received.",
-            "counter",
-        );
-        for m in all() {
-            let _ = writeln!(
-                out,
-                "comfyui_previews_total{{instance=\"{}\"}} {}",
-                label(&m.name),
-                m.previews
-            );
-        }
-        gauge(
-            &mut out,
-            "comfyui_companion",
-            "1 when the server's comfy-monitor companion is in use.",
-            "gauge",
-        );
-        for m in all() {
-            let _ = writeln!(
-                out,
-                "comfyui_companion{{instance=\"{}\"}} {}",
-                label(&m.name),
-                u8::from(m.companion)
-            );
-        }
-        gauge(
-            &mut out,
-            "comfyui_reconnects_total",
-            "Times the connection came back after it was lost.",
-            "counter",
-        );
-        for m in all() {
-            let _ = writeln!(
-                out,
-                "comfyui_reconnects_total{{instance=\"{}\"}} {}",
-                label(&m.name),
-                m.reconnects
-            );
-        }
-        for (name, help, used) in [
+        let memory: [(&str, &str, Read<DeviceMemory, f64>); 2] = [
             (
                 "comfyui_gpu_memory_used_bytes",
                 "Device memory in use, as /system_stats reports it.",
-                true,
+                |d| d.used_bytes,
             ),
             (
                 "comfyui_gpu_memory_total_bytes",
                 "Device memory in all, as /system_stats reports it.",
-                false,
+                |d| d.total_bytes,
             ),
-        ] {
-            gauge(&mut out, name, help, "gauge");
+        ];
+        for (name, help, value) in memory {
+            header(&mut out, name, "gauge", help);
             for (id, m) in &self.instances {
                 for d in gpus.get(id).into_iter().flatten().take(MAX_DEVICES) {
-                    let value = if used { d.used_bytes } else { d.total_bytes };
                     let _ = writeln!(
                         out,
-                        "{name}{{instance=\"{}\",device=\"{}\"}} {value}",
+                        "{name}{{instance=\"{}\",device=\"{}\"}} {}",
                         label(&m.name),
-                        label(&d.device)
+                        label(&d.device),
+                        value(d)
                     );
                 }
             }

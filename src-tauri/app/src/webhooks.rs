@@ -11,6 +11,7 @@
 //! by its own task, in order, retried with backoff while the receiver fails. With a secret, each
 //! body is signed: `X-Comfy-Monitor-Signature-256: sha256=<hex HMAC-SHA256 of the body>`.
 
+use crate::metrics::seconds;
 use comfy_engine::{Event, EventKind};
 use comfy_model::{InstanceId, JobOrigin, JobState, JobView};
 use comfy_protocol::http::OutputFile;
@@ -128,21 +129,9 @@ pub struct HookEvent {
     pub down_for_s: Option<f64>,
 }
 
-fn seconds(ms: i64) -> f64 {
-    #[allow(clippy::cast_precision_loss)]
-    let s = ms as f64 / 1000.0;
-    s
-}
-
-/// "1:05", "1:02:03": a duration as a clock.
+/// "1:05", "1:02:03": seconds as a clock.
 fn clock(secs: f64) -> String {
-    #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
-    let s = secs.max(0.0).round() as u64;
-    if s >= 3600 {
-        format!("{}:{:02}:{:02}", s / 3600, s / 60 % 60, s % 60)
-    } else {
-        format!("{}:{:02}", s / 60, s % 60)
-    }
+    comfy_model::clock(Duration::from_secs_f64(secs.max(0.0).round()))
 }
 
 impl HookEvent {

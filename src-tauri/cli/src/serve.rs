@@ -369,11 +369,7 @@ pub fn run(args: &ServeArgs, db: Option<&std::path::Path>) -> anyhow::Result<()>
     let options = ServeOptions::from_args(args)?;
     let profile = Profile::open(db)?;
     announce(&profile);
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .context("starting the runtime")?;
+    let rt = crate::act::runtime()?;
     rt.block_on(async move {
         let running = start(profile, options).await?;
         comfy_signal::shutdown_signal().await;

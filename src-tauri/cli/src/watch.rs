@@ -3,7 +3,7 @@
 use crate::output::{Format, Printer};
 use crate::secrets::announce;
 use crate::{ServerArgs, WatchArgs};
-use anyhow::{bail, Context};
+use anyhow::bail;
 use comfy_app::{AppError, Profile};
 use comfy_engine::{Engine, InstanceId, InstanceSpec, Secret, DEFAULT_EVENT_CAPACITY};
 use comfy_signal::shutdown_signal;
@@ -93,11 +93,7 @@ pub fn run(args: WatchArgs, db: Option<&std::path::Path>) -> anyhow::Result<()> 
     } else {
         Format::Human
     };
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .context("starting the runtime")?;
+    let rt = crate::act::runtime()?;
     rt.block_on(async move {
         eprintln!(
             "comfy-monitor: watching {} as client id {} (queue jobs with this client_id to see their progress live; Ctrl-C to stop)",

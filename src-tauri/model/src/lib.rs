@@ -17,6 +17,7 @@
 //! absent on the wire are optional (`field?: T`) in TypeScript.
 
 mod connection;
+mod display;
 mod ids;
 mod job;
 mod prefs;
@@ -26,6 +27,7 @@ pub use connection::{
     BadFingerprint, CancelOutcome, CertificateFingerprint, CertificateRefusal, CheckStep,
     ConnectionCheck, ConnectionState, ConnectionStatus, ServerInfo, StepResult,
 };
+pub use display::clock;
 pub use ids::{InstanceId, NodeId, PromptId};
 pub use job::{
     ErrorDetails, Estimate, EstimateBasis, Fidelity, JobOrigin, JobOutcome, JobState, JobView,

@@ -3,7 +3,6 @@
 use comfy_protocol::http::OutputFile;
 use comfy_protocol::PromptId;
 use serde::Serialize;
-use std::time::Duration;
 
 /// Which rule produced a notification.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
@@ -88,21 +87,12 @@ pub struct Notification {
     /// kind: [`crate::Policy::wants_sound`]); otherwise the server is asked for silence.
     pub sound: bool,
 }
-
-/// `m:ss`, or `h:mm:ss` from one hour.
-pub fn clock(d: Duration) -> String {
-    let s = d.as_secs();
-    let (h, m, s) = (s / 3600, (s / 60) % 60, s % 60);
-    if h > 0 {
-        format!("{h}:{m:02}:{s:02}")
-    } else {
-        format!("{m}:{s:02}")
-    }
-}
+pub use comfy_model::clock;
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::Duration;
 
     #[test]
     fn durations_read_like_a_clock() {
