@@ -517,6 +517,8 @@ fn serve_refuses_bad_options_with_a_clear_error() {
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("empty.db");
     let db = db.to_str().unwrap();
+    let held = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let taken = held.local_addr().unwrap().to_string();
     for argv in [
         vec!["--db", db, "--metrics", "nonsense"],
         vec!["--db", db, "--webhook", "ftp://x/y"],
@@ -529,6 +531,8 @@ fn serve_refuses_bad_options_with_a_clear_error() {
             "http://127.0.0.1:1/",
         ],
         vec!["--db", db, "--instance", "no such instance"],
+        // A port in use is refused before anything connects.
+        vec!["--db", db, "--metrics", &taken],
     ] {
         assert_eq!(parse(&argv), std::process::ExitCode::from(1), "{argv:?}");
     }

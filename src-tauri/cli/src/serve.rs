@@ -157,6 +157,15 @@ pub async fn start(profile: Profile, options: ServeOptions) -> anyhow::Result<Ru
     if records.is_empty() {
         bail!("no instance to monitor: save one with `comfy-monitor instances add`");
     }
+    // Taken first, so a port in use is refused before anything connects.
+    let listener = match options.metrics {
+        Some(addr) => Some(
+            tokio::net::TcpListener::bind(addr)
+                .await
+                .with_context(|| format!("--metrics: cannot listen on {addr}"))?,
+        ),
+        None => None,
+    };
     let (engine, events) = Engine::new(DEFAULT_EVENT_CAPACITY);
     let mut metrics = Metrics::default();
     let mut rule = HookRule::new(options.down_grace);
@@ -212,10 +221,7 @@ pub async fn start(profile: Profile, options: ServeOptions) -> anyhow::Result<Ru
     let (http_stop_tx, http_stop_rx) = oneshot::channel::<()>();
     let mut metrics_addr = None;
     let mut http = None;
-    if let Some(addr) = options.metrics {
-        let listener = tokio::net::TcpListener::bind(addr)
-            .await
-            .with_context(|| format!("--metrics: cannot listen on {addr}"))?;
+    if let Some(listener) = listener {
         let bound = listener.local_addr()?;
         metrics_addr = Some(bound);
         tracing::info!("metrics at http://{bound}/metrics");
@@ -244,7 +250,10 @@ pub async fn start(profile: Profile, options: ServeOptions) -> anyhow::Result<Ru
         keeper.stop().await;
         let _ = http_stop_tx.send(());
         if let Some(http) = http {
-            let _ = http.await;
+            // A scraper holding its connection open does not hold up the exit.
+            if tokio::time::timeout(SHUTDOWN_GRACE, http).await.is_err() {
+                tracing::warn!("the metrics server did not stop in time");
+            }
         }
         tracing::info!("stopped");
     });
