@@ -64,7 +64,11 @@ pub fn init_logging() {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     // Fails only when a subscriber is already installed, which is as good.
-    let _ = tracing_subscriber::fmt().with_env_filter(filter).try_init();
+    // Colours only on a terminal: not in a log file or the system journal.
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stdout()))
+        .try_init();
 }
 
 /// Opens the database, starts monitoring the saved instances and forwarding their events.
@@ -81,7 +85,7 @@ pub fn start(app: &mut App, options: &Options) -> Result<(), Box<dyn std::error:
     if shown {
         window::show_main(app.handle());
     }
-    let (deliver, actions) = notifier();
+    let (deliver, actions) = notifier(&app.config().identifier);
     let (monitor, task) = notify::spawn(
         app.handle().clone(),
         deliver,
@@ -156,25 +160,25 @@ pub fn start(app: &mut App, options: &Options) -> Result<(), Box<dyn std::error:
     Ok(())
 }
 
-/// Desktop notifications over D-Bus where there is one (Linux, BSD). Elsewhere the recording
-/// test double stands in for now: nothing is shown there (a real notifier for Windows and
-/// macOS is still to come).
-fn notifier() -> (
+/// The platform's own notifications (`comfy_notify::DesktopNotifier`): over D-Bus on Linux and
+/// the BSDs, named by the desktop file so the server groups them under the app; toasts on
+/// Windows and the Notification Center on macOS, named by the app's `identifier` (the
+/// AppUserModelID Tauri's installers register; the bundle's identifier).
+fn notifier(
+    identifier: &str,
+) -> (
     std::sync::Arc<dyn comfy_notify::Deliver>,
     Option<tokio::sync::mpsc::Receiver<comfy_notify::ActionInvoked>>,
 ) {
+    let (n, actions) = comfy_notify::DesktopNotifier::new("Comfy Monitor");
     #[cfg(all(unix, not(target_os = "macos")))]
-    {
-        let (n, actions) = comfy_notify::DesktopNotifier::new("Comfy Monitor");
-        (
-            std::sync::Arc::new(n.with_desktop_entry("comfy-monitor")),
-            Some(actions),
-        )
-    }
-    #[cfg(not(all(unix, not(target_os = "macos"))))]
-    {
-        (std::sync::Arc::new(comfy_notify::Recorder::default()), None)
-    }
+    let n = {
+        let _ = identifier;
+        n.with_desktop_entry("comfy-monitor")
+    };
+    #[cfg(any(windows, target_os = "macos"))]
+    let n = n.with_app_id(identifier);
+    (std::sync::Arc::new(n), Some(actions))
 }
 
 /// Saves the instances listed in `COMFY_MONITOR_INSTANCES` that are not saved yet.

@@ -1,10 +1,25 @@
 //! Putting notifications on screen. [`Deliver`] is the seam the shell codes against;
-//! [`DesktopNotifier`] speaks the freedesktop notification protocol over D-Bus through
-//! notify-rust (its pure-Rust zbus backend), and [`Recorder`] keeps them in memory for tests.
+//! [`DesktopNotifier`] is the platform's own notifier, one type with one `new` everywhere:
+//! on Linux and the BSDs the freedesktop notification protocol over D-Bus through notify-rust
+//! (its pure-Rust zbus backend), on Windows toasts (`toast`), on macOS the Notification Center
+//! through notify-rust (`macos`). [`Recorder`] keeps them in memory for tests and is never a
+//! platform's notifier.
+//!
+//! What each platform shows of a [`Notification`]:
+//!
+//! | | Linux/BSD (D-Bus) | Windows (toast) | macOS (Notification Center) |
+//! | --- | --- | --- | --- |
+//! | summary, body | yes (body markup escaped when the server reads it) | yes | yes |
+//! | thumbnail | `image-data` hint | a temporary PNG, shown below the text | a temporary PNG, the content image |
+//! | actions | buttons, and the notification itself | buttons, and the toast itself | one button, or an "Options" menu of them, and the notification itself; clicks are listened for on at most 32 at a time |
+//! | sound | the theme's `message-new-instant`, or silence asked for | the default toast sound, or silent | the default sound, or none |
+//! | same key replaces | yes (`replaces_id`) | no: a new toast each time | no: a new notification each time |
+//!
+//! Where a platform lacks a part, the rest is still shown: no image, no buttons, or a new
+//! notification instead of a replaced one; the text always carries the news.
 
-use crate::notification::{Action, Notification, NotificationKind};
+use crate::notification::{Action, Notification};
 use image::RgbaImage;
-use std::collections::VecDeque;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
@@ -13,8 +28,12 @@ pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
 #[derive(Debug, thiserror::Error)]
 pub enum DeliverError {
+    #[cfg(all(unix, not(target_os = "macos")))]
     #[error("no notification server answered: {0}")]
     Bus(#[source] notify_rust::error::Error),
+    #[cfg(windows)]
+    #[error("Windows refused the toast: {0}")]
+    Toast(#[source] tauri_winrt_notification::Error),
     #[error("the notification image is unusable: {0}")]
     Image(String),
     #[error("cannot decode the thumbnail: {0}")]
@@ -101,33 +120,37 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 /// name for a new message, which every desktop's theme has.
 pub const SOUND_NAME: &str = "message-new-instant";
 
-/// The freedesktop category hint for each kind, which some servers use for icons and sounds.
-fn category(kind: NotificationKind) -> &'static str {
-    match kind {
-        NotificationKind::JobDone | NotificationKind::QueueDrained => "transfer.complete",
-        NotificationKind::JobFailed | NotificationKind::JobInterrupted => "transfer.error",
-        NotificationKind::Disconnected | NotificationKind::AuthFailed => "network.error",
-        NotificationKind::BackOnline => "network.connected",
+/// The action a click means: `None` is the notification itself, which does what its first
+/// button does; otherwise the button with that [`Action::id`]. Anything else (a dismissal's
+/// name, an unknown id) means none.
+fn chosen(actions: &[Action], clicked: Option<&str>) -> Option<Action> {
+    match clicked {
+        None => actions.first(),
+        Some(id) => actions.iter().find(|a| a.id() == id),
     }
-}
-
-/// Escapes the characters the notification body markup reads.
-fn escape_markup(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for c in text.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            c => out.push(c),
-        }
-    }
-    out
+    .cloned()
 }
 
 /// Notifications shown recently whose actions are still listened for. Older ones are let go
-/// (their buttons stop answering): each holds a D-Bus connection.
+/// (their buttons stop answering): on D-Bus each holds a connection, on macOS a thread.
 const LISTENED: usize = 32;
+
+#[cfg(windows)]
+mod toast;
+#[cfg(windows)]
+pub use toast::DesktopNotifier;
+
+#[cfg(target_os = "macos")]
+mod macos;
+#[cfg(target_os = "macos")]
+pub use macos::DesktopNotifier;
+
+/// Thumbnails as files, for the platforms whose notifications take an image by path.
+#[cfg(any(windows, target_os = "macos", test))]
+mod image_file;
+/// Who a notification is shown as, on the platforms that name the app by an identifier.
+#[cfg(any(windows, target_os = "macos", test))]
+mod sender;
 
 #[cfg(all(unix, not(target_os = "macos")))]
 pub use desktop::DesktopNotifier;
@@ -135,9 +158,35 @@ pub use desktop::DesktopNotifier;
 #[cfg(all(unix, not(target_os = "macos")))]
 mod desktop {
     use super::*;
+    use crate::notification::NotificationKind;
     use notify_rust::{Hint, NotificationResponse};
+    use std::collections::VecDeque;
     use tokio::sync::{mpsc, OnceCell};
     use tokio::task::AbortHandle;
+
+    /// The freedesktop category hint for each kind, which some servers use for icons and sounds.
+    fn category(kind: NotificationKind) -> &'static str {
+        match kind {
+            NotificationKind::JobDone | NotificationKind::QueueDrained => "transfer.complete",
+            NotificationKind::JobFailed | NotificationKind::JobInterrupted => "transfer.error",
+            NotificationKind::Disconnected | NotificationKind::AuthFailed => "network.error",
+            NotificationKind::BackOnline => "network.connected",
+        }
+    }
+
+    /// Escapes the characters the notification body markup reads.
+    fn escape_markup(text: &str) -> String {
+        let mut out = String::with_capacity(text.len());
+        for c in text.chars() {
+            match c {
+                '&' => out.push_str("&amp;"),
+                '<' => out.push_str("&lt;"),
+                '>' => out.push_str("&gt;"),
+                c => out.push(c),
+            }
+        }
+        out
+    }
 
     /// Notifications over the session bus.
     ///
@@ -293,17 +342,12 @@ mod desktop {
                 handle
                     .wait_for_action_async(|response: &NotificationResponse| {
                         let action = match response {
-                            NotificationResponse::Default => actions.first(),
-                            NotificationResponse::Action(name) => {
-                                actions.iter().find(|a| a.id() == name)
-                            }
+                            NotificationResponse::Default => chosen(&actions, None),
+                            NotificationResponse::Action(name) => chosen(&actions, Some(name)),
                             _ => None,
                         };
                         if let Some(action) = action {
-                            let invoked = ActionInvoked {
-                                key,
-                                action: action.clone(),
-                            };
+                            let invoked = ActionInvoked { key, action };
                             if tx.try_send(invoked).is_err() {
                                 tracing::warn!("notification action dropped: nobody is reading");
                             }
@@ -337,18 +381,45 @@ mod desktop {
             }
         }
     }
+
+    #[cfg(test)]
+    mod tests {
+        use super::*;
+
+        #[test]
+        fn markup_characters_are_escaped() {
+            assert_eq!(
+                escape_markup("a < b && c > d"),
+                "a &lt; b &amp;&amp; c &gt; d"
+            );
+        }
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::notification::NotificationKind;
 
     #[test]
-    fn markup_characters_are_escaped() {
-        assert_eq!(
-            escape_markup("a < b && c > d"),
-            "a &lt; b &amp;&amp; c &gt; d"
-        );
+    fn a_click_on_the_notification_means_its_first_action() {
+        let show = Action::Show {
+            instance: None,
+            prompt_id: None,
+        };
+        let open = Action::OpenFolder {
+            instance: "Local".into(),
+            file: comfy_protocol::http::OutputFile {
+                filename: "a.png".into(),
+                subfolder: String::new(),
+                kind: "output".into(),
+            },
+        };
+        let actions = [show.clone(), open.clone()];
+        assert_eq!(chosen(&actions, None), Some(show));
+        assert_eq!(chosen(&actions, Some("open-folder")), Some(open));
+        assert_eq!(chosen(&actions, Some("__closed")), None);
+        assert_eq!(chosen(&[], None), None);
     }
 
     #[test]

@@ -1,5 +1,5 @@
 //! What the tray and the desktop notifications say, decided without tauri: the notification
-//! policy, the tray icon and its tooltip, and delivery over D-Bus. The shell feeds engine events
+//! policy, the tray icon and its tooltip, and delivery by the platform's own notifications. The shell feeds engine events
 //! in and puts the results on screen; nothing here imports tauri, owns a clock or a window.
 //!
 //! # The notification policy
@@ -49,9 +49,12 @@
 //!
 //! # Delivery
 //!
-//! [`Deliver`] puts a notification on screen. [`DesktopNotifier`] does it over D-Bus with
-//! notify-rust (summary, body, the thumbnail as an `image-data` hint, actions) and reports the
-//! actions users click through a channel. [`Recorder`] keeps them in memory for tests.
+//! [`Deliver`] puts a notification on screen. [`DesktopNotifier`] does it with the platform's
+//! own notifications and reports the actions users click through a channel: over D-Bus with
+//! notify-rust on Linux and the BSDs (summary, body, the thumbnail as an `image-data` hint,
+//! actions), as toasts on Windows, through the Notification Center on macOS; what each platform
+//! shows, and what it does without, is tabled in `deliver.rs`. [`Recorder`] keeps them in
+//! memory for tests.
 //!
 //! # A host's loop
 //!
@@ -87,11 +90,9 @@ mod policy;
 mod tray;
 
 pub use comfy_model::NotificationPrefs;
-#[cfg(all(unix, not(target_os = "macos")))]
-pub use deliver::DesktopNotifier;
 pub use deliver::{
-    notification_image, ActionInvoked, BoxFuture, Deliver, DeliverError, Recorded, Recorder,
-    NOTIFICATION_IMAGE_SIDE, SOUND_NAME,
+    notification_image, ActionInvoked, BoxFuture, Deliver, DeliverError, DesktopNotifier, Recorded,
+    Recorder, NOTIFICATION_IMAGE_SIDE, SOUND_NAME,
 };
 pub use icon::{render_icon, state_colour, PROGRESS, TRACK};
 /// The zone the tray tells times in (`jiff`'s).

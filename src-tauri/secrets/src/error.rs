@@ -32,4 +32,10 @@ pub enum SecretsError {
     /// have leaked; it is not used until only its owner can reach it.
     #[error("{} is open to other users (mode {mode:03o}), so comfy-monitor will not use it; run `chmod go-rwx {}` and consider changing the credentials it holds", path.display(), path.display())]
     Insecure { path: PathBuf, mode: u32 },
+
+    /// Windows: the fallback file (or its directory) is outside the user's profile folder,
+    /// whose access rules (the user, SYSTEM and Administrators) are what keep it the user's
+    /// alone there; elsewhere, such as another drive's folders, other users may read it.
+    #[error("{} is outside your user profile folder, where other users may be able to read it, so comfy-monitor will not use it: keep the profile (--db) under your user folder, or leave COMFY_MONITOR_SECRETS unset so credentials go to the Windows Credential Manager", path.display())]
+    OutsideProfile { path: PathBuf },
 }

@@ -262,10 +262,43 @@ fn check_private(path: &Path, meta: &fs::Metadata, kind: PrivateKind) -> Result<
     Ok(())
 }
 
-/// Elsewhere the file lives in the user's profile and inherits its access rules.
-#[cfg(not(unix))]
+/// Windows has no mode bits: what makes a file the user's alone is its access control list,
+/// which a new file or folder inherits from the folder it is made in. The user's profile folder
+/// (`%USERPROFILE%`, holding `%APPDATA%` and `%LOCALAPPDATA%`) grants only the user, SYSTEM and
+/// Administrators (as root may read a 0600 file), so the file and its folder must lie inside
+/// it; a folder elsewhere (another drive's root grants every signed-in user) is refused. The
+/// ACL itself is not read: that takes the Win32 security API, which is `unsafe` to call.
+#[cfg(windows)]
+fn check_private(path: &Path, _: &fs::Metadata, _: PrivateKind) -> Result<(), SecretsError> {
+    let full = fs::canonicalize(path).map_err(|source| SecretsError::Io {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    let profile = std::env::var_os("USERPROFILE").and_then(|p| fs::canonicalize(p).ok());
+    match profile {
+        Some(profile) if is_within(&full, &profile) => Ok(()),
+        _ => Err(SecretsError::OutsideProfile {
+            path: path.to_path_buf(),
+        }),
+    }
+}
+
+/// Elsewhere (neither Unix nor Windows) nothing is known to check.
+#[cfg(not(any(unix, windows)))]
 fn check_private(_: &Path, _: &fs::Metadata, _: PrivateKind) -> Result<(), SecretsError> {
     Ok(())
+}
+
+/// Whether `path` is `folder` or lies below it, comparing whole components, ASCII case aside
+/// (Windows' paths ignore case; both sides come from `canonicalize`, which spells them alike).
+#[cfg(any(windows, test))]
+fn is_within(path: &Path, folder: &Path) -> bool {
+    let mut inner = path.components();
+    folder.components().all(|f| {
+        inner
+            .next()
+            .is_some_and(|p| p.as_os_str().eq_ignore_ascii_case(f.as_os_str()))
+    })
 }
 
 /// A fresh name beside `path`, unique within this process and across processes (pid).
@@ -319,6 +352,23 @@ mod tests {
         let shown = format!("{err} {err:?}");
         assert!(matches!(err, SecretsError::Corrupt { .. }), "{shown}");
         assert!(!shown.contains("hunter2"), "{shown}");
+    }
+
+    #[test]
+    fn only_a_path_inside_the_folder_is_within_it() {
+        let profile = Path::new("/home/Ada");
+        assert!(is_within(
+            Path::new("/home/Ada/AppData/secrets.json"),
+            profile
+        ));
+        assert!(is_within(
+            Path::new("/home/ada/AppData/secrets.json"),
+            profile
+        ));
+        assert!(is_within(profile, profile));
+        assert!(!is_within(Path::new("/home/Adam/secrets.json"), profile));
+        assert!(!is_within(Path::new("/home"), profile));
+        assert!(!is_within(Path::new("/srv/secrets.json"), profile));
     }
 
     #[test]

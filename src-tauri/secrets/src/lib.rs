@@ -26,7 +26,11 @@
 //! `{"version":1,"secrets":{"<ref>":"<value>"}}`, mode 0600, in a directory created as 0700. An
 //! existing file open to group or others, or a directory others can write to, is refused with
 //! [`SecretsError::Insecure`]; a file that does not parse is refused with
-//! [`SecretsError::Corrupt`] and left as it is. Beside it, `<file name>.noticed` records that the
+//! [`SecretsError::Corrupt`] and left as it is. On Windows, which has no mode bits, the file
+//! and its directory must lie in the user's profile folder, whose access list (the user, SYSTEM,
+//! Administrators) they inherit; anywhere else is refused with
+//! [`SecretsError::OutsideProfile`]. (There the keyring is the Credential Manager, which every
+//! signed-in session has, so the file is used only when `COMFY_MONITOR_SECRETS=file` asks.) Beside it, `<file name>.noticed` records that the
 //! user has been told the file is forced, and `<file name>.in-keyring` that this profile has kept
 //! credentials in the keyring (so when the keyring cannot be reached, a credential missing from
 //! the file may be there, and the user is warned instead of told it is missing).
