@@ -256,7 +256,7 @@ struct Watched {
     up: bool,
     /// Out of reach since then, not yet posted.
     down_since: Option<Instant>,
-    /// Posted down; `back` is posted when it answers again.
+    /// Posted down (out of reach since then); `back` is posted when it answers again.
     announced: Option<Instant>,
     detail: String,
     busy: bool,
@@ -314,10 +314,7 @@ impl HookRule {
                     w.down_since = None;
                     if let Some(since) = w.announced.take() {
                         let mut back = HookEvent::instance(HookKind::InstanceBack, &w.name, ts);
-                        back.down_for_s = Some(
-                            now.saturating_duration_since(since).as_secs_f64()
-                                + self.grace.as_secs_f64(),
-                        );
+                        back.down_for_s = Some(now.saturating_duration_since(since).as_secs_f64());
                         out.push(back);
                     }
                 } else {
@@ -351,7 +348,8 @@ impl HookRule {
             if let Some(since) = w.down_since {
                 if now >= since + self.grace {
                     w.down_since = None;
-                    w.announced = Some(now);
+                    // Out of reach since then: what `back` reports, however late this tick.
+                    w.announced = Some(since);
                     let mut down = HookEvent::instance(
                         HookKind::InstanceDown,
                         &w.name,
@@ -808,6 +806,33 @@ mod tests {
         );
         assert_eq!(kinds(&back), [HookKind::InstanceBack]);
         assert_eq!(back[0].down_for_s, Some(90.0));
+    }
+
+    #[test]
+    fn back_reports_the_whole_outage_even_when_the_tick_came_late() {
+        let t0 = Instant::now();
+        let mut rule = HookRule::new(Duration::from_secs(30));
+        rule.add_instance(InstanceId(1), "gpu", t0);
+        rule.apply(&connection(ConnectionState::Connected), t0);
+        rule.apply(
+            &connection(ConnectionState::Reconnecting),
+            t0 + Duration::from_secs(10),
+        );
+        // The host ticked long after the grace ran out.
+        assert_eq!(
+            kinds(&rule.tick(t0 + Duration::from_secs(200))),
+            [HookKind::InstanceDown]
+        );
+        let back = rule.apply(
+            &connection(ConnectionState::Connected),
+            t0 + Duration::from_secs(310),
+        );
+        assert_eq!(back[0].down_for_s, Some(300.0));
+        assert!(
+            back[0].text().ends_with("Out of reach for 5:00"),
+            "{}",
+            back[0].text()
+        );
     }
 
     #[test]
