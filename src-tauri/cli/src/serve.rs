@@ -328,7 +328,7 @@ impl Loop {
                     }));
                 }
                 () = tokio::time::sleep(SHUTDOWN_GRACE * 2), if stopping.is_some() => {
-                    tracing::warn!("events still arriving at exit were dropped");
+                    tracing::warn!("the engine's events did not end in time; what is left is not written");
                     break;
                 }
             }
