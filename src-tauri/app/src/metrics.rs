@@ -186,12 +186,9 @@ fn label(value: &str) -> String {
     out
 }
 
-/// Milliseconds as seconds.
-pub(crate) fn seconds(ms: i64) -> f64 {
-    // Milliseconds since the epoch or between two of them fit an f64 exactly.
-    #[allow(clippy::cast_precision_loss)]
-    let s = ms as f64 / 1000.0;
-    s
+/// A duration in milliseconds, as seconds.
+pub(crate) fn millis(ms: u64) -> f64 {
+    Duration::from_millis(ms).as_secs_f64()
 }
 
 impl Metrics {
@@ -232,28 +229,22 @@ impl Metrics {
                 if let Some(i) = OUTCOMES.iter().position(|o| *o == job.state) {
                     m.jobs[i] += 1;
                 }
-                if let (Some(start), Some(end)) = (job.started_at_ms, job.ended_at_ms) {
-                    if matches!(
+                if let Some(ran) = job.ran_ms().filter(|_| {
+                    matches!(
                         job.state,
                         JobState::Success | JobState::Error | JobState::Interrupted
-                    ) && end >= start
-                    {
-                        let ran = job.run_ms.map_or_else(
-                            || seconds(end - start),
-                            |ms| seconds(i64::try_from(ms).unwrap_or(i64::MAX)),
-                        );
-                        m.duration
-                            .entry(outcome_label(job.state))
-                            .or_insert_with(|| Histogram::new(JOB_BUCKETS))
-                            .observe(ran);
-                    }
-                    if job.queued_at_ms > 0 && start >= job.queued_at_ms {
-                        m.wait.observe(seconds(start - job.queued_at_ms));
-                    }
+                    )
+                }) {
+                    m.duration
+                        .entry(outcome_label(job.state))
+                        .or_insert_with(|| Histogram::new(JOB_BUCKETS))
+                        .observe(millis(ran));
+                }
+                if let Some(waited) = job.waited_ms() {
+                    m.wait.observe(millis(waited));
                 }
                 for node in &job.node_durations {
-                    let ms = i64::try_from(node.ms).unwrap_or(i64::MAX);
-                    m.node(node.node_type.as_deref()).observe(seconds(ms));
+                    m.node(node.node_type.as_deref()).observe(millis(node.ms));
                 }
             }
             EventKind::Preview(_) => m.previews += 1,

@@ -11,7 +11,7 @@
 //! by its own task, in order, retried with backoff while the receiver fails. With a secret, each
 //! body is signed: `X-Comfy-Monitor-Signature-256: sha256=<hex HMAC-SHA256 of the body>`.
 
-use crate::metrics::seconds;
+use crate::metrics::millis;
 use comfy_engine::{Event, EventKind};
 use comfy_model::{InstanceId, JobOrigin, JobState, JobView};
 use comfy_protocol::http::OutputFile;
@@ -143,15 +143,8 @@ impl HookEvent {
             JobState::Lost => HookKind::JobLost,
             JobState::Deleted | JobState::Pending | JobState::Running => return None,
         };
-        let duration_s = match (job.run_ms, job.started_at_ms, job.ended_at_ms) {
-            (Some(ms), _, _) => Some(seconds(i64::try_from(ms).unwrap_or(i64::MAX))),
-            (None, Some(start), Some(end)) if end >= start => Some(seconds(end - start)),
-            _ => None,
-        };
-        let queue_wait_s = job
-            .started_at_ms
-            .filter(|start| job.queued_at_ms > 0 && *start >= job.queued_at_ms)
-            .map(|start| seconds(start - job.queued_at_ms));
+        let duration_s = job.ran_ms().map(millis);
+        let queue_wait_s = job.waited_ms().map(millis);
         let error = job.error.as_ref().map(|e| HookError {
             node_type: e.node_type.clone(),
             exception_type: e.exception_type.clone(),

@@ -427,6 +427,29 @@ impl JobView {
         }
     }
 
+    /// How long an ended job ran, queue wait excluded: the tracker's own figure (`elapsed_ms`,
+    /// which never mixes the server's clock and ours), else the span from its start to its end.
+    /// `None` while it has not ended, or when neither is known.
+    pub fn ran_ms(&self) -> Option<u64> {
+        if !self.state.is_terminal() {
+            return None;
+        }
+        self.elapsed_ms.or_else(|| {
+            let (start, end) = (self.started_at_ms?, self.ended_at_ms?);
+            u64::try_from(end - start).ok()
+        })
+    }
+
+    /// How long the job waited in the queue before it started, when both are known and in
+    /// order.
+    pub fn waited_ms(&self) -> Option<u64> {
+        let start = self.started_at_ms?;
+        if self.queued_at_ms <= 0 {
+            return None;
+        }
+        u64::try_from(start - self.queued_at_ms).ok()
+    }
+
     /// Each output file with the node that wrote it, when known.
     pub fn outputs_with_nodes(&self) -> impl Iterator<Item = (&OutputFile, Option<&NodeId>)> {
         self.outputs
@@ -439,6 +462,32 @@ impl JobView {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_ended_job_ran_for_the_trackers_figure_else_its_span_and_waited_until_it_started() {
+        let mut job = JobView::new("p".into(), JobOrigin::Other, JobState::Running);
+        job.queued_at_ms = 1_000;
+        job.started_at_ms = Some(3_000);
+        job.ended_at_ms = Some(68_000);
+        job.elapsed_ms = Some(5_000);
+        assert_eq!(job.ran_ms(), None, "not ended yet");
+        assert_eq!(job.waited_ms(), Some(2_000));
+        job.state = JobState::Error;
+        assert_eq!(job.ran_ms(), Some(5_000), "the tracker's own figure first");
+        job.elapsed_ms = None;
+        assert_eq!(job.ran_ms(), Some(65_000));
+        job.ended_at_ms = Some(2_000);
+        assert_eq!(job.ran_ms(), None, "an end before the start is no duration");
+        job.started_at_ms = Some(500);
+        assert_eq!(
+            job.waited_ms(),
+            None,
+            "a start before the queueing is no wait"
+        );
+        job.queued_at_ms = 0;
+        job.started_at_ms = Some(3_000);
+        assert_eq!(job.waited_ms(), None, "queued at an unknown time");
+    }
 
     #[test]
     fn state_and_origin_names_round_trip_through_their_wire_and_database_text() {

@@ -629,10 +629,7 @@ fn is_image(file: &OutputFile) -> bool {
 }
 
 fn finished(job: &JobView, label: Option<String>) -> Finished {
-    let took = job.elapsed_ms.map(Duration::from_millis).or_else(|| {
-        let (start, end) = (job.started_at_ms?, job.ended_at_ms?);
-        u64::try_from(end - start).ok().map(Duration::from_millis)
-    });
+    let took = job.ran_ms().map(Duration::from_millis);
     Finished {
         prompt_id: job.prompt_id.clone(),
         label,
