@@ -113,6 +113,9 @@ pub struct HookError {
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct HookEvent {
     pub event: HookKind,
+    /// The saved instance's id, which targets are chosen by.
+    #[serde(skip)]
+    pub instance_id: InstanceId,
     /// The saved instance's name.
     pub instance: String,
     #[serde(with = "time::serde::rfc3339")]
@@ -135,7 +138,7 @@ fn clock(secs: f64) -> String {
 }
 
 impl HookEvent {
-    fn job(instance: &str, job: &JobView, ts: OffsetDateTime) -> Option<Self> {
+    fn job(id: InstanceId, instance: &str, job: &JobView, ts: OffsetDateTime) -> Option<Self> {
         let kind = match job.state {
             JobState::Success => HookKind::JobFinished,
             JobState::Error => HookKind::JobFailed,
@@ -176,6 +179,7 @@ impl HookEvent {
         };
         Some(Self {
             event: kind,
+            instance_id: id,
             instance: instance.to_owned(),
             ts,
             summary,
@@ -192,7 +196,7 @@ impl HookEvent {
         })
     }
 
-    fn instance(kind: HookKind, instance: &str, ts: OffsetDateTime) -> Self {
+    fn instance(kind: HookKind, id: InstanceId, instance: &str, ts: OffsetDateTime) -> Self {
         let summary = match kind {
             HookKind::QueueDrained => format!("{instance}: queue done"),
             HookKind::InstanceDown => format!("{instance} is down"),
@@ -200,6 +204,7 @@ impl HookEvent {
         };
         Self {
             event: kind,
+            instance_id: id,
             instance: instance.to_owned(),
             ts,
             summary,
@@ -288,7 +293,7 @@ impl HookRule {
     /// One engine event; the posts due by `now` come first.
     pub fn apply(&mut self, event: &Event, now: Instant) -> Vec<HookEvent> {
         let mut out = self.tick(now);
-        let ts = event.ts;
+        let (ts, id) = (event.ts, event.instance_id);
         let w = self
             .instances
             .entry(event.instance_id)
@@ -306,7 +311,7 @@ impl HookRule {
                 if up {
                     w.down_since = None;
                     if let Some(since) = w.announced.take() {
-                        let mut back = HookEvent::instance(HookKind::InstanceBack, &w.name, ts);
+                        let mut back = HookEvent::instance(HookKind::InstanceBack, id, &w.name, ts);
                         back.down_for_s = Some(now.saturating_duration_since(since).as_secs_f64());
                         out.push(back);
                     }
@@ -322,12 +327,12 @@ impl HookRule {
             EventKind::Queue { running, pending } => {
                 let busy = !(running.is_empty() && pending.is_empty());
                 if w.busy && !busy && w.up {
-                    out.push(HookEvent::instance(HookKind::QueueDrained, &w.name, ts));
+                    out.push(HookEvent::instance(HookKind::QueueDrained, id, &w.name, ts));
                 }
                 w.busy = busy;
             }
             EventKind::Job(job) if job.state.is_terminal() => {
-                out.extend(HookEvent::job(&w.name, job, ts));
+                out.extend(HookEvent::job(id, &w.name, job, ts));
             }
             _ => {}
         }
@@ -337,7 +342,7 @@ impl HookRule {
     /// Posts what is due by `now`: instances out of reach past the grace period.
     pub fn tick(&mut self, now: Instant) -> Vec<HookEvent> {
         let mut out = Vec::new();
-        for w in self.instances.values_mut() {
+        for (id, w) in &mut self.instances {
             if let Some(since) = w.down_since {
                 if now >= since + self.grace {
                     w.down_since = None;
@@ -345,6 +350,7 @@ impl HookRule {
                     w.announced = Some(since);
                     let mut down = HookEvent::instance(
                         HookKind::InstanceDown,
+                        *id,
                         &w.name,
                         OffsetDateTime::now_utc(),
                     );
@@ -496,8 +502,6 @@ pub struct Webhooks {
     targets: Vec<Target>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
     stats: Arc<HookStats>,
-    /// Which instance each event is about, to filter per target.
-    ids: HashMap<String, InstanceId>,
 }
 
 /// The JSON body: the event and its delivery id (the same on every attempt).
@@ -618,12 +622,7 @@ async fn deliver_all(
 
 impl Webhooks {
     /// Starts one delivery task per target. Must be called inside a tokio runtime.
-    /// `instances`: each monitored instance's name and id, to filter targets by instance.
-    pub fn spawn(
-        targets: Vec<HookTarget>,
-        instances: impl IntoIterator<Item = (String, InstanceId)>,
-        retry: Retry,
-    ) -> Result<Self, String> {
+    pub fn spawn(targets: Vec<HookTarget>, retry: Retry) -> Result<Self, String> {
         let client = reqwest::Client::builder()
             .user_agent(concat!("comfy-monitor/", env!("CARGO_PKG_VERSION")))
             .redirect(reqwest::redirect::Policy::none())
@@ -651,7 +650,6 @@ impl Webhooks {
             targets: out,
             tasks,
             stats,
-            ids: instances.into_iter().collect(),
         })
     }
 
@@ -666,18 +664,13 @@ impl Webhooks {
     /// Queues `event` for every target that wants it. Never waits: a target whose queue is
     /// full loses it (counted in [`HookStats::dropped`]).
     pub fn send(&self, event: HookEvent) {
-        let id = self.ids.get(&event.instance).copied();
+        let id = event.instance_id;
         let delivery = Arc::new(Delivery {
             id: uuid::Uuid::new_v4().to_string(),
             event,
         });
         for t in &self.targets {
-            let wanted = match (&t.instances, id) {
-                (None, _) => true,
-                (Some(set), Some(id)) => set.contains(&id),
-                (Some(_), None) => false,
-            };
-            if !wanted {
+            if t.instances.as_ref().is_some_and(|set| !set.contains(&id)) {
                 continue;
             }
             if t.tx.try_send(delivery.clone()).is_err() {

@@ -210,8 +210,7 @@ pub async fn start(profile: Profile, options: ServeOptions) -> anyhow::Result<Ru
             Err(error) => tracing::error!("an instance's webhook is not used: {error}"),
         }
     }
-    let hooks = Webhooks::spawn(targets.clone(), instances.clone(), options.retry)
-        .map_err(anyhow::Error::msg)?;
+    let hooks = Webhooks::spawn(targets.clone(), options.retry).map_err(anyhow::Error::msg)?;
     for t in &targets {
         tracing::info!(target = %webhooks::redacted(&t.url), signed = t.secret.is_some(), "webhook");
     }
