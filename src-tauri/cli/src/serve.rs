@@ -14,7 +14,6 @@ use comfy_app::recorder::JournalWriter;
 use comfy_app::webhooks::{self, HookRule, HookStats, HookTarget, Retry, Webhooks};
 use comfy_app::Profile;
 use comfy_engine::{Engine, Events, DEFAULT_EVENT_CAPACITY};
-use comfy_model::InstanceId;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -121,8 +120,6 @@ impl ServeOptions {
 pub struct Running {
     /// Where the metrics are served, once bound (port 0 resolved).
     pub metrics_addr: Option<SocketAddr>,
-    /// Each monitored instance's id, by name.
-    pub instances: Vec<(String, InstanceId)>,
     pub hook_stats: Arc<HookStats>,
     stop: oneshot::Sender<()>,
     done: tokio::task::JoinHandle<()>,
@@ -190,8 +187,6 @@ pub async fn start(profile: Profile, options: ServeOptions) -> anyhow::Result<Ru
         engine.add_saved(rec.id, spec, restored)?;
         tracing::info!(instance = %rec.name, url = %rec.base_url, "monitoring");
     }
-    let instances: Vec<(String, InstanceId)> =
-        records.iter().map(|r| (r.name.clone(), r.id)).collect();
     let keeper = Keeper::spawn(engine.clone(), profile.second_journal()?);
     let waker = keeper.waker();
     let writer = JournalWriter::new(Some(profile.second_journal()?))
@@ -258,7 +253,6 @@ pub async fn start(profile: Profile, options: ServeOptions) -> anyhow::Result<Ru
     });
     Ok(Running {
         metrics_addr,
-        instances,
         hook_stats,
         stop: stop_tx,
         done,
